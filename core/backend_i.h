@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * This file defines the table of operations a storage backend provides to
+ * the store front (store.c). The front validates every key, value size and
+ * option before calling a backend, owns the watch machinery and the
+ * read-only rule; a backend only stores, applies transactions atomically,
+ * and keeps the change history that watches read. Every function returns
+ * 0 or a negative errno, as the public API does.
+ *
+ * A future backend (etcd) fits by mapping txn to an etcd Txn with version
+ * compares, history to the watch/range-by-revision API and revision to the
+ * cluster revision.
+ */
+#ifndef USTATE_BACKEND_I_H
+#define USTATE_BACKEND_I_H
+
+#include "ustate.h"
+
+#define USTATE_BACKEND_VERSION 1
+
+/* Which set a scan walks. */
+#define USTATE_SCAN_KEYS 0	/* the keys */
+#define USTATE_SCAN_DIRS 1	/* the directory records */
+
+/* Flags of ustate_backend_ops.txn. */
+#define USTATE_TXN_NO_REVISION 0x1
+
+/* One change as the history records it. */
+struct ustate_change {
+	ustate_event_type type;
+	uint64_t version;
+	uint64_t revision;
+	char *key;		/* owned by the array that holds it */
+};
+
+struct ustate_backend_ops {
+	unsigned version;	/* USTATE_BACKEND_VERSION */
+	const char *name;
+
+	/* Release everything; b is not used again. */
+	void (*close)(void *b);
+
+	/* ustate_get(); -ENOENT when absent. */
+	int (*get)(void *b, const char *key, ustate_entry **out);
+
+	/* The version of key, 0 when absent. */
+	int (*key_version)(void *b, const char *key, uint64_t *version);
+
+	/*
+	 * Up to max names of one set (USTATE_SCAN_*) that start with prefix
+	 * and sort strictly after `after` (NULL: no lower bound; it may hold
+	 * any bytes, 0xff included), in byte order; max may be SIZE_MAX.
+	 * O(log N + returned). Free with ustate_list_free().
+	 */
+	int (*scan)(void *b, int set, const char *prefix, const char *after,
+		    size_t max, char ***names, size_t *n);
+
+	/*
+	 * Apply ops (already validated) atomically, as ustate_transaction()
+	 * describes; res is never NULL and res->versions has n slots. With
+	 * USTATE_TXN_NO_REVISION in flags, res->revision may be left unset on
+	 * success (the caller will not read it).
+	 */
+	int (*txn)(void *b, const ustate_op *ops, size_t n,
+		   ustate_txn_result *res, unsigned flags);
+
+	/* The current store revision. */
+	int (*revision)(void *b, uint64_t *rev);
+
+	/*
+	 * Up to max changes with revision >= from, in order, starting after
+	 * the first skip changes of revision from (so a reader can resume
+	 * in the middle of a revision). *oldest receives the oldest revision
+	 * still retained (changes before it were trimmed). The caller frees
+	 * the array with ustate_changes_free().
+	 */
+	int (*history)(void *b, uint64_t from, size_t skip, size_t max,
+		       struct ustate_change **out, size_t *n,
+		       uint64_t *oldest);
+};
+
+void ustate_changes_free(struct ustate_change *c, size_t n);
+
+/* The backends; each fills *ops and *b on success. */
+int ustate_sqlite_backend_open(void **b,
+			       const struct ustate_backend_ops **ops,
+			       const char *path, const ustate_options *opts);
+int ustate_memory_backend_open(void **b,
+			       const struct ustate_backend_ops **ops,
+			       const ustate_options *opts);
+
+/* Shared helpers of the backends (store.c). */
+ustate_entry *ustate_entry_new(const char *key, const void *val, size_t len);
+
+#endif /* USTATE_BACKEND_I_H */

@@ -1,0 +1,861 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * This file implements the in-memory backend: two ordered maps, one from
+ * key to entry and one of directory records (paths without values), each
+ * kept in a skip list so that a get costs O(log n) and a scan of either
+ * set O(log n + names returned), and a ring buffer holding the changes of
+ * the last opts->history revisions for watches that start in the past. One
+ * reader-writer lock serialises transactions against each other and
+ * against readers. A transaction stages its ops and allocates everything
+ * the commit needs before it touches a map or the history, so that any
+ * failure, a lack of memory included, leaves the store unchanged.
+ * Directory records change with the keys of their transaction or not at
+ * all, but they make no revision and no history.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "backend_i.h"
+
+#define SL_MAX_LEVEL 32
+
+/*
+ * One name of a map: a key with its entry, or a directory record, whose
+ * value stays empty (NULL) and metadata 0. Every field is protected by the
+ * backend's lock.
+ */
+struct mem_node {
+	char *key;		/* stored after next[], in the same block */
+	void *value;		/* value_len bytes */
+	size_t value_len;
+	uint64_t version;
+	int64_t created_at;
+	int64_t updated_at;
+	uint64_t mod_revision;
+	int level;		/* links in next[] */
+	struct mem_node *next[];
+};
+
+/* An ordered map of names, a skip list. */
+struct mem_map {
+	struct mem_node *head;		/* a sentinel with SL_MAX_LEVEL links */
+	int level;			/* levels in use, >= 1 */
+};
+
+struct mem_backend {
+	pthread_rwlock_t lock;
+	uint64_t keep;			/* revisions of history; constant */
+	struct mem_map keys;		/* protected by m->lock */
+	struct mem_map dirs;		/* protected by m->lock */
+	uint64_t rng;			/* protected by m->lock, for writing */
+	uint64_t rev;			/* protected by m->lock */
+	/* A ring of hcap changes, hlen of them from hhead, by revision. */
+	struct ustate_change *hist;	/* protected by m->lock */
+	size_t hcap;			/* protected by m->lock */
+	size_t hhead;			/* protected by m->lock */
+	size_t hlen;			/* protected by m->lock */
+};
+
+/*
+ * Draw a node level from 1 to SL_MAX_LEVEL, each level above the first
+ * with odds 1/4: one 64-bit draw holds the 31 two-bit coins that the
+ * highest level needs.
+ */
+static int random_level(struct mem_backend *m)
+{
+	uint64_t x = m->rng;
+	int lvl = 1;
+
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	m->rng = x;
+	while (lvl < SL_MAX_LEVEL && (x & 3) == 0) {
+		lvl++;
+		x >>= 2;
+	}
+	return lvl;
+}
+
+/* A new node for key, not linked and without value; NULL on ENOMEM. */
+static struct mem_node *node_new(struct mem_backend *m, const char *key)
+{
+	int lvl = random_level(m);
+	size_t klen = strlen(key);
+	struct mem_node *x;
+
+	x = calloc(1, sizeof(*x) + lvl * sizeof(x->next[0]) + klen + 1);
+	if (!x)
+		return NULL;
+	x->level = lvl;
+	x->key = (char *)&x->next[lvl];
+	memcpy(x->key, key, klen + 1);
+	return x;
+}
+
+/* Make map empty; -ENOMEM. */
+static int map_init(struct mem_map *map)
+{
+	map->head = calloc(1, sizeof(*map->head) +
+			   SL_MAX_LEVEL * sizeof(map->head->next[0]));
+	if (!map->head)
+		return -ENOMEM;
+	map->head->level = SL_MAX_LEVEL;
+	map->level = 1;
+	return 0;
+}
+
+/* Free every node of map and its sentinel. */
+static void map_destroy(struct mem_map *map)
+{
+	struct mem_node *x, *next;
+
+	for (x = map->head->next[0]; x; x = next) {
+		next = x->next[0];
+		free(x->value);
+		free(x);
+	}
+	free(map->head);
+}
+
+/*
+ * The first node whose key is >= key, or NULL. If update is not NULL, it
+ * receives at each level in use the last node whose key is < key.
+ */
+static struct mem_node *seek(struct mem_map *map, const char *key,
+			     struct mem_node **update)
+{
+	struct mem_node *x = map->head;
+	int i;
+
+	for (i = map->level - 1; i >= 0; i--) {
+		while (x->next[i] && strcmp(x->next[i]->key, key) < 0)
+			x = x->next[i];
+		if (update)
+			update[i] = x;
+	}
+	return x->next[0];
+}
+
+static struct mem_node *find(struct mem_map *map, const char *key)
+{
+	struct mem_node *x = seek(map, key, NULL);
+
+	return x && strcmp(x->key, key) == 0 ? x : NULL;
+}
+
+/* Link x, whose key must not be in map. */
+static void node_link(struct mem_map *map, struct mem_node *x)
+{
+	struct mem_node *update[SL_MAX_LEVEL];
+	int i;
+
+	seek(map, x->key, update);
+	for (i = map->level; i < x->level; i++)
+		update[i] = map->head;
+	if (x->level > map->level)
+		map->level = x->level;
+	for (i = 0; i < x->level; i++) {
+		x->next[i] = update[i]->next[i];
+		update[i]->next[i] = x;
+	}
+}
+
+/* Unlink x from map and free it. */
+static void node_unlink(struct mem_map *map, struct mem_node *x)
+{
+	struct mem_node *update[SL_MAX_LEVEL];
+	int i;
+
+	/* Names are unique, so x follows update[i] on each of its levels. */
+	seek(map, x->key, update);
+	for (i = 0; i < x->level; i++)
+		update[i]->next[i] = x->next[i];
+	while (map->level > 1 && !map->head->next[map->level - 1])
+		map->level--;
+	free(x->value);
+	free(x);
+}
+
+/* The k-th oldest change in the history ring. */
+static struct ustate_change *hist_at(struct mem_backend *m, size_t k)
+{
+	return &m->hist[(m->hhead + k) % m->hcap];
+}
+
+/* Make room for k more changes, so that appending them cannot fail. */
+static int hist_reserve(struct mem_backend *m, size_t k)
+{
+	struct ustate_change *c;
+	size_t cap = m->hcap ? m->hcap : 64;
+	size_t i;
+
+	if (m->hlen + k <= m->hcap)
+		return 0;
+	while (cap < m->hlen + k) {
+		if (cap > SIZE_MAX / 2 / sizeof(*c))
+			return -ENOMEM;
+		cap *= 2;
+	}
+	c = malloc(cap * sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	for (i = 0; i < m->hlen; i++)
+		c[i] = *hist_at(m, i);
+	free(m->hist);
+	m->hist = c;
+	m->hcap = cap;
+	m->hhead = 0;
+	return 0;
+}
+
+/*
+ * The oldest revision whose changes the history holds: whole revisions are
+ * kept or dropped, and every revision has at least one change, so this
+ * follows from the current revision alone.
+ */
+static uint64_t hist_oldest(const struct mem_backend *m)
+{
+	if (!m->keep)
+		return m->rev + 1;
+	return m->rev < m->keep ? 1 : m->rev - m->keep + 1;
+}
+
+/* Drop the changes of the revisions that left the window. */
+static void hist_trim(struct mem_backend *m)
+{
+	uint64_t oldest = hist_oldest(m);
+
+	while (m->hlen && hist_at(m, 0)->revision < oldest) {
+		free(hist_at(m, 0)->key);
+		m->hhead = (m->hhead + 1) % m->hcap;
+		m->hlen--;
+	}
+}
+
+static void mem_close(void *b)
+{
+	struct mem_backend *m = b;
+	size_t i;
+
+	map_destroy(&m->keys);
+	map_destroy(&m->dirs);
+	for (i = 0; i < m->hlen; i++)
+		free(hist_at(m, i)->key);
+	free(m->hist);
+	pthread_rwlock_destroy(&m->lock);
+	free(m);
+}
+
+static int mem_get(void *b, const char *key, ustate_entry **out)
+{
+	struct mem_backend *m = b;
+	struct mem_node *x;
+	ustate_entry *e;
+	int rc;
+
+	rc = -pthread_rwlock_rdlock(&m->lock);
+	if (rc < 0)
+		return rc;
+	x = find(&m->keys, key);
+	if (!x) {
+		rc = -ENOENT;
+		goto out;
+	}
+	e = ustate_entry_new(x->key, x->value, x->value_len);
+	if (!e) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	e->version = x->version;
+	e->created_at = x->created_at;
+	e->updated_at = x->updated_at;
+	e->mod_revision = x->mod_revision;
+	*out = e;
+out:
+	pthread_rwlock_unlock(&m->lock);
+	return rc;
+}
+
+static int mem_version(void *b, const char *key, uint64_t *version)
+{
+	struct mem_backend *m = b;
+	struct mem_node *x;
+	int rc;
+
+	rc = -pthread_rwlock_rdlock(&m->lock);
+	if (rc < 0)
+		return rc;
+	x = find(&m->keys, key);
+	*version = x ? x->version : 0;
+	pthread_rwlock_unlock(&m->lock);
+	return 0;
+}
+
+/* The map of a set of names; NULL for an unknown set. */
+static struct mem_map *scan_map(struct mem_backend *m, int set)
+{
+	switch (set) {
+	case USTATE_SCAN_KEYS:
+		return &m->keys;
+	case USTATE_SCAN_DIRS:
+		return &m->dirs;
+	}
+	return NULL;
+}
+
+static int mem_scan(void *b, int set, const char *prefix, const char *after,
+		    size_t max, char ***names, size_t *n)
+{
+	struct mem_backend *m = b;
+	struct mem_map *map = scan_map(m, set);
+	struct mem_node *first, *x;
+	size_t plen = strlen(prefix);
+	size_t cnt = 0, i = 0;
+	char **v = NULL;
+	int rc;
+
+	if (!map)
+		return -EINVAL;
+	rc = -pthread_rwlock_rdlock(&m->lock);
+	if (rc < 0)
+		return rc;
+	/*
+	 * Names with the prefix sort together, from the first name >= it; an
+	 * after that sorts at or past the prefix moves the start past itself.
+	 */
+	if (after && strcmp(after, prefix) >= 0) {
+		first = seek(map, after, NULL);
+		if (first && !strcmp(first->key, after))
+			first = first->next[0];
+	} else {
+		first = seek(map, prefix, NULL);
+	}
+	for (x = first; x && cnt < max && !strncmp(x->key, prefix, plen);
+	     x = x->next[0])
+		cnt++;
+	if (cnt) {
+		v = malloc(cnt * sizeof(*v));
+		if (!v) {
+			rc = -ENOMEM;
+			goto out;
+		}
+	}
+	for (x = first; i < cnt; x = x->next[0], i++) {
+		v[i] = strdup(x->key);
+		if (!v[i]) {
+			rc = -ENOMEM;
+			goto out;
+		}
+	}
+	*names = v;
+	*n = cnt;
+	v = NULL;
+out:
+	pthread_rwlock_unlock(&m->lock);
+	if (v) {
+		while (i > 0)
+			free(v[--i]);
+		free(v);
+	}
+	return rc;
+}
+
+/*
+ * Whether an op records or removes a directory; the ops other than these
+ * and CHECK_VERSION write keys, and only they make a revision.
+ */
+static int op_is_dir(ustate_op_type type)
+{
+	return type == USTATE_OP_MKDIR || type == USTATE_OP_RMDIR;
+}
+
+static int op_writes_key(ustate_op_type type)
+{
+	return type != USTATE_OP_CHECK_VERSION && !op_is_dir(type);
+}
+
+/* A write or directory op of a transaction, to sort such ops by key. */
+struct txn_slot {
+	const char *key;
+	size_t idx;		/* index in ops[] */
+};
+
+/* What a transaction does to one key. */
+struct txn_key {
+	struct mem_node *node;	/* the key's node before the txn, or NULL */
+	size_t last;		/* index of the last op that writes the key */
+	uint64_t version;	/* after the transaction; 0 when absent */
+	int64_t created_at;
+	void *value;		/* copy of the value of ops[last] */
+	struct mem_node *fresh;	/* the node to link when the key is new */
+};
+
+/* What a transaction does to one directory record. */
+struct txn_dir {
+	const char *path;
+	struct mem_node *node;	/* the record before the txn, or NULL */
+	int present;		/* whether it is recorded after the txn */
+	struct mem_node *fresh;	/* the node to link when it is new */
+};
+
+/* Order by key, then by position, so that each key's ops stay in order. */
+static int slot_cmp(const void *a, const void *b)
+{
+	const struct txn_slot *x = a, *y = b;
+	int c = strcmp(x->key, y->key);
+
+	if (c)
+		return c;
+	return (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+/* Compare every version check with the state before the transaction. */
+static int txn_check(struct mem_backend *m, const ustate_op *ops, size_t n,
+		     ustate_txn_result *res)
+{
+	struct mem_node *x;
+	uint64_t v;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (ops[i].type != USTATE_OP_CHECK_VERSION)
+			continue;
+		x = find(&m->keys, ops[i].key);
+		v = x ? x->version : 0;
+		if (v != ops[i].version) {
+			res->failed = i;
+			res->found = v;
+			return -ECANCELED;
+		}
+		res->versions[i] = v;
+	}
+	return 0;
+}
+
+/*
+ * Apply the write op to a key at version *ver (0: absent) created at *created,
+ * and describe the change in c; -EEXIST or -ENOENT leave them as they were.
+ */
+static int txn_step(const ustate_op *op, uint64_t *ver, int64_t *created,
+		    int64_t now, struct ustate_change *c)
+{
+	if (op->type == USTATE_OP_DELETE) {
+		if (!*ver)
+			return -ENOENT;
+		c->type = USTATE_EVENT_DELETED;
+		*ver = 0;
+	} else {
+		if (op->type == USTATE_OP_CREATE && *ver)
+			return -EEXIST;
+		c->type = *ver ? USTATE_EVENT_UPDATED : USTATE_EVENT_CREATED;
+		if (!*ver)
+			*created = now;
+		(*ver)++;
+	}
+	c->version = *ver;
+	return 0;
+}
+
+/*
+ * Play the write ops of each key, in op order, from the key's state before
+ * the transaction, with slot[] sorted by slot_cmp(): this fills chg[] and
+ * res->versions for every write op and keys[] (*nkeys of them) with the
+ * outcome for each key. Keys do not affect each other, so the failure to
+ * report, the first in op order, is the earliest first failure of a key.
+ */
+static int txn_stage(struct mem_backend *m, const ustate_op *ops,
+		     const struct txn_slot *slot, size_t nw,
+		     struct txn_key *keys, size_t *nkeys,
+		     struct ustate_change *chg, ustate_txn_result *res,
+		     int64_t now)
+{
+	size_t s, e, k, i, nk = 0;
+	int rc = 0, err;
+
+	for (s = 0; s < nw; s = e) {
+		struct txn_key *t = &keys[nk++];
+		int64_t created;
+		uint64_t ver;
+
+		e = s + 1;
+		while (e < nw && !strcmp(slot[e].key, slot[s].key))
+			e++;
+		t->node = find(&m->keys, slot[s].key);
+		ver = t->node ? t->node->version : 0;
+		created = t->node ? t->node->created_at : now;
+		for (k = s; k < e; k++) {
+			i = slot[k].idx;
+			err = txn_step(&ops[i], &ver, &created, now, &chg[i]);
+			if (err < 0) {
+				if (!rc || i < res->failed) {
+					rc = err;
+					res->failed = i;
+					res->found = ver;
+				}
+				break;
+			}
+			res->versions[i] = ver;
+		}
+		t->last = slot[e - 1].idx;
+		t->version = ver;
+		t->created_at = created;
+	}
+	*nkeys = nk;
+	return rc;
+}
+
+/* Allocate every value, node and history slot that txn_commit() needs. */
+static int txn_prepare(struct mem_backend *m, const ustate_op *ops,
+		       size_t n, size_t nw, struct txn_key *keys, size_t nk,
+		       struct ustate_change *chg)
+{
+	const ustate_op *op;
+	size_t k, i;
+
+	for (k = 0; k < nk; k++) {
+		if (!keys[k].version)
+			continue;
+		op = &ops[keys[k].last];
+		/* + 1: a valid pointer even for an empty value */
+		keys[k].value = malloc(op->value_len + 1);
+		if (!keys[k].value)
+			return -ENOMEM;
+		if (op->value_len)
+			memcpy(keys[k].value, op->value, op->value_len);
+		if (!keys[k].node) {
+			keys[k].fresh = node_new(m, op->key);
+			if (!keys[k].fresh)
+				return -ENOMEM;
+		}
+	}
+	if (!m->keep)
+		return 0;
+	for (i = 0; i < n; i++) {
+		if (!op_writes_key(ops[i].type))
+			continue;
+		chg[i].key = strdup(ops[i].key);
+		if (!chg[i].key)
+			return -ENOMEM;
+	}
+	return hist_reserve(m, nw);
+}
+
+/*
+ * Make a prepared transaction the state of the store; this cannot fail. It
+ * takes over the values, nodes and change keys it uses, leaving NULL in
+ * their place.
+ */
+static void txn_commit(struct mem_backend *m, const ustate_op *ops, size_t n,
+		       struct txn_key *keys, size_t nk,
+		       struct ustate_change *chg, int64_t now)
+{
+	struct mem_node *x;
+	size_t k, i;
+
+	m->rev++;
+	for (k = 0; k < nk; k++) {
+		x = keys[k].node;
+		if (!keys[k].version) {
+			if (x)
+				node_unlink(&m->keys, x);
+			continue;
+		}
+		if (!x) {
+			x = keys[k].fresh;
+			keys[k].fresh = NULL;
+			node_link(&m->keys, x);
+		}
+		free(x->value);
+		x->value = keys[k].value;
+		keys[k].value = NULL;
+		x->value_len = ops[keys[k].last].value_len;
+		x->version = keys[k].version;
+		x->created_at = keys[k].created_at;
+		x->updated_at = now;
+		x->mod_revision = m->rev;
+	}
+	if (!m->keep)
+		return;
+	for (i = 0; i < n; i++) {
+		if (!op_writes_key(ops[i].type))
+			continue;
+		chg[i].revision = m->rev;
+		*hist_at(m, m->hlen++) = chg[i];
+		chg[i].key = NULL;
+	}
+	hist_trim(m);
+}
+
+/*
+ * Play the directory ops, nd of them in slot[] sorted by slot_cmp(): they
+ * cannot fail, and the last op on a path decides whether it is recorded
+ * after the transaction. This fills dirs[] (*ndirs of them) and
+ * res->versions for each op.
+ */
+static void txn_stage_dirs(struct mem_backend *m, const ustate_op *ops,
+			   const struct txn_slot *slot, size_t nd,
+			   struct txn_dir *dirs, size_t *ndirs,
+			   ustate_txn_result *res)
+{
+	size_t s, e, k, nn = 0;
+
+	for (s = 0; s < nd; s = e) {
+		struct txn_dir *d = &dirs[nn++];
+
+		e = s + 1;
+		while (e < nd && !strcmp(slot[e].key, slot[s].key))
+			e++;
+		for (k = s; k < e; k++)
+			res->versions[slot[k].idx] = 0;
+		d->path = slot[s].key;
+		d->node = find(&m->dirs, d->path);
+		d->present = ops[slot[e - 1].idx].type == USTATE_OP_MKDIR;
+	}
+	*ndirs = nn;
+}
+
+/* Allocate the node of every record that txn_commit_dirs() adds. */
+static int txn_prepare_dirs(struct mem_backend *m, struct txn_dir *dirs,
+			    size_t nd)
+{
+	size_t k;
+
+	for (k = 0; k < nd; k++) {
+		if (!dirs[k].present || dirs[k].node)
+			continue;
+		dirs[k].fresh = node_new(m, dirs[k].path);
+		if (!dirs[k].fresh)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+/*
+ * Make the prepared directory records the state of the store; this cannot
+ * fail. It takes over the nodes it links, leaving NULL in their place.
+ */
+static void txn_commit_dirs(struct mem_backend *m, struct txn_dir *dirs,
+			    size_t nd)
+{
+	size_t k;
+
+	for (k = 0; k < nd; k++) {
+		if (dirs[k].present && !dirs[k].node) {
+			node_link(&m->dirs, dirs[k].fresh);
+			dirs[k].fresh = NULL;
+		} else if (!dirs[k].present && dirs[k].node) {
+			node_unlink(&m->dirs, dirs[k].node);
+		}
+	}
+}
+
+static int mem_txn(void *b, const ustate_op *ops, size_t n,
+		   ustate_txn_result *res, unsigned flags)
+{
+	struct mem_backend *m = b;
+	struct txn_slot *slot = NULL, *sl;
+	struct txn_key *keys = NULL;
+	struct txn_dir *dirs = NULL;
+	struct ustate_change *chg = NULL;
+	size_t nw = 0, nk = 0, nd = 0, ndirs = 0, kw, kd, i;
+	int64_t now;
+	int rc;
+
+	rc = -pthread_rwlock_wrlock(&m->lock);
+	if (rc < 0)
+		return rc;
+	now = time(NULL);
+	res->revision = m->rev;
+	rc = txn_check(m, ops, n, res);
+	if (rc < 0)
+		goto out;
+	for (i = 0; i < n; i++) {
+		if (op_is_dir(ops[i].type))
+			nd++;
+		else if (op_writes_key(ops[i].type))
+			nw++;
+	}
+	if (!nw && !nd)
+		goto out;
+	slot = malloc((nw + nd) * sizeof(*slot));
+	if (nw) {
+		keys = calloc(nw, sizeof(*keys));
+		chg = calloc(n, sizeof(*chg));
+	}
+	if (nd)
+		dirs = calloc(nd, sizeof(*dirs));
+	if (!slot || (nw && (!keys || !chg)) || (nd && !dirs)) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	/*
+	 * Sorting groups the ops of each key in O(n log n), where looking
+	 * back through the earlier ops for each op would cost O(n^2). The
+	 * key writes take slot[0..nw), the directory ops the rest.
+	 */
+	for (i = 0, kw = 0, kd = nw; i < n; i++) {
+		if (ops[i].type == USTATE_OP_CHECK_VERSION)
+			continue;
+		sl = op_is_dir(ops[i].type) ? &slot[kd++] : &slot[kw++];
+		sl->key = ops[i].key;
+		sl->idx = i;
+	}
+	qsort(slot, nw, sizeof(*slot), slot_cmp);
+	qsort(slot + nw, nd, sizeof(*slot), slot_cmp);
+	rc = txn_stage(m, ops, slot, nw, keys, &nk, chg, res, now);
+	if (rc < 0)
+		goto out;
+	txn_stage_dirs(m, ops, slot + nw, nd, dirs, &ndirs, res);
+	if (nk) {
+		rc = txn_prepare(m, ops, n, nw, keys, nk, chg);
+		if (rc < 0)
+			goto out;
+	}
+	rc = txn_prepare_dirs(m, dirs, ndirs);
+	if (rc < 0)
+		goto out;
+	/* Only key writes make a revision; directory records follow them. */
+	if (nk)
+		txn_commit(m, ops, n, keys, nk, chg, now);
+	txn_commit_dirs(m, dirs, ndirs);
+	res->revision = m->rev;
+out:
+	pthread_rwlock_unlock(&m->lock);
+	for (i = 0; i < nk; i++) {
+		free(keys[i].value);
+		free(keys[i].fresh);
+	}
+	for (i = 0; i < ndirs; i++)
+		free(dirs[i].fresh);
+	for (i = 0; chg && i < n; i++)
+		free(chg[i].key);
+	free(chg);
+	free(dirs);
+	free(keys);
+	free(slot);
+	return rc;
+}
+
+static int mem_revision(void *b, uint64_t *rev)
+{
+	struct mem_backend *m = b;
+	int rc;
+
+	rc = -pthread_rwlock_rdlock(&m->lock);
+	if (rc < 0)
+		return rc;
+	*rev = m->rev;
+	pthread_rwlock_unlock(&m->lock);
+	return 0;
+}
+
+static int mem_history(void *b, uint64_t from, size_t skip, size_t max,
+		       struct ustate_change **out, size_t *n,
+		       uint64_t *oldest)
+{
+	struct mem_backend *m = b;
+	struct ustate_change *c = NULL, *h;
+	size_t lo = 0, hi, mid, cnt, i = 0;
+	int rc;
+
+	rc = -pthread_rwlock_rdlock(&m->lock);
+	if (rc < 0)
+		return rc;
+	/* The ring is in revision order: find the first change >= from. */
+	hi = m->hlen;
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		if (hist_at(m, mid)->revision < from)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	while (skip && lo < m->hlen && hist_at(m, lo)->revision == from) {
+		lo++;
+		skip--;
+	}
+	cnt = m->hlen - lo < max ? m->hlen - lo : max;
+	if (cnt) {
+		c = calloc(cnt, sizeof(*c));
+		if (!c) {
+			rc = -ENOMEM;
+			goto out;
+		}
+	}
+	for (i = 0; i < cnt; i++) {
+		h = hist_at(m, lo + i);
+		c[i] = *h;
+		c[i].key = strdup(h->key);
+		if (!c[i].key) {
+			rc = -ENOMEM;
+			goto out;
+		}
+	}
+	*out = c;
+	*n = cnt;
+	*oldest = hist_oldest(m);
+	c = NULL;
+out:
+	pthread_rwlock_unlock(&m->lock);
+	if (c)
+		ustate_changes_free(c, i);
+	return rc;
+}
+
+static const struct ustate_backend_ops mem_ops = {
+	.version = USTATE_BACKEND_VERSION,
+	.name = "memory",
+	.close = mem_close,
+	.get = mem_get,
+	.key_version = mem_version,
+	.scan = mem_scan,
+	.txn = mem_txn,
+	.revision = mem_revision,
+	.history = mem_history,
+};
+
+int ustate_memory_backend_open(void **b, const struct ustate_backend_ops **ops,
+			       const ustate_options *opts)
+{
+	static const ustate_options defaults = USTATE_OPTIONS_INIT;
+	struct mem_backend *m;
+	int rc;
+
+	if (!opts)
+		opts = &defaults;
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	rc = map_init(&m->keys);
+	if (rc < 0)
+		goto out_free;
+	rc = map_init(&m->dirs);
+	if (rc < 0)
+		goto out_keys;
+	m->keep = opts->history;
+	/*
+	 * A seed that differs between stores keeps callers from learning the
+	 * level sequence and choosing an insertion order that unbalances the
+	 * list; | 1 because xorshift never leaves the zero state.
+	 */
+	m->rng = ((uintptr_t)m * 0x9e3779b97f4a7c15ull ^
+		  (uint64_t)time(NULL)) | 1;
+	rc = -pthread_rwlock_init(&m->lock, NULL);
+	if (rc < 0)
+		goto out_dirs;
+	*b = m;
+	*ops = &mem_ops;
+	return 0;
+out_dirs:
+	map_destroy(&m->dirs);
+out_keys:
+	map_destroy(&m->keys);
+out_free:
+	free(m);
+	return rc;
+}

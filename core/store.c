@@ -1,0 +1,891 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * This file implements the store front: the public API of ustate.h over a
+ * backend's table of operations. It enforces the rules a backend may rely
+ * on (valid keys, value sizes, op counts, read-only), turns every write
+ * into a transaction, and runs the watches.
+ *
+ * Watches read the backend's change history through a cursor of their
+ * own, so a watch needs no queue and can never silently lose an event: it
+ * either reads every change in revision order or learns that the history
+ * it needed was trimmed (-EOVERFLOW). A dispatcher thread, started by the
+ * first watch, makes each watch's eventfd readable when a change that
+ * matches it is committed: at once for writes through this handle, within
+ * USTATE_POLL_MS for writes by other processes on the same file.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "script_i.h"
+#include "store_i.h"
+
+#define USTATE_POLL_MS 10	/* how often to look for other writers */
+#define WATCH_BATCH 256		/* changes a watch reads at once */
+#define DISPATCH_BATCH 4096	/* changes the dispatcher looks at at once */
+
+struct ustate {
+	const struct ustate_backend_ops *ops;
+	void *be;
+	ustate_options opts;
+
+	pthread_mutex_t wlock;
+	pthread_cond_t wcond;
+	struct ustate_watch *watches;	/* protected by wlock */
+	bool dispatching;		/* protected by wlock */
+	bool stopping;			/* protected by wlock */
+	bool kicked;			/* protected by wlock */
+	uint64_t dispatch_from;		/* last revision before the
+					 * dispatcher started, set under wlock */
+	pthread_t dispatcher;
+};
+
+struct ustate_watch {
+	ustate *s;
+	struct ustate_watch *next;	/* protected by s->wlock */
+	int efd;
+	bool is_prefix;
+	bool overflow;
+	size_t plen;
+	uint64_t rev;		/* revision of the next change to read ... */
+	size_t skip;		/* ... after this many of its changes */
+	struct ustate_change *buf;
+	size_t nbuf, pos;
+	char prefix[USTATE_KEY_MAX + 1];
+};
+
+ustate_entry *ustate_entry_new(const char *key, const void *val, size_t len)
+{
+	size_t klen = strlen(key);
+	ustate_entry *e;
+
+	/* One block: the entry, then the key, then the value and its NUL. */
+	e = malloc(sizeof(*e) + klen + 1 + len + 1);
+	if (!e)
+		return NULL;
+	memset(e, 0, sizeof(*e));
+	e->key = (char *)(e + 1);
+	memcpy(e->key, key, klen + 1);
+	e->value = e->key + klen + 1;
+	if (len)
+		memcpy(e->value, val, len);
+	((char *)e->value)[len] = '\0';
+	e->value_len = len;
+	return e;
+}
+
+void ustate_entry_free(ustate_entry *e)
+{
+	free(e);
+}
+
+void ustate_changes_free(struct ustate_change *c, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		free(c[i].key);
+	free(c);
+}
+
+void ustate_list_free(char **keys, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		free(keys[i]);
+	free(keys);
+}
+
+static int options_check(ustate_options *o, const ustate_options *in)
+{
+	ustate_options def = USTATE_OPTIONS_INIT;
+
+	*o = in ? *in : def;
+	if (o->version != USTATE_OPTIONS_VERSION)
+		return -EINVAL;
+	if (o->sync != USTATE_SYNC_FULL && o->sync != USTATE_SYNC_NORMAL &&
+	    o->sync != USTATE_SYNC_OFF)
+		return -EINVAL;
+	/*
+	 * SQLite stores at most 1 GB in one value; a live watch needs at
+	 * least the revision it is reading to be kept.
+	 */
+	if (o->max_value_size > (1u << 30) || o->max_txn_ops == 0 ||
+	    o->history == 0)
+		return -EINVAL;
+	return 0;
+}
+
+static int store_new(ustate **out, const ustate_options *in, void **be,
+		     const struct ustate_backend_ops **ops)
+{
+	ustate *s;
+
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	*s = (ustate){ .ops = *ops, .be = *be };
+	options_check(&s->opts, in);
+	pthread_mutex_init(&s->wlock, NULL);
+	pthread_cond_init(&s->wcond, NULL);
+	*out = s;
+	return 0;
+}
+
+int ustate_open_sqlite(ustate **out, const char *path,
+		       const ustate_options *opts)
+{
+	const struct ustate_backend_ops *ops;
+	ustate_options o;
+	void *be;
+	int rc;
+
+	rc = options_check(&o, opts);
+	if (rc < 0)
+		return rc;
+	if (!path || !*path)
+		return -EINVAL;
+	rc = ustate_sqlite_backend_open(&be, &ops, path, &o);
+	if (rc < 0)
+		return rc;
+	rc = store_new(out, &o, &be, &ops);
+	if (rc < 0)
+		ops->close(be);
+	return rc;
+}
+
+int ustate_open_memory(ustate **out, const ustate_options *opts)
+{
+	const struct ustate_backend_ops *ops;
+	ustate_options o;
+	void *be;
+	int rc;
+
+	rc = options_check(&o, opts);
+	if (rc < 0)
+		return rc;
+	rc = ustate_memory_backend_open(&be, &ops, &o);
+	if (rc < 0)
+		return rc;
+	rc = store_new(out, &o, &be, &ops);
+	if (rc < 0)
+		ops->close(be);
+	return rc;
+}
+
+void ustate_close(ustate *s)
+{
+	bool join;
+
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->wlock);
+	join = s->dispatching;
+	s->stopping = true;
+	pthread_cond_signal(&s->wcond);
+	pthread_mutex_unlock(&s->wlock);
+	if (join)
+		pthread_join(s->dispatcher, NULL);
+	s->ops->close(s->be);
+	pthread_cond_destroy(&s->wcond);
+	pthread_mutex_destroy(&s->wlock);
+	free(s);
+}
+
+int ustate_get(ustate *s, const char *key, ustate_entry **out)
+{
+	int rc = ustate_key_valid(key);
+
+	if (rc < 0)
+		return rc;
+	return s->ops->get(s->be, key, out);
+}
+
+int ustate_version(ustate *s, const char *key, uint64_t *version)
+{
+	int rc = ustate_key_valid(key);
+
+	if (rc < 0)
+		return rc;
+	return s->ops->key_version(s->be, key, version);
+}
+
+int ustate_exists(ustate *s, const char *key)
+{
+	uint64_t v;
+	int rc;
+
+	rc = ustate_version(s, key, &v);
+	if (rc < 0)
+		return rc;
+	return v != 0;
+}
+
+int ustate_list(ustate *s, const char *prefix, char ***keys, size_t *n)
+{
+	int rc = ustate_prefix_valid(prefix);
+
+	if (rc < 0)
+		return rc;
+	return s->ops->scan(s->be, USTATE_SCAN_KEYS, prefix, NULL, SIZE_MAX,
+			    keys, n);
+}
+
+int ustate_list_dirs(ustate *s, const char *prefix, char ***paths,
+		     size_t *n)
+{
+	int rc = ustate_prefix_valid(prefix);
+
+	if (rc < 0)
+		return rc;
+	return s->ops->scan(s->be, USTATE_SCAN_DIRS, prefix, NULL, SIZE_MAX,
+			    paths, n);
+}
+
+/* Whether anything of a set lies at or below a prefix. */
+static int any(ustate *s, int set, const char *prefix, const char *exact,
+	       bool *found)
+{
+	char **v;
+	size_t n;
+	int rc;
+
+	rc = s->ops->scan(s->be, set, prefix, NULL, 1, &v, &n);
+	if (rc < 0)
+		return rc;
+	*found = n && (!exact || !strcmp(v[0], exact));
+	ustate_list_free(v, n);
+	return 0;
+}
+
+int ustate_node(ustate *s, const char *path, unsigned *flags)
+{
+	char below[USTATE_KEY_MAX + 2];
+	unsigned out;
+	bool found;
+	uint64_t v;
+	size_t len;
+	int rc;
+
+	if (path && !strcmp(path, "/")) {
+		rc = any(s, USTATE_SCAN_KEYS, "/", NULL, &found);
+		if (rc == 0 && !found)
+			rc = any(s, USTATE_SCAN_DIRS, "/", NULL, &found);
+		if (rc == 0)
+			*flags = USTATE_NODE_RECORD |
+				 (found ? USTATE_NODE_CHILDREN : 0);
+		return rc;
+	}
+	rc = ustate_version(s, path, &v);
+	if (rc < 0)
+		return rc;
+	out = v ? USTATE_NODE_VALUE : 0;
+	len = strlen(path);
+	memcpy(below, path, len);
+	memcpy(below + len, "/", 2);
+	rc = any(s, USTATE_SCAN_KEYS, below, NULL, &found);
+	if (rc == 0 && !found)
+		rc = any(s, USTATE_SCAN_DIRS, below, NULL, &found);
+	if (rc < 0)
+		return rc;
+	out |= found ? USTATE_NODE_CHILDREN : 0;
+	/* The smallest name with a prefix is the prefix itself. */
+	rc = any(s, USTATE_SCAN_DIRS, path, path, &found);
+	if (rc == 0)
+		*flags = out | (found ? USTATE_NODE_RECORD : 0);
+	return rc;
+}
+
+void ustate_dirents_free(ustate_dirent *d, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		free(d[i].name);
+	free(d);
+}
+
+struct dirents {
+	ustate_dirent *v;
+	size_t n, cap;
+};
+
+static int dirent_add(struct dirents *d, const char *name, size_t len,
+		      unsigned flags)
+{
+	ustate_dirent *grown;
+	size_t cap;
+
+	if (d->n && strlen(d->v[d->n - 1].name) == len &&
+	    !memcmp(d->v[d->n - 1].name, name, len)) {
+		d->v[d->n - 1].flags |= flags;
+		return 0;
+	}
+	if (d->n == d->cap) {
+		cap = d->cap ? d->cap * 2 : 32;
+		grown = realloc(d->v, cap * sizeof(*grown));
+		if (!grown)
+			return -ENOMEM;
+		d->v = grown;
+		d->cap = cap;
+	}
+	d->v[d->n].name = strndup(name, len);
+	if (!d->v[d->n].name)
+		return -ENOMEM;
+	d->v[d->n++].flags = flags;
+	return 0;
+}
+
+static int dirent_cmp(const void *a, const void *b)
+{
+	return strcmp(((const ustate_dirent *)a)->name,
+		      ((const ustate_dirent *)b)->name);
+}
+
+#define READDIR_BATCH 64
+
+/*
+ * Walk one set below prefix, one child at a time: a name with no further
+ * "/" is a child itself; a deeper one names a child with children, whose
+ * whole subtree the next seek jumps over (to child + "/" + 0xff).
+ */
+static int readdir_set(ustate *s, int set, const char *prefix,
+		       struct dirents *d)
+{
+	char after[USTATE_KEY_MAX + 3], **v = NULL;
+	size_t plen = strlen(prefix), n = 0, i, clen;
+	bool bounded = false;
+	const char *rest, *slash;
+	int rc;
+
+	do {
+		rc = s->ops->scan(s->be, set, prefix, bounded ? after : NULL,
+				  READDIR_BATCH, &v, &n);
+		if (rc < 0)
+			return rc;
+		for (i = 0; i < n && rc == 0; i++) {
+			if (bounded && strcmp(v[i], after) <= 0)
+				continue;
+			rest = v[i] + plen;
+			slash = strchr(rest, '/');
+			clen = slash ? (size_t)(slash - rest) : strlen(rest);
+			rc = dirent_add(d, rest, clen,
+					slash ? USTATE_NODE_CHILDREN :
+					set == USTATE_SCAN_KEYS ?
+						USTATE_NODE_VALUE :
+						USTATE_NODE_RECORD);
+			memcpy(after, v[i], plen + clen);
+			if (slash) {
+				after[plen + clen] = '/';
+				after[plen + clen + 1] = (char)0xff;
+				after[plen + clen + 2] = '\0';
+			} else {
+				after[plen + clen] = '\0';
+			}
+			bounded = true;
+		}
+		ustate_list_free(v, n);
+	} while (rc == 0 && n == READDIR_BATCH);
+	return rc;
+}
+
+int ustate_readdir(ustate *s, const char *dir, ustate_dirent **out,
+		   size_t *n)
+{
+	char prefix[USTATE_KEY_MAX + 2];
+	struct dirents d = { 0 };
+	size_t len, i, j;
+	int rc;
+
+	if (!dir || strcmp(dir, "/")) {
+		rc = ustate_key_valid(dir);
+		if (rc < 0)
+			return rc;
+		len = strlen(dir);
+		memcpy(prefix, dir, len);
+		memcpy(prefix + len, "/", 2);
+	} else {
+		strcpy(prefix, "/");
+	}
+	rc = readdir_set(s, USTATE_SCAN_KEYS, prefix, &d);
+	if (rc == 0)
+		rc = readdir_set(s, USTATE_SCAN_DIRS, prefix, &d);
+	if (rc < 0) {
+		ustate_dirents_free(d.v, d.n);
+		return rc;
+	}
+	/* A name can come from several walks: sort, then merge. */
+	if (d.n)
+		qsort(d.v, d.n, sizeof(*d.v), dirent_cmp);
+	for (i = 0, j = 0; i < d.n; i++) {
+		if (j && !strcmp(d.v[j - 1].name, d.v[i].name)) {
+			d.v[j - 1].flags |= d.v[i].flags;
+			free(d.v[i].name);
+		} else {
+			d.v[j++] = d.v[i];
+		}
+	}
+	*out = j ? d.v : NULL;
+	if (!j)
+		free(d.v);
+	*n = j;
+	return 0;
+}
+
+void ustate_options_get(const ustate *s, ustate_options *out)
+{
+	*out = s->opts;
+}
+
+size_t ustate_max_value_size(const ustate *s)
+{
+	return s->opts.max_value_size;
+}
+
+size_t ustate_max_txn_ops(const ustate *s)
+{
+	return s->opts.max_txn_ops;
+}
+
+uint64_t ustate_revision(ustate *s)
+{
+	uint64_t rev = 0;
+
+	if (s->ops->revision(s->be, &rev) < 0)
+		return 0;
+	return rev;
+}
+
+/* Wake the dispatcher after a local commit, if there is one. */
+static void kick(ustate *s)
+{
+	pthread_mutex_lock(&s->wlock);
+	if (s->dispatching) {
+		s->kicked = true;
+		pthread_cond_signal(&s->wcond);
+	}
+	pthread_mutex_unlock(&s->wlock);
+}
+
+static int op_check(const ustate *s, const ustate_op *op)
+{
+	int rc = ustate_key_valid(op->key);
+
+	if (rc < 0)
+		return rc;
+	switch (op->type) {
+	case USTATE_OP_CHECK_VERSION:
+	case USTATE_OP_DELETE:
+	case USTATE_OP_MKDIR:
+	case USTATE_OP_RMDIR:
+		return 0;
+	case USTATE_OP_SET:
+	case USTATE_OP_CREATE:
+		if (op->value_len > s->opts.max_value_size)
+			return -EFBIG;
+		if (op->value_len && !op->value)
+			return -EINVAL;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+/* ustate_transaction(), with backend flags (USTATE_TXN_*). */
+static int txn_run(ustate *s, const ustate_op *ops, size_t n,
+		   ustate_txn_result *res, unsigned flags)
+{
+	ustate_txn_result local = { 0 };
+	uint64_t one, *heap = NULL;
+	bool writes = false;
+	size_t i;
+	int rc;
+
+	if (!res)
+		res = &local;
+	res->failed = 0;
+	res->found = 0;
+	if (n > s->opts.max_txn_ops)
+		return -E2BIG;
+	if (n && !ops)
+		return -EINVAL;
+	for (i = 0; i < n; i++) {
+		rc = op_check(s, &ops[i]);
+		if (rc < 0) {
+			res->failed = i;
+			return rc;
+		}
+		writes |= ops[i].type != USTATE_OP_CHECK_VERSION;
+	}
+	if (writes && s->opts.read_only)
+		return -EROFS;
+	if (n == 0) {
+		res->revision = ustate_revision(s);
+		return 0;
+	}
+
+	if (!res->versions) {
+		if (n == 1) {
+			res->versions = &one;
+		} else {
+			heap = calloc(n, sizeof(*heap));
+			if (!heap)
+				return -ENOMEM;
+			res->versions = heap;
+		}
+	}
+	rc = s->ops->txn(s->be, ops, n, res, flags);
+	if (res->versions == &one || res->versions == heap)
+		res->versions = NULL;
+	free(heap);
+	if (rc == 0 && writes)
+		kick(s);
+	return rc;
+}
+
+int ustate_transaction(ustate *s, const ustate_op *ops, size_t n,
+		       ustate_txn_result *res)
+{
+	return txn_run(s, ops, n, res, 0);
+}
+
+/* One-op transactions: the single code path every write takes. */
+static int write_one(ustate *s, const ustate_op *op, uint64_t *version,
+		     bool found_on_error)
+{
+	ustate_txn_result res = { .versions = NULL };
+	uint64_t v = 0;
+	int rc;
+
+	res.versions = &v;
+	rc = txn_run(s, op, 1, &res, USTATE_TXN_NO_REVISION);
+	if (version && rc == 0)
+		*version = v;
+	else if (version && found_on_error &&
+		 (rc == -ECANCELED || rc == -EEXIST))
+		*version = res.found;
+	return rc;
+}
+
+int ustate_set(ustate *s, const char *key, const void *val, size_t len,
+	       uint64_t *version)
+{
+	ustate_op op = { .type = USTATE_OP_SET, .key = key, .value = val,
+			 .value_len = len };
+
+	return write_one(s, &op, version, false);
+}
+
+int ustate_delete(ustate *s, const char *key)
+{
+	ustate_op op = { .type = USTATE_OP_DELETE, .key = key };
+
+	return write_one(s, &op, NULL, false);
+}
+
+int ustate_create_if_not_exists(ustate *s, const char *key, const void *val,
+				size_t len, uint64_t *version)
+{
+	ustate_op op = { .type = USTATE_OP_CREATE, .key = key, .value = val,
+			 .value_len = len };
+
+	return write_one(s, &op, version, true);
+}
+
+int ustate_compare_and_set(ustate *s, const char *key, uint64_t expected,
+			   const void *val, size_t len, uint64_t *version)
+{
+	ustate_op ops[2] = {
+		{ .type = USTATE_OP_CHECK_VERSION, .key = key,
+		  .version = expected },
+		{ .type = USTATE_OP_SET, .key = key, .value = val,
+		  .value_len = len },
+	};
+	ustate_txn_result res = { 0 };
+	uint64_t v[2] = { 0, 0 };
+	int rc;
+
+	res.versions = v;
+	rc = ustate_transaction(s, ops, 2, &res);
+	if (version && rc == 0)
+		*version = v[1];
+	else if (version && rc == -ECANCELED)
+		*version = res.found;
+	return rc;
+}
+
+/* ---- watches ---------------------------------------------------------- */
+
+/*
+ * Signal every watch that one of changes[0..n) matches. Called with
+ * s->wlock held.
+ */
+static void signal_matching(ustate *s, const struct ustate_change *c,
+			    size_t n, bool all)
+{
+	static const uint64_t one = 1;
+	struct ustate_watch *w;
+	size_t i;
+
+	for (w = s->watches; w; w = w->next) {
+		for (i = 0; i < n && !all; i++)
+			if (ustate_pattern_match(w->prefix, w->plen,
+						 w->is_prefix, c[i].key))
+				break;
+		if (all || i < n) {
+			if (write(w->efd, &one, sizeof(one)) < 0) {
+				/* the counter is saturated: already readable */
+			}
+		}
+	}
+}
+
+static void *dispatch(void *arg)
+{
+	ustate *s = arg;
+	uint64_t seen = 0, rev = 0, oldest;
+	struct ustate_change *c;
+	struct timespec until;
+	size_t n;
+	bool all;
+
+	pthread_mutex_lock(&s->wlock);
+	seen = s->dispatch_from;
+	while (!s->stopping) {
+		if (!s->kicked) {
+			clock_gettime(CLOCK_MONOTONIC, &until);
+			until.tv_nsec += USTATE_POLL_MS * 1000000L;
+			if (until.tv_nsec >= 1000000000L) {
+				until.tv_sec++;
+				until.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&s->wcond, &s->wlock, &until);
+			if (s->stopping)
+				break;
+		}
+		s->kicked = false;
+		pthread_mutex_unlock(&s->wlock);
+
+		c = NULL;
+		n = 0;
+		if (s->ops->revision(s->be, &rev) < 0 || rev <= seen ||
+		    s->ops->history(s->be, seen + 1, 0, DISPATCH_BATCH, &c, &n,
+				    &oldest) < 0) {
+			pthread_mutex_lock(&s->wlock);
+			continue;
+		}
+		/*
+		 * The signals are hints: a watch reads the history itself. So
+		 * when the changes are too many to look at, or trimmed, wake
+		 * every watch and let each find out.
+		 */
+		all = n == DISPATCH_BATCH || oldest > seen + 1;
+		pthread_mutex_lock(&s->wlock);
+		signal_matching(s, c, n, all);
+		ustate_changes_free(c, n);
+		seen = rev;
+	}
+	pthread_mutex_unlock(&s->wlock);
+	return NULL;
+}
+
+int ustate_watch_open(ustate_watch **out, ustate *s, const char *pattern,
+		      uint64_t start_revision)
+{
+	struct ustate_change *c = NULL;
+	ustate_watch *w, **pp;
+	uint64_t oldest, rev;
+	size_t n = 0;
+	int rc;
+
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->s = s;
+	rc = ustate_pattern_parse(pattern, w->prefix, &w->is_prefix);
+	if (rc < 0)
+		goto fail_free;
+	w->plen = strlen(w->prefix);
+	w->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (w->efd < 0) {
+		rc = -errno;
+		goto fail_free;
+	}
+
+	/*
+	 * Join the list first, so no commit after the cursor is unsignaled;
+	 * the dispatcher starts from a revision read before the watch's own.
+	 */
+	pthread_mutex_lock(&s->wlock);
+	if (!s->dispatching) {
+		rc = s->ops->revision(s->be, &s->dispatch_from);
+		if (rc == 0)
+			rc = -pthread_create(&s->dispatcher, NULL, dispatch, s);
+		if (rc < 0) {
+			pthread_mutex_unlock(&s->wlock);
+			goto fail_fd;
+		}
+		s->dispatching = true;
+	}
+	w->next = s->watches;
+	s->watches = w;
+	pthread_mutex_unlock(&s->wlock);
+
+	rc = s->ops->revision(s->be, &rev);
+	if (rc < 0)
+		goto fail_unlink;
+	if (start_revision == 0) {
+		w->rev = rev + 1;
+	} else {
+		rc = s->ops->history(s->be, start_revision, 0, 0, &c, &n,
+				     &oldest);
+		ustate_changes_free(c, n);
+		if (rc < 0)
+			goto fail_unlink;
+		if (start_revision < oldest && start_revision <= rev) {
+			rc = -ENODATA;
+			goto fail_unlink;
+		}
+		w->rev = start_revision;
+		/* History to replay: readable at once. */
+		if (start_revision <= rev)
+			eventfd_write(w->efd, 1);
+	}
+	*out = w;
+	return 0;
+
+fail_unlink:
+	pthread_mutex_lock(&s->wlock);
+	for (pp = &s->watches; *pp != w; pp = &(*pp)->next)
+		;
+	*pp = w->next;
+	pthread_mutex_unlock(&s->wlock);
+fail_fd:
+	close(w->efd);
+fail_free:
+	free(w);
+	return rc;
+}
+
+int ustate_watch_fd(ustate_watch *w)
+{
+	return w->efd;
+}
+
+void ustate_watch_close(ustate_watch *w)
+{
+	ustate_watch **pp;
+	ustate *s;
+
+	if (!w)
+		return;
+	s = w->s;
+	pthread_mutex_lock(&s->wlock);
+	for (pp = &s->watches; *pp && *pp != w; pp = &(*pp)->next)
+		;
+	if (*pp)
+		*pp = w->next;
+	pthread_mutex_unlock(&s->wlock);
+	ustate_changes_free(w->buf, w->nbuf);
+	close(w->efd);
+	free(w);
+}
+
+/* Take the next buffered change that matches; false when the batch is out. */
+static bool next_buffered(ustate_watch *w, ustate_event *ev)
+{
+	struct ustate_change *c;
+
+	while (w->pos < w->nbuf) {
+		c = &w->buf[w->pos++];
+		if (c->revision == w->rev) {
+			w->skip++;
+		} else {
+			w->rev = c->revision;
+			w->skip = 1;
+		}
+		if (!ustate_pattern_match(w->prefix, w->plen, w->is_prefix,
+					  c->key))
+			continue;
+		ev->type = c->type;
+		ev->version = c->version;
+		ev->revision = c->revision;
+		strcpy(ev->key, c->key);
+		return true;
+	}
+	return false;
+}
+
+/* Refill the batch from the history; -EOVERFLOW if it was trimmed. */
+static int refill(ustate_watch *w)
+{
+	uint64_t oldest;
+	int rc;
+
+	/*
+	 * A revision is committed whole, so a short batch held all of every
+	 * revision in it: resume after the last one, which also keeps the
+	 * cursor clear of a later trim of revisions already read.
+	 */
+	if (w->nbuf && w->nbuf < WATCH_BATCH) {
+		w->rev = w->buf[w->nbuf - 1].revision + 1;
+		w->skip = 0;
+	}
+	ustate_changes_free(w->buf, w->nbuf);
+	w->buf = NULL;
+	w->nbuf = w->pos = 0;
+	rc = w->s->ops->history(w->s->be, w->rev, w->skip, WATCH_BATCH,
+				&w->buf, &w->nbuf, &oldest);
+	if (rc < 0)
+		return rc;
+	if (w->rev < oldest) {
+		w->overflow = true;
+		return -EOVERFLOW;
+	}
+	return 0;
+}
+
+int ustate_watch_next(ustate_watch *w, ustate_event *ev, int timeout_ms)
+{
+	struct timespec start, now;
+	struct pollfd pfd;
+	uint64_t drain;
+	long waited;
+	int rc;
+
+	if (w->overflow)
+		return -EOVERFLOW;
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (;;) {
+		if (next_buffered(w, ev))
+			return 0;
+		/* Clear the fd before reading, so no later signal is lost. */
+		if (read(w->efd, &drain, sizeof(drain)) < 0) {
+			/* EAGAIN: nothing was signalled */
+		}
+		rc = refill(w);
+		if (rc < 0)
+			return rc;
+		if (w->nbuf)
+			continue;
+		if (timeout_ms == 0)
+			return -EAGAIN;
+		waited = 0;
+		if (timeout_ms > 0) {
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			waited = (now.tv_sec - start.tv_sec) * 1000 +
+				 (now.tv_nsec - start.tv_nsec) / 1000000;
+			if (waited >= timeout_ms)
+				return -EAGAIN;
+		}
+		pfd = (struct pollfd){ .fd = w->efd, .events = POLLIN };
+		rc = poll(&pfd, 1, timeout_ms < 0 ? -1 : timeout_ms - waited);
+		if (rc < 0 && errno == EINTR)
+			return -EINTR;
+	}
+}

@@ -1,0 +1,419 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * This file is the public contract of libustate, the univrs-state store in
+ * C: a versioned, hierarchical key-value store with compare-and-set,
+ * multi-key transactions and watch streams, over SQLite or memory.
+ *
+ * Conventions, for every function below:
+ *  - a fallible function returns 0 (or a documented non-negative value) on
+ *    success and a negative errno on failure, never anything else; the FUSE
+ *    daemon passes these codes to the kernel unchanged;
+ *  - output parameters come first; what they point to is set only on
+ *    success (or where a failure documents it) and then belongs to the
+ *    caller, who releases it with the matching *_free function;
+ *  - input pointers are borrowed for the duration of the call only;
+ *  - an open store (ustate *) may be shared by any number of threads; a
+ *    watch (ustate_watch *) belongs to one thread at a time.
+ *
+ * Keys are "/" followed by one or more "/"-separated segments: no empty
+ * segment, no trailing "/", no "." or ".." segment, valid UTF-8 without
+ * control characters, at most 255 bytes a segment and 2048 bytes in all.
+ * The segment names ".value" and ".txn" are reserved for the filesystem.
+ * A bad key is -EINVAL; one over a length limit is -ENAMETOOLONG.
+ */
+#ifndef USTATE_H
+#define USTATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define USTATE_KEY_MAX 2048	/* bytes in a key, without the NUL */
+#define USTATE_SEGMENT_MAX 255	/* bytes in one segment */
+
+/** An open store: opaque, safe to share between threads. */
+typedef struct ustate ustate;
+
+/** A watch stream on one store: opaque, used by one thread at a time. */
+typedef struct ustate_watch ustate_watch;
+
+/** Durability of a write when its call returns. */
+typedef enum ustate_sync {
+	USTATE_SYNC_FULL = 0,	/* on disk when the call returns (default) */
+	USTATE_SYNC_NORMAL,	/* survives a crash of the process; the last
+				 * commits may be lost on power failure */
+	USTATE_SYNC_OFF,	/* the OS decides when data reaches disk */
+} ustate_sync;
+
+#define USTATE_OPTIONS_VERSION 1
+
+/** Options of a store; start from USTATE_OPTIONS_INIT and change fields. */
+typedef struct ustate_options {
+	unsigned version;	/* USTATE_OPTIONS_VERSION */
+	ustate_sync sync;
+	size_t max_value_size;	/* bytes; larger values are -EFBIG */
+	int read_only;		/* every write is -EROFS */
+	uint64_t history;	/* revisions of change history kept (>= 1)
+				 * for watches that start in the past or
+				 * fall behind; trimming runs in batches,
+				 * so up to history/8 + 1040 more may stay */
+	size_t max_txn_ops;	/* ops in one transaction; more is -E2BIG */
+} ustate_options;
+
+#define USTATE_OPTIONS_INIT                                               \
+	{                                                                 \
+		.version = USTATE_OPTIONS_VERSION, .sync = USTATE_SYNC_FULL, \
+		.max_value_size = 16u << 20, .read_only = 0,               \
+		.history = 100000, .max_txn_ops = 100000,                  \
+	}
+
+/** One key with its value and metadata. Free with ustate_entry_free(). */
+typedef struct ustate_entry {
+	char *key;
+	void *value;		/* value_len bytes, followed by a NUL byte */
+	size_t value_len;
+	uint64_t version;	/* >= 1 */
+	int64_t created_at;	/* unix seconds */
+	int64_t updated_at;	/* unix seconds */
+	uint64_t mod_revision;	/* store revision of the last change */
+} ustate_entry;
+
+/** Kinds of operation inside ustate_transaction(). */
+typedef enum ustate_op_type {
+	USTATE_OP_CHECK_VERSION = 1,	/* key must be at version (0: absent) */
+	USTATE_OP_SET,			/* write value; version + 1 */
+	USTATE_OP_DELETE,		/* remove key; -ENOENT if absent */
+	USTATE_OP_CREATE,		/* write value; -EEXIST if present */
+	USTATE_OP_MKDIR,		/* record key as a directory */
+	USTATE_OP_RMDIR,		/* drop key's directory record */
+} ustate_op_type;
+
+/** One operation of a transaction; every pointer is borrowed. */
+typedef struct ustate_op {
+	ustate_op_type type;
+	const char *key;
+	uint64_t version;	/* CHECK_VERSION only */
+	const void *value;	/* SET and CREATE */
+	size_t value_len;
+} ustate_op;
+
+/** What a transaction did, or where it failed. */
+typedef struct ustate_txn_result {
+	uint64_t revision;	/* store revision after the commit; on failure
+				 * the revision the transaction saw */
+	uint64_t *versions;	/* optional, caller-owned array of n: the
+				 * version each op left its key at (0 for a
+				 * delete; the checked version for a check) */
+	size_t failed;		/* on -ECANCELED, -EEXIST or -ENOENT: the
+				 * index of the op that failed */
+	uint64_t found;		/* ... and the version its key had then */
+} ustate_txn_result;
+
+/** Kinds of change reported by a watch. */
+typedef enum ustate_event_type {
+	USTATE_EVENT_CREATED = 1,
+	USTATE_EVENT_UPDATED = 2,
+	USTATE_EVENT_DELETED = 3,
+} ustate_event_type;
+
+/** One change; filled in by ustate_watch_next() in caller memory. */
+typedef struct ustate_event {
+	ustate_event_type type;
+	uint64_t version;	/* version after the change; 0 for a delete */
+	uint64_t revision;	/* store revision of the change */
+	char key[USTATE_KEY_MAX + 1];
+} ustate_event;
+
+/**
+ * ustate_open_sqlite() - open (or create) a store in a SQLite file.
+ * @out:  receives the store; the caller closes it with ustate_close().
+ * @path: file name; a new file is created with mode 0600. The file may be
+ *        shared with other processes, ours or the Rust univrs-state.
+ * @opts: options, or NULL for USTATE_OPTIONS_INIT.
+ *
+ * Return: 0; -EINVAL for bad options; -EUCLEAN when the file is not a
+ * SQLite database or is corrupt; -EROFS when read-only and the file lacks
+ * the store's tables; an errno from the file system (-ENOENT, -EACCES ...).
+ */
+int ustate_open_sqlite(ustate **out, const char *path,
+		       const ustate_options *opts);
+
+/**
+ * ustate_open_memory() - open an empty store that lives in this process.
+ * @out:  receives the store; the caller closes it with ustate_close().
+ * @opts: options, or NULL for USTATE_OPTIONS_INIT.
+ *
+ * Return: 0; -EINVAL for bad options; -ENOMEM.
+ */
+int ustate_open_memory(ustate **out, const ustate_options *opts);
+
+/**
+ * ustate_options_get() - the options a store runs with (after defaults).
+ */
+void ustate_options_get(const ustate *s, ustate_options *out);
+
+/**
+ * ustate_close() - close a store. Every watch on it must be closed first.
+ * Every write whose call returned is already committed. NULL is a no-op.
+ */
+void ustate_close(ustate *s);
+
+/**
+ * ustate_get() - read one key.
+ * @s:   the store.
+ * @key: the key.
+ * @out: receives a new entry, owned by the caller (ustate_entry_free()).
+ *
+ * Return: 0; -ENOENT if the key does not exist; -EINVAL, -ENAMETOOLONG
+ * for a bad key; -ENOMEM; -EIO and other errors of the backend.
+ */
+int ustate_get(ustate *s, const char *key, ustate_entry **out);
+
+/** ustate_entry_free() - free an entry from ustate_get(). NULL is a no-op. */
+void ustate_entry_free(ustate_entry *e);
+
+/**
+ * ustate_set() - create or replace the value of a key.
+ * @version: if not NULL, receives the key's new version (1 when new).
+ *
+ * Return: 0; -EINVAL, -ENAMETOOLONG for a bad key; -EFBIG for a value
+ * over max_value_size; -EROFS on a read-only store; -ENOSPC, -EIO, -EBUSY
+ * (another process held the database locked past the busy timeout).
+ */
+int ustate_set(ustate *s, const char *key, const void *val, size_t len,
+	       uint64_t *version);
+
+/**
+ * ustate_delete() - remove a key. Its version becomes 0; a later set
+ * starts again at 1.
+ *
+ * Return: 0; -ENOENT if it did not exist; the errors of ustate_set().
+ */
+int ustate_delete(ustate *s, const char *key);
+
+/**
+ * ustate_exists() - whether a key exists.
+ * Return: 1 or 0; -EINVAL, -ENAMETOOLONG for a bad key; backend errors.
+ */
+int ustate_exists(ustate *s, const char *key);
+
+/**
+ * ustate_version() - the version of a key.
+ * @version: receives the version, 0 when the key does not exist.
+ * Return: 0; -EINVAL, -ENAMETOOLONG for a bad key; backend errors.
+ */
+int ustate_version(ustate *s, const char *key, uint64_t *version);
+
+/**
+ * ustate_list() - keys that start with a string, in byte order.
+ * @prefix: a plain string prefix ("" or "/" lists every key); it must be
+ *          valid UTF-8 without control characters, at most USTATE_KEY_MAX
+ *          bytes. Costs O(log N + matches).
+ * @keys:   receives a new array of *n keys, owned by the caller
+ *          (ustate_list_free()); NULL when *n is 0.
+ *
+ * Return: 0; -EINVAL, -ENAMETOOLONG for a bad prefix; -ENOMEM; backend
+ * errors.
+ */
+int ustate_list(ustate *s, const char *prefix, char ***keys, size_t *n);
+
+/** ustate_list_free() - free the result of ustate_list(). */
+void ustate_list_free(char **keys, size_t n);
+
+/*
+ * Directories, for file systems. A path is a directory when keys or
+ * directory records lie below it, or when it holds a directory record: a
+ * record keeps a directory that has no keys (made by mkdir, or left by the
+ * removal of its last key) and lasts until USTATE_OP_RMDIR. Records are
+ * written in transactions (USTATE_OP_MKDIR, USTATE_OP_RMDIR, both no-ops
+ * when already done) and have no version, revision or watch event of
+ * their own.
+ */
+#define USTATE_NODE_VALUE 0x1		/* a key exists at the path */
+#define USTATE_NODE_CHILDREN 0x2	/* keys or records below the path */
+#define USTATE_NODE_RECORD 0x4		/* a directory record at the path */
+
+/**
+ * ustate_node() - what exists at a path.
+ * @path:  a key, or "/" (the root: always USTATE_NODE_RECORD).
+ * @flags: receives USTATE_NODE_* bits; 0 when nothing is there.
+ * Return: 0; -EINVAL, -ENAMETOOLONG for a bad path; backend errors.
+ */
+int ustate_node(ustate *s, const char *path, unsigned *flags);
+
+/** One name in a directory. */
+typedef struct ustate_dirent {
+	char *name;		/* one segment */
+	unsigned flags;		/* USTATE_NODE_* of the child's path */
+} ustate_dirent;
+
+/**
+ * ustate_readdir() - the names directly below a path, sorted by bytes,
+ * each once. Costs O((names + records) x log N), not a scan of the keys
+ * below the children.
+ * @dir: a key or "/".
+ * @out: receives a new array of *n entries, owned by the caller
+ *       (ustate_dirents_free()); NULL when *n is 0.
+ * Return: 0 (also for a path with nothing below it); -EINVAL,
+ * -ENAMETOOLONG for a bad path; -ENOMEM; backend errors.
+ */
+int ustate_readdir(ustate *s, const char *dir, ustate_dirent **out,
+		   size_t *n);
+
+/**
+ * ustate_list_dirs() - directory records at or below a path prefix, like
+ * ustate_list() does for keys (a file system moves them on rename).
+ * Free the result with ustate_list_free().
+ */
+int ustate_list_dirs(ustate *s, const char *prefix, char ***paths,
+		     size_t *n);
+
+/** ustate_dirents_free() - free the result of ustate_readdir(). */
+void ustate_dirents_free(ustate_dirent *d, size_t n);
+
+/**
+ * ustate_compare_and_set() - write a key only if it is at a version.
+ * @expected: the version the key must have; 0 means it must not exist.
+ * @version:  if not NULL, receives the new version on success and the
+ *            version found on -ECANCELED.
+ *
+ * Return: 0; -ECANCELED when the version differs; the errors of
+ * ustate_set().
+ */
+int ustate_compare_and_set(ustate *s, const char *key, uint64_t expected,
+			   const void *val, size_t len, uint64_t *version);
+
+/**
+ * ustate_create_if_not_exists() - write a key only if it does not exist.
+ * @version: if not NULL, receives 1 on success and the existing version on
+ *           -EEXIST.
+ *
+ * Return: 0; -EEXIST when the key exists; the errors of ustate_set().
+ */
+int ustate_create_if_not_exists(ustate *s, const char *key, const void *val,
+				size_t len, uint64_t *version);
+
+/**
+ * ustate_transaction() - apply several operations atomically: all or none.
+ * @ops: n operations, applied in order. A key may appear in several ops;
+ *       every CHECK_VERSION compares against the state before the
+ *       transaction; CREATE and DELETE see the earlier ops of the same
+ *       transaction. All writes share one new store revision (MKDIR and
+ *       RMDIR, which touch only directory records, take none).
+ * @res: if not NULL, receives the outcome (see ustate_txn_result).
+ *
+ * Return: 0; -ECANCELED (a check failed), -EEXIST (a create found its key),
+ * -ENOENT (a delete found none), with res->failed and res->found set;
+ * -EINVAL (bad key or op type; res->failed names the op); -EFBIG; -E2BIG
+ * for more than max_txn_ops ops; -EROFS; backend errors. On any error the
+ * store is unchanged.
+ */
+int ustate_transaction(ustate *s, const ustate_op *ops, size_t n,
+		       ustate_txn_result *res);
+
+/**
+ * ustate_revision() - the current store revision: the number of committed
+ * changes (a transaction counts once), including those of other processes
+ * sharing the file. 0 for a new store; 0 also on a backend error.
+ */
+uint64_t ustate_revision(ustate *s);
+
+/**
+ * ustate_watch_open() - start a stream of changes.
+ * @out:            receives the watch; close it with ustate_watch_close()
+ *                  before closing the store.
+ * @pattern:        an exact key, or a prefix followed by "*" ("/a/" + "*" matches
+ *                  every key under /a/; "*" matches every key).
+ * @start_revision: 0 for changes from now on; otherwise the first revision
+ *                  to report, replayed from the retained history.
+ *
+ * Events come in revision order, without gaps or duplicates, and include
+ * changes made by other processes on the same SQLite file.
+ *
+ * Return: 0; -EINVAL for a bad pattern; -ENODATA when start_revision is
+ * older than the retained history; -ENOMEM; -EMFILE.
+ */
+int ustate_watch_open(ustate_watch **out, ustate *s, const char *pattern,
+		      uint64_t start_revision);
+
+/**
+ * ustate_watch_fd() - a descriptor that polls readable while an event is
+ * pending. It belongs to the watch: do not read or close it.
+ */
+int ustate_watch_fd(ustate_watch *w);
+
+/**
+ * ustate_watch_next() - take the next event.
+ * @ev:         receives the event.
+ * @timeout_ms: how long to wait: 0 not at all, -1 for ever.
+ *
+ * Return: 0; -EAGAIN when none arrived in time; -EOVERFLOW when the watch
+ * fell behind the retained history and events were lost:
+ * reopen it from ustate_revision() after re-reading state; -EINTR.
+ */
+int ustate_watch_next(ustate_watch *w, ustate_event *ev, int timeout_ms);
+
+/** ustate_watch_close() - end a watch. NULL is a no-op. */
+void ustate_watch_close(ustate_watch *w);
+
+/**
+ * ustate_key_valid() - check a key against the rules above.
+ * Return: 0, -EINVAL or -ENAMETOOLONG.
+ */
+int ustate_key_valid(const char *key);
+
+/**
+ * ustate_strerror() - explain a code returned by this library, in the
+ * store's terms (-ECANCELED is a version conflict, ...). Accepts err or
+ * -err. The string is static.
+ */
+const char *ustate_strerror(int err);
+
+
+/**
+ * Transaction scripts: the text protocol of the filesystem's /.txn file
+ * and of `ustate txn`, documented in the README. A script is fed in pieces
+ * of any size; the piece that completes "commit" runs the transaction.
+ */
+typedef struct ustate_script ustate_script;
+
+/**
+ * ustate_script_new() - start a script on a store.
+ * @out: receives the script; free it with ustate_script_free(). It borrows
+ *       s, which must outlive it.
+ * Return: 0; -ENOMEM.
+ */
+int ustate_script_new(ustate_script **out, ustate *s);
+
+/**
+ * ustate_script_feed() - parse more of the script.
+ * Return: 0 when more input is expected; 1 when the piece completed
+ * "commit" and the transaction committed; a negative errno when the script
+ * failed, now or earlier: -ECANCELED (a check), -EEXIST (a create),
+ * -ENOENT (a delete), -EINVAL (malformed, or input after the end), -EFBIG,
+ * -E2BIG, or an error of ustate_transaction(). Nothing is written unless
+ * the result is 1. The reply says what happened, and on which line.
+ */
+int ustate_script_feed(ustate_script *sc, const void *buf, size_t len);
+
+/**
+ * ustate_script_reply() - the reply so far (empty before the end).
+ * @len: receives its length. The text stays valid until the next call on
+ * sc. It may hold the raw bytes of values (after a get).
+ */
+const char *ustate_script_reply(ustate_script *sc, size_t *len);
+
+/** ustate_script_result() - 1 committed, 0 not finished, <0 failed. */
+int ustate_script_result(ustate_script *sc);
+
+/** ustate_script_free() - discard a script. NULL is a no-op. */
+void ustate_script_free(ustate_script *sc);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* USTATE_H */

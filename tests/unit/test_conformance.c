@@ -1,0 +1,2727 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * This file tests that both backends keep the contract of ustate.h and
+ * ustate_json.h: one table of cases runs once per backend, chosen by the
+ * program's argument ("sqlite" or "memory"; both when none), and each case
+ * gets a fresh store of that backend from its setup (a new SQLite file in a
+ * new temporary directory, or a new memory store). The cases cover every
+ * public function and every error code it documents: versions, revisions,
+ * listing, compare-and-set, transactions and their all-or-nothing rule,
+ * read-only stores, options, watches (patterns, replay, overflow, the
+ * descriptor, writes from other threads), directory records, transaction
+ * scripts and the JSON helpers. A few cases only make sense for one
+ * backend and are appended to its table: other processes, raw SQL and the
+ * Rust univrs-state on the same SQLite file, the file's mode, reopening,
+ * damaged files; and independent memory stores.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "ustate.h"
+#include "ustate_json.h"
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+enum backend { BACKEND_SQLITE, BACKEND_MEMORY };
+
+static const enum backend sqlite_backend = BACKEND_SQLITE;
+static const enum backend memory_backend = BACKEND_MEMORY;
+
+/* What one case works on; teardown closes whatever is still open. */
+struct fixture {
+	enum backend kind;
+	char dir[64];		/* sqlite: the case's temporary directory */
+	char path[PATH_MAX];	/* sqlite: the file of s */
+	char last[PATH_MAX];	/* sqlite: the file open_fresh() made last */
+	unsigned nfiles;	/* sqlite: files made in dir so far */
+	ustate *s;		/* the case's store */
+	ustate *s2;		/* a second store a case may open */
+	ustate_watch *w;	/* watches, closed before the stores */
+	ustate_watch *w2;
+};
+
+/* The options of most stores here: fsync-free commits keep the suite fast. */
+static ustate_options fast_options(void)
+{
+	ustate_options o = USTATE_OPTIONS_INIT;
+
+	o.sync = USTATE_SYNC_NORMAL;
+	return o;
+}
+
+/* Open a new, empty store of the case's backend. */
+static int open_fresh(struct fixture *f, const ustate_options *o,
+		      ustate **out)
+{
+	if (f->kind == BACKEND_MEMORY)
+		return ustate_open_memory(out, o);
+	snprintf(f->last, sizeof(f->last), "%s/store%u.db", f->dir,
+		 f->nfiles++);
+	return ustate_open_sqlite(out, f->last, o);
+}
+
+static void remove_dir(const char *dir)
+{
+	char path[PATH_MAX];
+	struct dirent *d;
+	DIR *dp;
+
+	dp = opendir(dir);
+	if (!dp)
+		return;
+	while ((d = readdir(dp))) {
+		if (!strcmp(d->d_name, ".") || !strcmp(d->d_name, ".."))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, d->d_name);
+		unlink(path);
+	}
+	closedir(dp);
+	rmdir(dir);
+}
+
+static int group_setup_sqlite(void **state)
+{
+	*state = (void *)&sqlite_backend;
+	return 0;
+}
+
+static int group_setup_memory(void **state)
+{
+	*state = (void *)&memory_backend;
+	return 0;
+}
+
+static int setup(void **state)
+{
+	const enum backend *kind = *state;
+	ustate_options o = fast_options();
+	struct fixture *f;
+
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return -1;
+	f->kind = *kind;
+	if (f->kind == BACKEND_SQLITE) {
+		strcpy(f->dir, "/tmp/ustate-conf-XXXXXX");
+		if (!mkdtemp(f->dir))
+			goto fail;
+	}
+	if (open_fresh(f, &o, &f->s) < 0)
+		goto fail;
+	strcpy(f->path, f->last);
+	*state = f;
+	return 0;
+fail:
+	if (f->dir[0])
+		remove_dir(f->dir);
+	free(f);
+	return -1;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	ustate_watch_close(f->w);
+	ustate_watch_close(f->w2);
+	ustate_close(f->s2);
+	ustate_close(f->s);
+	if (f->kind == BACKEND_SQLITE)
+		remove_dir(f->dir);
+	free(f);
+	return 0;
+}
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static void put(ustate *s, const char *key, const char *val,
+		uint64_t want_version)
+{
+	uint64_t v = 0;
+
+	assert_int_equal(ustate_set(s, key, val, strlen(val), &v), 0);
+	assert_int_equal(v, want_version);
+}
+
+static void assert_value(ustate *s, const char *key, const char *val,
+			 uint64_t version)
+{
+	ustate_entry *e = NULL;
+
+	assert_int_equal(ustate_get(s, key, &e), 0);
+	assert_string_equal(e->key, key);
+	assert_int_equal(e->value_len, strlen(val));
+	assert_memory_equal(e->value, val, strlen(val) + 1);
+	assert_int_equal(e->version, version);
+	ustate_entry_free(e);
+}
+
+static void assert_absent(ustate *s, const char *key)
+{
+	ustate_entry *e = (ustate_entry *)1;
+	uint64_t v = 1;
+
+	assert_int_equal(ustate_get(s, key, &e), -ENOENT);
+	assert_ptr_equal(e, (ustate_entry *)1);
+	assert_int_equal(ustate_exists(s, key), 0);
+	assert_int_equal(ustate_version(s, key, &v), 0);
+	assert_int_equal(v, 0);
+}
+
+static uint64_t mod_revision(ustate *s, const char *key)
+{
+	ustate_entry *e = NULL;
+	uint64_t rev;
+
+	assert_int_equal(ustate_get(s, key, &e), 0);
+	rev = e->mod_revision;
+	ustate_entry_free(e);
+	return rev;
+}
+
+/*
+ * Everything a reader can see of a store, as text: the revision, then each
+ * key with its metadata and value. Two equal snapshots mean no change.
+ */
+static char *snapshot(ustate *s)
+{
+	char *buf = NULL, **keys = NULL;
+	size_t len = 0, n = 0, i, j;
+	ustate_entry *e;
+	FILE *fp;
+
+	fp = open_memstream(&buf, &len);
+	assert_non_null(fp);
+	fprintf(fp, "revision %" PRIu64 "\n", ustate_revision(s));
+	assert_int_equal(ustate_list(s, "", &keys, &n), 0);
+	for (i = 0; i < n; i++) {
+		assert_int_equal(ustate_get(s, keys[i], &e), 0);
+		fprintf(fp, "%s v%" PRIu64 " m%" PRIu64 " c%" PRId64
+			" u%" PRId64 " =", e->key, e->version,
+			e->mod_revision, e->created_at, e->updated_at);
+		for (j = 0; j < e->value_len; j++)
+			fprintf(fp, "%02x", ((unsigned char *)e->value)[j]);
+		fputc('\n', fp);
+		ustate_entry_free(e);
+	}
+	ustate_list_free(keys, n);
+	fclose(fp);
+	return buf;
+}
+
+static void assert_snapshot(ustate *s, const char *before)
+{
+	char *now = snapshot(s);
+
+	assert_string_equal(now, before);
+	free(now);
+}
+
+static void assert_list(ustate *s, const char *prefix,
+			const char *const *want, size_t nwant)
+{
+	char **keys = NULL;
+	size_t n = 0, i;
+
+	assert_int_equal(ustate_list(s, prefix, &keys, &n), 0);
+	assert_int_equal(n, nwant);
+	if (!n)
+		assert_null(keys);
+	for (i = 0; i < n; i++)
+		assert_string_equal(keys[i], want[i]);
+	ustate_list_free(keys, n);
+}
+
+static void expect_event(ustate_watch *w, ustate_event_type type,
+			 const char *key, uint64_t version, uint64_t revision)
+{
+	ustate_event ev;
+
+	memset(&ev, 0, sizeof(ev));
+	assert_int_equal(ustate_watch_next(w, &ev, 2000), 0);
+	assert_string_equal(ev.key, key);
+	assert_int_equal(ev.type, type);
+	assert_int_equal(ev.version, version);
+	assert_int_equal(ev.revision, revision);
+}
+
+static void expect_no_event(ustate_watch *w)
+{
+	ustate_event ev;
+
+	assert_int_equal(ustate_watch_next(w, &ev, 0), -EAGAIN);
+}
+
+/* 1 if fd polls readable within timeout_ms, else 0. */
+static int readable(int fd, int timeout_ms)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	int rc;
+
+	rc = poll(&p, 1, timeout_ms);
+	assert_true(rc >= 0);
+	return rc > 0 && (p.revents & POLLIN);
+}
+
+/*
+ * Make sure the watch dispatcher of s runs before a test that is about
+ * something else: the first watch on a store starts it, and a write that
+ * races its start goes unsignalled (test_watch_fd_first_write). This
+ * writes the key /settle until a watch on it is signalled.
+ */
+static void settle_watches(ustate *s)
+{
+	ustate_watch *w;
+	int i;
+
+	assert_int_equal(ustate_watch_open(&w, s, "/settle", 0), 0);
+	for (i = 0; i < 100; i++) {
+		assert_int_equal(ustate_set(s, "/settle", "x", 1, NULL), 0);
+		if (readable(ustate_watch_fd(w), 50))
+			break;
+	}
+	ustate_watch_close(w);
+	assert_true(i < 100);
+}
+
+static long ms_since(const struct timespec *t0)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (now.tv_sec - t0->tv_sec) * 1000 +
+	       (now.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+/*
+ * Add one to the decimal counter at key with get + compare-and-set,
+ * retrying on a version conflict; *retries counts the conflicts.
+ */
+static int cas_increment(ustate *s, const char *key, int *retries)
+{
+	ustate_entry *e;
+	char buf[32];
+	uint64_t v;
+	long val;
+	int rc;
+
+	for (;;) {
+		rc = ustate_get(s, key, &e);
+		if (rc < 0)
+			return rc;
+		val = strtol(e->value, NULL, 10);
+		v = e->version;
+		ustate_entry_free(e);
+		snprintf(buf, sizeof(buf), "%ld", val + 1);
+		rc = ustate_compare_and_set(s, key, v, buf, strlen(buf), NULL);
+		if (rc != -ECANCELED)
+			return rc;
+		(*retries)++;
+	}
+}
+
+/* Run a whole script in one piece; returns what the last feed returned. */
+static int script_run(ustate *s, const char *text, char **reply)
+{
+	ustate_script *sc = NULL;
+	const char *r;
+	size_t len;
+	int rc;
+
+	assert_int_equal(ustate_script_new(&sc, s), 0);
+	assert_int_equal(ustate_script_result(sc), 0);
+	rc = ustate_script_feed(sc, text, strlen(text));
+	r = ustate_script_reply(sc, &len);
+	*reply = strndup(r, len);
+	assert_int_equal(ustate_script_result(sc), rc);
+	ustate_script_free(sc);
+	return rc;
+}
+
+/* ---- keys, values, versions -------------------------------------------- */
+
+static void test_versions(void **state)
+{
+	struct fixture *f = *state;
+	ustate *s = f->s;
+	uint64_t v = 99;
+
+	assert_int_equal(ustate_version(s, "/a", &v), 0);
+	assert_int_equal(v, 0);
+	assert_int_equal(ustate_exists(s, "/a"), 0);
+	put(s, "/a", "one", 1);
+	assert_int_equal(ustate_exists(s, "/a"), 1);
+	assert_int_equal(ustate_version(s, "/a", &v), 0);
+	assert_int_equal(v, 1);
+	put(s, "/a", "two", 2);
+	put(s, "/a", "three", 3);
+	assert_value(s, "/a", "three", 3);
+
+	assert_int_equal(ustate_delete(s, "/a"), 0);
+	assert_absent(s, "/a");
+	put(s, "/a", "again", 1);
+	assert_value(s, "/a", "again", 1);
+
+	/* The version pointer is optional. */
+	assert_int_equal(ustate_set(s, "/a", "x", 1, NULL), 0);
+	assert_value(s, "/a", "x", 2);
+	/* Keys are independent. */
+	put(s, "/a/b", "child", 1);
+	assert_value(s, "/a", "x", 2);
+}
+
+static void test_get_entry(void **state)
+{
+	struct fixture *f = *state;
+	ustate_entry *e = NULL;
+	ustate *s = f->s;
+	char key[] = "/g/a";
+	uint64_t r1, r2, r3;
+	time_t t0, t1;
+
+	t0 = time(NULL);
+	put(s, key, "hello", 1);
+	r1 = ustate_revision(s);
+	assert_int_equal(r1, 1);
+	put(s, "/g/b", "other", 1);
+	r2 = ustate_revision(s);
+	assert_int_equal(r2, 2);
+
+	assert_int_equal(ustate_get(s, key, &e), 0);
+	t1 = time(NULL);
+	assert_non_null(e);
+	assert_string_equal(e->key, "/g/a");
+	/* The entry owns a copy of the key. */
+	assert_ptr_not_equal(e->key, key);
+	assert_int_equal(e->value_len, 5);
+	assert_memory_equal(e->value, "hello", 5);
+	assert_int_equal(((char *)e->value)[5], '\0');
+	assert_int_equal(e->version, 1);
+	assert_int_equal(e->mod_revision, r1);
+	assert_in_range(e->created_at, t0 - 2, t1 + 2);
+	assert_in_range(e->updated_at, t0 - 2, t1 + 2);
+	assert_true(e->created_at <= e->updated_at);
+	ustate_entry_free(e);
+
+	assert_int_equal(mod_revision(s, "/g/b"), r2);
+	put(s, key, "changed", 2);
+	r3 = ustate_revision(s);
+	assert_int_equal(r3, 3);
+	assert_int_equal(mod_revision(s, key), r3);
+	assert_int_equal(mod_revision(s, "/g/b"), r2);
+}
+
+/* An update keeps created_at and moves updated_at; a re-create resets both. */
+static void test_timestamps(void **state)
+{
+	struct fixture *f = *state;
+	ustate_entry *e = NULL;
+	int64_t created;
+	ustate *s = f->s;
+
+	put(s, "/ts", "1", 1);
+	assert_int_equal(ustate_get(s, "/ts", &e), 0);
+	created = e->created_at;
+	assert_int_equal(e->updated_at, created);
+	ustate_entry_free(e);
+
+	usleep(1100 * 1000);
+	put(s, "/ts", "2", 2);
+	assert_int_equal(ustate_get(s, "/ts", &e), 0);
+	assert_int_equal(e->created_at, created);
+	assert_true(e->updated_at >= created + 1);
+	ustate_entry_free(e);
+
+	assert_int_equal(ustate_delete(s, "/ts"), 0);
+	put(s, "/ts", "3", 1);
+	assert_int_equal(ustate_get(s, "/ts", &e), 0);
+	assert_true(e->created_at >= created + 1);
+	assert_int_equal(e->updated_at, e->created_at);
+	ustate_entry_free(e);
+}
+
+static void test_binary_and_empty_values(void **state)
+{
+	static const char bin[] = "a\0b\0\0c";
+	struct fixture *f = *state;
+	unsigned char all[256];
+	ustate_entry *e = NULL;
+	ustate *s = f->s;
+	size_t big = 1 << 20, i;
+	char *large;
+
+	assert_int_equal(ustate_set(s, "/bin", bin, 6, NULL), 0);
+	assert_int_equal(ustate_get(s, "/bin", &e), 0);
+	assert_int_equal(e->value_len, 6);
+	assert_memory_equal(e->value, bin, 6);
+	assert_int_equal(((char *)e->value)[6], '\0');
+	ustate_entry_free(e);
+
+	for (i = 0; i < sizeof(all); i++)
+		all[i] = (unsigned char)i;
+	assert_int_equal(ustate_set(s, "/all", all, sizeof(all), NULL), 0);
+	assert_int_equal(ustate_get(s, "/all", &e), 0);
+	assert_int_equal(e->value_len, sizeof(all));
+	assert_memory_equal(e->value, all, sizeof(all));
+	ustate_entry_free(e);
+
+	/* An empty value, given as NULL or as "", is a value all the same. */
+	assert_int_equal(ustate_set(s, "/empty", NULL, 0, NULL), 0);
+	assert_int_equal(ustate_set(s, "/empty2", "", 0, NULL), 0);
+	assert_int_equal(ustate_exists(s, "/empty"), 1);
+	assert_int_equal(ustate_get(s, "/empty", &e), 0);
+	assert_int_equal(e->value_len, 0);
+	assert_non_null(e->value);
+	assert_int_equal(((char *)e->value)[0], '\0');
+	ustate_entry_free(e);
+	assert_value(s, "/empty2", "", 1);
+
+	large = malloc(big);
+	assert_non_null(large);
+	for (i = 0; i < big; i++)
+		large[i] = (char)(i * 7 + i / 256);
+	assert_int_equal(ustate_set(s, "/large", large, big, NULL), 0);
+	assert_int_equal(ustate_get(s, "/large", &e), 0);
+	assert_int_equal(e->value_len, big);
+	assert_memory_equal(e->value, large, big);
+	ustate_entry_free(e);
+	free(large);
+}
+
+static void test_missing_key(void **state)
+{
+	struct fixture *f = *state;
+	ustate_entry *e = (ustate_entry *)1;
+	ustate *s = f->s;
+
+	assert_int_equal(ustate_get(s, "/nope", &e), -ENOENT);
+	assert_ptr_equal(e, (ustate_entry *)1);
+	assert_int_equal(ustate_delete(s, "/nope"), -ENOENT);
+	assert_absent(s, "/nope");
+	put(s, "/nope/child", "x", 1);
+	assert_int_equal(ustate_get(s, "/nope", &e), -ENOENT);
+	assert_int_equal(ustate_delete(s, "/nope"), -ENOENT);
+	assert_int_equal(ustate_delete(s, "/nope/child"), 0);
+	assert_int_equal(ustate_delete(s, "/nope/child"), -ENOENT);
+	/* Only the set and the first delete counted. */
+	assert_int_equal(ustate_revision(s), 2);
+}
+
+static void test_max_value_size(void **state)
+{
+	ustate_options o = fast_options();
+	struct fixture *f = *state;
+	ustate_txn_result res = { 0 };
+	char buf[101], *before;
+	uint64_t v = 0;
+	json_t *j;
+	ustate *s;
+	ustate_op ops[2] = {
+		{ .type = USTATE_OP_SET, .key = "/ok", .value = "1",
+		  .value_len = 1 },
+		{ .type = USTATE_OP_SET, .key = "/new", .value = buf,
+		  .value_len = 101 },
+	};
+
+	o.max_value_size = 100;
+	assert_int_equal(open_fresh(f, &o, &f->s2), 0);
+	s = f->s2;
+	memset(buf, 'v', sizeof(buf));
+	assert_int_equal(ustate_set(s, "/big", buf, 100, &v), 0);
+	assert_int_equal(v, 1);
+
+	before = snapshot(s);
+	v = 42;
+	assert_int_equal(ustate_set(s, "/big", buf, 101, &v), -EFBIG);
+	assert_int_equal(v, 42);
+	assert_int_equal(ustate_set(s, "/new", buf, 101, NULL), -EFBIG);
+	assert_int_equal(ustate_create_if_not_exists(s, "/new", buf, 101, &v),
+			 -EFBIG);
+	assert_int_equal(ustate_compare_and_set(s, "/big", 1, buf, 101, &v),
+			 -EFBIG);
+	assert_int_equal(v, 42);
+	assert_int_equal(ustate_transaction(s, ops, 2, &res), -EFBIG);
+	j = json_string("a string whose JSON text is longer than one hundred "
+			"bytes, which is the limit of this particular store");
+	assert_int_equal(ustate_set_json(s, "/json", j, NULL), -EFBIG);
+	json_decref(j);
+	assert_snapshot(s, before);
+	assert_absent(s, "/new");
+	assert_absent(s, "/ok");
+	free(before);
+}
+
+/* ---- revisions --------------------------------------------------------- */
+
+static void test_revision(void **state)
+{
+	struct fixture *f = *state;
+	ustate_txn_result res = { 0 };
+	ustate *s = f->s;
+	uint64_t v;
+	ustate_op write3[3] = {
+		{ .type = USTATE_OP_SET, .key = "/r/a", .value = "t",
+		  .value_len = 1 },
+		{ .type = USTATE_OP_SET, .key = "/r/d", .value = "t",
+		  .value_len = 1 },
+		{ .type = USTATE_OP_DELETE, .key = "/r/c" },
+	};
+	ustate_op checks[2] = {
+		{ .type = USTATE_OP_CHECK_VERSION, .key = "/r/a",
+		  .version = 4 },
+		{ .type = USTATE_OP_CHECK_VERSION, .key = "/r/x",
+		  .version = 0 },
+	};
+	ustate_op bad_check[2] = {
+		{ .type = USTATE_OP_SET, .key = "/r/a", .value = "u",
+		  .value_len = 1 },
+		{ .type = USTATE_OP_CHECK_VERSION, .key = "/r/x",
+		  .version = 3 },
+	};
+
+	assert_int_equal(ustate_revision(s), 0);
+	put(s, "/r/a", "1", 1);
+	assert_int_equal(ustate_revision(s), 1);
+	put(s, "/r/a", "2", 2);
+	assert_int_equal(ustate_revision(s), 2);
+	put(s, "/r/b", "1", 1);
+	assert_int_equal(ustate_revision(s), 3);
+	assert_int_equal(ustate_delete(s, "/r/b"), 0);
+	assert_int_equal(ustate_revision(s), 4);
+	assert_int_equal(ustate_compare_and_set(s, "/r/a", 2, "3", 1, &v), 0);
+	assert_int_equal(ustate_revision(s), 5);
+	assert_int_equal(ustate_create_if_not_exists(s, "/r/c", "c", 1, &v),
+			 0);
+	assert_int_equal(ustate_revision(s), 6);
+
+	/* Failed writes do not count. */
+	assert_int_equal(ustate_compare_and_set(s, "/r/a", 1, "x", 1, &v),
+			 -ECANCELED);
+	assert_int_equal(ustate_create_if_not_exists(s, "/r/c", "c", 1, &v),
+			 -EEXIST);
+	assert_int_equal(ustate_delete(s, "/r/zz"), -ENOENT);
+	assert_int_equal(ustate_set(s, "/r//bad", "x", 1, &v), -EINVAL);
+	assert_int_equal(ustate_revision(s), 6);
+
+	/* A transaction counts once, and all its keys share the revision. */
+	assert_int_equal(ustate_transaction(s, write3, 3, &res), 0);
+	assert_int_equal(res.revision, 7);
+	assert_int_equal(ustate_revision(s), 7);
+	assert_int_equal(mod_revision(s, "/r/a"), 7);
+	assert_int_equal(mod_revision(s, "/r/d"), 7);
+	assert_absent(s, "/r/c");
+
+	/* Neither a check-only nor a failed transaction counts. */
+	memset(&res, 0, sizeof(res));
+	assert_int_equal(ustate_transaction(s, checks, 2, &res), 0);
+	assert_int_equal(res.revision, 7);
+	assert_int_equal(ustate_revision(s), 7);
+	memset(&res, 0, sizeof(res));
+	assert_int_equal(ustate_transaction(s, bad_check, 2, &res),
+			 -ECANCELED);
+	assert_int_equal(res.revision, 7);
+	assert_int_equal(ustate_revision(s), 7);
+	assert_int_equal(ustate_transaction(s, NULL, 0, NULL), 0);
+	assert_int_equal(ustate_revision(s), 7);
+}
+
+/* ---- listing ----------------------------------------------------------- */
+
+static void test_list(void **state)
+{
+	static const char *const sorted[] = {
+		"/Z", "/a", "/a b", "/a/b", "/a/c/d", "/ab", "/b",
+		"/\xc3\xa4",
+	};
+	static const char *const under_a[] = {
+		"/a", "/a b", "/a/b", "/a/c/d", "/ab",
+	};
+	static const char *const under_a_slash[] = { "/a/b", "/a/c/d" };
+	static const size_t order[] = { 5, 7, 0, 3, 6, 1, 4, 2 };
+	struct fixture *f = *state;
+	char **keys = (char **)1;
+	char prefix[2050];
+	ustate *s = f->s;
+	size_t i, n = 99;
+
+	assert_list(s, "", NULL, 0);
+	for (i = 0; i < ARRAY_SIZE(order); i++)
+		put(s, sorted[order[i]], "v", 1);
+	assert_list(s, "", sorted, ARRAY_SIZE(sorted));
+	assert_list(s, "/", sorted, ARRAY_SIZE(sorted));
+	assert_list(s, "/a", under_a, ARRAY_SIZE(under_a));
+	assert_list(s, "/a/", under_a_slash, ARRAY_SIZE(under_a_slash));
+	assert_list(s, "/a/c/d", &under_a_slash[1], 1);
+	assert_list(s, "/\xc3\xa4", &sorted[7], 1);
+	assert_list(s, "/nomatch", NULL, 0);
+	assert_list(s, "/a/c/d/e", NULL, 0);
+	assert_list(s, "zzz", NULL, 0);
+
+	assert_int_equal(ustate_delete(s, "/a b"), 0);
+	assert_list(s, "/a/", under_a_slash, ARRAY_SIZE(under_a_slash));
+	assert_list(s, "/a ", NULL, 0);
+
+	/* A prefix is plain text: no wildcard of LIKE or GLOB. */
+	put(s, "/w%x", "v", 1);
+	put(s, "/w_x", "v", 1);
+	put(s, "/w*x", "v", 1);
+	put(s, "/wax", "v", 1);
+	assert_list(s, "/w%", (const char *const[]){ "/w%x" }, 1);
+	assert_list(s, "/w_", (const char *const[]){ "/w_x" }, 1);
+	assert_list(s, "/w*", (const char *const[]){ "/w*x" }, 1);
+	assert_list(s, "/w", (const char *const[]){ "/w%x", "/w*x", "/w_x",
+						   "/wax" }, 4);
+
+	/* Bad prefixes, and *keys and *n left alone. */
+	assert_int_equal(ustate_list(s, "/a\x01", &keys, &n), -EINVAL);
+	assert_int_equal(ustate_list(s, "/\n", &keys, &n), -EINVAL);
+	assert_int_equal(ustate_list(s, "/\xc3", &keys, &n), -EINVAL);
+	assert_int_equal(ustate_list(s, "/\xff", &keys, &n), -EINVAL);
+	memset(prefix, 'p', 2049);
+	prefix[0] = '/';
+	prefix[2049] = '\0';
+	assert_int_equal(ustate_list(s, prefix, &keys, &n), -ENAMETOOLONG);
+	assert_ptr_equal(keys, (char **)1);
+	assert_int_equal(n, 99);
+	prefix[2048] = '\0';
+	assert_list(s, prefix, NULL, 0);
+}
+
+static void test_list_1000(void **state)
+{
+	struct fixture *f = *state;
+	char (*names)[16], **keys = NULL;
+	ustate_txn_result res = { 0 };
+	ustate *s = f->s;
+	size_t i, n = 0;
+	ustate_op *ops;
+
+	names = calloc(1000, sizeof(*names));
+	ops = calloc(1000, sizeof(*ops));
+	assert_non_null(names);
+	assert_non_null(ops);
+	/* Written in a scrambled order, in one transaction. */
+	for (i = 0; i < 1000; i++) {
+		snprintf(names[i], sizeof(names[i]), "/k/%04zu",
+			 i * 7919 % 1000);
+		ops[i] = (ustate_op){ .type = USTATE_OP_SET, .key = names[i],
+				      .value = names[i],
+				      .value_len = strlen(names[i]) };
+	}
+	assert_int_equal(ustate_transaction(s, ops, 1000, &res), 0);
+	assert_int_equal(res.revision, 1);
+	put(s, "/k0", "not under /k/", 1);
+	put(s, "/j/0120", "not under /k/", 1);
+
+	assert_int_equal(ustate_list(s, "/k/012", &keys, &n), 0);
+	assert_int_equal(n, 10);
+	for (i = 0; i < n; i++) {
+		char want[32];
+
+		snprintf(want, sizeof(want), "/k/012%u", (unsigned)i);
+		assert_string_equal(keys[i], want);
+	}
+	ustate_list_free(keys, n);
+
+	assert_int_equal(ustate_list(s, "/k/", &keys, &n), 0);
+	assert_int_equal(n, 1000);
+	for (i = 0; i < n; i++) {
+		char want[32];
+
+		snprintf(want, sizeof(want), "/k/%04u", (unsigned)i);
+		assert_string_equal(keys[i], want);
+	}
+	ustate_list_free(keys, n);
+	assert_int_equal(ustate_list(s, "", &keys, &n), 0);
+	assert_int_equal(n, 1002);
+	ustate_list_free(keys, n);
+	assert_value(s, "/k/0999", "/k/0999", 1);
+	assert_int_equal(mod_revision(s, "/k/0500"), 1);
+	free(ops);
+	free(names);
+}
+
+/* ---- compare-and-set, create ------------------------------------------- */
+
+static void test_compare_and_set(void **state)
+{
+	struct fixture *f = *state;
+	ustate *s = f->s;
+	uint64_t r, v = 0;
+
+	put(s, "/c", "one", 1);
+	assert_int_equal(ustate_compare_and_set(s, "/c", 1, "two", 3, &v), 0);
+	assert_int_equal(v, 2);
+	assert_value(s, "/c", "two", 2);
+
+	r = ustate_revision(s);
+	v = 0;
+	assert_int_equal(ustate_compare_and_set(s, "/c", 1, "bad", 3, &v),
+			 -ECANCELED);
+	assert_int_equal(v, 2);
+	assert_int_equal(ustate_compare_and_set(s, "/c", 3, "bad", 3, &v),
+			 -ECANCELED);
+	assert_int_equal(v, 2);
+	/* 0 means "must not exist". */
+	assert_int_equal(ustate_compare_and_set(s, "/c", 0, "bad", 3, &v),
+			 -ECANCELED);
+	assert_int_equal(v, 2);
+	assert_value(s, "/c", "two", 2);
+	assert_int_equal(ustate_revision(s), r);
+
+	assert_int_equal(ustate_compare_and_set(s, "/new", 5, "x", 1, &v),
+			 -ECANCELED);
+	assert_int_equal(v, 0);
+	assert_absent(s, "/new");
+	assert_int_equal(ustate_compare_and_set(s, "/new", 0, "x", 1, &v), 0);
+	assert_int_equal(v, 1);
+	assert_value(s, "/new", "x", 1);
+	assert_int_equal(ustate_compare_and_set(s, "/new", 1, "y", 1, NULL),
+			 0);
+	assert_value(s, "/new", "y", 2);
+	assert_int_equal(ustate_compare_and_set(s, "/new", 1, "z", 1, NULL),
+			 -ECANCELED);
+
+	/* After a delete the key is absent again: expected 0 works. */
+	assert_int_equal(ustate_delete(s, "/c"), 0);
+	assert_int_equal(ustate_compare_and_set(s, "/c", 2, "bad", 3, &v),
+			 -ECANCELED);
+	assert_int_equal(v, 0);
+	assert_int_equal(ustate_compare_and_set(s, "/c", 0, "re", 2, &v), 0);
+	assert_int_equal(v, 1);
+}
+
+static void test_create_if_not_exists(void **state)
+{
+	struct fixture *f = *state;
+	ustate *s = f->s;
+	uint64_t r, v = 0;
+
+	assert_int_equal(ustate_create_if_not_exists(s, "/n", "one", 3, &v),
+			 0);
+	assert_int_equal(v, 1);
+	r = ustate_revision(s);
+	v = 0;
+	assert_int_equal(ustate_create_if_not_exists(s, "/n", "two", 3, &v),
+			 -EEXIST);
+	assert_int_equal(v, 1);
+	assert_value(s, "/n", "one", 1);
+	assert_int_equal(ustate_revision(s), r);
+
+	put(s, "/n", "three", 2);
+	assert_int_equal(ustate_create_if_not_exists(s, "/n", "four", 4, &v),
+			 -EEXIST);
+	assert_int_equal(v, 2);
+	assert_int_equal(ustate_create_if_not_exists(s, "/n", "four", 4,
+						     NULL),
+			 -EEXIST);
+	assert_value(s, "/n", "three", 2);
+
+	assert_int_equal(ustate_delete(s, "/n"), 0);
+	assert_int_equal(ustate_create_if_not_exists(s, "/n", "five", 4, &v),
+			 0);
+	assert_int_equal(v, 1);
+	assert_value(s, "/n", "five", 1);
+}
+
+/* ---- transactions ------------------------------------------------------ */
+
+static void test_txn_all_or_nothing(void **state)
+{
+	/* Each op here would succeed on the state below. */
+	static const ustate_op good[4] = {
+		{ .type = USTATE_OP_SET, .key = "/t/a", .value = "A",
+		  .value_len = 1 },
+		{ .type = USTATE_OP_CREATE, .key = "/t/b", .value = "B",
+		  .value_len = 1 },
+		{ .type = USTATE_OP_DELETE, .key = "/t/c" },
+		{ .type = USTATE_OP_CHECK_VERSION, .key = "/t/x",
+		  .version = 1 },
+	};
+	/* ... and each of these fails, wherever it stands. */
+	static const struct {
+		ustate_op op;
+		int err;
+		uint64_t found;
+	} bad[] = {
+		{ { .type = USTATE_OP_CHECK_VERSION, .key = "/t/x",
+		    .version = 5 }, -ECANCELED, 1 },
+		{ { .type = USTATE_OP_CHECK_VERSION, .key = "/t/missing",
+		    .version = 1 }, -ECANCELED, 0 },
+		{ { .type = USTATE_OP_CREATE, .key = "/t/x", .value = "X",
+		    .value_len = 1 }, -EEXIST, 1 },
+		{ { .type = USTATE_OP_DELETE, .key = "/t/missing" }, -ENOENT,
+		  0 },
+	};
+	struct fixture *f = *state;
+	ustate *s = f->s;
+	ustate_txn_result res;
+	uint64_t versions[4], r, xrev;
+	ustate_op ops[4];
+	char *before;
+	size_t pos, k;
+
+	put(s, "/t/a", "a", 1);
+	put(s, "/t/c", "c", 1);
+	put(s, "/t/c", "c", 2);
+	put(s, "/t/x", "x", 1);
+	xrev = mod_revision(s, "/t/x");
+	r = ustate_revision(s);
+	before = snapshot(s);
+
+	for (k = 0; k < ARRAY_SIZE(bad); k++) {
+		for (pos = 0; pos < 4; pos++) {
+			memcpy(ops, good, sizeof(ops));
+			ops[pos] = bad[k].op;
+			memset(&res, 0, sizeof(res));
+			res.versions = versions;
+			res.failed = 99;
+			res.found = 99;
+			assert_int_equal(ustate_transaction(s, ops, 4, &res),
+					 bad[k].err);
+			assert_int_equal(res.failed, pos);
+			assert_int_equal(res.found, bad[k].found);
+			assert_int_equal(res.revision, r);
+			assert_snapshot(s, before);
+		}
+	}
+	free(before);
+
+	memset(&res, 0, sizeof(res));
+	res.versions = versions;
+	assert_int_equal(ustate_transaction(s, good, 4, &res), 0);
+	assert_int_equal(res.revision, r + 1);
+	assert_int_equal(ustate_revision(s), r + 1);
+	assert_int_equal(versions[0], 2);
+	assert_int_equal(versions[1], 1);
+	assert_int_equal(versions[2], 0);
+	assert_int_equal(versions[3], 1);
+	assert_value(s, "/t/a", "A", 2);
+	assert_value(s, "/t/b", "B", 1);
+	assert_absent(s, "/t/c");
+	assert_value(s, "/t/x", "x", 1);
+	assert_int_equal(mod_revision(s, "/t/a"), r + 1);
+	assert_int_equal(mod_revision(s, "/t/b"), r + 1);
+	assert_int_equal(mod_revision(s, "/t/x"), xrev);
+
+	/* The same ops again: now the create and the delete fail. */
+	memset(&res, 0, sizeof(res));
+	assert_int_equal(ustate_transaction(s, good, 4, &res), -EEXIST);
+	assert_int_equal(res.failed, 1);
+	assert_int_equal(res.found, 1);
+}
+
+static void test_txn_same_key(void **state)
+{
+	struct fixture *f = *state;
+	ustate *s = f->s;
+	ustate_txn_result res;
+	uint64_t v[3], r;
+	char *before;
+	ustate_op set_set[2] = {
+		{ .type = USTATE_OP_SET, .key = "/s", .value = "1",
+		  .value_len = 1 },
+		{ .type = USTATE_OP_SET, .key = "/s", .value = "2",
+		  .value_len = 1 },
+	};
+	ustate_op delete_create[2] = {
+		{ .type = USTATE_OP_DELETE, .key = "/s" },
+		{ .type = USTATE_OP_CREATE, .key = "/s", .value = "new",
+		  .value_len = 3 },
+	};
+	ustate_op set_check[2] = {
+		{ .type = USTATE_OP_SET, .key = "/m", .value = "m",
+		  .value_len = 1 },
+		{ .type = USTATE_OP_CHECK_VERSION, .key = "/m", .version = 0 },
+	};
+	ustate_op check_set_check[3] = {
+		{ .type = USTATE_OP_CHECK_VERSION, .key = "/m", .version = 1 },
+		{ .type = USTATE_OP_SET, .key = "/m", .value = "m2",
+		  .value_len = 2 },
+		{ .type = USTATE_OP_CHECK_VERSION, .key = "/m", .version = 1 },
+	};
+	ustate_op create_create[2] = {
+		{ .type = USTATE_OP_CREATE, .key = "/q", .value = "1",
+		  .value_len = 1 },
+		{ .type = USTATE_OP_CREATE, .key = "/q", .value = "2",
+		  .value_len = 1 },
+	};
+	ustate_op delete_delete[2] = {
+		{ .type = USTATE_OP_DELETE, .key = "/s" },
+		{ .type = USTATE_OP_DELETE, .key = "/s" },
+	};
+	ustate_op create_delete[2] = {
+		{ .type = USTATE_OP_CREATE, .key = "/z", .value = "1",
+		  .value_len = 1 },
+		{ .type = USTATE_OP_DELETE, .key = "/z" },
+	};
+	ustate_op set_delete_set[3] = {
+		{ .type = USTATE_OP_SET, .key = "/u", .value = "a",
+		  .value_len = 1 },
+		{ .type = USTATE_OP_DELETE, .key = "/u" },
+		{ .type = USTATE_OP_SET, .key = "/u", .value = "b",
+		  .value_len = 1 },
+	};
+
+	memset(&res, 0, sizeof(res));
+	res.versions = v;
+	assert_int_equal(ustate_transaction(s, set_set, 2, &res), 0);
+	assert_int_equal(v[0], 1);
+	assert_int_equal(v[1], 2);
+	assert_value(s, "/s", "2", 2);
+	assert_int_equal(ustate_revision(s), 1);
+	assert_int_equal(ustate_transaction(s, set_set, 2, &res), 0);
+	assert_int_equal(v[0], 3);
+	assert_int_equal(v[1], 4);
+	assert_value(s, "/s", "2", 4);
+	assert_int_equal(ustate_revision(s), 2);
+
+	assert_int_equal(ustate_transaction(s, delete_create, 2, &res), 0);
+	assert_int_equal(v[0], 0);
+	assert_int_equal(v[1], 1);
+	assert_value(s, "/s", "new", 1);
+
+	/* Checks see the state before the transaction. */
+	assert_int_equal(ustate_transaction(s, set_check, 2, &res), 0);
+	assert_int_equal(v[0], 1);
+	assert_int_equal(v[1], 0);
+	assert_value(s, "/m", "m", 1);
+	assert_int_equal(ustate_transaction(s, check_set_check, 3, &res), 0);
+	assert_int_equal(v[0], 1);
+	assert_int_equal(v[1], 2);
+	assert_int_equal(v[2], 1);
+	assert_value(s, "/m", "m2", 2);
+
+	/* Creates and deletes see the earlier ops. */
+	r = ustate_revision(s);
+	before = snapshot(s);
+	memset(&res, 0, sizeof(res));
+	assert_int_equal(ustate_transaction(s, create_create, 2, &res),
+			 -EEXIST);
+	assert_int_equal(res.failed, 1);
+	assert_int_equal(res.found, 1);
+	assert_absent(s, "/q");
+	memset(&res, 0, sizeof(res));
+	assert_int_equal(ustate_transaction(s, delete_delete, 2, &res),
+			 -ENOENT);
+	assert_int_equal(res.failed, 1);
+	assert_int_equal(res.found, 0);
+	assert_snapshot(s, before);
+	free(before);
+
+	memset(&res, 0, sizeof(res));
+	res.versions = v;
+	assert_int_equal(ustate_transaction(s, create_delete, 2, &res), 0);
+	assert_int_equal(v[0], 1);
+	assert_int_equal(v[1], 0);
+	assert_absent(s, "/z");
+	assert_int_equal(ustate_revision(s), r + 1);
+	assert_int_equal(res.revision, r + 1);
+
+	assert_int_equal(ustate_transaction(s, set_delete_set, 3, &res), 0);
+	assert_int_equal(v[0], 1);
+	assert_int_equal(v[1], 0);
+	assert_int_equal(v[2], 1);
+	assert_value(s, "/u", "b", 1);
+	assert_int_equal(ustate_revision(s), r + 2);
+}
+
+static void test_txn_limits(void **state)
+{
+	ustate_options o = fast_options();
+	struct fixture *f = *state;
+	ustate_txn_result res;
+	ustate *s = f->s;
+	char *before, long_seg[300];
+	ustate_op ops[4];
+	size_t i;
+
+	o.max_txn_ops = 3;
+	assert_int_equal(open_fresh(f, &o, &f->s2), 0);
+	for (i = 0; i < 4; i++)
+		ops[i] = (ustate_op){ .type = USTATE_OP_SET,
+				      .key = i % 2 ? "/l/odd" : "/l/even",
+				      .value = "v", .value_len = 1 };
+	memset(&res, 0, sizeof(res));
+	assert_int_equal(ustate_transaction(f->s2, ops, 4, &res), -E2BIG);
+	assert_int_equal(ustate_transaction(f->s2, ops, 4, NULL), -E2BIG);
+	assert_int_equal(ustate_revision(f->s2), 0);
+	assert_absent(f->s2, "/l/odd");
+	assert_int_equal(ustate_transaction(f->s2, ops, 3, &res), 0);
+	assert_int_equal(res.revision, 1);
+	assert_value(f->s2, "/l/even", "v", 2);
+
+	/* No ops: nothing to do, and nothing changes. */
+	put(s, "/l/x", "x", 1);
+	before = snapshot(s);
+	memset(&res, 0, sizeof(res));
+	assert_int_equal(ustate_transaction(s, NULL, 0, &res), 0);
+	assert_int_equal(res.revision, 1);
+	assert_int_equal(ustate_transaction(s, ops, 0, NULL), 0);
+	assert_snapshot(s, before);
+
+	/* A bad key or op type anywhere: -EINVAL, naming the op. */
+	memset(long_seg, 'x', sizeof(long_seg));
+	long_seg[0] = '/';
+	long_seg[sizeof(long_seg) - 1] = '\0';
+	for (i = 0; i < 4; i++) {
+		ustate_op bad[4];
+
+		memcpy(bad, ops, sizeof(bad));
+		bad[i].key = "/l/./x";
+		memset(&res, 0, sizeof(res));
+		assert_int_equal(ustate_transaction(s, bad, 4, &res), -EINVAL);
+		assert_int_equal(res.failed, i);
+
+		memcpy(bad, ops, sizeof(bad));
+		bad[i].key = long_seg;
+		memset(&res, 0, sizeof(res));
+		assert_int_equal(ustate_transaction(s, bad, 4, &res),
+				 -ENAMETOOLONG);
+		assert_int_equal(res.failed, i);
+
+		memcpy(bad, ops, sizeof(bad));
+		bad[i].type = (ustate_op_type)0;
+		memset(&res, 0, sizeof(res));
+		assert_int_equal(ustate_transaction(s, bad, 4, &res), -EINVAL);
+		assert_int_equal(res.failed, i);
+
+		memcpy(bad, ops, sizeof(bad));
+		bad[i].type = (ustate_op_type)99;
+		memset(&res, 0, sizeof(res));
+		assert_int_equal(ustate_transaction(s, bad, 4, &res), -EINVAL);
+		assert_int_equal(res.failed, i);
+	}
+	assert_snapshot(s, before);
+	free(before);
+}
+
+/* ---- read-only stores and options -------------------------------------- */
+
+static void test_read_only(void **state)
+{
+	ustate_options o = fast_options();
+	struct fixture *f = *state;
+	ustate_txn_result res;
+	const char *key = "/ro/a";
+	ustate_entry *e = NULL;
+	char *before, **keys, *reply;
+	uint64_t v, exp_rev;
+	ustate_event ev;
+	json_t *j;
+	ustate *ro;
+	size_t n;
+	ustate_op write1 = { .type = USTATE_OP_SET, .key = "/ro/b",
+			     .value = "b", .value_len = 1 };
+	ustate_op check_delete[2] = {
+		{ .type = USTATE_OP_CHECK_VERSION, .key = key, .version = 2 },
+		{ .type = USTATE_OP_DELETE, .key = key },
+	};
+
+	o.read_only = 1;
+	if (f->kind == BACKEND_SQLITE) {
+		put(f->s, key, "x", 1);
+		put(f->s, key, "y", 2);
+		ustate_close(f->s);
+		f->s = NULL;
+		assert_int_equal(ustate_open_sqlite(&f->s2, f->path, &o), 0);
+		exp_rev = 2;
+	} else {
+		assert_int_equal(ustate_open_memory(&f->s2, &o), 0);
+		exp_rev = 0;
+	}
+	ro = f->s2;
+	before = snapshot(ro);
+
+	/* Every write is -EROFS. */
+	assert_int_equal(ustate_set(ro, key, "z", 1, &v), -EROFS);
+	assert_int_equal(ustate_set(ro, "/ro/new", "z", 1, &v), -EROFS);
+	assert_int_equal(ustate_delete(ro, key), -EROFS);
+	assert_int_equal(ustate_compare_and_set(ro, key, 2, "z", 1, &v),
+			 -EROFS);
+	assert_int_equal(ustate_compare_and_set(ro, "/ro/new", 0, "z", 1, &v),
+			 -EROFS);
+	assert_int_equal(ustate_create_if_not_exists(ro, "/ro/new", "z", 1,
+						     &v),
+			 -EROFS);
+	assert_int_equal(ustate_transaction(ro, &write1, 1, NULL), -EROFS);
+	assert_int_equal(ustate_transaction(ro, check_delete, 2, NULL),
+			 -EROFS);
+	j = json_integer(1);
+	assert_int_equal(ustate_set_json(ro, "/ro/json", j, NULL), -EROFS);
+	json_decref(j);
+	assert_snapshot(ro, before);
+	free(before);
+
+	/* Every read works. */
+	assert_int_equal(ustate_revision(ro), exp_rev);
+	assert_int_equal(ustate_list(ro, "/ro/", &keys, &n), 0);
+	assert_int_equal(n, f->kind == BACKEND_SQLITE ? 1 : 0);
+	ustate_list_free(keys, n);
+	assert_int_equal(ustate_exists(ro, "/ro/new"), 0);
+	if (f->kind == BACKEND_SQLITE) {
+		assert_value(ro, key, "y", 2);
+		assert_int_equal(ustate_exists(ro, key), 1);
+	} else {
+		assert_int_equal(ustate_get(ro, key, &e), -ENOENT);
+	}
+	assert_int_equal(ustate_watch_open(&f->w, ro, "/ro/*", 0), 0);
+	expect_no_event(f->w);
+
+	/* A transaction of checks only writes nothing: it is a read. */
+	memset(&res, 0, sizeof(res));
+	check_delete[0].version = f->kind == BACKEND_SQLITE ? 2 : 0;
+	assert_int_equal(ustate_transaction(ro, check_delete, 1, &res), 0);
+	assert_int_equal(res.revision, exp_rev);
+	memset(&res, 0, sizeof(res));
+	check_delete[0].version = 7;
+	assert_int_equal(ustate_transaction(ro, check_delete, 1, &res),
+			 -ECANCELED);
+	assert_int_equal(res.failed, 0);
+
+	/* Scripts: writes are -EROFS, checks and gets work. */
+	assert_int_equal(script_run(ro, "set /ro/new 1\nz\ncommit\n", &reply),
+			 -EROFS);
+	free(reply);
+	assert_int_equal(script_run(ro, "check /ro/new 0\nget /ro/a\ncommit\n",
+				    &reply),
+			 1);
+	free(reply);
+
+	if (f->kind != BACKEND_SQLITE)
+		return;
+	/* A read-only handle sees the writes of a writer on the same file. */
+	o.read_only = 0;
+	assert_int_equal(ustate_open_sqlite(&f->s, f->path, &o), 0);
+	put(f->s, "/ro/b", "b", 1);
+	assert_value(ro, "/ro/b", "b", 1);
+	assert_int_equal(ustate_revision(ro), 3);
+	assert_int_equal(ustate_watch_next(f->w, &ev, 2000), 0);
+	assert_string_equal(ev.key, "/ro/b");
+	assert_int_equal(ev.revision, 3);
+}
+
+static void test_options(void **state)
+{
+	ustate_options o = fast_options();
+	struct fixture *f = *state;
+	ustate *s = (ustate *)1;
+
+	o.version = 0;
+	assert_int_equal(open_fresh(f, &o, &s), -EINVAL);
+	assert_ptr_equal(s, (ustate *)1);
+	o.version = USTATE_OPTIONS_VERSION + 1;
+	assert_int_equal(open_fresh(f, &o, &s), -EINVAL);
+	assert_ptr_equal(s, (ustate *)1);
+	o = fast_options();
+	o.sync = (ustate_sync)42;
+	assert_int_equal(open_fresh(f, &o, &s), -EINVAL);
+	assert_ptr_equal(s, (ustate *)1);
+
+	/* NULL means the defaults (full sync included). */
+	assert_int_equal(open_fresh(f, NULL, &f->s2), 0);
+	put(f->s2, "/defaults", "ok", 1);
+	assert_value(f->s2, "/defaults", "ok", 1);
+	assert_int_equal(ustate_revision(f->s2), 1);
+}
+
+/* ---- watches ----------------------------------------------------------- */
+
+/* The events of one revision, in any order. */
+static void expect_events_of_revision(ustate_watch *w, uint64_t revision,
+				      const ustate_event *want, size_t n)
+{
+	bool seen[8] = { false };
+	ustate_event ev;
+	size_t i, j;
+
+	assert_true(n <= ARRAY_SIZE(seen));
+	for (i = 0; i < n; i++) {
+		assert_int_equal(ustate_watch_next(w, &ev, 2000), 0);
+		assert_int_equal(ev.revision, revision);
+		for (j = 0; j < n; j++)
+			if (!seen[j] && !strcmp(ev.key, want[j].key) &&
+			    ev.type == want[j].type &&
+			    ev.version == want[j].version)
+				break;
+		assert_true(j < n);
+		seen[j] = true;
+	}
+}
+
+static void test_watch_prefix(void **state)
+{
+	struct fixture *f = *state;
+	ustate_event want[2];
+	ustate *s = f->s;
+	uint64_t r[5];
+	ustate_op ops[3] = {
+		{ .type = USTATE_OP_SET, .key = "/w/t1", .value = "t",
+		  .value_len = 1 },
+		{ .type = USTATE_OP_SET, .key = "/y/1", .value = "t",
+		  .value_len = 1 },
+		{ .type = USTATE_OP_DELETE, .key = "/w/b/c" },
+	};
+
+	put(s, "/w/before", "old", 1);
+	assert_int_equal(ustate_watch_open(&f->w, s, "/w/*", 0), 0);
+	expect_no_event(f->w);
+	put(s, "/w/a", "1", 1);
+	r[0] = ustate_revision(s);
+	put(s, "/w/a", "2", 2);
+	r[1] = ustate_revision(s);
+	put(s, "/x/a", "no", 1);
+	put(s, "/w", "no", 1);
+	put(s, "/ww/a", "no", 1);
+	assert_int_equal(ustate_delete(s, "/w/a"), 0);
+	r[2] = ustate_revision(s);
+	put(s, "/w/b/c", "deep", 1);
+	r[3] = ustate_revision(s);
+	assert_int_equal(ustate_transaction(s, ops, 3, NULL), 0);
+	r[4] = ustate_revision(s);
+	put(s, "/v/after", "no", 1);
+
+	expect_event(f->w, USTATE_EVENT_CREATED, "/w/a", 1, r[0]);
+	expect_event(f->w, USTATE_EVENT_UPDATED, "/w/a", 2, r[1]);
+	expect_event(f->w, USTATE_EVENT_DELETED, "/w/a", 0, r[2]);
+	expect_event(f->w, USTATE_EVENT_CREATED, "/w/b/c", 1, r[3]);
+	want[0] = (ustate_event){ .type = USTATE_EVENT_CREATED, .version = 1 };
+	strcpy(want[0].key, "/w/t1");
+	want[1] = (ustate_event){ .type = USTATE_EVENT_DELETED, .version = 0 };
+	strcpy(want[1].key, "/w/b/c");
+	expect_events_of_revision(f->w, r[4], want, 2);
+	expect_no_event(f->w);
+}
+
+static void test_watch_exact_key(void **state)
+{
+	struct fixture *f = *state;
+	ustate *s = f->s;
+	uint64_t r[3];
+
+	assert_int_equal(ustate_watch_open(&f->w, s, "/w/k", 0), 0);
+	put(s, "/w/k", "1", 1);
+	r[0] = ustate_revision(s);
+	put(s, "/w/kk", "no", 1);
+	put(s, "/w/k/x", "no", 1);
+	put(s, "/w", "no", 1);
+	put(s, "/w/k", "2", 2);
+	r[1] = ustate_revision(s);
+	assert_int_equal(ustate_delete(s, "/w/k"), 0);
+	r[2] = ustate_revision(s);
+	expect_event(f->w, USTATE_EVENT_CREATED, "/w/k", 1, r[0]);
+	expect_event(f->w, USTATE_EVENT_UPDATED, "/w/k", 2, r[1]);
+	expect_event(f->w, USTATE_EVENT_DELETED, "/w/k", 0, r[2]);
+	expect_no_event(f->w);
+}
+
+/* Every change, in order, once: a mix of writes, read back with "*". */
+static void test_watch_all_in_order(void **state)
+{
+	struct fixture *f = *state;
+	ustate *s = f->s;
+	ustate_event ev;
+	uint64_t prev = 0;
+	size_t i, count = 0, want = 0, revs = 1;
+	char key[32];
+	ustate_op ops[3] = {
+		{ .type = USTATE_OP_SET, .key = "/m/t", .value = "t",
+		  .value_len = 1 },
+		{ .type = USTATE_OP_SET, .key = "/m/t", .value = "t",
+		  .value_len = 1 },
+		{ .type = USTATE_OP_DELETE, .key = "/m/t" },
+	};
+
+	put(s, "/m/old", "old", 1);
+	assert_int_equal(ustate_watch_open(&f->w, s, "*", 0), 0);
+	for (i = 0; i < 30; i++) {
+		snprintf(key, sizeof(key), "/m/%zu", i % 7);
+		switch (i % 5) {
+		case 0:
+		case 1:
+		case 2:
+			assert_int_equal(ustate_set(s, key, "v", 1, NULL), 0);
+			want++;
+			revs++;
+			break;
+		case 3:
+			if (ustate_delete(s, key) == 0) {
+				want++;
+				revs++;
+			}
+			break;
+		case 4:
+			assert_int_equal(ustate_transaction(s, ops, 3, NULL),
+					 0);
+			want += 3;
+			revs++;
+			break;
+		}
+	}
+	assert_int_equal(ustate_revision(s), revs);
+	while (ustate_watch_next(f->w, &ev, 0) == 0) {
+		/* A revision's changes come together; none is skipped. */
+		if (count == 0)
+			assert_int_equal(ev.revision, 2);
+		else
+			assert_in_range(ev.revision, prev, prev + 1);
+		prev = ev.revision;
+		count++;
+	}
+	assert_int_equal(count, want);
+	assert_int_equal(prev, ustate_revision(s));
+}
+
+static void test_watch_eagain(void **state)
+{
+	struct fixture *f = *state;
+	struct timespec t0;
+	ustate_event ev;
+	long ms;
+
+	assert_int_equal(ustate_watch_open(&f->w, f->s, "/none/*", 0), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(ustate_watch_next(f->w, &ev, 0), -EAGAIN);
+	assert_true(ms_since(&t0) < 100);
+	put(f->s, "/other", "x", 1);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(ustate_watch_next(f->w, &ev, 150), -EAGAIN);
+	ms = ms_since(&t0);
+	assert_in_range(ms, 140, 1500);
+}
+
+static void test_watch_fd(void **state)
+{
+	struct fixture *f = *state;
+	ustate_event ev;
+	int fd;
+
+	assert_int_equal(ustate_watch_open(&f->w, f->s, "/p/*", 0), 0);
+	fd = ustate_watch_fd(f->w);
+	assert_true(fd >= 0);
+	assert_int_equal(readable(fd, 0), 0);
+	assert_int_equal(readable(fd, 100), 0);
+	put(f->s, "/q/x", "not watched", 1);
+	assert_int_equal(readable(fd, 100), 0);
+
+	put(f->s, "/p/a", "1", 1);
+	assert_int_equal(readable(fd, 1000), 1);
+	assert_int_equal(ustate_watch_fd(f->w), fd);
+	assert_int_equal(ustate_watch_next(f->w, &ev, 0), 0);
+	assert_string_equal(ev.key, "/p/a");
+	assert_int_equal(readable(fd, 0), 0);
+	expect_no_event(f->w);
+
+	/* With an event pending, waiting for ever returns at once. */
+	put(f->s, "/p/b", "2", 1);
+	assert_int_equal(readable(fd, 1000), 1);
+	assert_int_equal(ustate_watch_next(f->w, &ev, -1), 0);
+	assert_string_equal(ev.key, "/p/b");
+}
+
+/*
+ * The first write after the first watch on a store must make the watch's
+ * descriptor readable, however soon it follows ustate_watch_open(). Each
+ * round uses a new store, so each round opens a store's first watch.
+ */
+static void test_watch_fd_first_write(void **state)
+{
+	ustate_options o = fast_options();
+	struct fixture *f = *state;
+	ustate_event ev;
+	int round;
+
+	for (round = 0; round < 10; round++) {
+		assert_int_equal(open_fresh(f, &o, &f->s2), 0);
+		assert_int_equal(ustate_watch_open(&f->w2, f->s2, "*", 0), 0);
+		put(f->s2, "/first", "x", 1);
+		assert_int_equal(readable(ustate_watch_fd(f->w2), 1000), 1);
+		/* The event itself is there whatever the descriptor says. */
+		assert_int_equal(ustate_watch_next(f->w2, &ev, 0), 0);
+		ustate_watch_close(f->w2);
+		f->w2 = NULL;
+		ustate_close(f->s2);
+		f->s2 = NULL;
+	}
+}
+
+static void test_watch_replay(void **state)
+{
+	struct fixture *f = *state;
+	ustate *s = f->s;
+	uint64_t r[5];
+
+	put(s, "/h/1", "a", 1);
+	r[0] = ustate_revision(s);
+	put(s, "/h/2", "b", 1);
+	r[1] = ustate_revision(s);
+	put(s, "/h/1", "c", 2);
+	r[2] = ustate_revision(s);
+	assert_int_equal(ustate_delete(s, "/h/2"), 0);
+	r[3] = ustate_revision(s);
+	put(s, "/h/3", "d", 1);
+	r[4] = ustate_revision(s);
+
+	/* Changes 2 to 5 are replayed, and are pending at once. */
+	assert_int_equal(ustate_watch_open(&f->w, s, "/h/*", r[1]), 0);
+	assert_int_equal(readable(ustate_watch_fd(f->w), 1000), 1);
+	expect_event(f->w, USTATE_EVENT_CREATED, "/h/2", 1, r[1]);
+	expect_event(f->w, USTATE_EVENT_UPDATED, "/h/1", 2, r[2]);
+	expect_event(f->w, USTATE_EVENT_DELETED, "/h/2", 0, r[3]);
+	expect_event(f->w, USTATE_EVENT_CREATED, "/h/3", 1, r[4]);
+	expect_no_event(f->w);
+	ustate_watch_close(f->w);
+
+	/* From the first revision, for one key. */
+	assert_int_equal(ustate_watch_open(&f->w, s, "/h/2", r[0]), 0);
+	expect_event(f->w, USTATE_EVENT_CREATED, "/h/2", 1, r[1]);
+	expect_event(f->w, USTATE_EVENT_DELETED, "/h/2", 0, r[3]);
+	expect_no_event(f->w);
+	ustate_watch_close(f->w);
+
+	/* From the next revision: nothing yet, then the next change. */
+	assert_int_equal(ustate_watch_open(&f->w, s, "*", r[4] + 1), 0);
+	expect_no_event(f->w);
+	put(s, "/h/4", "e", 1);
+	expect_event(f->w, USTATE_EVENT_CREATED, "/h/4", 1, r[4] + 1);
+	expect_no_event(f->w);
+}
+
+static void test_watch_overflow(void **state)
+{
+	ustate_options o = fast_options();
+	struct fixture *f = *state;
+	ustate_watch *w = (ustate_watch *)1;
+	ustate_event ev;
+	uint64_t rev, i;
+	char key[32];
+	ustate *s;
+
+	o.history = 10;
+	assert_int_equal(open_fresh(f, &o, &f->s2), 0);
+	s = f->s2;
+	assert_int_equal(ustate_watch_open(&f->w, s, "*", 0), 0);
+	for (i = 0; i < 200; i++) {
+		snprintf(key, sizeof(key), "/o/%" PRIu64, i % 13);
+		assert_int_equal(ustate_set(s, key, "v", 1, NULL), 0);
+	}
+	rev = ustate_revision(s);
+	assert_int_equal(rev, 200);
+
+	/* Never a silent skip, and the watch stays overflowed. */
+	assert_int_equal(ustate_watch_next(f->w, &ev, 0), -EOVERFLOW);
+	assert_int_equal(ustate_watch_next(f->w, &ev, 0), -EOVERFLOW);
+	put(s, "/o/more", "v", 1);
+	assert_int_equal(ustate_watch_next(f->w, &ev, 100), -EOVERFLOW);
+	rev++;
+
+	assert_int_equal(ustate_watch_open(&w, s, "*", 1), -ENODATA);
+	assert_ptr_equal(w, (ustate_watch *)1);
+
+	/* The last history revisions are kept, and replay in full. */
+	assert_int_equal(ustate_watch_open(&f->w2, s, "*", rev - 9), 0);
+	for (i = 0; i < 10; i++) {
+		assert_int_equal(ustate_watch_next(f->w2, &ev, 0), 0);
+		assert_int_equal(ev.revision, rev - 9 + i);
+	}
+	expect_no_event(f->w2);
+}
+
+/*
+ * opts.history bounds what a watch can replay from the past; a watch that
+ * keeps up with the store must get every change even with no history.
+ */
+/* history = 0 is refused; history = 1 still serves a watch that keeps up. */
+static void test_watch_history_zero(void **state)
+{
+	ustate_options o = fast_options();
+	struct fixture *f = *state;
+	char key[32];
+	int i;
+
+	o.history = 0;
+	f->s2 = (ustate *)1;
+	assert_int_equal(open_fresh(f, &o, &f->s2), -EINVAL);
+	assert_ptr_equal(f->s2, (ustate *)1);
+	f->s2 = NULL;
+	o.history = 1;
+	assert_int_equal(open_fresh(f, &o, &f->s2), 0);
+	assert_int_equal(ustate_watch_open(&f->w, f->s2, "*", 0), 0);
+	for (i = 0; i < 3; i++) {
+		snprintf(key, sizeof(key), "/z/%d", i);
+		put(f->s2, key, "v", 1);
+		expect_event(f->w, USTATE_EVENT_CREATED, key, 1,
+			     (uint64_t)i + 1);
+	}
+	expect_no_event(f->w);
+}
+
+static void test_watch_bad_pattern(void **state)
+{
+	static const char *const bad[] = {
+		"", "a", "/", "/a/", "/a//b", "/a/./b", "/a/.value",
+		"/a/**", "**", "/\x01*", "/a\xff*", "/\xc3*",
+		"/a\n",
+	};
+	static const char *const good[] = { "*", "/*", "/a/*", "/a*", "/a" };
+	struct fixture *f = *state;
+	ustate_watch *w;
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(bad); i++) {
+		w = (ustate_watch *)1;
+		assert_int_equal(ustate_watch_open(&w, f->s, bad[i], 0),
+				 -EINVAL);
+		assert_ptr_equal(w, (ustate_watch *)1);
+	}
+	w = (ustate_watch *)1;
+	assert_int_equal(ustate_watch_open(&w, f->s, NULL, 0), -EINVAL);
+	assert_ptr_equal(w, (ustate_watch *)1);
+	for (i = 0; i < ARRAY_SIZE(good); i++) {
+		assert_int_equal(ustate_watch_open(&w, f->s, good[i], 0), 0);
+		ustate_watch_close(w);
+	}
+}
+
+struct writer {
+	ustate *s;
+	int id;
+	int n;
+	int delay_ms;
+	int rc;
+};
+
+static void *writer_main(void *arg)
+{
+	struct writer *wr = arg;
+	char key[32];
+	int i;
+
+	if (wr->delay_ms)
+		usleep(wr->delay_ms * 1000);
+	for (i = 0; i < wr->n && wr->rc == 0; i++) {
+		snprintf(key, sizeof(key), "/c/%d/%03d", wr->id, i);
+		wr->rc = ustate_set(wr->s, key, "v", 1, NULL);
+	}
+	return NULL;
+}
+
+static void test_watch_other_thread(void **state)
+{
+	struct fixture *f = *state;
+	struct writer wr = { .s = f->s, .n = 1, .delay_ms = 100 };
+	struct timespec t0;
+	ustate_event ev;
+	pthread_t t;
+
+	assert_int_equal(ustate_watch_open(&f->w, f->s, "/c/*", 0), 0);
+	assert_int_equal(pthread_create(&t, NULL, writer_main, &wr), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(ustate_watch_next(f->w, &ev, 2000), 0);
+	assert_true(ms_since(&t0) < 2000);
+	pthread_join(t, NULL);
+	assert_int_equal(wr.rc, 0);
+	assert_string_equal(ev.key, "/c/0/000");
+	assert_int_equal(ev.type, USTATE_EVENT_CREATED);
+	assert_int_equal(ev.revision, 1);
+	expect_no_event(f->w);
+}
+
+/* Writers in four threads: one event per write, no gap, in program order. */
+static void test_watch_concurrent_writers(void **state)
+{
+	struct fixture *f = *state;
+	struct writer wr[4];
+	int next[4] = { 0 }, id, i;
+	unsigned seq;
+	ustate_event ev;
+	pthread_t t[4];
+
+	assert_int_equal(ustate_watch_open(&f->w, f->s, "*", 0), 0);
+	for (i = 0; i < 4; i++) {
+		wr[i] = (struct writer){ .s = f->s, .id = i, .n = 50 };
+		assert_int_equal(pthread_create(&t[i], NULL, writer_main,
+						&wr[i]),
+				 0);
+	}
+	for (i = 0; i < 200; i++) {
+		assert_int_equal(ustate_watch_next(f->w, &ev, 2000), 0);
+		assert_int_equal(ev.revision, (uint64_t)i + 1);
+		assert_int_equal(sscanf(ev.key, "/c/%d/%u", &id, &seq), 2);
+		assert_in_range(id, 0, 3);
+		assert_int_equal(seq, next[id]);
+		next[id]++;
+	}
+	for (i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(wr[i].rc, 0);
+	}
+	expect_no_event(f->w);
+}
+
+/* A transaction larger than any batch a watch reads at once. */
+static void test_watch_big_txn(void **state)
+{
+	struct fixture *f = *state;
+	char (*names)[16];
+	bool seen[600] = { false };
+	ustate_event ev;
+	ustate_op *ops;
+	unsigned idx;
+	size_t i;
+
+	names = calloc(600, sizeof(*names));
+	ops = calloc(600, sizeof(*ops));
+	assert_non_null(names);
+	assert_non_null(ops);
+	for (i = 0; i < 600; i++) {
+		snprintf(names[i], sizeof(names[i]), "/b/%03zu", i);
+		ops[i] = (ustate_op){ .type = USTATE_OP_SET, .key = names[i],
+				      .value = "v", .value_len = 1 };
+	}
+	assert_int_equal(ustate_watch_open(&f->w, f->s, "/b/*", 0), 0);
+	assert_int_equal(ustate_watch_open(&f->w2, f->s, "/b/1*", 0), 0);
+	assert_int_equal(ustate_transaction(f->s, ops, 600, NULL), 0);
+	put(f->s, "/b/x", "after", 1);
+
+	for (i = 0; i < 600; i++) {
+		assert_int_equal(ustate_watch_next(f->w, &ev, 2000), 0);
+		assert_int_equal(ev.revision, 1);
+		assert_int_equal(sscanf(ev.key, "/b/%u", &idx), 1);
+		assert_true(idx < 600);
+		assert_false(seen[idx]);
+		seen[idx] = true;
+	}
+	expect_event(f->w, USTATE_EVENT_CREATED, "/b/x", 1, 2);
+	expect_no_event(f->w);
+
+	for (i = 0; i < 100; i++) {
+		assert_int_equal(ustate_watch_next(f->w2, &ev, 2000), 0);
+		assert_int_equal(ev.revision, 1);
+		assert_memory_equal(ev.key, "/b/1", 4);
+	}
+	expect_no_event(f->w2);
+	free(ops);
+	free(names);
+}
+
+/* ---- threads ----------------------------------------------------------- */
+
+struct racer {
+	ustate *s;
+	int n;
+	int rc;
+	int retries;
+};
+
+static void *racer_main(void *arg)
+{
+	struct racer *r = arg;
+	int i;
+
+	for (i = 0; i < r->n && r->rc == 0; i++)
+		r->rc = cas_increment(r->s, "/counter", &r->retries);
+	return NULL;
+}
+
+static void test_thread_cas_race(void **state)
+{
+	struct fixture *f = *state;
+	struct racer r[4];
+	pthread_t t[4];
+	int i;
+
+	put(f->s, "/counter", "0", 1);
+	for (i = 0; i < 4; i++) {
+		r[i] = (struct racer){ .s = f->s, .n = 200 };
+		assert_int_equal(pthread_create(&t[i], NULL, racer_main,
+						&r[i]),
+				 0);
+	}
+	for (i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(r[i].rc, 0);
+	}
+	assert_value(f->s, "/counter", "800", 801);
+	assert_int_equal(ustate_revision(f->s), 801);
+}
+
+/* ---- options, directories, scripts ------------------------------------- */
+
+static void test_options_get(void **state)
+{
+	ustate_options def = USTATE_OPTIONS_INIT, o = fast_options(), got;
+	struct fixture *f = *state;
+
+	memset(&got, 0xa5, sizeof(got));
+	ustate_options_get(f->s, &got);
+	assert_int_equal(got.version, USTATE_OPTIONS_VERSION);
+	assert_int_equal(got.sync, USTATE_SYNC_NORMAL);
+	assert_int_equal(got.max_value_size, def.max_value_size);
+	assert_int_equal(got.read_only, 0);
+	assert_int_equal(got.history, def.history);
+	assert_int_equal(got.max_txn_ops, def.max_txn_ops);
+
+	o.max_value_size = 1234;
+	o.history = 77;
+	o.max_txn_ops = 9;
+	assert_int_equal(open_fresh(f, &o, &f->s2), 0);
+	ustate_options_get(f->s2, &got);
+	assert_int_equal(got.max_value_size, 1234);
+	assert_int_equal(got.history, 77);
+	assert_int_equal(got.max_txn_ops, 9);
+	ustate_close(f->s2);
+	f->s2 = NULL;
+
+	/* NULL means USTATE_OPTIONS_INIT. */
+	assert_int_equal(open_fresh(f, NULL, &f->s2), 0);
+	ustate_options_get(f->s2, &got);
+	assert_int_equal(got.version, def.version);
+	assert_int_equal(got.sync, def.sync);
+	assert_int_equal(got.max_value_size, def.max_value_size);
+	assert_int_equal(got.read_only, def.read_only);
+	assert_int_equal(got.history, def.history);
+	assert_int_equal(got.max_txn_ops, def.max_txn_ops);
+}
+
+static void mkdir_rmdir(ustate *s, ustate_op_type type, const char *path)
+{
+	ustate_op op = { .type = type, .key = path };
+
+	assert_int_equal(ustate_transaction(s, &op, 1, NULL), 0);
+}
+
+static unsigned node_flags(ustate *s, const char *path)
+{
+	unsigned flags = 0xdead;
+
+	assert_int_equal(ustate_node(s, path, &flags), 0);
+	return flags;
+}
+
+/* Records: no version, no revision, no event; idempotent; all or nothing. */
+static void test_dir_records(void **state)
+{
+	static const char *const recs[] = { "/d/a", "/d/b/c", "/e" };
+	struct fixture *f = *state;
+	ustate_txn_result res;
+	ustate *s = f->s;
+	uint64_t v[2], r;
+	char *before;
+	ustate_op mixed[2] = {
+		{ .type = USTATE_OP_SET, .key = "/d/k", .value = "k",
+		  .value_len = 1 },
+		{ .type = USTATE_OP_MKDIR, .key = "/d/a" },
+	};
+	ustate_op failing[2] = {
+		{ .type = USTATE_OP_MKDIR, .key = "/d/never" },
+		{ .type = USTATE_OP_DELETE, .key = "/d/missing" },
+	};
+
+	put(s, "/x", "x", 1);
+	r = ustate_revision(s);
+	assert_int_equal(ustate_watch_open(&f->w, s, "*", 0), 0);
+
+	memset(&res, 0, sizeof(res));
+	res.versions = v;
+	v[0] = 99;
+	mixed[0].type = USTATE_OP_MKDIR;
+	mixed[0].key = "/d/b/c";
+	assert_int_equal(ustate_transaction(s, mixed, 2, &res), 0);
+	assert_int_equal(v[0], 0);
+	assert_int_equal(v[1], 0);
+	assert_int_equal(res.revision, r);
+	mkdir_rmdir(s, USTATE_OP_MKDIR, "/e");
+	/* Doing it again is a no-op. */
+	mkdir_rmdir(s, USTATE_OP_MKDIR, "/e");
+	assert_int_equal(ustate_revision(s), r);
+	expect_no_event(f->w);
+	assert_list(s, "", (const char *const[]){ "/x" }, 1);
+	assert_absent(s, "/e");
+	{
+		char **paths = NULL;
+		size_t n = 0, i;
+
+		assert_int_equal(ustate_list_dirs(s, "", &paths, &n), 0);
+		assert_int_equal(n, ARRAY_SIZE(recs));
+		for (i = 0; i < n; i++)
+			assert_string_equal(paths[i], recs[i]);
+		ustate_list_free(paths, n);
+		assert_int_equal(ustate_list_dirs(s, "/d/", &paths, &n), 0);
+		assert_int_equal(n, 2);
+		ustate_list_free(paths, n);
+		assert_int_equal(ustate_list_dirs(s, "/z", &paths, &n), 0);
+		assert_int_equal(n, 0);
+		assert_null(paths);
+		paths = (char **)1;
+		assert_int_equal(ustate_list_dirs(s, "/\x01", &paths, &n),
+				 -EINVAL);
+		assert_ptr_equal(paths, (char **)1);
+	}
+
+	/* A key write with a record: one revision, one event. */
+	mixed[0].type = USTATE_OP_SET;
+	mixed[0].key = "/d/k";
+	memset(&res, 0, sizeof(res));
+	assert_int_equal(ustate_transaction(s, mixed, 2, &res), 0);
+	assert_int_equal(res.revision, r + 1);
+	expect_event(f->w, USTATE_EVENT_CREATED, "/d/k", 1, r + 1);
+	expect_no_event(f->w);
+
+	/* A failed transaction leaves no record behind. */
+	before = snapshot(s);
+	memset(&res, 0, sizeof(res));
+	assert_int_equal(ustate_transaction(s, failing, 2, &res), -ENOENT);
+	assert_int_equal(res.failed, 1);
+	assert_int_equal(node_flags(s, "/d/never"), 0);
+	assert_snapshot(s, before);
+	free(before);
+
+	/* Removing a record, twice: the second time is a no-op. */
+	mkdir_rmdir(s, USTATE_OP_RMDIR, "/e");
+	mkdir_rmdir(s, USTATE_OP_RMDIR, "/e");
+	mkdir_rmdir(s, USTATE_OP_RMDIR, "/never/made");
+	assert_int_equal(node_flags(s, "/e"), 0);
+	assert_int_equal(ustate_revision(s), r + 1);
+	expect_no_event(f->w);
+
+	/* Paths follow the key rules. */
+	failing[0].key = "/d/../x";
+	memset(&res, 0, sizeof(res));
+	assert_int_equal(ustate_transaction(s, failing, 1, &res), -EINVAL);
+	failing[0].type = USTATE_OP_RMDIR;
+	assert_int_equal(ustate_transaction(s, failing, 1, &res), -EINVAL);
+}
+
+static void test_node(void **state)
+{
+	struct fixture *f = *state;
+	unsigned flags;
+	ustate *s = f->s;
+
+	assert_int_equal(node_flags(s, "/"), USTATE_NODE_RECORD);
+	assert_int_equal(node_flags(s, "/a"), 0);
+	put(s, "/a/b/c", "v", 1);
+	assert_int_equal(node_flags(s, "/"),
+			 USTATE_NODE_RECORD | USTATE_NODE_CHILDREN);
+	assert_int_equal(node_flags(s, "/a"), USTATE_NODE_CHILDREN);
+	assert_int_equal(node_flags(s, "/a/b"), USTATE_NODE_CHILDREN);
+	assert_int_equal(node_flags(s, "/a/b/c"), USTATE_NODE_VALUE);
+	assert_int_equal(node_flags(s, "/a/b/c/d"), 0);
+	/* A sibling that shares the prefix is no child. */
+	put(s, "/ab", "v", 1);
+	put(s, "/a-b/x", "v", 1);
+	assert_int_equal(node_flags(s, "/ab"), USTATE_NODE_VALUE);
+	assert_int_equal(node_flags(s, "/a/b/c"), USTATE_NODE_VALUE);
+	put(s, "/a", "v", 1);
+	assert_int_equal(node_flags(s, "/a"),
+			 USTATE_NODE_VALUE | USTATE_NODE_CHILDREN);
+	mkdir_rmdir(s, USTATE_OP_MKDIR, "/a");
+	assert_int_equal(node_flags(s, "/a"), USTATE_NODE_VALUE |
+			 USTATE_NODE_CHILDREN | USTATE_NODE_RECORD);
+	/* A record below makes children; a record's prefix is not a record. */
+	mkdir_rmdir(s, USTATE_OP_MKDIR, "/r/s/t");
+	assert_int_equal(node_flags(s, "/r"), USTATE_NODE_CHILDREN);
+	assert_int_equal(node_flags(s, "/r/s"), USTATE_NODE_CHILDREN);
+	assert_int_equal(node_flags(s, "/r/s/t"), USTATE_NODE_RECORD);
+	assert_int_equal(node_flags(s, "/r/s/tt"), 0);
+
+	assert_int_equal(ustate_delete(s, "/a/b/c"), 0);
+	assert_false(node_flags(s, "/a/b/c") & USTATE_NODE_VALUE);
+	mkdir_rmdir(s, USTATE_OP_RMDIR, "/a");
+	assert_int_equal(node_flags(s, "/a") & USTATE_NODE_RECORD, 0);
+
+	assert_int_equal(ustate_node(s, "/a/", &flags), -EINVAL);
+	assert_int_equal(ustate_node(s, "a", &flags), -EINVAL);
+	assert_int_equal(ustate_node(s, "", &flags), -EINVAL);
+	assert_int_equal(ustate_node(s, NULL, &flags), -EINVAL);
+	assert_int_equal(ustate_node(s, "/\x7f", &flags), -EINVAL);
+}
+
+/* Output parameters are set only on success (the header's conventions). */
+static void test_node_bad_path_output(void **state)
+{
+	struct fixture *f = *state;
+	char long_seg[300];
+	unsigned flags;
+
+	memset(long_seg, 's', sizeof(long_seg));
+	long_seg[0] = '/';
+	long_seg[sizeof(long_seg) - 1] = '\0';
+	flags = 0xdead;
+	assert_int_equal(ustate_node(f->s, "/a//b", &flags), -EINVAL);
+	assert_int_equal(flags, 0xdead);
+	assert_int_equal(ustate_node(f->s, long_seg, &flags), -ENAMETOOLONG);
+	assert_int_equal(flags, 0xdead);
+}
+
+static void assert_readdir(ustate *s, const char *dir,
+			   const char *const *names, const unsigned *flags,
+			   size_t nwant)
+{
+	ustate_dirent *d = NULL;
+	size_t n = 0, i;
+
+	assert_int_equal(ustate_readdir(s, dir, &d, &n), 0);
+	assert_int_equal(n, nwant);
+	if (!n)
+		assert_null(d);
+	for (i = 0; i < n; i++) {
+		assert_string_equal(d[i].name, names[i]);
+		assert_int_equal(d[i].flags, flags[i]);
+	}
+	ustate_dirents_free(d, n);
+}
+
+static void test_readdir(void **state)
+{
+	enum {
+		V = USTATE_NODE_VALUE,
+		C = USTATE_NODE_CHILDREN,
+		R = USTATE_NODE_RECORD,
+	};
+	static const char *const d_names[] = {
+		"a", "b", "c", "c-d", "c.e", "e", "r", "\xc3\xa9",
+	};
+	static const unsigned d_flags[] = {
+		V, V | C | R, V | C, V, C, C, R, V,
+	};
+	struct fixture *f = *state;
+	ustate_dirent *d = (ustate_dirent *)1;
+	ustate *s = f->s;
+	size_t n = 99;
+
+	assert_readdir(s, "/", NULL, NULL, 0);
+	assert_readdir(s, "/d", NULL, NULL, 0);
+	put(s, "/d/\xc3\xa9", "v", 1);
+	put(s, "/d/c/x", "v", 1);
+	put(s, "/d/c", "v", 1);
+	put(s, "/d/a", "v", 1);
+	put(s, "/d/b", "v", 1);
+	put(s, "/d/b/c", "v", 1);
+	put(s, "/d/b/c/d/e", "v", 1);
+	put(s, "/d/c-d", "v", 1);
+	put(s, "/d/c.e/f", "v", 1);
+	put(s, "/d/e/f/g", "v", 1);
+	put(s, "/dd", "not in /d", 1);
+	put(s, "/top", "v", 1);
+	mkdir_rmdir(s, USTATE_OP_MKDIR, "/d/b");
+	mkdir_rmdir(s, USTATE_OP_MKDIR, "/d/r");
+	mkdir_rmdir(s, USTATE_OP_MKDIR, "/d/e/x");
+	mkdir_rmdir(s, USTATE_OP_MKDIR, "/empty");
+	assert_readdir(s, "/d", d_names, d_flags, ARRAY_SIZE(d_names));
+	assert_readdir(s, "/", (const char *const[]){ "d", "dd", "empty",
+						       "top" },
+		       (const unsigned[]){ C, V, R, V }, 4);
+	assert_readdir(s, "/d/b", (const char *const[]){ "c" },
+		       (const unsigned[]){ V | C }, 1);
+	assert_readdir(s, "/d/e", (const char *const[]){ "f", "x" },
+		       (const unsigned[]){ C, R }, 2);
+	assert_readdir(s, "/d/a", NULL, NULL, 0);
+	assert_readdir(s, "/nothing/here", NULL, NULL, 0);
+
+	assert_int_equal(ustate_readdir(s, "/d/", &d, &n), -EINVAL);
+	assert_int_equal(ustate_readdir(s, "", &d, &n), -EINVAL);
+	assert_int_equal(ustate_readdir(s, NULL, &d, &n), -EINVAL);
+	assert_int_equal(ustate_readdir(s, "/d\x01", &d, &n), -EINVAL);
+	assert_ptr_equal(d, (ustate_dirent *)1);
+	assert_int_equal(n, 99);
+}
+
+/* More names than one batch, each with a subtree to jump over. */
+static void test_readdir_many(void **state)
+{
+	struct fixture *f = *state;
+	ustate_txn_result res = { 0 };
+	char (*names)[32];
+	ustate_dirent *d = NULL;
+	ustate_op *ops;
+	size_t i, n = 0, nops = 0;
+
+	names = calloc(700, sizeof(*names));
+	ops = calloc(700, sizeof(*ops));
+	assert_non_null(names);
+	assert_non_null(ops);
+	for (i = 0; i < 150; i++) {
+		/* Even children have subtrees, odd ones are plain keys. */
+		if (i % 2 == 0) {
+			snprintf(names[nops], sizeof(names[0]),
+				 "/m/c%03u/x/y", (unsigned)i);
+			nops++;
+			snprintf(names[nops], sizeof(names[0]), "/m/c%03u/z",
+				 (unsigned)i);
+			nops++;
+		} else {
+			snprintf(names[nops], sizeof(names[0]), "/m/c%03u",
+				 (unsigned)i);
+			nops++;
+		}
+	}
+	for (i = 0; i < nops; i++)
+		ops[i] = (ustate_op){ .type = USTATE_OP_SET, .key = names[i],
+				      .value = "v", .value_len = 1 };
+	assert_int_equal(ustate_transaction(f->s, ops, nops, &res), 0);
+	for (i = 0; i < 100; i++) {
+		snprintf(names[i], sizeof(names[0]), "/m/r%03u", (unsigned)i);
+		mkdir_rmdir(f->s, USTATE_OP_MKDIR, names[i]);
+	}
+
+	assert_int_equal(ustate_readdir(f->s, "/m", &d, &n), 0);
+	assert_int_equal(n, 250);
+	for (i = 0; i < n; i++) {
+		char want[32];
+
+		if (i < 150)
+			snprintf(want, sizeof(want), "c%03u", (unsigned)i);
+		else
+			snprintf(want, sizeof(want), "r%03u",
+				 (unsigned)(i - 150));
+		assert_string_equal(d[i].name, want);
+		assert_int_equal(d[i].flags,
+				 i >= 150   ? USTATE_NODE_RECORD :
+				 i % 2 == 0 ? USTATE_NODE_CHILDREN :
+					      USTATE_NODE_VALUE);
+	}
+	ustate_dirents_free(d, n);
+	free(ops);
+	free(names);
+}
+
+/* The first line of a reply, which says what happened. */
+static void assert_reply_head(const char *reply, const char *head)
+{
+	size_t len = strcspn(reply, "\n");
+
+	assert_int_equal(reply[len], '\n');
+	assert_true(strlen(reply) > len + 1);	/* then a sentence */
+	assert_memory_equal(reply, head, strlen(head));
+	assert_int_equal(len, strlen(head));
+}
+
+static void test_script(void **state)
+{
+	static const char text[] = "# a comment\n"
+				   "set /s/a 5\nhe\nlo\n"
+				   "create /s/my key 3\nabc\n"
+				   "\n"
+				   "check /s/c 0\n"
+				   "get /s/a\n"
+				   "commit\n";
+	static const char text2[] = "set /s/a 2\nHI\n"
+				    "check /s/my key 1\n"
+				    "get /s/a\n"
+				    "commit\n";
+	static const char reply2[] = "ok 2\n"
+				     "set /s/a 2\n"
+				     "check /s/my key 1\n"
+				     "get /s/a 1 5\nhe\nlo\n";
+	struct fixture *f = *state;
+	ustate_script *sc = NULL;
+	ustate *s = f->s;
+	char *reply;
+	const char *r;
+	size_t i, len;
+
+	assert_int_equal(script_run(s, text, &reply), 1);
+	/* The get reads the state before the commit: no /s/a yet. */
+	assert_string_equal(reply, "ok 1\n"
+				   "set /s/a 1\n"
+				   "create /s/my key 1\n"
+				   "check /s/c 0\n"
+				   "get /s/a 0 0\n\n");
+	free(reply);
+	assert_value(s, "/s/a", "he\nlo", 1);
+	assert_value(s, "/s/my key", "abc", 1);
+	assert_int_equal(ustate_revision(s), 1);
+
+	/* Fed one byte at a time: only the last byte commits. */
+	assert_int_equal(ustate_script_new(&sc, s), 0);
+	for (i = 0; i + 1 < sizeof(text2) - 1; i++)
+		assert_int_equal(ustate_script_feed(sc, &text2[i], 1), 0);
+	assert_int_equal(ustate_revision(s), 1);
+	assert_int_equal(ustate_script_feed(sc, &text2[i], 1), 1);
+	assert_int_equal(ustate_script_result(sc), 1);
+	r = ustate_script_reply(sc, &len);
+	assert_int_equal(len, sizeof(reply2) - 1);
+	assert_memory_equal(r, reply2, len);
+	/* Input after the end. */
+	assert_int_equal(ustate_script_feed(sc, "set", 3), -EINVAL);
+	assert_int_equal(ustate_script_result(sc), 1);
+	ustate_script_free(sc);
+	assert_value(s, "/s/a", "HI", 2);
+	assert_int_equal(ustate_revision(s), 2);
+}
+
+static void test_script_failures(void **state)
+{
+	static const struct {
+		const char *text;
+		int rc;
+		const char *head;	/* NULL: any */
+	} cases[] = {
+		{ "check /s/a 7\ncommit\n", -ECANCELED,
+		  "error 1 ECANCELED /s/a 1" },
+		{ "check /s/x 0\ndelete /s/nope\ncommit\n", -ENOENT,
+		  "error 2 ENOENT /s/nope 0" },
+		{ "create /s/a 1\ny\ncommit\n", -EEXIST,
+		  "error 1 EEXIST /s/a 1" },
+		{ "set /s/new 1\nx\ncreate /s/a 1\ny\ncommit\n", -EEXIST,
+		  NULL },
+		{ "bogus /s/a\ncommit\n", -EINVAL, NULL },
+		{ "set /s/a\ncommit\n", -EINVAL, NULL },
+		{ "set /s/a x\ncommit\n", -EINVAL, NULL },
+		{ "set /s/a -1\ncommit\n", -EINVAL, NULL },
+		{ "set /s/a 3\nabcd\ncommit\n", -EINVAL, NULL },
+		{ "set /s//bad 1\nx\ncommit\n", -EINVAL, NULL },
+		{ "delete /s/a/.\ncommit\n", -EINVAL, NULL },
+		{ "set /s/a 99999999999\n", -EFBIG, NULL },
+	};
+	ustate_options o = fast_options();
+	struct fixture *f = *state;
+	ustate_script *sc = NULL;
+	ustate *s = f->s;
+	char *before, *reply;
+	size_t i;
+
+	put(s, "/s/a", "a", 1);
+	before = snapshot(s);
+	for (i = 0; i < ARRAY_SIZE(cases); i++) {
+		assert_int_equal(script_run(s, cases[i].text, &reply),
+				 cases[i].rc);
+		assert_memory_equal(reply, "error ", 6);
+		if (cases[i].head)
+			assert_reply_head(reply, cases[i].head);
+		free(reply);
+		assert_snapshot(s, before);
+	}
+
+	/* More ops than the store allows in one transaction. */
+	o.max_txn_ops = 2;
+	assert_int_equal(open_fresh(f, &o, &f->s2), 0);
+	assert_int_equal(script_run(f->s2, "check /a 0\ncheck /b 0\n"
+				    "check /c 0\ncommit\n", &reply),
+			 -E2BIG);
+	free(reply);
+	assert_int_equal(script_run(f->s2, "check /a 0\ncheck /b 0\n"
+				    "commit\n", &reply),
+			 1);
+	free(reply);
+
+	/* A failed script keeps failing; an unfinished one writes nothing. */
+	assert_int_equal(ustate_script_new(&sc, s), 0);
+	assert_int_equal(ustate_script_feed(sc, "bogus\n", 6), -EINVAL);
+	assert_int_equal(ustate_script_feed(sc, "commit\n", 7), -EINVAL);
+	assert_int_equal(ustate_script_result(sc), -EINVAL);
+	ustate_script_free(sc);
+	assert_int_equal(ustate_script_new(&sc, s), 0);
+	assert_int_equal(ustate_script_feed(sc, "delete /s/a\ncommi", 17), 0);
+	assert_int_equal(ustate_script_result(sc), 0);
+	ustate_script_free(sc);
+	assert_snapshot(s, before);
+	free(before);
+}
+
+/* ---- JSON, errors, NULL ------------------------------------------------ */
+
+static void test_json(void **state)
+{
+	struct fixture *f = *state;
+	json_t *obj, *out = (json_t *)1, *str;
+	ustate_entry *e = NULL;
+	ustate *s = f->s;
+	uint64_t v = 0;
+
+	obj = json_pack("{s:i, s:[b, n, s], s:{s:f}, s:s}", "a", 1, "b", 1,
+			"x", "c", "d", 1.5, "u", "caf\xc3\xa9");
+	assert_non_null(obj);
+	assert_int_equal(ustate_set_json(s, "/j", obj, &v), 0);
+	assert_int_equal(v, 1);
+	assert_int_equal(ustate_get_json(s, "/j", &out), 0);
+	assert_true(json_equal(obj, out));
+	json_decref(out);
+	/* Stored as compact text. */
+	assert_int_equal(ustate_get(s, "/j", &e), 0);
+	assert_null(memchr(e->value, '\n', e->value_len));
+	assert_null(memchr(e->value, ' ', e->value_len));
+	ustate_entry_free(e);
+	assert_int_equal(ustate_set_json(s, "/j", obj, &v), 0);
+	assert_int_equal(v, 2);
+
+	str = json_string("just a string");
+	assert_int_equal(ustate_set_json(s, "/j/str", str, NULL), 0);
+	assert_int_equal(ustate_get_json(s, "/j/str", &out), 0);
+	assert_true(json_equal(str, out));
+	json_decref(out);
+	json_decref(str);
+
+	out = (json_t *)1;
+	put(s, "/j/text", "not json", 1);
+	assert_int_equal(ustate_get_json(s, "/j/text", &out), -EBADMSG);
+	put(s, "/j/two", "1 2", 1);
+	assert_int_equal(ustate_get_json(s, "/j/two", &out), -EBADMSG);
+	put(s, "/j/empty", "", 1);
+	assert_int_equal(ustate_get_json(s, "/j/empty", &out), -EBADMSG);
+	assert_int_equal(ustate_get_json(s, "/j/missing", &out), -ENOENT);
+	assert_int_equal(ustate_get_json(s, "/j//bad", &out), -EINVAL);
+	assert_ptr_equal(out, (json_t *)1);
+
+	assert_int_equal(ustate_set_json(s, "/j/./bad", obj, NULL), -EINVAL);
+	assert_int_equal(ustate_set_json(s, "/j/null", NULL, NULL), -EINVAL);
+	assert_absent(s, "/j/null");
+	json_decref(obj);
+}
+
+static void test_strerror(void **state)
+{
+	static const int codes[] = {
+		ECANCELED, ENOENT, EOVERFLOW, ENODATA, EEXIST, EFBIG, EROFS,
+		E2BIG, EINVAL, ENAMETOOLONG, EAGAIN, EUCLEAN, EBADMSG,
+	};
+	const char *text[ARRAY_SIZE(codes)];
+	size_t i, j;
+
+	(void)state;
+	for (i = 0; i < ARRAY_SIZE(codes); i++) {
+		text[i] = ustate_strerror(-codes[i]);
+		assert_non_null(text[i]);
+		assert_true(strlen(text[i]) > 0);
+		assert_string_equal(ustate_strerror(codes[i]), text[i]);
+		for (j = 0; j < i; j++)
+			assert_string_not_equal(text[i], text[j]);
+	}
+	assert_non_null(ustate_strerror(-123456));
+	assert_true(strlen(ustate_strerror(-123456)) > 0);
+	assert_non_null(ustate_strerror(0));
+}
+
+static void test_null_is_noop(void **state)
+{
+	(void)state;
+	ustate_close(NULL);
+	ustate_entry_free(NULL);
+	ustate_list_free(NULL, 0);
+	ustate_watch_close(NULL);
+	ustate_dirents_free(NULL, 0);
+	ustate_script_free(NULL);
+}
+
+/* ---- SQLite only ------------------------------------------------------- */
+
+/* A child's 200 increments; its exit status tells the parent how it went. */
+static int child_increments(const char *path, int go_fd, int n)
+{
+	ustate_options o = fast_options();
+	int i, rc = 0, retries = 0;
+	ustate *s;
+	char c;
+
+	if (read(go_fd, &c, 1) < 0)
+		return 2;
+	if (ustate_open_sqlite(&s, path, &o) < 0)
+		return 3;
+	for (i = 0; i < n && rc == 0; i++)
+		rc = cas_increment(s, "/counter", &retries);
+	ustate_close(s);
+	return rc == 0 ? 0 : 4;
+}
+
+static void test_sqlite_process_cas_race(void **state)
+{
+	struct fixture *f = *state;
+	int go[2], status, i;
+	pid_t pid[2];
+
+	put(f->s, "/counter", "0", 1);
+	/* No SQLite connection may cross fork(): close ours first. */
+	ustate_close(f->s);
+	f->s = NULL;
+	assert_int_equal(pipe(go), 0);
+	for (i = 0; i < 2; i++) {
+		pid[i] = fork();
+		assert_true(pid[i] >= 0);
+		if (pid[i] == 0) {
+			close(go[1]);
+			_exit(child_increments(f->path, go[0], 200));
+		}
+	}
+	close(go[0]);
+	close(go[1]);	/* both children start now */
+	for (i = 0; i < 2; i++) {
+		assert_int_equal(waitpid(pid[i], &status, 0), pid[i]);
+		assert_true(WIFEXITED(status));
+		assert_int_equal(WEXITSTATUS(status), 0);
+	}
+	assert_int_equal(ustate_open_sqlite(&f->s, f->path, NULL), 0);
+	assert_value(f->s, "/counter", "400", 401);
+	assert_int_equal(ustate_revision(f->s), 401);
+}
+
+/* The child of test_sqlite_process_watch: writes when told to. */
+static int child_writer(const char *path, int go_fd, int time_fd)
+{
+	ustate_options o = fast_options();
+	struct timespec t;
+	ustate *s;
+	char c;
+	int rc;
+
+	if (ustate_open_sqlite(&s, path, &o) < 0)
+		return 2;
+	if (read(go_fd, &c, 1) != 1) {
+		ustate_close(s);
+		return 3;
+	}
+	rc = ustate_set(s, "/x/1", "a", 1, NULL);
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	if (write(time_fd, &t, sizeof(t)) != sizeof(t))
+		rc = -EIO;
+	rc = rc ? rc : ustate_set(s, "/x/2", "b", 1, NULL);
+	rc = rc ? rc : ustate_delete(s, "/x/1");
+	rc = rc ? rc : ustate_set(s, "/y/ignored", "c", 1, NULL);
+	ustate_close(s);
+	return rc == 0 ? 0 : 4;
+}
+
+static void test_sqlite_process_watch(void **state)
+{
+	struct fixture *f = *state;
+	struct timespec written, seen;
+	int go[2], tp[2], status;
+	ustate_event ev;
+	uint64_t r0;
+	pid_t pid;
+	long ms;
+
+	put(f->s, "/x/0", "before", 1);
+	ustate_close(f->s);
+	f->s = NULL;
+	assert_int_equal(pipe(go), 0);
+	assert_int_equal(pipe(tp), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(go[1]);
+		close(tp[0]);
+		_exit(child_writer(f->path, go[0], tp[1]));
+	}
+	close(go[0]);
+	close(tp[1]);
+
+	assert_int_equal(ustate_open_sqlite(&f->s, f->path, NULL), 0);
+	settle_watches(f->s);
+	r0 = ustate_revision(f->s);
+	assert_int_equal(ustate_watch_open(&f->w, f->s, "/x/*", 0), 0);
+	assert_int_equal(write(go[1], "g", 1), 1);
+	close(go[1]);
+
+	/* Wait for the first event, then compare with the child's clock. */
+	assert_int_equal(ustate_watch_next(f->w, &ev, 5000), 0);
+	clock_gettime(CLOCK_MONOTONIC, &seen);
+	assert_int_equal(read(tp[0], &written, sizeof(written)),
+			 sizeof(written));
+	close(tp[0]);
+	ms = (seen.tv_sec - written.tv_sec) * 1000 +
+	     (seen.tv_nsec - written.tv_nsec) / 1000000;
+	assert_true(ms < 1000);
+	assert_string_equal(ev.key, "/x/1");
+	assert_int_equal(ev.type, USTATE_EVENT_CREATED);
+	assert_int_equal(ev.version, 1);
+	assert_int_equal(ev.revision, r0 + 1);
+	expect_event(f->w, USTATE_EVENT_CREATED, "/x/2", 1, r0 + 2);
+	expect_event(f->w, USTATE_EVENT_DELETED, "/x/1", 0, r0 + 3);
+
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	expect_no_event(f->w);
+	assert_int_equal(ustate_revision(f->s), r0 + 4);
+	assert_value(f->s, "/y/ignored", "c", 1);
+}
+
+static void test_sqlite_not_a_database(void **state)
+{
+	static const char line[] = "this is a text file, not a database\n";
+	ustate_options o = fast_options();
+	struct fixture *f = *state;
+	char path[PATH_MAX];
+	ustate *s = (ustate *)1;
+	size_t done = 0, chunk;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/text.db", f->dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	assert_true(fd >= 0);
+	while (done < 4096) {
+		chunk = 4096 - done < sizeof(line) - 1 ? 4096 - done :
+							 sizeof(line) - 1;
+		assert_int_equal(write(fd, line, chunk), chunk);
+		done += chunk;
+	}
+	close(fd);
+	assert_int_equal(ustate_open_sqlite(&s, path, &o), -EUCLEAN);
+	assert_ptr_equal(s, (ustate *)1);
+	o.read_only = 1;
+	assert_int_equal(ustate_open_sqlite(&s, path, &o), -EUCLEAN);
+	assert_ptr_equal(s, (ustate *)1);
+
+	/* An empty file is an empty database, without the store's tables. */
+	snprintf(path, sizeof(path), "%s/empty.db", f->dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(ustate_open_sqlite(&s, path, &o), -EROFS);
+
+	snprintf(path, sizeof(path), "%s/missing.db", f->dir);
+	assert_int_equal(ustate_open_sqlite(&s, path, &o), -ENOENT);
+	o.read_only = 0;
+	snprintf(path, sizeof(path), "%s/no/such/dir.db", f->dir);
+	assert_int_equal(ustate_open_sqlite(&s, path, &o), -ENOENT);
+	assert_int_equal(ustate_open_sqlite(&s, "", &o), -EINVAL);
+	assert_ptr_equal(s, (ustate *)1);
+}
+
+static void test_sqlite_file_mode(void **state)
+{
+	struct fixture *f = *state;
+	char wal[PATH_MAX + 8];
+	struct stat st;
+	mode_t old;
+	int rc;
+
+	/* With no umask to help, the library itself must ask for 0600. */
+	old = umask(0);
+	rc = open_fresh(f, NULL, &f->s2);
+	umask(old);
+	assert_int_equal(rc, 0);
+	assert_int_equal(stat(f->last, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	assert_int_equal(stat(f->path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+
+	/* The write-ahead log holds the same data: it must be as private. */
+	put(f->s2, "/secret", "x", 1);
+	snprintf(wal, sizeof(wal), "%s-wal", f->last);
+	if (stat(wal, &st) == 0)
+		assert_int_equal(st.st_mode & 0777, 0600);
+}
+
+static void test_sqlite_reopen(void **state)
+{
+	struct fixture *f = *state;
+	ustate_op ops[2] = {
+		{ .type = USTATE_OP_SET, .key = "/p/a", .value = "t",
+		  .value_len = 1 },
+		{ .type = USTATE_OP_DELETE, .key = "/p/gone" },
+	};
+	char *before;
+
+	put(f->s, "/p/a", "1", 1);
+	put(f->s, "/p/a", "2", 2);
+	put(f->s, "/p/gone", "x", 1);
+	put(f->s, "/p/bin", "b", 1);
+	assert_int_equal(ustate_transaction(f->s, ops, 2, NULL), 0);
+	before = snapshot(f->s);
+	ustate_close(f->s);
+	f->s = NULL;
+
+	assert_int_equal(ustate_open_sqlite(&f->s, f->path, NULL), 0);
+	assert_snapshot(f->s, before);
+	free(before);
+	assert_int_equal(ustate_revision(f->s), 5);
+	assert_absent(f->s, "/p/gone");
+	put(f->s, "/p/a", "4", 4);
+	assert_int_equal(ustate_revision(f->s), 6);
+	assert_int_equal(mod_revision(f->s, "/p/a"), 6);
+
+	/* The history survives too: a watch can replay across the reopen. */
+	assert_int_equal(ustate_watch_open(&f->w, f->s, "/p/a", 1), 0);
+	expect_event(f->w, USTATE_EVENT_CREATED, "/p/a", 1, 1);
+	expect_event(f->w, USTATE_EVENT_UPDATED, "/p/a", 2, 2);
+	expect_event(f->w, USTATE_EVENT_UPDATED, "/p/a", 3, 5);
+	expect_event(f->w, USTATE_EVENT_UPDATED, "/p/a", 4, 6);
+	expect_no_event(f->w);
+}
+
+static void exec_sql(sqlite3 *db, const char *sql)
+{
+	char *err = NULL;
+	int rc;
+
+	rc = sqlite3_exec(db, sql, NULL, NULL, &err);
+	if (rc != SQLITE_OK)
+		print_error("%s: %s\n", sql, err ? err : "?");
+	sqlite3_free(err);
+	assert_int_equal(rc, SQLITE_OK);
+}
+
+static void test_sqlite_external_write(void **state)
+{
+	struct fixture *f = *state;
+	ustate *s = f->s;
+	sqlite3 *db;
+	uint64_t r0;
+
+	put(s, "/in", "x", 1);
+	settle_watches(s);
+	r0 = ustate_revision(s);
+	assert_int_equal(ustate_watch_open(&f->w, s, "*", 0), 0);
+	assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READWRITE,
+					 NULL),
+			 SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+
+	exec_sql(db, "INSERT INTO kv_store VALUES('/ext', x'6869', 1, 0, 0)");
+	assert_int_equal(ustate_revision(s), r0 + 1);
+	assert_int_equal(readable(ustate_watch_fd(f->w), 1000), 1);
+	expect_event(f->w, USTATE_EVENT_CREATED, "/ext", 1, r0 + 1);
+	assert_value(s, "/ext", "hi", 1);
+	assert_int_equal(mod_revision(s, "/ext"), r0 + 1);
+
+	exec_sql(db, "UPDATE kv_store SET value = x'6f6b', "
+		     "version = version + 1 WHERE key = '/ext'");
+	assert_int_equal(ustate_revision(s), r0 + 2);
+	expect_event(f->w, USTATE_EVENT_UPDATED, "/ext", 2, r0 + 2);
+	assert_value(s, "/ext", "ok", 2);
+
+	exec_sql(db, "DELETE FROM kv_store WHERE key = '/ext'");
+	assert_int_equal(ustate_revision(s), r0 + 3);
+	expect_event(f->w, USTATE_EVENT_DELETED, "/ext", 0, r0 + 3);
+	assert_absent(s, "/ext");
+	expect_no_event(f->w);
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+
+	/* Our own writes go on from there. */
+	put(s, "/ext", "again", 1);
+	expect_event(f->w, USTATE_EVENT_CREATED, "/ext", 1, r0 + 4);
+}
+
+/* A file made by the Rust univrs-state: only kv_store, rows already in. */
+static void test_sqlite_rust_file(void **state)
+{
+	struct fixture *f = *state;
+	char path[PATH_MAX];
+	ustate_entry *e;
+	uint64_t r;
+	sqlite3 *db;
+
+	snprintf(path, sizeof(path), "%s/rust.db", f->dir);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	exec_sql(db, "CREATE TABLE kv_store (key TEXT PRIMARY KEY NOT NULL,"
+		     " value BLOB NOT NULL, version INTEGER NOT NULL,"
+		     " created_at INTEGER NOT NULL,"
+		     " updated_at INTEGER NOT NULL);"
+		     "CREATE INDEX idx_kv_store_prefix ON kv_store(key);"
+		     "INSERT INTO kv_store VALUES"
+		     " ('/r/a', x'31', 3, 100, 200),"
+		     " ('/r/b', x'32', 1, 150, 150)");
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+
+	assert_int_equal(ustate_open_sqlite(&f->s2, path, NULL), 0);
+	assert_int_equal(ustate_get(f->s2, "/r/a", &e), 0);
+	assert_int_equal(e->version, 3);
+	assert_int_equal(e->created_at, 100);
+	assert_int_equal(e->updated_at, 200);
+	assert_int_equal(e->value_len, 1);
+	assert_memory_equal(e->value, "1", 2);
+	r = ustate_revision(f->s2);
+	assert_true(r >= 1);
+	assert_in_range(e->mod_revision, 1, r);
+	ustate_entry_free(e);
+	put(f->s2, "/r/a", "4", 4);
+	assert_int_equal(ustate_revision(f->s2), r + 1);
+	assert_int_equal(mod_revision(f->s2, "/r/a"), r + 1);
+}
+
+/* ---- memory only ------------------------------------------------------- */
+
+static void test_memory_stores_are_separate(void **state)
+{
+	struct fixture *f = *state;
+
+	assert_int_equal(ustate_open_memory(&f->s2, NULL), 0);
+	put(f->s, "/same", "first", 1);
+	assert_absent(f->s2, "/same");
+	put(f->s2, "/same", "second", 1);
+	assert_value(f->s, "/same", "first", 1);
+	assert_int_equal(ustate_revision(f->s), 1);
+	assert_int_equal(ustate_revision(f->s2), 1);
+}
+
+/* ---- tables ------------------------------------------------------------ */
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+/* The cases every backend runs. */
+#define COMMON_CASES                                                      \
+	T(test_versions), T(test_get_entry), T(test_timestamps),         \
+	T(test_binary_and_empty_values), T(test_missing_key),             \
+	T(test_max_value_size), T(test_revision), T(test_list),           \
+	T(test_list_1000), T(test_compare_and_set),                       \
+	T(test_create_if_not_exists), T(test_txn_all_or_nothing),         \
+	T(test_txn_same_key), T(test_txn_limits), T(test_read_only),      \
+	T(test_options), T(test_watch_prefix), T(test_watch_exact_key),   \
+	T(test_watch_all_in_order), T(test_watch_eagain),                 \
+	T(test_watch_fd), T(test_watch_fd_first_write),                   \
+	T(test_watch_replay), T(test_watch_overflow),                     \
+	T(test_watch_history_zero),                                       \
+	T(test_watch_bad_pattern), T(test_watch_other_thread),            \
+	T(test_watch_concurrent_writers), T(test_watch_big_txn),          \
+	T(test_thread_cas_race), T(test_options_get),                     \
+	T(test_dir_records), T(test_node), T(test_node_bad_path_output), \
+	T(test_readdir),                                                  \
+	T(test_readdir_many), T(test_script), T(test_script_failures),    \
+	T(test_json), T(test_strerror), T(test_null_is_noop)
+
+static const struct CMUnitTest sqlite_cases[] = {
+	COMMON_CASES,
+	T(test_sqlite_process_cas_race),
+	T(test_sqlite_process_watch),
+	T(test_sqlite_not_a_database),
+	T(test_sqlite_file_mode),
+	T(test_sqlite_reopen),
+	T(test_sqlite_external_write),
+	T(test_sqlite_rust_file),
+};
+
+static const struct CMUnitTest memory_cases[] = {
+	COMMON_CASES,
+	T(test_memory_stores_are_separate),
+};
+
+int main(int argc, char **argv)
+{
+	const char *which = argc > 1 ? argv[1] : "";
+	int rc = 0;
+
+	if (*which && strcmp(which, "sqlite") && strcmp(which, "memory")) {
+		fprintf(stderr, "usage: %s [sqlite|memory]\n", argv[0]);
+		return 2;
+	}
+	if (!*which || !strcmp(which, "sqlite"))
+		rc += cmocka_run_group_tests_name("sqlite", sqlite_cases,
+						  group_setup_sqlite, NULL);
+	if (!*which || !strcmp(which, "memory"))
+		rc += cmocka_run_group_tests_name("memory", memory_cases,
+						  group_setup_memory, NULL);
+	return rc;
+}
