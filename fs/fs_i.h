@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * This file declares the parts of the ustatefs daemon: the inode table
+ * (nodes.c), the FUSE operations (ops.c) and the daemon's shared state.
+ * The daemon touches state only through <ustate.h>.
+ */
+#ifndef USTATEFS_FS_I_H
+#define USTATEFS_FS_I_H
+
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <ustate.h>
+
+/* What a path of the mount is. */
+enum node_kind {
+	KIND_NONE = 0,
+	KIND_DIR,	/* a directory: keys or records below, or the root */
+	KIND_FILE,	/* a key without children */
+	KIND_VALUE,	/* DIR/.value: the value of a key that has children */
+	KIND_TXN,	/* /.txn */
+};
+
+struct node {
+	fuse_ino_t ino;
+	char *path;		/* protected by the table lock */
+	uint64_t nlookup;	/* protected by the table lock */
+	unsigned creating;	/* writers of a key not yet committed,
+				 * protected by the table lock */
+	uint64_t cached;	/* version the kernel's page cache holds,
+				 * protected by the table lock */
+	unsigned releasing;	/* RELEASE requests being handled,
+				 * protected by the table lock */
+	struct node *next_ino, *next_path;	/* hash chains */
+};
+
+struct fs {
+	ustate *store;
+	struct fuse_session *se;
+	char *mountpoint;
+	bool read_only;
+	bool debug;
+	double timeout;		/* entry cache, seconds */
+	double attr_timeout;	/* attribute cache, seconds */
+	size_t max_value;	/* the store's maximum value size */
+	uid_t uid;
+	gid_t gid;
+	struct timespec started;
+	ustate_watch *watch;	/* every change, for cache invalidation */
+	pthread_t watcher;
+	bool watching;
+};
+
+extern struct fs fs;
+
+/* nodes.c: the inode table. Paths are keys ("/" is the root). */
+int nodes_init(void);
+void nodes_destroy(void);
+/* The node of path with its lookup count raised by one; NULL on ENOMEM. */
+struct node *node_lookup(const char *path);
+/* Copy the path of ino into buf (USTATE_KEY_MAX + 1 bytes); -ESTALE. */
+int node_path(fuse_ino_t ino, char *buf);
+struct node *node_of(fuse_ino_t ino);
+void node_forget(fuse_ino_t ino, uint64_t n);
+/* The inode number path has or would get (readdir's d_ino). */
+fuse_ino_t node_ino_for(const char *path);
+/* After a rename: every live node at or below from moves to to. */
+void node_move(const char *from, const char *to);
+/* The live node of path, or 0. */
+fuse_ino_t node_find(const char *path);
+/* Creating writers: count them, and find them for lookup and readdir. */
+void node_creating(struct node *n, int delta);
+bool node_is_creating(const char *path);
+/* Call fn for each name directly below dir with a creating writer. */
+void node_each_creating(const char *dir,
+			void (*fn)(void *arg, const char *name), void *arg);
+/*
+ * RELEASE is asynchronous: close() returns before the daemon has handled
+ * it. node_release() brackets a release's commit; node_settle() waits
+ * until no release of path is under way, so the request a process makes
+ * right after close() sees what that close committed.
+ */
+void node_release(struct node *n, int delta);
+void node_settle(const char *path);
+/* Record the version in the page cache; true if it was already there. */
+bool node_cache_keep(struct node *n, uint64_t version);
+
+/* ops.c */
+extern const struct fuse_lowlevel_ops ustatefs_ops;
+int watcher_start(void);
+void watcher_stop(void);
+
+#endif /* USTATEFS_FS_I_H */

@@ -1,0 +1,280 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * This file implements the ustatefs command: option parsing in the
+ * argument order of mount.fuse3 (SOURCE MOUNTPOINT), opening the store,
+ * mounting, going to the background once the mount is live, and a clean
+ * unmount on SIGTERM, SIGINT or fusermount3 -u.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fs_i.h"
+
+struct fs fs;
+
+struct options {
+	char *source;
+	char *mountpoint;
+	char *sync;
+	unsigned long max_value_size;
+	double timeout;
+	int ro;
+	int help;
+	int version;
+};
+
+#define OPT(t, p) { t, offsetof(struct options, p), 1 }
+
+static const struct fuse_opt opt_spec[] = {
+	OPT("sync=%s", sync),
+	OPT("max_value_size=%lu", max_value_size),
+	OPT("timeout=%lf", timeout),
+	OPT("-h", help),
+	OPT("--help", help),
+	OPT("-V", version),
+	OPT("--version", version),
+	/* Read-only: the store refuses writes and the kernel mount is ro. */
+	FUSE_OPT_KEY("ro", FUSE_OPT_KEY_KEEP),
+	/* fstab words that mean nothing to a FUSE file system. */
+	FUSE_OPT_KEY("defaults", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("auto", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("noauto", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("user", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("users", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("nouser", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("_netdev", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("nofail", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_END
+};
+
+static void usage(const char *prog)
+{
+	printf("usage: %s [-f] [-d] [-s] [-o OPTIONS] SOURCE MOUNTPOINT\n"
+	       "\n"
+	       "Mount the univrs-state store SOURCE (a SQLite file, created\n"
+	       "if missing, or :memory:) at MOUNTPOINT.\n"
+	       "\n"
+	       "ustatefs options:\n"
+	       "    -o sync=full|normal|off  durability of a commit (full)\n"
+	       "    -o max_value_size=N      largest value in bytes (16 MiB)\n"
+	       "    -o timeout=SECONDS       kernel entry cache (1.0)\n"
+	       "    -o ro                    read-only store and mount\n"
+	       "    -o allow_other           let other users in (FUSE)\n"
+	       "    -o debug, -d             trace every FUSE request\n"
+	       "    -f                       stay in the foreground\n"
+	       "    -s                       single-threaded\n"
+	       "\n"
+	       "FUSE options:\n",
+	       prog);
+	fuse_lowlevel_help();
+}
+
+static int opt_proc(void *data, const char *arg, int key,
+		    struct fuse_args *outargs)
+{
+	struct options *o = data;
+
+	if (key == FUSE_OPT_KEY_NONOPT) {
+		if (!o->source)
+			return (o->source = strdup(arg)) ? 0 : -1;
+		if (!o->mountpoint)
+			return (o->mountpoint = strdup(arg)) ? 0 : -1;
+		fprintf(stderr, "ustatefs: too many arguments: %s\n", arg);
+		return -1;
+	}
+	if (key == FUSE_OPT_KEY_KEEP && !strcmp(arg, "ro"))
+		o->ro = 1;
+	return 1;
+}
+
+static int store_open(const struct options *o)
+{
+	ustate_options so = USTATE_OPTIONS_INIT;
+
+	if (!o->sync || !strcmp(o->sync, "full"))
+		so.sync = USTATE_SYNC_FULL;
+	else if (!strcmp(o->sync, "normal"))
+		so.sync = USTATE_SYNC_NORMAL;
+	else if (!strcmp(o->sync, "off"))
+		so.sync = USTATE_SYNC_OFF;
+	else
+		return -EINVAL;
+	if (o->max_value_size)
+		so.max_value_size = o->max_value_size;
+	so.read_only = o->ro;
+	fs.max_value = so.max_value_size;
+	if (!strcmp(o->source, ":memory:"))
+		return ustate_open_memory(&fs.store, &so);
+	return ustate_open_sqlite(&fs.store, o->source, &so);
+}
+
+/*
+ * Fork; the parent waits until the child says the mount is live (or
+ * failed), so a script may use the mount as soon as ustatefs returns.
+ * Returns the descriptor the child reports on, in the child.
+ */
+static int background(void)
+{
+	int pfd[2], status = 1;
+	char c;
+	pid_t pid;
+
+	if (pipe(pfd) < 0)
+		return -errno;
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid > 0) {
+		close(pfd[1]);
+		if (read(pfd[0], &c, 1) == 1)
+			status = c;
+		_exit(status);
+	}
+	close(pfd[0]);
+	setsid();
+	return pfd[1];
+}
+
+static void report(int fd, char status)
+{
+	int null;
+
+	if (fd < 0)
+		return;
+	if (write(fd, &status, 1) != 1) {
+		/* the parent is gone; nothing to tell */
+	}
+	close(fd);
+	if (status)
+		return;
+	/* Daemon: leave the terminal, keep logs only through syslog. */
+	null = open("/dev/null", O_RDWR);
+	if (null >= 0) {
+		dup2(null, 0);
+		dup2(null, 1);
+		dup2(null, 2);
+		if (null > 2)
+			close(null);
+	}
+	if (chdir("/") < 0) {
+		/* not fatal */
+	}
+}
+
+int main(int argc, char *argv[])
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct fuse_cmdline_opts copts = { 0 };
+	struct fuse_loop_config *lcfg = NULL;
+	struct options o = { .timeout = 1.0 };
+	char fsname[USTATE_KEY_MAX + 32];
+	int rc = 1, notify = -1, err;
+
+	if (fuse_opt_parse(&args, &o, opt_spec, opt_proc) < 0)
+		return 2;
+	if (o.help) {
+		usage(argv[0]);
+		return 0;
+	}
+	if (o.version) {
+		printf("ustatefs 0.1.0 (libfuse %s)\n", fuse_pkgversion());
+		return 0;
+	}
+	if (!o.source || !o.mountpoint) {
+		fprintf(stderr, "usage: %s [-f] [-o OPTIONS] SOURCE MOUNTPOINT "
+				"(see --help)\n", argv[0]);
+		return 2;
+	}
+	/* fuse_parse_cmdline() wants the mountpoint as its argument. */
+	snprintf(fsname, sizeof(fsname), "-ofsname=%s,subtype=ustatefs",
+		 o.source);
+	if (fuse_opt_add_arg(&args, fsname) < 0 ||
+	    fuse_opt_add_arg(&args, o.mountpoint) < 0 ||
+	    fuse_parse_cmdline(&args, &copts) != 0)
+		return 2;
+	fs.read_only = o.ro;
+	fs.timeout = o.timeout;
+	/*
+	 * Sizes change with every commit, from anywhere: a stat asks the
+	 * daemon. Entries are cached and invalidated by the watcher.
+	 */
+	fs.attr_timeout = 0;
+	fs.uid = getuid();
+	fs.gid = getgid();
+	clock_gettime(CLOCK_REALTIME, &fs.started);
+
+	if (!copts.foreground) {
+		notify = background();
+		if (notify < 0) {
+			fprintf(stderr, "ustatefs: fork: %s\n", strerror(-notify));
+			goto out_args;
+		}
+	}
+	err = store_open(&o);
+	if (err < 0) {
+		fprintf(stderr, "ustatefs: %s: %s\n", o.source,
+			ustate_strerror(err));
+		goto out_report;
+	}
+	err = nodes_init();
+	if (err < 0)
+		goto out_store;
+	fs.se = fuse_session_new(&args, &ustatefs_ops, sizeof(ustatefs_ops),
+				 NULL);
+	if (!fs.se)
+		goto out_nodes;
+	if (fuse_set_signal_handlers(fs.se) != 0)
+		goto out_session;
+	if (fuse_session_mount(fs.se, copts.mountpoint) != 0)
+		goto out_signals;
+	err = watcher_start();
+	if (err < 0) {
+		fprintf(stderr, "ustatefs: watch: %s\n", ustate_strerror(err));
+		goto out_unmount;
+	}
+	report(notify, 0);
+	notify = -1;
+
+	if (copts.singlethread) {
+		rc = fuse_session_loop(fs.se);
+	} else {
+		lcfg = fuse_loop_cfg_create();
+		if (!lcfg)
+			goto out_watcher;
+		fuse_loop_cfg_set_clone_fd(lcfg, copts.clone_fd);
+		fuse_loop_cfg_set_max_threads(lcfg, copts.max_threads);
+		fuse_loop_cfg_set_idle_threads(lcfg, copts.max_idle_threads);
+		rc = fuse_session_loop_mt(fs.se, lcfg);
+		fuse_loop_cfg_destroy(lcfg);
+	}
+	/* A signal ends the loop with its number: that is a clean exit. */
+	rc = rc < 0 ? 1 : 0;
+out_watcher:
+	watcher_stop();
+out_unmount:
+	fuse_session_unmount(fs.se);
+out_signals:
+	fuse_remove_signal_handlers(fs.se);
+out_session:
+	fuse_session_destroy(fs.se);
+out_nodes:
+	nodes_destroy();
+out_store:
+	ustate_close(fs.store);
+out_report:
+	report(notify, 1);
+out_args:
+	free(copts.mountpoint);
+	fuse_opt_free_args(&args);
+	free(o.source);
+	free(o.mountpoint);
+	free(o.sync);
+	return rc;
+}

@@ -1,0 +1,362 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * This file implements the inode table of ustatefs: the live inodes the
+ * kernel holds (those it looked up and has not forgotten), each with its
+ * path, found by inode number or by path. An inode number is a hash of
+ * the path, so it stays the same while the path lives, is forgotten and
+ * looked up again, and readdir can tell it without creating a node; the
+ * rare collision of two live paths falls back to a counter. A rename moves
+ * live nodes to their new paths and they keep their numbers.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs_i.h"
+
+#define FALLBACK_INO (1ull << 63)	/* counter range for collisions */
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t released = PTHREAD_COND_INITIALIZER;
+static struct node **by_ino;	/* protected by lock */
+static struct node **by_path;	/* protected by lock */
+static size_t nbuckets;		/* protected by lock */
+static size_t count;		/* protected by lock */
+static size_t ncreating;	/* nodes with creating > 0, protected by lock */
+static uint64_t next_fallback = FALLBACK_INO;	/* protected by lock */
+
+/* FNV-1a: cheap, and good enough to spread paths over 63 bits. */
+static uint64_t hash_path(const char *p)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	for (; *p; p++)
+		h = (h ^ (unsigned char)*p) * 0x100000001b3ull;
+	return h;
+}
+
+fuse_ino_t node_ino_for(const char *path)
+{
+	uint64_t h;
+
+	if (!strcmp(path, "/"))
+		return FUSE_ROOT_ID;
+	h = hash_path(path) & ~FALLBACK_INO;
+	return h <= FUSE_ROOT_ID ? h + 2 : h;
+}
+
+static size_t slot_ino(fuse_ino_t ino)
+{
+	return (size_t)((ino * 0x9e3779b97f4a7c15ull) >> 17) & (nbuckets - 1);
+}
+
+static size_t slot_path(const char *path)
+{
+	return (size_t)hash_path(path) & (nbuckets - 1);
+}
+
+static struct node *find_ino(fuse_ino_t ino)
+{
+	struct node *n;
+
+	for (n = by_ino[slot_ino(ino)]; n; n = n->next_ino)
+		if (n->ino == ino)
+			return n;
+	return NULL;
+}
+
+static struct node *find_path(const char *path)
+{
+	struct node *n;
+
+	for (n = by_path[slot_path(path)]; n; n = n->next_path)
+		if (!strcmp(n->path, path))
+			return n;
+	return NULL;
+}
+
+static void link_node(struct node *n)
+{
+	size_t i = slot_ino(n->ino), j = slot_path(n->path);
+
+	n->next_ino = by_ino[i];
+	by_ino[i] = n;
+	n->next_path = by_path[j];
+	by_path[j] = n;
+}
+
+static void unlink_path(struct node *n)
+{
+	struct node **pp;
+
+	for (pp = &by_path[slot_path(n->path)]; *pp != n; pp = &(*pp)->next_path)
+		;
+	*pp = n->next_path;
+}
+
+static void unlink_node(struct node *n)
+{
+	struct node **pp;
+
+	for (pp = &by_ino[slot_ino(n->ino)]; *pp != n; pp = &(*pp)->next_ino)
+		;
+	*pp = n->next_ino;
+	unlink_path(n);
+}
+
+/* Double the buckets when the table is full; on ENOMEM keep the old ones. */
+static void grow(void)
+{
+	struct node **oi, **op, *n, *next;
+	size_t old = nbuckets, i;
+
+	oi = by_ino;
+	op = by_path;
+	by_ino = calloc(old * 2, sizeof(*by_ino));
+	by_path = calloc(old * 2, sizeof(*by_path));
+	if (!by_ino || !by_path) {
+		free(by_ino);
+		free(by_path);
+		by_ino = oi;
+		by_path = op;
+		return;
+	}
+	nbuckets = old * 2;
+	for (i = 0; i < old; i++) {
+		for (n = oi[i]; n; n = next) {
+			next = n->next_ino;
+			link_node(n);
+		}
+	}
+	free(oi);
+	free(op);
+}
+
+int nodes_init(void)
+{
+	struct node *root;
+
+	nbuckets = 1024;
+	by_ino = calloc(nbuckets, sizeof(*by_ino));
+	by_path = calloc(nbuckets, sizeof(*by_path));
+	root = calloc(1, sizeof(*root));
+	if (!by_ino || !by_path || !root || !(root->path = strdup("/"))) {
+		free(root);
+		return -ENOMEM;
+	}
+	root->ino = FUSE_ROOT_ID;
+	root->nlookup = 1;	/* the root is never forgotten */
+	link_node(root);
+	count = 1;
+	return 0;
+}
+
+void nodes_destroy(void)
+{
+	struct node *n, *next;
+	size_t i;
+
+	for (i = 0; i < nbuckets; i++) {
+		for (n = by_ino[i]; n; n = next) {
+			next = n->next_ino;
+			free(n->path);
+			free(n);
+		}
+	}
+	free(by_ino);
+	free(by_path);
+}
+
+struct node *node_lookup(const char *path)
+{
+	struct node *n;
+
+	pthread_mutex_lock(&lock);
+	n = find_path(path);
+	if (!n) {
+		n = calloc(1, sizeof(*n));
+		if (n && !(n->path = strdup(path))) {
+			free(n);
+			n = NULL;
+		}
+		if (!n)
+			goto out;
+		n->ino = node_ino_for(path);
+		if (find_ino(n->ino))
+			n->ino = next_fallback++;
+		if (count >= nbuckets)
+			grow();
+		link_node(n);
+		count++;
+	}
+	n->nlookup++;
+out:
+	pthread_mutex_unlock(&lock);
+	return n;
+}
+
+struct node *node_of(fuse_ino_t ino)
+{
+	struct node *n;
+
+	pthread_mutex_lock(&lock);
+	n = find_ino(ino);
+	pthread_mutex_unlock(&lock);
+	return n;
+}
+
+int node_path(fuse_ino_t ino, char *buf)
+{
+	struct node *n;
+	int rc = -ESTALE;
+
+	pthread_mutex_lock(&lock);
+	n = find_ino(ino);
+	if (n) {
+		strcpy(buf, n->path);
+		rc = 0;
+	}
+	pthread_mutex_unlock(&lock);
+	return rc;
+}
+
+fuse_ino_t node_find(const char *path)
+{
+	struct node *n;
+	fuse_ino_t ino;
+
+	pthread_mutex_lock(&lock);
+	n = find_path(path);
+	ino = n ? n->ino : 0;
+	pthread_mutex_unlock(&lock);
+	return ino;
+}
+
+void node_forget(fuse_ino_t ino, uint64_t k)
+{
+	struct node *n;
+
+	pthread_mutex_lock(&lock);
+	n = find_ino(ino);
+	if (n && ino != FUSE_ROOT_ID) {
+		n->nlookup = n->nlookup > k ? n->nlookup - k : 0;
+		if (!n->nlookup && !n->creating && !n->releasing) {
+			unlink_node(n);
+			count--;
+			free(n->path);
+			free(n);
+		}
+	}
+	pthread_mutex_unlock(&lock);
+}
+
+void node_move(const char *from, const char *to)
+{
+	size_t flen = strlen(from), tlen = strlen(to), i;
+	struct node *n, *moved = NULL, *next;
+	char *p;
+
+	pthread_mutex_lock(&lock);
+	/* Take the nodes out first: their new paths hash elsewhere. */
+	for (i = 0; i < nbuckets; i++) {
+		for (n = by_ino[i]; n; n = n->next_ino) {
+			if (strncmp(n->path, from, flen) ||
+			    (n->path[flen] && n->path[flen] != '/'))
+				continue;
+			p = malloc(tlen + strlen(n->path + flen) + 1);
+			if (!p)
+				continue;
+			strcpy(p, to);
+			strcat(p, n->path + flen);
+			unlink_path(n);
+			free(n->path);
+			n->path = p;
+			n->next_path = moved;
+			moved = n;
+		}
+	}
+	for (n = moved; n; n = next) {
+		next = n->next_path;
+		i = slot_path(n->path);
+		n->next_path = by_path[i];
+		by_path[i] = n;
+	}
+	pthread_mutex_unlock(&lock);
+}
+
+void node_creating(struct node *n, int delta)
+{
+	pthread_mutex_lock(&lock);
+	if (delta > 0 && n->creating++ == 0)
+		ncreating++;
+	else if (delta < 0 && n->creating && --n->creating == 0)
+		ncreating--;
+	pthread_mutex_unlock(&lock);
+}
+
+bool node_is_creating(const char *path)
+{
+	struct node *n;
+	bool yes;
+
+	pthread_mutex_lock(&lock);
+	n = ncreating ? find_path(path) : NULL;
+	yes = n && n->creating;
+	pthread_mutex_unlock(&lock);
+	return yes;
+}
+
+void node_each_creating(const char *dir,
+			void (*fn)(void *arg, const char *name), void *arg)
+{
+	size_t dlen = strlen(dir), i;
+	const char *name;
+	struct node *n;
+
+	pthread_mutex_lock(&lock);
+	for (i = 0; ncreating && i < nbuckets; i++) {
+		for (n = by_ino[i]; n; n = n->next_ino) {
+			if (!n->creating || strncmp(n->path, dir, dlen))
+				continue;
+			name = n->path + dlen;
+			if (dlen > 1) {
+				if (*name != '/')
+					continue;
+				name++;
+			}
+			if (!strchr(name, '/'))
+				fn(arg, name);
+		}
+	}
+	pthread_mutex_unlock(&lock);
+}
+
+bool node_cache_keep(struct node *n, uint64_t version)
+{
+	bool keep;
+
+	pthread_mutex_lock(&lock);
+	keep = n->cached == version;
+	n->cached = version;
+	pthread_mutex_unlock(&lock);
+	return keep;
+}
+
+void node_release(struct node *n, int delta)
+{
+	pthread_mutex_lock(&lock);
+	n->releasing += delta;
+	if (!n->releasing)
+		pthread_cond_broadcast(&released);
+	pthread_mutex_unlock(&lock);
+}
+
+void node_settle(const char *path)
+{
+	struct node *n;
+
+	pthread_mutex_lock(&lock);
+	while ((n = find_path(path)) && n->releasing)
+		pthread_cond_wait(&released, &lock);
+	pthread_mutex_unlock(&lock);
+}

@@ -1,0 +1,1588 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * This file implements the FUSE low-level operations of ustatefs: the
+ * mapping of the key space onto files and directories that the README
+ * describes. Every handler ends in exactly one fuse_reply_*; errors are
+ * negative errno values from libustate passed to fuse_reply_err()
+ * unchanged.
+ *
+ * Writes: an open for writing takes a private buffer (the value, or empty
+ * with O_TRUNC); write() edits it; the value is committed as one set at
+ * the first flush (close) or fsync after data was written, or at release
+ * when the file was truncated or created and nothing else committed it.
+ * O_CREAT|O_EXCL commits with create_if_not_exists. Reads serve the value
+ * as it was at open(). Write handles use direct I/O, so nothing written
+ * but not committed ever reaches the page cache that readers share.
+ *
+ * Caches: after every commit, from this mount or anywhere else, the
+ * watcher thread invalidates the kernel's entry and inode caches of the
+ * changed key and its parents, so the next stat or open sees it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "fs_i.h"
+
+#ifndef RENAME_NOREPLACE
+#define RENAME_NOREPLACE (1 << 0)
+#endif
+#ifndef RENAME_EXCHANGE
+#define RENAME_EXCHANGE (1 << 1)
+#endif
+
+#define RENAME_RETRIES 8
+
+enum handle_kind { H_READ, H_WRITE, H_TXN };
+
+struct handle {
+	enum handle_kind kind;
+	struct node *node;
+	pthread_mutex_t lock;
+	char *buf;		/* the value: snapshot or edit buffer */
+	size_t len, cap;
+	bool dirty;		/* written since the last commit */
+	bool trunc;		/* truncated at open, not yet committed */
+	bool creating;		/* created by this open, not yet committed */
+	bool excl;		/* O_EXCL: the first commit must create */
+	bool append;
+	int error;		/* a failed write: nothing of this open commits */
+	ustate_script *script;	/* H_TXN */
+	size_t reply_off;	/* H_TXN: bytes of the reply already read */
+};
+
+struct dir_handle {
+	ustate_dirent *ents;
+	size_t n;
+	char path[USTATE_KEY_MAX + 1];
+};
+
+static inline struct handle *fh(struct fuse_file_info *fi)
+{
+	return (struct handle *)(uintptr_t)fi->fh;
+}
+
+/* ---- paths ------------------------------------------------------------ */
+
+/* parent + "/" + name into out; the key rules decide what is valid. */
+static int child_path(const char *parent, const char *name, char *out)
+{
+	size_t plen = strlen(parent), nlen = strlen(name);
+
+	if (plen + 1 + nlen > USTATE_KEY_MAX)
+		return -ENAMETOOLONG;
+	if (!strcmp(parent, "/")) {
+		out[0] = '/';
+		memcpy(out + 1, name, nlen + 1);
+	} else {
+		memcpy(out, parent, plen);
+		out[plen] = '/';
+		memcpy(out + plen + 1, name, nlen + 1);
+	}
+	return 0;
+}
+
+static bool is_value_path(const char *path, char *key)
+{
+	size_t len = strlen(path);
+
+	if (len < 8 || strcmp(path + len - 7, "/.value"))
+		return false;
+	memcpy(key, path, len - 7);
+	key[len - 7] = '\0';
+	return true;
+}
+
+static void parent_of(const char *path, char *out)
+{
+	const char *slash = strrchr(path, '/');
+
+	if (slash == path) {
+		strcpy(out, "/");
+	} else {
+		memcpy(out, path, slash - path);
+		out[slash - path] = '\0';
+	}
+}
+
+/*
+ * What path is, and for files the key that holds its value. A key's own
+ * value shows as a file when it has no children, else as DIR/.value.
+ */
+static int classify(const char *path, enum node_kind *kind, char *key)
+{
+	unsigned flags;
+	int rc;
+
+	if (!strcmp(path, "/")) {
+		*kind = KIND_DIR;
+		return 0;
+	}
+	if (!strcmp(path, "/.txn")) {
+		*kind = KIND_TXN;
+		return 0;
+	}
+	if (is_value_path(path, key)) {
+		rc = ustate_node(fs.store, key, &flags);
+		if (rc < 0)
+			return rc == -EINVAL ? -ENOENT : rc;
+		if ((flags & USTATE_NODE_VALUE) &&
+		    (flags & (USTATE_NODE_CHILDREN | USTATE_NODE_RECORD))) {
+			*kind = KIND_VALUE;
+			return 0;
+		}
+		return -ENOENT;
+	}
+	rc = ustate_node(fs.store, path, &flags);
+	if (rc < 0)
+		return rc == -EINVAL ? -ENOENT : rc;
+	strcpy(key, path);
+	if (flags & (USTATE_NODE_CHILDREN | USTATE_NODE_RECORD))
+		*kind = KIND_DIR;
+	else if (flags & USTATE_NODE_VALUE)
+		*kind = KIND_FILE;
+	else if (node_is_creating(path))
+		*kind = KIND_FILE;
+	else
+		return -ENOENT;
+	return 0;
+}
+
+/* ---- attributes ------------------------------------------------------- */
+
+static void attr_base(struct stat *st, fuse_ino_t ino)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = ino;
+	st->st_uid = fs.uid;
+	st->st_gid = fs.gid;
+	st->st_blksize = 4096;
+	st->st_atim = st->st_mtim = st->st_ctim = fs.started;
+}
+
+static int fill_attr(fuse_ino_t ino, const char *path, struct stat *st)
+{
+	char key[USTATE_KEY_MAX + 1];
+	enum node_kind kind;
+	ustate_entry *e;
+	int rc;
+
+	node_settle(path);
+	rc = classify(path, &kind, key);
+	if (rc < 0)
+		return rc;
+	attr_base(st, ino);
+	switch (kind) {
+	case KIND_DIR:
+		st->st_mode = S_IFDIR | 0755;
+		st->st_nlink = 2;
+		return 0;
+	case KIND_TXN:
+		st->st_mode = S_IFREG | 0600;
+		st->st_nlink = 1;
+		return 0;
+	default:
+		break;
+	}
+	st->st_mode = S_IFREG | (fs.read_only ? 0444 : 0644);
+	st->st_nlink = 1;
+	rc = ustate_get(fs.store, key, &e);
+	if (rc == -ENOENT && kind == KIND_FILE)
+		return 0;	/* being created: empty until its close */
+	if (rc < 0)
+		return rc;
+	st->st_size = (off_t)e->value_len;
+	st->st_blocks = (blkcnt_t)((e->value_len + 511) / 512);
+	st->st_mtim.tv_sec = st->st_ctim.tv_sec = e->updated_at;
+	st->st_atim.tv_sec = e->updated_at;
+	st->st_mtim.tv_nsec = st->st_ctim.tv_nsec = st->st_atim.tv_nsec = 0;
+	ustate_entry_free(e);
+	return 0;
+}
+
+static void reply_entry_for(fuse_req_t req, const char *path)
+{
+	struct fuse_entry_param e = { 0 };
+	struct node *n;
+	int rc;
+
+	n = node_lookup(path);
+	if (!n) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	rc = fill_attr(n->ino, path, &e.attr);
+	if (rc < 0) {
+		node_forget(n->ino, 1);
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	e.ino = n->ino;
+	e.attr_timeout = fs.attr_timeout;
+	e.entry_timeout = fs.timeout;
+	if (fuse_reply_entry(req, &e) != 0)
+		node_forget(n->ino, 1);
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	char dir[USTATE_KEY_MAX + 1], path[USTATE_KEY_MAX + 1];
+	int rc;
+
+	rc = node_path(parent, dir);
+	if (rc == 0)
+		rc = child_path(dir, name, path);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc == ENAMETOOLONG ? ENAMETOOLONG : ENOENT);
+		return;
+	}
+	if (!strcmp(name, ".txn") && strcmp(dir, "/")) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	reply_entry_for(req, path);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	node_forget(ino, nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count,
+			    struct fuse_forget_data *forgets)
+{
+	size_t i;
+
+	for (i = 0; i < count; i++)
+		node_forget(forgets[i].ino, forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	char path[USTATE_KEY_MAX + 1];
+	struct handle *h = fi ? fh(fi) : NULL;
+	struct stat st;
+	int rc;
+
+	rc = node_path(ino, path);
+	if (rc == 0)
+		rc = fill_attr(ino, path, &st);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	/* An open file sees its own size: its snapshot, or its edits. */
+	if (h && h->kind != H_TXN) {
+		pthread_mutex_lock(&h->lock);
+		st.st_size = (off_t)h->len;
+		pthread_mutex_unlock(&h->lock);
+	}
+	fuse_reply_attr(req, &st, fs.attr_timeout);
+}
+
+/* ---- writing ---------------------------------------------------------- */
+
+/* The key a file node's value lives at. */
+static int node_key(struct node *n, char *key)
+{
+	char path[USTATE_KEY_MAX + 1];
+	int rc;
+
+	rc = node_path(n->ino, path);
+	if (rc < 0)
+		return rc;
+	if (!is_value_path(path, key))
+		strcpy(key, path);
+	return 0;
+}
+
+/* Commit the buffer of h as one set (or create). Called with h->lock. */
+static int commit(struct handle *h)
+{
+	char key[USTATE_KEY_MAX + 1];
+	uint64_t v;
+	int rc;
+
+	if (h->error)
+		return h->error;
+	rc = node_key(h->node, key);
+	if (rc < 0)
+		return rc;
+	if (h->excl)
+		rc = ustate_create_if_not_exists(fs.store, key, h->buf, h->len,
+						 &v);
+	else
+		rc = ustate_set(fs.store, key, h->buf, h->len, &v);
+	if (rc < 0)
+		return rc;
+	h->dirty = false;
+	h->trunc = false;
+	h->excl = false;
+	if (h->creating) {
+		h->creating = false;
+		node_creating(h->node, -1);
+	}
+	return 0;
+}
+
+static int ensure_cap(struct handle *h, size_t need)
+{
+	size_t cap;
+	char *p;
+
+	if (need <= h->cap)
+		return 0;
+	if (need > fs.max_value)
+		return -EFBIG;
+	cap = h->cap ? h->cap : 4096;
+	while (cap < need)
+		cap *= 2;
+	p = realloc(h->buf, cap);
+	if (!p)
+		return -ENOMEM;
+	h->buf = p;
+	h->cap = cap;
+	return 0;
+}
+
+static struct handle *handle_new(enum handle_kind kind, struct node *n)
+{
+	struct handle *h = calloc(1, sizeof(*h));
+
+	if (!h)
+		return NULL;
+	h->kind = kind;
+	h->node = n;
+	pthread_mutex_init(&h->lock, NULL);
+	return h;
+}
+
+static void handle_free(struct handle *h)
+{
+	if (h->creating)
+		node_creating(h->node, -1);
+	ustate_script_free(h->script);
+	pthread_mutex_destroy(&h->lock);
+	free(h->buf);
+	free(h);
+}
+
+/* Load the value of key into h (an empty buffer when it does not exist). */
+static int load(struct handle *h, const char *key, uint64_t *version)
+{
+	ustate_entry *e;
+	int rc;
+
+	*version = 0;
+	rc = ustate_get(fs.store, key, &e);
+	if (rc == -ENOENT)
+		return 0;
+	if (rc < 0)
+		return rc;
+	rc = ensure_cap(h, e->value_len + 1);
+	if (rc == 0) {
+		memcpy(h->buf, e->value, e->value_len);
+		h->len = e->value_len;
+		*version = e->version;
+	}
+	ustate_entry_free(e);
+	return rc;
+}
+
+/* Open node n (of a file) for fi->flags; fills fi. */
+static int open_file(struct node *n, const char *path, enum node_kind kind,
+		     struct fuse_file_info *fi)
+{
+	char key[USTATE_KEY_MAX + 1];
+	int acc = fi->flags & O_ACCMODE;
+	struct handle *h;
+	uint64_t v;
+	int rc;
+
+	if (kind == KIND_TXN) {
+		if (fs.read_only)
+			return -EROFS;
+		h = handle_new(H_TXN, n);
+		if (!h)
+			return -ENOMEM;
+		rc = ustate_script_new(&h->script, fs.store);
+		if (rc < 0) {
+			handle_free(h);
+			return rc;
+		}
+		fi->direct_io = 1;
+		fi->nonseekable = 1;
+		fi->fh = (uintptr_t)h;
+		return 0;
+	}
+	if (acc != O_RDONLY && fs.read_only)
+		return -EROFS;
+	if (!is_value_path(path, key))
+		strcpy(key, path);
+	h = handle_new(acc == O_RDONLY ? H_READ : H_WRITE, n);
+	if (!h)
+		return -ENOMEM;
+	if (acc == O_RDONLY || !(fi->flags & O_TRUNC)) {
+		rc = load(h, key, &v);
+		if (rc < 0) {
+			handle_free(h);
+			return rc;
+		}
+	}
+	if (acc != O_RDONLY) {
+		h->trunc = fi->flags & O_TRUNC;
+		h->append = fi->flags & O_APPEND;
+	}
+	/*
+	 * Each open has its own snapshot (or edit buffer), and the page cache
+	 * and i_size are the inode's, shared by every open: direct I/O keeps
+	 * a reader within its snapshot and uncommitted bytes out of others'.
+	 */
+	fi->direct_io = 1;
+	(void)v;
+	fi->fh = (uintptr_t)h;
+	return 0;
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	char path[USTATE_KEY_MAX + 1], key[USTATE_KEY_MAX + 1];
+	enum node_kind kind;
+	struct node *n;
+	int rc;
+
+	n = node_of(ino);
+	rc = n ? node_path(ino, path) : -ESTALE;
+	if (rc == 0) {
+		node_settle(path);
+		rc = classify(path, &kind, key);
+	}
+	if (rc == 0 && kind == KIND_DIR)
+		rc = -EISDIR;
+	if (rc == 0)
+		rc = open_file(n, path, kind, fi);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	if (fuse_reply_open(req, fi) != 0)
+		handle_free(fh(fi));
+}
+
+/* Names a client may create: keys, but not the reserved names. */
+static int creatable(const char *dir, const char *name, char *path)
+{
+	int rc;
+
+	rc = child_path(dir, name, path);
+	if (rc < 0)
+		return rc;
+	if (!strcmp(name, ".value") || !strcmp(name, ".txn"))
+		return -EINVAL;
+	return ustate_key_valid(path);
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      mode_t mode, struct fuse_file_info *fi)
+{
+	char dir[USTATE_KEY_MAX + 1], path[USTATE_KEY_MAX + 1];
+	struct fuse_entry_param e = { 0 };
+	struct handle *h = NULL;
+	struct node *n = NULL;
+	unsigned flags;
+	int rc;
+
+	rc = node_path(parent, dir);
+	if (rc == 0 && !strcmp(name, ".value")) {
+		/* DIR/.value: write the directory key's own value. */
+		rc = child_path(dir, name, path);
+		if (rc == 0 && !strcmp(dir, "/"))
+			rc = -EINVAL;
+	} else if (rc == 0) {
+		rc = creatable(dir, name, path);
+	}
+	if (rc == 0 && !S_ISREG(mode))
+		rc = -EPERM;
+	if (rc == 0 && fs.read_only)
+		rc = -EROFS;
+	if (rc < 0)
+		goto fail;
+	rc = ustate_node(fs.store, strcmp(name, ".value") ? path : dir, &flags);
+	if (rc < 0)
+		goto fail;
+	if (strcmp(name, ".value") &&
+	    (flags & (USTATE_NODE_CHILDREN | USTATE_NODE_RECORD))) {
+		rc = -EISDIR;
+		goto fail;
+	}
+	if ((flags & USTATE_NODE_VALUE) && (fi->flags & O_EXCL)) {
+		rc = -EEXIST;
+		goto fail;
+	}
+	n = node_lookup(path);
+	if (!n) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	h = handle_new(H_WRITE, n);
+	if (!h) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	h->excl = fi->flags & O_EXCL;
+	h->append = fi->flags & O_APPEND;
+	if (!(flags & USTATE_NODE_VALUE)) {
+		h->creating = true;
+		node_creating(n, 1);
+	} else if (!(fi->flags & O_TRUNC)) {
+		uint64_t v;
+
+		rc = load(h, strcmp(name, ".value") ? path : dir, &v);
+		if (rc < 0)
+			goto fail;
+	} else {
+		h->trunc = true;
+	}
+	fi->direct_io = 1;
+	fi->fh = (uintptr_t)h;
+	attr_base(&e.attr, n->ino);
+	e.attr.st_mode = S_IFREG | 0644;
+	e.attr.st_nlink = 1;
+	e.attr.st_size = (off_t)h->len;
+	e.ino = n->ino;
+	e.attr_timeout = 0;
+	e.entry_timeout = fs.timeout;
+	if (fuse_reply_create(req, &e, fi) != 0) {
+		handle_free(h);
+		node_forget(n->ino, 1);
+	}
+	return;
+fail:
+	if (h)
+		handle_free(h);
+	if (n)
+		node_forget(n->ino, 1);
+	fuse_reply_err(req, -rc);
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct handle *h = fh(fi);
+	const char *reply;
+	size_t len;
+
+	pthread_mutex_lock(&h->lock);
+	if (h->kind == H_TXN) {
+		/* Not seekable: each read continues where the last stopped. */
+		reply = ustate_script_reply(h->script, &len);
+		len -= h->reply_off;
+		if (len > size)
+			len = size;
+		fuse_reply_buf(req, reply + h->reply_off, len);
+		h->reply_off += len;
+	} else if ((size_t)off >= h->len) {
+		fuse_reply_buf(req, NULL, 0);
+	} else {
+		len = h->len - (size_t)off;
+		fuse_reply_buf(req, h->buf + off, len < size ? len : size);
+	}
+	pthread_mutex_unlock(&h->lock);
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
+		     size_t size, off_t off, struct fuse_file_info *fi)
+{
+	struct handle *h = fh(fi);
+	size_t end;
+	int rc;
+
+	pthread_mutex_lock(&h->lock);
+	if (h->kind == H_TXN) {
+		rc = ustate_script_feed(h->script, buf, size);
+		if (rc >= 0)
+			rc = 0;
+		h->reply_off = 0;
+	} else if (h->kind != H_WRITE) {
+		rc = -EBADF;
+	} else {
+		if (h->append)
+			off = (off_t)h->len;
+		end = (size_t)off + size;
+		rc = end > fs.max_value ? -EFBIG :
+							 ensure_cap(h, end);
+		if (rc == 0) {
+			if ((size_t)off > h->len)
+				memset(h->buf + h->len, 0, off - h->len);
+			memcpy(h->buf + off, buf, size);
+			if (end > h->len)
+				h->len = end;
+			h->dirty = true;
+		} else {
+			/* Part of the value was refused: commit none of it. */
+			h->error = rc;
+		}
+	}
+	pthread_mutex_unlock(&h->lock);
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_write(req, size);
+}
+
+/*
+ * A close commits what was written since the last commit. bash closes a
+ * redirection's descriptor once before writing, so a truncation or a
+ * creation with nothing written commits at the release (see
+ * node_settle() for how the next request waits for it).
+ */
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct handle *h = fh(fi);
+	int rc = 0;
+
+	pthread_mutex_lock(&h->lock);
+	if (h->kind == H_WRITE && h->dirty)
+		rc = commit(h);
+	pthread_mutex_unlock(&h->lock);
+	fuse_reply_err(req, -rc);
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+		     struct fuse_file_info *fi)
+{
+	struct handle *h = fh(fi);
+	int rc = 0;
+
+	pthread_mutex_lock(&h->lock);
+	if (h->kind == H_WRITE && (h->dirty || h->trunc || h->creating))
+		rc = commit(h);
+	pthread_mutex_unlock(&h->lock);
+	fuse_reply_err(req, -rc);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	struct handle *h = fh(fi);
+
+	/*
+	 * A truncation or creation that no write followed (": > k",
+	 * "touch k") commits here; its error cannot reach close() any more.
+	 */
+	node_release(h->node, 1);
+	pthread_mutex_lock(&h->lock);
+	if (h->kind == H_WRITE && (h->dirty || h->trunc || h->creating))
+		commit(h);
+	pthread_mutex_unlock(&h->lock);
+	node_release(h->node, -1);
+	handle_free(h);
+	fuse_reply_err(req, 0);
+}
+
+/* truncate(2) on a path: one read-modify-write, retried on a race. */
+static int truncate_key(const char *key, off_t size)
+{
+	ustate_entry *e;
+	uint64_t v;
+	char *buf;
+	int rc, i;
+
+	if ((size_t)size > fs.max_value)
+		return -EFBIG;
+	for (i = 0; i < RENAME_RETRIES; i++) {
+		rc = ustate_get(fs.store, key, &e);
+		if (rc < 0)
+			return rc;
+		buf = calloc(1, (size_t)size + 1);
+		if (!buf) {
+			ustate_entry_free(e);
+			return -ENOMEM;
+		}
+		memcpy(buf, e->value,
+		       e->value_len < (size_t)size ? e->value_len : (size_t)size);
+		v = e->version;
+		ustate_entry_free(e);
+		rc = ustate_compare_and_set(fs.store, key, v, buf, (size_t)size,
+					    &v);
+		free(buf);
+		if (rc != -ECANCELED)
+			return rc;
+	}
+	return -EBUSY;
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
+		       int to_set, struct fuse_file_info *fi)
+{
+	char path[USTATE_KEY_MAX + 1], key[USTATE_KEY_MAX + 1];
+	struct handle *h = fi ? fh(fi) : NULL;
+	enum node_kind kind;
+	struct stat st;
+	int rc;
+
+	rc = node_path(ino, path);
+	if (rc == 0)
+		rc = classify(path, &kind, key);
+	if (rc < 0)
+		goto out;
+	if ((to_set & FUSE_SET_ATTR_SIZE) && kind != KIND_FILE &&
+	    kind != KIND_VALUE) {
+		rc = kind == KIND_DIR ? -EISDIR : -EINVAL;
+		goto out;
+	}
+	if ((to_set & FUSE_SET_ATTR_SIZE) && fs.read_only) {
+		rc = -EROFS;
+		goto out;
+	}
+	if ((to_set & FUSE_SET_ATTR_SIZE) && h && h->kind == H_WRITE) {
+		/* ftruncate: part of the open file's next commit. */
+		pthread_mutex_lock(&h->lock);
+		rc = ensure_cap(h, (size_t)attr->st_size + 1);
+		if (rc == 0) {
+			if ((size_t)attr->st_size > h->len)
+				memset(h->buf + h->len, 0,
+				       (size_t)attr->st_size - h->len);
+			h->len = (size_t)attr->st_size;
+			h->dirty = true;
+		}
+		pthread_mutex_unlock(&h->lock);
+	} else if (to_set & FUSE_SET_ATTR_SIZE) {
+		rc = truncate_key(key, attr->st_size);
+	}
+	/*
+	 * Times, mode and owner are not stored (mtime is the update time);
+	 * accepting them lets cp -p, touch and editors work.
+	 */
+out:
+	if (rc == 0)
+		rc = fill_attr(ino, path, &st);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	if (h && h->kind == H_WRITE) {
+		pthread_mutex_lock(&h->lock);
+		st.st_size = (off_t)h->len;
+		pthread_mutex_unlock(&h->lock);
+	}
+	fuse_reply_attr(req, &st, fs.attr_timeout);
+}
+
+/* ---- namespace -------------------------------------------------------- */
+
+/* Whether dir (not the root) has nothing below it but path. */
+static int only_child(const char *dir, const char *path, bool *alone)
+{
+	ustate_dirent *d;
+	size_t n;
+	int rc;
+
+	*alone = false;
+	if (!strcmp(dir, "/"))
+		return 0;
+	rc = ustate_readdir(fs.store, dir, &d, &n);
+	if (rc < 0)
+		return rc;
+	*alone = n == 0 || (n == 1 && !strcmp(d[0].name,
+					      path + strlen(dir) + 1));
+	ustate_dirents_free(d, n);
+	return 0;
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	char dir[USTATE_KEY_MAX + 1], path[USTATE_KEY_MAX + 1];
+	ustate_op ops[2];
+	unsigned flags;
+	size_t n = 0;
+	bool alone;
+	int rc;
+
+	rc = node_path(parent, dir);
+	if (rc == 0 && !strcmp(name, ".txn") && !strcmp(dir, "/"))
+		rc = -EPERM;
+	else if (rc == 0 && !strcmp(name, ".value"))
+		strcpy(path, dir);	/* the directory key's own value */
+	else if (rc == 0)
+		rc = child_path(dir, name, path);
+	if (rc == 0 && fs.read_only)
+		rc = -EROFS;
+	if (rc == 0)
+		rc = ustate_node(fs.store, path, &flags);
+	if (rc < 0)
+		goto out;
+	if (strcmp(name, ".value") &&
+	    (flags & (USTATE_NODE_CHILDREN | USTATE_NODE_RECORD))) {
+		rc = -EISDIR;
+		goto out;
+	}
+	if (!(flags & USTATE_NODE_VALUE)) {
+		rc = -ENOENT;
+		goto out;
+	}
+	ops[n++] = (ustate_op){ .type = USTATE_OP_DELETE, .key = path };
+	/* The last file of a directory leaves the directory, as in POSIX. */
+	rc = strcmp(name, ".value") ? only_child(dir, path, &alone) : 0;
+	if (rc < 0)
+		goto out;
+	if (strcmp(name, ".value") && alone)
+		ops[n++] = (ustate_op){ .type = USTATE_OP_MKDIR, .key = dir };
+	else if (!strcmp(name, ".value") && !(flags & USTATE_NODE_CHILDREN))
+		ops[n++] = (ustate_op){ .type = USTATE_OP_MKDIR, .key = path };
+	rc = ustate_transaction(fs.store, ops, n, NULL);
+out:
+	fuse_reply_err(req, -rc);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     mode_t mode)
+{
+	char dir[USTATE_KEY_MAX + 1], path[USTATE_KEY_MAX + 1];
+	ustate_op op;
+	unsigned flags;
+	int rc;
+
+	rc = node_path(parent, dir);
+	if (rc == 0)
+		rc = creatable(dir, name, path);
+	if (rc == 0 && fs.read_only)
+		rc = -EROFS;
+	if (rc == 0)
+		rc = ustate_node(fs.store, path, &flags);
+	if (rc == 0 && (flags || node_is_creating(path)))
+		rc = -EEXIST;
+	if (rc == 0) {
+		op = (ustate_op){ .type = USTATE_OP_MKDIR, .key = path };
+		rc = ustate_transaction(fs.store, &op, 1, NULL);
+	}
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		reply_entry_for(req, path);
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	char dir[USTATE_KEY_MAX + 1], path[USTATE_KEY_MAX + 1];
+	ustate_op ops[2];
+	unsigned flags;
+	size_t n = 0;
+	bool alone;
+	int rc;
+
+	rc = node_path(parent, dir);
+	if (rc == 0)
+		rc = child_path(dir, name, path);
+	if (rc == 0 && fs.read_only)
+		rc = -EROFS;
+	if (rc == 0)
+		rc = ustate_node(fs.store, path, &flags);
+	if (rc < 0)
+		goto out;
+	if (!(flags & (USTATE_NODE_CHILDREN | USTATE_NODE_RECORD)))
+		rc = flags & USTATE_NODE_VALUE ? -ENOTDIR : -ENOENT;
+	else if (flags & (USTATE_NODE_CHILDREN | USTATE_NODE_VALUE))
+		rc = -ENOTEMPTY;
+	if (rc < 0)
+		goto out;
+	ops[n++] = (ustate_op){ .type = USTATE_OP_RMDIR, .key = path };
+	rc = only_child(dir, path, &alone);
+	if (rc < 0)
+		goto out;
+	if (alone)
+		ops[n++] = (ustate_op){ .type = USTATE_OP_MKDIR, .key = dir };
+	rc = ustate_transaction(fs.store, ops, n, NULL);
+out:
+	fuse_reply_err(req, -rc);
+}
+
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+		       const char *name)
+{
+	fuse_reply_err(req, EPERM);
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+		    const char *newname)
+{
+	fuse_reply_err(req, EPERM);
+}
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     mode_t mode, dev_t rdev)
+{
+	fuse_reply_err(req, EPERM);
+}
+
+/* A growing array of transaction ops that owns its strings and values. */
+struct oplist {
+	ustate_op *ops;
+	size_t n, cap;
+	char **owned;
+	size_t nowned;
+};
+
+static int oplist_add(struct oplist *l, ustate_op op, char *own_key,
+		      void *own_val)
+{
+	void *p;
+
+	if (l->n == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 16;
+		p = realloc(l->ops, l->cap * sizeof(*l->ops));
+		if (!p)
+			return -ENOMEM;
+		l->ops = p;
+		p = realloc(l->owned, 2 * l->cap * sizeof(*l->owned));
+		if (!p)
+			return -ENOMEM;
+		l->owned = p;
+	}
+	l->ops[l->n++] = op;
+	if (own_key)
+		l->owned[l->nowned++] = own_key;
+	if (own_val)
+		l->owned[l->nowned++] = own_val;
+	return 0;
+}
+
+static void oplist_free(struct oplist *l)
+{
+	size_t i;
+
+	for (i = 0; i < l->nowned; i++)
+		free(l->owned[i]);
+	free(l->owned);
+	free(l->ops);
+	memset(l, 0, sizeof(*l));
+}
+
+/* to + (key without its from prefix), newly allocated. */
+static char *rebase(const char *key, const char *from, const char *to)
+{
+	size_t flen = strlen(from), tlen = strlen(to);
+	char *p = malloc(tlen + strlen(key + flen) + 1);
+
+	if (p) {
+		memcpy(p, to, tlen);
+		strcpy(p + tlen, key + flen);
+	}
+	return p;
+}
+
+/*
+ * Build the ops that move every key and record at or below from to to:
+ * a version check, a set and a delete per key (so a concurrent change
+ * makes the whole rename retry), a record move per record.
+ */
+static int move_ops(struct oplist *l, const char *from, const char *to,
+		    bool noreplace)
+{
+	char prefix[USTATE_KEY_MAX + 2], **keys = NULL, **recs = NULL;
+	size_t nkeys = 0, nrecs = 0, i, flen = strlen(from);
+	ustate_entry *e;
+	char *nk;
+	void *val;
+	int rc;
+
+	memcpy(prefix, from, flen);
+	memcpy(prefix + flen, "/", 2);
+	rc = ustate_list(fs.store, prefix, &keys, &nkeys);
+	if (rc == 0)
+		rc = ustate_list_dirs(fs.store, prefix, &recs, &nrecs);
+	for (i = 0; rc == 0 && i <= nkeys; i++) {
+		const char *k = i < nkeys ? keys[i] : from;
+
+		rc = ustate_get(fs.store, k, &e);
+		if (rc == -ENOENT && i == nkeys) {
+			rc = 0;	/* the directory itself has no value */
+			break;
+		}
+		if (rc < 0)
+			break;
+		nk = rebase(k, from, to);
+		val = malloc(e->value_len + 1);
+		if (!nk || !val) {
+			free(nk);
+			free(val);
+			ustate_entry_free(e);
+			rc = -ENOMEM;
+			break;
+		}
+		memcpy(val, e->value, e->value_len);
+		rc = oplist_add(l, (ustate_op){ .type = USTATE_OP_CHECK_VERSION,
+						.key = k,
+						.version = e->version },
+				NULL, NULL);
+		if (rc == 0)
+			rc = oplist_add(l,
+					(ustate_op){ .type = noreplace ?
+							     USTATE_OP_CREATE :
+							     USTATE_OP_SET,
+						     .key = nk, .value = val,
+						     .value_len = e->value_len },
+					nk, val);
+		else
+			free(nk), free(val);
+		if (rc == 0)
+			rc = oplist_add(l, (ustate_op){ .type = USTATE_OP_DELETE,
+							.key = k },
+					NULL, NULL);
+		ustate_entry_free(e);
+	}
+	for (i = 0; rc == 0 && i <= nrecs; i++) {
+		const char *r = i < nrecs ? recs[i] : from;
+
+		nk = rebase(r, from, to);
+		if (!nk) {
+			rc = -ENOMEM;
+			break;
+		}
+		rc = oplist_add(l, (ustate_op){ .type = USTATE_OP_RMDIR,
+						.key = r },
+				NULL, NULL);
+		if (rc == 0)
+			rc = oplist_add(l, (ustate_op){ .type = USTATE_OP_MKDIR,
+							.key = nk },
+					nk, NULL);
+		else
+			free(nk);
+	}
+	/* The key strings of keys/recs must outlive the ops: keep them. */
+	for (i = 0; i < nkeys; i++)
+		if (rc < 0 || oplist_add(l, (ustate_op){ 0 }, keys[i], NULL))
+			free(keys[i]);
+		else
+			l->n--;
+	for (i = 0; i < nrecs; i++)
+		if (rc < 0 || oplist_add(l, (ustate_op){ 0 }, recs[i], NULL))
+			free(recs[i]);
+		else
+			l->n--;
+	free(keys);
+	free(recs);
+	return rc;
+}
+
+static int do_rename(const char *from, const char *to, unsigned int flags)
+{
+	char fdir[USTATE_KEY_MAX + 1], tdir[USTATE_KEY_MAX + 1];
+	unsigned fflags, tflags;
+	struct oplist l = { 0 };
+	bool fdir_is, tdir_is, alone;
+	int rc, attempt;
+
+	if (!strcmp(from, to))
+		return 0;
+	for (attempt = 0; attempt < RENAME_RETRIES; attempt++) {
+		rc = ustate_node(fs.store, from, &fflags);
+		if (rc == 0)
+			rc = ustate_node(fs.store, to, &tflags);
+		if (rc < 0)
+			return rc;
+		fdir_is = fflags & (USTATE_NODE_CHILDREN | USTATE_NODE_RECORD);
+		tdir_is = tflags & (USTATE_NODE_CHILDREN | USTATE_NODE_RECORD);
+		if (!fflags)
+			return node_is_creating(from) ? -EBUSY : -ENOENT;
+		if (tflags && (flags & RENAME_NOREPLACE))
+			return -EEXIST;
+		if (fdir_is && tflags && !tdir_is)
+			return -ENOTDIR;
+		if (!fdir_is && tdir_is)
+			return -EISDIR;
+		if (fdir_is && (tflags & (USTATE_NODE_CHILDREN |
+					  USTATE_NODE_VALUE)))
+			return -ENOTEMPTY;
+		if (fdir_is && !strncmp(to, from, strlen(from)) &&
+		    to[strlen(from)] == '/')
+			return -EINVAL;
+		if (fdir_is && tdir_is)
+			rc = oplist_add(&l, (ustate_op){ .type = USTATE_OP_RMDIR,
+							 .key = to },
+					NULL, NULL);
+		if (rc == 0 && fdir_is)
+			rc = move_ops(&l, from, to, false);
+		if (rc == 0 && !fdir_is) {
+			/* Moving a file: only the key itself, not below it. */
+			ustate_entry *e;
+			char *nk = strdup(to);
+			void *val = NULL;
+
+			rc = nk ? ustate_get(fs.store, from, &e) : -ENOMEM;
+			if (rc == 0) {
+				val = malloc(e->value_len + 1);
+				if (val)
+					memcpy(val, e->value, e->value_len);
+				rc = val ? 0 : -ENOMEM;
+			}
+			if (rc == 0)
+				rc = oplist_add(&l, (ustate_op){
+					.type = USTATE_OP_CHECK_VERSION,
+					.key = from, .version = e->version },
+					NULL, NULL);
+			if (rc == 0)
+				rc = oplist_add(&l, (ustate_op){
+					.type = USTATE_OP_SET, .key = nk,
+					.value = val,
+					.value_len = e->value_len }, nk, val);
+			else
+				free(nk), free(val);
+			if (rc == 0)
+				rc = oplist_add(&l, (ustate_op){
+					.type = USTATE_OP_DELETE, .key = from },
+					NULL, NULL);
+			if (e && rc != -ENOENT)
+				ustate_entry_free(e);
+		}
+		/* The source directory keeps existing when it empties. */
+		parent_of(from, fdir);
+		parent_of(to, tdir);
+		if (rc == 0 && strcmp(fdir, tdir))
+			rc = only_child(fdir, from, &alone);
+		if (rc == 0 && strcmp(fdir, tdir) && alone)
+			rc = oplist_add(&l, (ustate_op){ .type = USTATE_OP_MKDIR,
+							 .key = fdir },
+					NULL, NULL);
+		if (rc == 0)
+			rc = ustate_transaction(fs.store, l.ops, l.n, NULL);
+		oplist_free(&l);
+		if (rc != -ECANCELED)
+			break;
+	}
+	if (rc == 0)
+		node_move(from, to);
+	return rc;
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      fuse_ino_t newparent, const char *newname,
+		      unsigned int flags)
+{
+	char dir[USTATE_KEY_MAX + 1], from[USTATE_KEY_MAX + 1];
+	char ndir[USTATE_KEY_MAX + 1], to[USTATE_KEY_MAX + 1];
+	int rc;
+
+	if (flags & RENAME_EXCHANGE) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	rc = node_path(parent, dir);
+	if (rc == 0)
+		rc = node_path(newparent, ndir);
+	if (rc == 0)
+		rc = child_path(dir, name, from);
+	if (rc == 0)
+		rc = creatable(ndir, newname, to);
+	if (rc == 0 && (!strcmp(name, ".txn") || !strcmp(name, ".value")))
+		rc = -EPERM;
+	if (rc == 0 && fs.read_only)
+		rc = -EROFS;
+	if (rc == 0)
+		rc = do_rename(from, to, flags);
+	fuse_reply_err(req, -rc);
+}
+
+/* ---- directories ------------------------------------------------------ */
+
+struct creating_acc {
+	struct dir_handle *d;
+	int rc;
+};
+
+static void add_creating(void *arg, const char *name)
+{
+	struct creating_acc *a = arg;
+	ustate_dirent *grown;
+	size_t i;
+
+	for (i = 0; i < a->d->n; i++)
+		if (!strcmp(a->d->ents[i].name, name))
+			return;
+	grown = realloc(a->d->ents, (a->d->n + 1) * sizeof(*grown));
+	if (!grown) {
+		a->rc = -ENOMEM;
+		return;
+	}
+	a->d->ents = grown;
+	grown[a->d->n].name = strdup(name);
+	grown[a->d->n].flags = USTATE_NODE_VALUE;
+	if (grown[a->d->n].name)
+		a->d->n++;
+	else
+		a->rc = -ENOMEM;
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	struct dir_handle *d;
+	struct creating_acc acc;
+	int rc;
+
+	d = calloc(1, sizeof(*d));
+	if (!d) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	/* A snapshot at opendir, so offsets stay meaningful. */
+	rc = node_path(ino, d->path);
+	if (rc == 0)
+		rc = ustate_readdir(fs.store, d->path, &d->ents, &d->n);
+	if (rc == 0) {
+		acc = (struct creating_acc){ d, 0 };
+		node_each_creating(d->path, add_creating, &acc);
+		rc = acc.rc;
+	}
+	if (rc < 0) {
+		ustate_dirents_free(d->ents, d->n);
+		free(d);
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fi->fh = (uintptr_t)d;
+	fi->cache_readdir = 0;
+	if (fuse_reply_open(req, fi) != 0) {
+		ustate_dirents_free(d->ents, d->n);
+		free(d);
+	}
+}
+
+/* Entry number i of d: ".", "..", [".txn"], [".value"], then children. */
+static bool dir_entry(struct dir_handle *d, size_t i, const char **name,
+		      mode_t *mode, char *path)
+{
+	bool root = !strcmp(d->path, "/");
+	size_t extra;
+	unsigned flags;
+
+	if (i == 0 || i == 1) {
+		*name = i ? ".." : ".";
+		*mode = S_IFDIR;
+		strcpy(path, d->path);
+		return true;
+	}
+	i -= 2;
+	if (root) {
+		if (i == 0) {
+			*name = ".txn";
+			*mode = S_IFREG;
+			strcpy(path, "/.txn");
+			return true;
+		}
+		i--;
+	} else {
+		extra = ustate_node(fs.store, d->path, &flags) == 0 &&
+			(flags & USTATE_NODE_VALUE);
+		if (extra && i == 0) {
+			*name = ".value";
+			*mode = S_IFREG;
+			child_path(d->path, ".value", path);
+			return true;
+		}
+		i -= extra;
+	}
+	if (i >= d->n)
+		return false;
+	*name = d->ents[i].name;
+	*mode = d->ents[i].flags & (USTATE_NODE_CHILDREN | USTATE_NODE_RECORD) ?
+			S_IFDIR : S_IFREG;
+	child_path(d->path, *name, path);
+	return true;
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
+	char path[USTATE_KEY_MAX + 1];
+	size_t used = 0, len;
+	const char *name;
+	struct stat st;
+	char *buf;
+	mode_t mode;
+
+	buf = malloc(size);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	for (; dir_entry(d, (size_t)off, &name, &mode, path); off++) {
+		memset(&st, 0, sizeof(st));
+		st.st_ino = node_ino_for(path);
+		st.st_mode = mode;
+		len = fuse_add_direntry(req, buf + used, size - used, name, &st,
+					off + 1);
+		if (len > size - used)
+			break;
+		used += len;
+	}
+	fuse_reply_buf(req, buf, used);
+	free(buf);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino,
+			  struct fuse_file_info *fi)
+{
+	struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
+
+	ustate_dirents_free(d->ents, d->n);
+	free(d);
+	fuse_reply_err(req, 0);
+}
+
+/* ---- extended attributes ---------------------------------------------- */
+
+static const char *const xattr_names[] = {
+	"user.version", "user.created_at", "user.updated_at", "user.revision",
+};
+#define NXATTR (sizeof(xattr_names) / sizeof(xattr_names[0]))
+
+static int xattr_index(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < NXATTR; i++)
+		if (!strcmp(name, xattr_names[i]))
+			return (int)i;
+	return -1;
+}
+
+/* The entry behind a file node, for its xattrs; -ENODATA for others. */
+static int xattr_entry(fuse_ino_t ino, ustate_entry **e)
+{
+	char path[USTATE_KEY_MAX + 1], key[USTATE_KEY_MAX + 1];
+	enum node_kind kind;
+	int rc;
+
+	rc = node_path(ino, path);
+	if (rc == 0) {
+		node_settle(path);
+		rc = classify(path, &kind, key);
+	}
+	if (rc < 0)
+		return rc;
+	if (kind != KIND_FILE && kind != KIND_VALUE)
+		return -ENODATA;
+	rc = ustate_get(fs.store, key, e);
+	return rc == -ENOENT ? -ENODATA : rc;
+}
+
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			size_t size)
+{
+	char buf[32];
+	ustate_entry *e;
+	int i, rc, len;
+	uint64_t v = 0;
+
+	i = xattr_index(name);
+	if (i < 0) {
+		fuse_reply_err(req, ENODATA);
+		return;
+	}
+	rc = xattr_entry(ino, &e);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	switch (i) {
+	case 0: v = e->version; break;
+	case 1: v = (uint64_t)e->created_at; break;
+	case 2: v = (uint64_t)e->updated_at; break;
+	case 3: v = e->mod_revision; break;
+	}
+	ustate_entry_free(e);
+	len = snprintf(buf, sizeof(buf), "%llu", (unsigned long long)v);
+	if (size == 0)
+		fuse_reply_xattr(req, (size_t)len);
+	else if (size < (size_t)len)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, buf, (size_t)len);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	char buf[128];
+	ustate_entry *e;
+	size_t len = 0, i;
+	int rc;
+
+	rc = xattr_entry(ino, &e);
+	if (rc == -ENODATA) {
+		len = 0;	/* directories have none */
+	} else if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	} else {
+		ustate_entry_free(e);
+		for (i = 0; i < NXATTR; i++) {
+			memcpy(buf + len, xattr_names[i],
+			       strlen(xattr_names[i]) + 1);
+			len += strlen(xattr_names[i]) + 1;
+		}
+	}
+	if (size == 0)
+		fuse_reply_xattr(req, len);
+	else if (size < len)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, buf, len);
+}
+
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			const char *value, size_t size, int flags)
+{
+	/*
+	 * Ours are read-only; no others are stored. ENOTSUP is what copy
+	 * tools (cp -a) expect of a file system without user xattrs.
+	 */
+	fuse_reply_err(req, xattr_index(name) >= 0 ? EPERM : ENOTSUP);
+}
+
+static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	fuse_reply_err(req, xattr_index(name) >= 0 ? EPERM : ENOTSUP);
+}
+
+/* ---- setup ------------------------------------------------------------ */
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	/* O_TRUNC comes with OPEN: one commit, no empty intermediate. */
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct statvfs sv = { 0 };
+
+	sv.f_bsize = 4096;
+	sv.f_frsize = 4096;
+	sv.f_namemax = USTATE_SEGMENT_MAX;
+	fuse_reply_statfs(req, &sv);
+}
+
+const struct fuse_lowlevel_ops ustatefs_ops = {
+	.init = op_init,
+	.lookup = op_lookup,
+	.forget = op_forget,
+	.forget_multi = op_forget_multi,
+	.getattr = op_getattr,
+	.setattr = op_setattr,
+	.open = op_open,
+	.create = op_create,
+	.read = op_read,
+	.write = op_write,
+	.flush = op_flush,
+	.fsync = op_fsync,
+	.release = op_release,
+	.unlink = op_unlink,
+	.mkdir = op_mkdir,
+	.rmdir = op_rmdir,
+	.rename = op_rename,
+	.symlink = op_symlink,
+	.link = op_link,
+	.mknod = op_mknod,
+	.opendir = op_opendir,
+	.readdir = op_readdir,
+	.releasedir = op_releasedir,
+	.getxattr = op_getxattr,
+	.listxattr = op_listxattr,
+	.setxattr = op_setxattr,
+	.removexattr = op_removexattr,
+	.statfs = op_statfs,
+};
+
+/* ---- cache invalidation ----------------------------------------------- */
+
+/* Tell the kernel that path and the entries leading to it may have changed. */
+static void invalidate(const char *key)
+{
+	char path[USTATE_KEY_MAX + 1], dir[USTATE_KEY_MAX + 1];
+	fuse_ino_t ino, pino;
+	const char *name;
+
+	strcpy(path, key);
+	ino = node_find(path);
+	if (ino)
+		fuse_lowlevel_notify_inval_inode(fs.se, ino, 0, 0);
+	/* A key's change can change the type of every path above it. */
+	while (strcmp(path, "/")) {
+		parent_of(path, dir);
+		pino = node_find(dir);
+		name = path + strlen(dir) + (strcmp(dir, "/") ? 1 : 0);
+		if (pino)
+			fuse_lowlevel_notify_inval_entry(fs.se, pino, name,
+							 strlen(name));
+		if (pino && strcmp(dir, "/")) {
+			char vpath[USTATE_KEY_MAX + 1];
+
+			/* DIR/.value follows the key of DIR. */
+			if (!child_path(dir, ".value", vpath) &&
+			    (ino = node_find(vpath)))
+				fuse_lowlevel_notify_inval_inode(fs.se, ino, 0,
+								 0);
+		}
+		strcpy(path, dir);
+	}
+}
+
+static void *watcher_main(void *arg)
+{
+	ustate_event ev;
+	int rc;
+
+	while (fs.watching) {
+		rc = ustate_watch_next(fs.watch, &ev, 200);
+		if (rc == -EAGAIN || rc == -EINTR)
+			continue;
+		if (rc == -EOVERFLOW) {
+			/* Lost track: reopen from now; caches time out. */
+			ustate_watch_close(fs.watch);
+			if (ustate_watch_open(&fs.watch, fs.store, "*", 0) < 0)
+				break;
+			continue;
+		}
+		if (rc < 0)
+			break;
+		invalidate(ev.key);
+	}
+	return NULL;
+}
+
+int watcher_start(void)
+{
+	int rc;
+
+	rc = ustate_watch_open(&fs.watch, fs.store, "*", 0);
+	if (rc < 0)
+		return rc;
+	fs.watching = true;
+	rc = -pthread_create(&fs.watcher, NULL, watcher_main, NULL);
+	if (rc < 0) {
+		fs.watching = false;
+		ustate_watch_close(fs.watch);
+	}
+	return rc;
+}
+
+void watcher_stop(void)
+{
+	if (!fs.watching)
+		return;
+	fs.watching = false;
+	pthread_join(fs.watcher, NULL);
+	ustate_watch_close(fs.watch);
+}

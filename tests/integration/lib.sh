@@ -1,0 +1,102 @@
+# SPDX-License-Identifier: MIT
+# Shared helpers of the integration tests: mount a real ustatefs, clean up
+# whatever a test started (newest first) even when it fails, and assert.
+# Source it from a test; USTATEFS names the daemon (meson sets it).
+set -euo pipefail
+
+: "${USTATEFS:?USTATEFS must name the ustatefs binary}"
+
+# Skip (exit 77) only when FUSE is truly missing.
+if [ ! -c /dev/fuse ] || ! command -v fusermount3 >/dev/null; then
+	echo "SKIP: /dev/fuse or fusermount3 missing"
+	exit 77
+fi
+
+T=$(mktemp -d /tmp/ustatefs-test.XXXXXX)
+_cleanup=()
+_failed=0
+
+# A daemon's stderr is gone once it is in the background: sanitizer
+# reports go to files, which the exit check reads.
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}log_path=$T/sanitizer"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}log_path=$T/sanitizer"
+
+# Run a command at exit, before those registered earlier.
+at_exit() { _cleanup=("$*" "${_cleanup[@]}"); }
+
+_on_exit() {
+	local rc=$? c
+	set +e
+	for c in "${_cleanup[@]}"; do
+		eval "$c" >/dev/null 2>&1
+	done
+	# Daemons exit after their unmount; then their reports are complete.
+	wait_for 5 _no_daemon
+	if compgen -G "$T/sanitizer*" >/dev/null; then
+		cat "$T"/sanitizer* >&2
+		_failed=1
+	fi
+	rm -rf "$T"
+	if [ $rc -ne 0 ] || [ $_failed -ne 0 ]; then
+		echo "FAILED: $(basename "$0")" >&2
+		exit 1
+	fi
+	echo "PASSED: $(basename "$0")"
+}
+trap _on_exit EXIT
+
+# Poll a command for up to $1 seconds.
+wait_for() {
+	local secs=$1 i
+	shift
+	for ((i = 0; i < secs * 20; i++)); do
+		if "$@" 2>/dev/null; then return 0; fi
+		sleep 0.05
+	done
+	return 1
+}
+
+_no_daemon() { ! pgrep -f "ustatefs .*$T/" >/dev/null; }
+
+# mount_fs SOURCE MOUNTPOINT [ustatefs args...]: mount; unmount at exit.
+mount_fs() {
+	local src=$1 mnt=$2
+	shift 2
+	mkdir -p "$mnt"
+	"$USTATEFS" "$@" "$src" "$mnt"
+	at_exit "fusermount3 -uz '$mnt'"
+	grep -q " $mnt fuse.ustatefs " /proc/mounts
+}
+
+umount_fs() {
+	fusermount3 -u "$1"
+}
+
+fail() {
+	echo "not ok: $*" >&2
+	_failed=1
+}
+
+# check DESCRIPTION EXPECTED ACTUAL
+check() {
+	if [ "$2" == "$3" ]; then
+		echo "ok: $1"
+	else
+		fail "$1: expected [${2:0:300}], got [${3:0:300}]"
+	fi
+}
+
+# check_err DESCRIPTION ERRNO_TEXT COMMAND...: the command fails, saying so.
+check_err() {
+	local what=$1 want=$2 out
+	shift 2
+	if out=$("$@" 2>&1); then
+		fail "$what: succeeded, expected $want"
+	elif [[ "$out" != *"$want"* ]]; then
+		fail "$what: expected \"$want\", got \"$out\""
+	else
+		echo "ok: $what"
+	fi
+}
+
+xattr() { getfattr --absolute-names --only-values -n "user.$1" "$2" 2>/dev/null; }
