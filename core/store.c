@@ -125,6 +125,7 @@ static int options_check(ustate_options *o, const ustate_options *in)
 static int store_new(ustate **out, const ustate_options *in, void **be,
 		     const struct ustate_backend_ops **ops)
 {
+	pthread_condattr_t ca;
 	ustate *s;
 
 	s = calloc(1, sizeof(*s));
@@ -133,7 +134,11 @@ static int store_new(ustate **out, const ustate_options *in, void **be,
 	*s = (ustate){ .ops = *ops, .be = *be };
 	options_check(&s->opts, in);
 	pthread_mutex_init(&s->wlock, NULL);
-	pthread_cond_init(&s->wcond, NULL);
+	/* The dispatcher's deadlines are on the monotonic clock. */
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->wcond, &ca);
+	pthread_condattr_destroy(&ca);
 	*out = s;
 	return 0;
 }

@@ -1576,6 +1576,25 @@ static void test_watch_history_zero(void **state)
 	expect_no_event(f->w);
 }
 
+/*
+ * An idle watch costs (almost) nothing: the dispatcher sleeps between
+ * polls. A busy loop would burn the whole wait in CPU time.
+ */
+static void test_watch_idle_cpu(void **state)
+{
+	struct fixture *f = *state;
+	struct timespec a, b;
+	ustate_event ev;
+	double used;
+
+	assert_int_equal(ustate_watch_open(&f->w, f->s, "*", 0), 0);
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &a);
+	assert_int_equal(ustate_watch_next(f->w, &ev, 500), -EAGAIN);
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &b);
+	used = (b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) / 1e9;
+	assert_true(used < 0.2);
+}
+
 static void test_watch_bad_pattern(void **state)
 {
 	static const char *const bad[] = {
@@ -2684,7 +2703,8 @@ static void test_memory_stores_are_separate(void **state)
 	T(test_watch_fd), T(test_watch_fd_first_write),                   \
 	T(test_watch_replay), T(test_watch_overflow),                     \
 	T(test_watch_history_zero),                                       \
-	T(test_watch_bad_pattern), T(test_watch_other_thread),            \
+	T(test_watch_bad_pattern), T(test_watch_other_thread),\
+	T(test_watch_idle_cpu),            \
 	T(test_watch_concurrent_writers), T(test_watch_big_txn),          \
 	T(test_thread_cas_race), T(test_options_get),                     \
 	T(test_dir_records), T(test_node), T(test_node_bad_path_output), \
