@@ -39,7 +39,7 @@ struct node {
 struct fs {
 	ustate *store;
 	struct fuse_session *se;
-	char *mountpoint;
+	char *mountpoint;	/* absolute, for the replay's own requests */
 	bool read_only;
 	bool debug;
 	double timeout;		/* entry cache, seconds */
@@ -89,6 +89,18 @@ bool node_cache_keep(struct node *n, uint64_t version);
 
 /* ops.c */
 extern const struct fuse_lowlevel_ops ustatefs_ops;
+
+/* replay.c: own changes, and the replay of everyone else's. */
+void own_init(void);
+/* ustate_transaction() for a request: the watcher will skip its events. */
+int own_transaction(const ustate_op *ops, size_t n);
+/* One set (or create, or a set checked against expected when non-zero). */
+int own_write(const char *key, const void *val, size_t len, bool create,
+	      uint64_t expected);
+/* Whether req comes from the replaying thread. */
+bool replay_request(fuse_req_t req);
+/* How the replayer must see path, if the replay in progress says. */
+bool replay_intent(const char *path, enum node_kind *kind);
 int watcher_start(void);
 void watcher_stop(void);
 

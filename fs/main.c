@@ -200,6 +200,14 @@ int main(int argc, char *argv[])
 	    fuse_parse_cmdline(&args, &copts) != 0)
 		return 2;
 	fs.read_only = o.ro;
+	fs.mountpoint = realpath(o.mountpoint, NULL);
+	if (!fs.mountpoint) {
+		fprintf(stderr, "ustatefs: %s: %s\n", o.mountpoint,
+			strerror(errno));
+		goto out_args;
+	}
+	fs.debug = copts.debug;
+	own_init();
 	fs.timeout = o.timeout;
 	/*
 	 * Sizes change with every commit, from anywhere: a stat asks the
@@ -249,7 +257,10 @@ int main(int argc, char *argv[])
 		if (!lcfg)
 			goto out_watcher;
 		fuse_loop_cfg_set_clone_fd(lcfg, copts.clone_fd);
-		fuse_loop_cfg_set_max_threads(lcfg, copts.max_threads);
+		/* Unset, libfuse 3.14 leaves max_threads at UINT_MAX. */
+		if (copts.max_threads && copts.max_threads <= 100000)
+			fuse_loop_cfg_set_max_threads(lcfg,
+						      copts.max_threads);
 		fuse_loop_cfg_set_idle_threads(lcfg, copts.max_idle_threads);
 		rc = fuse_session_loop_mt(fs.se, lcfg);
 		fuse_loop_cfg_destroy(lcfg);
@@ -257,7 +268,14 @@ int main(int argc, char *argv[])
 	/* A signal ends the loop with its number: that is a clean exit. */
 	rc = rc < 0 ? 1 : 0;
 out_watcher:
+	/*
+	 * Unmount first: it ends the connection, so a replay request of the
+	 * watcher that no worker will serve any more fails instead of
+	 * blocking the join.
+	 */
+	fuse_session_unmount(fs.se);
 	watcher_stop();
+	goto out_signals;
 out_unmount:
 	fuse_session_unmount(fs.se);
 out_signals:
@@ -276,5 +294,6 @@ out_args:
 	free(o.source);
 	free(o.mountpoint);
 	free(o.sync);
+	free(fs.mountpoint);
 	return rc;
 }

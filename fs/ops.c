@@ -38,7 +38,8 @@
 
 #define RENAME_RETRIES 8
 
-enum handle_kind { H_READ, H_WRITE, H_TXN };
+/* H_REPLAY: an open by the replayer, which reads and writes nothing. */
+enum handle_kind { H_READ, H_WRITE, H_TXN, H_REPLAY };
 
 struct handle {
 	enum handle_kind kind;
@@ -229,6 +230,42 @@ static void reply_entry_for(fuse_req_t req, const char *path)
 		node_forget(n->ino, 1);
 }
 
+/* An entry for the replayer: kind as the replay needs it, size 0. */
+static void synth_entry(fuse_req_t req, const char *path, enum node_kind kind)
+{
+	struct fuse_entry_param e = { 0 };
+	struct node *n;
+
+	n = node_lookup(path);
+	if (!n) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	attr_base(&e.attr, n->ino);
+	e.attr.st_mode = kind == KIND_DIR ? S_IFDIR | 0755 : S_IFREG | 0644;
+	e.attr.st_nlink = kind == KIND_DIR ? 2 : 1;
+	e.ino = n->ino;
+	if (fuse_reply_entry(req, &e) != 0)
+		node_forget(n->ino, 1);
+}
+
+/*
+ * Answer the replayer as the replay in progress needs (see replay.c):
+ * true when the reply is sent.
+ */
+static bool replay_entry(fuse_req_t req, const char *path)
+{
+	enum node_kind kind;
+
+	if (!replay_request(req) || !replay_intent(path, &kind))
+		return false;
+	if (kind == KIND_NONE)
+		fuse_reply_err(req, ENOENT);
+	else
+		synth_entry(req, path, kind);
+	return true;
+}
+
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	char dir[USTATE_KEY_MAX + 1], path[USTATE_KEY_MAX + 1];
@@ -245,7 +282,8 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	reply_entry_for(req, path);
+	if (!replay_entry(req, path))
+		reply_entry_for(req, path);
 }
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
@@ -272,7 +310,17 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 	struct stat st;
 	int rc;
 
+	enum node_kind kind;
+
 	rc = node_path(ino, path);
+	if (rc == 0 && replay_request(req) && replay_intent(path, &kind) &&
+	    kind != KIND_NONE) {
+		attr_base(&st, ino);
+		st.st_mode = kind == KIND_DIR ? S_IFDIR | 0755 : S_IFREG | 0644;
+		st.st_nlink = 1;
+		fuse_reply_attr(req, &st, 0);
+		return;
+	}
 	if (rc == 0)
 		rc = fill_attr(ino, path, &st);
 	if (rc < 0) {
@@ -308,7 +356,6 @@ static int node_key(struct node *n, char *key)
 static int commit(struct handle *h)
 {
 	char key[USTATE_KEY_MAX + 1];
-	uint64_t v;
 	int rc;
 
 	if (h->error)
@@ -316,11 +363,7 @@ static int commit(struct handle *h)
 	rc = node_key(h->node, key);
 	if (rc < 0)
 		return rc;
-	if (h->excl)
-		rc = ustate_create_if_not_exists(fs.store, key, h->buf, h->len,
-						 &v);
-	else
-		rc = ustate_set(fs.store, key, h->buf, h->len, &v);
+	rc = own_write(key, h->buf, h->len, h->excl, 0);
 	if (rc < 0)
 		return rc;
 	h->dirty = false;
@@ -460,6 +503,15 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	int rc;
 
 	n = node_of(ino);
+	if (n && replay_request(req)) {
+		fi->fh = (uintptr_t)handle_new(H_REPLAY, n);
+		fi->direct_io = 1;
+		if (!fi->fh)
+			fuse_reply_err(req, ENOMEM);
+		else if (fuse_reply_open(req, fi) != 0)
+			handle_free(fh(fi));
+		return;
+	}
 	rc = n ? node_path(ino, path) : -ESTALE;
 	if (rc == 0) {
 		node_settle(path);
@@ -515,6 +567,26 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		rc = -EROFS;
 	if (rc < 0)
 		goto fail;
+	if (replay_request(req)) {
+		/* The key exists already: only the kernel is told. */
+		n = node_lookup(path);
+		h = n ? handle_new(H_REPLAY, n) : NULL;
+		if (!h) {
+			rc = -ENOMEM;
+			goto fail;
+		}
+		fi->direct_io = 1;
+		fi->fh = (uintptr_t)h;
+		attr_base(&e.attr, n->ino);
+		e.attr.st_mode = S_IFREG | 0644;
+		e.attr.st_nlink = 1;
+		e.ino = n->ino;
+		if (fuse_reply_create(req, &e, fi) != 0) {
+			handle_free(h);
+			node_forget(n->ino, 1);
+		}
+		return;
+	}
 	rc = ustate_node(fs.store, strcmp(name, ".value") ? path : dir, &flags);
 	if (rc < 0)
 		goto fail;
@@ -711,8 +783,7 @@ static int truncate_key(const char *key, off_t size)
 		       e->value_len < (size_t)size ? e->value_len : (size_t)size);
 		v = e->version;
 		ustate_entry_free(e);
-		rc = ustate_compare_and_set(fs.store, key, v, buf, (size_t)size,
-					    &v);
+		rc = own_write(key, buf, (size_t)size, false, v);
 		free(buf);
 		if (rc != -ECANCELED)
 			return rc;
@@ -808,6 +879,10 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	int rc;
 
 	rc = node_path(parent, dir);
+	if (rc == 0 && replay_request(req)) {
+		fuse_reply_err(req, 0);	/* already gone from the store */
+		return;
+	}
 	if (rc == 0 && !strcmp(name, ".txn") && !strcmp(dir, "/"))
 		rc = -EPERM;
 	else if (rc == 0 && !strcmp(name, ".value"))
@@ -838,7 +913,7 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		ops[n++] = (ustate_op){ .type = USTATE_OP_MKDIR, .key = dir };
 	else if (!strcmp(name, ".value") && !(flags & USTATE_NODE_CHILDREN))
 		ops[n++] = (ustate_op){ .type = USTATE_OP_MKDIR, .key = path };
-	rc = ustate_transaction(fs.store, ops, n, NULL);
+	rc = own_transaction(ops, n);
 out:
 	fuse_reply_err(req, -rc);
 }
@@ -854,6 +929,11 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 	rc = node_path(parent, dir);
 	if (rc == 0)
 		rc = creatable(dir, name, path);
+	if (rc == 0 && replay_request(req)) {
+		/* The directory exists in the store already. */
+		synth_entry(req, path, KIND_DIR);
+		return;
+	}
 	if (rc == 0 && fs.read_only)
 		rc = -EROFS;
 	if (rc == 0)
@@ -862,7 +942,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 		rc = -EEXIST;
 	if (rc == 0) {
 		op = (ustate_op){ .type = USTATE_OP_MKDIR, .key = path };
-		rc = ustate_transaction(fs.store, &op, 1, NULL);
+		rc = own_transaction(&op, 1);
 	}
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
@@ -880,6 +960,10 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	int rc;
 
 	rc = node_path(parent, dir);
+	if (rc == 0 && replay_request(req)) {
+		fuse_reply_err(req, 0);	/* already gone from the store */
+		return;
+	}
 	if (rc == 0)
 		rc = child_path(dir, name, path);
 	if (rc == 0 && fs.read_only)
@@ -900,7 +984,7 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 		goto out;
 	if (alone)
 		ops[n++] = (ustate_op){ .type = USTATE_OP_MKDIR, .key = dir };
-	rc = ustate_transaction(fs.store, ops, n, NULL);
+	rc = own_transaction(ops, n);
 out:
 	fuse_reply_err(req, -rc);
 }
@@ -1153,7 +1237,7 @@ static int do_rename(const char *from, const char *to, unsigned int flags)
 							 .key = fdir },
 					NULL, NULL);
 		if (rc == 0)
-			rc = ustate_transaction(fs.store, l.ops, l.n, NULL);
+			rc = own_transaction(l.ops, l.n);
 		oplist_free(&l);
 		if (rc != -ECANCELED)
 			break;
@@ -1504,85 +1588,3 @@ const struct fuse_lowlevel_ops ustatefs_ops = {
 	.removexattr = op_removexattr,
 	.statfs = op_statfs,
 };
-
-/* ---- cache invalidation ----------------------------------------------- */
-
-/* Tell the kernel that path and the entries leading to it may have changed. */
-static void invalidate(const char *key)
-{
-	char path[USTATE_KEY_MAX + 1], dir[USTATE_KEY_MAX + 1];
-	fuse_ino_t ino, pino;
-	const char *name;
-
-	strcpy(path, key);
-	ino = node_find(path);
-	if (ino)
-		fuse_lowlevel_notify_inval_inode(fs.se, ino, 0, 0);
-	/* A key's change can change the type of every path above it. */
-	while (strcmp(path, "/")) {
-		parent_of(path, dir);
-		pino = node_find(dir);
-		name = path + strlen(dir) + (strcmp(dir, "/") ? 1 : 0);
-		if (pino)
-			fuse_lowlevel_notify_inval_entry(fs.se, pino, name,
-							 strlen(name));
-		if (pino && strcmp(dir, "/")) {
-			char vpath[USTATE_KEY_MAX + 1];
-
-			/* DIR/.value follows the key of DIR. */
-			if (!child_path(dir, ".value", vpath) &&
-			    (ino = node_find(vpath)))
-				fuse_lowlevel_notify_inval_inode(fs.se, ino, 0,
-								 0);
-		}
-		strcpy(path, dir);
-	}
-}
-
-static void *watcher_main(void *arg)
-{
-	ustate_event ev;
-	int rc;
-
-	while (fs.watching) {
-		rc = ustate_watch_next(fs.watch, &ev, 200);
-		if (rc == -EAGAIN || rc == -EINTR)
-			continue;
-		if (rc == -EOVERFLOW) {
-			/* Lost track: reopen from now; caches time out. */
-			ustate_watch_close(fs.watch);
-			if (ustate_watch_open(&fs.watch, fs.store, "*", 0) < 0)
-				break;
-			continue;
-		}
-		if (rc < 0)
-			break;
-		invalidate(ev.key);
-	}
-	return NULL;
-}
-
-int watcher_start(void)
-{
-	int rc;
-
-	rc = ustate_watch_open(&fs.watch, fs.store, "*", 0);
-	if (rc < 0)
-		return rc;
-	fs.watching = true;
-	rc = -pthread_create(&fs.watcher, NULL, watcher_main, NULL);
-	if (rc < 0) {
-		fs.watching = false;
-		ustate_watch_close(fs.watch);
-	}
-	return rc;
-}
-
-void watcher_stop(void)
-{
-	if (!fs.watching)
-		return;
-	fs.watching = false;
-	pthread_join(fs.watcher, NULL);
-	ustate_watch_close(fs.watch);
-}

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# ustatefs: watches are native inotify events on the mount, for writes
+# through the mount (from the kernel, each once), for /.txn commits, for
+# other processes writing the database through libustate or SQLite, and
+# for a second mount of the same file (replayed by the daemon).
+. "$(dirname "$0")/lib.sh"
+
+: "${USTATE_PUT:?USTATE_PUT must name the put helper}"
+M=$T/mnt
+mount_fs "$T/state.db" "$M"
+mkdir "$M/w"
+
+# watch_start: inotifywait -m -r on the mount; events go to $T/events with
+# the time each was read.
+watch_start() {
+	: > "$T/events"
+	(inotifywait -m -r --format '%e %w%f' "$M" 2>"$T/inotify.err" |
+		while read -r ev path; do
+			echo "$(date +%s.%N) $ev ${path#$M}"
+		done >> "$T/events") &
+	at_exit "pkill -f 'inotifywait -m -r --format %e %w%f $M'"
+	wait_for 5 grep -q "Watches established" "$T/inotify.err"
+}
+# events [DIR...]: the events seen so far, without times, reads and the
+# writes of /.txn itself, and without events inside the directories named:
+# inotifywait -r watches a new directory only after its CREATE, so what is
+# made in it at once is missed, on any file system.
+events() {
+	local skip='^$' d
+	for d in "$@"; do skip="$skip| ${d}/"; done
+	cut -d' ' -f2- "$T/events" |
+		grep -v -E '^(OPEN|ACCESS|CLOSE_NOWRITE)|/\.txn$' |
+		grep -v -E "$skip" || true
+}
+settle() { sleep 0.3; }
+
+watch_start
+echo v1 > "$M/w/k"
+echo v2 > "$M/w/k"
+rm "$M/w/k"
+mkdir "$M/w/d"
+settle
+# (the second echo truncates at open, then writes: two MODIFY)
+check "mount writes: native events, each once" \
+"CREATE /w/k
+MODIFY /w/k
+CLOSE_WRITE,CLOSE /w/k
+MODIFY /w/k
+MODIFY /w/k
+CLOSE_WRITE,CLOSE /w/k
+DELETE /w/k
+CREATE,ISDIR /w/d" "$(events)"
+
+echo old > "$M/w/upd"
+echo gone > "$M/w/del"
+settle
+: > "$T/events"
+printf 'set /w/new 1\nA\nset /w/upd 1\nB\ndelete /w/del\ncommit\n' > "$M/.txn"
+settle
+check ".txn commit: replayed as if made through the mount" \
+"CREATE /w/new
+CLOSE_WRITE,CLOSE /w/new
+CLOSE_WRITE,CLOSE /w/upd
+DELETE /w/del" "$(events)"
+check "the replay changed nothing" "A B" "$(cat "$M/w/new") $(cat "$M/w/upd")"
+
+: > "$T/events"
+t0=$(date +%s.%N)
+"$USTATE_PUT" "$T/state.db" set /w/ext1 one
+# (inotify merges two identical events in a row that nobody read yet)
+wait_for 5 grep -q 'CLOSE_WRITE,CLOSE /w/ext1' "$T/events"
+"$USTATE_PUT" "$T/state.db" set /w/ext1 two
+"$USTATE_PUT" "$T/state.db" set /x/y/ext2 three
+"$USTATE_PUT" "$T/state.db" delete /w/ext1
+wait_for 5 grep -q 'DELETE /w/ext1' "$T/events"
+check "another process through libustate: events in revision order" \
+"CREATE /w/ext1
+CLOSE_WRITE,CLOSE /w/ext1
+CLOSE_WRITE,CLOSE /w/ext1
+CREATE,ISDIR /x
+DELETE /w/ext1" "$(events /x)"
+first=$(grep -m1 'CREATE /w/ext1' "$T/events" | cut -d' ' -f1)
+lat=$(echo "($first - $t0) * 1000" | bc -l | cut -d. -f1)
+echo "first event ${lat:-0} ms after the write started"
+check "external change reaches watchers within 1 s" 1 $((${lat:-0} < 1000))
+check "a reader on the event sees the new value" three "$(cat "$M/x/y/ext2")"
+
+: > "$T/events"
+python3 - "$T/state.db" <<'PY'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+db.execute("UPDATE kv_store SET value = x'7a', version = version + 1 WHERE key = '/w/upd'")
+db.commit()
+PY
+wait_for 5 grep -q '/w/upd' "$T/events"
+check "a plain SQLite client: updated" "CLOSE_WRITE,CLOSE /w/upd" "$(events)"
+
+: > "$T/events"
+echo spec > "$M/app"
+settle
+: > "$T/events"
+"$USTATE_PUT" "$T/state.db" set /app/i1 x
+wait_for 5 grep -q 'CREATE,ISDIR /app' "$T/events"
+check "a file that gains a child turns into a directory" \
+"DELETE /app
+CREATE,ISDIR /app" "$(events /app)"
+check "with its value as .value and the child" ".value i1" \
+	"$(ls -A "$M/app" | tr '\n' ' ' | sed 's/ $//')"
+check "and reads as one" "directory spec" "$(stat -c %F "$M/app") $(cat "$M/app/.value")"
+
+M2=$T/mnt2
+mount_fs "$T/state.db" "$M2"
+: > "$T/events"
+echo from-b > "$M2/w/b"
+wait_for 5 grep -q 'CLOSE_WRITE,CLOSE /w/b' "$T/events"
+check "a second mount's write reaches the first mount's watchers" \
+"CREATE /w/b
+CLOSE_WRITE,CLOSE /w/b" "$(events)"
+check "and its value" from-b "$(cat "$M/w/b")"
