@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,10 +103,8 @@ static int store_open(const struct options *o)
 		so.sync = USTATE_SYNC_FULL;
 	else if (!strcmp(o->sync, "normal"))
 		so.sync = USTATE_SYNC_NORMAL;
-	else if (!strcmp(o->sync, "off"))
-		so.sync = USTATE_SYNC_OFF;
 	else
-		return -EINVAL;
+		so.sync = USTATE_SYNC_OFF;	/* checked by main() */
 	if (o->max_value_size)
 		so.max_value_size = o->max_value_size;
 	so.read_only = o->ro;
@@ -187,6 +186,12 @@ int main(int argc, char *argv[])
 		printf("ustatefs 0.1.0 (libfuse %s)\n", fuse_pkgversion());
 		return 0;
 	}
+	if (o.sync && strcmp(o.sync, "full") && strcmp(o.sync, "normal") &&
+	    strcmp(o.sync, "off")) {
+		fprintf(stderr, "ustatefs: sync=%s: must be full, normal or "
+				"off\n", o.sync);
+		return 2;
+	}
 	if (!o.source || !o.mountpoint) {
 		fprintf(stderr, "usage: %s [-f] [-o OPTIONS] SOURCE MOUNTPOINT "
 				"(see --help)\n", argv[0]);
@@ -257,11 +262,11 @@ int main(int argc, char *argv[])
 		if (!lcfg)
 			goto out_watcher;
 		fuse_loop_cfg_set_clone_fd(lcfg, copts.clone_fd);
-		/* Unset, libfuse 3.14 leaves max_threads at UINT_MAX. */
-		if (copts.max_threads && copts.max_threads <= 100000)
-			fuse_loop_cfg_set_max_threads(lcfg,
-						      copts.max_threads);
-		fuse_loop_cfg_set_idle_threads(lcfg, copts.max_idle_threads);
+		fuse_loop_cfg_set_max_threads(lcfg, copts.max_threads);
+		/* Unset, it is UINT_MAX, which libfuse 3.14 warns about. */
+		if (copts.max_idle_threads != UINT_MAX)
+			fuse_loop_cfg_set_idle_threads(lcfg,
+						       copts.max_idle_threads);
 		rc = fuse_session_loop_mt(fs.se, lcfg);
 		fuse_loop_cfg_destroy(lcfg);
 	}

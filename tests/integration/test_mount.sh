@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# ustatefs: starting and stopping. mount -t fuse.ustatefs and an fstab
+# line (through mount.fuse3), options, bad SOURCE and options, SIGTERM and
+# fusermount3 -u ending cleanly with every closed value committed, stable
+# inode numbers, and copying trees in with cp -a.
+. "$(dirname "$0")/lib.sh"
+
+M=$T/mnt
+daemon_pid() { pgrep -f "ustatefs .*$1" | head -1; }
+
+# -- mount -t and fstab, as root would with ustatefs installed --
+# mount(8) runs helpers with a PATH of its own, so the test installs
+# ustatefs in /usr/local/sbin inside a private mount namespace only.
+mkdir -p "$T/bin" "$M"
+ln -s "$USTATEFS" "$T/bin/ustatefs"
+echo "$T/a.db $M fuse.ustatefs defaults,noauto,sync=normal 0 0" > "$T/fstab"
+unshare -m --propagation private bash -euc '
+	mount --bind "$1/bin" /usr/local/sbin
+	M=$2
+	mount -t fuse.ustatefs -o sync=normal "$1/a.db" "$M"
+	awk -v m="$M" "\$2 == m {print \$3}" /proc/mounts
+	echo hi > "$M/k"
+	cat "$M/k"
+	umount "$M"
+	awk -v m="$M" "\$2 == m {print \$3}" /proc/mounts
+	mount -T "$1/fstab" "$M"
+	cat "$M/k"
+	umount "$M"
+' bash "$T" "$M" > "$T/mount.out" 2>&1 || true
+check "mount -t fuse.ustatefs, umount, and an fstab line" \
+	"fuse.ustatefs|hi|hi" "$(tr '\n' '|' < "$T/mount.out" | sed 's/|$//')"
+
+# -- bad SOURCE and bad options: a clear error, no mount --
+head -c 8192 /dev/urandom > "$T/garbage.db"
+check_err "a file that is not a database" "corrupt or not a SQLite database" \
+	"$USTATEFS" "$T/garbage.db" "$M"
+check "no mount left" "" "$(awk -v m="$M" '$2 == m' /proc/mounts)"
+check_err "bad sync=" "sync=sometimes: must be full, normal or off" \
+	"$USTATEFS" -o sync=sometimes \
+	"$T/b.db" "$M"
+check_err "missing mountpoint" "usage" "$USTATEFS" "$T/b.db"
+check_err "mountpoint that does not exist" "No such file" \
+	"$USTATEFS" "$T/b.db" "$T/nowhere"
+check "the database is created 0600" 600 \
+	"$( "$USTATEFS" "$T/new.db" "$M" && stat -c %a "$T/new.db"; fusermount3 -u "$M")"
+
+# -- SIGTERM: exit 0, every closed value committed --
+"$USTATEFS" -f "$T/c.db" "$M" & pid=$!
+at_exit "kill -9 $pid"
+wait_for 5 grep -q " $M fuse.ustatefs " /proc/mounts
+for i in $(seq 1 20); do echo "v$i" > "$M/k$i"; done
+kill -TERM $pid
+rc=0
+wait $pid || rc=$?
+check "SIGTERM: exit 0" 0 "$rc"
+check "SIGTERM: unmounted" "" "$(awk -v m="$M" '$2 == m' /proc/mounts)"
+check "SIGTERM: every closed value committed" 20 \
+	"$(sqlite3 "$T/c.db" "SELECT count(*) FROM kv_store WHERE CAST(value AS TEXT) = 'v' || substr(key, 3) || char(10)")"
+
+mount_fs "$T/c.db" "$M"
+pid=$(daemon_pid "$M")
+fusermount3 -u "$M"
+check "fusermount3 -u ends the daemon" 1 \
+	"$(wait_for 5 bash -c "! kill -0 $pid 2>/dev/null" && echo 1)"
+
+# -- inode numbers stay while mounted, also across the kernel forgetting --
+mount_fs "$T/c.db" "$M"
+mkdir -p "$M/dir"
+echo x > "$M/dir/f"
+i1=$(stat -c %i "$M/dir/f")
+echo 3 > /proc/sys/vm/drop_caches
+i2=$(stat -c %i "$M/dir/f")
+check "inode number stable across a forget" "$i1" "$i2"
+check "readdir's d_ino matches" "$i1" "$(ls -i "$M/dir" | awk '{print $1}')"
+
+# -- copying a tree in --
+mkdir -p "$T/tree/etc/app" "$T/tree/var"
+echo "a: 1" > "$T/tree/etc/app/config.yaml"
+echo data > "$T/tree/var/state"
+setfattr -n user.owner -v me "$T/tree/var/state" 2>/dev/null || true
+chmod 600 "$T/tree/var/state"
+cp -a "$T/tree" "$M/"
+check "cp -a of a tree succeeds" "a: 1|data" \
+	"$(cat "$M/tree/etc/app/config.yaml")|$(cat "$M/tree/var/state")"
+check "grep -r finds it" "$M/tree/etc/app/config.yaml:a: 1" \
+	"$(grep -r 'a: 1' "$M/tree")"
+check "jq reads a JSON key" 2 \
+	"$(echo '{"replicas": 2}' > "$M/spec" && jq .replicas "$M/spec")"
