@@ -31,7 +31,9 @@ struct node {
 				 * protected by the table lock */
 	uint64_t cached;	/* version the kernel's page cache holds,
 				 * protected by the table lock */
-	unsigned releasing;	/* RELEASE requests being handled,
+	unsigned committing;	/* commits of open files under way,
+				 * protected by the table lock */
+	uint64_t generation;	/* +1 at each unlink of the path,
 				 * protected by the table lock */
 	struct node *next_ino, *next_path;	/* hash chains */
 };
@@ -77,13 +79,19 @@ bool node_is_creating(const char *path);
 void node_each_creating(const char *dir,
 			void (*fn)(void *arg, const char *name), void *arg);
 /*
- * RELEASE is asynchronous: close() returns before the daemon has handled
- * it. node_release() brackets a release's commit; node_settle() waits
- * until no release of path is under way, so the request a process makes
- * right after close() sees what that close committed.
+ * Commits of open files. node_commit_begin() claims one for an open made
+ * at generation gen; false when an unlink ended the name since. RELEASE
+ * is asynchronous (close() returns before the daemon has handled it), so
+ * node_settle() waits until no commit of path is under way: the request
+ * a process makes right after close() sees what that close committed.
+ * node_unlinked() waits likewise, then ends the name of every open file
+ * of path: their later commits must not bring the key back.
  */
-void node_release(struct node *n, int delta);
+bool node_commit_begin(struct node *n, uint64_t gen);
+void node_commit_end(struct node *n);
 void node_settle(const char *path);
+void node_unlinked(const char *path);
+uint64_t node_generation(struct node *n);
 /* Record the version in the page cache; true if it was already there. */
 bool node_cache_keep(struct node *n, uint64_t version);
 

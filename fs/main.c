@@ -176,26 +176,28 @@ int main(int argc, char *argv[])
 	char fsname[USTATE_KEY_MAX + 32];
 	int rc = 1, notify = -1, err;
 
+	rc = 2;
 	if (fuse_opt_parse(&args, &o, opt_spec, opt_proc) < 0)
-		return 2;
-	if (o.help) {
-		usage(argv[0]);
-		return 0;
-	}
-	if (o.version) {
-		printf("ustatefs 0.1.0 (libfuse %s)\n", fuse_pkgversion());
-		return 0;
+		goto out_args;
+	if (o.help || o.version) {
+		if (o.help)
+			usage(argv[0]);
+		else
+			printf("ustatefs 0.1.0 (libfuse %s)\n",
+			       fuse_pkgversion());
+		rc = 0;
+		goto out_args;
 	}
 	if (o.sync && strcmp(o.sync, "full") && strcmp(o.sync, "normal") &&
 	    strcmp(o.sync, "off")) {
 		fprintf(stderr, "ustatefs: sync=%s: must be full, normal or "
 				"off\n", o.sync);
-		return 2;
+		goto out_args;
 	}
 	if (!o.source || !o.mountpoint) {
 		fprintf(stderr, "usage: %s [-f] [-o OPTIONS] SOURCE MOUNTPOINT "
 				"(see --help)\n", argv[0]);
-		return 2;
+		goto out_args;
 	}
 	/* fuse_parse_cmdline() wants the mountpoint as its argument. */
 	snprintf(fsname, sizeof(fsname), "-ofsname=%s,subtype=ustatefs",
@@ -203,7 +205,8 @@ int main(int argc, char *argv[])
 	if (fuse_opt_add_arg(&args, fsname) < 0 ||
 	    fuse_opt_add_arg(&args, o.mountpoint) < 0 ||
 	    fuse_parse_cmdline(&args, &copts) != 0)
-		return 2;
+		goto out_args;
+	rc = 1;
 	fs.read_only = o.ro;
 	fs.mountpoint = realpath(o.mountpoint, NULL);
 	if (!fs.mountpoint) {

@@ -240,7 +240,7 @@ void node_forget(fuse_ino_t ino, uint64_t k)
 	n = find_ino(ino);
 	if (n && ino != FUSE_ROOT_ID) {
 		n->nlookup = n->nlookup > k ? n->nlookup - k : 0;
-		if (!n->nlookup && !n->creating && !n->releasing) {
+		if (!n->nlookup && !n->creating && !n->committing) {
 			unlink_node(n);
 			count--;
 			free(n->path);
@@ -342,11 +342,22 @@ bool node_cache_keep(struct node *n, uint64_t version)
 	return keep;
 }
 
-void node_release(struct node *n, int delta)
+bool node_commit_begin(struct node *n, uint64_t gen)
+{
+	bool ok;
+
+	pthread_mutex_lock(&lock);
+	ok = n->generation == gen;
+	if (ok)
+		n->committing++;
+	pthread_mutex_unlock(&lock);
+	return ok;
+}
+
+void node_commit_end(struct node *n)
 {
 	pthread_mutex_lock(&lock);
-	n->releasing += delta;
-	if (!n->releasing)
+	if (!--n->committing)
 		pthread_cond_broadcast(&released);
 	pthread_mutex_unlock(&lock);
 }
@@ -356,7 +367,36 @@ void node_settle(const char *path)
 	struct node *n;
 
 	pthread_mutex_lock(&lock);
-	while ((n = find_path(path)) && n->releasing)
+	while ((n = find_path(path)) && n->committing)
 		pthread_cond_wait(&released, &lock);
 	pthread_mutex_unlock(&lock);
+}
+
+void node_unlinked(const char *path)
+{
+	struct node *n;
+
+	pthread_mutex_lock(&lock);
+	/* A commit under way lands first; the unlink then removes it. */
+	while ((n = find_path(path)) && n->committing)
+		pthread_cond_wait(&released, &lock);
+	if (n) {
+		n->generation++;
+		/* Its creators will never commit: it is no longer pending. */
+		if (n->creating) {
+			n->creating = 0;
+			ncreating--;
+		}
+	}
+	pthread_mutex_unlock(&lock);
+}
+
+uint64_t node_generation(struct node *n)
+{
+	uint64_t g;
+
+	pthread_mutex_lock(&lock);
+	g = n->generation;
+	pthread_mutex_unlock(&lock);
+	return g;
 }

@@ -53,6 +53,7 @@ struct handle {
 	bool excl;		/* O_EXCL: the first commit must create */
 	bool append;
 	int error;		/* a failed write: nothing of this open commits */
+	uint64_t gen;		/* node generation at open (see node_unlinked) */
 	ustate_script *script;	/* H_TXN */
 	size_t reply_off;	/* H_TXN: bytes of the reply already read */
 };
@@ -352,6 +353,13 @@ static int node_key(struct node *n, char *key)
 	return 0;
 }
 
+/* h no longer creates its key (an unlink already forgot the creation). */
+static void creating_done(struct handle *h)
+{
+	if (node_generation(h->node) == h->gen)
+		node_creating(h->node, -1);
+}
+
 /* Commit the buffer of h as one set (or create). Called with h->lock. */
 static int commit(struct handle *h)
 {
@@ -363,7 +371,11 @@ static int commit(struct handle *h)
 	rc = node_key(h->node, key);
 	if (rc < 0)
 		return rc;
-	rc = own_write(key, h->buf, h->len, h->excl, 0);
+	/* Unlinked while open: as in POSIX, writes no longer have a name. */
+	if (node_commit_begin(h->node, h->gen)) {
+		rc = own_write(key, h->buf, h->len, h->excl, 0);
+		node_commit_end(h->node);
+	}
 	if (rc < 0)
 		return rc;
 	h->dirty = false;
@@ -371,7 +383,7 @@ static int commit(struct handle *h)
 	h->excl = false;
 	if (h->creating) {
 		h->creating = false;
-		node_creating(h->node, -1);
+		creating_done(h);
 	}
 	return 0;
 }
@@ -404,6 +416,7 @@ static struct handle *handle_new(enum handle_kind kind, struct node *n)
 		return NULL;
 	h->kind = kind;
 	h->node = n;
+	h->gen = node_generation(n);
 	pthread_mutex_init(&h->lock, NULL);
 	return h;
 }
@@ -411,7 +424,7 @@ static struct handle *handle_new(enum handle_kind kind, struct node *n)
 static void handle_free(struct handle *h)
 {
 	if (h->creating)
-		node_creating(h->node, -1);
+		creating_done(h);
 	ustate_script_free(h->script);
 	pthread_mutex_destroy(&h->lock);
 	free(h->buf);
@@ -714,7 +727,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
  * A close commits what was written since the last commit. bash closes a
  * redirection's descriptor once before writing, so a truncation or a
  * creation with nothing written commits at the release (see
- * node_settle() for how the next request waits for it).
+ * node_settle() in fs_i.h for how the next request waits for it).
  */
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
@@ -750,12 +763,10 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 	 * A truncation or creation that no write followed (": > k",
 	 * "touch k") commits here; its error cannot reach close() any more.
 	 */
-	node_release(h->node, 1);
 	pthread_mutex_lock(&h->lock);
 	if (h->kind == H_WRITE && (h->dirty || h->trunc || h->creating))
 		commit(h);
 	pthread_mutex_unlock(&h->lock);
-	node_release(h->node, -1);
 	handle_free(h);
 	fuse_reply_err(req, 0);
 }
@@ -872,10 +883,11 @@ static int only_child(const char *dir, const char *path, bool *alone)
 static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	char dir[USTATE_KEY_MAX + 1], path[USTATE_KEY_MAX + 1];
+	char npath[USTATE_KEY_MAX + 1];
 	ustate_op ops[2];
 	unsigned flags;
 	size_t n = 0;
-	bool alone;
+	bool alone, creating;
 	int rc;
 
 	rc = node_path(parent, dir);
@@ -891,8 +903,15 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		rc = child_path(dir, name, path);
 	if (rc == 0 && fs.read_only)
 		rc = -EROFS;
-	if (rc == 0)
-		rc = ustate_node(fs.store, path, &flags);
+	if (rc < 0)
+		goto out;
+	rc = child_path(dir, name, npath);
+	if (rc < 0)
+		goto out;
+	creating = node_is_creating(npath);
+	/* Waits for a commit under way, which the delete then removes. */
+	node_unlinked(npath);
+	rc = ustate_node(fs.store, path, &flags);
 	if (rc < 0)
 		goto out;
 	if (strcmp(name, ".value") &&
@@ -901,7 +920,8 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		goto out;
 	}
 	if (!(flags & USTATE_NODE_VALUE)) {
-		rc = -ENOENT;
+		/* Created but not yet committed: the name is forgotten. */
+		rc = creating ? 0 : -ENOENT;
 		goto out;
 	}
 	ops[n++] = (ustate_op){ .type = USTATE_OP_DELETE, .key = path };
@@ -1175,8 +1195,28 @@ static int do_rename(const char *from, const char *to, unsigned int flags)
 			return rc;
 		fdir_is = fflags & (USTATE_NODE_CHILDREN | USTATE_NODE_RECORD);
 		tdir_is = tflags & (USTATE_NODE_CHILDREN | USTATE_NODE_RECORD);
-		if (!fflags)
-			return node_is_creating(from) ? -EBUSY : -ENOENT;
+		if (!fflags && !node_is_creating(from))
+			return -ENOENT;
+		if (!fflags) {
+			/*
+			 * Created, not yet committed: the name moves and the
+			 * commit will land on the new one; a key there goes.
+			 */
+			if (tflags & (USTATE_NODE_CHILDREN | USTATE_NODE_RECORD))
+				return -EISDIR;
+			if (tflags && (flags & RENAME_NOREPLACE))
+				return -EEXIST;
+			if (tflags) {
+				ustate_op del = { .type = USTATE_OP_DELETE,
+						  .key = to };
+
+				rc = own_transaction(&del, 1);
+				if (rc < 0)
+					return rc;
+			}
+			node_move(from, to);
+			return 0;
+		}
 		if (tflags && (flags & RENAME_NOREPLACE))
 			return -EEXIST;
 		if (fdir_is && tflags && !tdir_is)

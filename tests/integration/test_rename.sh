@@ -60,3 +60,12 @@ mkdir "$M/d3"
 echo w > "$M/d3/k"
 check_err "mv of a directory onto a non-empty one" "not empty" \
 	python3 -c "import os; os.rename('$M/d2', '$M/d3')"
+
+# vim saving in place, three times: three new versions, no swap file left.
+vim=$(command -v vim || command -v vim.tiny)
+echo "a=1" > "$M/vimmed"
+for i in 1 2 3; do
+	HOME=$T "$vim" -u NONE -es -c 's/$/x/' -c wq "$M/vimmed" < /dev/null
+done
+check "vim: one version a save" "a=1xxx 4" "$(cat "$M/vimmed") $(xattr version "$M/vimmed")"
+check "vim leaves no swap key" "" "$(keys | tr ' ' '\n' | grep -F .sw || true)"
