@@ -357,6 +357,15 @@ static void replay(const ustate_event *ev)
 		if (!lonely[i])
 			lonely[i - 1] = false;
 	isdir = flags & (USTATE_NODE_CHILDREN | USTATE_NODE_RECORD);
+	/*
+	 * Later changes may already be in the store (the key or its
+	 * directories gone again): the replayer sees the path as it was at
+	 * this event, whatever the store says now.
+	 */
+	for (i = 0; i < n; i++)
+		intent_set(anc[i], KIND_DIR);
+	if (ev->type != USTATE_EVENT_CREATED)
+		intent_set(ev->key, isdir ? KIND_DIR : KIND_FILE);
 	switch (ev->type) {
 	case USTATE_EVENT_CREATED:
 		/*
@@ -385,6 +394,7 @@ static void replay(const ustate_event *ev)
 	case USTATE_EVENT_UPDATED:
 		if (isdir) {
 			value_path(ev->key, vpath);
+			intent_set(vpath, KIND_FILE);
 			replay_update(vpath);
 		} else {
 			replay_update(ev->key);

@@ -24,9 +24,22 @@ export UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}log_path=$T/sanitizer"
 # Run a command at exit, before those registered earlier.
 at_exit() { _cleanup=("$*" "${_cleanup[@]}"); }
 
+# On failure: where each of this test's daemons' threads is waiting.
+_dump_daemons() {
+	local pid t
+	for pid in $(pgrep -f "ustatefs .*$T/"); do
+		echo "== daemon $pid: $(tr '\0' ' ' < /proc/$pid/cmdline)" >&2
+		for t in /proc/$pid/task/*; do
+			echo "-- thread ${t##*/} $(cat $t/wchan 2>/dev/null)" >&2
+			head -4 $t/stack >&2 2>/dev/null
+		done
+	done
+}
+
 _on_exit() {
 	local rc=$? c
 	set +e
+	if [ $rc -ne 0 ] || [ $_failed -ne 0 ]; then _dump_daemons; fi
 	for c in "${_cleanup[@]}"; do
 		eval "$c" >/dev/null 2>&1
 	done
