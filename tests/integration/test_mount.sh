@@ -87,3 +87,11 @@ check "grep -r finds it" "$M/tree/etc/app/config.yaml:a: 1" \
 	"$(grep -r 'a: 1' "$M/tree")"
 check "jq reads a JSON key" 2 \
 	"$(echo '{"replicas": 2}' > "$M/spec" && jq .replicas "$M/spec")"
+
+# -- SOURCE :memory: --
+umount_fs "$M"
+mount_fs :memory: "$M"
+mkdir "$M/d"
+printf 'set /d/x 1\nz\ncommit\n' > "$M/.txn"
+check ":memory: store: files, directories, .txn" "z 1" \
+	"$(cat "$M/d/x") $(xattr version "$M/d/x")"
