@@ -420,6 +420,7 @@ static int run(ustate_script *sc)
 {
 	ustate_txn_result res = { 0 };
 	ustate_entry **got = NULL;
+	ustate_op *ops = NULL;
 	uint64_t *vers = NULL;
 	int rc = 0, attempt;
 	struct sc_op *o;
@@ -428,7 +429,8 @@ static int run(ustate_script *sc)
 	sc->state = SC_DONE;
 	got = calloc(sc->n + 1, sizeof(*got));
 	vers = calloc(sc->n + 1, sizeof(*vers));
-	if (!got || !vers) {
+	ops = calloc(sc->n + 1, sizeof(*ops));
+	if (!got || !vers || !ops) {
 		rc = fail(sc, -ENOMEM, sc->lineno, NULL, "out of memory");
 		goto out;
 	}
@@ -447,14 +449,10 @@ static int run(ustate_script *sc)
 		}
 		if (rc < 0)
 			break;
-		{
-			ustate_op ops[sc->n ? sc->n : 1];
-
-			for (i = 0; i < sc->n; i++)
-				ops[i] = sc->ops[i].op;
-			res.versions = vers;
-			rc = ustate_transaction(sc->s, ops, sc->n, &res);
-		}
+		for (i = 0; i < sc->n; i++)
+			ops[i] = sc->ops[i].op;
+		res.versions = vers;
+		rc = ustate_transaction(sc->s, ops, sc->n, &res);
 		if (rc != -ECANCELED || !sc->ops[res.failed].is_get)
 			break;
 	}
@@ -486,6 +484,7 @@ out:
 		ustate_entry_free(got[i]);
 	free(got);
 	free(vers);
+	free(ops);
 	return rc;
 }
 

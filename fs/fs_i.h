@@ -14,6 +14,12 @@
 
 #include <ustate.h>
 
+/*
+ * Room for a path of the mount: a key, or a key's DIR/.value (7 more
+ * bytes). Keys themselves stay within USTATE_KEY_MAX: the store says so.
+ */
+#define FS_PATH_MAX (USTATE_KEY_MAX + 16)
+
 /* What a path of the mount is. */
 enum node_kind {
 	KIND_NONE = 0,
@@ -35,6 +41,8 @@ struct node {
 				 * protected by the table lock */
 	uint64_t generation;	/* +1 at each unlink of the path,
 				 * protected by the table lock */
+	bool orphan;		/* replaced by a rename: out of the
+				 * path index, protected by the table lock */
 	struct node *next_ino, *next_path;	/* hash chains */
 };
 
@@ -62,7 +70,7 @@ int nodes_init(void);
 void nodes_destroy(void);
 /* The node of path with its lookup count raised by one; NULL on ENOMEM. */
 struct node *node_lookup(const char *path);
-/* Copy the path of ino into buf (USTATE_KEY_MAX + 1 bytes); -ESTALE. */
+/* Copy the path of ino into buf (FS_PATH_MAX bytes); -ESTALE. */
 int node_path(fuse_ino_t ino, char *buf);
 struct node *node_of(fuse_ino_t ino);
 void node_forget(fuse_ino_t ino, uint64_t n);
@@ -90,7 +98,9 @@ void node_each_creating(const char *dir,
 bool node_commit_begin(struct node *n, uint64_t gen);
 void node_commit_end(struct node *n);
 void node_settle(const char *path);
-void node_unlinked(const char *path);
+uint64_t node_unlinked(const char *path);
+/* The unlink failed after all: give the name back (if nothing changed). */
+void node_relinked(const char *path, uint64_t gen);
 uint64_t node_generation(struct node *n);
 /* Record the version in the page cache; true if it was already there. */
 bool node_cache_keep(struct node *n, uint64_t version);

@@ -101,7 +101,8 @@ static void unlink_node(struct node *n)
 	for (pp = &by_ino[slot_ino(n->ino)]; *pp != n; pp = &(*pp)->next_ino)
 		;
 	*pp = n->next_ino;
-	unlink_path(n);
+	if (!n->orphan)
+		unlink_path(n);
 }
 
 /* Double the buckets when the table is full; on ENOMEM keep the old ones. */
@@ -212,9 +213,11 @@ int node_path(fuse_ino_t ino, char *buf)
 
 	pthread_mutex_lock(&lock);
 	n = find_ino(ino);
-	if (n) {
+	if (n && strlen(n->path) < FS_PATH_MAX) {
 		strcpy(buf, n->path);
 		rc = 0;
+	} else if (n) {
+		rc = -ENAMETOOLONG;	/* node_move() never makes one */
 	}
 	pthread_mutex_unlock(&lock);
 	return rc;
@@ -263,6 +266,9 @@ void node_move(const char *from, const char *to)
 			if (strncmp(n->path, from, flen) ||
 			    (n->path[flen] && n->path[flen] != '/'))
 				continue;
+			/* Too long to be a path any more: it stays behind. */
+			if (tlen + strlen(n->path + flen) >= FS_PATH_MAX)
+				continue;
 			p = malloc(tlen + strlen(n->path + flen) + 1);
 			if (!p)
 				continue;
@@ -276,6 +282,17 @@ void node_move(const char *from, const char *to)
 		}
 	}
 	for (n = moved; n; n = next) {
+		struct node *old = find_path(n->path);
+
+		/*
+		 * A node already at the new path was replaced: it keeps its
+		 * path for the kernel's open files, but lookups find the
+		 * moved one.
+		 */
+		if (old) {
+			unlink_path(old);
+			old->orphan = true;
+		}
 		next = n->next_path;
 		i = slot_path(n->path);
 		n->next_path = by_path[i];
@@ -372,8 +389,9 @@ void node_settle(const char *path)
 	pthread_mutex_unlock(&lock);
 }
 
-void node_unlinked(const char *path)
+uint64_t node_unlinked(const char *path)
 {
+	uint64_t gen = 0;
 	struct node *n;
 
 	pthread_mutex_lock(&lock);
@@ -381,13 +399,25 @@ void node_unlinked(const char *path)
 	while ((n = find_path(path)) && n->committing)
 		pthread_cond_wait(&released, &lock);
 	if (n) {
-		n->generation++;
+		gen = ++n->generation;
 		/* Its creators will never commit: it is no longer pending. */
 		if (n->creating) {
 			n->creating = 0;
 			ncreating--;
 		}
 	}
+	pthread_mutex_unlock(&lock);
+	return gen;
+}
+
+void node_relinked(const char *path, uint64_t gen)
+{
+	struct node *n;
+
+	pthread_mutex_lock(&lock);
+	n = find_path(path);
+	if (n && gen && n->generation == gen)
+		n->generation--;
 	pthread_mutex_unlock(&lock);
 }
 

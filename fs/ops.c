@@ -61,7 +61,7 @@ struct handle {
 struct dir_handle {
 	ustate_dirent *ents;
 	size_t n;
-	char path[USTATE_KEY_MAX + 1];
+	char path[FS_PATH_MAX];
 };
 
 static inline struct handle *fh(struct fuse_file_info *fi)
@@ -76,7 +76,7 @@ static int child_path(const char *parent, const char *name, char *out)
 {
 	size_t plen = strlen(parent), nlen = strlen(name);
 
-	if (plen + 1 + nlen > USTATE_KEY_MAX)
+	if (plen + 1 + nlen >= FS_PATH_MAX)
 		return -ENAMETOOLONG;
 	if (!strcmp(parent, "/")) {
 		out[0] = '/';
@@ -169,7 +169,7 @@ static void attr_base(struct stat *st, fuse_ino_t ino)
 
 static int fill_attr(fuse_ino_t ino, const char *path, struct stat *st)
 {
-	char key[USTATE_KEY_MAX + 1];
+	char key[FS_PATH_MAX];
 	enum node_kind kind;
 	ustate_entry *e;
 	int rc;
@@ -269,7 +269,7 @@ static bool replay_entry(fuse_req_t req, const char *path)
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	char dir[USTATE_KEY_MAX + 1], path[USTATE_KEY_MAX + 1];
+	char dir[FS_PATH_MAX], path[FS_PATH_MAX];
 	int rc;
 
 	rc = node_path(parent, dir);
@@ -306,7 +306,7 @@ static void op_forget_multi(fuse_req_t req, size_t count,
 static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 		       struct fuse_file_info *fi)
 {
-	char path[USTATE_KEY_MAX + 1];
+	char path[FS_PATH_MAX];
 	struct handle *h = fi ? fh(fi) : NULL;
 	struct stat st;
 	int rc;
@@ -342,7 +342,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 /* The key a file node's value lives at. */
 static int node_key(struct node *n, char *key)
 {
-	char path[USTATE_KEY_MAX + 1];
+	char path[FS_PATH_MAX];
 	int rc;
 
 	rc = node_path(n->ino, path);
@@ -363,7 +363,7 @@ static void creating_done(struct handle *h)
 /* Commit the buffer of h as one set (or create). Called with h->lock. */
 static int commit(struct handle *h)
 {
-	char key[USTATE_KEY_MAX + 1];
+	char key[FS_PATH_MAX];
 	int rc;
 
 	if (h->error)
@@ -395,7 +395,8 @@ static int ensure_cap(struct handle *h, size_t need)
 
 	if (need <= h->cap)
 		return 0;
-	if (need > fs.max_value)
+	/* need counts one byte past the value, for its NUL. */
+	if (need - 1 > fs.max_value)
 		return -EFBIG;
 	cap = h->cap ? h->cap : 4096;
 	while (cap < need)
@@ -457,7 +458,7 @@ static int load(struct handle *h, const char *key, uint64_t *version)
 static int open_file(struct node *n, const char *path, enum node_kind kind,
 		     struct fuse_file_info *fi)
 {
-	char key[USTATE_KEY_MAX + 1];
+	char key[FS_PATH_MAX];
 	int acc = fi->flags & O_ACCMODE;
 	struct handle *h;
 	uint64_t v;
@@ -510,7 +511,7 @@ static int open_file(struct node *n, const char *path, enum node_kind kind,
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	char path[USTATE_KEY_MAX + 1], key[USTATE_KEY_MAX + 1];
+	char path[FS_PATH_MAX], key[FS_PATH_MAX];
 	enum node_kind kind;
 	struct node *n;
 	int rc;
@@ -558,7 +559,7 @@ static int creatable(const char *dir, const char *name, char *path)
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		      mode_t mode, struct fuse_file_info *fi)
 {
-	char dir[USTATE_KEY_MAX + 1], path[USTATE_KEY_MAX + 1];
+	char dir[FS_PATH_MAX], path[FS_PATH_MAX];
 	struct fuse_entry_param e = { 0 };
 	struct handle *h = NULL;
 	struct node *n = NULL;
@@ -805,7 +806,7 @@ static int truncate_key(const char *key, off_t size)
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		       int to_set, struct fuse_file_info *fi)
 {
-	char path[USTATE_KEY_MAX + 1], key[USTATE_KEY_MAX + 1];
+	char path[FS_PATH_MAX], key[FS_PATH_MAX];
 	struct handle *h = fi ? fh(fi) : NULL;
 	enum node_kind kind;
 	struct stat st;
@@ -882,9 +883,10 @@ static int only_child(const char *dir, const char *path, bool *alone)
 
 static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	char dir[USTATE_KEY_MAX + 1], path[USTATE_KEY_MAX + 1];
-	char npath[USTATE_KEY_MAX + 1];
+	char dir[FS_PATH_MAX], path[FS_PATH_MAX];
+	char npath[FS_PATH_MAX];
 	ustate_op ops[2];
+	uint64_t gen = 0;
 	unsigned flags;
 	size_t n = 0;
 	bool alone, creating;
@@ -892,7 +894,10 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 	rc = node_path(parent, dir);
 	if (rc == 0 && replay_request(req)) {
-		fuse_reply_err(req, 0);	/* already gone from the store */
+		/* Gone from the store already; open writers lose the name. */
+		if (child_path(dir, name, npath) == 0)
+			node_unlinked(npath);
+		fuse_reply_err(req, 0);
 		return;
 	}
 	if (rc == 0 && !strcmp(name, ".txn") && !strcmp(dir, "/"))
@@ -910,7 +915,7 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		goto out;
 	creating = node_is_creating(npath);
 	/* Waits for a commit under way, which the delete then removes. */
-	node_unlinked(npath);
+	gen = node_unlinked(npath);
 	rc = ustate_node(fs.store, path, &flags);
 	if (rc < 0)
 		goto out;
@@ -935,13 +940,15 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		ops[n++] = (ustate_op){ .type = USTATE_OP_MKDIR, .key = path };
 	rc = own_transaction(ops, n);
 out:
+	if (rc < 0 && gen)
+		node_relinked(npath, gen);
 	fuse_reply_err(req, -rc);
 }
 
 static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 		     mode_t mode)
 {
-	char dir[USTATE_KEY_MAX + 1], path[USTATE_KEY_MAX + 1];
+	char dir[FS_PATH_MAX], path[FS_PATH_MAX];
 	ustate_op op;
 	unsigned flags;
 	int rc;
@@ -972,7 +979,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 
 static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	char dir[USTATE_KEY_MAX + 1], path[USTATE_KEY_MAX + 1];
+	char dir[FS_PATH_MAX], path[FS_PATH_MAX];
 	ustate_op ops[2];
 	unsigned flags;
 	size_t n = 0;
@@ -1179,7 +1186,7 @@ static int move_ops(struct oplist *l, const char *from, const char *to,
 
 static int do_rename(const char *from, const char *to, unsigned int flags)
 {
-	char fdir[USTATE_KEY_MAX + 1], tdir[USTATE_KEY_MAX + 1];
+	char fdir[FS_PATH_MAX], tdir[FS_PATH_MAX];
 	unsigned fflags, tflags;
 	struct oplist l = { 0 };
 	bool fdir_is, tdir_is, alone;
@@ -1234,10 +1241,11 @@ static int do_rename(const char *from, const char *to, unsigned int flags)
 							 .key = to },
 					NULL, NULL);
 		if (rc == 0 && fdir_is)
-			rc = move_ops(&l, from, to, false);
+			rc = move_ops(&l, from, to,
+				      flags & RENAME_NOREPLACE);
 		if (rc == 0 && !fdir_is) {
 			/* Moving a file: only the key itself, not below it. */
-			ustate_entry *e;
+			ustate_entry *e = NULL;
 			char *nk = strdup(to);
 			void *val = NULL;
 
@@ -1255,7 +1263,10 @@ static int do_rename(const char *from, const char *to, unsigned int flags)
 					NULL, NULL);
 			if (rc == 0)
 				rc = oplist_add(&l, (ustate_op){
-					.type = USTATE_OP_SET, .key = nk,
+					.type = flags & RENAME_NOREPLACE ?
+						USTATE_OP_CREATE :
+						USTATE_OP_SET,
+					.key = nk,
 					.value = val,
 					.value_len = e->value_len }, nk, val);
 			else
@@ -1264,8 +1275,7 @@ static int do_rename(const char *from, const char *to, unsigned int flags)
 				rc = oplist_add(&l, (ustate_op){
 					.type = USTATE_OP_DELETE, .key = from },
 					NULL, NULL);
-			if (e && rc != -ENOENT)
-				ustate_entry_free(e);
+			ustate_entry_free(e);
 		}
 		/* The source directory keeps existing when it empties. */
 		parent_of(from, fdir);
@@ -1276,8 +1286,15 @@ static int do_rename(const char *from, const char *to, unsigned int flags)
 			rc = oplist_add(&l, (ustate_op){ .type = USTATE_OP_MKDIR,
 							 .key = fdir },
 					NULL, NULL);
-		if (rc == 0)
+		if (rc == 0) {
+			/* A replaced file's open writers lose their name. */
+			uint64_t tgen = (tflags & USTATE_NODE_VALUE) && !fdir_is ?
+						node_unlinked(to) : 0;
+
 			rc = own_transaction(l.ops, l.n);
+			if (rc < 0 && tgen)
+				node_relinked(to, tgen);
+		}
 		oplist_free(&l);
 		if (rc != -ECANCELED)
 			break;
@@ -1291,8 +1308,8 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		      fuse_ino_t newparent, const char *newname,
 		      unsigned int flags)
 {
-	char dir[USTATE_KEY_MAX + 1], from[USTATE_KEY_MAX + 1];
-	char ndir[USTATE_KEY_MAX + 1], to[USTATE_KEY_MAX + 1];
+	char dir[FS_PATH_MAX], from[FS_PATH_MAX];
+	char ndir[FS_PATH_MAX], to[FS_PATH_MAX];
 	int rc;
 
 	if (flags & RENAME_EXCHANGE) {
@@ -1427,7 +1444,7 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
 	struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
-	char path[USTATE_KEY_MAX + 1];
+	char path[FS_PATH_MAX];
 	size_t used = 0, len;
 	const char *name;
 	struct stat st;
@@ -1483,7 +1500,7 @@ static int xattr_index(const char *name)
 /* The entry behind a file node, for its xattrs; -ENODATA for others. */
 static int xattr_entry(fuse_ino_t ino, ustate_entry **e)
 {
-	char path[USTATE_KEY_MAX + 1], key[USTATE_KEY_MAX + 1];
+	char path[FS_PATH_MAX], key[FS_PATH_MAX];
 	enum node_kind kind;
 	int rc;
 

@@ -224,7 +224,7 @@ static void split(const char *path, char *dir, const char **name)
 /* Drop the kernel's dentry of path and its cached attributes and data. */
 static void forget_path(const char *path)
 {
-	char dir[USTATE_KEY_MAX + 1];
+	char dir[FS_PATH_MAX];
 	fuse_ino_t ino, pino;
 	const char *name;
 
@@ -300,7 +300,7 @@ static void replay_update(const char *path)
  * that holds nothing but the way to key (so it appeared, or vanishes,
  * with key), and whether it has a value of its own.
  */
-static int lonely_ancestors(const char *key, char (*anc)[USTATE_KEY_MAX + 1],
+static int lonely_ancestors(const char *key, char (*anc)[FS_PATH_MAX],
 			    bool *lonely, bool *valued, size_t *n)
 {
 	ustate_dirent *d;
@@ -333,17 +333,20 @@ static int lonely_ancestors(const char *key, char (*anc)[USTATE_KEY_MAX + 1],
 	return 0;
 }
 
-/* path + "/.value" into out. */
+/* path + "/.value" into out (FS_PATH_MAX bytes; a key always fits). */
 static void value_path(const char *path, char *out)
 {
-	snprintf(out, USTATE_KEY_MAX + 8, "%s/.value", path);
+	size_t len = strnlen(path, USTATE_KEY_MAX);
+
+	memcpy(out, path, len);
+	memcpy(out + len, "/.value", 8);
 }
 
 /* Replay one change that the kernel has not seen. */
 static void replay(const ustate_event *ev)
 {
-	char anc[MAX_INTENT][USTATE_KEY_MAX + 1];
-	char vpath[USTATE_KEY_MAX + 8];
+	char anc[MAX_INTENT][FS_PATH_MAX];
+	char vpath[FS_PATH_MAX];
 	bool lonely[MAX_INTENT], valued[MAX_INTENT];
 	unsigned flags = 0;
 	size_t n = 0, i;
@@ -401,8 +404,11 @@ static void replay(const ustate_event *ev)
 		}
 		break;
 	case USTATE_EVENT_DELETED:
+		/* First of all, open writers lose the name: no resurrection. */
+		value_path(ev->key, vpath);
+		node_unlinked(ev->key);
+		node_unlinked(vpath);
 		if (isdir) {
-			value_path(ev->key, vpath);
 			replay_remove(vpath, false);
 			break;
 		}
@@ -444,12 +450,31 @@ static void *watcher_main(void *arg)
 			/* Lost track: start again from now; drop old tokens. */
 			ustate_watch_close(fs.watch);
 			own_clear();
+			fs.watch = NULL;
 			if (ustate_watch_open(&fs.watch, fs.store, "*", 0) < 0)
+				rc = -EIO;
+			else
+				continue;
+		}
+		if (rc < 0) {
+			/*
+			 * The store failed us (a lock held too long, an I/O
+			 * error): say so, wait, and follow it again from now;
+			 * the kernel's caches time out meanwhile.
+			 */
+			fprintf(stderr, "ustatefs: watch: %s; retrying\n",
+				ustate_strerror(rc));
+			sleep(1);
+			ustate_watch_close(fs.watch);
+			own_clear();
+			fs.watch = NULL;
+			while (fs.watching &&
+			       ustate_watch_open(&fs.watch, fs.store, "*", 0) < 0)
+				sleep(1);
+			if (!fs.watch)
 				break;
 			continue;
 		}
-		if (rc < 0)
-			break;
 		if (own_take(ev.key, ev.version))
 			continue;
 		if (fs.read_only) {
