@@ -18,6 +18,13 @@
 
 #define USTATE_BACKEND_VERSION 1
 
+/* Whether an op only checks (CHECK_VERSION, CHECK_CHILDREN). */
+static inline int ustate_op_is_check(ustate_op_type type)
+{
+	return type == USTATE_OP_CHECK_VERSION ||
+	       type == USTATE_OP_CHECK_CHILDREN;
+}
+
 /* Which set a scan walks. */
 #define USTATE_SCAN_KEYS 0	/* the keys */
 #define USTATE_SCAN_DIRS 1	/* the directory records */

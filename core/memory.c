@@ -367,7 +367,7 @@ out:
 
 /*
  * Whether an op records or removes a directory; the ops other than these
- * and CHECK_VERSION write keys, and only they make a revision.
+ * and the checks write keys, and only they make a revision.
  */
 static int op_is_dir(ustate_op_type type)
 {
@@ -376,7 +376,7 @@ static int op_is_dir(ustate_op_type type)
 
 static int op_writes_key(ustate_op_type type)
 {
-	return type != USTATE_OP_CHECK_VERSION && !op_is_dir(type);
+	return !ustate_op_is_check(type) && !op_is_dir(type);
 }
 
 /* A write or directory op of a transaction, to sort such ops by key. */
@@ -414,7 +414,23 @@ static int slot_cmp(const void *a, const void *b)
 	return (x->idx > y->idx) - (x->idx < y->idx);
 }
 
-/* Compare every version check with the state before the transaction. */
+/* The number of keys strictly below key (starting with key + "/"). */
+static uint64_t count_below(struct mem_backend *m, const char *key)
+{
+	char below[USTATE_KEY_MAX + 2];
+	size_t len = strlen(key);
+	struct mem_node *x;
+	uint64_t cnt = 0;
+
+	memcpy(below, key, len);
+	memcpy(below + len, "/", 2);
+	for (x = seek(&m->keys, below, NULL);
+	     x && !strncmp(x->key, below, len + 1); x = x->next[0])
+		cnt++;
+	return cnt;
+}
+
+/* Compare every check with the state before the transaction. */
 static int txn_check(struct mem_backend *m, const ustate_op *ops, size_t n,
 		     ustate_txn_result *res)
 {
@@ -423,10 +439,14 @@ static int txn_check(struct mem_backend *m, const ustate_op *ops, size_t n,
 	size_t i;
 
 	for (i = 0; i < n; i++) {
-		if (ops[i].type != USTATE_OP_CHECK_VERSION)
+		if (ops[i].type == USTATE_OP_CHECK_CHILDREN) {
+			v = count_below(m, ops[i].key);
+		} else if (ops[i].type == USTATE_OP_CHECK_VERSION) {
+			x = find(&m->keys, ops[i].key);
+			v = x ? x->version : 0;
+		} else {
 			continue;
-		x = find(&m->keys, ops[i].key);
-		v = x ? x->version : 0;
+		}
 		if (v != ops[i].version) {
 			res->failed = i;
 			res->found = v;
@@ -699,7 +719,7 @@ static int mem_txn(void *b, const ustate_op *ops, size_t n,
 	 * key writes take slot[0..nw), the directory ops the rest.
 	 */
 	for (i = 0, kw = 0, kd = nw; i < n; i++) {
-		if (ops[i].type == USTATE_OP_CHECK_VERSION)
+		if (ustate_op_is_check(ops[i].type))
 			continue;
 		sl = op_is_dir(ops[i].type) ? &slot[kd++] : &slot[kw++];
 		sl->key = ops[i].key;

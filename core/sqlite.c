@@ -55,6 +55,7 @@ enum {
 	ST_TRIMMED,
 	ST_MKDIR,
 	ST_RMDIR,
+	ST_CHILDREN,
 	ST_COUNT
 };
 
@@ -94,6 +95,9 @@ static const char *const sql_text[ST_COUNT] = {
 	[ST_TRIMMED] = "UPDATE ustate_state SET compacted = ?1",
 	[ST_MKDIR] = "INSERT INTO ustate_dirs VALUES (?1) ON CONFLICT DO NOTHING",
 	[ST_RMDIR] = "DELETE FROM ustate_dirs WHERE path = ?1",
+	/* ?1 is key + "/", ?2 key + "/" + 0xff: the keys below key. */
+	[ST_CHILDREN] = "SELECT count(*) FROM kv_store WHERE key >= ?1 AND "
+			"key < ?2",
 };
 
 /*
@@ -468,6 +472,29 @@ static int version_on(struct conn *c, const char *key, uint64_t *version)
 	return rc;
 }
 
+/* The number of keys below key on connection c. */
+static int children_on(struct conn *c, const char *key, uint64_t *count)
+{
+	char lo[USTATE_KEY_MAX + 3];
+	size_t len = strlen(key);
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	memcpy(lo, key, len);
+	lo[len] = '/';
+	lo[len + 1] = (char)0xff;
+	rc = stmt(c, ST_CHILDREN, &st);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_text(st, 1, lo, len + 1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, lo, len + 2, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	*count = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
+	rc = rc == SQLITE_ROW ? 0 : sq_errno(c->db, rc);
+	done(st);
+	return rc;
+}
+
 static int sq_version(void *b, const char *key, uint64_t *version)
 {
 	struct sq *q = b;
@@ -758,13 +785,16 @@ static int txn_apply(struct sq *q, struct conn *c, const ustate_op *ops,
 	int rc;
 
 	for (i = 0; i < n; i++) {
-		if (ops[i].type != USTATE_OP_CHECK_VERSION) {
+		if (!ustate_op_is_check(ops[i].type)) {
 			/* Directory records are no change of the key space. */
 			writes += ops[i].type != USTATE_OP_MKDIR &&
 				  ops[i].type != USTATE_OP_RMDIR;
 			continue;
 		}
-		rc = version_on(c, ops[i].key, &v);
+		if (ops[i].type == USTATE_OP_CHECK_CHILDREN)
+			rc = children_on(c, ops[i].key, &v);
+		else
+			rc = version_on(c, ops[i].key, &v);
 		if (rc < 0)
 			return rc;
 		res->versions[i] = v;
@@ -781,7 +811,7 @@ static int txn_apply(struct sq *q, struct conn *c, const ustate_op *ops,
 			return rc;
 	}
 	for (i = 0; i < n; i++) {
-		if (ops[i].type == USTATE_OP_CHECK_VERSION)
+		if (ustate_op_is_check(ops[i].type))
 			continue;
 		rc = apply_op(c, &ops[i], now, &v, res);
 		if (rc < 0) {
@@ -841,7 +871,7 @@ static int sq_txn(void *b, const ustate_op *ops, size_t n,
 
 	pthread_mutex_lock(&q->wlock);
 	c = q->writer;
-	if (n == 1 && ops[0].type != USTATE_OP_CHECK_VERSION &&
+	if (n == 1 && !ustate_op_is_check(ops[0].type) &&
 	    (flags & USTATE_TXN_NO_REVISION)) {
 		rc = txn_single(q, c, ops, res);
 		goto out;

@@ -486,6 +486,7 @@ static int op_check(const ustate *s, const ustate_op *op)
 		return rc;
 	switch (op->type) {
 	case USTATE_OP_CHECK_VERSION:
+	case USTATE_OP_CHECK_CHILDREN:
 	case USTATE_OP_DELETE:
 	case USTATE_OP_MKDIR:
 	case USTATE_OP_RMDIR:
@@ -525,7 +526,8 @@ static int txn_run(ustate *s, const ustate_op *ops, size_t n,
 			res->failed = i;
 			return rc;
 		}
-		writes |= ops[i].type != USTATE_OP_CHECK_VERSION;
+		writes |= ops[i].type != USTATE_OP_CHECK_VERSION &&
+			  ops[i].type != USTATE_OP_CHECK_CHILDREN;
 	}
 	if (writes && s->opts.read_only)
 		return -EROFS;

@@ -1110,6 +1110,11 @@ static int move_ops(struct oplist *l, const char *from, const char *to,
 	rc = ustate_list(fs.store, prefix, &keys, &nkeys);
 	if (rc == 0)
 		rc = ustate_list_dirs(fs.store, prefix, &recs, &nrecs);
+	/* A key created below from meanwhile makes the whole rename retry. */
+	if (rc == 0)
+		rc = oplist_add(l, (ustate_op){ .type = USTATE_OP_CHECK_CHILDREN,
+						.key = from, .version = nkeys },
+				NULL, NULL);
 	for (i = 0; rc == 0 && i <= nkeys; i++) {
 		const char *k = i < nkeys ? keys[i] : from;
 
@@ -1299,6 +1304,9 @@ static int do_rename(const char *from, const char *to, unsigned int flags)
 		if (rc != -ECANCELED)
 			break;
 	}
+	/* Still racing with other writers after every retry. */
+	if (rc == -ECANCELED)
+		rc = -EBUSY;
 	if (rc == 0)
 		node_move(from, to);
 	return rc;

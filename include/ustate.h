@@ -89,6 +89,8 @@ typedef enum ustate_op_type {
 	USTATE_OP_CREATE,		/* write value; -EEXIST if present */
 	USTATE_OP_MKDIR,		/* record key as a directory */
 	USTATE_OP_RMDIR,		/* drop key's directory record */
+	USTATE_OP_CHECK_CHILDREN,	/* exactly version keys below key
+					 * (prefix key + "/") */
 } ustate_op_type;
 
 /** One operation of a transaction; every pointer is borrowed. */
@@ -299,8 +301,9 @@ int ustate_create_if_not_exists(ustate *s, const char *key, const void *val,
 /**
  * ustate_transaction() - apply several operations atomically: all or none.
  * @ops: n operations, applied in order. A key may appear in several ops;
- *       every CHECK_VERSION compares against the state before the
- *       transaction; CREATE and DELETE see the earlier ops of the same
+ *       every CHECK_VERSION and CHECK_CHILDREN compares against the
+ *       state before the transaction (a CHECK_CHILDREN failure reports
+ *       the number of keys found as res->found); CREATE and DELETE see the earlier ops of the same
  *       transaction. All writes share one new store revision (MKDIR and
  *       RMDIR, which touch only directory records, take none).
  * @res: if not NULL, receives the outcome (see ustate_txn_result).

@@ -95,3 +95,43 @@ print(both)
 PY
 )
 check "RENAME_NOREPLACE and a create of its target never both win" 0 "$out"
+
+out=$(python3 - "$M" <<'PY'
+import os, sys, threading, time
+os.chdir(sys.argv[1])
+def rev(p):
+    return int(os.getxattr(p, "user.revision"))
+bad = 0
+for trial in range(40):
+    d, e = "d%d" % trial, "e%d" % trial
+    os.mkdir(d)
+    open(d + "/seed", "w").write("s")
+    stop = False
+    def writer():
+        i = 0
+        while not stop:
+            i += 1
+            fd = os.open(".txn", os.O_RDWR)
+            try:
+                os.write(fd, b"set /%s/x%d 1\nv\ncommit\n" % (d.encode(), i))
+            except OSError:
+                pass
+            os.close(fd)
+    t = threading.Thread(target=writer)
+    t.start()
+    time.sleep(0.005)
+    try:
+        os.rename(d, e)
+    except OSError:
+        stop = True
+        t.join()
+        continue
+    stop = True
+    t.join()
+    r = rev(e + "/seed")
+    if os.path.isdir(d) and [k for k in os.listdir(d) if rev(d + "/" + k) < r]:
+        bad += 1
+print(bad)
+PY
+)
+check "a directory rename racing creates below it leaves no older key behind" 0 "$out"

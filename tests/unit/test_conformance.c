@@ -2333,6 +2333,34 @@ static void test_strerror(void **state)
 	assert_non_null(ustate_strerror(0));
 }
 
+/* CHECK_CHILDREN counts the keys strictly below a key, not its siblings. */
+static void test_check_children(void **state)
+{
+	struct fixture *f = *state;
+	ustate_txn_result res = { 0 };
+	uint64_t rev;
+	ustate_op op = { .type = USTATE_OP_CHECK_CHILDREN, .key = "/d" };
+
+	put(f->s, "/d", "own", 1);
+	put(f->s, "/d/a", "1", 1);
+	put(f->s, "/d/b/c", "2", 1);
+	put(f->s, "/d-x", "3", 1);
+	put(f->s, "/dd", "4", 1);
+	rev = ustate_revision(f->s);
+	op.version = 2;
+	assert_int_equal(ustate_transaction(f->s, &op, 1, &res), 0);
+	assert_int_equal(ustate_revision(f->s), rev);
+	op.version = 3;
+	assert_int_equal(ustate_transaction(f->s, &op, 1, &res), -ECANCELED);
+	assert_int_equal(res.failed, 0);
+	assert_int_equal(res.found, 2);
+	op.key = "/nothing";
+	op.version = 0;
+	assert_int_equal(ustate_transaction(f->s, &op, 1, &res), 0);
+	op.key = "/d/";
+	assert_int_equal(ustate_transaction(f->s, &op, 1, &res), -EINVAL);
+}
+
 static void test_null_is_noop(void **state)
 {
 	(void)state;
@@ -2710,7 +2738,8 @@ static void test_memory_stores_are_separate(void **state)
 	T(test_dir_records), T(test_node), T(test_node_bad_path_output), \
 	T(test_readdir),                                                  \
 	T(test_readdir_many), T(test_script), T(test_script_failures),    \
-	T(test_json), T(test_strerror), T(test_null_is_noop)
+	T(test_json), T(test_strerror), T(test_null_is_noop),             \
+	T(test_check_children)
 
 static const struct CMUnitTest sqlite_cases[] = {
 	COMMON_CASES,
