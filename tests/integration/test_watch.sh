@@ -6,7 +6,8 @@
 # for a second mount of the same file (replayed by the daemon).
 . "$(dirname "$0")/lib.sh"
 
-: "${USTATE_PUT:?USTATE_PUT must name the put helper}"
+: "${USTATE_CLI:?USTATE_CLI must name the ustate command}"
+put() { "$USTATE_CLI" -d "$T/state.db" "$@" > /dev/null; }
 M=$T/mnt
 mount_fs "$T/state.db" "$M"
 mkdir "$M/w"
@@ -67,12 +68,12 @@ check "the replay changed nothing" "A B" "$(cat "$M/w/new") $(cat "$M/w/upd")"
 
 : > "$T/events"
 t0=$(date +%s.%N)
-"$USTATE_PUT" "$T/state.db" set /w/ext1 one
+put set /w/ext1 one
 # (inotify merges two identical events in a row that nobody read yet)
 wait_for 5 grep -q 'CLOSE_WRITE,CLOSE /w/ext1' "$T/events"
-"$USTATE_PUT" "$T/state.db" set /w/ext1 two
-"$USTATE_PUT" "$T/state.db" set /x/y/ext2 three
-"$USTATE_PUT" "$T/state.db" delete /w/ext1
+put set /w/ext1 two
+put set /x/y/ext2 three
+put delete /w/ext1
 wait_for 5 grep -q 'DELETE /w/ext1' "$T/events"
 check "another process through libustate: events in revision order" \
 "CREATE /w/ext1
@@ -101,7 +102,7 @@ check "a plain SQLite client: updated" "CLOSE_WRITE,CLOSE /w/upd" "$(events)"
 echo spec > "$M/app"
 settle
 : > "$T/events"
-"$USTATE_PUT" "$T/state.db" set /app/i1 x
+put set /app/i1 x
 wait_for 5 grep -q 'CREATE,ISDIR /app' "$T/events"
 check "a file that gains a child turns into a directory" \
 "DELETE /app
