@@ -122,4 +122,8 @@ bool replay_intent(const char *path, enum node_kind *kind);
 int watcher_start(void);
 void watcher_stop(void);
 
+/* notify.c: READY=1 and the watchdog, under systemd. */
+void notify_start(void);
+void notify_stop(void);
+
 #endif /* USTATEFS_FS_I_H */

@@ -257,6 +257,7 @@ int main(int argc, char *argv[])
 	}
 	report(notify, 0);
 	notify = -1;
+	notify_start();
 
 	if (copts.singlethread) {
 		rc = fuse_session_loop(fs.se);
@@ -282,6 +283,7 @@ out_watcher:
 	 * blocking the join.
 	 */
 	fuse_session_unmount(fs.se);
+	notify_stop();
 	watcher_stop();
 	goto out_signals;
 out_unmount:
