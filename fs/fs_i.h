@@ -115,7 +115,13 @@ int own_transaction(const ustate_op *ops, size_t n);
 /* One set (or create, or a set checked against expected when non-zero). */
 int own_write(const char *key, const void *val, size_t len, bool create,
 	      uint64_t expected);
-/* Whether req comes from the replaying thread. */
+/*
+ * Start the replay helper process (before any thread exists), and end
+ * it (after the watcher stopped).
+ */
+int replay_init(void);
+void replay_exit(void);
+/* Whether req comes from the replay helper. */
 bool replay_request(fuse_req_t req);
 /* How the replayer must see path, if the replay in progress says. */
 bool replay_intent(const char *path, enum node_kind *kind);

@@ -233,11 +233,18 @@ int main(int argc, char *argv[])
 			goto out_args;
 		}
 	}
+	/* Fork the replay helper now, while the daemon has one thread. */
+	err = replay_init();
+	if (err < 0) {
+		fprintf(stderr, "ustatefs: replay helper: %s\n",
+			strerror(-err));
+		goto out_report;
+	}
 	err = store_open(&o);
 	if (err < 0) {
 		fprintf(stderr, "ustatefs: %s: %s\n", o.source,
 			ustate_strerror(err));
-		goto out_report;
+		goto out_replay;
 	}
 	err = nodes_init();
 	if (err < 0)
@@ -296,6 +303,8 @@ out_nodes:
 	nodes_destroy();
 out_store:
 	ustate_close(fs.store);
+out_replay:
+	replay_exit();
 out_report:
 	report(notify, 1);
 out_args:

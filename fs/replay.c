@@ -17,6 +17,14 @@
  * watcher's thread id; the handlers recognise them (replay_request())
  * and answer them without touching the store, seeing the path as the
  * replay needs it (absent before a create, present before an unlink).
+ *
+ * The operations on the mount are made by a helper process, not by a
+ * thread of the daemon: a FUSE request that a daemon's own thread makes
+ * on its own mount can never end if the daemon is killed (the kernel
+ * waits for an answer that no thread is left to give, and the process
+ * cannot finish dying), which would leave a mount that only an abort
+ * through fusectl recovers. A killed daemon takes its connection with it,
+ * and the helper's request then simply fails.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,7 +32,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "fs_i.h"
@@ -49,7 +60,8 @@ static struct {
 	enum node_kind kind;	/* KIND_NONE: absent */
 } intent[MAX_INTENT];		/* protected by intent_lock */
 static size_t nintent;		/* protected by intent_lock */
-static pid_t replayer;		/* the watcher's thread id, set at start */
+static pid_t replayer;		/* the helper process, set before threads */
+static int helper_fd = -1;	/* the daemon's end of the helper socket */
 
 void own_init(void)
 {
@@ -157,7 +169,7 @@ int own_write(const char *key, const void *val, size_t len, bool create,
 
 bool replay_request(fuse_req_t req)
 {
-	return replayer && fuse_req_ctx(req)->pid == replayer;
+	return replayer > 0 && fuse_req_ctx(req)->pid == replayer;
 }
 
 bool replay_intent(const char *path, enum node_kind *kind)
@@ -240,59 +252,117 @@ static void forget_path(const char *path)
 						 strlen(name));
 }
 
-/* The mount's path of a key path. */
-static void mnt_path(const char *path, char *out, size_t size)
+enum helper_op { H_CREATE = 'c', H_MKDIR = 'm', H_UNLINK = 'u',
+		 H_RMDIR = 'r', H_TOUCH = 'w' };
+
+/* The helper's loop: one operation per message, its errno as the reply. */
+static void helper_main(int fd)
 {
-	snprintf(out, size, "%s%s", fs.mountpoint, path);
+	char msg[FS_PATH_MAX + 2], path[PATH_MAX];
+	ssize_t len;
+	int rc, f;
+
+	while ((len = recv(fd, msg, sizeof(msg) - 1, 0)) > 1) {
+		msg[len] = '\0';
+		snprintf(path, sizeof(path), "%s%s", fs.mountpoint, msg + 1);
+		rc = 0;
+		switch (msg[0]) {
+		case H_CREATE:
+		case H_TOUCH:
+			f = open(path, msg[0] == H_CREATE ?
+				 O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC :
+				 O_WRONLY | O_CLOEXEC, 0644);
+			rc = f < 0 ? errno : close(f) < 0 ? errno : 0;
+			break;
+		case H_MKDIR:
+			rc = mkdir(path, 0755) < 0 ? errno : 0;
+			break;
+		case H_UNLINK:
+			rc = unlink(path) < 0 ? errno : 0;
+			break;
+		case H_RMDIR:
+			rc = rmdir(path) < 0 ? errno : 0;
+			break;
+		default:
+			rc = EINVAL;
+		}
+		if (send(fd, &rc, sizeof(rc), MSG_NOSIGNAL) != sizeof(rc))
+			break;
+	}
+	_exit(0);
+}
+
+int replay_init(void)
+{
+	int sv[2];
+	pid_t pid;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return -errno;
+	pid = fork();
+	if (pid < 0) {
+		close(sv[0]);
+		close(sv[1]);
+		return -errno;
+	}
+	if (pid == 0) {
+		/* Dies with the daemon; holds nothing of it but the socket. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		close(sv[0]);
+		helper_main(sv[1]);
+	}
+	close(sv[1]);
+	helper_fd = sv[0];
+	replayer = pid;
+	return 0;
+}
+
+void replay_exit(void)
+{
+	if (helper_fd < 0)
+		return;
+	close(helper_fd);
+	helper_fd = -1;
+	waitpid(replayer, NULL, 0);
+}
+
+/* Have the helper perform op on path; its errno, or -1 when it is gone. */
+static int helper_do(enum helper_op op, const char *path)
+{
+	char msg[FS_PATH_MAX + 2];
+	size_t len = strlen(path);
+	int rc;
+
+	msg[0] = (char)op;
+	memcpy(msg + 1, path, len);
+	if (send(helper_fd, msg, len + 1, MSG_NOSIGNAL) != (ssize_t)len + 1 ||
+	    recv(helper_fd, &rc, sizeof(rc), 0) != sizeof(rc))
+		return -1;
+	if (rc && fs.debug)
+		fprintf(stderr, "replay %c %s: %s\n", op, path, strerror(rc));
+	return rc;
 }
 
 static void replay_create(const char *path, bool dir)
 {
-	char m[PATH_MAX];
-	int fd;
-
 	forget_path(path);
 	intent_set(path, KIND_NONE);
-	mnt_path(path, m, sizeof(m));
-	if (dir) {
-		if (mkdir(m, 0755) < 0 && fs.debug)
-			fprintf(stderr, "replay mkdir %s: %m\n", path);
-	} else {
-		fd = open(m, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-		if (fd >= 0)
-			close(fd);
-		else if (fs.debug)
-			fprintf(stderr, "replay create %s: %m\n", path);
-	}
+	helper_do(dir ? H_MKDIR : H_CREATE, path);
 	intent_set(path, dir ? KIND_DIR : KIND_FILE);
 }
 
 static void replay_remove(const char *path, bool dir)
 {
-	char m[PATH_MAX];
-	int rc;
-
 	forget_path(path);
 	intent_set(path, dir ? KIND_DIR : KIND_FILE);
-	mnt_path(path, m, sizeof(m));
-	rc = dir ? rmdir(m) : unlink(m);
-	if (rc < 0 && fs.debug)
-		fprintf(stderr, "replay remove %s: %m\n", path);
+	helper_do(dir ? H_RMDIR : H_UNLINK, path);
 	intent_set(path, KIND_NONE);
 }
 
 static void replay_update(const char *path)
 {
-	char m[PATH_MAX];
-	int fd;
-
 	forget_path(path);
-	mnt_path(path, m, sizeof(m));
-	fd = open(m, O_WRONLY | O_CLOEXEC);
-	if (fd >= 0)
-		close(fd);
-	else if (fs.debug)
-		fprintf(stderr, "replay update %s: %m\n", path);
+	helper_do(H_TOUCH, path);
 }
 
 /*
@@ -441,7 +511,6 @@ static void *watcher_main(void *arg)
 	ustate_event ev;
 	int rc;
 
-	replayer = gettid();
 	while (fs.watching) {
 		rc = ustate_watch_next(fs.watch, &ev, 200);
 		if (rc == -EAGAIN || rc == -EINTR)

@@ -36,6 +36,19 @@ _dump_daemons() {
 	done
 }
 
+# Abort the FUSE connection of every mount under $T that is still there
+# (a daemon stuck or killed mid-request): the last resort of recovery.
+_abort_mounts() {
+	local dev mnt
+	grep -q fusectl /proc/mounts ||
+		mount -t fusectl none /sys/fs/fuse/connections 2>/dev/null
+	while read -r _ _ dev _ mnt _; do
+		case $mnt in "$T"/*) ;; *) continue ;; esac
+		echo 1 > "/sys/fs/fuse/connections/${dev#*:}/abort" 2>/dev/null
+		fusermount3 -uz "$mnt" 2>/dev/null
+	done < /proc/self/mountinfo
+}
+
 _on_exit() {
 	local rc=$? c
 	set +e
@@ -43,6 +56,7 @@ _on_exit() {
 	for c in "${_cleanup[@]}"; do
 		eval "$c" >/dev/null 2>&1
 	done
+	_abort_mounts
 	# Daemons exit after their unmount; then their reports are complete.
 	wait_for 5 _no_daemon
 	if compgen -G "$T/sanitizer*" >/dev/null; then
