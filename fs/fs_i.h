@@ -74,6 +74,8 @@ struct node *node_lookup(const char *path);
 int node_path(fuse_ino_t ino, char *buf);
 struct node *node_of(fuse_ino_t ino);
 void node_forget(fuse_ino_t ino, uint64_t n);
+/* The parent directory of path into dir; returns the last segment. */
+const char *path_split(const char *path, char *dir);
 /* The inode number path has or would get (readdir's d_ino). */
 fuse_ino_t node_ino_for(const char *path);
 /* After a rename: every live node at or below from moves to to. */

@@ -430,3 +430,16 @@ uint64_t node_generation(struct node *n)
 	pthread_mutex_unlock(&lock);
 	return g;
 }
+
+const char *path_split(const char *path, char *dir)
+{
+	const char *slash = strrchr(path, '/');
+
+	if (slash == path) {
+		strcpy(dir, "/");
+	} else {
+		memcpy(dir, path, slash - path);
+		dir[slash - path] = '\0';
+	}
+	return slash + 1;
+}

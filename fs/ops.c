@@ -100,18 +100,6 @@ static bool is_value_path(const char *path, char *key)
 	return true;
 }
 
-static void parent_of(const char *path, char *out)
-{
-	const char *slash = strrchr(path, '/');
-
-	if (slash == path) {
-		strcpy(out, "/");
-	} else {
-		memcpy(out, path, slash - path);
-		out[slash - path] = '\0';
-	}
-}
-
 /*
  * What path is, and for files the key that holds its value. A key's own
  * value shows as a file when it has no children, else as DIR/.value.
@@ -1285,8 +1273,8 @@ static int do_rename(const char *from, const char *to, unsigned int flags)
 			ustate_entry_free(e);
 		}
 		/* The source directory keeps existing when it empties. */
-		parent_of(from, fdir);
-		parent_of(to, tdir);
+		path_split(from, fdir);
+		path_split(to, tdir);
 		if (rc == 0 && strcmp(fdir, tdir))
 			rc = only_child(fdir, from, &alone);
 		if (rc == 0 && strcmp(fdir, tdir) && alone)

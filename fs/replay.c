@@ -220,19 +220,6 @@ static void intent_clear(void)
 
 /* ---- replaying -------------------------------------------------------- */
 
-static void split(const char *path, char *dir, const char **name)
-{
-	const char *slash = strrchr(path, '/');
-
-	if (slash == path) {
-		strcpy(dir, "/");
-	} else {
-		memcpy(dir, path, slash - path);
-		dir[slash - path] = '\0';
-	}
-	*name = slash + 1;
-}
-
 /* Drop the kernel's dentry of path and its cached attributes and data. */
 static void forget_path(const char *path)
 {
@@ -245,7 +232,7 @@ static void forget_path(const char *path)
 	ino = node_find(path);
 	if (ino)
 		fuse_lowlevel_notify_inval_inode(fs.se, ino, 0, 0);
-	split(path, dir, &name);
+	name = path_split(path, dir);
 	pino = node_find(dir);
 	if (pino)
 		fuse_lowlevel_notify_inval_entry(fs.se, pino, name,
