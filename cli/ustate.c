@@ -33,7 +33,7 @@ struct cmd {
 	const char *args;
 	const char *help;
 	int (*run)(ustate *s, int argc, char **argv);
-	int min, max;		/* positional arguments */
+	int min, max; /* positional arguments */
 	int writes;
 };
 
@@ -120,17 +120,17 @@ static int cmd_get(ustate *s, int argc, char **argv)
 	if (rc < 0)
 		return fail(argv[0], rc);
 	if (json_out) {
-		rc = print_json(json_pack("{s:s, s:o, s:I, s:I, s:I, s:I}",
-					  "key", e->key, "value",
-					  value_json(e), "version",
-					  (json_int_t)e->version, "created_at",
-					  (json_int_t)e->created_at,
-					  "updated_at",
-					  (json_int_t)e->updated_at, "revision",
-					  (json_int_t)e->mod_revision));
+		rc = print_json(
+			json_pack("{s:s, s:o, s:I, s:I, s:I, s:I}", "key",
+				  e->key, "value", value_json(e), "version",
+				  (json_int_t)e->version, "created_at",
+				  (json_int_t)e->created_at, "updated_at",
+				  (json_int_t)e->updated_at, "revision",
+				  (json_int_t)e->mod_revision));
 	} else {
-		rc = fwrite(e->value, 1, e->value_len, stdout) == e->value_len ?
-			     0 : EXIT_ERROR;
+		rc = fwrite(e->value, 1, e->value_len, stdout) == e->value_len
+			     ? 0
+			     : EXIT_ERROR;
 	}
 	ustate_entry_free(e);
 	return rc;
@@ -230,8 +230,8 @@ static int cmd_revision(ustate *s, int argc, char **argv)
 	uint64_t rev = ustate_revision(s);
 
 	if (json_out)
-		return print_json(json_pack("{s:I}", "revision",
-					    (json_int_t)rev));
+		return print_json(
+			json_pack("{s:I}", "revision", (json_int_t)rev));
 	printf("%llu\n", (unsigned long long)rev);
 	return 0;
 }
@@ -284,14 +284,16 @@ static int cmd_txn(ustate *s, int argc, char **argv)
 	ustate_script_free(sc);
 	if (rc > 0)
 		return 0;
-	return rc == -ECANCELED || rc == -EEXIST || rc == -ENOENT ?
-		       EXIT_CONFLICT : rc == -EINVAL ? EXIT_USAGE : EXIT_ERROR;
+	return rc == -ECANCELED || rc == -EEXIST || rc == -ENOENT
+		       ? EXIT_CONFLICT
+	       : rc == -EINVAL ? EXIT_USAGE
+			       : EXIT_ERROR;
 }
 
 static int cmd_watch(ustate *s, int argc, char **argv)
 {
-	static const char *const types[] = { "", "created", "updated",
-					     "deleted" };
+	static const char *const types[] = {"", "created", "updated",
+					    "deleted"};
 	ustate_watch *w;
 	ustate_event ev;
 	int rc;
@@ -312,30 +314,39 @@ static int cmd_watch(ustate *s, int argc, char **argv)
 		fflush(stdout);
 	}
 	ustate_watch_close(w);
-	return rc < 0 && rc != -EAGAIN && rc != -EINTR ? fail("watch", rc) :
-							 0;
+	return rc < 0 && rc != -EAGAIN && rc != -EINTR ? fail("watch", rc) : 0;
 }
 
 static const struct cmd cmds[] = {
-	{ "get", "KEY", "print the value of KEY", cmd_get, 1, 1, 0 },
-	{ "set", "KEY [VALUE]", "write KEY (VALUE or stdin); print its "
-	  "version", cmd_set, 1, 2, 1 },
-	{ "delete", "KEY", "remove KEY", cmd_delete, 1, 1, 1 },
-	{ "exists", "KEY", "exit 0 if KEY exists, 3 if not", cmd_exists, 1,
-	  1, 0 },
-	{ "version", "KEY", "print the version of KEY (0: missing)",
-	  cmd_version, 1, 1, 0 },
-	{ "list", "[PREFIX]", "print the keys that start with PREFIX",
-	  cmd_list, 0, 1, 0 },
-	{ "cas", "KEY VERSION [VALUE]", "write KEY only at VERSION (0: only "
-	  "if missing); exit 4 on conflict", cmd_cas, 2, 3, 1 },
-	{ "create", "KEY [VALUE]", "write KEY only if missing; exit 4 if "
-	  "it exists", cmd_create, 1, 2, 1 },
-	{ "txn", "", "run a transaction script from stdin (the /.txn "
-	  "grammar); exit 4 if it fails", cmd_txn, 0, 0, 1 },
-	{ "watch", "PATTERN", "print changes as JSON lines until "
-	  "interrupted (--from REV replays history)", cmd_watch, 1, 1, 0 },
-	{ "revision", "", "print the store revision", cmd_revision, 0, 0, 0 },
+	{"get", "KEY", "print the value of KEY", cmd_get, 1, 1, 0},
+	{"set", "KEY [VALUE]",
+	 "write KEY (VALUE or stdin); print its "
+	 "version",
+	 cmd_set, 1, 2, 1},
+	{"delete", "KEY", "remove KEY", cmd_delete, 1, 1, 1},
+	{"exists", "KEY", "exit 0 if KEY exists, 3 if not", cmd_exists, 1, 1,
+	 0},
+	{"version", "KEY", "print the version of KEY (0: missing)", cmd_version,
+	 1, 1, 0},
+	{"list", "[PREFIX]", "print the keys that start with PREFIX", cmd_list,
+	 0, 1, 0},
+	{"cas", "KEY VERSION [VALUE]",
+	 "write KEY only at VERSION (0: only "
+	 "if missing); exit 4 on conflict",
+	 cmd_cas, 2, 3, 1},
+	{"create", "KEY [VALUE]",
+	 "write KEY only if missing; exit 4 if "
+	 "it exists",
+	 cmd_create, 1, 2, 1},
+	{"txn", "",
+	 "run a transaction script from stdin (the /.txn "
+	 "grammar); exit 4 if it fails",
+	 cmd_txn, 0, 0, 1},
+	{"watch", "PATTERN",
+	 "print changes as JSON lines until "
+	 "interrupted (--from REV replays history)",
+	 cmd_watch, 1, 1, 0},
+	{"revision", "", "print the store revision", cmd_revision, 0, 0, 0},
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -344,12 +355,13 @@ static void usage(FILE *f)
 {
 	size_t i;
 
-	fprintf(f, "usage: ustate [-d DB] [--json] COMMAND [ARGS]\n\n"
-		   "  -d, --db DB   the store (default $USTATE_DB or "
-		   DEFAULT_DB ")\n"
-		   "  -j, --json    print results as JSON\n"
-		   "  -h, --help    this text; COMMAND --help for one command\n"
-		   "\ncommands:\n");
+	fprintf(f,
+		"usage: ustate [-d DB] [--json] COMMAND [ARGS]\n\n"
+		"  -d, --db DB   the store (default $USTATE_DB or " DEFAULT_DB
+		")\n"
+		"  -j, --json    print results as JSON\n"
+		"  -h, --help    this text; COMMAND --help for one command\n"
+		"\ncommands:\n");
 	for (i = 0; i < NCMDS; i++)
 		fprintf(f, "  %-9s %-20s %s\n", cmds[i].name, cmds[i].args,
 			cmds[i].help);
@@ -360,11 +372,11 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "db", required_argument, NULL, 'd' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "from", required_argument, NULL, 'F' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		{"db", required_argument, NULL, 'd'},
+		{"json", no_argument, NULL, 'j'},
+		{"from", required_argument, NULL, 'F'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
 	};
 	ustate_options o = USTATE_OPTIONS_INIT;
 	const char *db = getenv("USTATE_DB");

@@ -26,8 +26,8 @@ static inline int ustate_op_is_check(ustate_op_type type)
 }
 
 /* Which set a scan walks. */
-#define USTATE_SCAN_KEYS 0	/* the keys */
-#define USTATE_SCAN_DIRS 1	/* the directory records */
+#define USTATE_SCAN_KEYS 0 /* the keys */
+#define USTATE_SCAN_DIRS 1 /* the directory records */
 
 /* Flags of ustate_backend_ops.txn. */
 #define USTATE_TXN_NO_REVISION 0x1
@@ -37,11 +37,11 @@ struct ustate_change {
 	ustate_event_type type;
 	uint64_t version;
 	uint64_t revision;
-	char *key;		/* owned by the array that holds it */
+	char *key; /* owned by the array that holds it */
 };
 
 struct ustate_backend_ops {
-	unsigned version;	/* USTATE_BACKEND_VERSION */
+	unsigned version; /* USTATE_BACKEND_VERSION */
 	const char *name;
 
 	/* Release everything; b is not used again. */
@@ -82,18 +82,15 @@ struct ustate_backend_ops {
 	 * the array with ustate_changes_free().
 	 */
 	int (*history)(void *b, uint64_t from, size_t skip, size_t max,
-		       struct ustate_change **out, size_t *n,
-		       uint64_t *oldest);
+		       struct ustate_change **out, size_t *n, uint64_t *oldest);
 };
 
 void ustate_changes_free(struct ustate_change *c, size_t n);
 
 /* The backends; each fills *ops and *b on success. */
-int ustate_sqlite_backend_open(void **b,
-			       const struct ustate_backend_ops **ops,
+int ustate_sqlite_backend_open(void **b, const struct ustate_backend_ops **ops,
 			       const char *path, const ustate_options *opts);
-int ustate_memory_backend_open(void **b,
-			       const struct ustate_backend_ops **ops,
+int ustate_memory_backend_open(void **b, const struct ustate_backend_ops **ops,
 			       const ustate_options *opts);
 
 /* Shared helpers of the backends (store.c). */

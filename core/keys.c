@@ -184,7 +184,7 @@ const char *ustate_strerror(int err)
 	case ENOMEM:
 		return "out of memory";
 	default:
-		return strerrordesc_np(err) ? strerrordesc_np(err) :
-					      "unknown error";
+		return strerrordesc_np(err) ? strerrordesc_np(err)
+					    : "unknown error";
 	}
 }

@@ -29,35 +29,35 @@
  * backend's lock.
  */
 struct mem_node {
-	char *key;		/* stored after next[], in the same block */
-	void *value;		/* value_len bytes */
+	char *key;   /* stored after next[], in the same block */
+	void *value; /* value_len bytes */
 	size_t value_len;
 	uint64_t version;
 	int64_t created_at;
 	int64_t updated_at;
 	uint64_t mod_revision;
-	int level;		/* links in next[] */
+	int level; /* links in next[] */
 	struct mem_node *next[];
 };
 
 /* An ordered map of names, a skip list. */
 struct mem_map {
-	struct mem_node *head;		/* a sentinel with SL_MAX_LEVEL links */
-	int level;			/* levels in use, >= 1 */
+	struct mem_node *head; /* a sentinel with SL_MAX_LEVEL links */
+	int level;	       /* levels in use, >= 1 */
 };
 
 struct mem_backend {
 	pthread_rwlock_t lock;
-	uint64_t keep;			/* revisions of history; constant */
-	struct mem_map keys;		/* protected by m->lock */
-	struct mem_map dirs;		/* protected by m->lock */
-	uint64_t rng;			/* protected by m->lock, for writing */
-	uint64_t rev;			/* protected by m->lock */
+	uint64_t keep;	     /* revisions of history; constant */
+	struct mem_map keys; /* protected by m->lock */
+	struct mem_map dirs; /* protected by m->lock */
+	uint64_t rng;	     /* protected by m->lock, for writing */
+	uint64_t rev;	     /* protected by m->lock */
 	/* A ring of hcap changes, hlen of them from hhead, by revision. */
-	struct ustate_change *hist;	/* protected by m->lock */
-	size_t hcap;			/* protected by m->lock */
-	size_t hhead;			/* protected by m->lock */
-	size_t hlen;			/* protected by m->lock */
+	struct ustate_change *hist; /* protected by m->lock */
+	size_t hcap;		    /* protected by m->lock */
+	size_t hhead;		    /* protected by m->lock */
+	size_t hlen;		    /* protected by m->lock */
 };
 
 /*
@@ -100,8 +100,9 @@ static struct mem_node *node_new(struct mem_backend *m, const char *key)
 /* Make map empty; -ENOMEM. */
 static int map_init(struct mem_map *map)
 {
-	map->head = calloc(1, sizeof(*map->head) +
-			   SL_MAX_LEVEL * sizeof(map->head->next[0]));
+	map->head =
+		calloc(1, sizeof(*map->head) +
+				  SL_MAX_LEVEL * sizeof(map->head->next[0]));
 	if (!map->head)
 		return -ENOMEM;
 	map->head->level = SL_MAX_LEVEL;
@@ -382,17 +383,17 @@ static int op_writes_key(ustate_op_type type)
 /* A write or directory op of a transaction, to sort such ops by key. */
 struct txn_slot {
 	const char *key;
-	size_t idx;		/* index in ops[] */
+	size_t idx; /* index in ops[] */
 };
 
 /* What a transaction does to one key. */
 struct txn_key {
-	struct mem_node *node;	/* the key's node before the txn, or NULL */
-	size_t last;		/* index of the last op that writes the key */
-	uint64_t version;	/* after the transaction; 0 when absent */
+	struct mem_node *node; /* the key's node before the txn, or NULL */
+	size_t last;	       /* index of the last op that writes the key */
+	uint64_t version;      /* after the transaction; 0 when absent */
 	int64_t created_at;
 	void *value;		/* copy of the value of ops[last] */
-	struct mem_node *fresh;	/* the node to link when the key is new */
+	struct mem_node *fresh; /* the node to link when the key is new */
 };
 
 /* What a transaction does to one directory record. */
@@ -400,7 +401,7 @@ struct txn_dir {
 	const char *path;
 	struct mem_node *node;	/* the record before the txn, or NULL */
 	int present;		/* whether it is recorded after the txn */
-	struct mem_node *fresh;	/* the node to link when it is new */
+	struct mem_node *fresh; /* the node to link when it is new */
 };
 
 /* Order by key, then by position, so that each key's ops stay in order. */
@@ -530,8 +531,8 @@ static int txn_stage(struct mem_backend *m, const ustate_op *ops,
 }
 
 /* Allocate every value, node and history slot that txn_commit() needs. */
-static int txn_prepare(struct mem_backend *m, const ustate_op *ops,
-		       size_t n, size_t nw, struct txn_key *keys, size_t nk,
+static int txn_prepare(struct mem_backend *m, const ustate_op *ops, size_t n,
+		       size_t nw, struct txn_key *keys, size_t nk,
 		       struct ustate_change *chg)
 {
 	const ustate_op *op;
@@ -775,8 +776,7 @@ static int mem_revision(void *b, uint64_t *rev)
 }
 
 static int mem_history(void *b, uint64_t from, size_t skip, size_t max,
-		       struct ustate_change **out, size_t *n,
-		       uint64_t *oldest)
+		       struct ustate_change **out, size_t *n, uint64_t *oldest)
 {
 	struct mem_backend *m = b;
 	struct ustate_change *c = NULL, *h;
@@ -863,8 +863,8 @@ int ustate_memory_backend_open(void **b, const struct ustate_backend_ops **ops,
 	 * level sequence and choosing an insertion order that unbalances the
 	 * list; | 1 because xorshift never leaves the zero state.
 	 */
-	m->rng = ((uintptr_t)m * 0x9e3779b97f4a7c15ull ^
-		  (uint64_t)time(NULL)) | 1;
+	m->rng = ((uintptr_t)m * 0x9e3779b97f4a7c15ull ^ (uint64_t)time(NULL)) |
+		 1;
 	rc = -pthread_rwlock_init(&m->lock, NULL);
 	if (rc < 0)
 		goto out_dirs;

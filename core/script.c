@@ -47,14 +47,14 @@ struct sc_op {
 	ustate_op op;
 	bool is_get;
 	size_t line;
-	char *key;		/* owned */
-	void *value;		/* owned */
+	char *key;   /* owned */
+	void *value; /* owned */
 };
 
 struct ustate_script {
 	ustate *s;
-	size_t max_value;	/* per value */
-	size_t max_bytes;	/* all values together */
+	size_t max_value; /* per value */
+	size_t max_bytes; /* all values together */
 	size_t max_ops;
 	enum sc_state state;
 	size_t lineno;
@@ -62,9 +62,9 @@ struct ustate_script {
 	size_t line_len;
 	struct sc_op *ops;
 	size_t n, cap;
-	size_t data_left;	/* bytes of the current value still to come */
-	size_t bytes;		/* value bytes buffered so far */
-	int result;		/* 1 committed, <0 failed, 0 not yet */
+	size_t data_left; /* bytes of the current value still to come */
+	size_t bytes;	  /* value bytes buffered so far */
+	int result;	  /* 1 committed, <0 failed, 0 not yet */
 	char *reply;
 	size_t reply_len, reply_cap;
 };
@@ -131,27 +131,42 @@ reply_printf(ustate_script *sc, const char *fmt, ...)
 	len = vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
 	if (len > 0)
-		reply_add(sc, buf, (size_t)len < sizeof(buf) ? (size_t)len :
-							      sizeof(buf) - 1);
+		reply_add(sc, buf,
+			  (size_t)len < sizeof(buf) ? (size_t)len
+						    : sizeof(buf) - 1);
 }
 
 static const char *errname(int rc)
 {
 	switch (-rc) {
-	case ECANCELED: return "ECANCELED";
-	case EEXIST: return "EEXIST";
-	case ENOENT: return "ENOENT";
-	case EINVAL: return "EINVAL";
-	case ENAMETOOLONG: return "ENAMETOOLONG";
-	case EFBIG: return "EFBIG";
-	case E2BIG: return "E2BIG";
-	case EROFS: return "EROFS";
-	case ENOSPC: return "ENOSPC";
-	case ENOMEM: return "ENOMEM";
-	case EBUSY: return "EBUSY";
-	case EACCES: return "EACCES";
-	case EPERM: return "EPERM";
-	default: return "EIO";
+	case ECANCELED:
+		return "ECANCELED";
+	case EEXIST:
+		return "EEXIST";
+	case ENOENT:
+		return "ENOENT";
+	case EINVAL:
+		return "EINVAL";
+	case ENAMETOOLONG:
+		return "ENAMETOOLONG";
+	case EFBIG:
+		return "EFBIG";
+	case E2BIG:
+		return "E2BIG";
+	case EROFS:
+		return "EROFS";
+	case ENOSPC:
+		return "ENOSPC";
+	case ENOMEM:
+		return "ENOMEM";
+	case EBUSY:
+		return "EBUSY";
+	case EACCES:
+		return "EACCES";
+	case EPERM:
+		return "EPERM";
+	default:
+		return "EIO";
 	}
 }
 
@@ -174,7 +189,7 @@ fail_found(ustate_script *sc, int rc, size_t line, const char *key,
 	return rc;
 }
 
-#define fail(sc, rc, line, key, ...) \
+#define fail(sc, rc, line, key, ...)                                           \
 	fail_found(sc, rc, line, key, 0, __VA_ARGS__)
 
 /* A strict decimal: digits only, no sign, no overflow. */
@@ -236,11 +251,11 @@ static int parse_line(ustate_script *sc, char *line)
 		ustate_op_type type;
 		bool number, get;
 	} cmds[] = {
-		{ "check", USTATE_OP_CHECK_VERSION, true, false },
-		{ "set", USTATE_OP_SET, true, false },
-		{ "create", USTATE_OP_CREATE, true, false },
-		{ "delete", USTATE_OP_DELETE, false, false },
-		{ "get", USTATE_OP_CHECK_VERSION, false, true },
+		{"check", USTATE_OP_CHECK_VERSION, true, false},
+		{"set", USTATE_OP_SET, true, false},
+		{"create", USTATE_OP_CREATE, true, false},
+		{"delete", USTATE_OP_DELETE, false, false},
+		{"get", USTATE_OP_CHECK_VERSION, false, true},
 	};
 	char *arg, *num = NULL, *key;
 	struct sc_op *o = NULL;
@@ -289,7 +304,8 @@ static int parse_line(ustate_script *sc, char *line)
 		if (v > sc->max_value || sc->bytes + v > sc->max_bytes)
 			return fail(sc, -EFBIG, sc->lineno, o->key,
 				    "line %zu: value of %llu bytes is over the "
-				    "limit", sc->lineno, (unsigned long long)v);
+				    "limit",
+				    sc->lineno, (unsigned long long)v);
 		/* One more byte, so an empty value is not a NULL pointer. */
 		o->value = malloc(v + 1);
 		if (!o->value)
@@ -342,8 +358,10 @@ int ustate_script_feed(ustate_script *sc, const void *buf, size_t len)
 				return fail(sc, -EINVAL, sc->lineno, NULL,
 					    "line %zu: NUL byte in a command",
 					    sc->lineno);
-			/* Nothing may follow a commit: it could not be undone. */
-			if (!strcmp(sc->line, "commit") && !only_newlines(p, end))
+			/* Nothing may follow a commit: it could not be undone.
+			 */
+			if (!strcmp(sc->line, "commit") &&
+			    !only_newlines(p, end))
 				return fail(sc, -EINVAL, sc->lineno, NULL,
 					    "line %zu: input after commit",
 					    sc->lineno);
@@ -354,8 +372,9 @@ int ustate_script_feed(ustate_script *sc, const void *buf, size_t len)
 			break;
 		case SC_DATA:
 			o = &sc->ops[sc->n - 1];
-			take = (size_t)(end - p) < sc->data_left ?
-				       (size_t)(end - p) : sc->data_left;
+			take = (size_t)(end - p) < sc->data_left
+				       ? (size_t)(end - p)
+				       : sc->data_left;
 			memcpy((char *)o->value + o->op.value_len, p, take);
 			/* Line numbers count every newline of the text. */
 			for (nl = p; (nl = memchr(nl, '\n', p + take - nl));
@@ -391,8 +410,10 @@ static void reply_ok(ustate_script *sc, uint64_t rev, const uint64_t *vers,
 		     ustate_entry **got)
 {
 	static const char *const names[] = {
-		[USTATE_OP_CHECK_VERSION] = "check", [USTATE_OP_SET] = "set",
-		[USTATE_OP_DELETE] = "delete", [USTATE_OP_CREATE] = "create",
+		[USTATE_OP_CHECK_VERSION] = "check",
+		[USTATE_OP_SET] = "set",
+		[USTATE_OP_DELETE] = "delete",
+		[USTATE_OP_CREATE] = "create",
 	};
 	struct sc_op *o;
 	size_t i;
@@ -418,7 +439,7 @@ static void reply_ok(ustate_script *sc, uint64_t rev, const uint64_t *vers,
 /* Run the script: read the gets, then commit everything with their checks. */
 static int run(ustate_script *sc)
 {
-	ustate_txn_result res = { 0 };
+	ustate_txn_result res = {0};
 	ustate_entry **got = NULL;
 	ustate_op *ops = NULL;
 	uint64_t *vers = NULL;
@@ -476,8 +497,8 @@ static int run(ustate_script *sc)
 			   o->key, (unsigned long long)res.found,
 			   (unsigned long long)o->op.version);
 	} else {
-		fail_found(sc, rc, o->line, o->key, res.found, "%s: %s",
-			   o->key, ustate_strerror(rc));
+		fail_found(sc, rc, o->line, o->key, res.found, "%s: %s", o->key,
+			   ustate_strerror(rc));
 	}
 out:
 	for (i = 0; got && i < sc->n; i++)

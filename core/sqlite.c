@@ -31,7 +31,7 @@
 
 #include "store_i.h"
 
-#define SEQ_BITS 20		/* changes one revision may hold: 2^20 */
+#define SEQ_BITS 20 /* changes one revision may hold: 2^20 */
 #define BUSY_TIMEOUT_MS 5000
 
 enum {
@@ -93,7 +93,8 @@ static const char *const sql_text[ST_COUNT] = {
 	[ST_DELETE] = "DELETE FROM kv_store WHERE key = ?1 RETURNING version",
 	[ST_TRIM] = "DELETE FROM ustate_history WHERE id < ?1",
 	[ST_TRIMMED] = "UPDATE ustate_state SET compacted = ?1",
-	[ST_MKDIR] = "INSERT INTO ustate_dirs VALUES (?1) ON CONFLICT DO NOTHING",
+	[ST_MKDIR] =
+		"INSERT INTO ustate_dirs VALUES (?1) ON CONFLICT DO NOTHING",
 	[ST_RMDIR] = "DELETE FROM ustate_dirs WHERE path = ?1",
 	/* ?1 is key + "/", ?2 key + "/" + 0xff: the keys below key. */
 	[ST_CHILDREN] = "SELECT count(*) FROM kv_store WHERE key >= ?1 AND "
@@ -107,9 +108,9 @@ static const char *const sql_text[ST_COUNT] = {
  * revision of its own). Trigger bodies use UPSERT, not
  * INSERT OR REPLACE, whose conflict policy an outer statement overrides.
  */
-#define HISTORY_ID                                                        \
-	"CASE WHEN s.pending = 0 THEN s.revision << 20 ELSE coalesce("      \
-	"(SELECT max(h.id) + 1 FROM ustate_history h WHERE h.id >= "        \
+#define HISTORY_ID                                                             \
+	"CASE WHEN s.pending = 0 THEN s.revision << 20 ELSE coalesce("         \
+	"(SELECT max(h.id) + 1 FROM ustate_history h WHERE h.id >= "           \
 	"s.revision << 20), s.revision << 20) END"
 
 static const char schema_sql[] =
@@ -172,17 +173,17 @@ static const char schema_sql[] =
 struct conn {
 	sqlite3 *db;
 	sqlite3_stmt *st[ST_COUNT];
-	struct conn *next;	/* in the free list, protected by sq->plock */
+	struct conn *next; /* in the free list, protected by sq->plock */
 };
 
 struct sq {
 	char *path;
 	ustate_options opts;
 	pthread_mutex_t wlock;
-	struct conn *writer;	/* protected by wlock */
+	struct conn *writer; /* protected by wlock */
 	pthread_mutex_t plock;
-	struct conn *readers;	/* free readers, protected by plock */
-	unsigned lone_writes;	/* protected by wlock */
+	struct conn *readers; /* free readers, protected by plock */
+	unsigned lone_writes; /* protected by wlock */
 };
 
 /*
@@ -292,8 +293,8 @@ static int conn_open(struct sq *q, struct conn **out)
 	struct conn *c;
 	int rc;
 
-	flags |= q->opts.read_only ? SQLITE_OPEN_READONLY :
-				     SQLITE_OPEN_READWRITE;
+	flags |= q->opts.read_only ? SQLITE_OPEN_READONLY
+				   : SQLITE_OPEN_READWRITE;
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
@@ -340,8 +341,7 @@ static int schema_setup(struct conn *c)
 	bool present;
 	int rc;
 
-	rc = sqlite3_exec(c->db, "PRAGMA journal_mode = WAL", NULL, NULL,
-			  NULL);
+	rc = sqlite3_exec(c->db, "PRAGMA journal_mode = WAL", NULL, NULL, NULL);
 	if (rc != SQLITE_OK)
 		return sq_errno(c->db, rc);
 	rc = schema_present(c, &present);
@@ -520,7 +520,8 @@ static int sq_scan(void *b, int set, const char *prefix, const char *after,
 	struct conn *c;
 	int rc;
 
-	/* Names are UTF-8, which never holds 0xff: prefix + 0xff is past all. */
+	/* Names are UTF-8, which never holds 0xff: prefix + 0xff is past all.
+	 */
 	memcpy(upper, prefix, len);
 	upper[len] = (char)0xff;
 	c = reader_get(q, &rc);
@@ -681,8 +682,8 @@ static void bind_value(sqlite3_stmt *st, int i, const void *val, size_t len)
 }
 
 /* Run a write statement that returns the key's version, 0 when no row. */
-static int write_step(struct conn *c, int i, const ustate_op *op,
-		      int64_t now, uint64_t *version)
+static int write_step(struct conn *c, int i, const ustate_op *op, int64_t now,
+		      uint64_t *version)
 {
 	sqlite3_stmt *st = NULL;
 	int rc;
@@ -705,8 +706,7 @@ static int write_step(struct conn *c, int i, const ustate_op *op,
 }
 
 /* Drop history older than the retained window, with some slack. */
-static int trim(struct sq *q, struct conn *c, uint64_t rev,
-		uint64_t compacted)
+static int trim(struct sq *q, struct conn *c, uint64_t rev, uint64_t compacted)
 {
 	uint64_t keep = q->opts.history, slack = keep / 8 + 16;
 	sqlite3_stmt *st = NULL;
@@ -717,7 +717,8 @@ static int trim(struct sq *q, struct conn *c, uint64_t rev,
 	rc = stmt(c, ST_TRIM, &st);
 	if (rc < 0)
 		return rc;
-	sqlite3_bind_int64(st, 1, (sqlite3_int64)((rev - keep + 1) << SEQ_BITS));
+	sqlite3_bind_int64(st, 1,
+			   (sqlite3_int64)((rev - keep + 1) << SEQ_BITS));
 	rc = sqlite3_step(st);
 	rc = rc == SQLITE_DONE ? 0 : sq_errno(c->db, rc);
 	done(st);
@@ -906,8 +907,7 @@ static const struct ustate_backend_ops sqlite_ops = {
 	.history = sq_history,
 };
 
-int ustate_sqlite_backend_open(void **b,
-			       const struct ustate_backend_ops **ops,
+int ustate_sqlite_backend_open(void **b, const struct ustate_backend_ops **ops,
 			       const char *path, const ustate_options *opts)
 {
 	struct sq *q;

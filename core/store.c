@@ -25,9 +25,9 @@
 #include "script_i.h"
 #include "store_i.h"
 
-#define USTATE_POLL_MS 10	/* how often to look for other writers */
-#define WATCH_BATCH 256		/* changes a watch reads at once */
-#define DISPATCH_BATCH 4096	/* changes the dispatcher looks at at once */
+#define USTATE_POLL_MS 10   /* how often to look for other writers */
+#define WATCH_BATCH 256	    /* changes a watch reads at once */
+#define DISPATCH_BATCH 4096 /* changes the dispatcher looks at at once */
 
 struct ustate {
 	const struct ustate_backend_ops *ops;
@@ -36,24 +36,24 @@ struct ustate {
 
 	pthread_mutex_t wlock;
 	pthread_cond_t wcond;
-	struct ustate_watch *watches;	/* protected by wlock */
-	bool dispatching;		/* protected by wlock */
-	bool stopping;			/* protected by wlock */
-	bool kicked;			/* protected by wlock */
-	uint64_t dispatch_from;		/* last revision before the
-					 * dispatcher started, set under wlock */
+	struct ustate_watch *watches; /* protected by wlock */
+	bool dispatching;	      /* protected by wlock */
+	bool stopping;		      /* protected by wlock */
+	bool kicked;		      /* protected by wlock */
+	uint64_t dispatch_from;	      /* last revision before the
+				       * dispatcher started, set under wlock */
 	pthread_t dispatcher;
 };
 
 struct ustate_watch {
 	ustate *s;
-	struct ustate_watch *next;	/* protected by s->wlock */
+	struct ustate_watch *next; /* protected by s->wlock */
 	int efd;
 	bool is_prefix;
 	bool overflow;
 	size_t plen;
-	uint64_t rev;		/* revision of the next change to read ... */
-	size_t skip;		/* ... after this many of its changes */
+	uint64_t rev; /* revision of the next change to read ... */
+	size_t skip;  /* ... after this many of its changes */
 	struct ustate_change *buf;
 	size_t nbuf, pos;
 	char prefix[USTATE_KEY_MAX + 1];
@@ -131,7 +131,7 @@ static int store_new(ustate **out, const ustate_options *in, void **be,
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	*s = (ustate){ .ops = *ops, .be = *be };
+	*s = (ustate){.ops = *ops, .be = *be};
 	options_check(&s->opts, in);
 	pthread_mutex_init(&s->wlock, NULL);
 	/* The dispatcher's deadlines are on the monotonic clock. */
@@ -242,8 +242,7 @@ int ustate_list(ustate *s, const char *prefix, char ***keys, size_t *n)
 			    keys, n);
 }
 
-int ustate_list_dirs(ustate *s, const char *prefix, char ***paths,
-		     size_t *n)
+int ustate_list_dirs(ustate *s, const char *prefix, char ***paths, size_t *n)
 {
 	int rc = ustate_prefix_valid(prefix);
 
@@ -381,10 +380,10 @@ static int readdir_set(ustate *s, int set, const char *prefix,
 			slash = strchr(rest, '/');
 			clen = slash ? (size_t)(slash - rest) : strlen(rest);
 			rc = dirent_add(d, rest, clen,
-					slash ? USTATE_NODE_CHILDREN :
-					set == USTATE_SCAN_KEYS ?
-						USTATE_NODE_VALUE :
-						USTATE_NODE_RECORD);
+					slash ? USTATE_NODE_CHILDREN
+					: set == USTATE_SCAN_KEYS
+						? USTATE_NODE_VALUE
+						: USTATE_NODE_RECORD);
 			memcpy(after, v[i], plen + clen);
 			if (slash) {
 				after[plen + clen] = '/';
@@ -400,11 +399,10 @@ static int readdir_set(ustate *s, int set, const char *prefix,
 	return rc;
 }
 
-int ustate_readdir(ustate *s, const char *dir, ustate_dirent **out,
-		   size_t *n)
+int ustate_readdir(ustate *s, const char *dir, ustate_dirent **out, size_t *n)
 {
 	char prefix[USTATE_KEY_MAX + 2];
-	struct dirents d = { 0 };
+	struct dirents d = {0};
 	size_t len, i, j;
 	int rc;
 
@@ -506,7 +504,7 @@ static int op_check(const ustate *s, const ustate_op *op)
 static int txn_run(ustate *s, const ustate_op *ops, size_t n,
 		   ustate_txn_result *res, unsigned flags)
 {
-	ustate_txn_result local = { 0 };
+	ustate_txn_result local = {0};
 	uint64_t one, *heap = NULL;
 	bool writes = false;
 	size_t i;
@@ -565,7 +563,7 @@ int ustate_transaction(ustate *s, const ustate_op *ops, size_t n,
 static int write_one(ustate *s, const ustate_op *op, uint64_t *version,
 		     bool found_on_error)
 {
-	ustate_txn_result res = { .versions = NULL };
+	ustate_txn_result res = {.versions = NULL};
 	uint64_t v = 0;
 	int rc;
 
@@ -582,15 +580,17 @@ static int write_one(ustate *s, const ustate_op *op, uint64_t *version,
 int ustate_set(ustate *s, const char *key, const void *val, size_t len,
 	       uint64_t *version)
 {
-	ustate_op op = { .type = USTATE_OP_SET, .key = key, .value = val,
-			 .value_len = len };
+	ustate_op op = {.type = USTATE_OP_SET,
+			.key = key,
+			.value = val,
+			.value_len = len};
 
 	return write_one(s, &op, version, false);
 }
 
 int ustate_delete(ustate *s, const char *key)
 {
-	ustate_op op = { .type = USTATE_OP_DELETE, .key = key };
+	ustate_op op = {.type = USTATE_OP_DELETE, .key = key};
 
 	return write_one(s, &op, NULL, false);
 }
@@ -598,8 +598,10 @@ int ustate_delete(ustate *s, const char *key)
 int ustate_create_if_not_exists(ustate *s, const char *key, const void *val,
 				size_t len, uint64_t *version)
 {
-	ustate_op op = { .type = USTATE_OP_CREATE, .key = key, .value = val,
-			 .value_len = len };
+	ustate_op op = {.type = USTATE_OP_CREATE,
+			.key = key,
+			.value = val,
+			.value_len = len};
 
 	return write_one(s, &op, version, true);
 }
@@ -608,13 +610,16 @@ int ustate_compare_and_set(ustate *s, const char *key, uint64_t expected,
 			   const void *val, size_t len, uint64_t *version)
 {
 	ustate_op ops[2] = {
-		{ .type = USTATE_OP_CHECK_VERSION, .key = key,
-		  .version = expected },
-		{ .type = USTATE_OP_SET, .key = key, .value = val,
-		  .value_len = len },
+		{.type = USTATE_OP_CHECK_VERSION,
+		 .key = key,
+		 .version = expected},
+		{.type = USTATE_OP_SET,
+		 .key = key,
+		 .value = val,
+		 .value_len = len},
 	};
-	ustate_txn_result res = { 0 };
-	uint64_t v[2] = { 0, 0 };
+	ustate_txn_result res = {0};
+	uint64_t v[2] = {0, 0};
 	int rc;
 
 	res.versions = v;
@@ -632,8 +637,8 @@ int ustate_compare_and_set(ustate *s, const char *key, uint64_t expected,
  * Signal every watch that one of changes[0..n) matches. Called with
  * s->wlock held.
  */
-static void signal_matching(ustate *s, const struct ustate_change *c,
-			    size_t n, bool all)
+static void signal_matching(ustate *s, const struct ustate_change *c, size_t n,
+			    bool all)
 {
 	static const uint64_t one = 1;
 	struct ustate_watch *w;
@@ -846,8 +851,8 @@ static int refill(ustate_watch *w)
 	ustate_changes_free(w->buf, w->nbuf);
 	w->buf = NULL;
 	w->nbuf = w->pos = 0;
-	rc = w->s->ops->history(w->s->be, w->rev, w->skip, WATCH_BATCH,
-				&w->buf, &w->nbuf, &oldest);
+	rc = w->s->ops->history(w->s->be, w->rev, w->skip, WATCH_BATCH, &w->buf,
+				&w->nbuf, &oldest);
 	if (rc < 0)
 		return rc;
 	if (w->rev < oldest) {
@@ -890,7 +895,7 @@ int ustate_watch_next(ustate_watch *w, ustate_event *ev, int timeout_ms)
 			if (waited >= timeout_ms)
 				return -EAGAIN;
 		}
-		pfd = (struct pollfd){ .fd = w->efd, .events = POLLIN };
+		pfd = (struct pollfd){.fd = w->efd, .events = POLLIN};
 		rc = poll(&pfd, 1, timeout_ms < 0 ? -1 : timeout_ms - waited);
 		if (rc < 0 && errno == EINTR)
 			return -EINTR;

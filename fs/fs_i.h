@@ -23,42 +23,42 @@
 /* What a path of the mount is. */
 enum node_kind {
 	KIND_NONE = 0,
-	KIND_DIR,	/* a directory: keys or records below, or the root */
-	KIND_FILE,	/* a key without children */
-	KIND_VALUE,	/* DIR/.value: the value of a key that has children */
-	KIND_TXN,	/* /.txn */
+	KIND_DIR,   /* a directory: keys or records below, or the root */
+	KIND_FILE,  /* a key without children */
+	KIND_VALUE, /* DIR/.value: the value of a key that has children */
+	KIND_TXN,   /* /.txn */
 };
 
 struct node {
 	fuse_ino_t ino;
-	char *path;		/* protected by the table lock */
-	uint64_t nlookup;	/* protected by the table lock */
-	unsigned creating;	/* writers of a key not yet committed,
-				 * protected by the table lock */
-	uint64_t cached;	/* version the kernel's page cache holds,
-				 * protected by the table lock */
-	unsigned committing;	/* commits of open files under way,
-				 * protected by the table lock */
-	uint64_t generation;	/* +1 at each unlink of the path,
-				 * protected by the table lock */
-	bool orphan;		/* replaced by a rename: out of the
-				 * path index, protected by the table lock */
-	struct node *next_ino, *next_path;	/* hash chains */
+	char *path;	     /* protected by the table lock */
+	uint64_t nlookup;    /* protected by the table lock */
+	unsigned creating;   /* writers of a key not yet committed,
+			      * protected by the table lock */
+	uint64_t cached;     /* version the kernel's page cache holds,
+			      * protected by the table lock */
+	unsigned committing; /* commits of open files under way,
+			      * protected by the table lock */
+	uint64_t generation; /* +1 at each unlink of the path,
+			      * protected by the table lock */
+	bool orphan;	     /* replaced by a rename: out of the
+			      * path index, protected by the table lock */
+	struct node *next_ino, *next_path; /* hash chains */
 };
 
 struct fs {
 	ustate *store;
 	struct fuse_session *se;
-	char *mountpoint;	/* absolute, for the replay's own requests */
+	char *mountpoint; /* absolute, for the replay's own requests */
 	bool read_only;
 	bool debug;
-	double timeout;		/* entry cache, seconds */
-	double attr_timeout;	/* attribute cache, seconds */
-	size_t max_value;	/* the store's maximum value size */
+	double timeout;	     /* entry cache, seconds */
+	double attr_timeout; /* attribute cache, seconds */
+	size_t max_value;    /* the store's maximum value size */
 	uid_t uid;
 	gid_t gid;
 	struct timespec started;
-	ustate_watch *watch;	/* every change, for cache invalidation */
+	ustate_watch *watch; /* every change, for cache invalidation */
 	pthread_t watcher;
 	bool watching;
 };

@@ -31,16 +31,15 @@ struct options {
 	int version;
 };
 
-#define OPT(t, p) { t, offsetof(struct options, p), 1 }
+#define OPT(t, p)                                                              \
+	{                                                                      \
+		t, offsetof(struct options, p), 1                              \
+	}
 
 static const struct fuse_opt opt_spec[] = {
-	OPT("sync=%s", sync),
-	OPT("max_value_size=%lu", max_value_size),
-	OPT("timeout=%lf", timeout),
-	OPT("-h", help),
-	OPT("--help", help),
-	OPT("-V", version),
-	OPT("--version", version),
+	OPT("sync=%s", sync), OPT("max_value_size=%lu", max_value_size),
+	OPT("timeout=%lf", timeout), OPT("-h", help), OPT("--help", help),
+	OPT("-V", version), OPT("--version", version),
 	/* Read-only: the store refuses writes and the kernel mount is ro. */
 	FUSE_OPT_KEY("ro", FUSE_OPT_KEY_KEEP),
 	/* fstab words that mean nothing to a FUSE file system. */
@@ -51,9 +50,7 @@ static const struct fuse_opt opt_spec[] = {
 	FUSE_OPT_KEY("users", FUSE_OPT_KEY_DISCARD),
 	FUSE_OPT_KEY("nouser", FUSE_OPT_KEY_DISCARD),
 	FUSE_OPT_KEY("_netdev", FUSE_OPT_KEY_DISCARD),
-	FUSE_OPT_KEY("nofail", FUSE_OPT_KEY_DISCARD),
-	FUSE_OPT_END
-};
+	FUSE_OPT_KEY("nofail", FUSE_OPT_KEY_DISCARD), FUSE_OPT_END};
 
 static void usage(const char *prog)
 {
@@ -104,7 +101,7 @@ static int store_open(const struct options *o)
 	else if (!strcmp(o->sync, "normal"))
 		so.sync = USTATE_SYNC_NORMAL;
 	else
-		so.sync = USTATE_SYNC_OFF;	/* checked by main() */
+		so.sync = USTATE_SYNC_OFF; /* checked by main() */
 	if (o->max_value_size)
 		so.max_value_size = o->max_value_size;
 	so.read_only = o->ro;
@@ -170,9 +167,9 @@ static void report(int fd, char status)
 int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
-	struct fuse_cmdline_opts copts = { 0 };
+	struct fuse_cmdline_opts copts = {0};
 	struct fuse_loop_config *lcfg = NULL;
-	struct options o = { .timeout = 1.0 };
+	struct options o = {.timeout = 1.0};
 	char fsname[USTATE_KEY_MAX + 32];
 	int rc = 1, notify = -1, err;
 
@@ -190,13 +187,17 @@ int main(int argc, char *argv[])
 	}
 	if (o.sync && strcmp(o.sync, "full") && strcmp(o.sync, "normal") &&
 	    strcmp(o.sync, "off")) {
-		fprintf(stderr, "ustatefs: sync=%s: must be full, normal or "
-				"off\n", o.sync);
+		fprintf(stderr,
+			"ustatefs: sync=%s: must be full, normal or "
+			"off\n",
+			o.sync);
 		goto out_args;
 	}
 	if (!o.source || !o.mountpoint) {
-		fprintf(stderr, "usage: %s [-f] [-o OPTIONS] SOURCE MOUNTPOINT "
-				"(see --help)\n", argv[0]);
+		fprintf(stderr,
+			"usage: %s [-f] [-o OPTIONS] SOURCE MOUNTPOINT "
+			"(see --help)\n",
+			argv[0]);
 		goto out_args;
 	}
 	/* fuse_parse_cmdline() wants the mountpoint as its argument. */
@@ -229,7 +230,8 @@ int main(int argc, char *argv[])
 	if (!copts.foreground) {
 		notify = background();
 		if (notify < 0) {
-			fprintf(stderr, "ustatefs: fork: %s\n", strerror(-notify));
+			fprintf(stderr, "ustatefs: fork: %s\n",
+				strerror(-notify));
 			goto out_args;
 		}
 	}

@@ -14,16 +14,16 @@
 
 #include "fs_i.h"
 
-#define FALLBACK_INO (1ull << 63)	/* counter range for collisions */
+#define FALLBACK_INO (1ull << 63) /* counter range for collisions */
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t released = PTHREAD_COND_INITIALIZER;
-static struct node **by_ino;	/* protected by lock */
-static struct node **by_path;	/* protected by lock */
-static size_t nbuckets;		/* protected by lock */
-static size_t count;		/* protected by lock */
-static size_t ncreating;	/* nodes with creating > 0, protected by lock */
-static uint64_t next_fallback = FALLBACK_INO;	/* protected by lock */
+static struct node **by_ino;  /* protected by lock */
+static struct node **by_path; /* protected by lock */
+static size_t nbuckets;	      /* protected by lock */
+static size_t count;	      /* protected by lock */
+static size_t ncreating;      /* nodes with creating > 0, protected by lock */
+static uint64_t next_fallback = FALLBACK_INO; /* protected by lock */
 
 /* FNV-1a: cheap, and good enough to spread paths over 63 bits. */
 static uint64_t hash_path(const char *p)
@@ -89,7 +89,8 @@ static void unlink_path(struct node *n)
 {
 	struct node **pp;
 
-	for (pp = &by_path[slot_path(n->path)]; *pp != n; pp = &(*pp)->next_path)
+	for (pp = &by_path[slot_path(n->path)]; *pp != n;
+	     pp = &(*pp)->next_path)
 		;
 	*pp = n->next_path;
 }
@@ -146,7 +147,7 @@ int nodes_init(void)
 		return -ENOMEM;
 	}
 	root->ino = FUSE_ROOT_ID;
-	root->nlookup = 1;	/* the root is never forgotten */
+	root->nlookup = 1; /* the root is never forgotten */
 	link_node(root);
 	count = 1;
 	return 0;
@@ -217,7 +218,7 @@ int node_path(fuse_ino_t ino, char *buf)
 		strcpy(buf, n->path);
 		rc = 0;
 	} else if (n) {
-		rc = -ENAMETOOLONG;	/* node_move() never makes one */
+		rc = -ENAMETOOLONG; /* node_move() never makes one */
 	}
 	pthread_mutex_unlock(&lock);
 	return rc;

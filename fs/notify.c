@@ -21,10 +21,10 @@
 #include <systemd/sd-daemon.h>
 
 static pthread_t notifier;
-static bool running;			/* set before start, cleared at stop */
+static bool running; /* set before start, cleared at stop */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
-static bool stopping;			/* protected by lock */
+static bool stopping; /* protected by lock */
 
 /* Whether the mount answers: a stat that the daemon's loop must serve. */
 static bool answers(void)

@@ -45,17 +45,17 @@ struct handle {
 	enum handle_kind kind;
 	struct node *node;
 	pthread_mutex_t lock;
-	char *buf;		/* the value: snapshot or edit buffer */
+	char *buf; /* the value: snapshot or edit buffer */
 	size_t len, cap;
-	bool dirty;		/* written since the last commit */
-	bool trunc;		/* truncated at open, not yet committed */
-	bool creating;		/* created by this open, not yet committed */
-	bool excl;		/* O_EXCL: the first commit must create */
+	bool dirty;    /* written since the last commit */
+	bool trunc;    /* truncated at open, not yet committed */
+	bool creating; /* created by this open, not yet committed */
+	bool excl;     /* O_EXCL: the first commit must create */
 	bool append;
-	int error;		/* a failed write: nothing of this open commits */
-	uint64_t gen;		/* node generation at open (see node_unlinked) */
-	ustate_script *script;	/* H_TXN */
-	size_t reply_off;	/* H_TXN: bytes of the reply already read */
+	int error;    /* a failed write: nothing of this open commits */
+	uint64_t gen; /* node generation at open (see node_unlinked) */
+	ustate_script *script; /* H_TXN */
+	size_t reply_off;      /* H_TXN: bytes of the reply already read */
 };
 
 struct dir_handle {
@@ -183,7 +183,7 @@ static int fill_attr(fuse_ino_t ino, const char *path, struct stat *st)
 	st->st_nlink = 1;
 	rc = ustate_get(fs.store, key, &e);
 	if (rc == -ENOENT && kind == KIND_FILE)
-		return 0;	/* being created: empty until its close */
+		return 0; /* being created: empty until its close */
 	if (rc < 0)
 		return rc;
 	st->st_size = (off_t)e->value_len;
@@ -197,7 +197,7 @@ static int fill_attr(fuse_ino_t ino, const char *path, struct stat *st)
 
 static void reply_entry_for(fuse_req_t req, const char *path)
 {
-	struct fuse_entry_param e = { 0 };
+	struct fuse_entry_param e = {0};
 	struct node *n;
 	int rc;
 
@@ -222,7 +222,7 @@ static void reply_entry_for(fuse_req_t req, const char *path)
 /* An entry for the replayer: kind as the replay needs it, size 0. */
 static void synth_entry(fuse_req_t req, const char *path, enum node_kind kind)
 {
-	struct fuse_entry_param e = { 0 };
+	struct fuse_entry_param e = {0};
 	struct node *n;
 
 	n = node_lookup(path);
@@ -264,7 +264,8 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (rc == 0)
 		rc = child_path(dir, name, path);
 	if (rc < 0) {
-		fuse_reply_err(req, -rc == ENAMETOOLONG ? ENAMETOOLONG : ENOENT);
+		fuse_reply_err(req,
+			       -rc == ENAMETOOLONG ? ENAMETOOLONG : ENOENT);
 		return;
 	}
 	if (!strcmp(name, ".txn") && strcmp(dir, "/")) {
@@ -550,7 +551,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		      mode_t mode, struct fuse_file_info *fi)
 {
 	char dir[FS_PATH_MAX], path[FS_PATH_MAX];
-	struct fuse_entry_param e = { 0 };
+	struct fuse_entry_param e = {0};
 	struct handle *h = NULL;
 	struct node *n = NULL;
 	unsigned flags;
@@ -693,8 +694,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		if (h->append)
 			off = (off_t)h->len;
 		end = (size_t)off + size;
-		rc = end > fs.max_value ? -EFBIG :
-							 ensure_cap(h, end);
+		rc = end > fs.max_value ? -EFBIG : ensure_cap(h, end);
 		if (rc == 0) {
 			if ((size_t)off > h->len)
 				memset(h->buf + h->len, 0, off - h->len);
@@ -782,7 +782,8 @@ static int truncate_key(const char *key, off_t size)
 			return -ENOMEM;
 		}
 		memcpy(buf, e->value,
-		       e->value_len < (size_t)size ? e->value_len : (size_t)size);
+		       e->value_len < (size_t)size ? e->value_len
+						   : (size_t)size);
 		v = e->version;
 		ustate_entry_free(e);
 		rc = own_write(key, buf, (size_t)size, false, v);
@@ -865,8 +866,8 @@ static int only_child(const char *dir, const char *path, bool *alone)
 	rc = ustate_readdir(fs.store, dir, &d, &n);
 	if (rc < 0)
 		return rc;
-	*alone = n == 0 || (n == 1 && !strcmp(d[0].name,
-					      path + strlen(dir) + 1));
+	*alone = n == 0 ||
+		 (n == 1 && !strcmp(d[0].name, path + strlen(dir) + 1));
 	ustate_dirents_free(d, n);
 	return 0;
 }
@@ -893,7 +894,7 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (rc == 0 && !strcmp(name, ".txn") && !strcmp(dir, "/"))
 		rc = -EPERM;
 	else if (rc == 0 && !strcmp(name, ".value"))
-		strcpy(path, dir);	/* the directory key's own value */
+		strcpy(path, dir); /* the directory key's own value */
 	else if (rc == 0)
 		rc = child_path(dir, name, path);
 	if (rc == 0 && fs.read_only)
@@ -919,15 +920,15 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		rc = creating ? 0 : -ENOENT;
 		goto out;
 	}
-	ops[n++] = (ustate_op){ .type = USTATE_OP_DELETE, .key = path };
+	ops[n++] = (ustate_op){.type = USTATE_OP_DELETE, .key = path};
 	/* The last file of a directory leaves the directory, as in POSIX. */
 	rc = strcmp(name, ".value") ? only_child(dir, path, &alone) : 0;
 	if (rc < 0)
 		goto out;
 	if (strcmp(name, ".value") && alone)
-		ops[n++] = (ustate_op){ .type = USTATE_OP_MKDIR, .key = dir };
+		ops[n++] = (ustate_op){.type = USTATE_OP_MKDIR, .key = dir};
 	else if (!strcmp(name, ".value") && !(flags & USTATE_NODE_CHILDREN))
-		ops[n++] = (ustate_op){ .type = USTATE_OP_MKDIR, .key = path };
+		ops[n++] = (ustate_op){.type = USTATE_OP_MKDIR, .key = path};
 	rc = own_transaction(ops, n);
 out:
 	if (rc < 0 && gen)
@@ -958,7 +959,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 	if (rc == 0 && (flags || node_is_creating(path)))
 		rc = -EEXIST;
 	if (rc == 0) {
-		op = (ustate_op){ .type = USTATE_OP_MKDIR, .key = path };
+		op = (ustate_op){.type = USTATE_OP_MKDIR, .key = path};
 		rc = own_transaction(&op, 1);
 	}
 	if (rc < 0)
@@ -978,7 +979,7 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 	rc = node_path(parent, dir);
 	if (rc == 0 && replay_request(req)) {
-		fuse_reply_err(req, 0);	/* already gone from the store */
+		fuse_reply_err(req, 0); /* already gone from the store */
 		return;
 	}
 	if (rc == 0)
@@ -995,12 +996,12 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 		rc = -ENOTEMPTY;
 	if (rc < 0)
 		goto out;
-	ops[n++] = (ustate_op){ .type = USTATE_OP_RMDIR, .key = path };
+	ops[n++] = (ustate_op){.type = USTATE_OP_RMDIR, .key = path};
 	rc = only_child(dir, path, &alone);
 	if (rc < 0)
 		goto out;
 	if (alone)
-		ops[n++] = (ustate_op){ .type = USTATE_OP_MKDIR, .key = dir };
+		ops[n++] = (ustate_op){.type = USTATE_OP_MKDIR, .key = dir};
 	rc = own_transaction(ops, n);
 out:
 	fuse_reply_err(req, -rc);
@@ -1102,15 +1103,17 @@ static int move_ops(struct oplist *l, const char *from, const char *to,
 		rc = ustate_list_dirs(fs.store, prefix, &recs, &nrecs);
 	/* A key created below from meanwhile makes the whole rename retry. */
 	if (rc == 0)
-		rc = oplist_add(l, (ustate_op){ .type = USTATE_OP_CHECK_CHILDREN,
-						.key = from, .version = nkeys },
+		rc = oplist_add(l,
+				(ustate_op){.type = USTATE_OP_CHECK_CHILDREN,
+					    .key = from,
+					    .version = nkeys},
 				NULL, NULL);
 	for (i = 0; rc == 0 && i <= nkeys; i++) {
 		const char *k = i < nkeys ? keys[i] : from;
 
 		rc = ustate_get(fs.store, k, &e);
 		if (rc == -ENOENT && i == nkeys) {
-			rc = 0;	/* the directory itself has no value */
+			rc = 0; /* the directory itself has no value */
 			break;
 		}
 		if (rc < 0)
@@ -1125,24 +1128,27 @@ static int move_ops(struct oplist *l, const char *from, const char *to,
 			break;
 		}
 		memcpy(val, e->value, e->value_len);
-		rc = oplist_add(l, (ustate_op){ .type = USTATE_OP_CHECK_VERSION,
-						.key = k,
-						.version = e->version },
+		rc = oplist_add(l,
+				(ustate_op){.type = USTATE_OP_CHECK_VERSION,
+					    .key = k,
+					    .version = e->version},
 				NULL, NULL);
 		if (rc == 0)
-			rc = oplist_add(l,
-					(ustate_op){ .type = noreplace ?
-							     USTATE_OP_CREATE :
-							     USTATE_OP_SET,
-						     .key = nk, .value = val,
-						     .value_len = e->value_len },
-					nk, val);
+			rc = oplist_add(
+				l,
+				(ustate_op){.type = noreplace ? USTATE_OP_CREATE
+							      : USTATE_OP_SET,
+					    .key = nk,
+					    .value = val,
+					    .value_len = e->value_len},
+				nk, val);
 		else
 			free(nk), free(val);
 		if (rc == 0)
-			rc = oplist_add(l, (ustate_op){ .type = USTATE_OP_DELETE,
-							.key = k },
-					NULL, NULL);
+			rc = oplist_add(
+				l,
+				(ustate_op){.type = USTATE_OP_DELETE, .key = k},
+				NULL, NULL);
 		ustate_entry_free(e);
 	}
 	for (i = 0; rc == 0 && i <= nrecs; i++) {
@@ -1153,24 +1159,25 @@ static int move_ops(struct oplist *l, const char *from, const char *to,
 			rc = -ENOMEM;
 			break;
 		}
-		rc = oplist_add(l, (ustate_op){ .type = USTATE_OP_RMDIR,
-						.key = r },
+		rc = oplist_add(l,
+				(ustate_op){.type = USTATE_OP_RMDIR, .key = r},
 				NULL, NULL);
 		if (rc == 0)
-			rc = oplist_add(l, (ustate_op){ .type = USTATE_OP_MKDIR,
-							.key = nk },
-					nk, NULL);
+			rc = oplist_add(
+				l,
+				(ustate_op){.type = USTATE_OP_MKDIR, .key = nk},
+				nk, NULL);
 		else
 			free(nk);
 	}
 	/* The key strings of keys/recs must outlive the ops: keep them. */
 	for (i = 0; i < nkeys; i++)
-		if (rc < 0 || oplist_add(l, (ustate_op){ 0 }, keys[i], NULL))
+		if (rc < 0 || oplist_add(l, (ustate_op){0}, keys[i], NULL))
 			free(keys[i]);
 		else
 			l->n--;
 	for (i = 0; i < nrecs; i++)
-		if (rc < 0 || oplist_add(l, (ustate_op){ 0 }, recs[i], NULL))
+		if (rc < 0 || oplist_add(l, (ustate_op){0}, recs[i], NULL))
 			free(recs[i]);
 		else
 			l->n--;
@@ -1183,7 +1190,7 @@ static int do_rename(const char *from, const char *to, unsigned int flags)
 {
 	char fdir[FS_PATH_MAX], tdir[FS_PATH_MAX];
 	unsigned fflags, tflags;
-	struct oplist l = { 0 };
+	struct oplist l = {0};
 	bool fdir_is, tdir_is, alone;
 	int rc, attempt;
 
@@ -1204,13 +1211,14 @@ static int do_rename(const char *from, const char *to, unsigned int flags)
 			 * Created, not yet committed: the name moves and the
 			 * commit will land on the new one; a key there goes.
 			 */
-			if (tflags & (USTATE_NODE_CHILDREN | USTATE_NODE_RECORD))
+			if (tflags &
+			    (USTATE_NODE_CHILDREN | USTATE_NODE_RECORD))
 				return -EISDIR;
 			if (tflags && (flags & RENAME_NOREPLACE))
 				return -EEXIST;
 			if (tflags) {
-				ustate_op del = { .type = USTATE_OP_DELETE,
-						  .key = to };
+				ustate_op del = {.type = USTATE_OP_DELETE,
+						 .key = to};
 
 				rc = own_transaction(&del, 1);
 				if (rc < 0)
@@ -1225,19 +1233,19 @@ static int do_rename(const char *from, const char *to, unsigned int flags)
 			return -ENOTDIR;
 		if (!fdir_is && tdir_is)
 			return -EISDIR;
-		if (fdir_is && (tflags & (USTATE_NODE_CHILDREN |
-					  USTATE_NODE_VALUE)))
+		if (fdir_is &&
+		    (tflags & (USTATE_NODE_CHILDREN | USTATE_NODE_VALUE)))
 			return -ENOTEMPTY;
 		if (fdir_is && !strncmp(to, from, strlen(from)) &&
 		    to[strlen(from)] == '/')
 			return -EINVAL;
 		if (fdir_is && tdir_is)
-			rc = oplist_add(&l, (ustate_op){ .type = USTATE_OP_RMDIR,
-							 .key = to },
-					NULL, NULL);
+			rc = oplist_add(
+				&l,
+				(ustate_op){.type = USTATE_OP_RMDIR, .key = to},
+				NULL, NULL);
 		if (rc == 0 && fdir_is)
-			rc = move_ops(&l, from, to,
-				      flags & RENAME_NOREPLACE);
+			rc = move_ops(&l, from, to, flags & RENAME_NOREPLACE);
 		if (rc == 0 && !fdir_is) {
 			/* Moving a file: only the key itself, not below it. */
 			ustate_entry *e = NULL;
@@ -1252,23 +1260,31 @@ static int do_rename(const char *from, const char *to, unsigned int flags)
 				rc = val ? 0 : -ENOMEM;
 			}
 			if (rc == 0)
-				rc = oplist_add(&l, (ustate_op){
-					.type = USTATE_OP_CHECK_VERSION,
-					.key = from, .version = e->version },
+				rc = oplist_add(
+					&l,
+					(ustate_op){
+						.type = USTATE_OP_CHECK_VERSION,
+						.key = from,
+						.version = e->version},
 					NULL, NULL);
 			if (rc == 0)
-				rc = oplist_add(&l, (ustate_op){
-					.type = flags & RENAME_NOREPLACE ?
-						USTATE_OP_CREATE :
-						USTATE_OP_SET,
-					.key = nk,
-					.value = val,
-					.value_len = e->value_len }, nk, val);
+				rc = oplist_add(
+					&l,
+					(ustate_op){
+						.type = flags & RENAME_NOREPLACE
+								? USTATE_OP_CREATE
+								: USTATE_OP_SET,
+						.key = nk,
+						.value = val,
+						.value_len = e->value_len},
+					nk, val);
 			else
 				free(nk), free(val);
 			if (rc == 0)
-				rc = oplist_add(&l, (ustate_op){
-					.type = USTATE_OP_DELETE, .key = from },
+				rc = oplist_add(
+					&l,
+					(ustate_op){.type = USTATE_OP_DELETE,
+						    .key = from},
 					NULL, NULL);
 			ustate_entry_free(e);
 		}
@@ -1278,13 +1294,15 @@ static int do_rename(const char *from, const char *to, unsigned int flags)
 		if (rc == 0 && strcmp(fdir, tdir))
 			rc = only_child(fdir, from, &alone);
 		if (rc == 0 && strcmp(fdir, tdir) && alone)
-			rc = oplist_add(&l, (ustate_op){ .type = USTATE_OP_MKDIR,
-							 .key = fdir },
+			rc = oplist_add(&l,
+					(ustate_op){.type = USTATE_OP_MKDIR,
+						    .key = fdir},
 					NULL, NULL);
 		if (rc == 0) {
 			/* A replaced file's open writers lose their name. */
-			uint64_t tgen = (tflags & USTATE_NODE_VALUE) && !fdir_is ?
-						node_unlinked(to) : 0;
+			uint64_t tgen = (tflags & USTATE_NODE_VALUE) && !fdir_is
+						? node_unlinked(to)
+						: 0;
 
 			rc = own_transaction(l.ops, l.n);
 			if (rc < 0 && tgen)
@@ -1377,7 +1395,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 	if (rc == 0)
 		rc = ustate_readdir(fs.store, d->path, &d->ents, &d->n);
 	if (rc == 0) {
-		acc = (struct creating_acc){ d, 0 };
+		acc = (struct creating_acc){d, 0};
 		node_each_creating(d->path, add_creating, &acc);
 		rc = acc.rc;
 	}
@@ -1432,8 +1450,9 @@ static bool dir_entry(struct dir_handle *d, size_t i, const char **name,
 	if (i >= d->n)
 		return false;
 	*name = d->ents[i].name;
-	*mode = d->ents[i].flags & (USTATE_NODE_CHILDREN | USTATE_NODE_RECORD) ?
-			S_IFDIR : S_IFREG;
+	*mode = d->ents[i].flags & (USTATE_NODE_CHILDREN | USTATE_NODE_RECORD)
+			? S_IFDIR
+			: S_IFREG;
 	child_path(d->path, *name, path);
 	return true;
 }
@@ -1481,7 +1500,10 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino,
 /* ---- extended attributes ---------------------------------------------- */
 
 static const char *const xattr_names[] = {
-	"user.version", "user.created_at", "user.updated_at", "user.revision",
+	"user.version",
+	"user.created_at",
+	"user.updated_at",
+	"user.revision",
 };
 #define NXATTR (sizeof(xattr_names) / sizeof(xattr_names[0]))
 
@@ -1534,10 +1556,18 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 		return;
 	}
 	switch (i) {
-	case 0: v = e->version; break;
-	case 1: v = (uint64_t)e->created_at; break;
-	case 2: v = (uint64_t)e->updated_at; break;
-	case 3: v = e->mod_revision; break;
+	case 0:
+		v = e->version;
+		break;
+	case 1:
+		v = (uint64_t)e->created_at;
+		break;
+	case 2:
+		v = (uint64_t)e->updated_at;
+		break;
+	case 3:
+		v = e->mod_revision;
+		break;
 	}
 	ustate_entry_free(e);
 	len = snprintf(buf, sizeof(buf), "%llu", (unsigned long long)v);
@@ -1558,7 +1588,7 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 
 	rc = xattr_entry(ino, &e);
 	if (rc == -ENODATA) {
-		len = 0;	/* directories have none */
+		len = 0; /* directories have none */
 	} else if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;
@@ -1605,7 +1635,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
-	struct statvfs sv = { 0 };
+	struct statvfs sv = {0};
 
 	sv.f_bsize = 4096;
 	sv.f_frsize = 4096;

@@ -40,7 +40,7 @@
 
 #include "fs_i.h"
 
-#define MAX_INTENT 64		/* path components a replay can touch */
+#define MAX_INTENT 64 /* path components a replay can touch */
 
 struct token {
 	char *key;
@@ -49,19 +49,19 @@ struct token {
 };
 
 /* Own changes not yet seen by the watcher. */
-static pthread_rwlock_t own_rw;		/* read: a commit in progress */
+static pthread_rwlock_t own_rw; /* read: a commit in progress */
 static pthread_mutex_t own_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct token *tokens;		/* protected by own_lock */
+static struct token *tokens; /* protected by own_lock */
 
 /* What the replayer's lookups must see, set by the watcher thread only. */
 static pthread_mutex_t intent_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct {
 	char *path;
-	enum node_kind kind;	/* KIND_NONE: absent */
-} intent[MAX_INTENT];		/* protected by intent_lock */
-static size_t nintent;		/* protected by intent_lock */
-static pid_t replayer;		/* the helper process, set before threads */
-static int helper_fd = -1;	/* the daemon's end of the helper socket */
+	enum node_kind kind; /* KIND_NONE: absent */
+} intent[MAX_INTENT];	     /* protected by intent_lock */
+static size_t nintent;	     /* protected by intent_lock */
+static pid_t replayer;	     /* the helper process, set before threads */
+static int helper_fd = -1;   /* the daemon's end of the helper socket */
 
 void own_init(void)
 {
@@ -69,8 +69,8 @@ void own_init(void)
 
 	/* The watcher must not starve behind a stream of commits. */
 	pthread_rwlockattr_init(&a);
-	pthread_rwlockattr_setkind_np(&a,
-		PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlockattr_setkind_np(
+		&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&own_rw, &a);
 	pthread_rwlockattr_destroy(&a);
 }
@@ -81,7 +81,7 @@ static void own_note(const char *key, uint64_t version)
 
 	if (!t || !(t->key = strdup(key))) {
 		free(t);
-		return;	/* at worst the kernel hears of it twice */
+		return; /* at worst the kernel hears of it twice */
 	}
 	t->version = version;
 	pthread_mutex_lock(&own_lock);
@@ -129,7 +129,7 @@ static void own_clear(void)
 
 int own_transaction(const ustate_op *ops, size_t n)
 {
-	ustate_txn_result res = { 0 };
+	ustate_txn_result res = {0};
 	uint64_t *v;
 	size_t i;
 	int rc;
@@ -157,11 +157,14 @@ int own_write(const char *key, const void *val, size_t len, bool create,
 	size_t n = 0;
 
 	if (expected)
-		ops[n++] = (ustate_op){ .type = USTATE_OP_CHECK_VERSION,
-					.key = key, .version = expected };
-	ops[n++] = (ustate_op){ .type = create ? USTATE_OP_CREATE :
-						 USTATE_OP_SET,
-				.key = key, .value = val, .value_len = len };
+		ops[n++] = (ustate_op){.type = USTATE_OP_CHECK_VERSION,
+				       .key = key,
+				       .version = expected};
+	ops[n++] =
+		(ustate_op){.type = create ? USTATE_OP_CREATE : USTATE_OP_SET,
+			    .key = key,
+			    .value = val,
+			    .value_len = len};
 	return own_transaction(ops, n);
 }
 
@@ -239,8 +242,13 @@ static void forget_path(const char *path)
 						 strlen(name));
 }
 
-enum helper_op { H_CREATE = 'c', H_MKDIR = 'm', H_UNLINK = 'u',
-		 H_RMDIR = 'r', H_TOUCH = 'w' };
+enum helper_op {
+	H_CREATE = 'c',
+	H_MKDIR = 'm',
+	H_UNLINK = 'u',
+	H_RMDIR = 'r',
+	H_TOUCH = 'w'
+};
 
 /* The helper's loop: one operation per message, its errno as the reply. */
 static void helper_main(int fd)
@@ -256,9 +264,11 @@ static void helper_main(int fd)
 		switch (msg[0]) {
 		case H_CREATE:
 		case H_TOUCH:
-			f = open(path, msg[0] == H_CREATE ?
-				 O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC :
-				 O_WRONLY | O_CLOEXEC, 0644);
+			f = open(path,
+				 msg[0] == H_CREATE ? O_WRONLY | O_CREAT |
+							      O_EXCL | O_CLOEXEC
+						    : O_WRONLY | O_CLOEXEC,
+				 0644);
 			rc = f < 0 ? errno : close(f) < 0 ? errno : 0;
 			break;
 		case H_MKDIR:
@@ -374,10 +384,11 @@ static int lonely_ancestors(const char *key, char (*anc)[FS_PATH_MAX],
 		rc = ustate_readdir(fs.store, anc[cnt], &d, &i);
 		if (rc < 0)
 			return rc;
-		lonely[cnt] = i == 0 ||
-			      (i == 1 && !strncmp(d[0].name, p + 1,
-						  strcspn(p + 1, "/")) &&
-			       strlen(d[0].name) == strcspn(p + 1, "/"));
+		lonely[cnt] =
+			i == 0 ||
+			(i == 1 &&
+			 !strncmp(d[0].name, p + 1, strcspn(p + 1, "/")) &&
+			 strlen(d[0].name) == strcspn(p + 1, "/"));
 		ustate_dirents_free(d, i);
 		rc = ustate_node(fs.store, anc[cnt], &flags);
 		if (rc < 0)
@@ -477,8 +488,8 @@ static void replay(const ustate_event *ev)
 		for (i = n; i-- > 0;) {
 			if (!lonely[i] ||
 			    ustate_node(fs.store, anc[i], &flags) < 0 ||
-			    (flags & (USTATE_NODE_CHILDREN |
-				      USTATE_NODE_RECORD)))
+			    (flags &
+			     (USTATE_NODE_CHILDREN | USTATE_NODE_RECORD)))
 				break;
 			if (flags & USTATE_NODE_VALUE) {
 				value_path(anc[i], vpath);
@@ -525,7 +536,8 @@ static void *watcher_main(void *arg)
 			own_clear();
 			fs.watch = NULL;
 			while (fs.watching &&
-			       ustate_watch_open(&fs.watch, fs.store, "*", 0) < 0)
+			       ustate_watch_open(&fs.watch, fs.store, "*", 0) <
+				       0)
 				sleep(1);
 			if (!fs.watch)
 				break;

@@ -31,8 +31,8 @@
 extern "C" {
 #endif
 
-#define USTATE_KEY_MAX 2048	/* bytes in a key, without the NUL */
-#define USTATE_SEGMENT_MAX 255	/* bytes in one segment */
+#define USTATE_KEY_MAX 2048    /* bytes in a key, without the NUL */
+#define USTATE_SEGMENT_MAX 255 /* bytes in one segment */
 
 /** An open store: opaque, safe to share between threads. */
 typedef struct ustate ustate;
@@ -42,76 +42,76 @@ typedef struct ustate_watch ustate_watch;
 
 /** Durability of a write when its call returns. */
 typedef enum ustate_sync {
-	USTATE_SYNC_FULL = 0,	/* on disk when the call returns (default) */
-	USTATE_SYNC_NORMAL,	/* survives a crash of the process; the last
-				 * commits may be lost on power failure */
-	USTATE_SYNC_OFF,	/* the OS decides when data reaches disk */
+	USTATE_SYNC_FULL = 0, /* on disk when the call returns (default) */
+	USTATE_SYNC_NORMAL,   /* survives a crash of the process; the last
+			       * commits may be lost on power failure */
+	USTATE_SYNC_OFF,      /* the OS decides when data reaches disk */
 } ustate_sync;
 
 #define USTATE_OPTIONS_VERSION 1
 
 /** Options of a store; start from USTATE_OPTIONS_INIT and change fields. */
 typedef struct ustate_options {
-	unsigned version;	/* USTATE_OPTIONS_VERSION */
+	unsigned version; /* USTATE_OPTIONS_VERSION */
 	ustate_sync sync;
-	size_t max_value_size;	/* bytes; larger values are -EFBIG */
-	int read_only;		/* every write is -EROFS */
-	uint64_t history;	/* revisions of change history kept (>= 1)
-				 * for watches that start in the past or
-				 * fall behind; trimming runs in batches,
-				 * so up to history/8 + 1040 more may stay */
-	size_t max_txn_ops;	/* ops in one transaction; more is -E2BIG */
+	size_t max_value_size; /* bytes; larger values are -EFBIG */
+	int read_only;	       /* every write is -EROFS */
+	uint64_t history;      /* revisions of change history kept (>= 1)
+				* for watches that start in the past or
+				* fall behind; trimming runs in batches,
+				* so up to history/8 + 1040 more may stay */
+	size_t max_txn_ops;    /* ops in one transaction; more is -E2BIG */
 } ustate_options;
 
-#define USTATE_OPTIONS_INIT                                               \
-	{                                                                 \
-		.version = USTATE_OPTIONS_VERSION, .sync = USTATE_SYNC_FULL, \
-		.max_value_size = 16u << 20, .read_only = 0,               \
-		.history = 100000, .max_txn_ops = 100000,                  \
+#define USTATE_OPTIONS_INIT                                                    \
+	{                                                                      \
+		.version = USTATE_OPTIONS_VERSION, .sync = USTATE_SYNC_FULL,   \
+		.max_value_size = 16u << 20, .read_only = 0,                   \
+		.history = 100000, .max_txn_ops = 100000,                      \
 	}
 
 /** One key with its value and metadata. Free with ustate_entry_free(). */
 typedef struct ustate_entry {
 	char *key;
-	void *value;		/* value_len bytes, followed by a NUL byte */
+	void *value; /* value_len bytes, followed by a NUL byte */
 	size_t value_len;
-	uint64_t version;	/* >= 1 */
-	int64_t created_at;	/* unix seconds */
-	int64_t updated_at;	/* unix seconds */
-	uint64_t mod_revision;	/* store revision of the last change */
+	uint64_t version;      /* >= 1 */
+	int64_t created_at;    /* unix seconds */
+	int64_t updated_at;    /* unix seconds */
+	uint64_t mod_revision; /* store revision of the last change */
 } ustate_entry;
 
 /** Kinds of operation inside ustate_transaction(). */
 typedef enum ustate_op_type {
-	USTATE_OP_CHECK_VERSION = 1,	/* key must be at version (0: absent) */
-	USTATE_OP_SET,			/* write value; version + 1 */
-	USTATE_OP_DELETE,		/* remove key; -ENOENT if absent */
-	USTATE_OP_CREATE,		/* write value; -EEXIST if present */
-	USTATE_OP_MKDIR,		/* record key as a directory */
-	USTATE_OP_RMDIR,		/* drop key's directory record */
-	USTATE_OP_CHECK_CHILDREN,	/* exactly version keys below key
-					 * (prefix key + "/") */
+	USTATE_OP_CHECK_VERSION = 1, /* key must be at version (0: absent) */
+	USTATE_OP_SET,		     /* write value; version + 1 */
+	USTATE_OP_DELETE,	     /* remove key; -ENOENT if absent */
+	USTATE_OP_CREATE,	     /* write value; -EEXIST if present */
+	USTATE_OP_MKDIR,	     /* record key as a directory */
+	USTATE_OP_RMDIR,	     /* drop key's directory record */
+	USTATE_OP_CHECK_CHILDREN,    /* exactly version keys below key
+				      * (prefix key + "/") */
 } ustate_op_type;
 
 /** One operation of a transaction; every pointer is borrowed. */
 typedef struct ustate_op {
 	ustate_op_type type;
 	const char *key;
-	uint64_t version;	/* CHECK_VERSION only */
-	const void *value;	/* SET and CREATE */
+	uint64_t version;  /* CHECK_VERSION only */
+	const void *value; /* SET and CREATE */
 	size_t value_len;
 } ustate_op;
 
 /** What a transaction did, or where it failed. */
 typedef struct ustate_txn_result {
-	uint64_t revision;	/* store revision after the commit; on failure
-				 * the revision the transaction saw */
-	uint64_t *versions;	/* optional, caller-owned array of n: the
-				 * version each op left its key at (0 for a
-				 * delete; the checked version for a check) */
-	size_t failed;		/* on -ECANCELED, -EEXIST or -ENOENT: the
-				 * index of the op that failed */
-	uint64_t found;		/* ... and the version its key had then */
+	uint64_t revision;  /* store revision after the commit; on failure
+			     * the revision the transaction saw */
+	uint64_t *versions; /* optional, caller-owned array of n: the
+			     * version each op left its key at (0 for a
+			     * delete; the checked version for a check) */
+	size_t failed;	    /* on -ECANCELED, -EEXIST or -ENOENT: the
+			     * index of the op that failed */
+	uint64_t found;	    /* ... and the version its key had then */
 } ustate_txn_result;
 
 /** Kinds of change reported by a watch. */
@@ -124,8 +124,8 @@ typedef enum ustate_event_type {
 /** One change; filled in by ustate_watch_next() in caller memory. */
 typedef struct ustate_event {
 	ustate_event_type type;
-	uint64_t version;	/* version after the change; 0 for a delete */
-	uint64_t revision;	/* store revision of the change */
+	uint64_t version;  /* version after the change; 0 for a delete */
+	uint64_t revision; /* store revision of the change */
 	char key[USTATE_KEY_MAX + 1];
 } ustate_event;
 
@@ -234,9 +234,9 @@ void ustate_list_free(char **keys, size_t n);
  * when already done) and have no version, revision or watch event of
  * their own.
  */
-#define USTATE_NODE_VALUE 0x1		/* a key exists at the path */
-#define USTATE_NODE_CHILDREN 0x2	/* keys or records below the path */
-#define USTATE_NODE_RECORD 0x4		/* a directory record at the path */
+#define USTATE_NODE_VALUE 0x1	 /* a key exists at the path */
+#define USTATE_NODE_CHILDREN 0x2 /* keys or records below the path */
+#define USTATE_NODE_RECORD 0x4	 /* a directory record at the path */
 
 /**
  * ustate_node() - what exists at a path.
@@ -248,8 +248,8 @@ int ustate_node(ustate *s, const char *path, unsigned *flags);
 
 /** One name in a directory. */
 typedef struct ustate_dirent {
-	char *name;		/* one segment */
-	unsigned flags;		/* USTATE_NODE_* of the child's path */
+	char *name;	/* one segment */
+	unsigned flags; /* USTATE_NODE_* of the child's path */
 } ustate_dirent;
 
 /**
@@ -262,16 +262,14 @@ typedef struct ustate_dirent {
  * Return: 0 (also for a path with nothing below it); -EINVAL,
  * -ENAMETOOLONG for a bad path; -ENOMEM; backend errors.
  */
-int ustate_readdir(ustate *s, const char *dir, ustate_dirent **out,
-		   size_t *n);
+int ustate_readdir(ustate *s, const char *dir, ustate_dirent **out, size_t *n);
 
 /**
  * ustate_list_dirs() - directory records at or below a path prefix, like
  * ustate_list() does for keys (a file system moves them on rename).
  * Free the result with ustate_list_free().
  */
-int ustate_list_dirs(ustate *s, const char *prefix, char ***paths,
-		     size_t *n);
+int ustate_list_dirs(ustate *s, const char *prefix, char ***paths, size_t *n);
 
 /** ustate_dirents_free() - free the result of ustate_readdir(). */
 void ustate_dirents_free(ustate_dirent *d, size_t n);
@@ -303,9 +301,9 @@ int ustate_create_if_not_exists(ustate *s, const char *key, const void *val,
  * @ops: n operations, applied in order. A key may appear in several ops;
  *       every CHECK_VERSION and CHECK_CHILDREN compares against the
  *       state before the transaction (a CHECK_CHILDREN failure reports
- *       the number of keys found as res->found); CREATE and DELETE see the earlier ops of the same
- *       transaction. All writes share one new store revision (MKDIR and
- *       RMDIR, which touch only directory records, take none).
+ *       the number of keys found as res->found); CREATE and DELETE see the
+ * earlier ops of the same transaction. All writes share one new store revision
+ * (MKDIR and RMDIR, which touch only directory records, take none).
  * @res: if not NULL, receives the outcome (see ustate_txn_result).
  *
  * Return: 0; -ECANCELED (a check failed), -EEXIST (a create found its key),
@@ -328,8 +326,8 @@ uint64_t ustate_revision(ustate *s);
  * ustate_watch_open() - start a stream of changes.
  * @out:            receives the watch; close it with ustate_watch_close()
  *                  before closing the store.
- * @pattern:        an exact key, or a prefix followed by "*" ("/a/" + "*" matches
- *                  every key under /a/; "*" matches every key).
+ * @pattern:        an exact key, or a prefix followed by "*" ("/a/" + "*"
+ * matches every key under /a/; "*" matches every key).
  * @start_revision: 0 for changes from now on; otherwise the first revision
  *                  to report, replayed from the retained history.
  *
@@ -374,7 +372,6 @@ int ustate_key_valid(const char *key);
  * -err. The string is static.
  */
 const char *ustate_strerror(int err);
-
 
 /**
  * Transaction scripts: the text protocol of the filesystem's /.txn file

@@ -56,7 +56,7 @@ static double median(double *v, int n)
 
 /* ---- raw SQLite, the reference ---------------------------------------- */
 
-static const char *const sync_names[] = { "FULL", "NORMAL", "OFF" };
+static const char *const sync_names[] = {"FULL", "NORMAL", "OFF"};
 
 static sqlite3 *raw_open(const char *path, int sync)
 {
@@ -70,12 +70,13 @@ static sqlite3 *raw_open(const char *path, int sync)
 		 "PRAGMA journal_mode = WAL; PRAGMA synchronous = %s;",
 		 sync_names[sync]);
 	sqlite3_exec(db, sql, NULL, NULL, NULL);
-	sqlite3_exec(db,
-		     "CREATE TABLE kv_store (key TEXT PRIMARY KEY NOT NULL,"
-		     " value BLOB NOT NULL, version INTEGER NOT NULL,"
-		     " created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);"
-		     "CREATE INDEX idx_kv_store_prefix ON kv_store(key);",
-		     NULL, NULL, NULL);
+	sqlite3_exec(
+		db,
+		"CREATE TABLE kv_store (key TEXT PRIMARY KEY NOT NULL,"
+		" value BLOB NOT NULL, version INTEGER NOT NULL,"
+		" created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);"
+		"CREATE INDEX idx_kv_store_prefix ON kv_store(key);",
+		NULL, NULL, NULL);
 	return db;
 }
 
@@ -100,9 +101,9 @@ static void raw_set(sqlite3_stmt *st, const char *key)
 	sqlite3_reset(st);
 }
 
-#define RAW_UPSERT                                                          \
+#define RAW_UPSERT                                                             \
 	"INSERT INTO kv_store VALUES (?1, ?2, 1, ?3, ?3) ON CONFLICT(key) DO " \
-	"UPDATE SET value = excluded.value, version = version + 1, "        \
+	"UPDATE SET value = excluded.value, version = version + 1, "           \
 	"updated_at = excluded.updated_at RETURNING version"
 
 static double raw_set_rate(int sync, int n)
@@ -227,7 +228,7 @@ static ustate *open_store(int sqlite, int sync)
 static void fill(ustate *s, int keys, int grouped)
 {
 	ustate_op *ops = calloc(10000, sizeof(*ops));
-	char (*names)[64] = calloc(10000, 64);
+	char(*names)[64] = calloc(10000, 64);
 	int i, j, rc;
 
 	for (i = 0; i < keys; i += 10000) {
@@ -236,9 +237,10 @@ static void fill(ustate *s, int keys, int grouped)
 				snprintf(names[j], 64, "/g%07d", i + j);
 			else
 				snprintf(names[j], 64, "/bench/k%d", i + j);
-			ops[j] = (ustate_op){ .type = USTATE_OP_SET,
-					      .key = names[j], .value = value,
-					      .value_len = VALUE_LEN };
+			ops[j] = (ustate_op){.type = USTATE_OP_SET,
+					     .key = names[j],
+					     .value = value,
+					     .value_len = VALUE_LEN};
 		}
 		rc = ustate_transaction(s, ops, j, NULL);
 		if (rc < 0)
@@ -299,8 +301,8 @@ static double cas_rate(int sqlite, int n)
 	ustate_set(s, "/bench/k0", value, VALUE_LEN, &v);
 	t = now();
 	for (i = 0; i < n; i++) {
-		rc = ustate_compare_and_set(s, "/bench/k0", v, value,
-					    VALUE_LEN, &v);
+		rc = ustate_compare_and_set(s, "/bench/k0", v, value, VALUE_LEN,
+					    &v);
 		if (rc < 0)
 			die("cas", rc);
 	}
@@ -336,7 +338,7 @@ static double list_us(int sqlite, int keys, int n)
 
 struct row {
 	const char *op, *backend, *target;
-	double ours, ref;	/* ref 0: no reference */
+	double ours, ref; /* ref 0: no reference */
 	const char *unit;
 };
 
@@ -352,13 +354,13 @@ static void print_row(const struct row *r)
 	fflush(stdout);
 }
 
-#define MEDIAN(expr)                                                    \
-	({                                                              \
-		double v_[ROUNDS];                                      \
-		int r_;                                                 \
-		for (r_ = 0; r_ < rounds; r_++)                         \
-			v_[r_] = (expr);                                \
-		median(v_, rounds);                                     \
+#define MEDIAN(expr)                                                           \
+	({                                                                     \
+		double v_[ROUNDS];                                             \
+		int r_;                                                        \
+		for (r_ = 0; r_ < rounds; r_++)                                \
+			v_[r_] = (expr);                                       \
+		median(v_, rounds);                                            \
 	})
 
 int main(int argc, char **argv)
@@ -377,7 +379,8 @@ int main(int argc, char **argv)
 			list_keys = atoi(optarg);
 			break;
 		default:
-			fprintf(stderr, "usage: bench_core [-q] [-k KEYS] [DIR]\n");
+			fprintf(stderr,
+				"usage: bench_core [-q] [-k KEYS] [DIR]\n");
 			return 2;
 		}
 	}
@@ -394,40 +397,43 @@ int main(int argc, char **argv)
 	raw_get = MEDIAN(raw_get_rate(10000, n));
 	sq_get = MEDIAN(get_rate(1, 10000, n));
 	mem_get = MEDIAN(get_rate(0, 10000, n));
-	r = (struct row){ "get", "sqlite", ">= 0.9x", sq_get, raw_get, "" };
+	r = (struct row){"get", "sqlite", ">= 0.9x", sq_get, raw_get, ""};
 	print_row(&r);
-	r = (struct row){ "get", "memory", ">= 3x sq", mem_get, sq_get, "" };
+	r = (struct row){"get", "memory", ">= 3x sq", mem_get, sq_get, ""};
 	print_row(&r);
 
 	for (sync = USTATE_SYNC_FULL; sync <= USTATE_SYNC_OFF; sync++) {
-		static const char *const names[] = { "set sync=full",
-						     "set sync=normal",
-						     "set sync=off" };
+		static const char *const names[] = {
+			"set sync=full", "set sync=normal", "set sync=off"};
 		int m = sync == USTATE_SYNC_FULL ? (quick ? 200 : 1000) : n / 4;
 		double raw = MEDIAN(raw_set_rate(sync, m));
 		double ours = MEDIAN(set_rate(1, sync, m));
 
-		r = (struct row){ names[sync], "sqlite", ">= 0.7x", ours, raw,
-				  "" };
+		r = (struct row){names[sync], "sqlite", ">= 0.7x",
+				 ours,	      raw,	""};
 		print_row(&r);
 	}
-	r = (struct row){ "set", "memory", "", MEDIAN(set_rate(0, 0, n)),
-			  MEDIAN(raw_set_rate(USTATE_SYNC_OFF, n / 4)), "" };
+	r = (struct row){"set",
+			 "memory",
+			 "",
+			 MEDIAN(set_rate(0, 0, n)),
+			 MEDIAN(raw_set_rate(USTATE_SYNC_OFF, n / 4)),
+			 ""};
 	print_row(&r);
 
-	r = (struct row){ "cas sync=normal", "sqlite", "", 0, 0, "" };
+	r = (struct row){"cas sync=normal", "sqlite", "", 0, 0, ""};
 	r.ref = MEDIAN(raw_cas_rate(n / 4));
 	r.ours = MEDIAN(cas_rate(1, n / 4));
 	print_row(&r);
-	r = (struct row){ "cas", "memory", "", MEDIAN(cas_rate(0, n)), r.ref,
-			  "" };
+	r = (struct row){"cas", "memory", "", MEDIAN(cas_rate(0, n)),
+			 r.ref, ""};
 	print_row(&r);
 
 	if (list_keys >= 1000) {
 		char name[32];
 
 		snprintf(name, sizeof(name), "list 100/%dk", list_keys / 1000);
-		r = (struct row){ name, "sqlite", "< 1000 us", 0, 0, "us/op" };
+		r = (struct row){name, "sqlite", "< 1000 us", 0, 0, "us/op"};
 		r.ours = list_us(1, list_keys, 1000);
 		print_row(&r);
 		r.backend = "memory";

@@ -50,13 +50,13 @@ static const enum backend memory_backend = BACKEND_MEMORY;
 /* What one case works on; teardown closes whatever is still open. */
 struct fixture {
 	enum backend kind;
-	char dir[64];		/* sqlite: the case's temporary directory */
-	char path[PATH_MAX];	/* sqlite: the file of s */
-	char last[PATH_MAX];	/* sqlite: the file open_fresh() made last */
-	unsigned nfiles;	/* sqlite: files made in dir so far */
-	ustate *s;		/* the case's store */
-	ustate *s2;		/* a second store a case may open */
-	ustate_watch *w;	/* watches, closed before the stores */
+	char dir[64];	     /* sqlite: the case's temporary directory */
+	char path[PATH_MAX]; /* sqlite: the file of s */
+	char last[PATH_MAX]; /* sqlite: the file open_fresh() made last */
+	unsigned nfiles;     /* sqlite: files made in dir so far */
+	ustate *s;	     /* the case's store */
+	ustate *s2;	     /* a second store a case may open */
+	ustate_watch *w;     /* watches, closed before the stores */
 	ustate_watch *w2;
 };
 
@@ -70,8 +70,7 @@ static ustate_options fast_options(void)
 }
 
 /* Open a new, empty store of the case's backend. */
-static int open_fresh(struct fixture *f, const ustate_options *o,
-		      ustate **out)
+static int open_fresh(struct fixture *f, const ustate_options *o, ustate **out)
 {
 	if (f->kind == BACKEND_MEMORY)
 		return ustate_open_memory(out, o);
@@ -216,9 +215,11 @@ static char *snapshot(ustate *s)
 	assert_int_equal(ustate_list(s, "", &keys, &n), 0);
 	for (i = 0; i < n; i++) {
 		assert_int_equal(ustate_get(s, keys[i], &e), 0);
-		fprintf(fp, "%s v%" PRIu64 " m%" PRIu64 " c%" PRId64
-			" u%" PRId64 " =", e->key, e->version,
-			e->mod_revision, e->created_at, e->updated_at);
+		fprintf(fp,
+			"%s v%" PRIu64 " m%" PRIu64 " c%" PRId64 " u%" PRId64
+			" =",
+			e->key, e->version, e->mod_revision, e->created_at,
+			e->updated_at);
 		for (j = 0; j < e->value_len; j++)
 			fprintf(fp, "%02x", ((unsigned char *)e->value)[j]);
 		fputc('\n', fp);
@@ -237,8 +238,8 @@ static void assert_snapshot(ustate *s, const char *before)
 	free(now);
 }
 
-static void assert_list(ustate *s, const char *prefix,
-			const char *const *want, size_t nwant)
+static void assert_list(ustate *s, const char *prefix, const char *const *want,
+			size_t nwant)
 {
 	char **keys = NULL;
 	size_t n = 0, i;
@@ -275,7 +276,7 @@ static void expect_no_event(ustate_watch *w)
 /* 1 if fd polls readable within timeout_ms, else 0. */
 static int readable(int fd, int timeout_ms)
 {
-	struct pollfd p = { .fd = fd, .events = POLLIN };
+	struct pollfd p = {.fd = fd, .events = POLLIN};
 	int rc;
 
 	rc = poll(&p, 1, timeout_ms);
@@ -531,16 +532,20 @@ static void test_max_value_size(void **state)
 {
 	ustate_options o = fast_options();
 	struct fixture *f = *state;
-	ustate_txn_result res = { 0 };
+	ustate_txn_result res = {0};
 	char buf[101], *before;
 	uint64_t v = 0;
 	json_t *j;
 	ustate *s;
 	ustate_op ops[2] = {
-		{ .type = USTATE_OP_SET, .key = "/ok", .value = "1",
-		  .value_len = 1 },
-		{ .type = USTATE_OP_SET, .key = "/new", .value = buf,
-		  .value_len = 101 },
+		{.type = USTATE_OP_SET,
+		 .key = "/ok",
+		 .value = "1",
+		 .value_len = 1},
+		{.type = USTATE_OP_SET,
+		 .key = "/new",
+		 .value = buf,
+		 .value_len = 101},
 	};
 
 	o.max_value_size = 100;
@@ -576,27 +581,30 @@ static void test_max_value_size(void **state)
 static void test_revision(void **state)
 {
 	struct fixture *f = *state;
-	ustate_txn_result res = { 0 };
+	ustate_txn_result res = {0};
 	ustate *s = f->s;
 	uint64_t v;
 	ustate_op write3[3] = {
-		{ .type = USTATE_OP_SET, .key = "/r/a", .value = "t",
-		  .value_len = 1 },
-		{ .type = USTATE_OP_SET, .key = "/r/d", .value = "t",
-		  .value_len = 1 },
-		{ .type = USTATE_OP_DELETE, .key = "/r/c" },
+		{.type = USTATE_OP_SET,
+		 .key = "/r/a",
+		 .value = "t",
+		 .value_len = 1},
+		{.type = USTATE_OP_SET,
+		 .key = "/r/d",
+		 .value = "t",
+		 .value_len = 1},
+		{.type = USTATE_OP_DELETE, .key = "/r/c"},
 	};
 	ustate_op checks[2] = {
-		{ .type = USTATE_OP_CHECK_VERSION, .key = "/r/a",
-		  .version = 4 },
-		{ .type = USTATE_OP_CHECK_VERSION, .key = "/r/x",
-		  .version = 0 },
+		{.type = USTATE_OP_CHECK_VERSION, .key = "/r/a", .version = 4},
+		{.type = USTATE_OP_CHECK_VERSION, .key = "/r/x", .version = 0},
 	};
 	ustate_op bad_check[2] = {
-		{ .type = USTATE_OP_SET, .key = "/r/a", .value = "u",
-		  .value_len = 1 },
-		{ .type = USTATE_OP_CHECK_VERSION, .key = "/r/x",
-		  .version = 3 },
+		{.type = USTATE_OP_SET,
+		 .key = "/r/a",
+		 .value = "u",
+		 .value_len = 1},
+		{.type = USTATE_OP_CHECK_VERSION, .key = "/r/x", .version = 3},
 	};
 
 	assert_int_equal(ustate_revision(s), 0);
@@ -610,8 +618,7 @@ static void test_revision(void **state)
 	assert_int_equal(ustate_revision(s), 4);
 	assert_int_equal(ustate_compare_and_set(s, "/r/a", 2, "3", 1, &v), 0);
 	assert_int_equal(ustate_revision(s), 5);
-	assert_int_equal(ustate_create_if_not_exists(s, "/r/c", "c", 1, &v),
-			 0);
+	assert_int_equal(ustate_create_if_not_exists(s, "/r/c", "c", 1, &v), 0);
 	assert_int_equal(ustate_revision(s), 6);
 
 	/* Failed writes do not count. */
@@ -637,8 +644,7 @@ static void test_revision(void **state)
 	assert_int_equal(res.revision, 7);
 	assert_int_equal(ustate_revision(s), 7);
 	memset(&res, 0, sizeof(res));
-	assert_int_equal(ustate_transaction(s, bad_check, 2, &res),
-			 -ECANCELED);
+	assert_int_equal(ustate_transaction(s, bad_check, 2, &res), -ECANCELED);
 	assert_int_equal(res.revision, 7);
 	assert_int_equal(ustate_revision(s), 7);
 	assert_int_equal(ustate_transaction(s, NULL, 0, NULL), 0);
@@ -650,14 +656,13 @@ static void test_revision(void **state)
 static void test_list(void **state)
 {
 	static const char *const sorted[] = {
-		"/Z", "/a", "/a b", "/a/b", "/a/c/d", "/ab", "/b",
-		"/\xc3\xa4",
+		"/Z", "/a", "/a b", "/a/b", "/a/c/d", "/ab", "/b", "/\xc3\xa4",
 	};
 	static const char *const under_a[] = {
 		"/a", "/a b", "/a/b", "/a/c/d", "/ab",
 	};
-	static const char *const under_a_slash[] = { "/a/b", "/a/c/d" };
-	static const size_t order[] = { 5, 7, 0, 3, 6, 1, 4, 2 };
+	static const char *const under_a_slash[] = {"/a/b", "/a/c/d"};
+	static const size_t order[] = {5, 7, 0, 3, 6, 1, 4, 2};
 	struct fixture *f = *state;
 	char **keys = (char **)1;
 	char prefix[2050];
@@ -686,11 +691,11 @@ static void test_list(void **state)
 	put(s, "/w_x", "v", 1);
 	put(s, "/w*x", "v", 1);
 	put(s, "/wax", "v", 1);
-	assert_list(s, "/w%", (const char *const[]){ "/w%x" }, 1);
-	assert_list(s, "/w_", (const char *const[]){ "/w_x" }, 1);
-	assert_list(s, "/w*", (const char *const[]){ "/w*x" }, 1);
-	assert_list(s, "/w", (const char *const[]){ "/w%x", "/w*x", "/w_x",
-						   "/wax" }, 4);
+	assert_list(s, "/w%", (const char *const[]){"/w%x"}, 1);
+	assert_list(s, "/w_", (const char *const[]){"/w_x"}, 1);
+	assert_list(s, "/w*", (const char *const[]){"/w*x"}, 1);
+	assert_list(s, "/w",
+		    (const char *const[]){"/w%x", "/w*x", "/w_x", "/wax"}, 4);
 
 	/* Bad prefixes, and *keys and *n left alone. */
 	assert_int_equal(ustate_list(s, "/a\x01", &keys, &n), -EINVAL);
@@ -710,8 +715,8 @@ static void test_list(void **state)
 static void test_list_1000(void **state)
 {
 	struct fixture *f = *state;
-	char (*names)[16], **keys = NULL;
-	ustate_txn_result res = { 0 };
+	char(*names)[16], **keys = NULL;
+	ustate_txn_result res = {0};
 	ustate *s = f->s;
 	size_t i, n = 0;
 	ustate_op *ops;
@@ -724,9 +729,10 @@ static void test_list_1000(void **state)
 	for (i = 0; i < 1000; i++) {
 		snprintf(names[i], sizeof(names[i]), "/k/%04zu",
 			 i * 7919 % 1000);
-		ops[i] = (ustate_op){ .type = USTATE_OP_SET, .key = names[i],
-				      .value = names[i],
-				      .value_len = strlen(names[i]) };
+		ops[i] = (ustate_op){.type = USTATE_OP_SET,
+				     .key = names[i],
+				     .value = names[i],
+				     .value_len = strlen(names[i])};
 	}
 	assert_int_equal(ustate_transaction(s, ops, 1000, &res), 0);
 	assert_int_equal(res.revision, 1);
@@ -796,8 +802,7 @@ static void test_compare_and_set(void **state)
 	assert_int_equal(ustate_compare_and_set(s, "/new", 0, "x", 1, &v), 0);
 	assert_int_equal(v, 1);
 	assert_value(s, "/new", "x", 1);
-	assert_int_equal(ustate_compare_and_set(s, "/new", 1, "y", 1, NULL),
-			 0);
+	assert_int_equal(ustate_compare_and_set(s, "/new", 1, "y", 1, NULL), 0);
 	assert_value(s, "/new", "y", 2);
 	assert_int_equal(ustate_compare_and_set(s, "/new", 1, "z", 1, NULL),
 			 -ECANCELED);
@@ -817,8 +822,7 @@ static void test_create_if_not_exists(void **state)
 	ustate *s = f->s;
 	uint64_t r, v = 0;
 
-	assert_int_equal(ustate_create_if_not_exists(s, "/n", "one", 3, &v),
-			 0);
+	assert_int_equal(ustate_create_if_not_exists(s, "/n", "one", 3, &v), 0);
 	assert_int_equal(v, 1);
 	r = ustate_revision(s);
 	v = 0;
@@ -832,8 +836,7 @@ static void test_create_if_not_exists(void **state)
 	assert_int_equal(ustate_create_if_not_exists(s, "/n", "four", 4, &v),
 			 -EEXIST);
 	assert_int_equal(v, 2);
-	assert_int_equal(ustate_create_if_not_exists(s, "/n", "four", 4,
-						     NULL),
+	assert_int_equal(ustate_create_if_not_exists(s, "/n", "four", 4, NULL),
 			 -EEXIST);
 	assert_value(s, "/n", "three", 2);
 
@@ -850,13 +853,16 @@ static void test_txn_all_or_nothing(void **state)
 {
 	/* Each op here would succeed on the state below. */
 	static const ustate_op good[4] = {
-		{ .type = USTATE_OP_SET, .key = "/t/a", .value = "A",
-		  .value_len = 1 },
-		{ .type = USTATE_OP_CREATE, .key = "/t/b", .value = "B",
-		  .value_len = 1 },
-		{ .type = USTATE_OP_DELETE, .key = "/t/c" },
-		{ .type = USTATE_OP_CHECK_VERSION, .key = "/t/x",
-		  .version = 1 },
+		{.type = USTATE_OP_SET,
+		 .key = "/t/a",
+		 .value = "A",
+		 .value_len = 1},
+		{.type = USTATE_OP_CREATE,
+		 .key = "/t/b",
+		 .value = "B",
+		 .value_len = 1},
+		{.type = USTATE_OP_DELETE, .key = "/t/c"},
+		{.type = USTATE_OP_CHECK_VERSION, .key = "/t/x", .version = 1},
 	};
 	/* ... and each of these fails, wherever it stands. */
 	static const struct {
@@ -864,14 +870,21 @@ static void test_txn_all_or_nothing(void **state)
 		int err;
 		uint64_t found;
 	} bad[] = {
-		{ { .type = USTATE_OP_CHECK_VERSION, .key = "/t/x",
-		    .version = 5 }, -ECANCELED, 1 },
-		{ { .type = USTATE_OP_CHECK_VERSION, .key = "/t/missing",
-		    .version = 1 }, -ECANCELED, 0 },
-		{ { .type = USTATE_OP_CREATE, .key = "/t/x", .value = "X",
-		    .value_len = 1 }, -EEXIST, 1 },
-		{ { .type = USTATE_OP_DELETE, .key = "/t/missing" }, -ENOENT,
-		  0 },
+		{{.type = USTATE_OP_CHECK_VERSION, .key = "/t/x", .version = 5},
+		 -ECANCELED,
+		 1},
+		{{.type = USTATE_OP_CHECK_VERSION,
+		  .key = "/t/missing",
+		  .version = 1},
+		 -ECANCELED,
+		 0},
+		{{.type = USTATE_OP_CREATE,
+		  .key = "/t/x",
+		  .value = "X",
+		  .value_len = 1},
+		 -EEXIST,
+		 1},
+		{{.type = USTATE_OP_DELETE, .key = "/t/missing"}, -ENOENT, 0},
 	};
 	struct fixture *f = *state;
 	ustate *s = f->s;
@@ -939,48 +952,68 @@ static void test_txn_same_key(void **state)
 	uint64_t v[3], r;
 	char *before;
 	ustate_op set_set[2] = {
-		{ .type = USTATE_OP_SET, .key = "/s", .value = "1",
-		  .value_len = 1 },
-		{ .type = USTATE_OP_SET, .key = "/s", .value = "2",
-		  .value_len = 1 },
+		{.type = USTATE_OP_SET,
+		 .key = "/s",
+		 .value = "1",
+		 .value_len = 1},
+		{.type = USTATE_OP_SET,
+		 .key = "/s",
+		 .value = "2",
+		 .value_len = 1},
 	};
 	ustate_op delete_create[2] = {
-		{ .type = USTATE_OP_DELETE, .key = "/s" },
-		{ .type = USTATE_OP_CREATE, .key = "/s", .value = "new",
-		  .value_len = 3 },
+		{.type = USTATE_OP_DELETE, .key = "/s"},
+		{.type = USTATE_OP_CREATE,
+		 .key = "/s",
+		 .value = "new",
+		 .value_len = 3},
 	};
 	ustate_op set_check[2] = {
-		{ .type = USTATE_OP_SET, .key = "/m", .value = "m",
-		  .value_len = 1 },
-		{ .type = USTATE_OP_CHECK_VERSION, .key = "/m", .version = 0 },
+		{.type = USTATE_OP_SET,
+		 .key = "/m",
+		 .value = "m",
+		 .value_len = 1},
+		{.type = USTATE_OP_CHECK_VERSION, .key = "/m", .version = 0},
 	};
 	ustate_op check_set_check[3] = {
-		{ .type = USTATE_OP_CHECK_VERSION, .key = "/m", .version = 1 },
-		{ .type = USTATE_OP_SET, .key = "/m", .value = "m2",
-		  .value_len = 2 },
-		{ .type = USTATE_OP_CHECK_VERSION, .key = "/m", .version = 1 },
+		{.type = USTATE_OP_CHECK_VERSION, .key = "/m", .version = 1},
+		{.type = USTATE_OP_SET,
+		 .key = "/m",
+		 .value = "m2",
+		 .value_len = 2},
+		{.type = USTATE_OP_CHECK_VERSION, .key = "/m", .version = 1},
 	};
 	ustate_op create_create[2] = {
-		{ .type = USTATE_OP_CREATE, .key = "/q", .value = "1",
-		  .value_len = 1 },
-		{ .type = USTATE_OP_CREATE, .key = "/q", .value = "2",
-		  .value_len = 1 },
+		{.type = USTATE_OP_CREATE,
+		 .key = "/q",
+		 .value = "1",
+		 .value_len = 1},
+		{.type = USTATE_OP_CREATE,
+		 .key = "/q",
+		 .value = "2",
+		 .value_len = 1},
 	};
 	ustate_op delete_delete[2] = {
-		{ .type = USTATE_OP_DELETE, .key = "/s" },
-		{ .type = USTATE_OP_DELETE, .key = "/s" },
+		{.type = USTATE_OP_DELETE, .key = "/s"},
+		{.type = USTATE_OP_DELETE, .key = "/s"},
 	};
 	ustate_op create_delete[2] = {
-		{ .type = USTATE_OP_CREATE, .key = "/z", .value = "1",
-		  .value_len = 1 },
-		{ .type = USTATE_OP_DELETE, .key = "/z" },
+		{.type = USTATE_OP_CREATE,
+		 .key = "/z",
+		 .value = "1",
+		 .value_len = 1},
+		{.type = USTATE_OP_DELETE, .key = "/z"},
 	};
 	ustate_op set_delete_set[3] = {
-		{ .type = USTATE_OP_SET, .key = "/u", .value = "a",
-		  .value_len = 1 },
-		{ .type = USTATE_OP_DELETE, .key = "/u" },
-		{ .type = USTATE_OP_SET, .key = "/u", .value = "b",
-		  .value_len = 1 },
+		{.type = USTATE_OP_SET,
+		 .key = "/u",
+		 .value = "a",
+		 .value_len = 1},
+		{.type = USTATE_OP_DELETE, .key = "/u"},
+		{.type = USTATE_OP_SET,
+		 .key = "/u",
+		 .value = "b",
+		 .value_len = 1},
 	};
 
 	memset(&res, 0, sizeof(res));
@@ -1059,9 +1092,10 @@ static void test_txn_limits(void **state)
 	o.max_txn_ops = 3;
 	assert_int_equal(open_fresh(f, &o, &f->s2), 0);
 	for (i = 0; i < 4; i++)
-		ops[i] = (ustate_op){ .type = USTATE_OP_SET,
-				      .key = i % 2 ? "/l/odd" : "/l/even",
-				      .value = "v", .value_len = 1 };
+		ops[i] = (ustate_op){.type = USTATE_OP_SET,
+				     .key = i % 2 ? "/l/odd" : "/l/even",
+				     .value = "v",
+				     .value_len = 1};
 	memset(&res, 0, sizeof(res));
 	assert_int_equal(ustate_transaction(f->s2, ops, 4, &res), -E2BIG);
 	assert_int_equal(ustate_transaction(f->s2, ops, 4, NULL), -E2BIG);
@@ -1131,11 +1165,13 @@ static void test_read_only(void **state)
 	json_t *j;
 	ustate *ro;
 	size_t n;
-	ustate_op write1 = { .type = USTATE_OP_SET, .key = "/ro/b",
-			     .value = "b", .value_len = 1 };
+	ustate_op write1 = {.type = USTATE_OP_SET,
+			    .key = "/ro/b",
+			    .value = "b",
+			    .value_len = 1};
 	ustate_op check_delete[2] = {
-		{ .type = USTATE_OP_CHECK_VERSION, .key = key, .version = 2 },
-		{ .type = USTATE_OP_DELETE, .key = key },
+		{.type = USTATE_OP_CHECK_VERSION, .key = key, .version = 2},
+		{.type = USTATE_OP_DELETE, .key = key},
 	};
 
 	o.read_only = 1;
@@ -1161,12 +1197,10 @@ static void test_read_only(void **state)
 			 -EROFS);
 	assert_int_equal(ustate_compare_and_set(ro, "/ro/new", 0, "z", 1, &v),
 			 -EROFS);
-	assert_int_equal(ustate_create_if_not_exists(ro, "/ro/new", "z", 1,
-						     &v),
+	assert_int_equal(ustate_create_if_not_exists(ro, "/ro/new", "z", 1, &v),
 			 -EROFS);
 	assert_int_equal(ustate_transaction(ro, &write1, 1, NULL), -EROFS);
-	assert_int_equal(ustate_transaction(ro, check_delete, 2, NULL),
-			 -EROFS);
+	assert_int_equal(ustate_transaction(ro, check_delete, 2, NULL), -EROFS);
 	j = json_integer(1);
 	assert_int_equal(ustate_set_json(ro, "/ro/json", j, NULL), -EROFS);
 	json_decref(j);
@@ -1203,9 +1237,9 @@ static void test_read_only(void **state)
 	assert_int_equal(script_run(ro, "set /ro/new 1\nz\ncommit\n", &reply),
 			 -EROFS);
 	free(reply);
-	assert_int_equal(script_run(ro, "check /ro/new 0\nget /ro/a\ncommit\n",
-				    &reply),
-			 1);
+	assert_int_equal(
+		script_run(ro, "check /ro/new 0\nget /ro/a\ncommit\n", &reply),
+		1);
 	free(reply);
 
 	if (f->kind != BACKEND_SQLITE)
@@ -1251,7 +1285,7 @@ static void test_options(void **state)
 static void expect_events_of_revision(ustate_watch *w, uint64_t revision,
 				      const ustate_event *want, size_t n)
 {
-	bool seen[8] = { false };
+	bool seen[8] = {false};
 	ustate_event ev;
 	size_t i, j;
 
@@ -1276,11 +1310,15 @@ static void test_watch_prefix(void **state)
 	ustate *s = f->s;
 	uint64_t r[5];
 	ustate_op ops[3] = {
-		{ .type = USTATE_OP_SET, .key = "/w/t1", .value = "t",
-		  .value_len = 1 },
-		{ .type = USTATE_OP_SET, .key = "/y/1", .value = "t",
-		  .value_len = 1 },
-		{ .type = USTATE_OP_DELETE, .key = "/w/b/c" },
+		{.type = USTATE_OP_SET,
+		 .key = "/w/t1",
+		 .value = "t",
+		 .value_len = 1},
+		{.type = USTATE_OP_SET,
+		 .key = "/y/1",
+		 .value = "t",
+		 .value_len = 1},
+		{.type = USTATE_OP_DELETE, .key = "/w/b/c"},
 	};
 
 	put(s, "/w/before", "old", 1);
@@ -1305,9 +1343,9 @@ static void test_watch_prefix(void **state)
 	expect_event(f->w, USTATE_EVENT_UPDATED, "/w/a", 2, r[1]);
 	expect_event(f->w, USTATE_EVENT_DELETED, "/w/a", 0, r[2]);
 	expect_event(f->w, USTATE_EVENT_CREATED, "/w/b/c", 1, r[3]);
-	want[0] = (ustate_event){ .type = USTATE_EVENT_CREATED, .version = 1 };
+	want[0] = (ustate_event){.type = USTATE_EVENT_CREATED, .version = 1};
 	strcpy(want[0].key, "/w/t1");
-	want[1] = (ustate_event){ .type = USTATE_EVENT_DELETED, .version = 0 };
+	want[1] = (ustate_event){.type = USTATE_EVENT_DELETED, .version = 0};
 	strcpy(want[1].key, "/w/b/c");
 	expect_events_of_revision(f->w, r[4], want, 2);
 	expect_no_event(f->w);
@@ -1345,11 +1383,15 @@ static void test_watch_all_in_order(void **state)
 	size_t i, count = 0, want = 0, revs = 1;
 	char key[32];
 	ustate_op ops[3] = {
-		{ .type = USTATE_OP_SET, .key = "/m/t", .value = "t",
-		  .value_len = 1 },
-		{ .type = USTATE_OP_SET, .key = "/m/t", .value = "t",
-		  .value_len = 1 },
-		{ .type = USTATE_OP_DELETE, .key = "/m/t" },
+		{.type = USTATE_OP_SET,
+		 .key = "/m/t",
+		 .value = "t",
+		 .value_len = 1},
+		{.type = USTATE_OP_SET,
+		 .key = "/m/t",
+		 .value = "t",
+		 .value_len = 1},
+		{.type = USTATE_OP_DELETE, .key = "/m/t"},
 	};
 
 	put(s, "/m/old", "old", 1);
@@ -1598,11 +1640,11 @@ static void test_watch_idle_cpu(void **state)
 static void test_watch_bad_pattern(void **state)
 {
 	static const char *const bad[] = {
-		"", "a", "/", "/a/", "/a//b", "/a/./b", "/a/.value",
-		"/a/**", "**", "/\x01*", "/a\xff*", "/\xc3*",
-		"/a\n",
+		"",	   "a",		"/",	 "/a/", "/a//b",
+		"/a/./b",  "/a/.value", "/a/**", "**",	"/\x01*",
+		"/a\xff*", "/\xc3*",	"/a\n",
 	};
-	static const char *const good[] = { "*", "/*", "/a/*", "/a*", "/a" };
+	static const char *const good[] = {"*", "/*", "/a/*", "/a*", "/a"};
 	struct fixture *f = *state;
 	ustate_watch *w;
 	size_t i;
@@ -1648,7 +1690,7 @@ static void *writer_main(void *arg)
 static void test_watch_other_thread(void **state)
 {
 	struct fixture *f = *state;
-	struct writer wr = { .s = f->s, .n = 1, .delay_ms = 100 };
+	struct writer wr = {.s = f->s, .n = 1, .delay_ms = 100};
 	struct timespec t0;
 	ustate_event ev;
 	pthread_t t;
@@ -1671,17 +1713,16 @@ static void test_watch_concurrent_writers(void **state)
 {
 	struct fixture *f = *state;
 	struct writer wr[4];
-	int next[4] = { 0 }, id, i;
+	int next[4] = {0}, id, i;
 	unsigned seq;
 	ustate_event ev;
 	pthread_t t[4];
 
 	assert_int_equal(ustate_watch_open(&f->w, f->s, "*", 0), 0);
 	for (i = 0; i < 4; i++) {
-		wr[i] = (struct writer){ .s = f->s, .id = i, .n = 50 };
-		assert_int_equal(pthread_create(&t[i], NULL, writer_main,
-						&wr[i]),
-				 0);
+		wr[i] = (struct writer){.s = f->s, .id = i, .n = 50};
+		assert_int_equal(
+			pthread_create(&t[i], NULL, writer_main, &wr[i]), 0);
 	}
 	for (i = 0; i < 200; i++) {
 		assert_int_equal(ustate_watch_next(f->w, &ev, 2000), 0);
@@ -1702,8 +1743,8 @@ static void test_watch_concurrent_writers(void **state)
 static void test_watch_big_txn(void **state)
 {
 	struct fixture *f = *state;
-	char (*names)[16];
-	bool seen[600] = { false };
+	char(*names)[16];
+	bool seen[600] = {false};
 	ustate_event ev;
 	ustate_op *ops;
 	unsigned idx;
@@ -1715,8 +1756,10 @@ static void test_watch_big_txn(void **state)
 	assert_non_null(ops);
 	for (i = 0; i < 600; i++) {
 		snprintf(names[i], sizeof(names[i]), "/b/%03zu", i);
-		ops[i] = (ustate_op){ .type = USTATE_OP_SET, .key = names[i],
-				      .value = "v", .value_len = 1 };
+		ops[i] = (ustate_op){.type = USTATE_OP_SET,
+				     .key = names[i],
+				     .value = "v",
+				     .value_len = 1};
 	}
 	assert_int_equal(ustate_watch_open(&f->w, f->s, "/b/*", 0), 0);
 	assert_int_equal(ustate_watch_open(&f->w2, f->s, "/b/1*", 0), 0);
@@ -1772,9 +1815,8 @@ static void test_thread_cas_race(void **state)
 
 	put(f->s, "/counter", "0", 1);
 	for (i = 0; i < 4; i++) {
-		r[i] = (struct racer){ .s = f->s, .n = 200 };
-		assert_int_equal(pthread_create(&t[i], NULL, racer_main,
-						&r[i]),
+		r[i] = (struct racer){.s = f->s, .n = 200};
+		assert_int_equal(pthread_create(&t[i], NULL, racer_main, &r[i]),
 				 0);
 	}
 	for (i = 0; i < 4; i++) {
@@ -1825,7 +1867,7 @@ static void test_options_get(void **state)
 
 static void mkdir_rmdir(ustate *s, ustate_op_type type, const char *path)
 {
-	ustate_op op = { .type = type, .key = path };
+	ustate_op op = {.type = type, .key = path};
 
 	assert_int_equal(ustate_transaction(s, &op, 1, NULL), 0);
 }
@@ -1841,20 +1883,22 @@ static unsigned node_flags(ustate *s, const char *path)
 /* Records: no version, no revision, no event; idempotent; all or nothing. */
 static void test_dir_records(void **state)
 {
-	static const char *const recs[] = { "/d/a", "/d/b/c", "/e" };
+	static const char *const recs[] = {"/d/a", "/d/b/c", "/e"};
 	struct fixture *f = *state;
 	ustate_txn_result res;
 	ustate *s = f->s;
 	uint64_t v[2], r;
 	char *before;
 	ustate_op mixed[2] = {
-		{ .type = USTATE_OP_SET, .key = "/d/k", .value = "k",
-		  .value_len = 1 },
-		{ .type = USTATE_OP_MKDIR, .key = "/d/a" },
+		{.type = USTATE_OP_SET,
+		 .key = "/d/k",
+		 .value = "k",
+		 .value_len = 1},
+		{.type = USTATE_OP_MKDIR, .key = "/d/a"},
 	};
 	ustate_op failing[2] = {
-		{ .type = USTATE_OP_MKDIR, .key = "/d/never" },
-		{ .type = USTATE_OP_DELETE, .key = "/d/missing" },
+		{.type = USTATE_OP_MKDIR, .key = "/d/never"},
+		{.type = USTATE_OP_DELETE, .key = "/d/missing"},
 	};
 
 	put(s, "/x", "x", 1);
@@ -1875,7 +1919,7 @@ static void test_dir_records(void **state)
 	mkdir_rmdir(s, USTATE_OP_MKDIR, "/e");
 	assert_int_equal(ustate_revision(s), r);
 	expect_no_event(f->w);
-	assert_list(s, "", (const char *const[]){ "/x" }, 1);
+	assert_list(s, "", (const char *const[]){"/x"}, 1);
 	assert_absent(s, "/e");
 	{
 		char **paths = NULL;
@@ -1957,7 +2001,8 @@ static void test_node(void **state)
 			 USTATE_NODE_VALUE | USTATE_NODE_CHILDREN);
 	mkdir_rmdir(s, USTATE_OP_MKDIR, "/a");
 	assert_int_equal(node_flags(s, "/a"), USTATE_NODE_VALUE |
-			 USTATE_NODE_CHILDREN | USTATE_NODE_RECORD);
+						      USTATE_NODE_CHILDREN |
+						      USTATE_NODE_RECORD);
 	/* A record below makes children; a record's prefix is not a record. */
 	mkdir_rmdir(s, USTATE_OP_MKDIR, "/r/s/t");
 	assert_int_equal(node_flags(s, "/r"), USTATE_NODE_CHILDREN);
@@ -1994,9 +2039,8 @@ static void test_node_bad_path_output(void **state)
 	assert_int_equal(flags, 0xdead);
 }
 
-static void assert_readdir(ustate *s, const char *dir,
-			   const char *const *names, const unsigned *flags,
-			   size_t nwant)
+static void assert_readdir(ustate *s, const char *dir, const char *const *names,
+			   const unsigned *flags, size_t nwant)
 {
 	ustate_dirent *d = NULL;
 	size_t n = 0, i;
@@ -2049,13 +2093,12 @@ static void test_readdir(void **state)
 	mkdir_rmdir(s, USTATE_OP_MKDIR, "/d/e/x");
 	mkdir_rmdir(s, USTATE_OP_MKDIR, "/empty");
 	assert_readdir(s, "/d", d_names, d_flags, ARRAY_SIZE(d_names));
-	assert_readdir(s, "/", (const char *const[]){ "d", "dd", "empty",
-						       "top" },
-		       (const unsigned[]){ C, V, R, V }, 4);
-	assert_readdir(s, "/d/b", (const char *const[]){ "c" },
-		       (const unsigned[]){ V | C }, 1);
-	assert_readdir(s, "/d/e", (const char *const[]){ "f", "x" },
-		       (const unsigned[]){ C, R }, 2);
+	assert_readdir(s, "/", (const char *const[]){"d", "dd", "empty", "top"},
+		       (const unsigned[]){C, V, R, V}, 4);
+	assert_readdir(s, "/d/b", (const char *const[]){"c"},
+		       (const unsigned[]){V | C}, 1);
+	assert_readdir(s, "/d/e", (const char *const[]){"f", "x"},
+		       (const unsigned[]){C, R}, 2);
 	assert_readdir(s, "/d/a", NULL, NULL, 0);
 	assert_readdir(s, "/nothing/here", NULL, NULL, 0);
 
@@ -2071,8 +2114,8 @@ static void test_readdir(void **state)
 static void test_readdir_many(void **state)
 {
 	struct fixture *f = *state;
-	ustate_txn_result res = { 0 };
-	char (*names)[32];
+	ustate_txn_result res = {0};
+	char(*names)[32];
 	ustate_dirent *d = NULL;
 	ustate_op *ops;
 	size_t i, n = 0, nops = 0;
@@ -2084,8 +2127,8 @@ static void test_readdir_many(void **state)
 	for (i = 0; i < 150; i++) {
 		/* Even children have subtrees, odd ones are plain keys. */
 		if (i % 2 == 0) {
-			snprintf(names[nops], sizeof(names[0]),
-				 "/m/c%03u/x/y", (unsigned)i);
+			snprintf(names[nops], sizeof(names[0]), "/m/c%03u/x/y",
+				 (unsigned)i);
 			nops++;
 			snprintf(names[nops], sizeof(names[0]), "/m/c%03u/z",
 				 (unsigned)i);
@@ -2097,8 +2140,10 @@ static void test_readdir_many(void **state)
 		}
 	}
 	for (i = 0; i < nops; i++)
-		ops[i] = (ustate_op){ .type = USTATE_OP_SET, .key = names[i],
-				      .value = "v", .value_len = 1 };
+		ops[i] = (ustate_op){.type = USTATE_OP_SET,
+				     .key = names[i],
+				     .value = "v",
+				     .value_len = 1};
 	assert_int_equal(ustate_transaction(f->s, ops, nops, &res), 0);
 	for (i = 0; i < 100; i++) {
 		snprintf(names[i], sizeof(names[0]), "/m/r%03u", (unsigned)i);
@@ -2116,10 +2161,9 @@ static void test_readdir_many(void **state)
 			snprintf(want, sizeof(want), "r%03u",
 				 (unsigned)(i - 150));
 		assert_string_equal(d[i].name, want);
-		assert_int_equal(d[i].flags,
-				 i >= 150   ? USTATE_NODE_RECORD :
-				 i % 2 == 0 ? USTATE_NODE_CHILDREN :
-					      USTATE_NODE_VALUE);
+		assert_int_equal(d[i].flags, i >= 150	  ? USTATE_NODE_RECORD
+					     : i % 2 == 0 ? USTATE_NODE_CHILDREN
+							  : USTATE_NODE_VALUE);
 	}
 	ustate_dirents_free(d, n);
 	free(ops);
@@ -2132,7 +2176,7 @@ static void assert_reply_head(const char *reply, const char *head)
 	size_t len = strcspn(reply, "\n");
 
 	assert_int_equal(reply[len], '\n');
-	assert_true(strlen(reply) > len + 1);	/* then a sentence */
+	assert_true(strlen(reply) > len + 1); /* then a sentence */
 	assert_memory_equal(reply, head, strlen(head));
 	assert_int_equal(len, strlen(head));
 }
@@ -2196,24 +2240,23 @@ static void test_script_failures(void **state)
 	static const struct {
 		const char *text;
 		int rc;
-		const char *head;	/* NULL: any */
+		const char *head; /* NULL: any */
 	} cases[] = {
-		{ "check /s/a 7\ncommit\n", -ECANCELED,
-		  "error 1 ECANCELED /s/a 1" },
-		{ "check /s/x 0\ndelete /s/nope\ncommit\n", -ENOENT,
-		  "error 2 ENOENT /s/nope 0" },
-		{ "create /s/a 1\ny\ncommit\n", -EEXIST,
-		  "error 1 EEXIST /s/a 1" },
-		{ "set /s/new 1\nx\ncreate /s/a 1\ny\ncommit\n", -EEXIST,
-		  NULL },
-		{ "bogus /s/a\ncommit\n", -EINVAL, NULL },
-		{ "set /s/a\ncommit\n", -EINVAL, NULL },
-		{ "set /s/a x\ncommit\n", -EINVAL, NULL },
-		{ "set /s/a -1\ncommit\n", -EINVAL, NULL },
-		{ "set /s/a 3\nabcd\ncommit\n", -EINVAL, NULL },
-		{ "set /s//bad 1\nx\ncommit\n", -EINVAL, NULL },
-		{ "delete /s/a/.\ncommit\n", -EINVAL, NULL },
-		{ "set /s/a 99999999999\n", -EFBIG, NULL },
+		{"check /s/a 7\ncommit\n", -ECANCELED,
+		 "error 1 ECANCELED /s/a 1"},
+		{"check /s/x 0\ndelete /s/nope\ncommit\n", -ENOENT,
+		 "error 2 ENOENT /s/nope 0"},
+		{"create /s/a 1\ny\ncommit\n", -EEXIST,
+		 "error 1 EEXIST /s/a 1"},
+		{"set /s/new 1\nx\ncreate /s/a 1\ny\ncommit\n", -EEXIST, NULL},
+		{"bogus /s/a\ncommit\n", -EINVAL, NULL},
+		{"set /s/a\ncommit\n", -EINVAL, NULL},
+		{"set /s/a x\ncommit\n", -EINVAL, NULL},
+		{"set /s/a -1\ncommit\n", -EINVAL, NULL},
+		{"set /s/a 3\nabcd\ncommit\n", -EINVAL, NULL},
+		{"set /s//bad 1\nx\ncommit\n", -EINVAL, NULL},
+		{"delete /s/a/.\ncommit\n", -EINVAL, NULL},
+		{"set /s/a 99999999999\n", -EFBIG, NULL},
 	};
 	ustate_options o = fast_options();
 	struct fixture *f = *state;
@@ -2237,12 +2280,16 @@ static void test_script_failures(void **state)
 	/* More ops than the store allows in one transaction. */
 	o.max_txn_ops = 2;
 	assert_int_equal(open_fresh(f, &o, &f->s2), 0);
-	assert_int_equal(script_run(f->s2, "check /a 0\ncheck /b 0\n"
-				    "check /c 0\ncommit\n", &reply),
+	assert_int_equal(script_run(f->s2,
+				    "check /a 0\ncheck /b 0\n"
+				    "check /c 0\ncommit\n",
+				    &reply),
 			 -E2BIG);
 	free(reply);
-	assert_int_equal(script_run(f->s2, "check /a 0\ncheck /b 0\n"
-				    "commit\n", &reply),
+	assert_int_equal(script_run(f->s2,
+				    "check /a 0\ncheck /b 0\n"
+				    "commit\n",
+				    &reply),
 			 1);
 	free(reply);
 
@@ -2270,8 +2317,8 @@ static void test_json(void **state)
 	ustate *s = f->s;
 	uint64_t v = 0;
 
-	obj = json_pack("{s:i, s:[b, n, s], s:{s:f}, s:s}", "a", 1, "b", 1,
-			"x", "c", "d", 1.5, "u", "caf\xc3\xa9");
+	obj = json_pack("{s:i, s:[b, n, s], s:{s:f}, s:s}", "a", 1, "b", 1, "x",
+			"c", "d", 1.5, "u", "caf\xc3\xa9");
 	assert_non_null(obj);
 	assert_int_equal(ustate_set_json(s, "/j", obj, &v), 0);
 	assert_int_equal(v, 1);
@@ -2313,8 +2360,9 @@ static void test_json(void **state)
 static void test_strerror(void **state)
 {
 	static const int codes[] = {
-		ECANCELED, ENOENT, EOVERFLOW, ENODATA, EEXIST, EFBIG, EROFS,
-		E2BIG, EINVAL, ENAMETOOLONG, EAGAIN, EUCLEAN, EBADMSG,
+		ECANCELED, ENOENT,  EOVERFLOW, ENODATA, EEXIST,
+		EFBIG,	   EROFS,   E2BIG,     EINVAL,	ENAMETOOLONG,
+		EAGAIN,	   EUCLEAN, EBADMSG,
 	};
 	const char *text[ARRAY_SIZE(codes)];
 	size_t i, j;
@@ -2337,9 +2385,9 @@ static void test_strerror(void **state)
 static void test_check_children(void **state)
 {
 	struct fixture *f = *state;
-	ustate_txn_result res = { 0 };
+	ustate_txn_result res = {0};
 	uint64_t rev;
-	ustate_op op = { .type = USTATE_OP_CHECK_CHILDREN, .key = "/d" };
+	ustate_op op = {.type = USTATE_OP_CHECK_CHILDREN, .key = "/d"};
 
 	put(f->s, "/d", "own", 1);
 	put(f->s, "/d/a", "1", 1);
@@ -2412,7 +2460,7 @@ static void test_sqlite_process_cas_race(void **state)
 		}
 	}
 	close(go[0]);
-	close(go[1]);	/* both children start now */
+	close(go[1]); /* both children start now */
 	for (i = 0; i < 2; i++) {
 		assert_int_equal(waitpid(pid[i], &status, 0), pid[i]);
 		assert_true(WIFEXITED(status));
@@ -2519,8 +2567,8 @@ static void test_sqlite_not_a_database(void **state)
 	fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
 	assert_true(fd >= 0);
 	while (done < 4096) {
-		chunk = 4096 - done < sizeof(line) - 1 ? 4096 - done :
-							 sizeof(line) - 1;
+		chunk = 4096 - done < sizeof(line) - 1 ? 4096 - done
+						       : sizeof(line) - 1;
 		assert_int_equal(write(fd, line, chunk), chunk);
 		done += chunk;
 	}
@@ -2576,9 +2624,11 @@ static void test_sqlite_reopen(void **state)
 {
 	struct fixture *f = *state;
 	ustate_op ops[2] = {
-		{ .type = USTATE_OP_SET, .key = "/p/a", .value = "t",
-		  .value_len = 1 },
-		{ .type = USTATE_OP_DELETE, .key = "/p/gone" },
+		{.type = USTATE_OP_SET,
+		 .key = "/p/a",
+		 .value = "t",
+		 .value_len = 1},
+		{.type = USTATE_OP_DELETE, .key = "/p/gone"},
 	};
 	char *before;
 
@@ -2632,9 +2682,9 @@ static void test_sqlite_external_write(void **state)
 	settle_watches(s);
 	r0 = ustate_revision(s);
 	assert_int_equal(ustate_watch_open(&f->w, s, "*", 0), 0);
-	assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READWRITE,
-					 NULL),
-			 SQLITE_OK);
+	assert_int_equal(
+		sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READWRITE, NULL),
+		SQLITE_OK);
 	sqlite3_busy_timeout(db, 5000);
 
 	exec_sql(db, "INSERT INTO kv_store VALUES('/ext', x'6869', 1, 0, 0)");
@@ -2719,27 +2769,26 @@ static void test_memory_stores_are_separate(void **state)
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 /* The cases every backend runs. */
-#define COMMON_CASES                                                      \
-	T(test_versions), T(test_get_entry), T(test_timestamps),         \
-	T(test_binary_and_empty_values), T(test_missing_key),             \
-	T(test_max_value_size), T(test_revision), T(test_list),           \
-	T(test_list_1000), T(test_compare_and_set),                       \
-	T(test_create_if_not_exists), T(test_txn_all_or_nothing),         \
-	T(test_txn_same_key), T(test_txn_limits), T(test_read_only),      \
-	T(test_options), T(test_watch_prefix), T(test_watch_exact_key),   \
-	T(test_watch_all_in_order), T(test_watch_eagain),                 \
-	T(test_watch_fd), T(test_watch_fd_first_write),                   \
-	T(test_watch_replay), T(test_watch_overflow),                     \
-	T(test_watch_history_zero),                                       \
-	T(test_watch_bad_pattern), T(test_watch_other_thread),\
-	T(test_watch_idle_cpu),            \
-	T(test_watch_concurrent_writers), T(test_watch_big_txn),          \
-	T(test_thread_cas_race), T(test_options_get),                     \
-	T(test_dir_records), T(test_node), T(test_node_bad_path_output), \
-	T(test_readdir),                                                  \
-	T(test_readdir_many), T(test_script), T(test_script_failures),    \
-	T(test_json), T(test_strerror), T(test_null_is_noop),             \
-	T(test_check_children)
+#define COMMON_CASES                                                           \
+	T(test_versions), T(test_get_entry), T(test_timestamps),               \
+		T(test_binary_and_empty_values), T(test_missing_key),          \
+		T(test_max_value_size), T(test_revision), T(test_list),        \
+		T(test_list_1000), T(test_compare_and_set),                    \
+		T(test_create_if_not_exists), T(test_txn_all_or_nothing),      \
+		T(test_txn_same_key), T(test_txn_limits), T(test_read_only),   \
+		T(test_options), T(test_watch_prefix),                         \
+		T(test_watch_exact_key), T(test_watch_all_in_order),           \
+		T(test_watch_eagain), T(test_watch_fd),                        \
+		T(test_watch_fd_first_write), T(test_watch_replay),            \
+		T(test_watch_overflow), T(test_watch_history_zero),            \
+		T(test_watch_bad_pattern), T(test_watch_other_thread),         \
+		T(test_watch_idle_cpu), T(test_watch_concurrent_writers),      \
+		T(test_watch_big_txn), T(test_thread_cas_race),                \
+		T(test_options_get), T(test_dir_records), T(test_node),        \
+		T(test_node_bad_path_output), T(test_readdir),                 \
+		T(test_readdir_many), T(test_script), T(test_script_failures), \
+		T(test_json), T(test_strerror), T(test_null_is_noop),          \
+		T(test_check_children)
 
 static const struct CMUnitTest sqlite_cases[] = {
 	COMMON_CASES,

@@ -32,13 +32,13 @@
  * Long keys, filled in by build_long_keys() before the tests run: the
  * tables below point at them.
  */
-static char seg255[1 + 255 + 1];	/* "/" + 255 bytes: longest segment */
-static char seg256[1 + 256 + 1];	/* one byte too many */
-static char nested256[3 + 256 + 1];	/* "/a/" + 256 bytes */
-static char key2048[2048 + 1];		/* valid segments, 2048 bytes */
-static char key2049[2049 + 1];		/* valid segments, 2049 bytes */
-static char key4096[4096 + 1];		/* far too long, no NUL in reach */
-static char utf8_255[1 + 255 + 1];	/* 85 three-byte characters */
+static char seg255[1 + 255 + 1];    /* "/" + 255 bytes: longest segment */
+static char seg256[1 + 256 + 1];    /* one byte too many */
+static char nested256[3 + 256 + 1]; /* "/a/" + 256 bytes */
+static char key2048[2048 + 1];	    /* valid segments, 2048 bytes */
+static char key2049[2049 + 1];	    /* valid segments, 2049 bytes */
+static char key4096[4096 + 1];	    /* far too long, no NUL in reach */
+static char utf8_255[1 + 255 + 1];  /* 85 three-byte characters */
 
 /* A key of len bytes made of "/" + 200-byte segments, then a shorter one. */
 static void fill_segments(char *buf, size_t len)
@@ -69,81 +69,87 @@ static void build_long_keys(void)
 }
 
 struct key_case {
-	const char *what;	/* the test's name */
+	const char *what; /* the test's name */
 	const char *key;
-	int err;		/* 0 for a good key */
+	int err; /* 0 for a good key */
 };
 
 static const struct key_case bad_keys[] = {
-	{ "bad: NULL", NULL, -EINVAL },
-	{ "bad: empty", "", -EINVAL },
-	{ "bad: no leading slash", "a", -EINVAL },
-	{ "bad: relative path", "a/b", -EINVAL },
-	{ "bad: leading space", " /a", -EINVAL },
-	{ "bad: root only", "/", -EINVAL },
-	{ "bad: trailing slash", "/a/", -EINVAL },
-	{ "bad: double slash only", "//", -EINVAL },
-	{ "bad: leading double slash", "//a", -EINVAL },
-	{ "bad: empty inner segment", "/a//b", -EINVAL },
-	{ "bad: dot", "/.", -EINVAL },
-	{ "bad: dot dot", "/..", -EINVAL },
-	{ "bad: trailing dot", "/a/.", -EINVAL },
-	{ "bad: trailing dot dot", "/a/..", -EINVAL },
-	{ "bad: inner dot", "/a/./b", -EINVAL },
-	{ "bad: inner dot dot", "/a/../b", -EINVAL },
-	{ "bad: reserved .value", "/.value", -EINVAL },
-	{ "bad: reserved .value inside", "/a/.value/b", -EINVAL },
-	{ "bad: reserved .txn", "/.txn", -EINVAL },
-	{ "bad: reserved .txn last", "/a/.txn", -EINVAL },
-	{ "bad: lone continuation byte", "/\x80", -EINVAL },
-	{ "bad: continuation byte inside", "/a\xbf" "b", -EINVAL },
-	{ "bad: overlong slash c0 af", "/\xc0\xaf", -EINVAL },
-	{ "bad: overlong c1 bf", "/\xc1\xbf", -EINVAL },
-	{ "bad: overlong three bytes", "/\xe0\x80\xaf", -EINVAL },
-	{ "bad: overlong four bytes", "/\xf0\x80\x80\x80", -EINVAL },
-	{ "bad: surrogate d800", "/\xed\xa0\x80", -EINVAL },
-	{ "bad: surrogate dfff", "/\xed\xbf\xbf", -EINVAL },
-	{ "bad: above U+10FFFF", "/\xf4\x90\x80\x80", -EINVAL },
-	{ "bad: lead byte f5", "/\xf5\x80\x80\x80", -EINVAL },
-	{ "bad: byte ff", "/\xff", -EINVAL },
-	{ "bad: truncated at end", "/\xe2\x82", -EINVAL },
-	{ "bad: truncated before slash", "/\xe2\x82/b", -EINVAL },
-	{ "bad: truncated four bytes", "/a\xf0\x9f\x98", -EINVAL },
-	{ "bad: control 01", "/\x01", -EINVAL },
-	{ "bad: control 1f", "/a\x1f", -EINVAL },
-	{ "bad: tab", "/a\tb", -EINVAL },
-	{ "bad: newline", "/a\n", -EINVAL },
-	{ "bad: carriage return", "/a\r/b", -EINVAL },
-	{ "bad: DEL 7f", "/\x7f", -EINVAL },
-	{ "bad: C1 U+0085", "/\xc2\x85", -EINVAL },
-	{ "bad: C1 U+009F", "/a\xc2\x9f", -EINVAL },
-	{ "bad: 256-byte segment", seg256, -ENAMETOOLONG },
-	{ "bad: 256-byte inner segment", nested256, -ENAMETOOLONG },
-	{ "bad: 2049-byte key", key2049, -ENAMETOOLONG },
-	{ "bad: 4096-byte key", key4096, -ENAMETOOLONG },
+	{"bad: NULL", NULL, -EINVAL},
+	{"bad: empty", "", -EINVAL},
+	{"bad: no leading slash", "a", -EINVAL},
+	{"bad: relative path", "a/b", -EINVAL},
+	{"bad: leading space", " /a", -EINVAL},
+	{"bad: root only", "/", -EINVAL},
+	{"bad: trailing slash", "/a/", -EINVAL},
+	{"bad: double slash only", "//", -EINVAL},
+	{"bad: leading double slash", "//a", -EINVAL},
+	{"bad: empty inner segment", "/a//b", -EINVAL},
+	{"bad: dot", "/.", -EINVAL},
+	{"bad: dot dot", "/..", -EINVAL},
+	{"bad: trailing dot", "/a/.", -EINVAL},
+	{"bad: trailing dot dot", "/a/..", -EINVAL},
+	{"bad: inner dot", "/a/./b", -EINVAL},
+	{"bad: inner dot dot", "/a/../b", -EINVAL},
+	{"bad: reserved .value", "/.value", -EINVAL},
+	{"bad: reserved .value inside", "/a/.value/b", -EINVAL},
+	{"bad: reserved .txn", "/.txn", -EINVAL},
+	{"bad: reserved .txn last", "/a/.txn", -EINVAL},
+	{"bad: lone continuation byte", "/\x80", -EINVAL},
+	{"bad: continuation byte inside",
+	 "/a\xbf"
+	 "b",
+	 -EINVAL},
+	{"bad: overlong slash c0 af", "/\xc0\xaf", -EINVAL},
+	{"bad: overlong c1 bf", "/\xc1\xbf", -EINVAL},
+	{"bad: overlong three bytes", "/\xe0\x80\xaf", -EINVAL},
+	{"bad: overlong four bytes", "/\xf0\x80\x80\x80", -EINVAL},
+	{"bad: surrogate d800", "/\xed\xa0\x80", -EINVAL},
+	{"bad: surrogate dfff", "/\xed\xbf\xbf", -EINVAL},
+	{"bad: above U+10FFFF", "/\xf4\x90\x80\x80", -EINVAL},
+	{"bad: lead byte f5", "/\xf5\x80\x80\x80", -EINVAL},
+	{"bad: byte ff", "/\xff", -EINVAL},
+	{"bad: truncated at end", "/\xe2\x82", -EINVAL},
+	{"bad: truncated before slash", "/\xe2\x82/b", -EINVAL},
+	{"bad: truncated four bytes", "/a\xf0\x9f\x98", -EINVAL},
+	{"bad: control 01", "/\x01", -EINVAL},
+	{"bad: control 1f", "/a\x1f", -EINVAL},
+	{"bad: tab", "/a\tb", -EINVAL},
+	{"bad: newline", "/a\n", -EINVAL},
+	{"bad: carriage return", "/a\r/b", -EINVAL},
+	{"bad: DEL 7f", "/\x7f", -EINVAL},
+	{"bad: C1 U+0085", "/\xc2\x85", -EINVAL},
+	{"bad: C1 U+009F", "/a\xc2\x9f", -EINVAL},
+	{"bad: 256-byte segment", seg256, -ENAMETOOLONG},
+	{"bad: 256-byte inner segment", nested256, -ENAMETOOLONG},
+	{"bad: 2049-byte key", key2049, -ENAMETOOLONG},
+	{"bad: 4096-byte key", key4096, -ENAMETOOLONG},
 };
 
 static const struct key_case good_keys[] = {
-	{ "good: one segment", "/a", 0 },
-	{ "good: nested", "/a/b/c", 0 },
-	{ "good: UTF-8 e acute", "/caf\xc3\xa9", 0 },
-	{ "good: UTF-8 euro sign", "/price/\xe2\x82\xac", 0 },
-	{ "good: emoji", "/\xf0\x9f\x98\x80/x", 0 },
-	{ "good: U+10FFFF", "/\xf4\x8f\xbf\xbf", 0 },
-	{ "good: no-break space U+00A0", "/a\xc2\xa0" "b", 0 },
-	{ "good: spaces", "/my key/with spaces ", 0 },
-	{ "good: dot inside", "/a.b", 0 },
-	{ "good: starts with two dots", "/..a", 0 },
-	{ "good: three dots", "/...", 0 },
-	{ "good: hidden", "/.hidden", 0 },
-	{ "good: ends with dots", "/a..", 0 },
-	{ "good: .values is not .value", "/.values/.txn2", 0 },
-	{ "good: star", "/*", 0 },
-	{ "good: star inside", "/a*b/?", 0 },
-	{ "good: punctuation", "/a:b;c=d&e%20\\f'\"g", 0 },
-	{ "good: 255-byte segment", seg255, 0 },
-	{ "good: 255 bytes of euro signs", utf8_255, 0 },
-	{ "good: 2048-byte key", key2048, 0 },
+	{"good: one segment", "/a", 0},
+	{"good: nested", "/a/b/c", 0},
+	{"good: UTF-8 e acute", "/caf\xc3\xa9", 0},
+	{"good: UTF-8 euro sign", "/price/\xe2\x82\xac", 0},
+	{"good: emoji", "/\xf0\x9f\x98\x80/x", 0},
+	{"good: U+10FFFF", "/\xf4\x8f\xbf\xbf", 0},
+	{"good: no-break space U+00A0",
+	 "/a\xc2\xa0"
+	 "b",
+	 0},
+	{"good: spaces", "/my key/with spaces ", 0},
+	{"good: dot inside", "/a.b", 0},
+	{"good: starts with two dots", "/..a", 0},
+	{"good: three dots", "/...", 0},
+	{"good: hidden", "/.hidden", 0},
+	{"good: ends with dots", "/a..", 0},
+	{"good: .values is not .value", "/.values/.txn2", 0},
+	{"good: star", "/*", 0},
+	{"good: star inside", "/a*b/?", 0},
+	{"good: punctuation", "/a:b;c=d&e%20\\f'\"g", 0},
+	{"good: 255-byte segment", seg255, 0},
+	{"good: 255 bytes of euro signs", utf8_255, 0},
+	{"good: 2048-byte key", key2048, 0},
 };
 
 /* The stores one test runs against, both fresh. */
@@ -227,7 +233,9 @@ static void assert_untouched(ustate *s)
 static void check_bad_key(ustate *s, const char *key, int err)
 {
 	static const ustate_op_type types[] = {
-		USTATE_OP_SET, USTATE_OP_CREATE, USTATE_OP_DELETE,
+		USTATE_OP_SET,
+		USTATE_OP_CREATE,
+		USTATE_OP_DELETE,
 		USTATE_OP_CHECK_VERSION,
 	};
 	ustate_entry *e = (ustate_entry *)1;
@@ -255,12 +263,17 @@ static void check_bad_key(ustate *s, const char *key, int err)
 	/* Valid ops before the bad one must not be applied either. */
 	for (i = 0; i < ARRAY_SIZE(types); i++) {
 		memset(ops, 0, sizeof(ops));
-		ops[0] = (ustate_op){ .type = USTATE_OP_SET, .key = "/ok",
-				      .value = "1", .value_len = 1 };
-		ops[1] = (ustate_op){ .type = USTATE_OP_CHECK_VERSION,
-				      .key = "/other", .version = 0 };
-		ops[2] = (ustate_op){ .type = types[i], .key = key,
-				      .value = "2", .value_len = 1 };
+		ops[0] = (ustate_op){.type = USTATE_OP_SET,
+				     .key = "/ok",
+				     .value = "1",
+				     .value_len = 1};
+		ops[1] = (ustate_op){.type = USTATE_OP_CHECK_VERSION,
+				     .key = "/other",
+				     .version = 0};
+		ops[2] = (ustate_op){.type = types[i],
+				     .key = key,
+				     .value = "2",
+				     .value_len = 1};
 		memset(&res, 0, sizeof(res));
 		res.versions = versions;
 		assert_int_equal(ustate_transaction(s, ops, 3, &res), err);
@@ -286,7 +299,7 @@ static void test_bad_key(void **state)
 /* A good key works through every call and comes back byte for byte. */
 static void check_good_key(ustate *s, const char *key)
 {
-	ustate_txn_result res = { 0 };
+	ustate_txn_result res = {0};
 	ustate_event ev;
 	ustate_watch *w;
 	ustate_entry *e;
@@ -294,9 +307,11 @@ static void check_good_key(ustate *s, const char *key)
 	char **keys;
 	size_t n;
 	ustate_op ops[2] = {
-		{ .type = USTATE_OP_CHECK_VERSION, .key = key, .version = 2 },
-		{ .type = USTATE_OP_SET, .key = key, .value = "three",
-		  .value_len = 5 },
+		{.type = USTATE_OP_CHECK_VERSION, .key = key, .version = 2},
+		{.type = USTATE_OP_SET,
+		 .key = key,
+		 .value = "three",
+		 .value_len = 5},
 	};
 
 	assert_int_equal(ustate_watch_open(&w, s, key, 0), 0);
@@ -363,8 +378,8 @@ static void test_limits(void **state)
 
 int main(void)
 {
-	struct CMUnitTest tests[1 + ARRAY_SIZE(bad_keys) +
-				ARRAY_SIZE(good_keys)];
+	struct CMUnitTest
+		tests[1 + ARRAY_SIZE(bad_keys) + ARRAY_SIZE(good_keys)];
 	size_t i, n = 0;
 
 	build_long_keys();
