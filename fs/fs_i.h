@@ -39,6 +39,8 @@ struct node {
 			      * protected by the table lock */
 	unsigned committing; /* commits of open files under way,
 			      * protected by the table lock */
+	unsigned expecting;  /* opens whose commit waits for their release,
+			      * protected by the table lock */
 	uint64_t generation; /* +1 at each unlink of the path,
 			      * protected by the table lock */
 	bool orphan;	     /* replaced by a rename: out of the
@@ -100,6 +102,11 @@ void node_each_creating(const char *dir,
 bool node_commit_begin(struct node *n, uint64_t gen);
 void node_commit_end(struct node *n);
 void node_settle(const char *path);
+/*
+ * A flush found a truncation or creation with nothing written: its commit
+ * comes at the release. node_settle() waits for it a short while.
+ */
+void node_expect(struct node *n, int delta);
 uint64_t node_unlinked(const char *path);
 /* The unlink failed after all: give the name back (if nothing changed). */
 void node_relinked(const char *path, uint64_t gen);

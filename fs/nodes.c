@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "fs_i.h"
 
@@ -18,6 +19,8 @@
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t released = PTHREAD_COND_INITIALIZER;
+
+#define SETTLE_MS 100	      /* longest wait for an expected release */
 static struct node **by_ino;  /* protected by lock */
 static struct node **by_path; /* protected by lock */
 static size_t nbuckets;	      /* protected by lock */
@@ -244,7 +247,8 @@ void node_forget(fuse_ino_t ino, uint64_t k)
 	n = find_ino(ino);
 	if (n && ino != FUSE_ROOT_ID) {
 		n->nlookup = n->nlookup > k ? n->nlookup - k : 0;
-		if (!n->nlookup && !n->creating && !n->committing) {
+		if (!n->nlookup && !n->creating && !n->committing &&
+		    !n->expecting) {
 			unlink_node(n);
 			count--;
 			free(n->path);
@@ -380,13 +384,39 @@ void node_commit_end(struct node *n)
 	pthread_mutex_unlock(&lock);
 }
 
+void node_expect(struct node *n, int delta)
+{
+	pthread_mutex_lock(&lock);
+	n->expecting += delta;
+	if (!n->expecting)
+		pthread_cond_broadcast(&released);
+	pthread_mutex_unlock(&lock);
+}
+
 void node_settle(const char *path)
 {
+	struct timespec until;
 	struct node *n;
 
+	/*
+	 * A commit under way is always waited for; an expected release
+	 * only for SETTLE_MS, since its file may stay open for long.
+	 */
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_nsec += SETTLE_MS * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
 	pthread_mutex_lock(&lock);
-	while ((n = find_path(path)) && n->committing)
-		pthread_cond_wait(&released, &lock);
+	while ((n = find_path(path)) && (n->committing || n->expecting)) {
+		if (!n->committing &&
+		    pthread_cond_timedwait(&released, &lock, &until) ==
+			    ETIMEDOUT)
+			break;
+		if (n->committing)
+			pthread_cond_wait(&released, &lock);
+	}
 	pthread_mutex_unlock(&lock);
 }
 

@@ -53,6 +53,7 @@ struct handle {
 	bool excl;     /* O_EXCL: the first commit must create */
 	bool append;
 	int error;    /* a failed write: nothing of this open commits */
+	bool expects; /* counted in node->expecting */
 	uint64_t gen; /* node generation at open (see node_unlinked) */
 	ustate_script *script; /* H_TXN */
 	size_t reply_off;      /* H_TXN: bytes of the reply already read */
@@ -342,6 +343,15 @@ static int node_key(struct node *n, char *key)
 	return 0;
 }
 
+/* h's commit no longer waits for its release. */
+static void expect_done(struct handle *h)
+{
+	if (h->expects) {
+		h->expects = false;
+		node_expect(h->node, -1);
+	}
+}
+
 /* h no longer creates its key (an unlink already forgot the creation). */
 static void creating_done(struct handle *h)
 {
@@ -370,6 +380,7 @@ static int commit(struct handle *h)
 	h->dirty = false;
 	h->trunc = false;
 	h->excl = false;
+	expect_done(h);
 	if (h->creating) {
 		h->creating = false;
 		creating_done(h);
@@ -413,6 +424,7 @@ static struct handle *handle_new(enum handle_kind kind, struct node *n)
 
 static void handle_free(struct handle *h)
 {
+	expect_done(h);
 	if (h->creating)
 		creating_done(h);
 	ustate_script_free(h->script);
@@ -702,6 +714,9 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 			if (end > h->len)
 				h->len = end;
 			h->dirty = true;
+			/* Now the next flush commits: no release to wait for.
+			 */
+			expect_done(h);
 		} else {
 			/* Part of the value was refused: commit none of it. */
 			h->error = rc;
@@ -726,8 +741,13 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	int rc = 0;
 
 	pthread_mutex_lock(&h->lock);
-	if (h->kind == H_WRITE && h->dirty)
+	if (h->kind == H_WRITE && h->dirty) {
 		rc = commit(h);
+	} else if (h->kind == H_WRITE && (h->trunc || h->creating) &&
+		   !h->expects) {
+		h->expects = true;
+		node_expect(h->node, 1);
+	}
 	pthread_mutex_unlock(&h->lock);
 	fuse_reply_err(req, -rc);
 }

@@ -135,3 +135,21 @@ print(bad)
 PY
 )
 check "a directory rename racing creates below it leaves no older key behind" 0 "$out"
+
+out=$(python3 - "$M" <<'PY'
+import os, sys
+os.chdir(sys.argv[1])
+bad = 0
+for i in range(500):
+    with open("rel", "w") as f:
+        f.write("data")
+    fd = os.open("rel", os.O_WRONLY | os.O_TRUNC)  # ": > rel": commit at RELEASE
+    os.close(fd)
+    fd = os.open("rel", os.O_RDONLY)
+    if os.read(fd, 10):
+        bad += 1
+    os.close(fd)
+print(bad)
+PY
+)
+check "an open right after ': > k' sees the empty value (500 rounds)" 0 "$out"
