@@ -116,6 +116,8 @@ bool node_cache_keep(struct node *n, uint64_t version);
 
 /* ops.c */
 extern const struct fuse_lowlevel_ops ustatefs_ops;
+/* After the loop: commit and free the files no RELEASE closed. */
+void handles_shutdown(void);
 
 /* replay.c: own changes, and the replay of everyone else's. */
 void own_init(void);

@@ -294,6 +294,7 @@ out_watcher:
 	fuse_session_unmount(fs.se);
 	notify_stop();
 	watcher_stop();
+	handles_shutdown();
 	goto out_signals;
 out_unmount:
 	fuse_session_unmount(fs.se);

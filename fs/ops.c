@@ -44,6 +44,7 @@ enum handle_kind { H_READ, H_WRITE, H_TXN, H_REPLAY };
 struct handle {
 	enum handle_kind kind;
 	struct node *node;
+	struct handle *prev, *next; /* in the open list, under open_lock */
 	pthread_mutex_t lock;
 	char *buf; /* the value: snapshot or edit buffer */
 	size_t len, cap;
@@ -409,6 +410,10 @@ static int ensure_cap(struct handle *h, size_t need)
 	return 0;
 }
 
+/* Every open file, so that a shutdown can finish what RELEASE did not. */
+static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct handle *open_files; /* protected by open_lock */
+
 static struct handle *handle_new(enum handle_kind kind, struct node *n)
 {
 	struct handle *h = calloc(1, sizeof(*h));
@@ -419,11 +424,25 @@ static struct handle *handle_new(enum handle_kind kind, struct node *n)
 	h->node = n;
 	h->gen = node_generation(n);
 	pthread_mutex_init(&h->lock, NULL);
+	pthread_mutex_lock(&open_lock);
+	h->next = open_files;
+	if (open_files)
+		open_files->prev = h;
+	open_files = h;
+	pthread_mutex_unlock(&open_lock);
 	return h;
 }
 
 static void handle_free(struct handle *h)
 {
+	pthread_mutex_lock(&open_lock);
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		open_files = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	pthread_mutex_unlock(&open_lock);
 	expect_done(h);
 	if (h->creating)
 		creating_done(h);
@@ -1102,6 +1121,52 @@ static char *rebase(const char *key, const char *from, const char *to)
 }
 
 /*
+ * The ops that move one key k to nk (owned by l from here on): a check
+ * of its version, so a concurrent change makes the rename retry, a set
+ * (a create with noreplace) of the new key, and a delete of the old one.
+ * -ENOENT when k has no value.
+ */
+static int move_key(struct oplist *l, const char *k, char *nk, bool noreplace)
+{
+	ustate_entry *e = NULL;
+	void *val = NULL;
+	int rc;
+
+	rc = nk ? ustate_get(fs.store, k, &e) : -ENOMEM;
+	if (rc == 0) {
+		val = malloc(e->value_len + 1);
+		rc = val ? 0 : -ENOMEM;
+	}
+	if (rc < 0) {
+		free(nk);
+		ustate_entry_free(e);
+		return rc;
+	}
+	memcpy(val, e->value, e->value_len);
+	rc = oplist_add(l,
+			(ustate_op){.type = USTATE_OP_CHECK_VERSION,
+				    .key = k,
+				    .version = e->version},
+			NULL, NULL);
+	if (rc == 0)
+		rc = oplist_add(l,
+				(ustate_op){.type = noreplace ? USTATE_OP_CREATE
+							      : USTATE_OP_SET,
+					    .key = nk,
+					    .value = val,
+					    .value_len = e->value_len},
+				nk, val);
+	else
+		free(nk), free(val);
+	if (rc == 0)
+		rc = oplist_add(l,
+				(ustate_op){.type = USTATE_OP_DELETE, .key = k},
+				NULL, NULL);
+	ustate_entry_free(e);
+	return rc;
+}
+
+/*
  * Build the ops that move every key and record at or below from to to:
  * a version check, a set and a delete per key (so a concurrent change
  * makes the whole rename retry), a record move per record.
@@ -1111,9 +1176,7 @@ static int move_ops(struct oplist *l, const char *from, const char *to,
 {
 	char prefix[USTATE_KEY_MAX + 2], **keys = NULL, **recs = NULL;
 	size_t nkeys = 0, nrecs = 0, i, flen = strlen(from);
-	ustate_entry *e;
 	char *nk;
-	void *val;
 	int rc;
 
 	memcpy(prefix, from, flen);
@@ -1131,45 +1194,13 @@ static int move_ops(struct oplist *l, const char *from, const char *to,
 	for (i = 0; rc == 0 && i <= nkeys; i++) {
 		const char *k = i < nkeys ? keys[i] : from;
 
-		rc = ustate_get(fs.store, k, &e);
-		if (rc == -ENOENT && i == nkeys) {
-			rc = 0; /* the directory itself has no value */
-			break;
-		}
-		if (rc < 0)
-			break;
-		nk = rebase(k, from, to);
-		val = malloc(e->value_len + 1);
-		if (!nk || !val) {
-			free(nk);
-			free(val);
-			ustate_entry_free(e);
-			rc = -ENOMEM;
-			break;
-		}
-		memcpy(val, e->value, e->value_len);
-		rc = oplist_add(l,
-				(ustate_op){.type = USTATE_OP_CHECK_VERSION,
-					    .key = k,
-					    .version = e->version},
-				NULL, NULL);
-		if (rc == 0)
-			rc = oplist_add(
-				l,
-				(ustate_op){.type = noreplace ? USTATE_OP_CREATE
-							      : USTATE_OP_SET,
-					    .key = nk,
-					    .value = val,
-					    .value_len = e->value_len},
-				nk, val);
-		else
-			free(nk), free(val);
-		if (rc == 0)
-			rc = oplist_add(
-				l,
-				(ustate_op){.type = USTATE_OP_DELETE, .key = k},
-				NULL, NULL);
-		ustate_entry_free(e);
+		rc = move_key(l, k, rebase(k, from, to), noreplace);
+		/*
+		 * The directory itself need not have a value; a key gone
+		 * since the listing makes the rename retry.
+		 */
+		if (rc == -ENOENT)
+			rc = i == nkeys ? 0 : -ECANCELED;
 	}
 	for (i = 0; rc == 0 && i <= nrecs; i++) {
 		const char *r = i < nrecs ? recs[i] : from;
@@ -1266,48 +1297,10 @@ static int do_rename(const char *from, const char *to, unsigned int flags)
 				NULL, NULL);
 		if (rc == 0 && fdir_is)
 			rc = move_ops(&l, from, to, flags & RENAME_NOREPLACE);
-		if (rc == 0 && !fdir_is) {
-			/* Moving a file: only the key itself, not below it. */
-			ustate_entry *e = NULL;
-			char *nk = strdup(to);
-			void *val = NULL;
-
-			rc = nk ? ustate_get(fs.store, from, &e) : -ENOMEM;
-			if (rc == 0) {
-				val = malloc(e->value_len + 1);
-				if (val)
-					memcpy(val, e->value, e->value_len);
-				rc = val ? 0 : -ENOMEM;
-			}
-			if (rc == 0)
-				rc = oplist_add(
-					&l,
-					(ustate_op){
-						.type = USTATE_OP_CHECK_VERSION,
-						.key = from,
-						.version = e->version},
-					NULL, NULL);
-			if (rc == 0)
-				rc = oplist_add(
-					&l,
-					(ustate_op){
-						.type = flags & RENAME_NOREPLACE
-								? USTATE_OP_CREATE
-								: USTATE_OP_SET,
-						.key = nk,
-						.value = val,
-						.value_len = e->value_len},
-					nk, val);
-			else
-				free(nk), free(val);
-			if (rc == 0)
-				rc = oplist_add(
-					&l,
-					(ustate_op){.type = USTATE_OP_DELETE,
-						    .key = from},
-					NULL, NULL);
-			ustate_entry_free(e);
-		}
+		/* Moving a file: only the key itself, not below it. */
+		if (rc == 0 && !fdir_is)
+			rc = move_key(&l, from, strdup(to),
+				      flags & RENAME_NOREPLACE);
 		/* The source directory keeps existing when it empties. */
 		path_split(from, fdir);
 		path_split(to, tdir);
@@ -1693,3 +1686,19 @@ const struct fuse_lowlevel_ops ustatefs_ops = {
 	.removexattr = op_removexattr,
 	.statfs = op_statfs,
 };
+
+void handles_shutdown(void)
+{
+	struct handle *h;
+
+	/*
+	 * The loop has ended: a RELEASE still on its way will never come.
+	 * Commit what it would have committed (": > k", a creation), then
+	 * free every open file.
+	 */
+	while ((h = open_files)) {
+		if (h->kind == H_WRITE && (h->dirty || h->trunc || h->creating))
+			commit(h);
+		handle_free(h);
+	}
+}
