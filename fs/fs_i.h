@@ -67,6 +67,12 @@ struct fs {
 
 extern struct fs fs;
 
+/* Whether USTATE_NODE_* flags make a path a directory. */
+static inline bool flags_dir(unsigned flags)
+{
+	return flags & (USTATE_NODE_CHILDREN | USTATE_NODE_RECORD);
+}
+
 /* nodes.c: the inode table. Paths are keys ("/" is the root). */
 int nodes_init(void);
 void nodes_destroy(void);

@@ -123,8 +123,7 @@ static int classify(const char *path, enum node_kind *kind, char *key)
 		rc = ustate_node(fs.store, key, &flags);
 		if (rc < 0)
 			return rc == -EINVAL ? -ENOENT : rc;
-		if ((flags & USTATE_NODE_VALUE) &&
-		    (flags & (USTATE_NODE_CHILDREN | USTATE_NODE_RECORD))) {
+		if ((flags & USTATE_NODE_VALUE) && flags_dir(flags)) {
 			*kind = KIND_VALUE;
 			return 0;
 		}
@@ -134,7 +133,7 @@ static int classify(const char *path, enum node_kind *kind, char *key)
 	if (rc < 0)
 		return rc == -EINVAL ? -ENOENT : rc;
 	strcpy(key, path);
-	if (flags & (USTATE_NODE_CHILDREN | USTATE_NODE_RECORD))
+	if (flags_dir(flags))
 		*kind = KIND_DIR;
 	else if (flags & USTATE_NODE_VALUE)
 		*kind = KIND_FILE;
@@ -626,8 +625,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	rc = ustate_node(fs.store, strcmp(name, ".value") ? path : dir, &flags);
 	if (rc < 0)
 		goto fail;
-	if (strcmp(name, ".value") &&
-	    (flags & (USTATE_NODE_CHILDREN | USTATE_NODE_RECORD))) {
+	if (strcmp(name, ".value") && flags_dir(flags)) {
 		rc = -EISDIR;
 		goto fail;
 	}
@@ -949,8 +947,7 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	rc = ustate_node(fs.store, path, &flags);
 	if (rc < 0)
 		goto out;
-	if (strcmp(name, ".value") &&
-	    (flags & (USTATE_NODE_CHILDREN | USTATE_NODE_RECORD))) {
+	if (strcmp(name, ".value") && flags_dir(flags)) {
 		rc = -EISDIR;
 		goto out;
 	}
@@ -1029,7 +1026,7 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 		rc = ustate_node(fs.store, path, &flags);
 	if (rc < 0)
 		goto out;
-	if (!(flags & (USTATE_NODE_CHILDREN | USTATE_NODE_RECORD)))
+	if (!flags_dir(flags))
 		rc = flags & USTATE_NODE_VALUE ? -ENOTDIR : -ENOENT;
 	else if (flags & (USTATE_NODE_CHILDREN | USTATE_NODE_VALUE))
 		rc = -ENOTEMPTY;
@@ -1253,8 +1250,8 @@ static int do_rename(const char *from, const char *to, unsigned int flags)
 			rc = ustate_node(fs.store, to, &tflags);
 		if (rc < 0)
 			return rc;
-		fdir_is = fflags & (USTATE_NODE_CHILDREN | USTATE_NODE_RECORD);
-		tdir_is = tflags & (USTATE_NODE_CHILDREN | USTATE_NODE_RECORD);
+		fdir_is = flags_dir(fflags);
+		tdir_is = flags_dir(tflags);
 		if (!fflags && !node_is_creating(from))
 			return -ENOENT;
 		if (!fflags) {
@@ -1262,8 +1259,7 @@ static int do_rename(const char *from, const char *to, unsigned int flags)
 			 * Created, not yet committed: the name moves and the
 			 * commit will land on the new one; a key there goes.
 			 */
-			if (tflags &
-			    (USTATE_NODE_CHILDREN | USTATE_NODE_RECORD))
+			if (flags_dir(tflags))
 				return -EISDIR;
 			if (tflags && (flags & RENAME_NOREPLACE))
 				return -EEXIST;
@@ -1463,9 +1459,7 @@ static bool dir_entry(struct dir_handle *d, size_t i, const char **name,
 	if (i >= d->n)
 		return false;
 	*name = d->ents[i].name;
-	*mode = d->ents[i].flags & (USTATE_NODE_CHILDREN | USTATE_NODE_RECORD)
-			? S_IFDIR
-			: S_IFREG;
+	*mode = flags_dir(d->ents[i].flags) ? S_IFDIR : S_IFREG;
 	child_path(d->path, *name, path);
 	return true;
 }

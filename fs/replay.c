@@ -427,7 +427,7 @@ static void replay(const ustate_event *ev)
 	for (i = n; i-- > 1;)
 		if (!lonely[i])
 			lonely[i - 1] = false;
-	isdir = flags & (USTATE_NODE_CHILDREN | USTATE_NODE_RECORD);
+	isdir = flags_dir(flags);
 	/*
 	 * Later changes may already be in the store (the key or its
 	 * directories gone again): the replayer sees the path as it was at
@@ -488,8 +488,7 @@ static void replay(const ustate_event *ev)
 		for (i = n; i-- > 0;) {
 			if (!lonely[i] ||
 			    ustate_node(fs.store, anc[i], &flags) < 0 ||
-			    (flags &
-			     (USTATE_NODE_CHILDREN | USTATE_NODE_RECORD)))
+			    flags_dir(flags))
 				break;
 			if (flags & USTATE_NODE_VALUE) {
 				value_path(anc[i], vpath);
