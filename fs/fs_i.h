@@ -35,8 +35,14 @@ struct node {
 	uint64_t nlookup;    /* protected by the table lock */
 	unsigned creating;   /* writers of a key not yet committed,
 			      * protected by the table lock */
-	uint64_t cached;     /* version the kernel's page cache holds,
+	uint64_t cached;     /* revision whose bytes the kernel's page
+			      * cache may hold, protected by the table lock */
+	unsigned pc_users;   /* opens reading through the page cache,
 			      * protected by the table lock */
+	unsigned writers;    /* opens for writing, protected by the table
+			      * lock */
+	uint64_t attr_rev;   /* revision whose size the kernel caches as
+			      * valid (0: none), protected by the table lock */
 	unsigned committing; /* commits of open files under way,
 			      * protected by the table lock */
 	unsigned expecting;  /* opens whose commit waits for their release,
@@ -56,6 +62,7 @@ struct fs {
 	bool debug;
 	double timeout;	     /* entry cache, seconds */
 	double attr_timeout; /* attribute cache, seconds */
+	bool direct_io;	     /* no page cache for readers either */
 	size_t max_value;    /* the store's maximum value size */
 	uid_t uid;
 	gid_t gid;
@@ -117,8 +124,28 @@ uint64_t node_unlinked(const char *path);
 /* The unlink failed after all: give the name back (if nothing changed). */
 void node_relinked(const char *path, uint64_t gen);
 uint64_t node_generation(struct node *n);
-/* Record the version in the page cache; true if it was already there. */
-bool node_cache_keep(struct node *n, uint64_t version);
+/*
+ * The kernel's caches of a file (see "Caching" in ops.c). A reader may
+ * read through the page cache when no writer has the file open and every
+ * other such reader has the same revision: node_cache_open() says
+ * whether, and whether the pages cached are already those of rev. For
+ * CACHE_INVAL the caller drops the kernel's pages, then calls
+ * node_cache_ready(); until then other readers read directly.
+ * node_writer() counts writers; a new one first waits a short while for
+ * the page-cache readers to close. node_attr_valid() records the
+ * revision whose size an attribute reply tells the kernel and returns
+ * how long the kernel may trust it: 0 while page-cache readers of
+ * another revision are open. node_attr_is() says whether the kernel may
+ * trust a size of rev; node_attr_drop() that it must not trust any.
+ */
+enum cache_use { CACHE_DIRECT, CACHE_KEEP, CACHE_INVAL };
+enum cache_use node_cache_open(struct node *n, uint64_t rev);
+void node_cache_ready(struct node *n, uint64_t rev);
+void node_cache_close(struct node *n);
+void node_writer(struct node *n, int delta);
+double node_attr_valid(fuse_ino_t ino, uint64_t rev);
+bool node_attr_is(struct node *n, uint64_t rev);
+void node_attr_drop(fuse_ino_t ino);
 
 /* ops.c */
 extern const struct fuse_lowlevel_ops ustatefs_ops;

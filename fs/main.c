@@ -26,6 +26,8 @@ struct options {
 	char *sync;
 	unsigned long max_value_size;
 	double timeout;
+	double attr_timeout;
+	int direct_io;
 	int ro;
 	int help;
 	int version;
@@ -38,7 +40,8 @@ struct options {
 
 static const struct fuse_opt opt_spec[] = {
 	OPT("sync=%s", sync), OPT("max_value_size=%lu", max_value_size),
-	OPT("timeout=%lf", timeout), OPT("-h", help), OPT("--help", help),
+	OPT("timeout=%lf", timeout), OPT("attr_timeout=%lf", attr_timeout),
+	OPT("direct_io", direct_io), OPT("-h", help), OPT("--help", help),
 	OPT("-V", version), OPT("--version", version),
 	/* Read-only: the store refuses writes and the kernel mount is ro. */
 	FUSE_OPT_KEY("ro", FUSE_OPT_KEY_KEEP),
@@ -63,6 +66,8 @@ static void usage(const char *prog)
 	       "    -o sync=full|normal|off  durability of a commit (full)\n"
 	       "    -o max_value_size=N      largest value in bytes (16 MiB)\n"
 	       "    -o timeout=SECONDS       kernel entry cache (1.0)\n"
+	       "    -o attr_timeout=SECONDS  kernel attribute cache (1.0)\n"
+	       "    -o direct_io             readers bypass the page cache\n"
 	       "    -o ro                    read-only store and mount\n"
 	       "    -o allow_other           let other users in (FUSE)\n"
 	       "    -o debug, -d             trace every FUSE request\n"
@@ -169,7 +174,7 @@ int main(int argc, char *argv[])
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
 	struct fuse_cmdline_opts copts = {0};
 	struct fuse_loop_config *lcfg = NULL;
-	struct options o = {.timeout = 1.0};
+	struct options o = {.timeout = 1.0, .attr_timeout = 1.0};
 	char fsname[USTATE_KEY_MAX + 32];
 	int rc = 1, notify = -1, err;
 
@@ -219,10 +224,12 @@ int main(int argc, char *argv[])
 	own_init();
 	fs.timeout = o.timeout;
 	/*
-	 * Sizes change with every commit, from anywhere: a stat asks the
-	 * daemon. Entries are cached and invalidated by the watcher.
+	 * Entries, attributes and pages are cached; every commit of this
+	 * mount and the watcher, for everyone else's, invalidate them (see
+	 * "Caching" in ops.c).
 	 */
-	fs.attr_timeout = 0;
+	fs.attr_timeout = o.attr_timeout;
+	fs.direct_io = o.direct_io;
 	fs.uid = getuid();
 	fs.gid = getgid();
 	clock_gettime(CLOCK_REALTIME, &fs.started);

@@ -353,15 +353,106 @@ void node_each_creating(const char *dir,
 	pthread_mutex_unlock(&lock);
 }
 
-bool node_cache_keep(struct node *n, uint64_t version)
+enum cache_use node_cache_open(struct node *n, uint64_t rev)
 {
-	bool keep;
+	enum cache_use use = CACHE_DIRECT;
 
 	pthread_mutex_lock(&lock);
-	keep = n->cached == version;
-	n->cached = version;
+	if (n->writers) {
+		use = CACHE_DIRECT;
+	} else if (!n->pc_users) {
+		n->pc_users = 1;
+		use = n->cached == rev ? CACHE_KEEP : CACHE_INVAL;
+		/* Pages of no known revision until the caller dropped them. */
+		if (use == CACHE_INVAL)
+			n->cached = 0;
+	} else if (n->cached == rev) {
+		n->pc_users++;
+		use = CACHE_KEEP;
+	}
 	pthread_mutex_unlock(&lock);
-	return keep;
+	return use;
+}
+
+void node_cache_ready(struct node *n, uint64_t rev)
+{
+	pthread_mutex_lock(&lock);
+	n->cached = rev;
+	pthread_mutex_unlock(&lock);
+}
+
+void node_cache_close(struct node *n)
+{
+	pthread_mutex_lock(&lock);
+	if (!--n->pc_users)
+		pthread_cond_broadcast(&released);
+	pthread_mutex_unlock(&lock);
+}
+
+/* CLOCK_REALTIME ms from now, for pthread_cond_timedwait(). */
+static void deadline(struct timespec *until, long ms)
+{
+	clock_gettime(CLOCK_REALTIME, until);
+	until->tv_nsec += ms * 1000000L;
+	if (until->tv_nsec >= 1000000000L) {
+		until->tv_sec++;
+		until->tv_nsec -= 1000000000L;
+	}
+}
+
+void node_writer(struct node *n, int delta)
+{
+	struct timespec until;
+
+	deadline(&until, SETTLE_MS);
+	pthread_mutex_lock(&lock);
+	n->writers += delta;
+	/*
+	 * A writer changes the kernel's i_size (an O_TRUNC open sets it to
+	 * 0, a write past the end raises it) under readers of the page
+	 * cache, who would then see their value end early: let them finish.
+	 */
+	while (delta > 0 && n->pc_users)
+		if (pthread_cond_timedwait(&released, &lock, &until) ==
+		    ETIMEDOUT)
+			break;
+	pthread_mutex_unlock(&lock);
+}
+
+double node_attr_valid(fuse_ino_t ino, uint64_t rev)
+{
+	double valid = fs.attr_timeout;
+	struct node *n;
+
+	pthread_mutex_lock(&lock);
+	n = find_ino(ino);
+	if (n && (!rev || (n->pc_users && n->cached != rev)))
+		valid = 0;
+	if (n)
+		n->attr_rev = valid > 0 ? rev : 0;
+	pthread_mutex_unlock(&lock);
+	return valid;
+}
+
+bool node_attr_is(struct node *n, uint64_t rev)
+{
+	bool yes;
+
+	pthread_mutex_lock(&lock);
+	yes = n->attr_rev == rev;
+	pthread_mutex_unlock(&lock);
+	return yes;
+}
+
+void node_attr_drop(fuse_ino_t ino)
+{
+	struct node *n;
+
+	pthread_mutex_lock(&lock);
+	n = find_ino(ino);
+	if (n)
+		n->attr_rev = 0;
+	pthread_mutex_unlock(&lock);
 }
 
 bool node_commit_begin(struct node *n, uint64_t gen)
@@ -402,12 +493,7 @@ void node_settle(const char *path)
 	 * A commit under way is always waited for; an expected release
 	 * only for SETTLE_MS, since its file may stay open for long.
 	 */
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_nsec += SETTLE_MS * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
+	deadline(&until, SETTLE_MS);
 	pthread_mutex_lock(&lock);
 	while ((n = find_path(path)) && (n->committing || n->expecting)) {
 		if (!n->committing &&

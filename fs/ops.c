@@ -14,9 +14,26 @@
  * as it was at open(). Write handles use direct I/O, so nothing written
  * but not committed ever reaches the page cache that readers share.
  *
- * Caches: after every commit, from this mount or anywhere else, the
- * watcher thread invalidates the kernel's entry and inode caches of the
- * changed key and its parents, so the next stat or open sees it.
+ * Caching. A hot read is one synchronous request, OPEN: entries and
+ * attributes are cached (timeout=, attr_timeout=) and a reader reads
+ * through the page cache, kept across opens (keep_cache) while the key's
+ * revision is the one whose pages the kernel holds (node->cached). OPEN
+ * always loads the value, so it alone decides whether the pages are
+ * still good; when not, it drops them itself before any other open may
+ * trust them (node_cache_open()). Every commit of this mount drops the
+ * kernel's attributes of the key before close() returns (own_forget_attrs
+ * in replay.c); the watcher drops attributes and pages for everyone
+ * else's commits, before it replays them as inotify events.
+ *
+ * Snapshots with a shared page cache: all readers of the page cache at
+ * one time hold the same revision; a reader that opens on another
+ * revision, or while a writer has the file open, reads directly (its own
+ * snapshot, FOPEN_DIRECT_IO). A writer's open waits briefly for readers
+ * of the page cache to close (node_writer()), since an O_TRUNC open
+ * makes the kernel's i_size 0 under them. A reader that asks for its
+ * attributes gets its snapshot's size, with a timeout of 0 whenever that
+ * is not the committed size, so the kernel never trusts a size that is
+ * not everyone's. -o direct_io makes every reader read directly.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -38,6 +55,9 @@
 
 #define RENAME_RETRIES 8
 
+/* fill_attr()'s revision of attributes that no commit changes. */
+#define ATTR_STATIC UINT64_MAX
+
 /* H_REPLAY: an open by the replayer, which reads and writes nothing. */
 enum handle_kind { H_READ, H_WRITE, H_TXN, H_REPLAY };
 
@@ -55,6 +75,9 @@ struct handle {
 	bool append;
 	int error;    /* a failed write: nothing of this open commits */
 	bool expects; /* counted in node->expecting */
+	bool paged;   /* counted in node->pc_users */
+	bool writer;  /* counted in node->writers */
+	uint64_t rev; /* H_READ: the revision of the snapshot */
 	uint64_t gen; /* node generation at open (see node_unlinked) */
 	ustate_script *script; /* H_TXN */
 	size_t reply_off;      /* H_TXN: bytes of the reply already read */
@@ -156,18 +179,25 @@ static void attr_base(struct stat *st, fuse_ino_t ino)
 	st->st_atim = st->st_mtim = st->st_ctim = fs.started;
 }
 
-static int fill_attr(fuse_ino_t ino, const char *path, struct stat *st)
+/*
+ * The attributes of path into st, and into *rev the revision they show
+ * (ATTR_STATIC for a directory or /.txn, 0 for a file being created).
+ * attr_of() as the store has them now, fill_attr() once the commits of
+ * path under way have landed (see node_settle()).
+ */
+static int attr_of(fuse_ino_t ino, const char *path, struct stat *st,
+		   uint64_t *rev)
 {
 	char key[FS_PATH_MAX];
 	enum node_kind kind;
 	ustate_entry *e;
 	int rc;
 
-	node_settle(path);
 	rc = classify(path, &kind, key);
 	if (rc < 0)
 		return rc;
 	attr_base(st, ino);
+	*rev = ATTR_STATIC;
 	switch (kind) {
 	case KIND_DIR:
 		st->st_mode = S_IFDIR | 0755;
@@ -183,10 +213,12 @@ static int fill_attr(fuse_ino_t ino, const char *path, struct stat *st)
 	st->st_mode = S_IFREG | (fs.read_only ? 0444 : 0644);
 	st->st_nlink = 1;
 	rc = ustate_get(fs.store, key, &e);
+	*rev = 0;
 	if (rc == -ENOENT && kind == KIND_FILE)
 		return 0; /* being created: empty until its close */
 	if (rc < 0)
 		return rc;
+	*rev = e->mod_revision;
 	st->st_size = (off_t)e->value_len;
 	st->st_blocks = (blkcnt_t)((e->value_len + 511) / 512);
 	st->st_mtim.tv_sec = st->st_ctim.tv_sec = e->updated_at;
@@ -196,10 +228,38 @@ static int fill_attr(fuse_ino_t ino, const char *path, struct stat *st)
 	return 0;
 }
 
+static int fill_attr(fuse_ino_t ino, const char *path, struct stat *st,
+		     uint64_t *rev)
+{
+	node_settle(path);
+	return attr_of(ino, path, st, rev);
+}
+
+/*
+ * Attributes for the replayer, which must see path as kind: the real
+ * ones when the store agrees (a size of 0 would cut short a reader of
+ * the page cache), else made up. The kernel must not keep them.
+ */
+static void replay_attr(fuse_ino_t ino, const char *path, enum node_kind kind,
+			struct stat *st)
+{
+	uint64_t rev;
+
+	if (attr_of(ino, path, st, &rev) < 0 ||
+	    S_ISDIR(st->st_mode) != (kind == KIND_DIR)) {
+		attr_base(st, ino);
+		st->st_mode =
+			kind == KIND_DIR ? S_IFDIR | 0755 : S_IFREG | 0644;
+		st->st_nlink = kind == KIND_DIR ? 2 : 1;
+	}
+	node_attr_drop(ino);
+}
+
 static void reply_entry_for(fuse_req_t req, const char *path)
 {
 	struct fuse_entry_param e = {0};
 	struct node *n;
+	uint64_t rev;
 	int rc;
 
 	n = node_lookup(path);
@@ -207,14 +267,14 @@ static void reply_entry_for(fuse_req_t req, const char *path)
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	rc = fill_attr(n->ino, path, &e.attr);
+	rc = fill_attr(n->ino, path, &e.attr, &rev);
 	if (rc < 0) {
 		node_forget(n->ino, 1);
 		fuse_reply_err(req, -rc);
 		return;
 	}
 	e.ino = n->ino;
-	e.attr_timeout = fs.attr_timeout;
+	e.attr_timeout = node_attr_valid(n->ino, rev);
 	e.entry_timeout = fs.timeout;
 	if (fuse_reply_entry(req, &e) != 0)
 		node_forget(n->ino, 1);
@@ -231,9 +291,7 @@ static void synth_entry(fuse_req_t req, const char *path, enum node_kind kind)
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	attr_base(&e.attr, n->ino);
-	e.attr.st_mode = kind == KIND_DIR ? S_IFDIR | 0755 : S_IFREG | 0644;
-	e.attr.st_nlink = kind == KIND_DIR ? 2 : 1;
+	replay_attr(n->ino, path, kind, &e.attr);
 	e.ino = n->ino;
 	if (fuse_reply_entry(req, &e) != 0)
 		node_forget(n->ino, 1);
@@ -298,33 +356,36 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 {
 	char path[FS_PATH_MAX];
 	struct handle *h = fi ? fh(fi) : NULL;
-	struct stat st;
-	int rc;
-
 	enum node_kind kind;
+	struct stat st;
+	uint64_t rev;
+	int rc;
 
 	rc = node_path(ino, path);
 	if (rc == 0 && replay_request(req) && replay_intent(path, &kind) &&
 	    kind != KIND_NONE) {
-		attr_base(&st, ino);
-		st.st_mode = kind == KIND_DIR ? S_IFDIR | 0755 : S_IFREG | 0644;
-		st.st_nlink = 1;
+		replay_attr(ino, path, kind, &st);
 		fuse_reply_attr(req, &st, 0);
 		return;
 	}
 	if (rc == 0)
-		rc = fill_attr(ino, path, &st);
+		rc = fill_attr(ino, path, &st, &rev);
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	/* An open file sees its own size: its snapshot, or its edits. */
-	if (h && h->kind != H_TXN) {
+	/*
+	 * An open file sees its own size: its snapshot, or its edits. The
+	 * kernel keeps it only while it is also the committed one.
+	 */
+	if (h && (h->kind == H_READ || h->kind == H_WRITE)) {
 		pthread_mutex_lock(&h->lock);
+		if (h->kind != H_READ || h->rev != rev)
+			rev = 0;
 		st.st_size = (off_t)h->len;
 		pthread_mutex_unlock(&h->lock);
 	}
-	fuse_reply_attr(req, &st, fs.attr_timeout);
+	fuse_reply_attr(req, &st, node_attr_valid(ino, rev));
 }
 
 /* ---- writing ---------------------------------------------------------- */
@@ -445,19 +506,26 @@ static void handle_free(struct handle *h)
 	expect_done(h);
 	if (h->creating)
 		creating_done(h);
+	if (h->paged)
+		node_cache_close(h->node);
+	if (h->writer)
+		node_writer(h->node, -1);
 	ustate_script_free(h->script);
 	pthread_mutex_destroy(&h->lock);
 	free(h->buf);
 	free(h);
 }
 
-/* Load the value of key into h (an empty buffer when it does not exist). */
-static int load(struct handle *h, const char *key, uint64_t *version)
+/*
+ * Load the value of key into h (an empty buffer when it does not exist);
+ * h->rev is the revision loaded (0: none).
+ */
+static int load(struct handle *h, const char *key)
 {
 	ustate_entry *e;
 	int rc;
 
-	*version = 0;
+	h->rev = 0;
 	rc = ustate_get(fs.store, key, &e);
 	if (rc == -ENOENT)
 		return 0;
@@ -467,7 +535,7 @@ static int load(struct handle *h, const char *key, uint64_t *version)
 	if (rc == 0) {
 		memcpy(h->buf, e->value, e->value_len);
 		h->len = e->value_len;
-		*version = e->version;
+		h->rev = e->mod_revision;
 	}
 	ustate_entry_free(e);
 	return rc;
@@ -479,8 +547,8 @@ static int open_file(struct node *n, const char *path, enum node_kind kind,
 {
 	char key[FS_PATH_MAX];
 	int acc = fi->flags & O_ACCMODE;
+	enum cache_use use;
 	struct handle *h;
-	uint64_t v;
 	int rc;
 
 	if (kind == KIND_TXN) {
@@ -506,8 +574,12 @@ static int open_file(struct node *n, const char *path, enum node_kind kind,
 	h = handle_new(acc == O_RDONLY ? H_READ : H_WRITE, n);
 	if (!h)
 		return -ENOMEM;
+	if (acc != O_RDONLY) {
+		h->writer = true;
+		node_writer(n, 1);
+	}
 	if (acc == O_RDONLY || !(fi->flags & O_TRUNC)) {
-		rc = load(h, key, &v);
+		rc = load(h, key);
 		if (rc < 0) {
 			handle_free(h);
 			return rc;
@@ -517,15 +589,32 @@ static int open_file(struct node *n, const char *path, enum node_kind kind,
 		h->trunc = fi->flags & O_TRUNC;
 		h->append = fi->flags & O_APPEND;
 	}
-	/*
-	 * Each open has its own snapshot (or edit buffer), and the page cache
-	 * and i_size are the inode's, shared by every open: direct I/O keeps
-	 * a reader within its snapshot and uncommitted bytes out of others'.
-	 */
+	/* Writers, and readers the page cache cannot serve: direct I/O. */
 	fi->direct_io = 1;
+	use = acc == O_RDONLY && h->rev && !fs.direct_io
+		      ? node_cache_open(n, h->rev)
+		      : CACHE_DIRECT;
+	if (use != CACHE_DIRECT) {
+		h->paged = true;
+		fi->direct_io = 0;
+		fi->keep_cache = 1;
+	}
+	if (use == CACHE_INVAL) {
+		/*
+		 * Drop pages of another revision before anyone may trust
+		 * the cache: no reader of the page cache is open (so none
+		 * waits on a page lock for a READ of ours).
+		 */
+		node_attr_drop(n->ino);
+		fuse_lowlevel_notify_inval_inode(fs.se, n->ino, 0, 0);
+		node_cache_ready(n, h->rev);
+	} else if (use == CACHE_KEEP && !node_attr_is(n, h->rev)) {
+		/* The size the kernel trusts must be this snapshot's. */
+		node_attr_drop(n->ino);
+		fuse_lowlevel_notify_inval_inode(fs.se, n->ino, -1, 0);
+	}
 	/* A reader has nothing to commit: its close needs no FLUSH. */
 	fi->noflush = acc == O_RDONLY;
-	(void)v;
 	fi->fh = (uintptr_t)h;
 	return 0;
 }
@@ -612,9 +701,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		}
 		fi->direct_io = 1;
 		fi->fh = (uintptr_t)h;
-		attr_base(&e.attr, n->ino);
-		e.attr.st_mode = S_IFREG | 0644;
-		e.attr.st_nlink = 1;
+		replay_attr(n->ino, path, KIND_FILE, &e.attr);
 		e.ino = n->ino;
 		if (fuse_reply_create(req, &e, fi) != 0) {
 			handle_free(h);
@@ -643,15 +730,15 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		rc = -ENOMEM;
 		goto fail;
 	}
+	h->writer = true;
+	node_writer(n, 1);
 	h->excl = fi->flags & O_EXCL;
 	h->append = fi->flags & O_APPEND;
 	if (!(flags & USTATE_NODE_VALUE)) {
 		h->creating = true;
 		node_creating(n, 1);
 	} else if (!(fi->flags & O_TRUNC)) {
-		uint64_t v;
-
-		rc = load(h, strcmp(name, ".value") ? path : dir, &v);
+		rc = load(h, strcmp(name, ".value") ? path : dir);
 		if (rc < 0)
 			goto fail;
 	} else {
@@ -838,6 +925,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	struct handle *h = fi ? fh(fi) : NULL;
 	enum node_kind kind;
 	struct stat st;
+	uint64_t rev;
 	int rc;
 
 	rc = node_path(ino, path);
@@ -867,7 +955,13 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		}
 		pthread_mutex_unlock(&h->lock);
 	} else if (to_set & FUSE_SET_ATTR_SIZE) {
+		struct node *n = node_of(ino);
+
+		if (n)
+			node_writer(n, 1);
 		rc = truncate_key(key, attr->st_size);
+		if (n)
+			node_writer(n, -1);
 	}
 	/*
 	 * Times, mode and owner are not stored (mtime is the update time);
@@ -875,7 +969,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	 */
 out:
 	if (rc == 0)
-		rc = fill_attr(ino, path, &st);
+		rc = fill_attr(ino, path, &st, &rev);
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;
@@ -883,9 +977,10 @@ out:
 	if (h && h->kind == H_WRITE) {
 		pthread_mutex_lock(&h->lock);
 		st.st_size = (off_t)h->len;
+		rev = 0;
 		pthread_mutex_unlock(&h->lock);
 	}
-	fuse_reply_attr(req, &st, fs.attr_timeout);
+	fuse_reply_attr(req, &st, node_attr_valid(ino, rev));
 }
 
 /* ---- namespace -------------------------------------------------------- */
@@ -1544,24 +1639,16 @@ static int xattr_entry(fuse_ino_t ino, ustate_entry **e)
 	return rc == -ENOENT ? -ENODATA : rc;
 }
 
-static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
-			size_t size)
+/* The text of xattr i of ino into buf (32 bytes); its length or -errno. */
+static int xattr_value(fuse_ino_t ino, int i, char *buf)
 {
-	char buf[32];
 	ustate_entry *e;
-	int i, rc, len;
 	uint64_t v = 0;
+	int rc;
 
-	i = xattr_index(name);
-	if (i < 0) {
-		fuse_reply_err(req, ENODATA);
-		return;
-	}
 	rc = xattr_entry(ino, &e);
-	if (rc < 0) {
-		fuse_reply_err(req, -rc);
-		return;
-	}
+	if (rc < 0)
+		return rc;
 	switch (i) {
 	case 0:
 		v = e->version;
@@ -1577,8 +1664,20 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 		break;
 	}
 	ustate_entry_free(e);
-	len = snprintf(buf, sizeof(buf), "%llu", (unsigned long long)v);
-	if (size == 0)
+	return snprintf(buf, 32, "%llu", (unsigned long long)v);
+}
+
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			size_t size)
+{
+	char buf[32];
+	int i, len;
+
+	i = xattr_index(name);
+	len = i < 0 ? -ENODATA : xattr_value(ino, i, buf);
+	if (len < 0)
+		fuse_reply_err(req, -len);
+	else if (size == 0)
 		fuse_reply_xattr(req, (size_t)len);
 	else if (size < (size_t)len)
 		fuse_reply_err(req, ERANGE);
@@ -1615,19 +1714,43 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 		fuse_reply_buf(req, buf, len);
 }
 
+/*
+ * Ours describe the key, as st_mtime does, and are read-only: setting one
+ * to anything but its value is EPERM (to its value, a no-op: rsync -X
+ * between two mounts). Removing one changes nothing and succeeds, as a
+ * utimes() on the mount does: rsync -X removes the names its source
+ * lacks, and must still copy a tree in. No other xattrs are stored:
+ * ENOTSUP, what copy tools expect of a file system without them.
+ */
 static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			const char *value, size_t size, int flags)
 {
-	/*
-	 * Ours are read-only; no others are stored. ENOTSUP is what copy
-	 * tools (cp -a) expect of a file system without user xattrs.
-	 */
-	fuse_reply_err(req, xattr_index(name) >= 0 ? EPERM : ENOTSUP);
+	char buf[32];
+	int i, len;
+
+	i = xattr_index(name);
+	if (i < 0) {
+		fuse_reply_err(req, ENOTSUP);
+		return;
+	}
+	len = xattr_value(ino, i, buf);
+	if (len == -ENODATA)
+		len = -EPERM;
+	else if (len >= 0 && (flags & XATTR_CREATE))
+		len = -EEXIST;
+	else if (len >= 0 && (size != (size_t)len || memcmp(buf, value, size)))
+		len = -EPERM;
+	fuse_reply_err(req, len < 0 ? -len : 0);
 }
 
 static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
-	fuse_reply_err(req, xattr_index(name) >= 0 ? EPERM : ENOTSUP);
+	char buf[32];
+	int i, len;
+
+	i = xattr_index(name);
+	len = i < 0 ? -ENOTSUP : xattr_value(ino, i, buf);
+	fuse_reply_err(req, len < 0 ? -len : 0);
 }
 
 /* ---- setup ------------------------------------------------------------ */

@@ -127,6 +127,32 @@ static void own_clear(void)
 	pthread_mutex_unlock(&own_lock);
 }
 
+/*
+ * The kernel must not trust the size it caches of key (and of its
+ * DIR/.value) once this mount committed a change of it. Only the
+ * attributes: dropping pages would take locks the request that made the
+ * change may hold. Pages are checked against the revision at each open.
+ */
+static void own_forget_attrs(const char *key)
+{
+	char vpath[FS_PATH_MAX];
+	fuse_ino_t ino;
+
+	ino = node_find(key);
+	if (ino) {
+		node_attr_drop(ino);
+		fuse_lowlevel_notify_inval_inode(fs.se, ino, -1, 0);
+	}
+	if (snprintf(vpath, sizeof(vpath), "%s/.value", key) >=
+	    (int)sizeof(vpath))
+		return;
+	ino = node_find(vpath);
+	if (ino) {
+		node_attr_drop(ino);
+		fuse_lowlevel_notify_inval_inode(fs.se, ino, -1, 0);
+	}
+}
+
 int own_transaction(const ustate_op *ops, size_t n)
 {
 	ustate_txn_result res = {0};
@@ -146,6 +172,11 @@ int own_transaction(const ustate_op *ops, size_t n)
 		    ops[i].type == USTATE_OP_DELETE)
 			own_note(ops[i].key, v[i]);
 	pthread_rwlock_unlock(&own_rw);
+	for (i = 0; rc == 0 && i < n; i++)
+		if (ops[i].type == USTATE_OP_SET ||
+		    ops[i].type == USTATE_OP_CREATE ||
+		    ops[i].type == USTATE_OP_DELETE)
+			own_forget_attrs(ops[i].key);
 	free(v);
 	return rc;
 }
@@ -233,8 +264,10 @@ static void forget_path(const char *path)
 	if (!strcmp(path, "/"))
 		return;
 	ino = node_find(path);
-	if (ino)
+	if (ino) {
+		node_attr_drop(ino);
 		fuse_lowlevel_notify_inval_inode(fs.se, ino, 0, 0);
+	}
 	name = path_split(path, dir);
 	pino = node_find(dir);
 	if (pino)

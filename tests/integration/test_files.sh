@@ -43,6 +43,25 @@ check_err "user.version is read-only" "Operation not permitted" \
 	setfattr -n user.version -v 9 "$M/k"
 check_err "other xattrs are not stored" "Operation not supported" \
 	setfattr -n user.other -v 9 "$M/k"
+v=$(xattr version "$M/k")
+setfattr -n user.version -v "$v" "$M/k"
+check "setting user.version to its value is a no-op" "$v" "$(xattr version "$M/k")"
+check "XATTR_CREATE of user.version: EEXIST" EEXIST "$(python3 -c '
+import errno, os, sys
+try:
+    os.setxattr(sys.argv[1], "user.version", b"1", os.XATTR_CREATE)
+    print("ok")
+except OSError as e:
+    print(errno.errorcode[e.errno])' "$M/k")"
+setfattr -x user.version "$M/k"
+check "removing user.version succeeds and changes nothing (rsync -X)" \
+	"$v" "$(xattr version "$M/k")"
+check_err "removing another xattr: not supported" "Operation not supported" \
+	setfattr -x user.other "$M/k"
+mkdir "$M/xd"
+check_err "a directory has no user.version to remove" "No such attribute" \
+	setfattr -x user.version "$M/xd"
+rmdir "$M/xd"
 rev1=$(xattr revision "$M/k")
 echo x > "$M/k"
 rev2=$(xattr revision "$M/k")

@@ -85,6 +85,19 @@ check "cp -a of a tree succeeds" "a: 1|data" \
 	"$(cat "$M/tree/etc/app/config.yaml")|$(cat "$M/tree/var/state")"
 check "grep -r finds it" "$M/tree/etc/app/config.yaml:a: 1" \
 	"$(grep -r 'a: 1' "$M/tree")"
+# rsync -X removes the xattrs its source lacks (ours are computed) and
+# renames a temporary file onto each target; a second run updates.
+mkdir -p "$T/rtree/etc/app"
+echo "b: 2" > "$T/rtree/etc/app/config.yaml"
+echo one > "$T/rtree/top"
+check "rsync -aX copies a tree in" "0|b: 2|one" \
+	"$(rsync -aX "$T/rtree/" "$M/rtree/" 2>&1; echo $?)|$(cat "$M/rtree/etc/app/config.yaml")|$(cat "$M/rtree/top")"
+echo two > "$T/rtree/top"
+touch -d '2001-01-01' "$T/rtree/top"
+check "rsync -aX again updates in place: one new version" "0|two|2" \
+	"$(rsync -aX "$T/rtree/" "$M/rtree/" 2>&1; echo $?)|$(cat "$M/rtree/top")|$(xattr version "$M/rtree/top")"
+check "rsync left no temporary key behind" "etc top" \
+	"$(ls -A "$M/rtree" | tr '\n' ' ' | sed 's/ $//')"
 check "jq reads a JSON key" 2 \
 	"$(echo '{"replicas": 2}' > "$M/spec" && jq .replicas "$M/spec")"
 

@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# ustatefs: the kernel's caches. A hot read costs one synchronous FUSE
+# request (OPEN), counted in the daemon's -d trace; yet after a commit
+# from anywhere (this mount, /.txn, another process on the database) the
+# next open sees the new bytes and size, even when only the bytes
+# changed, and a reader keeps its snapshot across commits.
+. "$(dirname "$0")/lib.sh"
+: "${USTATE_CLI:?}"
+
+M=$T/mnt
+DB=$T/state.db
+mkdir -p "$M"
+# Foreground with -d: the trace names every request the kernel sends.
+"$USTATEFS" -d -o attr_timeout=60,timeout=60 "$DB" "$M" 2> "$T/trace" &
+at_exit "fusermount3 -uz '$M'"
+wait_for 5 grep -q " $M fuse.ustatefs " /proc/mounts || fail "mount"
+
+# Requests of each kind since the mark: "OPEN READ GETATTR LOOKUP FLUSH".
+mark() { wc -l < "$T/trace"; }
+count() {
+	local from=$1 op out=""
+	for op in OPEN READ GETATTR LOOKUP FLUSH; do
+		out+="$(tail -n +"$((from + 1))" "$T/trace" |
+			grep -c "opcode: $op (") "
+	done
+	echo "${out% }"
+}
+
+# -- the hot path: OPEN and nothing else that waits --
+echo value-1 > "$M/k"
+# The first cat READs the value (which makes the kernel's atime stale:
+# the next fstat asks once); from then on the pages and attributes serve.
+cat "$M/k" > /dev/null
+cat "$M/k" > /dev/null
+from=$(mark)
+for i in $(seq 50); do cat "$M/k" > /dev/null; done
+check "50 hot cats: 50 OPEN, no READ, GETATTR, LOOKUP or FLUSH" \
+	"50 0 0 0 0" "$(count "$from")"
+
+# -- after a commit, wherever it came from, the next open is exact --
+# Same length each time: only the revision tells the pages are stale.
+echo value-2 > "$M/k"
+check "a write through the mount: next cat" value-2 "$(cat "$M/k")"
+printf 'set /k 8\nvalue-3\n\ncommit\n' > "$M/.txn"
+check "a /.txn commit: next cat" value-3 "$(cat "$M/k")"
+printf 'value-4\n' | "$USTATE_CLI" -d "$DB" set /k > /dev/null
+check "another process on the database: next cat" value-4 "$(cat "$M/k")"
+printf 'longer value-5\n' | "$USTATE_CLI" -d "$DB" set /k > /dev/null
+check "... with a new size: cat reads all of it" "longer value-5" \
+	"$(cat "$M/k")"
+check "... and stat then says so" 15 "$(stat -c %s "$M/k")"
+echo short > "$M/k"
+check "a shorter write through the mount: stat at once" 6 \
+	"$(stat -c %s "$M/k")"
+printf 'a much longer value\n' | "$USTATE_CLI" -d "$DB" set /k > /dev/null
+size_is() { [ "$(stat -c %s "$1")" = "$2" ]; }
+wait_for 2 size_is "$M/k" 20 || true
+check "another process's commit: stat follows within the watch delay" 20 \
+	"$(stat -c %s "$M/k")"
+truncate -s 3 "$M/k"
+check "truncate: stat and cat at once" "3 a m" \
+	"$(stat -c %s "$M/k") $(cat "$M/k")"
+
+# Many rounds, as fast as possible: read, commit elsewhere, read.
+echo 0000 > "$M/c"
+check "300 rounds of commit-then-read see every commit" "0" "$(python3 - "$M" "$DB" "$USTATE_CLI" <<'EOF'
+import os, subprocess, sys
+m, db, cli = sys.argv[1:4]
+def rd(p):
+    fd = os.open(p, os.O_RDONLY)
+    b = b""
+    while True:
+        x = os.read(fd, 4096)
+        if not x:
+            break
+        b += x
+    os.close(fd)
+    return b
+bad = 0
+for i in range(300):
+    rd(m + "/c")
+    n = b"%04d" % i
+    if i % 30 == 29:
+        subprocess.run([cli, "-d", db, "set", "/c", n.decode()],
+                       stdout=subprocess.DEVNULL, check=True)
+    elif i % 2:
+        fd = os.open(m + "/.txn", os.O_RDWR)
+        os.write(fd, b"set /c 4\n%s\ncommit\n" % n)
+        os.close(fd)
+    else:
+        fd = os.open(m + "/c", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        os.write(fd, n)
+        os.close(fd)
+    if rd(m + "/c") != n:
+        bad += 1
+print(bad)
+EOF
+)"
+
+# -- a reader keeps its snapshot while the page cache serves others --
+check "snapshots hold across commits of every kind and size" "ok" \
+	"$(python3 - "$M" <<'EOF'
+import os, sys
+m = sys.argv[1]
+p = m + "/s"
+def put(v):
+    fd = os.open(p, os.O_WRONLY | os.O_TRUNC | os.O_CREAT)
+    os.write(fd, v)
+    os.close(fd)
+bad = []
+for old, new in [(b"A" * 5000, b"B" * 100), (b"A" * 100, b"B" * 9000),
+                 (b"A" * 5000, b"B" * 5000)]:
+    for how in ["write", "txn", "truncate"]:
+        put(old)
+        fd = os.open(p, os.O_RDONLY)
+        got = os.read(fd, 10)
+        if how == "write":
+            put(new)
+        elif how == "txn":
+            t = os.open(m + "/.txn", os.O_RDWR)
+            os.write(t, b"set /s %d\n%s\ncommit\n" % (len(new), new))
+            os.close(t)
+        else:
+            os.truncate(p, len(new))
+        os.stat(p)  # another size reaches the kernel meanwhile
+        while True:
+            x = os.read(fd, 3000)
+            if not x:
+                break
+            got += x
+        os.close(fd)
+        if got != old:
+            bad.append("%s %d->%d: read %d bytes" % (how, len(old),
+                                                     len(new), len(got)))
+print("; ".join(bad) or "ok")
+EOF
+)"
+
+# -- -o direct_io: every read asks the daemon --
+D=$T/direct
+mkdir -p "$D"
+"$USTATEFS" -d -o direct_io "$T/direct.db" "$D" 2> "$T/trace" &
+at_exit "fusermount3 -uz '$D'"
+wait_for 5 grep -q " $D fuse.ustatefs " /proc/mounts || fail "mount direct"
+echo v > "$D/k"
+cat "$D/k" > /dev/null
+from=$(mark)
+for i in $(seq 20); do cat "$D/k" > /dev/null; done
+n=$(count "$from" | cut -d' ' -f2)
+check "-o direct_io: 20 cats, at least 20 READs" 1 $((n >= 20))
