@@ -64,6 +64,7 @@ struct fs {
 	double attr_timeout; /* attribute cache, seconds */
 	bool direct_io;	     /* no page cache for readers either */
 	size_t max_value;    /* the store's maximum value size */
+	size_t max_buffered; /* bytes all open files may hold */
 	uid_t uid;
 	gid_t gid;
 	struct timespec started;

@@ -25,6 +25,9 @@ struct options {
 	char *mountpoint;
 	char *sync;
 	unsigned long max_value_size;
+	unsigned long max_buffered;
+	unsigned long max_txn_ops;
+	unsigned long history;
 	double timeout;
 	double attr_timeout;
 	int direct_io;
@@ -40,6 +43,8 @@ struct options {
 
 static const struct fuse_opt opt_spec[] = {
 	OPT("sync=%s", sync), OPT("max_value_size=%lu", max_value_size),
+	OPT("max_buffered=%lu", max_buffered),
+	OPT("max_txn_ops=%lu", max_txn_ops), OPT("history=%lu", history),
 	OPT("timeout=%lf", timeout), OPT("attr_timeout=%lf", attr_timeout),
 	OPT("direct_io", direct_io), OPT("-h", help), OPT("--help", help),
 	OPT("-V", version), OPT("--version", version),
@@ -65,6 +70,12 @@ static void usage(const char *prog)
 	       "ustatefs options:\n"
 	       "    -o sync=full|normal|off  durability of a commit (full)\n"
 	       "    -o max_value_size=N      largest value in bytes (16 MiB)\n"
+	       "    -o max_buffered=N        bytes held by all open files and\n"
+	       "                             transactions (256 MiB)\n"
+	       "    -o max_txn_ops=N         operations in one transaction\n"
+	       "                             (100000)\n"
+	       "    -o history=N             revisions of history kept for\n"
+	       "                             watchers (100000)\n"
 	       "    -o timeout=SECONDS       kernel entry cache (1.0)\n"
 	       "    -o attr_timeout=SECONDS  kernel attribute cache (1.0)\n"
 	       "    -o direct_io             readers bypass the page cache\n"
@@ -109,6 +120,10 @@ static int store_open(const struct options *o)
 		so.sync = USTATE_SYNC_OFF; /* checked by main() */
 	if (o->max_value_size)
 		so.max_value_size = o->max_value_size;
+	if (o->max_txn_ops)
+		so.max_txn_ops = o->max_txn_ops;
+	if (o->history)
+		so.history = o->history;
 	so.read_only = o->ro;
 	fs.max_value = so.max_value_size;
 	if (!strcmp(o->source, ":memory:"))
@@ -174,7 +189,9 @@ int main(int argc, char *argv[])
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
 	struct fuse_cmdline_opts copts = {0};
 	struct fuse_loop_config *lcfg = NULL;
-	struct options o = {.timeout = 1.0, .attr_timeout = 1.0};
+	struct options o = {.timeout = 1.0,
+			    .attr_timeout = 1.0,
+			    .max_buffered = 256ul << 20};
 	char fsname[USTATE_KEY_MAX + 32];
 	int rc = 1, notify = -1, err;
 
@@ -229,6 +246,7 @@ int main(int argc, char *argv[])
 	 * "Caching" in ops.c).
 	 */
 	fs.attr_timeout = o.attr_timeout;
+	fs.max_buffered = o.max_buffered;
 	fs.direct_io = o.direct_io;
 	fs.uid = getuid();
 	fs.gid = getgid();

@@ -73,12 +73,13 @@ struct handle {
 	bool creating; /* created by this open, not yet committed */
 	bool excl;     /* O_EXCL: the first commit must create */
 	bool append;
-	int error;    /* a failed write: nothing of this open commits */
-	bool expects; /* counted in node->expecting */
-	bool paged;   /* counted in node->pc_users */
-	bool writer;  /* counted in node->writers */
-	uint64_t rev; /* H_READ: the revision of the snapshot */
-	uint64_t gen; /* node generation at open (see node_unlinked) */
+	int error;	/* a failed write: nothing of this open commits */
+	bool expects;	/* counted in node->expecting */
+	size_t charged; /* bytes counted in buffered */
+	bool paged;	/* counted in node->pc_users */
+	bool writer;	/* counted in node->writers */
+	uint64_t rev;	/* H_READ: the revision of the snapshot */
+	uint64_t gen;	/* node generation at open (see node_unlinked) */
 	ustate_script *script; /* H_TXN */
 	size_t reply_off;      /* H_TXN: bytes of the reply already read */
 };
@@ -449,10 +450,29 @@ static int commit(struct handle *h)
 	return 0;
 }
 
+/*
+ * Bytes held for clients: the buffers of open files and the scripts of
+ * open transactions. Past fs.max_buffered a client gets ENOMEM, and the
+ * others keep working.
+ */
+static size_t buffered; /* atomic */
+
+static int charge(struct handle *h, size_t bytes)
+{
+	if (__atomic_add_fetch(&buffered, bytes, __ATOMIC_RELAXED) >
+	    fs.max_buffered) {
+		__atomic_sub_fetch(&buffered, bytes, __ATOMIC_RELAXED);
+		return -ENOMEM;
+	}
+	h->charged += bytes;
+	return 0;
+}
+
 static int ensure_cap(struct handle *h, size_t need)
 {
 	size_t cap;
 	char *p;
+	int rc;
 
 	if (need <= h->cap)
 		return 0;
@@ -462,9 +482,17 @@ static int ensure_cap(struct handle *h, size_t need)
 	cap = h->cap ? h->cap : 4096;
 	while (cap < need)
 		cap *= 2;
+	if (cap > fs.max_value + 1)
+		cap = fs.max_value + 1;
+	rc = charge(h, cap - h->cap);
+	if (rc < 0)
+		return rc;
 	p = realloc(h->buf, cap);
-	if (!p)
+	if (!p) {
+		__atomic_sub_fetch(&buffered, cap - h->cap, __ATOMIC_RELAXED);
+		h->charged -= cap - h->cap;
 		return -ENOMEM;
+	}
 	h->buf = p;
 	h->cap = cap;
 	return 0;
@@ -510,6 +538,7 @@ static void handle_free(struct handle *h)
 		node_cache_close(h->node);
 	if (h->writer)
 		node_writer(h->node, -1);
+	__atomic_sub_fetch(&buffered, h->charged, __ATOMIC_RELAXED);
 	ustate_script_free(h->script);
 	pthread_mutex_destroy(&h->lock);
 	free(h->buf);
@@ -751,8 +780,12 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	e.attr.st_nlink = 1;
 	e.attr.st_size = (off_t)h->len;
 	e.ino = n->ino;
+	/*
+	 * Not cached: the key exists only once a commit lands, and a
+	 * creation that fails must not leave the kernel a dentry of it.
+	 */
 	e.attr_timeout = 0;
-	e.entry_timeout = fs.timeout;
+	e.entry_timeout = 0;
 	if (fuse_reply_create(req, &e, fi) != 0) {
 		handle_free(h);
 		node_forget(n->ino, 1);
@@ -800,7 +833,13 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 
 	pthread_mutex_lock(&h->lock);
 	if (h->kind == H_TXN) {
-		rc = ustate_script_feed(h->script, buf, size);
+		/* A refused piece leaves the script broken: it never commits.
+		 */
+		rc = h->error ? h->error : charge(h, size);
+		if (rc < 0)
+			h->error = rc;
+		else
+			rc = ustate_script_feed(h->script, buf, size);
 		if (rc >= 0)
 			rc = 0;
 		h->reply_off = 0;
@@ -845,7 +884,9 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	int rc = 0;
 
 	pthread_mutex_lock(&h->lock);
-	if (h->kind == H_WRITE && h->dirty) {
+	if (h->kind == H_WRITE && h->error) {
+		rc = h->error; /* a refused write: nothing commits */
+	} else if (h->kind == H_WRITE && h->dirty) {
 		rc = commit(h);
 	} else if (h->kind == H_WRITE && (h->trunc || h->creating) &&
 		   !h->expects) {
