@@ -43,6 +43,8 @@ struct node {
 			      * lock */
 	uint64_t attr_rev;   /* revision whose size the kernel caches as
 			      * valid (0: none), protected by the table lock */
+	mode_t type;	     /* S_IFREG or S_IFDIR as the kernel was told
+			      * (0: not yet), protected by the table lock */
 	unsigned committing; /* commits of open files under way,
 			      * protected by the table lock */
 	unsigned expecting;  /* opens whose commit waits for their release,
@@ -147,6 +149,14 @@ void node_writer(struct node *n, int delta);
 double node_attr_valid(fuse_ino_t ino, uint64_t rev);
 bool node_attr_is(struct node *n, uint64_t rev);
 void node_attr_drop(fuse_ino_t ino);
+/*
+ * The file type the kernel has for ino. When the path changed type since
+ * (a file key gained a child elsewhere), requests on the old inode get
+ * ESTALE: the kernel then looks the path up again (a GETATTR of another
+ * type would make it mark the inode bad: EIO).
+ */
+void node_set_type(fuse_ino_t ino, mode_t mode);
+bool node_type_is(fuse_ino_t ino, mode_t mode);
 
 /* ops.c */
 extern const struct fuse_lowlevel_ops ustatefs_ops;

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "fs_i.h"
@@ -440,6 +441,29 @@ bool node_attr_is(struct node *n, uint64_t rev)
 
 	pthread_mutex_lock(&lock);
 	yes = n->attr_rev == rev;
+	pthread_mutex_unlock(&lock);
+	return yes;
+}
+
+void node_set_type(fuse_ino_t ino, mode_t mode)
+{
+	struct node *n;
+
+	pthread_mutex_lock(&lock);
+	n = find_ino(ino);
+	if (n)
+		n->type = mode & S_IFMT;
+	pthread_mutex_unlock(&lock);
+}
+
+bool node_type_is(fuse_ino_t ino, mode_t mode)
+{
+	struct node *n;
+	bool yes;
+
+	pthread_mutex_lock(&lock);
+	n = find_ino(ino);
+	yes = !n || !n->type || n->type == (mode & S_IFMT);
 	pthread_mutex_unlock(&lock);
 	return yes;
 }

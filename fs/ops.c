@@ -277,6 +277,7 @@ static void reply_entry_for(fuse_req_t req, const char *path)
 	e.ino = n->ino;
 	e.attr_timeout = node_attr_valid(n->ino, rev);
 	e.entry_timeout = fs.timeout;
+	node_set_type(n->ino, e.attr.st_mode);
 	if (fuse_reply_entry(req, &e) != 0)
 		node_forget(n->ino, 1);
 }
@@ -294,6 +295,7 @@ static void synth_entry(fuse_req_t req, const char *path, enum node_kind kind)
 	}
 	replay_attr(n->ino, path, kind, &e.attr);
 	e.ino = n->ino;
+	node_set_type(n->ino, e.attr.st_mode);
 	if (fuse_reply_entry(req, &e) != 0)
 		node_forget(n->ino, 1);
 }
@@ -371,6 +373,8 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 	}
 	if (rc == 0)
 		rc = fill_attr(ino, path, &st, &rev);
+	if (rc == 0 && !node_type_is(ino, st.st_mode))
+		rc = -ESTALE;
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;
@@ -671,7 +675,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		rc = classify(path, &kind, key);
 	}
 	if (rc == 0 && kind == KIND_DIR)
-		rc = -EISDIR;
+		rc = node_type_is(ino, S_IFDIR) ? -EISDIR : -ESTALE;
 	if (rc == 0)
 		rc = open_file(n, path, kind, fi);
 	if (rc < 0) {
@@ -732,6 +736,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		fi->fh = (uintptr_t)h;
 		replay_attr(n->ino, path, KIND_FILE, &e.attr);
 		e.ino = n->ino;
+		node_set_type(n->ino, S_IFREG);
 		if (fuse_reply_create(req, &e, fi) != 0) {
 			handle_free(h);
 			node_forget(n->ino, 1);
@@ -786,6 +791,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	 */
 	e.attr_timeout = 0;
 	e.entry_timeout = 0;
+	node_set_type(n->ino, S_IFREG);
 	if (fuse_reply_create(req, &e, fi) != 0) {
 		handle_free(h);
 		node_forget(n->ino, 1);
