@@ -56,6 +56,9 @@ enum {
 	ST_MKDIR,
 	ST_RMDIR,
 	ST_CHILDREN,
+	ST_SAVEPOINT,
+	ST_RELEASE,
+	ST_ROLLBACK_TO,
 	ST_COUNT
 };
 
@@ -99,6 +102,9 @@ static const char *const sql_text[ST_COUNT] = {
 	/* ?1 is key + "/", ?2 key + "/" + 0xff: the keys below key. */
 	[ST_CHILDREN] = "SELECT count(*) FROM kv_store WHERE key >= ?1 AND "
 			"key < ?2",
+	[ST_SAVEPOINT] = "SAVEPOINT ustate_group",
+	[ST_RELEASE] = "RELEASE ustate_group",
+	[ST_ROLLBACK_TO] = "ROLLBACK TO ustate_group",
 };
 
 /*
@@ -176,6 +182,17 @@ struct conn {
 	struct conn *next; /* in the free list, protected by sq->plock */
 };
 
+/* A transaction waiting for its group commit (see sq_txn()). */
+struct group_req {
+	const ustate_op *ops;
+	size_t n;
+	ustate_txn_result *res;
+	unsigned flags;
+	int rc;
+	bool done;
+	struct group_req *next;
+};
+
 struct sq {
 	char *path;
 	ustate_options opts;
@@ -184,6 +201,10 @@ struct sq {
 	pthread_mutex_t plock;
 	struct conn *readers; /* free readers, protected by plock */
 	unsigned lone_writes; /* protected by wlock */
+	pthread_mutex_t glock;
+	pthread_cond_t gdone;
+	struct group_req *queue, **qtail; /* waiting, protected by glock */
+	bool leading; /* a thread commits a group, protected by glock */
 };
 
 /*
@@ -413,6 +434,8 @@ static void sq_close(void *b)
 	conn_close(q->writer);
 	pthread_mutex_destroy(&q->wlock);
 	pthread_mutex_destroy(&q->plock);
+	pthread_mutex_destroy(&q->glock);
+	pthread_cond_destroy(&q->gdone);
 	free(q->path);
 	free(q);
 }
@@ -862,24 +885,20 @@ static int txn_single(struct sq *q, struct conn *c, const ustate_op *op,
 	return 0;
 }
 
-static int sq_txn(void *b, const ustate_op *ops, size_t n,
-		  ustate_txn_result *res, unsigned flags)
+/* One transaction on its own: BEGIN IMMEDIATE ... COMMIT. Under wlock. */
+static int txn_alone(struct sq *q, const ustate_op *ops, size_t n,
+		     ustate_txn_result *res, unsigned flags)
 {
-	struct sq *q = b;
-	struct conn *c;
+	struct conn *c = q->writer;
 	uint64_t compacted;
 	int rc;
 
-	pthread_mutex_lock(&q->wlock);
-	c = q->writer;
 	if (n == 1 && !ustate_op_is_check(ops[0].type) &&
-	    (flags & USTATE_TXN_NO_REVISION)) {
-		rc = txn_single(q, c, ops, res);
-		goto out;
-	}
+	    (flags & USTATE_TXN_NO_REVISION))
+		return txn_single(q, c, ops, res);
 	rc = exec1(c, ST_BEGIN);
 	if (rc < 0)
-		goto out;
+		return rc;
 	rc = txn_apply(q, c, ops, n, res);
 	if (rc == 0)
 		rc = exec1(c, ST_COMMIT);
@@ -890,9 +909,107 @@ static int sq_txn(void *b, const ustate_op *ops, size_t n,
 		if (state_on(c, &res->revision, &compacted) < 0)
 			res->revision = 0;
 	}
-out:
-	pthread_mutex_unlock(&q->wlock);
 	return rc;
+}
+
+/*
+ * Several transactions in one SQLite transaction, each in a savepoint of
+ * its own: one that fails is rolled back alone; one COMMIT (one sync of
+ * the WAL) makes the others durable together. Under wlock.
+ */
+static void txn_group(struct sq *q, struct group_req *g)
+{
+	struct conn *c = q->writer;
+	struct group_req *r;
+	uint64_t compacted;
+	int rc;
+
+	rc = exec1(c, ST_BEGIN);
+	for (r = g; rc == 0 && r; r = r->next) {
+		r->rc = exec1(c, ST_SAVEPOINT);
+		if (r->rc == 0)
+			r->rc = txn_apply(q, c, r->ops, r->n, r->res);
+		if (r->rc < 0) {
+			/* Savepoints end with RELEASE, even rolled back. */
+			if (exec1(c, ST_ROLLBACK_TO) < 0 ||
+			    exec1(c, ST_RELEASE) < 0)
+				rc = r->rc; /* the whole group is lost */
+			if (state_on(c, &r->res->revision, &compacted) < 0)
+				r->res->revision = 0;
+		} else {
+			rc = exec1(c, ST_RELEASE);
+		}
+	}
+	if (rc == 0)
+		rc = exec1(c, ST_COMMIT);
+	if (rc == 0)
+		return;
+	if (!sqlite3_get_autocommit(c->db))
+		exec1(c, ST_ROLLBACK);
+	/*
+	 * Nothing of the group landed: those that succeeded, or were not
+	 * reached, fail with the group; the others keep their own error.
+	 */
+	for (r = g; r; r = r->next) {
+		if (r->rc == 0) {
+			r->rc = rc;
+			if (state_on(c, &r->res->revision, &compacted) < 0)
+				r->res->revision = 0;
+		}
+	}
+}
+
+#define GROUP_MAX 64 /* transactions in one commit */
+
+/*
+ * Group commit. A transaction joins the queue; the first thread to find
+ * no commit under way leads: it takes what is queued (its own and those
+ * that arrived while the last commit synced) and commits them together,
+ * then wakes the others. Alone, a transaction commits at once as before;
+ * under load, N writers share one sync. Every caller returns only after
+ * its own outcome is durable (or known failed).
+ */
+static int sq_txn(void *b, const ustate_op *ops, size_t n,
+		  ustate_txn_result *res, unsigned flags)
+{
+	struct group_req me = {ops, n, res, flags, 0, false, NULL};
+	struct group_req *g, *r;
+	struct sq *q = b;
+	size_t i;
+
+	pthread_mutex_lock(&q->glock);
+	*q->qtail = &me;
+	q->qtail = &me.next;
+	while (!me.done) {
+		if (q->leading) {
+			pthread_cond_wait(&q->gdone, &q->glock);
+			continue;
+		}
+		q->leading = true;
+		g = q->queue;
+		for (r = g, i = 1; r->next && i < GROUP_MAX; r = r->next)
+			i++;
+		q->queue = r->next;
+		if (!q->queue)
+			q->qtail = &q->queue;
+		r->next = NULL;
+		pthread_mutex_unlock(&q->glock);
+
+		pthread_mutex_lock(&q->wlock);
+		if (!g->next)
+			g->rc = txn_alone(q, g->ops, g->n, g->res, g->flags);
+		else
+			txn_group(q, g);
+		pthread_mutex_unlock(&q->wlock);
+
+		pthread_mutex_lock(&q->glock);
+		for (r = g; r; r = r->next)
+			r->done = true;
+		q->leading = false;
+		pthread_cond_broadcast(&q->gdone);
+	}
+	pthread_mutex_unlock(&q->glock);
+	return me.rc;
 }
 
 static const struct ustate_backend_ops sqlite_ops = {
@@ -920,6 +1037,9 @@ int ustate_sqlite_backend_open(void **b, const struct ustate_backend_ops **ops,
 	q->opts = *opts;
 	pthread_mutex_init(&q->wlock, NULL);
 	pthread_mutex_init(&q->plock, NULL);
+	pthread_mutex_init(&q->glock, NULL);
+	pthread_cond_init(&q->gdone, NULL);
+	q->qtail = &q->queue;
 	q->path = strdup(path);
 	if (!q->path) {
 		rc = -ENOMEM;

@@ -1827,6 +1827,101 @@ static void test_thread_cas_race(void **state)
 	assert_int_equal(ustate_revision(f->s), 801);
 }
 
+/*
+ * Concurrent transactions that share commits (the SQLite backend groups
+ * them): each one's outcome is its own. Per thread and round: a set of
+ * its key, a create of a shared key that fails but for the first, and a
+ * checked two-op transaction. Every success gets a revision of its own,
+ * in order, and the history holds exactly the successes.
+ */
+struct grouper {
+	ustate *s;
+	int id;
+	int commits;
+	int rc;
+};
+
+static void *grouper_main(void *arg)
+{
+	struct grouper *g = arg;
+	char key[32], sub[40], val[16];
+	ustate_op ops[2];
+	uint64_t v;
+	int j, rc;
+
+	snprintf(key, sizeof(key), "/g/%d", g->id);
+	snprintf(sub, sizeof(sub), "/g/%d/sub", g->id);
+	for (j = 0; j < 150 && g->rc == 0; j++) {
+		snprintf(val, sizeof(val), "%d", j);
+		rc = ustate_set(g->s, key, val, strlen(val), &v);
+		if (rc == 0 && v != (uint64_t)j + 1)
+			rc = -EPROTO;
+		if (rc < 0)
+			break;
+		g->commits++;
+		rc = ustate_create_if_not_exists(g->s, "/g/shared", "x", 1,
+						 NULL);
+		if (rc == 0)
+			g->commits++;
+		else if (rc != -EEXIST)
+			break;
+		ops[0] = (ustate_op){.type = USTATE_OP_CHECK_VERSION,
+				     .key = key,
+				     .version = (uint64_t)j + 1};
+		ops[1] = (ustate_op){.type = USTATE_OP_SET,
+				     .key = sub,
+				     .value = val,
+				     .value_len = strlen(val)};
+		rc = ustate_transaction(g->s, ops, 2, NULL);
+		if (rc < 0)
+			break;
+		g->commits++;
+		/* A check that must fail: its group-mates are unaffected. */
+		ops[0].version = (uint64_t)j + 7;
+		rc = ustate_transaction(g->s, ops, 2, NULL);
+		if (rc != -ECANCELED) {
+			rc = rc ? rc : -EPROTO;
+			break;
+		}
+		rc = 0;
+	}
+	g->rc = rc;
+	return NULL;
+}
+
+static void test_thread_group_commit(void **state)
+{
+	struct fixture *f = *state;
+	struct grouper g[8];
+	pthread_t t[8];
+	uint64_t last = 0, events = 0;
+	ustate_event ev;
+	int i, total = 0;
+
+	for (i = 0; i < 8; i++) {
+		g[i] = (struct grouper){.s = f->s, .id = i};
+		assert_int_equal(
+			pthread_create(&t[i], NULL, grouper_main, &g[i]), 0);
+	}
+	for (i = 0; i < 8; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(g[i].rc, 0);
+		total += g[i].commits;
+	}
+	assert_int_equal(total, 8 * 150 * 2 + 1);
+	assert_int_equal(ustate_revision(f->s), (uint64_t)total);
+	assert_value(f->s, "/g/shared", "x", 1);
+	assert_value(f->s, "/g/7/sub", "149", 150);
+	/* One event per commit, revisions 1..total, none twice. */
+	assert_int_equal(ustate_watch_open(&f->w, f->s, "*", 1), 0);
+	while (ustate_watch_next(f->w, &ev, 0) == 0) {
+		assert_int_equal(ev.revision, last + 1);
+		last = ev.revision;
+		events++;
+	}
+	assert_int_equal(events, (uint64_t)total);
+}
+
 /* ---- options, directories, scripts ------------------------------------- */
 
 static void test_options_get(void **state)
@@ -2784,7 +2879,8 @@ static void test_memory_stores_are_separate(void **state)
 		T(test_watch_bad_pattern), T(test_watch_other_thread),         \
 		T(test_watch_idle_cpu), T(test_watch_concurrent_writers),      \
 		T(test_watch_big_txn), T(test_thread_cas_race),                \
-		T(test_options_get), T(test_dir_records), T(test_node),        \
+		T(test_thread_group_commit), T(test_options_get),              \
+		T(test_dir_records), T(test_node),                             \
 		T(test_node_bad_path_output), T(test_readdir),                 \
 		T(test_readdir_many), T(test_script), T(test_script_failures), \
 		T(test_json), T(test_strerror), T(test_null_is_noop),          \
