@@ -9,8 +9,10 @@
 
 #include <fuse_lowlevel.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <syslog.h>
 
 #include <ustate.h>
 
@@ -182,6 +184,20 @@ bool replay_request(fuse_req_t req);
 bool replay_intent(const char *path, enum node_kind *kind);
 int watcher_start(void);
 void watcher_stop(void);
+
+/*
+ * log.c: the daemon's messages, at syslog's levels (LOG_ERR ... LOG_DEBUG),
+ * to stderr, the journal or syslog. log_level_parse() maps "error",
+ * "warning", "notice", "info" or "debug" to its level, or -EINVAL.
+ */
+int log_level_parse(const char *name);
+void log_init(int level);
+/* The daemon left its terminal: from now on, syslog (unless journal). */
+void log_background(void);
+void log_msg(int level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void log_vmsg(int level, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
 
 /* notify.c: READY=1 and the watchdog, under systemd. */
 void notify_start(void);

@@ -28,6 +28,7 @@ struct options {
 	unsigned long max_buffered;
 	unsigned long max_txn_ops;
 	unsigned long history;
+	char *log_level;
 	double timeout;
 	double attr_timeout;
 	int direct_io;
@@ -45,9 +46,10 @@ static const struct fuse_opt opt_spec[] = {
 	OPT("sync=%s", sync), OPT("max_value_size=%lu", max_value_size),
 	OPT("max_buffered=%lu", max_buffered),
 	OPT("max_txn_ops=%lu", max_txn_ops), OPT("history=%lu", history),
-	OPT("timeout=%lf", timeout), OPT("attr_timeout=%lf", attr_timeout),
-	OPT("direct_io", direct_io), OPT("-h", help), OPT("--help", help),
-	OPT("-V", version), OPT("--version", version),
+	OPT("log_level=%s", log_level), OPT("timeout=%lf", timeout),
+	OPT("attr_timeout=%lf", attr_timeout), OPT("direct_io", direct_io),
+	OPT("-h", help), OPT("--help", help), OPT("-V", version),
+	OPT("--version", version),
 	/* Read-only: the store refuses writes and the kernel mount is ro. */
 	FUSE_OPT_KEY("ro", FUSE_OPT_KEY_KEEP),
 	/* fstab words that mean nothing to a FUSE file system. */
@@ -81,6 +83,8 @@ static void usage(const char *prog)
 	       "    -o direct_io             readers bypass the page cache\n"
 	       "    -o ro                    read-only store and mount\n"
 	       "    -o allow_other           let other users in (FUSE)\n"
+	       "    -o log_level=LEVEL       error, warning, notice, info\n"
+	       "                             (default) or debug\n"
 	       "    -o debug, -d             trace every FUSE request\n"
 	       "    -f                       stay in the foreground\n"
 	       "    -s                       single-threaded\n"
@@ -170,7 +174,8 @@ static void report(int fd, char status)
 	close(fd);
 	if (status)
 		return;
-	/* Daemon: leave the terminal, keep logs only through syslog. */
+	/* Daemon: leave the terminal; messages go to syslog from now on. */
+	log_background();
 	null = open("/dev/null", O_RDWR);
 	if (null >= 0) {
 		dup2(null, 0);
@@ -193,7 +198,7 @@ int main(int argc, char *argv[])
 			    .attr_timeout = 1.0,
 			    .max_buffered = 256ul << 20};
 	char fsname[USTATE_KEY_MAX + 32];
-	int rc = 1, notify = -1, err;
+	int rc = 1, notify = -1, err, level;
 
 	rc = 2;
 	if (fuse_opt_parse(&args, &o, opt_spec, opt_proc) < 0)
@@ -229,12 +234,20 @@ int main(int argc, char *argv[])
 	    fuse_opt_add_arg(&args, o.mountpoint) < 0 ||
 	    fuse_parse_cmdline(&args, &copts) != 0)
 		goto out_args;
+	level = copts.debug ? LOG_DEBUG : LOG_INFO;
+	if (o.log_level && (level = log_level_parse(o.log_level)) < 0) {
+		fprintf(stderr,
+			"ustatefs: log_level=%s: must be error, warning, "
+			"notice, info or debug\n",
+			o.log_level);
+		goto out_args;
+	}
+	log_init(level);
 	rc = 1;
 	fs.read_only = o.ro;
 	fs.mountpoint = realpath(o.mountpoint, NULL);
 	if (!fs.mountpoint) {
-		fprintf(stderr, "ustatefs: %s: %s\n", o.mountpoint,
-			strerror(errno));
+		log_msg(LOG_ERR, "%s: %s", o.mountpoint, strerror(errno));
 		goto out_args;
 	}
 	fs.debug = copts.debug;
@@ -255,22 +268,19 @@ int main(int argc, char *argv[])
 	if (!copts.foreground) {
 		notify = background();
 		if (notify < 0) {
-			fprintf(stderr, "ustatefs: fork: %s\n",
-				strerror(-notify));
+			log_msg(LOG_ERR, "fork: %s", strerror(-notify));
 			goto out_args;
 		}
 	}
 	/* Fork the replay helper now, while the daemon has one thread. */
 	err = replay_init();
 	if (err < 0) {
-		fprintf(stderr, "ustatefs: replay helper: %s\n",
-			strerror(-err));
+		log_msg(LOG_ERR, "replay helper: %s", strerror(-err));
 		goto out_report;
 	}
 	err = store_open(&o);
 	if (err < 0) {
-		fprintf(stderr, "ustatefs: %s: %s\n", o.source,
-			ustate_strerror(err));
+		log_msg(LOG_ERR, "%s: %s", o.source, ustate_strerror(err));
 		goto out_replay;
 	}
 	err = nodes_init();
@@ -286,11 +296,14 @@ int main(int argc, char *argv[])
 		goto out_signals;
 	err = watcher_start();
 	if (err < 0) {
-		fprintf(stderr, "ustatefs: watch: %s\n", ustate_strerror(err));
+		log_msg(LOG_ERR, "watch: %s", ustate_strerror(err));
 		goto out_unmount;
 	}
 	report(notify, 0);
 	notify = -1;
+	log_msg(LOG_INFO, "serving %s at %s (%ssync=%s)", o.source,
+		fs.mountpoint, o.ro ? "read-only, " : "",
+		o.sync ? o.sync : "full");
 	notify_start();
 
 	if (copts.singlethread) {
@@ -310,6 +323,7 @@ int main(int argc, char *argv[])
 	}
 	/* A signal ends the loop with its number: that is a clean exit. */
 	rc = rc < 0 ? 1 : 0;
+	log_msg(LOG_INFO, "unmounting %s", fs.mountpoint);
 out_watcher:
 	/*
 	 * Unmount first: it ends the connection, so a replay request of the
@@ -341,6 +355,7 @@ out_args:
 	free(o.source);
 	free(o.mountpoint);
 	free(o.sync);
+	free(o.log_level);
 	free(fs.mountpoint);
 	return rc;
 }

@@ -441,8 +441,15 @@ static int commit(struct handle *h)
 		rc = own_write(key, h->buf, h->len, h->excl, 0);
 		node_commit_end(h->node);
 	}
-	if (rc < 0)
+	if (rc < 0) {
+		/* The store's troubles are the operator's; the rest, a
+		 * client's. */
+		log_msg(rc == -EIO	? LOG_ERR
+			: rc == -ENOSPC ? LOG_WARNING
+					: LOG_DEBUG,
+			"commit of %s: %s", key, ustate_strerror(rc));
 		return rc;
+	}
 	h->dirty = false;
 	h->trunc = false;
 	h->excl = false;

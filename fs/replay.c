@@ -368,8 +368,8 @@ static int helper_do(enum helper_op op, const char *path)
 	if (send(helper_fd, msg, len + 1, MSG_NOSIGNAL) != (ssize_t)len + 1 ||
 	    recv(helper_fd, &rc, sizeof(rc), 0) != sizeof(rc))
 		return -1;
-	if (rc && fs.debug)
-		fprintf(stderr, "replay %c %s: %s\n", op, path, strerror(rc));
+	if (rc)
+		log_msg(LOG_DEBUG, "replay %c %s: %s", op, path, strerror(rc));
 	return rc;
 }
 
@@ -547,6 +547,8 @@ static void *watcher_main(void *arg)
 			continue;
 		if (rc == -EOVERFLOW) {
 			/* Lost track: start again from now; drop old tokens. */
+			log_msg(LOG_WARNING, "watch fell behind the history; "
+					     "following from now");
 			ustate_watch_close(fs.watch);
 			own_clear();
 			fs.watch = NULL;
@@ -561,7 +563,7 @@ static void *watcher_main(void *arg)
 			 * error): say so, wait, and follow it again from now;
 			 * the kernel's caches time out meanwhile.
 			 */
-			fprintf(stderr, "ustatefs: watch: %s; retrying\n",
+			log_msg(LOG_ERR, "watch: %s; retrying",
 				ustate_strerror(rc));
 			sleep(1);
 			ustate_watch_close(fs.watch);

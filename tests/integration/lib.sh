@@ -95,8 +95,11 @@ mount_fs() {
 	grep -q " $mnt fuse.ustatefs " /proc/mounts
 }
 
+# umount_fs MOUNTPOINT: unmount; retried while the kernel says EBUSY,
+# which it does while the daemon replays a change made outside the
+# mount's own requests (its helper holds a file open for a moment).
 umount_fs() {
-	fusermount3 -u "$1"
+	wait_for 5 fusermount3 -u "$1" || fusermount3 -u "$1"
 }
 
 fail() {
