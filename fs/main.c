@@ -50,8 +50,12 @@ static const struct fuse_opt opt_spec[] = {
 	OPT("attr_timeout=%lf", attr_timeout), OPT("direct_io", direct_io),
 	OPT("-h", help), OPT("--help", help), OPT("-V", version),
 	OPT("--version", version),
-	/* Read-only: the store refuses writes and the kernel mount is ro. */
-	FUSE_OPT_KEY("ro", FUSE_OPT_KEY_KEEP),
+	/*
+	 * Read-only: the daemon refuses every write (EROFS). The kernel's
+	 * mount stays rw: the replay of outside changes as inotify events
+	 * opens files of the mount for writing (see replay.c).
+	 */
+	OPT("ro", ro), FUSE_OPT_KEY("rw", FUSE_OPT_KEY_DISCARD),
 	/* fstab words that mean nothing to a FUSE file system. */
 	FUSE_OPT_KEY("defaults", FUSE_OPT_KEY_DISCARD),
 	FUSE_OPT_KEY("auto", FUSE_OPT_KEY_DISCARD),
@@ -81,7 +85,7 @@ static void usage(const char *prog)
 	       "    -o timeout=SECONDS       kernel entry cache (1.0)\n"
 	       "    -o attr_timeout=SECONDS  kernel attribute cache (1.0)\n"
 	       "    -o direct_io             readers bypass the page cache\n"
-	       "    -o ro                    read-only store and mount\n"
+	       "    -o ro                    refuse every write (EROFS)\n"
 	       "    -o allow_other           let other users in (FUSE)\n"
 	       "    -o log_level=LEVEL       error, warning, notice, info\n"
 	       "                             (default) or debug\n"
@@ -107,8 +111,6 @@ static int opt_proc(void *data, const char *arg, int key,
 		fprintf(stderr, "ustatefs: too many arguments: %s\n", arg);
 		return -1;
 	}
-	if (key == FUSE_OPT_KEY_KEEP && !strcmp(arg, "ro"))
-		o->ro = 1;
 	return 1;
 }
 

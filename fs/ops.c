@@ -727,7 +727,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	}
 	if (rc == 0 && !S_ISREG(mode))
 		rc = -EPERM;
-	if (rc == 0 && fs.read_only)
+	if (rc == 0 && fs.read_only && !replay_request(req))
 		rc = -EROFS;
 	if (rc < 0)
 		goto fail;
@@ -992,7 +992,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		rc = kind == KIND_DIR ? -EISDIR : -EINVAL;
 		goto out;
 	}
-	if ((to_set & FUSE_SET_ATTR_SIZE) && fs.read_only) {
+	if (fs.read_only) {
 		rc = -EROFS;
 		goto out;
 	}

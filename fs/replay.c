@@ -579,10 +579,6 @@ static void *watcher_main(void *arg)
 		}
 		if (own_take(ev.key, ev.version))
 			continue;
-		if (fs.read_only) {
-			forget_path(ev.key);
-			continue;
-		}
 		replay(&ev);
 	}
 	return NULL;

@@ -180,3 +180,24 @@ check "ro mount reads" x "$(cat "$M/k")"
 check_err "ro mount refuses writes" "Read-only" bash -c "echo y > '$M/k'"
 check_err "ro mount refuses .txn" "Read-only" \
 	bash -c "printf 'commit\n' > '$M/.txn'"
+for cmd in "rm '$M/k'" "mkdir '$M/nd'" "mv '$M/k' '$M/k2'" "touch '$M/new'" \
+	"chmod 600 '$M/k'" "truncate -s 0 '$M/k'"; do
+	check_err "ro mount refuses: ${cmd%% *}" "Read-only" bash -c "$cmd"
+done
+check "... and changed nothing" "$before" \
+	"$(sqlite3 "$T/state.db" 'SELECT key, version, hex(value) FROM kv_store ORDER BY key')"
+
+# A read-only mount still hears of every other writer: its watchers get
+# the native events (the kernel mount stays rw for the daemon's replay).
+inotifywait -m -r --format '%e %w%f' "$M" > "$T/ro-events" 2>/dev/null &
+at_exit "kill $!"
+sleep 0.3
+"$USTATE_CLI" -d "$T/state.db" set /k z > /dev/null
+"$USTATE_CLI" -d "$T/state.db" set /ro/new 1 > /dev/null
+roev() { grep -q "CREATE,ISDIR $M/ro" "$T/ro-events" &&
+	grep -q "CLOSE_WRITE,CLOSE $M/k" "$T/ro-events"; }
+wait_for 3 roev || true
+check "ro mount: another process's writes reach inotify" \
+	"CLOSE_WRITE,CLOSE $M/k|CREATE,ISDIR $M/ro" \
+	"$(grep -o -e "CLOSE_WRITE,CLOSE $M/k" -e "CREATE,ISDIR $M/ro" "$T/ro-events" | tr '\n' '|' | sed 's/|$//')"
+check "ro mount: and reads see them" z "$(cat "$M/k")"
