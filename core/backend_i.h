@@ -16,7 +16,12 @@
 
 #include "ustate.h"
 
-#define USTATE_BACKEND_VERSION 1
+/*
+ * Version 2 appended the optional operations (export to compact): a
+ * backend leaves those it cannot do NULL and the front answers
+ * -EOPNOTSUPP.
+ */
+#define USTATE_BACKEND_VERSION 2
 
 /* Whether an op only checks (CHECK_VERSION, CHECK_CHILDREN). */
 static inline int ustate_op_is_check(ustate_op_type type)
@@ -83,6 +88,37 @@ struct ustate_backend_ops {
 	 */
 	int (*history)(void *b, uint64_t from, size_t skip, size_t max,
 		       struct ustate_change **out, size_t *n, uint64_t *oldest);
+
+	/* ---- optional (version 2); NULL: -EOPNOTSUPP ---- */
+
+	/* ustate_export(), prefix already checked. */
+	int (*export)(void *b, const char *prefix, ustate_export_fn fn,
+		      void *arg);
+
+	/*
+	 * ustate_restore(), flags already checked; next is the front's, and
+	 * gives only records that keep every rule (valid keys, versions,
+	 * value sizes) except uniqueness, which the backend checks. res is
+	 * never NULL.
+	 */
+	int (*restore)(void *b, ustate_import_fn next, void *arg,
+		       unsigned flags, ustate_restore_result *res);
+
+	/*
+	 * Copy a consistent snapshot into the existing empty file path; the
+	 * front made it and puts it in place.
+	 */
+	int (*backup)(void *b, const char *path, ustate_progress_fn progress,
+		      void *arg);
+
+	/* Report each problem to fn, which the front counts; 0 or an error. */
+	int (*check)(void *b, ustate_problem_fn fn, void *arg);
+
+	/*
+	 * ustate_compact(), revision >= 1; -EINVAL past the current
+	 * revision + 1, which only the backend can tell atomically.
+	 */
+	int (*compact)(void *b, uint64_t revision, uint64_t *removed);
 };
 
 void ustate_changes_free(struct ustate_change *c, size_t n);
@@ -95,5 +131,10 @@ int ustate_memory_backend_open(void **b, const struct ustate_backend_ops **ops,
 
 /* Shared helpers of the backends (store.c). */
 ustate_entry *ustate_entry_new(const char *key, const void *val, size_t len);
+
+/* Hand a problem to a check's fn; detail is printf-formatted. */
+int ustate_report(ustate_problem_fn fn, void *arg, const char *check,
+		  const char *key, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
 
 #endif /* USTATE_BACKEND_I_H */

@@ -180,7 +180,9 @@ const char *ustate_strerror(int err)
 	case EBADMSG:
 		return "value is not valid JSON";
 	case ENOTEMPTY:
-		return "directory not empty";
+		return "directory not empty (for a restore: the store)";
+	case EOPNOTSUPP:
+		return "operation not supported by this store's backend";
 	case ENOMEM:
 		return "out of memory";
 	default:

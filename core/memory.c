@@ -14,6 +14,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,8 @@ struct mem_backend {
 	struct mem_map dirs; /* protected by m->lock */
 	uint64_t rng;	     /* protected by m->lock, for writing */
 	uint64_t rev;	     /* protected by m->lock */
+	uint64_t compacted;  /* protected by m->lock: history before it
+			      * was dropped by ustate_compact() */
 	/* A ring of hcap changes, hlen of them from hhead, by revision. */
 	struct ustate_change *hist; /* protected by m->lock */
 	size_t hcap;		    /* protected by m->lock */
@@ -65,15 +68,15 @@ struct mem_backend {
  * with odds 1/4: one 64-bit draw holds the 31 two-bit coins that the
  * highest level needs.
  */
-static int random_level(struct mem_backend *m)
+static int random_level(uint64_t *rng)
 {
-	uint64_t x = m->rng;
+	uint64_t x = *rng;
 	int lvl = 1;
 
 	x ^= x << 13;
 	x ^= x >> 7;
 	x ^= x << 17;
-	m->rng = x;
+	*rng = x;
 	while (lvl < SL_MAX_LEVEL && (x & 3) == 0) {
 		lvl++;
 		x >>= 2;
@@ -81,10 +84,13 @@ static int random_level(struct mem_backend *m)
 	return lvl;
 }
 
-/* A new node for key, not linked and without value; NULL on ENOMEM. */
-static struct mem_node *node_new(struct mem_backend *m, const char *key)
+/*
+ * A new node for key, not linked and without value, its level drawn from
+ * *rng; NULL on ENOMEM.
+ */
+static struct mem_node *node_new(uint64_t *rng, const char *key)
 {
-	int lvl = random_level(m);
+	int lvl = random_level(rng);
 	size_t klen = strlen(key);
 	struct mem_node *x;
 
@@ -217,25 +223,30 @@ static int hist_reserve(struct mem_backend *m, size_t k)
 /*
  * The oldest revision whose changes the history holds: whole revisions are
  * kept or dropped, and every revision has at least one change, so this
- * follows from the current revision alone.
+ * follows from the current revision and the compaction point alone.
  */
 static uint64_t hist_oldest(const struct mem_backend *m)
 {
+	uint64_t oldest;
+
 	if (!m->keep)
 		return m->rev + 1;
-	return m->rev < m->keep ? 1 : m->rev - m->keep + 1;
+	oldest = m->rev < m->keep ? 1 : m->rev - m->keep + 1;
+	return oldest > m->compacted ? oldest : m->compacted + 1;
 }
 
-/* Drop the changes of the revisions that left the window. */
-static void hist_trim(struct mem_backend *m)
+/* Drop the changes of the revisions that left the window; how many. */
+static uint64_t hist_trim(struct mem_backend *m)
 {
-	uint64_t oldest = hist_oldest(m);
+	uint64_t oldest = hist_oldest(m), n = 0;
 
 	while (m->hlen && hist_at(m, 0)->revision < oldest) {
 		free(hist_at(m, 0)->key);
 		m->hhead = (m->hhead + 1) % m->hcap;
 		m->hlen--;
+		n++;
 	}
+	return n;
 }
 
 static void mem_close(void *b)
@@ -549,7 +560,7 @@ static int txn_prepare(struct mem_backend *m, const ustate_op *ops, size_t n,
 		if (op->value_len)
 			memcpy(keys[k].value, op->value, op->value_len);
 		if (!keys[k].node) {
-			keys[k].fresh = node_new(m, op->key);
+			keys[k].fresh = node_new(&m->rng, op->key);
 			if (!keys[k].fresh)
 				return -ENOMEM;
 		}
@@ -649,7 +660,7 @@ static int txn_prepare_dirs(struct mem_backend *m, struct txn_dir *dirs,
 	for (k = 0; k < nd; k++) {
 		if (!dirs[k].present || dirs[k].node)
 			continue;
-		dirs[k].fresh = node_new(m, dirs[k].path);
+		dirs[k].fresh = node_new(&m->rng, dirs[k].path);
 		if (!dirs[k].fresh)
 			return -ENOMEM;
 	}
@@ -827,6 +838,474 @@ out:
 	return rc;
 }
 
+/* ---- administration ---------------------------------------------------- */
+
+/*
+ * A seed that differs between maps keeps callers from learning the level
+ * sequence and choosing an insertion order that unbalances a list; | 1
+ * because xorshift never leaves the zero state.
+ */
+static uint64_t rng_seed(const void *p)
+{
+	return ((uintptr_t)p * 0x9e3779b97f4a7c15ull ^ (uint64_t)time(NULL)) |
+	       1;
+}
+
+/* Whether the store holds no key and no directory record. */
+static bool mem_empty(struct mem_backend *m)
+{
+	return !m->keys.head->next[0] && !m->dirs.head->next[0];
+}
+
+static bool has_prefix(const struct mem_node *x, const char *prefix,
+		       size_t plen)
+{
+	return x && !strncmp(x->key, prefix, plen);
+}
+
+/* Walk the keys and the records in step, merging them by path. */
+static int mem_export(void *b, const char *prefix, ustate_export_fn fn,
+		      void *arg)
+{
+	struct mem_backend *m = b;
+	size_t plen = strlen(prefix);
+	struct mem_node *k, *d;
+	ustate_record r;
+	int rc;
+
+	rc = -pthread_rwlock_rdlock(&m->lock);
+	if (rc < 0)
+		return rc;
+	k = seek(&m->keys, prefix, NULL);
+	d = seek(&m->dirs, prefix, NULL);
+	while (rc == 0 &&
+	       (has_prefix(k, prefix, plen) || has_prefix(d, prefix, plen))) {
+		if (has_prefix(k, prefix, plen) &&
+		    (!has_prefix(d, prefix, plen) ||
+		     strcmp(k->key, d->key) <= 0)) {
+			r = (ustate_record){
+				.type = USTATE_RECORD_KEY,
+				.key = k->key,
+				.value = k->value ? k->value : "",
+				.value_len = k->value_len,
+				.version = k->version,
+				.created_at = k->created_at,
+				.updated_at = k->updated_at,
+				.mod_revision = k->mod_revision,
+			};
+			k = k->next[0];
+		} else {
+			r = (ustate_record){.type = USTATE_RECORD_DIR,
+					    .key = d->key};
+			d = d->next[0];
+		}
+		rc = fn(arg, &r);
+	}
+	pthread_rwlock_unlock(&m->lock);
+	return rc;
+}
+
+/*
+ * The records of a restore, staged before the store's lock is taken: two
+ * maps of nodes that are not in the store, then the same nodes in arrays,
+ * in order (linking a node into the store rewrites its links, so once the
+ * commit starts the maps are no longer walked).
+ */
+struct staged {
+	struct mem_map keys, dirs;
+	uint64_t rng;
+	size_t nkeys, ndirs;
+	struct mem_node **key, **dir; /* NULL once the store owns the node */
+};
+
+/* Copy one record into the staged maps; -EEXIST when its path came before. */
+static int stage_record(struct staged *st, const ustate_record *r)
+{
+	bool is_key = r->type == USTATE_RECORD_KEY;
+	struct mem_map *map = is_key ? &st->keys : &st->dirs;
+	struct mem_node *x;
+
+	if (find(map, r->key))
+		return -EEXIST;
+	x = node_new(&st->rng, r->key);
+	if (!x)
+		return -ENOMEM;
+	if (is_key) {
+		/* + 1: a valid pointer even for an empty value */
+		x->value = malloc(r->value_len + 1);
+		if (!x->value) {
+			free(x);
+			return -ENOMEM;
+		}
+		if (r->value_len)
+			memcpy(x->value, r->value, r->value_len);
+		x->value_len = r->value_len;
+		x->version = r->version;
+		x->created_at = r->created_at;
+		x->updated_at = r->updated_at;
+	}
+	node_link(map, x);
+	if (is_key)
+		st->nkeys++;
+	else
+		st->ndirs++;
+	return 0;
+}
+
+/* Fill the arrays from the staged maps. */
+static int stage_arrays(struct staged *st)
+{
+	struct mem_node *x;
+	size_t i;
+
+	st->key = calloc(st->nkeys + 1, sizeof(*st->key));
+	st->dir = calloc(st->ndirs + 1, sizeof(*st->dir));
+	if (!st->key || !st->dir)
+		return -ENOMEM;
+	for (x = st->keys.head->next[0], i = 0; x; x = x->next[0])
+		st->key[i++] = x;
+	for (x = st->dirs.head->next[0], i = 0; x; x = x->next[0])
+		st->dir[i++] = x;
+	return 0;
+}
+
+static void stage_free(struct staged *st)
+{
+	size_t i;
+
+	if (!st->key || !st->dir) {
+		/* The maps still hold every node. */
+		if (st->keys.head)
+			map_destroy(&st->keys);
+		if (st->dirs.head)
+			map_destroy(&st->dirs);
+	} else {
+		for (i = 0; i < st->nkeys; i++)
+			if (st->key[i]) {
+				free(st->key[i]->value);
+				free(st->key[i]);
+			}
+		for (i = 0; i < st->ndirs; i++)
+			free(st->dir[i]);
+		free(st->keys.head);
+		free(st->dirs.head);
+	}
+	free(st->key);
+	free(st->dir);
+}
+
+/* One change of a restore: a staged key written, or an old key deleted. */
+struct restore_step {
+	size_t staged; /* index in st->key, or SIZE_MAX for a delete */
+	struct mem_node *old;
+};
+
+static bool same_entry(const struct mem_node *a, const struct mem_node *b)
+{
+	return a->version == b->version && a->created_at == b->created_at &&
+	       a->updated_at == b->updated_at && a->value_len == b->value_len &&
+	       (!a->value_len || !memcmp(a->value, b->value, a->value_len));
+}
+
+/*
+ * Decide every change a restore makes, in key order, deletes last, and
+ * allocate what the commit needs (the history's copies of the keys, room
+ * in the ring), so that the commit cannot fail.
+ */
+static int restore_plan(struct mem_backend *m, struct staged *st,
+			unsigned flags, struct restore_step **out, size_t *n,
+			struct ustate_change **chg)
+{
+	struct restore_step *steps;
+	struct mem_node *x;
+	size_t cap = st->nkeys, cnt = 0, i;
+
+	if (flags & USTATE_RESTORE_REPLACE)
+		for (x = m->keys.head->next[0]; x; x = x->next[0])
+			cap++;
+	steps = malloc((cap + 1) * sizeof(*steps));
+	*chg = calloc(cap + 1, sizeof(**chg));
+	*out = steps;
+	if (!steps || !*chg)
+		return -ENOMEM;
+	for (i = 0; i < st->nkeys; i++) {
+		x = find(&m->keys, st->key[i]->key);
+		if (!x || !same_entry(x, st->key[i]))
+			steps[cnt++] = (struct restore_step){i, x};
+	}
+	if (flags & USTATE_RESTORE_REPLACE)
+		for (x = m->keys.head->next[0]; x; x = x->next[0])
+			if (!find(&st->keys, x->key))
+				steps[cnt++] =
+					(struct restore_step){SIZE_MAX, x};
+	*n = cnt;
+	if (!m->keep)
+		return 0;
+	for (i = 0; i < cnt; i++) {
+		x = steps[i].old ? steps[i].old : st->key[steps[i].staged];
+		(*chg)[i].key = strdup(x->key);
+		if (!(*chg)[i].key)
+			return -ENOMEM;
+	}
+	return hist_reserve(m, cnt);
+}
+
+/* Apply a planned restore, as one revision; this cannot fail. */
+static void restore_commit(struct mem_backend *m, struct staged *st,
+			   unsigned flags, struct restore_step *steps, size_t n,
+			   struct ustate_change *chg,
+			   ustate_restore_result *res)
+{
+	struct mem_node *x, *old, *nx;
+	size_t i;
+
+	if (n)
+		m->rev++;
+	for (i = 0; i < n; i++) {
+		old = steps[i].old;
+		x = steps[i].staged == SIZE_MAX ? NULL
+						: st->key[steps[i].staged];
+		chg[i].revision = m->rev;
+		if (!x) {
+			chg[i].type = USTATE_EVENT_DELETED;
+			chg[i].version = 0;
+			node_unlink(&m->keys, old);
+			res->deleted++;
+			continue;
+		}
+		chg[i].type = old ? USTATE_EVENT_UPDATED : USTATE_EVENT_CREATED;
+		chg[i].version = x->version;
+		res->written++;
+		if (!old) {
+			x->mod_revision = m->rev;
+			node_link(&m->keys, x);
+			st->key[steps[i].staged] = NULL;
+			continue;
+		}
+		free(old->value);
+		old->value = x->value;
+		x->value = NULL;
+		old->value_len = x->value_len;
+		old->version = x->version;
+		old->created_at = x->created_at;
+		old->updated_at = x->updated_at;
+		old->mod_revision = m->rev;
+	}
+	/* Records to drop first: finding them needs the staged map intact. */
+	if (flags & USTATE_RESTORE_REPLACE) {
+		for (x = m->dirs.head->next[0]; x; x = nx) {
+			nx = x->next[0];
+			if (!find(&st->dirs, x->key))
+				node_unlink(&m->dirs, x);
+		}
+	}
+	for (i = 0; i < st->ndirs; i++) {
+		if (find(&m->dirs, st->dir[i]->key))
+			continue;
+		node_link(&m->dirs, st->dir[i]);
+		st->dir[i] = NULL;
+	}
+	for (i = 0; m->keep && i < n; i++) {
+		*hist_at(m, m->hlen++) = chg[i];
+		chg[i].key = NULL;
+	}
+	hist_trim(m);
+	res->revision = m->rev;
+}
+
+static int mem_restore(void *b, ustate_import_fn next, void *arg,
+		       unsigned flags, ustate_restore_result *res)
+{
+	struct mem_backend *m = b;
+	struct staged st = {.rng = rng_seed(&st)};
+	struct restore_step *steps = NULL;
+	struct ustate_change *chg = NULL;
+	size_t n = 0, i;
+	ustate_record r;
+	int rc, more = 0;
+
+	/* Refuse at once, before reading the records, and again below. */
+	rc = -pthread_rwlock_rdlock(&m->lock);
+	if (rc < 0)
+		return rc;
+	if (!flags && !mem_empty(m))
+		rc = -ENOTEMPTY;
+	pthread_rwlock_unlock(&m->lock);
+	if (rc < 0)
+		return rc;
+	rc = map_init(&st.keys);
+	if (rc == 0)
+		rc = map_init(&st.dirs);
+	while (rc == 0 && (more = next(arg, &r)) > 0)
+		rc = stage_record(&st, &r);
+	if (rc == 0 && more < 0)
+		rc = more;
+	if (rc == 0)
+		rc = stage_arrays(&st);
+	if (rc < 0)
+		goto out;
+
+	rc = -pthread_rwlock_wrlock(&m->lock);
+	if (rc < 0)
+		goto out;
+	if (!flags && !mem_empty(m))
+		rc = -ENOTEMPTY;
+	if (rc == 0)
+		rc = restore_plan(m, &st, flags, &steps, &n, &chg);
+	if (rc == 0)
+		restore_commit(m, &st, flags, steps, n, chg, res);
+	pthread_rwlock_unlock(&m->lock);
+out:
+	for (i = 0; chg && i < n; i++)
+		free(chg[i].key);
+	free(chg);
+	free(steps);
+	stage_free(&st);
+	return rc;
+}
+
+/* The order, links and fields of one map. */
+static int check_map(struct mem_backend *m, struct mem_map *map, bool keys,
+		     ustate_problem_fn fn, void *arg)
+{
+	struct mem_node *x, *prev;
+	int i, rc = 0;
+
+	for (i = 0; i < SL_MAX_LEVEL && rc == 0; i++) {
+		prev = NULL;
+		if (i >= map->level && map->head->next[i])
+			rc = ustate_report(fn, arg, "memory-links", NULL,
+					   "level %d is linked, past the %d in "
+					   "use",
+					   i, map->level);
+		for (x = map->head->next[i]; x && rc == 0 && i < map->level;
+		     prev = x, x = x->next[i]) {
+			if (x->level <= i)
+				rc = ustate_report(fn, arg, "memory-links",
+						   x->key,
+						   "linked at level %d of %d",
+						   i, x->level);
+			else if (prev && strcmp(prev->key, x->key) >= 0)
+				rc = ustate_report(
+					fn, arg, "memory-order", x->key,
+					"out of order at level %d", i);
+			if (rc < 0 || i)
+				continue;
+			if (ustate_key_valid(x->key) < 0)
+				rc = ustate_report(
+					fn, arg,
+					keys ? "key-invalid" : "dir-invalid",
+					x->key,
+					"the path breaks the key rules");
+			else if (keys && x->version < 1)
+				rc = ustate_report(fn, arg, "version", x->key,
+						   "version 0");
+			else if (keys && x->created_at > x->updated_at)
+				rc = ustate_report(
+					fn, arg, "timestamps", x->key,
+					"created at %lld, after its update "
+					"at %lld",
+					(long long)x->created_at,
+					(long long)x->updated_at);
+			else if (keys && (x->mod_revision < 1 ||
+					  x->mod_revision > m->rev))
+				rc = ustate_report(
+					fn, arg, "keyrev-range", x->key,
+					"modified at revision %llu, outside "
+					"1..%llu",
+					(unsigned long long)x->mod_revision,
+					(unsigned long long)m->rev);
+		}
+	}
+	return rc;
+}
+
+/* The history ring: in order, in the retained window, without gaps. */
+static int check_history(struct mem_backend *m, ustate_problem_fn fn, void *arg)
+{
+	uint64_t oldest = hist_oldest(m), last = oldest - 1;
+	struct ustate_change *c;
+	size_t k;
+	int rc = 0;
+
+	for (k = 0; k < m->hlen && rc == 0; k++) {
+		c = hist_at(m, k);
+		if (c->revision < oldest || c->revision > m->rev)
+			rc = ustate_report(fn, arg, "history-range", c->key,
+					   "a change at revision %llu, outside "
+					   "the retained %llu..%llu",
+					   (unsigned long long)c->revision,
+					   (unsigned long long)oldest,
+					   (unsigned long long)m->rev);
+		else if (c->revision < last)
+			rc = ustate_report(fn, arg, "history-order", c->key,
+					   "revision %llu after %llu",
+					   (unsigned long long)c->revision,
+					   (unsigned long long)last);
+		else if (c->revision > last + 1)
+			rc = ustate_report(
+				fn, arg, "history-gap", NULL,
+				"revisions %llu..%llu have no change",
+				(unsigned long long)last + 1,
+				(unsigned long long)c->revision - 1);
+		if (rc == 0 && c->revision > last)
+			last = c->revision;
+		if (rc == 0 &&
+		    (c->type == USTATE_EVENT_DELETED) != (c->version == 0))
+			rc = ustate_report(fn, arg, "history-version", c->key,
+					   "a change of type %d at revision "
+					   "%llu has version %llu",
+					   c->type,
+					   (unsigned long long)c->revision,
+					   (unsigned long long)c->version);
+	}
+	if (rc == 0 && m->keep && m->rev > last)
+		rc = ustate_report(fn, arg, "history-gap", NULL,
+				   "revisions %llu..%llu have no change",
+				   (unsigned long long)last + 1,
+				   (unsigned long long)m->rev);
+	return rc;
+}
+
+static int mem_check(void *b, ustate_problem_fn fn, void *arg)
+{
+	struct mem_backend *m = b;
+	int rc;
+
+	rc = -pthread_rwlock_rdlock(&m->lock);
+	if (rc < 0)
+		return rc;
+	rc = check_map(m, &m->keys, true, fn, arg);
+	if (rc == 0)
+		rc = check_map(m, &m->dirs, false, fn, arg);
+	if (rc == 0)
+		rc = check_history(m, fn, arg);
+	pthread_rwlock_unlock(&m->lock);
+	return rc;
+}
+
+static int mem_compact(void *b, uint64_t revision, uint64_t *removed)
+{
+	struct mem_backend *m = b;
+	uint64_t n = 0;
+	int rc;
+
+	rc = -pthread_rwlock_wrlock(&m->lock);
+	if (rc < 0)
+		return rc;
+	if (revision > m->rev + 1) {
+		rc = -EINVAL;
+	} else {
+		if (revision - 1 > m->compacted)
+			m->compacted = revision - 1;
+		n = hist_trim(m);
+	}
+	pthread_rwlock_unlock(&m->lock);
+	if (rc == 0 && removed)
+		*removed = n;
+	return rc;
+}
+
 static const struct ustate_backend_ops mem_ops = {
 	.version = USTATE_BACKEND_VERSION,
 	.name = "memory",
@@ -837,6 +1316,10 @@ static const struct ustate_backend_ops mem_ops = {
 	.txn = mem_txn,
 	.revision = mem_revision,
 	.history = mem_history,
+	.export = mem_export,
+	.restore = mem_restore,
+	.check = mem_check,
+	.compact = mem_compact,
 };
 
 int ustate_memory_backend_open(void **b, const struct ustate_backend_ops **ops,
@@ -858,13 +1341,7 @@ int ustate_memory_backend_open(void **b, const struct ustate_backend_ops **ops,
 	if (rc < 0)
 		goto out_keys;
 	m->keep = opts->history;
-	/*
-	 * A seed that differs between stores keeps callers from learning the
-	 * level sequence and choosing an insertion order that unbalances the
-	 * list; | 1 because xorshift never leaves the zero state.
-	 */
-	m->rng = ((uintptr_t)m * 0x9e3779b97f4a7c15ull ^ (uint64_t)time(NULL)) |
-		 1;
+	m->rng = rng_seed(m);
 	rc = -pthread_rwlock_init(&m->lock, NULL);
 	if (rc < 0)
 		goto out_dirs;

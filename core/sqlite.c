@@ -59,6 +59,11 @@ enum {
 	ST_SAVEPOINT,
 	ST_RELEASE,
 	ST_ROLLBACK_TO,
+	ST_EXPORT_KEYS,
+	ST_EXPORT_DIRS,
+	ST_NONEMPTY,
+	ST_PENDING_SET,
+	ST_RESTORE_PUT,
 	ST_COUNT
 };
 
@@ -105,6 +110,29 @@ static const char *const sql_text[ST_COUNT] = {
 	[ST_SAVEPOINT] = "SAVEPOINT ustate_group",
 	[ST_RELEASE] = "RELEASE ustate_group",
 	[ST_ROLLBACK_TO] = "ROLLBACK TO ustate_group",
+	/* ?1 is the prefix, ?2 the prefix + 0xff upper bound. */
+	[ST_EXPORT_KEYS] = "SELECT k.key, k.value, k.version, k.created_at, "
+			   "k.updated_at, r.mod_revision FROM kv_store k "
+			   "LEFT JOIN ustate_keyrev r ON r.key = k.key "
+			   "WHERE k.key >= ?1 AND k.key < ?2 ORDER BY k.key",
+	[ST_EXPORT_DIRS] = "SELECT path FROM ustate_dirs WHERE path >= ?1 "
+			   "AND path < ?2 ORDER BY path",
+	[ST_NONEMPTY] = "SELECT EXISTS (SELECT 1 FROM kv_store) OR "
+			"EXISTS (SELECT 1 FROM ustate_dirs)",
+	/* The rows that follow join the revision of the current one. */
+	[ST_PENDING_SET] = "UPDATE ustate_state SET pending = 1",
+	/* A row is written only when it differs, so it may change nothing. */
+	[ST_RESTORE_PUT] =
+		"INSERT INTO kv_store(key, value, version, "
+		"created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5) "
+		"ON CONFLICT(key) DO UPDATE SET "
+		"value = excluded.value, version = excluded.version, "
+		"created_at = excluded.created_at, "
+		"updated_at = excluded.updated_at "
+		"WHERE value IS NOT excluded.value "
+		"OR version IS NOT excluded.version "
+		"OR created_at IS NOT excluded.created_at "
+		"OR updated_at IS NOT excluded.updated_at",
 };
 
 /*
@@ -728,33 +756,44 @@ static int write_step(struct conn *c, int i, const ustate_op *op, int64_t now,
 	return rc;
 }
 
-/* Drop history older than the retained window, with some slack. */
-static int trim(struct sq *q, struct conn *c, uint64_t rev, uint64_t compacted)
+/*
+ * Drop every change of the revisions before first, inside the caller's
+ * write transaction; *removed (if not NULL) receives how many went.
+ */
+static int drop_history(struct conn *c, uint64_t first, uint64_t *removed)
 {
-	uint64_t keep = q->opts.history, slack = keep / 8 + 16;
 	sqlite3_stmt *st = NULL;
 	int rc;
 
-	if (rev <= compacted + keep + slack)
-		return 0;
 	rc = stmt(c, ST_TRIM, &st);
 	if (rc < 0)
 		return rc;
-	sqlite3_bind_int64(st, 1,
-			   (sqlite3_int64)((rev - keep + 1) << SEQ_BITS));
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)(first << SEQ_BITS));
 	rc = sqlite3_step(st);
 	rc = rc == SQLITE_DONE ? 0 : sq_errno(c->db, rc);
 	done(st);
 	if (rc < 0)
 		return rc;
+	if (removed)
+		*removed = (uint64_t)sqlite3_changes(c->db);
 	rc = stmt(c, ST_TRIMMED, &st);
 	if (rc < 0)
 		return rc;
-	sqlite3_bind_int64(st, 1, (sqlite3_int64)(rev - keep));
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)(first - 1));
 	rc = sqlite3_step(st);
 	rc = rc == SQLITE_DONE ? 0 : sq_errno(c->db, rc);
 	done(st);
 	return rc;
+}
+
+/* Drop history older than the retained window, with some slack. */
+static int trim(struct sq *q, struct conn *c, uint64_t rev, uint64_t compacted)
+{
+	uint64_t keep = q->opts.history, slack = keep / 8 + 16;
+
+	if (rev <= compacted + keep + slack)
+		return 0;
+	return drop_history(c, rev - keep + 1, NULL);
 }
 
 /* Apply one write op; on failure res->found tells what the key held. */
@@ -1012,6 +1051,712 @@ static int sq_txn(void *b, const ustate_op *ops, size_t n,
 	return me.rc;
 }
 
+/* ---- administration ---------------------------------------------------- */
+
+#define BACKUP_STEP_PAGES 1024 /* pages copied between progress reports */
+/* The changes one revision can hold (SEQ_BITS): a restore opens another. */
+#define REV_CHANGES_MAX ((1u << SEQ_BITS) - 1)
+
+/* Whether a step left a statement able to go on. */
+static bool stepping(int rc)
+{
+	return rc == SQLITE_ROW || rc == SQLITE_DONE;
+}
+
+/* The record of the current row of ST_EXPORT_KEYS. */
+static void export_key_row(sqlite3_stmt *st, ustate_record *r)
+{
+	const void *val = sqlite3_column_blob(st, 1);
+
+	*r = (ustate_record){
+		.type = USTATE_RECORD_KEY,
+		.key = (const char *)sqlite3_column_text(st, 0),
+		.value = val ? val : "",
+		.value_len = sqlite3_column_bytes(st, 1),
+		.version = sqlite3_column_int64(st, 2),
+		.created_at = sqlite3_column_int64(st, 3),
+		.updated_at = sqlite3_column_int64(st, 4),
+		.mod_revision = sqlite3_column_int64(st, 5),
+	};
+}
+
+/* Walk the keys and the records in step, merging them by path. */
+static int sq_export(void *b, const char *prefix, ustate_export_fn fn,
+		     void *arg)
+{
+	char upper[USTATE_KEY_MAX + 2];
+	size_t len = strlen(prefix);
+	sqlite3_stmt *ks = NULL, *ds = NULL;
+	int krc = SQLITE_DONE, drc = SQLITE_DONE, rc;
+	struct sq *q = b;
+	ustate_record r;
+	struct conn *c;
+	bool key_next;
+
+	memcpy(upper, prefix, len);
+	upper[len] = (char)0xff;
+	c = reader_get(q, &rc);
+	if (!c)
+		return rc;
+	/* One read transaction: both walks see the same snapshot. */
+	rc = sq_errno(c->db, sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL));
+	if (rc < 0)
+		goto out;
+	rc = stmt(c, ST_EXPORT_KEYS, &ks);
+	if (rc == 0)
+		rc = stmt(c, ST_EXPORT_DIRS, &ds);
+	if (rc < 0)
+		goto end;
+	sqlite3_bind_text(ks, 1, prefix, len, SQLITE_STATIC);
+	sqlite3_bind_text(ks, 2, upper, len + 1, SQLITE_STATIC);
+	sqlite3_bind_text(ds, 1, prefix, len, SQLITE_STATIC);
+	sqlite3_bind_text(ds, 2, upper, len + 1, SQLITE_STATIC);
+	krc = sqlite3_step(ks);
+	drc = sqlite3_step(ds);
+	while (rc == 0 && stepping(krc) && stepping(drc) &&
+	       (krc == SQLITE_ROW || drc == SQLITE_ROW)) {
+		key_next =
+			drc != SQLITE_ROW ||
+			(krc == SQLITE_ROW &&
+			 strcmp((const char *)sqlite3_column_text(ks, 0),
+				(const char *)sqlite3_column_text(ds, 0)) <= 0);
+		if (key_next) {
+			export_key_row(ks, &r);
+			rc = fn(arg, &r);
+			krc = sqlite3_step(ks);
+		} else {
+			r = (ustate_record){
+				.type = USTATE_RECORD_DIR,
+				.key = (const char *)sqlite3_column_text(ds, 0),
+			};
+			rc = fn(arg, &r);
+			drc = sqlite3_step(ds);
+		}
+	}
+	if (rc == 0 && !stepping(krc))
+		rc = sq_errno(c->db, krc);
+	if (rc == 0 && !stepping(drc))
+		rc = sq_errno(c->db, drc);
+end:
+	if (ks)
+		done(ks);
+	if (ds)
+		done(ds);
+	sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
+out:
+	reader_put(q, c);
+	return rc;
+}
+
+/*
+ * A restore in progress on the writer. Its changes go into revisions of
+ * at most REV_CHANGES_MAX changes: the first change of a revision bumps it
+ * through the trigger (pending is 0), and pending = 1 then makes the
+ * changes that follow join it, so a restore that changes nothing makes no
+ * revision at all.
+ */
+struct restore {
+	struct conn *c;
+	ustate_restore_result *res;
+	bool open;	 /* a revision is open: pending is 1 */
+	uint64_t in_rev; /* changes in it so far */
+	sqlite3_stmt *seen;
+	sqlite3_stmt *gone;
+};
+
+/* The restore's own table of the paths it was given. */
+static const char restore_seen_sql[] =
+	"CREATE TEMP TABLE ustate_restore_seen (type INTEGER NOT NULL,"
+	" key TEXT NOT NULL, PRIMARY KEY (type, key)) WITHOUT ROWID";
+
+/* Before a write that may change a key: close a full revision. */
+static int restore_room(struct restore *r)
+{
+	if (!r->open || r->in_rev < REV_CHANGES_MAX)
+		return 0;
+	r->open = false;
+	return exec1(r->c, ST_PENDING_OFF);
+}
+
+/* After a write that changed a key. */
+static int restore_changed(struct restore *r)
+{
+	r->in_rev++;
+	if (r->open)
+		return 0;
+	r->open = true;
+	r->in_rev = 1;
+	return exec1(r->c, ST_PENDING_SET);
+}
+
+static int restore_key(struct restore *r, const ustate_record *rec)
+{
+	sqlite3_stmt *st = NULL;
+	bool changed;
+	int rc;
+
+	rc = restore_room(r);
+	if (rc == 0)
+		rc = stmt(r->c, ST_RESTORE_PUT, &st);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_text(st, 1, rec->key, -1, SQLITE_STATIC);
+	bind_value(st, 2, rec->value, rec->value_len);
+	sqlite3_bind_int64(st, 3, (sqlite3_int64)rec->version);
+	sqlite3_bind_int64(st, 4, rec->created_at);
+	sqlite3_bind_int64(st, 5, rec->updated_at);
+	rc = sqlite3_step(st);
+	rc = rc == SQLITE_DONE ? 0 : sq_errno(r->c->db, rc);
+	/* Only the row counts here, not what the triggers wrote. */
+	changed = rc == 0 && sqlite3_changes(r->c->db) > 0;
+	done(st);
+	if (!changed)
+		return rc;
+	r->res->written++;
+	return restore_changed(r);
+}
+
+/* Write one record; -EEXIST when its path came before. */
+static int restore_record(struct restore *r, const ustate_record *rec)
+{
+	ustate_op op = {.type = USTATE_OP_MKDIR, .key = rec->key};
+	ustate_txn_result res = {0};
+	uint64_t v;
+	int rc;
+
+	sqlite3_bind_int(r->seen, 1, rec->type);
+	sqlite3_bind_text(r->seen, 2, rec->key, -1, SQLITE_STATIC);
+	rc = sqlite3_step(r->seen);
+	rc = rc == SQLITE_DONE ? 0 : sq_errno(r->c->db, rc);
+	if (rc == 0 && sqlite3_changes(r->c->db) == 0)
+		rc = -EEXIST;
+	sqlite3_reset(r->seen);
+	if (rc < 0)
+		return rc;
+	if (rec->type == USTATE_RECORD_KEY)
+		return restore_key(r, rec);
+	return apply_op(r->c, &op, 0, &v, &res);
+}
+
+/* USTATE_RESTORE_REPLACE: remove every key and record not restored. */
+static int restore_prune(struct restore *r)
+{
+	ustate_op op = {.type = USTATE_OP_DELETE};
+	ustate_txn_result res = {0};
+	uint64_t v;
+	int rc;
+
+	/* The keys to delete, as type 0, so no walk reads what it deletes. */
+	rc = sqlite3_exec(
+		r->c->db,
+		"INSERT INTO temp.ustate_restore_seen SELECT 0, key"
+		" FROM kv_store WHERE key NOT IN (SELECT key FROM"
+		" temp.ustate_restore_seen WHERE type = 1);"
+		"DELETE FROM ustate_dirs WHERE path NOT IN (SELECT key"
+		" FROM temp.ustate_restore_seen WHERE type = 2)",
+		NULL, NULL, NULL);
+	rc = sq_errno(r->c->db, rc);
+	while (rc == 0 && (rc = sqlite3_step(r->gone)) == SQLITE_ROW) {
+		op.key = (const char *)sqlite3_column_text(r->gone, 0);
+		rc = restore_room(r);
+		if (rc == 0)
+			rc = apply_op(r->c, &op, 0, &v, &res);
+		if (rc == 0) {
+			r->res->deleted++;
+			rc = restore_changed(r);
+		}
+	}
+	rc = rc == SQLITE_DONE ? 0 : rc < 0 ? rc : sq_errno(r->c->db, rc);
+	sqlite3_reset(r->gone);
+	return rc;
+}
+
+/* The body of sq_restore(), inside BEGIN IMMEDIATE on the writer. */
+static int restore_run(struct sq *q, struct restore *r, ustate_import_fn next,
+		       void *arg, unsigned flags)
+{
+	sqlite3 *db = r->c->db;
+	sqlite3_stmt *st = NULL;
+	uint64_t compacted;
+	ustate_record rec;
+	int rc, more = 0;
+
+	if (!flags) {
+		rc = stmt(r->c, ST_NONEMPTY, &st);
+		if (rc < 0)
+			return rc;
+		rc = sqlite3_step(st);
+		rc = rc != SQLITE_ROW		 ? sq_errno(db, rc)
+		     : sqlite3_column_int(st, 0) ? -ENOTEMPTY
+						 : 0;
+		done(st);
+		if (rc < 0)
+			return rc;
+	}
+	rc = sq_errno(db, sqlite3_exec(db, restore_seen_sql, NULL, NULL, NULL));
+	if (rc == 0)
+		rc = sq_errno(db,
+			      sqlite3_prepare_v2(
+				      db,
+				      "INSERT INTO temp.ustate_restore_seen"
+				      " VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+				      -1, &r->seen, NULL));
+	if (rc == 0)
+		rc = sq_errno(db,
+			      sqlite3_prepare_v2(
+				      db,
+				      "SELECT key FROM temp.ustate_restore_seen"
+				      " WHERE type = 0",
+				      -1, &r->gone, NULL));
+	while (rc == 0 && (more = next(arg, &rec)) > 0)
+		rc = restore_record(r, &rec);
+	if (rc == 0 && more < 0)
+		rc = more;
+	if (rc == 0 && (flags & USTATE_RESTORE_REPLACE))
+		rc = restore_prune(r);
+	if (rc == 0 && r->open)
+		rc = exec1(r->c, ST_PENDING_OFF);
+	if (rc == 0)
+		rc = state_on(r->c, &r->res->revision, &compacted);
+	if (rc == 0 && r->res->written + r->res->deleted)
+		rc = trim(q, r->c, r->res->revision, compacted);
+	if (rc < 0)
+		return rc;
+	/* The table goes with the transaction, so finish its statements. */
+	sqlite3_finalize(r->seen);
+	sqlite3_finalize(r->gone);
+	r->seen = r->gone = NULL;
+	return sq_errno(db,
+			sqlite3_exec(db, "DROP TABLE temp.ustate_restore_seen",
+				     NULL, NULL, NULL));
+}
+
+static int sq_restore(void *b, ustate_import_fn next, void *arg, unsigned flags,
+		      ustate_restore_result *res)
+{
+	struct sq *q = b;
+	struct restore r = {.res = res};
+	int rc;
+
+	pthread_mutex_lock(&q->wlock);
+	r.c = q->writer;
+	rc = exec1(r.c, ST_BEGIN);
+	if (rc < 0)
+		goto out;
+	rc = restore_run(q, &r, next, arg, flags);
+	sqlite3_finalize(r.seen);
+	sqlite3_finalize(r.gone);
+	if (rc == 0)
+		rc = exec1(r.c, ST_COMMIT);
+	/* The rollback also drops the restore's table. */
+	if (rc < 0 && !sqlite3_get_autocommit(r.c->db))
+		exec1(r.c, ST_ROLLBACK);
+out:
+	pthread_mutex_unlock(&q->wlock);
+	return rc;
+}
+
+/* The value of a pragma that returns one integer. */
+static int pragma_int(sqlite3 *db, const char *sql, int64_t *v)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*v = sqlite3_column_int64(st, 0);
+	rc = rc == SQLITE_ROW ? 0 : sq_errno(db, rc ? rc : SQLITE_ERROR);
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* Copy steps of pages from src to dst, reporting bytes. */
+static int backup_copy(sqlite3 *dst, sqlite3 *src, ustate_progress_fn progress,
+		       void *arg)
+{
+	sqlite3_backup *bk;
+	int64_t page = 0;
+	uint64_t total, left;
+	int rc, step, fin;
+
+	rc = pragma_int(src, "PRAGMA page_size", &page);
+	if (rc < 0)
+		return rc;
+	bk = sqlite3_backup_init(dst, "main", src, "main");
+	if (!bk)
+		return sq_errno(dst, sqlite3_extended_errcode(dst));
+	do {
+		step = sqlite3_backup_step(bk, BACKUP_STEP_PAGES);
+		if (progress && (step == SQLITE_OK || step == SQLITE_DONE)) {
+			total = (uint64_t)sqlite3_backup_pagecount(bk);
+			left = (uint64_t)sqlite3_backup_remaining(bk);
+			rc = progress(arg, (total - left) * page, total * page);
+		}
+	} while (rc == 0 && step == SQLITE_OK);
+	fin = sqlite3_backup_finish(bk);
+	if (rc == 0 && step != SQLITE_DONE)
+		rc = sq_errno(dst, step);
+	if (rc == 0 && fin != SQLITE_OK)
+		rc = sq_errno(dst, fin);
+	return rc;
+}
+
+static int sq_backup(void *b, const char *path, ustate_progress_fn progress,
+		     void *arg)
+{
+	uint64_t rev, compacted;
+	sqlite3 *dst = NULL;
+	struct sq *q = b;
+	struct conn *c;
+	int rc;
+
+	c = reader_get(q, &rc);
+	if (!c)
+		return rc;
+	rc = sqlite3_open_v2(path, &dst,
+			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		rc = sq_errno(dst, rc);
+		goto out;
+	}
+	/*
+	 * A read transaction held across the steps pins one snapshot, so the
+	 * copy never restarts for a commit made meanwhile; in WAL mode (every
+	 * store is, see schema_setup()) a reader blocks no writer.
+	 */
+	rc = sq_errno(c->db, sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL));
+	if (rc == 0)
+		rc = state_on(c, &rev, &compacted);
+	if (rc == 0)
+		rc = backup_copy(dst, c->db, progress, arg);
+	sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
+out:
+	if (sqlite3_close(dst) != SQLITE_OK && rc == 0)
+		rc = -EIO;
+	reader_put(q, c);
+	return rc;
+}
+
+/* What one check of sq_check() works with. */
+struct check {
+	struct conn *c;
+	ustate_problem_fn fn;
+	void *arg;
+	uint64_t rev, compacted;
+	uint64_t last; /* the history walk: the last revision seen */
+	bool broken;   /* tables are missing: skip the other checks */
+};
+
+/*
+ * Run sql, with ?1 bound to the revision and ?2 to the compaction point
+ * (when the statement has them), and hand each row to row().
+ */
+static int check_query(struct check *k, const char *sql,
+		       int (*row)(struct check *k, sqlite3_stmt *st))
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = sqlite3_prepare_v2(k->c->db, sql, -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return sq_errno(k->c->db, rc);
+	if (sqlite3_bind_parameter_count(st) >= 1)
+		sqlite3_bind_int64(st, 1, (sqlite3_int64)k->rev);
+	if (sqlite3_bind_parameter_count(st) >= 2)
+		sqlite3_bind_int64(st, 2, (sqlite3_int64)k->compacted);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		rc = row(k, st);
+		if (rc < 0)
+			break;
+	}
+	rc = rc == SQLITE_DONE ? 0 : rc < 0 ? rc : sq_errno(k->c->db, rc);
+	sqlite3_finalize(st);
+	return rc;
+}
+
+static const char *col(sqlite3_stmt *st, int i)
+{
+	const char *t = (const char *)sqlite3_column_text(st, i);
+
+	return t ? t : "";
+}
+
+static int check_integrity_row(struct check *k, sqlite3_stmt *st)
+{
+	if (!strcmp(col(st, 0), "ok"))
+		return 0;
+	return ustate_report(k->fn, k->arg, "integrity", NULL, "%s",
+			     col(st, 0));
+}
+
+static int check_schema_row(struct check *k, sqlite3_stmt *st)
+{
+	k->broken |= !strcmp(col(st, 1), "table");
+	return ustate_report(k->fn, k->arg, "schema", NULL,
+			     "the %s %s is missing", col(st, 1), col(st, 0));
+}
+
+static int check_state_row(struct check *k, sqlite3_stmt *st)
+{
+	int64_t rows = sqlite3_column_int64(st, 0);
+	int rc = 0;
+
+	k->rev = sqlite3_column_int64(st, 1);
+	k->compacted = sqlite3_column_int64(st, 3);
+	/* The history walk starts after the compaction point. */
+	k->last = k->compacted;
+	if (rows != 1)
+		rc = ustate_report(k->fn, k->arg, "state", NULL,
+				   "ustate_state has %lld rows, not 1",
+				   (long long)rows);
+	if (rc == 0 && sqlite3_column_int64(st, 2))
+		rc = ustate_report(k->fn, k->arg, "state", NULL,
+				   "a transaction left pending set");
+	if (rc == 0 && k->compacted > k->rev)
+		rc = ustate_report(k->fn, k->arg, "state", NULL,
+				   "history compacted to revision %llu, past "
+				   "the store revision %llu",
+				   (unsigned long long)k->compacted,
+				   (unsigned long long)k->rev);
+	return rc;
+}
+
+static int check_key_row(struct check *k, sqlite3_stmt *st)
+{
+	const char *key = col(st, 0);
+	int rc = 0;
+
+	if (ustate_key_valid(key) < 0)
+		rc = ustate_report(k->fn, k->arg, "key-invalid", key,
+				   "the key breaks the key rules");
+	if (rc == 0 && (sqlite3_column_type(st, 1) != SQLITE_INTEGER ||
+			sqlite3_column_int64(st, 1) < 1))
+		rc = ustate_report(k->fn, k->arg, "version", key,
+				   "version %s is not a number >= 1",
+				   col(st, 1));
+	if (rc == 0 &&
+	    sqlite3_column_int64(st, 2) > sqlite3_column_int64(st, 3))
+		rc = ustate_report(k->fn, k->arg, "timestamps", key,
+				   "created at %lld, after its update at %lld",
+				   (long long)sqlite3_column_int64(st, 2),
+				   (long long)sqlite3_column_int64(st, 3));
+	return rc;
+}
+
+static int check_keyrev_missing_row(struct check *k, sqlite3_stmt *st)
+{
+	return ustate_report(k->fn, k->arg, "keyrev-missing", col(st, 0),
+			     "the key has no ustate_keyrev row (no revision)");
+}
+
+static int check_keyrev_orphan_row(struct check *k, sqlite3_stmt *st)
+{
+	return ustate_report(k->fn, k->arg, "keyrev-orphan", col(st, 0),
+			     "ustate_keyrev has a row for a missing key");
+}
+
+static int check_keyrev_range_row(struct check *k, sqlite3_stmt *st)
+{
+	return ustate_report(k->fn, k->arg, "keyrev-range", col(st, 0),
+			     "modified at revision %lld, outside 1..%llu",
+			     (long long)sqlite3_column_int64(st, 1),
+			     (unsigned long long)k->rev);
+}
+
+/* Each row of the history, in id order: ranges, types and gaps. */
+static int check_history_row(struct check *k, sqlite3_stmt *st)
+{
+	uint64_t rev = sqlite3_column_int64(st, 0);
+	int type = sqlite3_column_int(st, 1);
+	const char *key = col(st, 2);
+	int64_t version = sqlite3_column_int64(st, 3);
+	int rc = 0;
+
+	if (rev <= k->compacted || rev > k->rev)
+		return ustate_report(k->fn, k->arg, "history-range", key,
+				     "a change at revision %llu, outside the "
+				     "retained %llu..%llu",
+				     (unsigned long long)rev,
+				     (unsigned long long)k->compacted + 1,
+				     (unsigned long long)k->rev);
+	if (rev > k->last + 1)
+		rc = ustate_report(k->fn, k->arg, "history-gap", NULL,
+				   "revisions %llu..%llu have no change",
+				   (unsigned long long)k->last + 1,
+				   (unsigned long long)rev - 1);
+	if (rev > k->last)
+		k->last = rev;
+	if (rc == 0 &&
+	    (type < USTATE_EVENT_CREATED || type > USTATE_EVENT_DELETED))
+		rc = ustate_report(k->fn, k->arg, "history-type", key,
+				   "a change of unknown type %d at revision "
+				   "%llu",
+				   type, (unsigned long long)rev);
+	else if (rc == 0 && (type == USTATE_EVENT_DELETED) != (version == 0))
+		rc = ustate_report(k->fn, k->arg, "history-version", key,
+				   "a change of type %d at revision %llu has "
+				   "version %lld",
+				   type, (unsigned long long)rev,
+				   (long long)version);
+	return rc;
+}
+
+/* The last change of each key against the key as it is. */
+static int check_last_row(struct check *k, sqlite3_stmt *st)
+{
+	const char *key = col(st, 0);
+	unsigned long long rev = sqlite3_column_int64(st, 1);
+	int type = sqlite3_column_int(st, 2);
+	long long hv = sqlite3_column_int64(st, 3);
+	bool exists = sqlite3_column_type(st, 4) != SQLITE_NULL;
+	long long kv = sqlite3_column_int64(st, 4);
+	bool has_rev = sqlite3_column_type(st, 5) != SQLITE_NULL;
+	unsigned long long mod = sqlite3_column_int64(st, 5);
+
+	if (type == USTATE_EVENT_DELETED && exists)
+		return ustate_report(k->fn, k->arg, "history-last", key,
+				     "the last change, at revision %llu, "
+				     "deleted the key, but it is at version "
+				     "%lld",
+				     rev, kv);
+	if (type == USTATE_EVENT_DELETED)
+		return 0;
+	if (!exists)
+		return ustate_report(k->fn, k->arg, "history-last", key,
+				     "the last change, at revision %llu, wrote "
+				     "version %lld, but the key is missing",
+				     rev, hv);
+	if (kv != hv)
+		return ustate_report(k->fn, k->arg, "history-last", key,
+				     "the last change, at revision %llu, wrote "
+				     "version %lld, but the key is at %lld",
+				     rev, hv, kv);
+	if (has_rev && mod != rev)
+		return ustate_report(k->fn, k->arg, "keyrev-revision", key,
+				     "modified at revision %llu, but its last "
+				     "change is at %llu",
+				     mod, rev);
+	return 0;
+}
+
+static int check_history_missing_row(struct check *k, sqlite3_stmt *st)
+{
+	return ustate_report(k->fn, k->arg, "history-missing", col(st, 0),
+			     "modified at revision %lld, which the history "
+			     "retains, but the history has no change of it",
+			     (long long)sqlite3_column_int64(st, 1));
+}
+
+static int check_dir_row(struct check *k, sqlite3_stmt *st)
+{
+	if (ustate_key_valid(col(st, 0)) == 0)
+		return 0;
+	return ustate_report(k->fn, k->arg, "dir-invalid", col(st, 0),
+			     "the directory record breaks the key rules");
+}
+
+/* The checks, in order; those after the schema need its tables. */
+static const struct {
+	const char *sql;
+	int (*row)(struct check *k, sqlite3_stmt *st);
+} checks[] = {
+	{"PRAGMA integrity_check", check_integrity_row},
+	{"WITH t(name, type) AS (VALUES ('kv_store', 'table'),"
+	 " ('ustate_state', 'table'), ('ustate_keyrev', 'table'),"
+	 " ('ustate_dirs', 'table'), ('ustate_history', 'table'),"
+	 " ('ustate_kv_insert', 'trigger'), ('ustate_kv_update', 'trigger'),"
+	 " ('ustate_kv_delete', 'trigger'))"
+	 " SELECT name, type FROM t WHERE NOT EXISTS (SELECT 1 FROM"
+	 " sqlite_master m WHERE m.name = t.name AND m.type = t.type)",
+	 check_schema_row},
+	{"SELECT count(*), max(revision), max(pending), max(compacted)"
+	 " FROM ustate_state",
+	 check_state_row},
+	{"SELECT key, version, created_at, updated_at FROM kv_store",
+	 check_key_row},
+	{"SELECT k.key FROM kv_store k WHERE NOT EXISTS"
+	 " (SELECT 1 FROM ustate_keyrev r WHERE r.key = k.key)",
+	 check_keyrev_missing_row},
+	{"SELECT r.key FROM ustate_keyrev r WHERE NOT EXISTS"
+	 " (SELECT 1 FROM kv_store k WHERE k.key = r.key)",
+	 check_keyrev_orphan_row},
+	{"SELECT key, mod_revision FROM ustate_keyrev"
+	 " WHERE mod_revision < 1 OR mod_revision > ?1",
+	 check_keyrev_range_row},
+	{"SELECT id >> 20, type, key, version FROM ustate_history ORDER BY id",
+	 check_history_row},
+	{"SELECT h.key, h.id >> 20, h.type, h.version, k.version,"
+	 " r.mod_revision FROM (SELECT key, max(id) AS id FROM ustate_history"
+	 " GROUP BY key) l JOIN ustate_history h ON h.id = l.id"
+	 " LEFT JOIN kv_store k ON k.key = l.key"
+	 " LEFT JOIN ustate_keyrev r ON r.key = l.key",
+	 check_last_row},
+	{"SELECT k.key, r.mod_revision FROM kv_store k JOIN ustate_keyrev r"
+	 " ON r.key = k.key LEFT JOIN (SELECT DISTINCT key FROM"
+	 " ustate_history) h ON h.key = k.key"
+	 " WHERE r.mod_revision > ?2 AND h.key IS NULL",
+	 check_history_missing_row},
+	{"SELECT path FROM ustate_dirs", check_dir_row},
+};
+
+static int sq_check(void *b, ustate_problem_fn fn, void *arg)
+{
+	struct check k = {.fn = fn, .arg = arg};
+	struct sq *q = b;
+	size_t i;
+	int rc;
+
+	k.c = reader_get(q, &rc);
+	if (!k.c)
+		return rc;
+	/* One snapshot for every check, so they agree with each other. */
+	rc = sq_errno(k.c->db,
+		      sqlite3_exec(k.c->db, "BEGIN", NULL, NULL, NULL));
+	for (i = 0; rc == 0 && i < sizeof(checks) / sizeof(checks[0]); i++) {
+		if (k.broken)
+			break;
+		rc = check_query(&k, checks[i].sql, checks[i].row);
+	}
+	if (rc == 0 && !k.broken && k.rev > k.last)
+		rc = ustate_report(fn, arg, "history-gap", NULL,
+				   "revisions %llu..%llu have no change",
+				   (unsigned long long)k.last + 1,
+				   (unsigned long long)k.rev);
+	sqlite3_exec(k.c->db, "COMMIT", NULL, NULL, NULL);
+	reader_put(q, k.c);
+	return rc;
+}
+
+static int sq_compact(void *b, uint64_t revision, uint64_t *removed)
+{
+	uint64_t rev, compacted, n = 0;
+	struct sq *q = b;
+	struct conn *c;
+	int rc;
+
+	pthread_mutex_lock(&q->wlock);
+	c = q->writer;
+	rc = exec1(c, ST_BEGIN);
+	if (rc < 0)
+		goto out;
+	rc = state_on(c, &rev, &compacted);
+	if (rc == 0 && revision > rev + 1)
+		rc = -EINVAL;
+	if (rc == 0 && revision - 1 > compacted)
+		rc = drop_history(c, revision, &n);
+	if (rc == 0)
+		rc = exec1(c, ST_COMMIT);
+	if (rc < 0 && !sqlite3_get_autocommit(c->db))
+		exec1(c, ST_ROLLBACK);
+	if (rc == 0 && removed)
+		*removed = n;
+out:
+	pthread_mutex_unlock(&q->wlock);
+	return rc;
+}
+
 static const struct ustate_backend_ops sqlite_ops = {
 	.version = USTATE_BACKEND_VERSION,
 	.name = "sqlite",
@@ -1022,6 +1767,11 @@ static const struct ustate_backend_ops sqlite_ops = {
 	.txn = sq_txn,
 	.revision = sq_revision,
 	.history = sq_history,
+	.export = sq_export,
+	.restore = sq_restore,
+	.backup = sq_backup,
+	.check = sq_check,
+	.compact = sq_compact,
 };
 
 int ustate_sqlite_backend_open(void **b, const struct ustate_backend_ops **ops,

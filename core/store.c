@@ -14,11 +14,17 @@
  * USTATE_POLL_MS for writes by other processes on the same file.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -629,6 +635,212 @@ int ustate_compare_and_set(ustate *s, const char *key, uint64_t expected,
 	else if (version && rc == -ECANCELED)
 		*version = res.found;
 	return rc;
+}
+
+/* ---- administration --------------------------------------------------- */
+
+int ustate_export(ustate *s, const char *prefix, ustate_export_fn fn, void *arg)
+{
+	int rc = ustate_prefix_valid(prefix);
+
+	if (rc < 0)
+		return rc;
+	if (!fn)
+		return -EINVAL;
+	if (!s->ops->export)
+		return -EOPNOTSUPP;
+	return s->ops->export(s->be, prefix, fn, arg);
+}
+
+/* The caller's records, checked, on their way to a backend's restore. */
+struct restore_feed {
+	ustate *s;
+	ustate_import_fn next;
+	void *arg;
+	ustate_restore_result *res;
+};
+
+static int restore_next(void *arg, ustate_record *r)
+{
+	struct restore_feed *f = arg;
+	int rc;
+
+	memset(r, 0, sizeof(*r));
+	rc = f->next(f->arg, r);
+	if (rc <= 0)
+		return rc;
+	rc = ustate_key_valid(r->key);
+	if (rc < 0)
+		return rc;
+	switch (r->type) {
+	case USTATE_RECORD_KEY:
+		if (r->version == 0 || r->version > INT64_MAX)
+			return -EINVAL;
+		if (r->value_len > f->s->opts.max_value_size)
+			return -EFBIG;
+		if (r->value_len && !r->value)
+			return -EINVAL;
+		f->res->keys++;
+		return 1;
+	case USTATE_RECORD_DIR:
+		f->res->dirs++;
+		return 1;
+	}
+	return -EINVAL;
+}
+
+int ustate_restore(ustate *s, ustate_import_fn next, void *arg, unsigned flags,
+		   ustate_restore_result *res)
+{
+	ustate_restore_result local = {0};
+	struct restore_feed f = {s, next, arg, &local};
+	int rc;
+
+	if (!next ||
+	    (flags & ~(USTATE_RESTORE_MERGE | USTATE_RESTORE_REPLACE)) ||
+	    flags == (USTATE_RESTORE_MERGE | USTATE_RESTORE_REPLACE))
+		return -EINVAL;
+	if (s->opts.read_only)
+		return -EROFS;
+	if (!s->ops->restore)
+		return -EOPNOTSUPP;
+	rc = s->ops->restore(s->be, restore_next, &f, flags, &local);
+	if (rc < 0)
+		return rc;
+	if (local.written || local.deleted)
+		kick(s);
+	if (res)
+		*res = local;
+	return 0;
+}
+
+/* fsync a file or directory by name. */
+static int sync_path(const char *path, int flags)
+{
+	int fd, rc = 0;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | flags);
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0)
+		rc = -errno;
+	close(fd);
+	return rc;
+}
+
+/* Rename a finished copy to path, durably; replace a file only if force. */
+static int put_in_place(const char *tmp, const char *path, bool force)
+{
+	char *dir;
+	int rc = 0;
+
+	if (force) {
+		if (rename(tmp, path) < 0)
+			return -errno;
+	} else if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) <
+		   0) {
+		/* A file system without RENAME_NOREPLACE: link() never
+		 * replaces either. */
+		if (errno != EINVAL)
+			return -errno;
+		if (link(tmp, path) < 0)
+			return -errno;
+		unlink(tmp);
+	}
+	dir = strdup(path);
+	if (!dir)
+		return -ENOMEM;
+	rc = sync_path(dirname(dir), O_DIRECTORY);
+	free(dir);
+	return rc;
+}
+
+int ustate_backup(ustate *s, const char *path, unsigned flags,
+		  ustate_progress_fn progress, void *arg)
+{
+	bool force = flags & USTATE_BACKUP_FORCE;
+	struct stat st;
+	char *tmp;
+	int fd, rc;
+
+	if (!path || !*path || (flags & ~USTATE_BACKUP_FORCE))
+		return -EINVAL;
+	if (!s->ops->backup)
+		return -EOPNOTSUPP;
+	/* Fail before the copy when we can; the rename decides for good. */
+	if (!force && lstat(path, &st) == 0)
+		return -EEXIST;
+	if (asprintf(&tmp, "%s.XXXXXX", path) < 0)
+		return -ENOMEM;
+	fd = mkostemp(tmp, O_CLOEXEC); /* mode 0600 */
+	if (fd < 0) {
+		rc = -errno;
+		goto out;
+	}
+	/* Closed at once: closing it later would drop SQLite's locks. */
+	close(fd);
+	rc = s->ops->backup(s->be, tmp, progress, arg);
+	if (rc == 0)
+		rc = sync_path(tmp, 0);
+	if (rc == 0)
+		rc = put_in_place(tmp, path, force);
+	if (rc < 0)
+		unlink(tmp);
+out:
+	free(tmp);
+	return rc;
+}
+
+int ustate_report(ustate_problem_fn fn, void *arg, const char *check,
+		  const char *key, const char *fmt, ...)
+{
+	ustate_problem p = {.check = check, .key = key};
+	char detail[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof(detail), fmt, ap);
+	va_end(ap);
+	p.detail = detail;
+	return fn(arg, &p);
+}
+
+/* Counts the problems of a check on their way to the caller's fn. */
+struct problems {
+	ustate_problem_fn fn;
+	void *arg;
+	int n;
+};
+
+static int count_problem(void *arg, const ustate_problem *p)
+{
+	struct problems *c = arg;
+
+	if (c->n < INT_MAX)
+		c->n++;
+	return c->fn ? c->fn(c->arg, p) : 0;
+}
+
+int ustate_check(ustate *s, ustate_problem_fn fn, void *arg)
+{
+	struct problems c = {fn, arg, 0};
+	int rc;
+
+	if (!s->ops->check)
+		return -EOPNOTSUPP;
+	rc = s->ops->check(s->be, count_problem, &c);
+	return rc < 0 ? rc : c.n;
+}
+
+int ustate_compact(ustate *s, uint64_t revision, uint64_t *removed)
+{
+	if (revision == 0)
+		return -EINVAL;
+	if (s->opts.read_only)
+		return -EROFS;
+	if (!s->ops->compact)
+		return -EOPNOTSUPP;
+	return s->ops->compact(s->be, revision, removed);
 }
 
 /* ---- watches ---------------------------------------------------------- */

@@ -412,6 +412,184 @@ int ustate_script_result(ustate_script *sc);
 /** ustate_script_free() - discard a script. NULL is a no-op. */
 void ustate_script_free(ustate_script *sc);
 
+/*
+ * Administration, for operators and the `ustate` command: export and
+ * restore of every key with its metadata, online backup, the integrity
+ * check, and compaction of the change history. A backend may lack any of
+ * these calls; it then returns -EOPNOTSUPP.
+ */
+
+/** Kinds of record that an export gives and a restore takes. */
+typedef enum ustate_record_type {
+	USTATE_RECORD_KEY = 1, /* a key with its value and metadata */
+	USTATE_RECORD_DIR = 2, /* a directory record (see ustate_node()) */
+} ustate_record_type;
+
+/** One key or directory record; every pointer is borrowed. */
+typedef struct ustate_record {
+	ustate_record_type type;
+	const char *key;       /* the key, or the path of the record */
+	const void *value;     /* KEY: value_len bytes */
+	size_t value_len;      /* KEY */
+	uint64_t version;      /* KEY: >= 1 */
+	int64_t created_at;    /* KEY: unix seconds */
+	int64_t updated_at;    /* KEY: unix seconds */
+	uint64_t mod_revision; /* KEY, set by an export only: the revision
+				* of the last change; a restore ignores it */
+} ustate_record;
+
+/**
+ * ustate_export_fn - receives one record of ustate_export(). The record
+ * and what it points to stay valid until the function returns. Return 0
+ * to go on, or a negative errno that ends the export and that
+ * ustate_export() returns.
+ */
+typedef int (*ustate_export_fn)(void *arg, const ustate_record *r);
+
+/**
+ * ustate_export() - every key and directory record at or below a prefix,
+ * from one consistent snapshot of the store, in byte order of their paths
+ * (a key before a directory record of the same path).
+ * @prefix: a plain string prefix, as for ustate_list().
+ * @fn:     called once per record, in order. It must not call the store
+ *          s: the memory backend holds its lock meanwhile, which also
+ *          keeps writers of that store waiting until the export ends.
+ *
+ * Return: 0; -EINVAL, -ENAMETOOLONG for a bad prefix; the error fn
+ * returned; -ENOMEM; -EOPNOTSUPP; backend errors.
+ */
+int ustate_export(ustate *s, const char *prefix, ustate_export_fn fn,
+		  void *arg);
+
+/**
+ * ustate_import_fn - gives ustate_restore() its next record. Fill *r and
+ * return 1; return 0 at the end of the input, or a negative errno that
+ * ends the restore, unchanged, and that ustate_restore() returns. What r
+ * points to must stay valid until the next call.
+ */
+typedef int (*ustate_import_fn)(void *arg, ustate_record *r);
+
+/* Flags of ustate_restore(); at most one of them. */
+#define USTATE_RESTORE_MERGE 0x1   /* into a store that has keys */
+#define USTATE_RESTORE_REPLACE 0x2 /* the store becomes the records */
+
+/** What a restore did. */
+typedef struct ustate_restore_result {
+	uint64_t keys;	   /* key records read */
+	uint64_t dirs;	   /* directory records read */
+	uint64_t written;  /* keys created or changed; the others were
+			    * already identical and were left alone */
+	uint64_t deleted;  /* keys removed (USTATE_RESTORE_REPLACE) */
+	uint64_t revision; /* store revision after the restore */
+} ustate_restore_result;
+
+/**
+ * ustate_restore() - write records, with the versions and timestamps they
+ * carry, as one atomic change: all of them or, on any error, none.
+ * @next:  called until it returns 0 (or an error) for the records; it may
+ *         give them in any order.
+ * @flags: 0: the store must be empty (no key and no directory record),
+ *         else -ENOTEMPTY before next is first called; the store then
+ *         holds exactly the records, at their versions and timestamps.
+ *         USTATE_RESTORE_MERGE: a record replaces the key of the same
+ *         name (its version may go down, so a client that read the key
+ *         before may see a version it saw before with another value);
+ *         other keys stay. USTATE_RESTORE_REPLACE: like MERGE, and every
+ *         key and directory record that is not among the records is
+ *         removed.
+ * @res:   if not NULL, receives what was done (on success only).
+ *
+ * A key whose value, version and timestamps already equal its record is
+ * not written. The changes take one new store revision; the SQLite
+ * backend gives every 2^20 - 1 changes a revision of their own, all in
+ * the same commit. Watches see CREATED for new keys, UPDATED for replaced
+ * ones (with the restored version) and DELETED for removed ones. The
+ * SQLite backend holds the database's write lock while it reads the
+ * records, so other writers wait (and may time out with -EBUSY).
+ *
+ * Return: 0; -ENOTEMPTY; for the record next gave last: -EINVAL (bad
+ * type or key, version 0 or over 2^63 - 1), -ENAMETOOLONG, -EFBIG (a
+ * value over max_value_size), -EEXIST (a key or directory given twice);
+ * -EINVAL for both flags; -EROFS; the error next returned; -ENOMEM;
+ * -EOPNOTSUPP; backend errors.
+ */
+int ustate_restore(ustate *s, ustate_import_fn next, void *arg, unsigned flags,
+		   ustate_restore_result *res);
+
+/**
+ * ustate_progress_fn - reports how far a long call is: done of total
+ * bytes. Return 0 to go on, or a negative errno that stops the call,
+ * which then returns it.
+ */
+typedef int (*ustate_progress_fn)(void *arg, uint64_t done, uint64_t total);
+
+/* Flags of ustate_backup(). */
+#define USTATE_BACKUP_FORCE 0x1 /* replace an existing file at path */
+
+/**
+ * ustate_backup() - an online, consistent copy of the store into a new
+ * SQLite file, which ustate_open_sqlite() opens as it would the store.
+ * The copy is of one snapshot, taken in steps: writers, of this process
+ * and of others, go on meanwhile (the store's write-ahead log lets a
+ * reader keep a snapshot without blocking them; the log grows until the
+ * copy ends). The copy goes to a new temporary file beside path, mode
+ * 0600, which replaces path only once it is complete and on disk: path
+ * never holds a partial copy.
+ * @path:     the file to make; it must not exist unless flags has
+ *            USTATE_BACKUP_FORCE.
+ * @progress: NULL, or called after each step with the bytes copied.
+ *
+ * Return: 0; -EEXIST when path exists; -EINVAL for an empty path or
+ * unknown flags; -EOPNOTSUPP for a store that is no file (memory: export
+ * it instead); the error progress returned; errors of the file system
+ * (-EACCES, -ENOENT for a missing directory, -ENOSPC ...); -EBUSY;
+ * backend errors.
+ */
+int ustate_backup(ustate *s, const char *path, unsigned flags,
+		  ustate_progress_fn progress, void *arg);
+
+/** One problem that ustate_check() found; every pointer is borrowed. */
+typedef struct ustate_problem {
+	const char *check;  /* the rule broken, a short name such as
+			     * "keyrev-missing" (the README lists them) */
+	const char *key;    /* the key or path concerned, or NULL */
+	const char *detail; /* what is wrong, a sentence */
+} ustate_problem;
+
+/**
+ * ustate_problem_fn - receives one problem of ustate_check(), valid until
+ * it returns. Return 0 to go on, or a negative errno that ends the check
+ * and that ustate_check() returns.
+ */
+typedef int (*ustate_problem_fn)(void *arg, const ustate_problem *p);
+
+/**
+ * ustate_check() - verify a store: the backend's own integrity check
+ * (SQLite's PRAGMA integrity_check) and every invariant the store keeps
+ * (each key has a version >= 1 and a revision, the change history agrees
+ * with the keys, and so on), on one consistent snapshot.
+ * @fn: NULL, or called once per problem.
+ *
+ * Return: the number of problems found, 0 when the store is sound (at
+ * most INT_MAX); -EUCLEAN when the file is too damaged to be read; the
+ * error fn returned; -ENOMEM; -EOPNOTSUPP; backend errors.
+ */
+int ustate_check(ustate *s, ustate_problem_fn fn, void *arg);
+
+/**
+ * ustate_compact() - drop the change history older than a revision, for
+ * good (the "history" option trims it too, as commits go on). A watch
+ * that asks for a dropped revision gets -ENODATA, one still reading
+ * there -EOVERFLOW; keys, versions and the revision do not change.
+ * @revision: the oldest revision whose changes stay; 1 drops nothing,
+ *            ustate_revision() + 1 drops all.
+ * @removed:  if not NULL, receives the number of changes dropped.
+ *
+ * Return: 0; -EINVAL when revision is 0 or past ustate_revision() + 1;
+ * -EROFS; -EOPNOTSUPP; backend errors.
+ */
+int ustate_compact(ustate *s, uint64_t revision, uint64_t *removed);
+
 #ifdef __cplusplus
 }
 #endif

@@ -2515,6 +2515,583 @@ static void test_null_is_noop(void **state)
 	ustate_script_free(NULL);
 }
 
+/* ---- administration: export, restore, backup, check, compact ---------- */
+
+/* Records copied out of an export, to feed a restore. */
+struct recs {
+	ustate_record *v;
+	size_t n;
+	size_t pos;  /* the next one a restore takes */
+	int fail_at; /* feed: return fail_rc instead of record fail_at */
+	int fail_rc;
+	size_t calls;
+};
+
+static int recs_add(void *arg, const ustate_record *r)
+{
+	struct recs *rs = arg;
+	ustate_record *c;
+	void *val = NULL;
+
+	rs->v = realloc(rs->v, (rs->n + 1) * sizeof(*rs->v));
+	assert_non_null(rs->v);
+	c = &rs->v[rs->n++];
+	*c = *r;
+	c->key = strdup(r->key);
+	assert_non_null(c->key);
+	if (r->type == USTATE_RECORD_KEY) {
+		assert_non_null(r->value);
+		val = malloc(r->value_len + 1);
+		assert_non_null(val);
+		memcpy(val, r->value, r->value_len);
+	}
+	c->value = val;
+	return 0;
+}
+
+static void recs_free(struct recs *rs)
+{
+	size_t i;
+
+	for (i = 0; i < rs->n; i++) {
+		free((char *)rs->v[i].key);
+		free((void *)rs->v[i].value);
+	}
+	free(rs->v);
+	memset(rs, 0, sizeof(*rs));
+}
+
+static int recs_next(void *arg, ustate_record *r)
+{
+	struct recs *rs = arg;
+
+	rs->calls++;
+	if (rs->fail_rc && rs->pos == (size_t)rs->fail_at)
+		return rs->fail_rc;
+	if (rs->pos == rs->n)
+		return 0;
+	*r = rs->v[rs->pos++];
+	return 1;
+}
+
+static void recs_export(ustate *s, const char *prefix, struct recs *rs)
+{
+	memset(rs, 0, sizeof(*rs));
+	assert_int_equal(ustate_export(s, prefix, recs_add, rs), 0);
+}
+
+/* An export as text, every field but mod_revision: equal means same data. */
+static char *export_text(ustate *s)
+{
+	char *buf = NULL;
+	size_t len = 0, i, j;
+	struct recs rs;
+	FILE *fp;
+
+	recs_export(s, "", &rs);
+	fp = open_memstream(&buf, &len);
+	assert_non_null(fp);
+	for (i = 0; i < rs.n; i++) {
+		const ustate_record *r = &rs.v[i];
+
+		fprintf(fp, "%d %s", r->type, r->key);
+		if (r->type == USTATE_RECORD_KEY)
+			fprintf(fp, " v%" PRIu64 " c%" PRId64 " u%" PRId64 " =",
+				r->version, r->created_at, r->updated_at);
+		for (j = 0; r->type == USTATE_RECORD_KEY && j < r->value_len;
+		     j++)
+			fprintf(fp, "%02x",
+				((const unsigned char *)r->value)[j]);
+		fputc('\n', fp);
+	}
+	fclose(fp);
+	recs_free(&rs);
+	return buf;
+}
+
+static void assert_list_dirs(ustate *s, const char *const *want, size_t nwant)
+{
+	char **v = NULL;
+	size_t n = 0, i;
+
+	assert_int_equal(ustate_list_dirs(s, "", &v, &n), 0);
+	assert_int_equal(n, nwant);
+	for (i = 0; i < n; i++)
+		assert_string_equal(v[i], want[i]);
+	ustate_list_free(v, n);
+}
+
+static void mkdir_record(ustate *s, const char *path)
+{
+	ustate_op op = {.type = USTATE_OP_MKDIR, .key = path};
+
+	assert_int_equal(ustate_transaction(s, &op, 1, NULL), 0);
+}
+
+/* Keys at several versions, binary and empty values, directory records. */
+static void fill_admin(ustate *s)
+{
+	static const char bin[] = {'\0', (char)0xff, 'a', '\n', (char)0x80};
+	uint64_t v;
+
+	put(s, "/b/x", "1", 1);
+	put(s, "/b/x", "2", 2);
+	put(s, "/b/x", "three", 3);
+	assert_int_equal(ustate_set(s, "/bin", bin, sizeof(bin), &v), 0);
+	assert_int_equal(ustate_set(s, "/empty", "", 0, &v), 0);
+	put(s, "/gone", "g", 1);
+	assert_int_equal(ustate_delete(s, "/gone"), 0);
+	put(s, "/a", "\xc3\xa9t\xc3\xa9", 1);
+	mkdir_record(s, "/b");
+	mkdir_record(s, "/d/e");
+	mkdir_record(s, "/b/x");
+}
+
+static void test_export(void **state)
+{
+	static const char *const order[] = {"/a",   "/b",   "/b/x",  "/b/x",
+					    "/bin", "/d/e", "/empty"};
+	static const int types[] = {1, 2, 1, 2, 1, 2, 1};
+	struct fixture *f = *state;
+	struct recs rs;
+	ustate_entry *e;
+	size_t i;
+
+	fill_admin(f->s);
+	recs_export(f->s, "", &rs);
+	/* Byte order; a key before the record of the same path. */
+	assert_int_equal(rs.n, 7);
+	for (i = 0; i < rs.n; i++) {
+		assert_string_equal(rs.v[i].key, order[i]);
+		assert_int_equal(rs.v[i].type, types[i]);
+		if (rs.v[i].type != USTATE_RECORD_KEY)
+			continue;
+		assert_int_equal(ustate_get(f->s, rs.v[i].key, &e), 0);
+		assert_int_equal(rs.v[i].version, e->version);
+		assert_int_equal(rs.v[i].created_at, e->created_at);
+		assert_int_equal(rs.v[i].updated_at, e->updated_at);
+		assert_int_equal(rs.v[i].mod_revision, e->mod_revision);
+		assert_int_equal(rs.v[i].value_len, e->value_len);
+		assert_memory_equal(rs.v[i].value, e->value, e->value_len);
+		ustate_entry_free(e);
+	}
+	assert_int_equal(rs.v[2].version, 3);
+	assert_int_equal(rs.v[4].value_len, 5);
+	recs_free(&rs);
+
+	/* A prefix is a plain string prefix. */
+	recs_export(f->s, "/b", &rs);
+	assert_int_equal(rs.n, 4);
+	assert_string_equal(rs.v[3].key, "/bin");
+	recs_free(&rs);
+	recs_export(f->s, "/zzz", &rs);
+	assert_int_equal(rs.n, 0);
+	recs_free(&rs);
+	assert_int_equal(ustate_export(f->s, "bad\x01", recs_add, &rs),
+			 -EINVAL);
+	assert_int_equal(ustate_export(f->s, "", NULL, NULL), -EINVAL);
+}
+
+static int stop_after_two(void *arg, const ustate_record *r)
+{
+	int *n = arg;
+
+	return ++*n == 2 ? -EINTR : 0;
+}
+
+static void test_export_stops(void **state)
+{
+	struct fixture *f = *state;
+	int n = 0;
+
+	fill_admin(f->s);
+	assert_int_equal(ustate_export(f->s, "", stop_after_two, &n), -EINTR);
+	assert_int_equal(n, 2);
+	/* The store is fine afterwards: the snapshot was let go. */
+	put(f->s, "/after", "x", 1);
+}
+
+static void test_restore_roundtrip(void **state)
+{
+	ustate_options o = fast_options();
+	struct fixture *f = *state;
+	ustate_restore_result res;
+	char *before, *after;
+	struct recs rs;
+
+	fill_admin(f->s);
+	recs_export(f->s, "", &rs);
+	before = export_text(f->s);
+	assert_int_equal(open_fresh(f, &o, &f->s2), 0);
+	assert_int_equal(ustate_watch_open(&f->w, f->s2, "*", 1), 0);
+	memset(&res, 0xff, sizeof(res));
+	assert_int_equal(ustate_restore(f->s2, recs_next, &rs, 0, &res), 0);
+	assert_int_equal(res.keys, 4);
+	assert_int_equal(res.dirs, 3);
+	assert_int_equal(res.written, 4);
+	assert_int_equal(res.deleted, 0);
+	/* One revision for the whole restore. */
+	assert_int_equal(res.revision, 1);
+	assert_int_equal(ustate_revision(f->s2), 1);
+	after = export_text(f->s2);
+	assert_string_equal(after, before);
+	free(after);
+	assert_int_equal(mod_revision(f->s2, "/b/x"), 1);
+	/* Watches see the keys created at their restored versions. */
+	expect_event(f->w, USTATE_EVENT_CREATED, "/a", 1, 1);
+	expect_event(f->w, USTATE_EVENT_CREATED, "/b/x", 3, 1);
+	expect_event(f->w, USTATE_EVENT_CREATED, "/bin", 1, 1);
+	expect_event(f->w, USTATE_EVENT_CREATED, "/empty", 1, 1);
+	expect_no_event(f->w);
+	/* The store goes on from the restored versions. */
+	put(f->s2, "/b/x", "four", 4);
+	assert_int_equal(ustate_check(f->s2, NULL, NULL), 0);
+
+	/* A store that is not empty is refused before a record is read. */
+	rs.pos = 0;
+	rs.calls = 0;
+	free(before);
+	before = snapshot(f->s2);
+	assert_int_equal(ustate_restore(f->s2, recs_next, &rs, 0, NULL),
+			 -ENOTEMPTY);
+	assert_int_equal(rs.calls, 0);
+	assert_snapshot(f->s2, before);
+	free(before);
+	recs_free(&rs);
+}
+
+static void test_restore_not_empty_dirs(void **state)
+{
+	struct fixture *f = *state;
+	struct recs rs = {0};
+
+	/* A directory record alone makes a store not empty. */
+	mkdir_record(f->s, "/only");
+	assert_int_equal(ustate_restore(f->s, recs_next, &rs, 0, NULL),
+			 -ENOTEMPTY);
+	assert_int_equal(ustate_restore(f->s, recs_next, &rs,
+					USTATE_RESTORE_MERGE, NULL),
+			 0);
+	assert_int_equal(ustate_revision(f->s), 0);
+}
+
+static void test_restore_merge_replace(void **state)
+{
+	ustate_options o = fast_options();
+	struct fixture *f = *state;
+	ustate_restore_result res;
+	struct recs rs = {0};
+	ustate_entry *e;
+	uint64_t r0;
+	ustate_record in[] = {
+		{.type = USTATE_RECORD_KEY,
+		 .key = "/a",
+		 .value = "old",
+		 .value_len = 3,
+		 .version = 2,
+		 .created_at = 10,
+		 .updated_at = 20},
+		{.type = USTATE_RECORD_KEY,
+		 .key = "/new",
+		 .value = "n",
+		 .value_len = 1,
+		 .version = 7,
+		 .created_at = 5,
+		 .updated_at = 6},
+		{.type = USTATE_RECORD_DIR, .key = "/dir"},
+		{.type = USTATE_RECORD_KEY, .key = "/same"},
+	};
+
+	put(f->s, "/a", "a1", 1);
+	put(f->s, "/a", "a2", 2);
+	put(f->s, "/a", "a3", 3);
+	put(f->s, "/c", "c", 1);
+	put(f->s, "/same", "s", 1);
+	mkdir_record(f->s, "/olddir");
+	/* A record equal to its key is no change. */
+	assert_int_equal(ustate_get(f->s, "/same", &e), 0);
+	in[3].value = "s";
+	in[3].value_len = 1;
+	in[3].version = e->version;
+	in[3].created_at = e->created_at;
+	in[3].updated_at = e->updated_at;
+	ustate_entry_free(e);
+	rs.v = in;
+	rs.n = ARRAY_SIZE(in);
+
+	/* The same start on a second store, for the replace. */
+	assert_int_equal(open_fresh(f, &o, &f->s2), 0);
+	put(f->s2, "/a", "a1", 1);
+	put(f->s2, "/c", "c", 1);
+	mkdir_record(f->s2, "/olddir");
+
+	r0 = ustate_revision(f->s);
+	assert_int_equal(ustate_watch_open(&f->w, f->s, "*", r0 + 1), 0);
+	assert_int_equal(ustate_restore(f->s, recs_next, &rs,
+					USTATE_RESTORE_MERGE, &res),
+			 0);
+	assert_int_equal(res.keys, 3);
+	assert_int_equal(res.dirs, 1);
+	assert_int_equal(res.written, 2);
+	assert_int_equal(res.deleted, 0);
+	assert_int_equal(res.revision, r0 + 1);
+	/* The version may go down: the record says so. */
+	assert_value(f->s, "/a", "old", 2);
+	assert_int_equal(ustate_get(f->s, "/a", &e), 0);
+	assert_int_equal(e->created_at, 10);
+	assert_int_equal(e->updated_at, 20);
+	assert_int_equal(e->mod_revision, r0 + 1);
+	ustate_entry_free(e);
+	assert_value(f->s, "/new", "n", 7);
+	assert_value(f->s, "/c", "c", 1);
+	assert_int_equal(mod_revision(f->s, "/same"), 5);
+	expect_event(f->w, USTATE_EVENT_UPDATED, "/a", 2, r0 + 1);
+	expect_event(f->w, USTATE_EVENT_CREATED, "/new", 7, r0 + 1);
+	expect_no_event(f->w);
+	assert_list_dirs(f->s, (const char *const[]){"/dir", "/olddir"}, 2);
+	assert_int_equal(ustate_check(f->s, NULL, NULL), 0);
+
+	/* Merging the same records again changes nothing: no revision. */
+	rs.pos = 0;
+	assert_int_equal(ustate_restore(f->s, recs_next, &rs,
+					USTATE_RESTORE_MERGE, &res),
+			 0);
+	assert_int_equal(res.written, 0);
+	assert_int_equal(res.revision, r0 + 1);
+	assert_int_equal(ustate_revision(f->s), r0 + 1);
+
+	/* Replace: what the records do not name goes. */
+	rs.pos = 0;
+	r0 = ustate_revision(f->s2);
+	assert_int_equal(ustate_restore(f->s2, recs_next, &rs,
+					USTATE_RESTORE_REPLACE, &res),
+			 0);
+	assert_int_equal(res.written, 3);
+	assert_int_equal(res.deleted, 1);
+	assert_int_equal(res.revision, r0 + 1);
+	assert_absent(f->s2, "/c");
+	assert_value(f->s2, "/a", "old", 2);
+	assert_list_dirs(f->s2, (const char *const[]){"/dir"}, 1);
+	assert_int_equal(ustate_check(f->s2, NULL, NULL), 0);
+	rs.pos = 0;
+	assert_int_equal(ustate_restore(f->s2, recs_next, &rs,
+					USTATE_RESTORE_REPLACE, &res),
+			 0);
+	assert_int_equal(res.written + res.deleted, 0);
+	assert_int_equal(ustate_revision(f->s2), r0 + 1);
+}
+
+/* A restore of rs into s must fail with want, changing nothing. */
+static void restore_fails_with(ustate *s, struct recs *rs, unsigned flags,
+			       int want)
+{
+	char *before = snapshot(s);
+
+	assert_int_equal(ustate_restore(s, recs_next, rs, flags, NULL), want);
+	assert_snapshot(s, before);
+	free(before);
+}
+
+static void restore_fails(ustate *s, ustate_record *rec, size_t n,
+			  unsigned flags, int want)
+{
+	struct recs rs = {.v = rec, .n = n};
+
+	restore_fails_with(s, &rs, flags, want);
+}
+
+static void test_restore_all_or_nothing(void **state)
+{
+	ustate_options o = fast_options();
+	struct fixture *f = *state;
+	struct recs rs = {0};
+	char big[64] = {0};
+	ustate_record good = {.type = USTATE_RECORD_KEY,
+			      .key = "/ok",
+			      .value = "v",
+			      .value_len = 1,
+			      .version = 1};
+	ustate_record in[2];
+
+	in[0] = good;
+	/* Each bad record after a good one: nothing is written. */
+	in[1] = good;
+	in[1].key = "/bad//key";
+	restore_fails(f->s, in, 2, 0, -EINVAL);
+	in[1] = good;
+	in[1].key = "/two";
+	in[1].version = 0;
+	restore_fails(f->s, in, 2, 0, -EINVAL);
+	in[1].version = (uint64_t)INT64_MAX + 1;
+	restore_fails(f->s, in, 2, 0, -EINVAL);
+	in[1] = good;
+	in[1].type = 9;
+	restore_fails(f->s, in, 2, 0, -EINVAL);
+	in[1] = good;
+	in[1].value = NULL;
+	restore_fails(f->s, in, 2, 0, -EINVAL);
+	in[1] = good;
+	restore_fails(f->s, in, 2, 0, -EEXIST);
+	in[1] = (ustate_record){.type = USTATE_RECORD_DIR, .key = "/d"};
+	in[0] = in[1];
+	restore_fails(f->s, in, 2, 0, -EEXIST);
+	/* A key and a record may share a path. */
+	in[0] = good;
+	in[1].key = "/ok";
+	rs.v = in;
+	rs.n = 2;
+	assert_int_equal(ustate_restore(f->s, recs_next, &rs, 0, NULL), 0);
+	assert_value(f->s, "/ok", "v", 1);
+
+	/* The input's own error ends it, also in a store with keys. */
+	in[0] = good;
+	in[0].key = "/other";
+	in[1] = good;
+	in[1].key = "/third";
+	rs = (struct recs){.v = in, .n = 2, .fail_at = 1, .fail_rc = -EBADMSG};
+	restore_fails_with(f->s, &rs, USTATE_RESTORE_MERGE, -EBADMSG);
+	rs.pos = 0;
+	assert_int_equal(
+		ustate_restore(f->s, recs_next, &rs,
+			       USTATE_RESTORE_MERGE | USTATE_RESTORE_REPLACE,
+			       NULL),
+		-EINVAL);
+	assert_int_equal(ustate_restore(f->s, recs_next, &rs, 0x10, NULL),
+			 -EINVAL);
+	assert_int_equal(ustate_restore(f->s, NULL, NULL, 0, NULL), -EINVAL);
+
+	/* A value over the store's maximum. */
+	o.max_value_size = 16;
+	assert_int_equal(open_fresh(f, &o, &f->s2), 0);
+	in[0] = good;
+	in[1] = good;
+	in[1].key = "/big";
+	in[1].value = big;
+	in[1].value_len = sizeof(big);
+	restore_fails(f->s2, in, 2, 0, -EFBIG);
+	assert_int_equal(ustate_revision(f->s2), 0);
+}
+
+static void test_compact(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t removed = 99, r, i;
+	ustate_watch *w = NULL;
+	ustate_op two[2] = {
+		{.type = USTATE_OP_SET,
+		 .key = "/t/a",
+		 .value = "a",
+		 .value_len = 1},
+		{.type = USTATE_OP_SET,
+		 .key = "/t/b",
+		 .value = "b",
+		 .value_len = 1},
+	};
+
+	for (i = 0; i < 8; i++)
+		put(f->s, "/k", "v", i + 1);
+	/* Revision 9 holds two changes. */
+	assert_int_equal(ustate_transaction(f->s, two, 2, NULL), 0);
+	put(f->s, "/k", "v", 9);
+	r = ustate_revision(f->s);
+	assert_int_equal(r, 10);
+
+	assert_int_equal(ustate_compact(f->s, 0, &removed), -EINVAL);
+	assert_int_equal(ustate_compact(f->s, r + 2, &removed), -EINVAL);
+	assert_int_equal(removed, 99);
+	assert_int_equal(ustate_compact(f->s, 1, &removed), 0);
+	assert_int_equal(removed, 0);
+	assert_int_equal(ustate_compact(f->s, 6, &removed), 0);
+	assert_int_equal(removed, 5);
+	assert_int_equal(ustate_watch_open(&w, f->s, "*", 5), -ENODATA);
+	assert_int_equal(ustate_watch_open(&w, f->s, "*", 6), 0);
+	expect_event(w, USTATE_EVENT_UPDATED, "/k", 6, 6);
+	ustate_watch_close(w);
+	assert_int_equal(ustate_watch_open(&f->w, f->s, "*", 7), 0);
+	/* Compacting to an older point keeps what is gone gone. */
+	assert_int_equal(ustate_compact(f->s, 3, &removed), 0);
+	assert_int_equal(removed, 0);
+	assert_int_equal(ustate_compact(f->s, 10, &removed), 0);
+	assert_int_equal(removed, 5);
+	/* The watch about to read revision 7 lost its history. */
+	assert_int_equal(ustate_watch_next(f->w, &(ustate_event){0}, 0),
+			 -EOVERFLOW);
+	assert_int_equal(ustate_check(f->s, NULL, NULL), 0);
+	assert_int_equal(ustate_compact(f->s, r + 1, &removed), 0);
+	assert_int_equal(removed, 1);
+	assert_int_equal(ustate_watch_open(&w, f->s, "*", r), -ENODATA);
+	assert_int_equal(ustate_check(f->s, NULL, NULL), 0);
+	/* Keys and revisions stay; new changes are history again. */
+	assert_value(f->s, "/k", "v", 9);
+	assert_int_equal(ustate_revision(f->s), r);
+	assert_int_equal(ustate_watch_open(&f->w2, f->s, "*", r + 1), 0);
+	put(f->s, "/k", "v", 10);
+	expect_event(f->w2, USTATE_EVENT_UPDATED, "/k", 10, r + 1);
+	assert_int_equal(ustate_check(f->s, NULL, NULL), 0);
+	assert_int_equal(ustate_compact(f->s, 5, NULL), 0);
+}
+
+/* Problems a check reported, as "check key" lines. */
+static int collect_problem(void *arg, const ustate_problem *p)
+{
+	FILE *fp = arg;
+
+	assert_non_null(p->check);
+	assert_non_null(p->detail);
+	assert_true(strlen(p->detail) > 0);
+	fprintf(fp, "%s %s\n", p->check, p->key ? p->key : "-");
+	return 0;
+}
+
+/* The problems of a check, which must count want (< 0: any > 0). */
+static char *check_text(ustate *s, int want)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *fp;
+	int rc;
+
+	fp = open_memstream(&buf, &len);
+	assert_non_null(fp);
+	rc = ustate_check(s, collect_problem, fp);
+	fclose(fp);
+	if (want >= 0)
+		assert_int_equal(rc, want);
+	else
+		assert_true(rc > 0);
+	return buf;
+}
+
+static int stop_check(void *arg, const ustate_problem *p)
+{
+	return -ECANCELED;
+}
+
+static void test_check_clean(void **state)
+{
+	ustate_options o = fast_options();
+	struct fixture *f = *state;
+	char *text;
+	int i;
+
+	text = check_text(f->s, 0);
+	assert_string_equal(text, "");
+	free(text);
+	fill_admin(f->s);
+	for (i = 0; i < 50; i++)
+		put(f->s, "/many", "x", i + 1);
+	assert_int_equal(ustate_delete(f->s, "/many"), 0);
+	text = check_text(f->s, 0);
+	assert_string_equal(text, "");
+	free(text);
+	/* Trimmed history is no problem either. */
+	o.history = 5;
+	assert_int_equal(open_fresh(f, &o, &f->s2), 0);
+	for (i = 0; i < 100; i++)
+		put(f->s2, i % 2 ? "/odd" : "/even", "x", i / 2 + 1);
+	assert_int_equal(ustate_check(f->s2, stop_check, NULL), 0);
+}
+
 /* ---- SQLite only ------------------------------------------------------- */
 
 /* A child's 200 increments; its exit status tells the parent how it went. */
@@ -2844,6 +3421,288 @@ static void test_sqlite_rust_file(void **state)
 	assert_int_equal(mod_revision(f->s2, "/r/a"), r + 1);
 }
 
+/* ---- SQLite administration --------------------------------------------- */
+
+struct progress {
+	uint64_t calls, done, total;
+	int fail_rc;
+};
+
+static int on_progress(void *arg, uint64_t done, uint64_t total)
+{
+	struct progress *p = arg;
+
+	assert_true(done <= total);
+	assert_true(done >= p->done);
+	p->calls++;
+	p->done = done;
+	p->total = total;
+	return p->fail_rc;
+}
+
+/* The number of entries of a directory, . and .. aside. */
+static int dir_entries(const char *dir)
+{
+	struct dirent *d;
+	int n = 0;
+	DIR *dp;
+
+	dp = opendir(dir);
+	assert_non_null(dp);
+	while ((d = readdir(dp)))
+		n += strcmp(d->d_name, ".") && strcmp(d->d_name, "..");
+	closedir(dp);
+	return n;
+}
+
+static void test_sqlite_backup(void **state)
+{
+	struct fixture *f = *state;
+	struct progress p = {0};
+	char path[PATH_MAX], *before, *after;
+	char big[8192];
+	struct stat st;
+	int files, i;
+
+	fill_admin(f->s);
+	memset(big, 'x', sizeof(big));
+	for (i = 0; i < 640; i++) {
+		char key[32];
+
+		snprintf(key, sizeof(key), "/big/%d", i);
+		assert_int_equal(ustate_set(f->s, key, big, sizeof(big), NULL),
+				 0);
+	}
+	snprintf(path, sizeof(path), "%s/backup.db", f->dir);
+	files = dir_entries(f->dir);
+	assert_int_equal(ustate_backup(f->s, path, 0, on_progress, &p), 0);
+	assert_true(p.calls >= 2); /* 5 MB in steps of 1024 pages */
+	assert_int_equal(p.done, p.total);
+	assert_true(p.total > 640 * sizeof(big));
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	assert_int_equal(st.st_size, p.total);
+	/* Only the copy is new: no temporary file is left. */
+	assert_int_equal(dir_entries(f->dir), files + 1);
+
+	assert_int_equal(ustate_open_sqlite(&f->s2, path, NULL), 0);
+	before = export_text(f->s);
+	after = export_text(f->s2);
+	assert_string_equal(after, before);
+	free(after);
+	assert_int_equal(ustate_revision(f->s2), ustate_revision(f->s));
+	assert_int_equal(ustate_check(f->s2, NULL, NULL), 0);
+	ustate_close(f->s2);
+	f->s2 = NULL;
+
+	/* An existing file stays unless forced. */
+	put(f->s, "/later", "l", 1);
+	assert_int_equal(ustate_backup(f->s, path, 0, NULL, NULL), -EEXIST);
+	assert_int_equal(ustate_backup(f->s, path, 0x8, NULL, NULL), -EINVAL);
+	assert_int_equal(ustate_backup(f->s, "", 0, NULL, NULL), -EINVAL);
+	assert_int_equal(ustate_open_sqlite(&f->s2, path, NULL), 0);
+	assert_int_equal(ustate_exists(f->s2, "/later"), 0);
+	ustate_close(f->s2);
+	f->s2 = NULL;
+	assert_int_equal(
+		ustate_backup(f->s, path, USTATE_BACKUP_FORCE, NULL, NULL), 0);
+	assert_int_equal(ustate_open_sqlite(&f->s2, path, NULL), 0);
+	assert_int_equal(ustate_exists(f->s2, "/later"), 1);
+	ustate_close(f->s2);
+	f->s2 = NULL;
+
+	/* A progress error stops the copy and leaves nothing behind. */
+	snprintf(path, sizeof(path), "%s/stopped.db", f->dir);
+	p = (struct progress){.fail_rc = -EINTR};
+	files = dir_entries(f->dir);
+	assert_int_equal(ustate_backup(f->s, path, 0, on_progress, &p), -EINTR);
+	assert_int_equal(p.calls, 1);
+	assert_int_equal(dir_entries(f->dir), files);
+	snprintf(path, sizeof(path), "%s/no/such/dir.db", f->dir);
+	assert_int_equal(ustate_backup(f->s, path, 0, NULL, NULL), -ENOENT);
+	free(before);
+}
+
+struct bk_writer {
+	ustate *s;
+	volatile int stop;
+	volatile uint64_t writes;
+	uint64_t rev; /* the store's revision at the first step */
+	ustate *reader;
+};
+
+static void *write_loop(void *arg)
+{
+	struct bk_writer *w = arg;
+	char key[32];
+
+	while (!w->stop) {
+		snprintf(key, sizeof(key), "/w/%" PRIu64, w->writes % 50);
+		if (ustate_set(w->s, key, "value", 5, NULL) == 0)
+			w->writes++;
+	}
+	return NULL;
+}
+
+/*
+ * Called while the backup holds its snapshot: the writer must get on with
+ * its commits meanwhile (a locked store would stop it).
+ */
+static int writes_go_on(void *arg, uint64_t done, uint64_t total)
+{
+	struct bk_writer *w = arg;
+	uint64_t before = w->writes;
+	int i;
+
+	if (w->rev)
+		return 0;
+	w->rev = ustate_revision(w->reader);
+	for (i = 0; i < 5000 && w->writes < before + 10; i++)
+		usleep(1000);
+	assert_true(w->writes >= before + 10);
+	return 0;
+}
+
+/* A backup with a writer at work is one consistent snapshot. */
+static void test_sqlite_backup_while_writing(void **state)
+{
+	struct fixture *f = *state;
+	struct bk_writer w = {.reader = f->s};
+	char path[PATH_MAX], big[4096];
+	pthread_t t;
+	int i;
+
+	memset(big, 'b', sizeof(big));
+	for (i = 0; i < 500; i++) {
+		char key[32];
+
+		snprintf(key, sizeof(key), "/big/%d", i);
+		assert_int_equal(ustate_set(f->s, key, big, sizeof(big), NULL),
+				 0);
+	}
+	/* The writer has its own handle, like another process. */
+	assert_int_equal(ustate_open_sqlite(&w.s, f->path, NULL), 0);
+	assert_int_equal(pthread_create(&t, NULL, write_loop, &w), 0);
+	while (w.writes < 20)
+		usleep(1000);
+	snprintf(path, sizeof(path), "%s/live.db", f->dir);
+	assert_int_equal(ustate_backup(f->s, path, 0, writes_go_on, &w), 0);
+	w.stop = 1;
+	pthread_join(t, NULL);
+	ustate_close(w.s);
+	/* The copy is the snapshot from before those writes, and sound. */
+	assert_int_equal(ustate_open_sqlite(&f->s2, path, NULL), 0);
+	assert_int_equal(ustate_check(f->s2, NULL, NULL), 0);
+	assert_true(ustate_revision(f->s2) <= w.rev);
+	assert_true(ustate_revision(f->s2) + 10 <= ustate_revision(f->s));
+	assert_int_equal(ustate_exists(f->s2, "/big/499"), 1);
+}
+
+/* The case's file, opened with SQLite itself, as another program would. */
+static sqlite3 *raw_open(struct fixture *f)
+{
+	sqlite3 *db;
+
+	assert_int_equal(
+		sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READWRITE, NULL),
+		SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	return db;
+}
+
+static void test_sqlite_check_finds(void **state)
+{
+	struct fixture *f = *state;
+	sqlite3 *db;
+	char *text;
+
+	fill_admin(f->s);
+	db = raw_open(f);
+
+	exec_sql(db, "DELETE FROM ustate_keyrev WHERE key = '/a'");
+	text = check_text(f->s, 1);
+	assert_string_equal(text, "keyrev-missing /a\n");
+	free(text);
+	exec_sql(db, "INSERT INTO ustate_keyrev VALUES ('/a', 99)");
+	text = check_text(f->s, 2);
+	assert_string_equal(text, "keyrev-range /a\nkeyrev-revision /a\n");
+	free(text);
+	exec_sql(db, "UPDATE ustate_keyrev SET mod_revision = (SELECT "
+		     "mod_revision FROM ustate_keyrev WHERE key = '/bin') "
+		     "WHERE key = '/a'");
+	text = check_text(f->s, 1);
+	assert_string_equal(text, "keyrev-revision /a\n");
+	free(text);
+	exec_sql(db, "INSERT INTO ustate_keyrev VALUES ('/nokey', 1)");
+	text = check_text(f->s, 2);
+	assert_string_equal(text, "keyrev-orphan /nokey\nkeyrev-revision /a\n");
+	free(text);
+
+	/* Writes that bypass the triggers. */
+	exec_sql(db,
+		 "DELETE FROM ustate_keyrev WHERE key = '/nokey';"
+		 "UPDATE ustate_keyrev SET mod_revision = 8 WHERE key = '/a';"
+		 "DROP TRIGGER ustate_kv_update;"
+		 "UPDATE kv_store SET version = 0 WHERE key = '/empty'");
+	text = check_text(f->s, 3);
+	assert_string_equal(text,
+			    "schema -\nversion /empty\nhistory-last /empty\n");
+	free(text);
+	sqlite3_close(db);
+}
+
+/* Damage in the history and the state row. */
+static void test_sqlite_check_history(void **state)
+{
+	struct fixture *f = *state;
+	sqlite3 *db;
+	char *text;
+
+	fill_admin(f->s);
+	db = raw_open(f);
+	/* /bin was written at revision 4, and nothing since. */
+	exec_sql(db, "DELETE FROM ustate_history WHERE id >> 20 = 4");
+	text = check_text(f->s, 2);
+	assert_string_equal(text, "history-gap -\nhistory-missing /bin\n");
+	free(text);
+	/* As a compaction would have left it, it is sound. */
+	exec_sql(db, "DELETE FROM ustate_history WHERE id >> 20 < 4;"
+		     "UPDATE ustate_state SET compacted = 4");
+	text = check_text(f->s, 0);
+	free(text);
+	exec_sql(db, "UPDATE ustate_state SET revision = revision + 2");
+	text = check_text(f->s, 1);
+	assert_string_equal(text, "history-gap -\n");
+	free(text);
+	exec_sql(db, "UPDATE ustate_state SET revision = revision - 2;"
+		     "UPDATE ustate_history SET version = 0 WHERE key = '/a'");
+	text = check_text(f->s, 2);
+	assert_string_equal(text, "history-version /a\nhistory-last /a\n");
+	free(text);
+	sqlite3_close(db);
+}
+
+/* A damaged file: the integrity check says where. */
+static void test_sqlite_check_integrity(void **state)
+{
+	struct fixture *f = *state;
+	char *text;
+	sqlite3 *db;
+
+	fill_admin(f->s);
+	db = raw_open(f);
+	/* An index that disagrees with its table. */
+	exec_sql(db, "PRAGMA writable_schema = ON;"
+		     "UPDATE sqlite_master SET sql = replace(sql, 'key)', "
+		     "'version)') WHERE name = 'idx_kv_store_prefix'");
+	sqlite3_close(db);
+	ustate_close(f->s);
+	f->s = NULL;
+	assert_int_equal(ustate_open_sqlite(&f->s2, f->path, NULL), 0);
+	text = check_text(f->s2, -1);
+	assert_non_null(strstr(text, "integrity -\n"));
+	free(text);
+}
 /* ---- memory only ------------------------------------------------------- */
 
 static void test_memory_stores_are_separate(void **state)
@@ -2857,6 +3716,15 @@ static void test_memory_stores_are_separate(void **state)
 	assert_value(f->s, "/same", "first", 1);
 	assert_int_equal(ustate_revision(f->s), 1);
 	assert_int_equal(ustate_revision(f->s2), 1);
+}
+
+static void test_memory_backup(void **state)
+{
+	struct fixture *f = *state;
+
+	assert_int_equal(ustate_backup(f->s, "/tmp/never.db", 0, NULL, NULL),
+			 -EOPNOTSUPP);
+	assert_int_equal(access("/tmp/never.db", F_OK), -1);
 }
 
 /* ---- tables ------------------------------------------------------------ */
@@ -2884,7 +3752,10 @@ static void test_memory_stores_are_separate(void **state)
 		T(test_node_bad_path_output), T(test_readdir),                 \
 		T(test_readdir_many), T(test_script), T(test_script_failures), \
 		T(test_json), T(test_strerror), T(test_null_is_noop),          \
-		T(test_check_children)
+		T(test_check_children), T(test_export), T(test_export_stops),  \
+		T(test_restore_roundtrip), T(test_restore_not_empty_dirs),     \
+		T(test_restore_merge_replace), T(test_restore_all_or_nothing), \
+		T(test_compact), T(test_check_clean)
 
 static const struct CMUnitTest sqlite_cases[] = {
 	COMMON_CASES,
@@ -2895,11 +3766,17 @@ static const struct CMUnitTest sqlite_cases[] = {
 	T(test_sqlite_reopen),
 	T(test_sqlite_external_write),
 	T(test_sqlite_rust_file),
+	T(test_sqlite_backup),
+	T(test_sqlite_backup_while_writing),
+	T(test_sqlite_check_finds),
+	T(test_sqlite_check_history),
+	T(test_sqlite_check_integrity),
 };
 
 static const struct CMUnitTest memory_cases[] = {
 	COMMON_CASES,
 	T(test_memory_stores_are_separate),
+	T(test_memory_backup),
 };
 
 int main(int argc, char **argv)
