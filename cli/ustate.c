@@ -7,11 +7,15 @@
  *
  * Exit codes: 0 success; 1 an error (the message says which); 2 bad
  * usage; 3 the key does not exist (get, delete, exists); 4 a version
- * conflict, an existing key or a failed transaction (cas, create, txn).
+ * conflict, an existing key or a failed transaction (cas, create, txn),
+ * or a restore into a store that is not empty; 5 check found problems.
+ * The operator commands (dump, restore, backup, check, compact) are in
+ * admin.c.
  */
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,25 +25,34 @@
 #include <ustate.h>
 #include <ustate_json.h>
 
-#define EXIT_ERROR 1
-#define EXIT_USAGE 2
-#define EXIT_MISSING 3
-#define EXIT_CONFLICT 4
+#include "cli_i.h"
 
 #define DEFAULT_DB "/var/lib/ustate/state.db"
+
+/* How a command opens the store. */
+enum open_mode {
+	OPEN_READ,     /* read-only if the file is, created if missing */
+	OPEN_WRITE,    /* writable, created if missing */
+	OPEN_EXISTING, /* read-only; the file must exist */
+	OPEN_MODIFY,   /* writable; the file must exist */
+};
 
 struct cmd {
 	const char *name;
 	const char *args;
 	const char *help;
+	const char *details; /* more lines for COMMAND --help, or NULL */
 	int (*run)(ustate *s, int argc, char **argv);
 	int min, max; /* positional arguments */
-	int writes;
+	enum open_mode open;
+	const struct option *opts; /* NULL: only --json and --help */
+	const char *shortopts;	   /* NULL: "jh" */
+	/* What to say, and exit with, when the store does not open. */
+	int (*unopened)(const char *db, int rc);
 };
 
-static int json_out;
-static long from_rev;
-static volatile sig_atomic_t interrupted;
+struct cli_opts cli;
+volatile sig_atomic_t interrupted;
 
 static void on_signal(int sig)
 {
@@ -47,7 +60,7 @@ static void on_signal(int sig)
 }
 
 /* Map a library error to a message and an exit code. */
-static int fail(const char *what, int rc)
+int fail(const char *what, int rc)
 {
 	fprintf(stderr, "ustate: %s: %s\n", what, ustate_strerror(rc));
 	if (rc == -ENOENT)
@@ -92,7 +105,7 @@ static int read_value(int argc, char **argv, int i, char **buf, size_t *len)
 	return 0;
 }
 
-static int print_json(json_t *v)
+int print_json(json_t *v)
 {
 	int rc = json_dumpf(v, stdout, JSON_COMPACT) == 0 ? 0 : EXIT_ERROR;
 
@@ -119,7 +132,7 @@ static int cmd_get(ustate *s, int argc, char **argv)
 	rc = ustate_get(s, argv[0], &e);
 	if (rc < 0)
 		return fail(argv[0], rc);
-	if (json_out) {
+	if (cli.json) {
 		rc = print_json(
 			json_pack("{s:s, s:o, s:I, s:I, s:I, s:I}", "key",
 				  e->key, "value", value_json(e), "version",
@@ -138,7 +151,7 @@ static int cmd_get(ustate *s, int argc, char **argv)
 
 static int print_version(uint64_t v)
 {
-	if (json_out)
+	if (cli.json)
 		return print_json(json_pack("{s:I}", "version", (json_int_t)v));
 	printf("%llu\n", (unsigned long long)v);
 	return 0;
@@ -175,17 +188,29 @@ static int cmd_create(ustate *s, int argc, char **argv)
 	return rc < 0 ? fail(argv[0], rc) : print_version(v);
 }
 
+/* A decimal number of 64 bits; -EINVAL for anything else. */
+static int parse_u64(const char *text, uint64_t *out)
+{
+	unsigned long long v;
+	char *end;
+
+	errno = 0;
+	v = strtoull(text, &end, 10);
+	if (errno || *end || !*text || text[0] == '-' || text[0] == '+' ||
+	    text[0] == ' ')
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
 static int cmd_cas(ustate *s, int argc, char **argv)
 {
-	unsigned long long want;
-	uint64_t v = 0;
-	char *end, *buf;
+	uint64_t want, v = 0;
+	char *buf;
 	size_t len;
 	int rc;
 
-	errno = 0;
-	want = strtoull(argv[1], &end, 10);
-	if (errno || *end || !*argv[1] || argv[1][0] == '-') {
+	if (parse_u64(argv[1], &want) < 0) {
 		fprintf(stderr, "ustate: cas: bad version \"%s\"\n", argv[1]);
 		return EXIT_USAGE;
 	}
@@ -195,7 +220,8 @@ static int cmd_cas(ustate *s, int argc, char **argv)
 	free(buf);
 	if (rc == -ECANCELED)
 		fprintf(stderr, "ustate: %s is at version %llu, not %llu\n",
-			argv[0], (unsigned long long)v, want);
+			argv[0], (unsigned long long)v,
+			(unsigned long long)want);
 	return rc < 0 ? fail(argv[0], rc) : print_version(v);
 }
 
@@ -212,7 +238,7 @@ static int cmd_exists(ustate *s, int argc, char **argv)
 
 	if (rc < 0)
 		return fail(argv[0], rc);
-	if (json_out)
+	if (cli.json)
 		print_json(json_pack("{s:b}", "exists", rc));
 	return rc ? 0 : EXIT_MISSING;
 }
@@ -229,7 +255,7 @@ static int cmd_revision(ustate *s, int argc, char **argv)
 {
 	uint64_t rev = ustate_revision(s);
 
-	if (json_out)
+	if (cli.json)
 		return print_json(
 			json_pack("{s:I}", "revision", (json_int_t)rev));
 	printf("%llu\n", (unsigned long long)rev);
@@ -246,7 +272,7 @@ static int cmd_list(ustate *s, int argc, char **argv)
 	rc = ustate_list(s, argc ? argv[0] : "", &keys, &n);
 	if (rc < 0)
 		return fail("list", rc);
-	if (json_out)
+	if (cli.json)
 		arr = json_array();
 	for (i = 0; i < n; i++) {
 		if (arr)
@@ -298,7 +324,7 @@ static int cmd_watch(ustate *s, int argc, char **argv)
 	ustate_event ev;
 	int rc;
 
-	rc = ustate_watch_open(&w, s, argv[0], (uint64_t)from_rev);
+	rc = ustate_watch_open(&w, s, argv[0], cli.from);
 	if (rc < 0)
 		return fail(argv[0], rc);
 	while (!interrupted) {
@@ -317,36 +343,174 @@ static int cmd_watch(ustate *s, int argc, char **argv)
 	return rc < 0 && rc != -EAGAIN && rc != -EINTR ? fail("watch", rc) : 0;
 }
 
+#define COMMON_OPTS                                                            \
+	{"json", no_argument, NULL, 'j'},                                      \
+	{                                                                      \
+		"help", no_argument, NULL, 'h'                                 \
+	}
+
+static const struct option plain_opts[] = {
+	COMMON_OPTS,
+	{NULL, 0, NULL, 0},
+};
+
+static const struct option watch_opts[] = {
+	COMMON_OPTS,
+	{"from", required_argument, NULL, 'F'},
+	{NULL, 0, NULL, 0},
+};
+
+static const struct option restore_opts[] = {
+	COMMON_OPTS,
+	{"merge", no_argument, NULL, 'm'},
+	{"replace", no_argument, NULL, 'r'},
+	{NULL, 0, NULL, 0},
+};
+
+static const struct option backup_opts[] = {
+	COMMON_OPTS,
+	{"force", no_argument, NULL, 'f'},
+	{NULL, 0, NULL, 0},
+};
+
+static const struct option compact_opts[] = {
+	COMMON_OPTS,
+	{"keep", required_argument, NULL, 'k'},
+	{"revision", required_argument, NULL, 'R'},
+	{NULL, 0, NULL, 0},
+};
+
 static const struct cmd cmds[] = {
-	{"get", "KEY", "print the value of KEY", cmd_get, 1, 1, 0},
-	{"set", "KEY [VALUE]",
-	 "write KEY (VALUE or stdin); print its "
-	 "version",
-	 cmd_set, 1, 2, 1},
-	{"delete", "KEY", "remove KEY", cmd_delete, 1, 1, 1},
-	{"exists", "KEY", "exit 0 if KEY exists, 3 if not", cmd_exists, 1, 1,
-	 0},
-	{"version", "KEY", "print the version of KEY (0: missing)", cmd_version,
-	 1, 1, 0},
-	{"list", "[PREFIX]", "print the keys that start with PREFIX", cmd_list,
-	 0, 1, 0},
-	{"cas", "KEY VERSION [VALUE]",
-	 "write KEY only at VERSION (0: only "
-	 "if missing); exit 4 on conflict",
-	 cmd_cas, 2, 3, 1},
-	{"create", "KEY [VALUE]",
-	 "write KEY only if missing; exit 4 if "
-	 "it exists",
-	 cmd_create, 1, 2, 1},
-	{"txn", "",
-	 "run a transaction script from stdin (the /.txn "
-	 "grammar); exit 4 if it fails",
-	 cmd_txn, 0, 0, 1},
-	{"watch", "PATTERN",
-	 "print changes as JSON lines until "
-	 "interrupted (--from REV replays history)",
-	 cmd_watch, 1, 1, 0},
-	{"revision", "", "print the store revision", cmd_revision, 0, 0, 0},
+	{.name = "get",
+	 .args = "KEY",
+	 .help = "print the value of KEY",
+	 .run = cmd_get,
+	 .min = 1,
+	 .max = 1},
+	{.name = "set",
+	 .args = "KEY [VALUE]",
+	 .help = "write KEY (VALUE or stdin); print its version",
+	 .run = cmd_set,
+	 .min = 1,
+	 .max = 2,
+	 .open = OPEN_WRITE},
+	{.name = "delete",
+	 .args = "KEY",
+	 .help = "remove KEY",
+	 .run = cmd_delete,
+	 .min = 1,
+	 .max = 1,
+	 .open = OPEN_WRITE},
+	{.name = "exists",
+	 .args = "KEY",
+	 .help = "exit 0 if KEY exists, 3 if not",
+	 .run = cmd_exists,
+	 .min = 1,
+	 .max = 1},
+	{.name = "version",
+	 .args = "KEY",
+	 .help = "print the version of KEY (0: missing)",
+	 .run = cmd_version,
+	 .min = 1,
+	 .max = 1},
+	{.name = "list",
+	 .args = "[PREFIX]",
+	 .help = "print the keys that start with PREFIX",
+	 .run = cmd_list,
+	 .max = 1},
+	{.name = "cas",
+	 .args = "KEY VERSION [VALUE]",
+	 .help = "write KEY only at VERSION (0: only if missing); exit 4 on "
+		 "conflict",
+	 .run = cmd_cas,
+	 .min = 2,
+	 .max = 3,
+	 .open = OPEN_WRITE},
+	{.name = "create",
+	 .args = "KEY [VALUE]",
+	 .help = "write KEY only if missing; exit 4 if it exists",
+	 .run = cmd_create,
+	 .min = 1,
+	 .max = 2,
+	 .open = OPEN_WRITE},
+	{.name = "txn",
+	 .args = "",
+	 .help = "run a transaction script from stdin (the /.txn grammar); "
+		 "exit 4 if it fails",
+	 .run = cmd_txn,
+	 .open = OPEN_WRITE},
+	{.name = "watch",
+	 .args = "PATTERN [--from REV]",
+	 .help = "print changes as JSON lines until interrupted",
+	 .details = "  --from REV  replay the retained history from revision "
+		    "REV first\n",
+	 .run = cmd_watch,
+	 .min = 1,
+	 .max = 1,
+	 .opts = watch_opts},
+	{.name = "revision",
+	 .args = "",
+	 .help = "print the store revision",
+	 .run = cmd_revision},
+	{.name = "dump",
+	 .args = "[PREFIX]",
+	 .help = "print every key (and directory record) as JSON lines",
+	 .details =
+		 "  One line per key, in key order, from one snapshot:\n"
+		 "  {\"key\":K,\"version\":V,\"created_at\":T,\"updated_at\":T,\n"
+		 "   \"encoding\":\"utf-8\"|\"base64\",\"value\":TEXT}\n"
+		 "  and {\"dir\":PATH} for a directory record made by mkdir.\n"
+		 "  A value is text when it is UTF-8 without NUL, else base64.\n",
+	 .run = cmd_dump,
+	 .max = 1,
+	 .open = OPEN_EXISTING},
+	{.name = "restore",
+	 .args = "[FILE|-] [--merge|--replace]",
+	 .help = "write the lines of a dump back, all or nothing",
+	 .details =
+		 "  Keys get the versions and timestamps of the dump. The store\n"
+		 "  must be empty (exit 4 if not) unless:\n"
+		 "  --merge    replace the keys the dump names, keep the others\n"
+		 "             (a version may go down: CAS clients may be "
+		 "fooled)\n"
+		 "  --replace  and remove every key and directory it does not "
+		 "name\n"
+		 "  A malformed line is an error naming it; nothing is written.\n"
+		 "  The store's writers wait while the input is read.\n",
+	 .run = cmd_restore,
+	 .max = 1,
+	 .open = OPEN_WRITE,
+	 .opts = restore_opts},
+	{.name = "backup",
+	 .args = "FILE [--force]",
+	 .help = "copy the store, online and consistent, into a new FILE",
+	 .details = "  FILE is made with mode 0600 and appears only when "
+		    "complete.\n"
+		    "  -f, --force  replace FILE if it exists\n",
+	 .run = cmd_backup,
+	 .min = 1,
+	 .max = 1,
+	 .open = OPEN_EXISTING,
+	 .opts = backup_opts,
+	 .shortopts = "jhf"},
+	{.name = "check",
+	 .args = "",
+	 .help = "verify the file and the store's invariants; exit 5 on "
+		 "problems",
+	 .details = "  Prints one line per problem: CHECK [KEY]: DETAIL, then\n"
+		    "  \"ok\" or the number found; --json prints one object.\n",
+	 .run = cmd_check,
+	 .open = OPEN_EXISTING,
+	 .unopened = check_unopened},
+	{.name = "compact",
+	 .args = "--keep N | --revision R",
+	 .help = "drop old change history (watch --from); print how much",
+	 .details = "  --keep N      keep the changes of the last N revisions\n"
+		    "  --revision R  drop the changes before revision R\n"
+		    "  Watches asking for a dropped revision then fail.\n",
+	 .run = cmd_compact,
+	 .open = OPEN_MODIFY,
+	 .opts = compact_opts},
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -366,7 +530,74 @@ static void usage(FILE *f)
 		fprintf(f, "  %-9s %-20s %s\n", cmds[i].name, cmds[i].args,
 			cmds[i].help);
 	fprintf(f, "\nexit: 0 ok, 1 error, 2 usage, 3 no such key, "
-		   "4 conflict\n");
+		   "4 conflict, 5 check found problems\n");
+}
+
+static void cmd_usage(FILE *f, const struct cmd *c, bool full)
+{
+	fprintf(f, "usage: ustate [-d DB] %s %s\n", c->name, c->args);
+	if (!full)
+		return;
+	fprintf(f, "  %s\n", c->help);
+	if (c->details)
+		fputs(c->details, f);
+}
+
+/*
+ * Parse the options of command c from its own argv (after its name).
+ * Return -1 to go on, or the code to exit with (0 after --help).
+ */
+static int cmd_options(const struct cmd *c, int argc, char **argv)
+{
+	const char *what = NULL;
+	uint64_t *num = NULL;
+	int ch;
+
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, c->shortopts ? c->shortopts : "jh",
+				 c->opts ? c->opts : plain_opts, NULL)) != -1) {
+		switch (ch) {
+		case 'j':
+			cli.json = 1;
+			break;
+		case 'F':
+			what = "--from";
+			num = &cli.from;
+			break;
+		case 'm':
+			cli.merge = 1;
+			break;
+		case 'r':
+			cli.replace = 1;
+			break;
+		case 'f':
+			cli.force = 1;
+			break;
+		case 'k':
+			what = "--keep";
+			num = &cli.keep;
+			cli.keep_set = 1;
+			break;
+		case 'R':
+			what = "--revision";
+			num = &cli.revision;
+			cli.revision_set = 1;
+			break;
+		case 'h':
+			cmd_usage(stdout, c, true);
+			return 0;
+		default:
+			cmd_usage(stderr, c, false);
+			return EXIT_USAGE;
+		}
+		if (num && parse_u64(optarg, num) < 0) {
+			fprintf(stderr, "ustate: %s: bad number \"%s\"\n", what,
+				optarg);
+			return EXIT_USAGE;
+		}
+		num = NULL;
+	}
+	return -1;
 }
 
 int main(int argc, char **argv)
@@ -374,7 +605,6 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{"db", required_argument, NULL, 'd'},
 		{"json", no_argument, NULL, 'j'},
-		{"from", required_argument, NULL, 'F'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -382,7 +612,6 @@ int main(int argc, char **argv)
 	const char *db = getenv("USTATE_DB");
 	const struct cmd *c = NULL;
 	int ch, rc, help = 0, nargs;
-	char *end;
 	ustate *s;
 	size_t i;
 
@@ -394,7 +623,7 @@ int main(int argc, char **argv)
 			db = optarg;
 			break;
 		case 'j':
-			json_out = 1;
+			cli.json = 1;
 			break;
 		case 'h':
 			help = 1;
@@ -418,43 +647,31 @@ int main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	/*
-	 * Options after the command (--json, --from, --help), anywhere among
-	 * its arguments: parse the command's own argv, from a fresh start.
+	 * Options after the command, anywhere among its arguments: parse
+	 * the command's own argv, from a fresh start.
 	 */
 	argc -= optind;
 	argv += optind;
-	optind = 0;
-	while ((ch = getopt_long(argc, argv, "jh", opts, NULL)) != -1) {
-		switch (ch) {
-		case 'j':
-			json_out = 1;
-			break;
-		case 'F':
-			errno = 0;
-			from_rev = strtol(optarg, &end, 10);
-			if (errno || *end || from_rev < 0) {
-				fprintf(stderr, "ustate: bad --from\n");
-				return EXIT_USAGE;
-			}
-			break;
-		case 'h':
-			printf("usage: ustate [-d DB] %s %s\n  %s\n", c->name,
-			       c->args, c->help);
-			return 0;
-		default:
-			return EXIT_USAGE;
-		}
-	}
+	rc = cmd_options(c, argc, argv);
+	if (rc >= 0)
+		return rc;
 	nargs = argc - optind;
 	if (nargs < c->min || nargs > c->max) {
-		fprintf(stderr, "usage: ustate [-d DB] %s %s\n", c->name,
-			c->args);
+		cmd_usage(stderr, c, false);
 		return EXIT_USAGE;
 	}
-	o.read_only = !c->writes && access(db, W_OK) != 0 && !access(db, R_OK);
+	if ((c->open == OPEN_EXISTING || c->open == OPEN_MODIFY) &&
+	    access(db, F_OK) != 0) {
+		rc = -errno;
+		return c->unopened ? c->unopened(db, rc) : fail(db, rc);
+	}
+	if (c->open == OPEN_EXISTING)
+		o.read_only = 1;
+	else if (c->open == OPEN_READ)
+		o.read_only = access(db, W_OK) != 0 && !access(db, R_OK);
 	rc = ustate_open_sqlite(&s, db, &o);
 	if (rc < 0)
-		return fail(db, rc);
+		return c->unopened ? c->unopened(db, rc) : fail(db, rc);
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	rc = c->run(s, nargs, argv + optind);

@@ -1,0 +1,526 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * This file implements the operator commands of `ustate`: dump and restore
+ * (JSON lines through jansson, binary values in base64 through libsodium's
+ * strict codec), backup, check and compact, each over one libustate call,
+ * and the progress bar that restore and backup draw on stderr when it is
+ * a terminal.
+ *
+ * The dump format, one JSON object a line, in key order:
+ *   {"key":K,"version":V,"created_at":T,"updated_at":T,
+ *    "encoding":"utf-8"|"base64","value":TEXT}
+ *   {"dir":PATH}                    a directory record (mkdir)
+ * A value is text when it is UTF-8 without NUL bytes, else base64 (RFC
+ * 4648, padded). Restore accepts exactly these fields, and \u0000 in text.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "cli_i.h"
+
+#define B64 sodium_base64_VARIANT_ORIGINAL
+#define BAR_WIDTH 30
+#define BAR_EVERY_MS 100
+
+/* ---- progress bar ------------------------------------------------------ */
+
+/* A progress bar on stderr; it draws nothing unless stderr is a terminal. */
+struct bar {
+	const char *what;
+	bool on, drawn;
+	struct timespec last;
+};
+
+static void bar_init(struct bar *b, const char *what)
+{
+	*b = (struct bar){.what = what, .on = isatty(STDERR_FILENO)};
+}
+
+/* Bytes as a short human figure: "512 B", "12.3 MiB". */
+static void human(char *buf, size_t len, uint64_t bytes)
+{
+	static const char *const unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+	double v = bytes;
+	int i = 0;
+
+	while (v >= 1024 && i < 4) {
+		v /= 1024;
+		i++;
+	}
+	snprintf(buf, len, i ? "%.1f %s" : "%.0f %s", v, unit[i]);
+}
+
+/*
+ * Draw done of total bytes (total 0: unknown) and a count of records (0:
+ * none), at most every BAR_EVERY_MS unless final.
+ */
+static void bar_show(struct bar *b, uint64_t done, uint64_t total,
+		     uint64_t records, bool final)
+{
+	char hd[32], ht[32], fill[BAR_WIDTH + 1];
+	struct timespec now;
+	unsigned pct;
+	long ms;
+
+	if (!b->on)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	ms = (now.tv_sec - b->last.tv_sec) * 1000 +
+	     (now.tv_nsec - b->last.tv_nsec) / 1000000;
+	if (!final && b->drawn && ms < BAR_EVERY_MS)
+		return;
+	b->last = now;
+	b->drawn = true;
+	human(hd, sizeof(hd), done);
+	if (!total) {
+		fprintf(stderr, "\r%s: %s, %" PRIu64 " records\033[K", b->what,
+			hd, records);
+		return;
+	}
+	pct = done >= total ? 100 : (unsigned)(done * 100 / total);
+	memset(fill, '#', sizeof(fill));
+	fill[pct * BAR_WIDTH / 100] = '\0';
+	human(ht, sizeof(ht), total);
+	fprintf(stderr, "\r%s [%-*s] %3u%% %s of %s\033[K", b->what, BAR_WIDTH,
+		fill, pct, hd, ht);
+}
+
+/* End the bar's line, if it drew one. */
+static void bar_end(struct bar *b)
+{
+	if (b->drawn)
+		fputc('\n', stderr);
+	b->drawn = false;
+}
+
+/* ---- dump --------------------------------------------------------------- */
+
+/* A value as JSON text when it is UTF-8 without NUL, else as base64. */
+static json_t *value_text(const ustate_record *r, const char **encoding)
+{
+	size_t len = sodium_base64_ENCODED_LEN(r->value_len, B64);
+	json_t *v = NULL;
+	char *b64;
+
+	*encoding = "utf-8";
+	if (!memchr(r->value, '\0', r->value_len))
+		v = json_stringn(r->value, r->value_len);
+	if (v)
+		return v;
+	*encoding = "base64";
+	b64 = malloc(len);
+	if (!b64)
+		return NULL;
+	sodium_bin2base64(b64, len, r->value, r->value_len, B64);
+	v = json_stringn(b64, len - 1);
+	free(b64);
+	return v;
+}
+
+static int dump_record(void *arg, const ustate_record *r)
+{
+	const char *encoding;
+	FILE *out = arg;
+	json_t *j, *v;
+	int rc;
+
+	if (r->type == USTATE_RECORD_DIR) {
+		j = json_pack("{s:s}", "dir", r->key);
+	} else {
+		v = value_text(r, &encoding);
+		j = v ? json_pack("{s:s, s:I, s:I, s:I, s:s, s:o}", "key",
+				  r->key, "version", (json_int_t)r->version,
+				  "created_at", (json_int_t)r->created_at,
+				  "updated_at", (json_int_t)r->updated_at,
+				  "encoding", encoding, "value", v)
+		      : NULL;
+	}
+	if (!j)
+		return -ENOMEM;
+	rc = json_dumpf(j, out, JSON_COMPACT);
+	json_decref(j);
+	if (rc < 0 || fputc('\n', out) == EOF)
+		return -EIO;
+	return interrupted ? -EINTR : 0;
+}
+
+/* libsodium asks to be set up before use, though its codecs need nothing. */
+static int sodium_ready(void)
+{
+	if (sodium_init() < 0) {
+		fprintf(stderr, "ustate: libsodium failed to start\n");
+		return EXIT_ERROR;
+	}
+	return 0;
+}
+
+int cmd_dump(ustate *s, int argc, char **argv)
+{
+	int rc;
+
+	if (sodium_ready())
+		return EXIT_ERROR;
+	rc = ustate_export(s, argc ? argv[0] : "", dump_record, stdout);
+	if (fflush(stdout) == EOF && rc == 0)
+		rc = -errno;
+	return rc < 0 ? fail("dump", rc) : 0;
+}
+
+/* ---- restore ------------------------------------------------------------ */
+
+/* The input of a restore, read a line at a time as the library asks. */
+struct feed {
+	const char *name; /* the file, or "stdin" */
+	FILE *in;
+	char *line;
+	size_t cap;
+	unsigned long lineno; /* of the line read last */
+	json_t *cur;	      /* its JSON, which the record points into */
+	unsigned char *bin;   /* its value, decoded from base64 */
+	const char *key;      /* the key or path of the record given last */
+	uint64_t bytes, total, records;
+	struct bar bar;
+	char err[256]; /* what is wrong with line lineno */
+};
+
+static int feed_fail(struct feed *f, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* Note what is wrong with the current line; ends the restore. */
+static int feed_fail(struct feed *f, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(f->err, sizeof(f->err), fmt, ap);
+	va_end(ap);
+	return -EBADMSG;
+}
+
+/* A JSON string that must not hold NUL (a key or a path). */
+static int no_nul(struct feed *f, const char *s, size_t len)
+{
+	if (strlen(s) == len)
+		return 0;
+	return feed_fail(f, "the key holds a NUL character");
+}
+
+/* The record of the current line, whose JSON is f->cur. */
+static int parse_record(struct feed *f, ustate_record *r)
+{
+	const char *key, *enc, *val;
+	json_int_t v, c, u;
+	size_t klen, vlen, max;
+	json_error_t jerr;
+
+	if (json_object_get(f->cur, "dir")) {
+		if (json_unpack_ex(f->cur, &jerr, JSON_STRICT, "{s:s%}", "dir",
+				   &key, &klen) < 0)
+			return feed_fail(f, "%s", jerr.text);
+		if (no_nul(f, key, klen) < 0)
+			return -EBADMSG;
+		*r = (ustate_record){.type = USTATE_RECORD_DIR, .key = key};
+		f->key = key;
+		return 1;
+	}
+	if (json_unpack_ex(f->cur, &jerr, JSON_STRICT,
+			   "{s:s%, s:I, s:I, s:I, s:s, s:s%}", "key", &key,
+			   &klen, "version", &v, "created_at", &c, "updated_at",
+			   &u, "encoding", &enc, "value", &val, &vlen) < 0)
+		return feed_fail(f, "%s", jerr.text);
+	if (no_nul(f, key, klen) < 0)
+		return -EBADMSG;
+	if (v < 1)
+		return feed_fail(f, "version %lld is not 1 or more",
+				 (long long)v);
+	if (!strcmp(enc, "base64")) {
+		max = vlen / 4 * 3 + 1;
+		f->bin = malloc(max);
+		if (!f->bin)
+			return -ENOMEM;
+		/* No end pointer: any byte that is not base64 is an error. */
+		if (sodium_base642bin(f->bin, max, val, vlen, NULL, &vlen, NULL,
+				      B64) != 0)
+			return feed_fail(f, "the value is not valid base64");
+		val = (const char *)f->bin;
+	} else if (strcmp(enc, "utf-8")) {
+		return feed_fail(f, "unknown encoding \"%s\"", enc);
+	}
+	*r = (ustate_record){
+		.type = USTATE_RECORD_KEY,
+		.key = key,
+		.value = val,
+		.value_len = vlen,
+		.version = (uint64_t)v,
+		.created_at = c,
+		.updated_at = u,
+	};
+	f->key = key;
+	return 1;
+}
+
+static int feed_next(void *arg, ustate_record *r)
+{
+	struct feed *f = arg;
+	json_error_t jerr;
+	ssize_t n;
+
+	json_decref(f->cur);
+	f->cur = NULL;
+	free(f->bin);
+	f->bin = NULL;
+	f->key = NULL;
+	do {
+		if (interrupted)
+			return -EINTR;
+		n = getline(&f->line, &f->cap, f->in);
+		if (n < 0) {
+			bar_show(&f->bar, f->bytes, f->total, f->records, true);
+			return ferror(f->in) ? -EIO : 0;
+		}
+		f->lineno++;
+		f->bytes += n;
+		bar_show(&f->bar, f->bytes, f->total, f->records, false);
+		if (n && f->line[n - 1] == '\n')
+			n--;
+	} while (n == 0); /* blank lines are no records */
+	f->cur = json_loadb(f->line, n, JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES,
+			    &jerr);
+	if (!f->cur)
+		return feed_fail(f, "not JSON: %s (column %d)", jerr.text,
+				 jerr.column);
+	if (!json_is_object(f->cur))
+		return feed_fail(f, "not a JSON object");
+	f->records++;
+	return parse_record(f, r);
+}
+
+/* Say why a restore failed; the exit code. */
+static int restore_failed(struct feed *f, int rc)
+{
+	const char *why = ustate_strerror(rc);
+
+	if (f->err[0]) {
+		fprintf(stderr, "ustate: restore: %s line %lu: %s\n", f->name,
+			f->lineno, f->err);
+	} else if (rc == -ENOTEMPTY) {
+		fprintf(stderr, "ustate: restore: the store is not empty (use "
+				"--merge or --replace)\n");
+	} else if (rc == -EINTR) {
+		fprintf(stderr, "ustate: restore: interrupted\n");
+	} else if (f->key && (rc == -EINVAL || rc == -ENAMETOOLONG ||
+			      rc == -EFBIG || rc == -EEXIST)) {
+		if (rc == -EEXIST)
+			why = "given twice in the input";
+		fprintf(stderr, "ustate: restore: %s line %lu: %s: %s\n",
+			f->name, f->lineno, f->key, why);
+	} else {
+		fail("restore", rc);
+	}
+	fprintf(stderr, "ustate: restore: nothing was written\n");
+	return rc == -ENOTEMPTY ? EXIT_CONFLICT : EXIT_ERROR;
+}
+
+int cmd_restore(ustate *s, int argc, char **argv)
+{
+	struct feed f = {.name = "stdin", .in = stdin};
+	ustate_restore_result res;
+	unsigned flags = 0;
+	struct stat st;
+	int rc;
+
+	if (cli.merge && cli.replace) {
+		fprintf(stderr, "ustate: restore: --merge or --replace, not "
+				"both\n");
+		return EXIT_USAGE;
+	}
+	if (sodium_ready())
+		return EXIT_ERROR;
+	if (argc && strcmp(argv[0], "-")) {
+		f.name = argv[0];
+		f.in = fopen(argv[0], "re");
+		if (!f.in)
+			return fail(argv[0], -errno);
+	} else if (isatty(STDIN_FILENO)) {
+		fprintf(stderr, "ustate: restore: give a FILE, or the dump on "
+				"stdin\n");
+		return EXIT_USAGE;
+	}
+	if (fstat(fileno(f.in), &st) == 0 && S_ISREG(st.st_mode))
+		f.total = st.st_size;
+	bar_init(&f.bar, "restore");
+	flags = cli.merge     ? USTATE_RESTORE_MERGE
+		: cli.replace ? USTATE_RESTORE_REPLACE
+			      : 0;
+	rc = ustate_restore(s, feed_next, &f, flags, &res);
+	bar_end(&f.bar);
+	if (rc < 0)
+		rc = restore_failed(&f, rc);
+	else if (cli.json)
+		rc = print_json(json_pack("{s:I, s:I, s:I, s:I, s:I}", "keys",
+					  (json_int_t)res.keys, "dirs",
+					  (json_int_t)res.dirs, "written",
+					  (json_int_t)res.written, "deleted",
+					  (json_int_t)res.deleted, "revision",
+					  (json_int_t)res.revision));
+	else
+		printf("restored %" PRIu64 " keys and %" PRIu64
+		       " directories: %" PRIu64 " written, %" PRIu64
+		       " deleted, revision %" PRIu64 "\n",
+		       res.keys, res.dirs, res.written, res.deleted,
+		       res.revision);
+	json_decref(f.cur);
+	free(f.bin);
+	free(f.line);
+	if (f.in != stdin)
+		fclose(f.in);
+	return rc;
+}
+
+/* ---- backup ------------------------------------------------------------- */
+
+struct backup_progress {
+	struct bar bar;
+	uint64_t total;
+};
+
+static int backup_step(void *arg, uint64_t done, uint64_t total)
+{
+	struct backup_progress *p = arg;
+
+	p->total = total;
+	bar_show(&p->bar, done, total, 0, done == total);
+	return interrupted ? -EINTR : 0;
+}
+
+int cmd_backup(ustate *s, int argc, char **argv)
+{
+	struct backup_progress p = {.total = 0};
+	int rc;
+
+	bar_init(&p.bar, "backup");
+	rc = ustate_backup(s, argv[0], cli.force ? USTATE_BACKUP_FORCE : 0,
+			   backup_step, &p);
+	bar_end(&p.bar);
+	if (rc == -EEXIST) {
+		fprintf(stderr,
+			"ustate: backup: %s exists (--force replaces "
+			"it)\n",
+			argv[0]);
+		return EXIT_ERROR;
+	}
+	if (rc < 0)
+		return fail(argv[0], rc);
+	if (cli.json)
+		return print_json(json_pack("{s:s, s:I}", "backup", argv[0],
+					    "bytes", (json_int_t)p.total));
+	return 0;
+}
+
+/* ---- check -------------------------------------------------------------- */
+
+/* Print a problem as a line, or add it to a JSON array (arg). */
+static int print_problem(void *arg, const ustate_problem *p)
+{
+	json_t *arr = arg;
+
+	if (arr)
+		return json_array_append_new(
+			       arr,
+			       json_pack("{s:s, s:s?, s:s}", "check", p->check,
+					 "key", p->key, "detail", p->detail))
+			       ? -ENOMEM
+			       : 0;
+	printf("%s%s%s: %s\n", p->check, p->key ? " " : "",
+	       p->key ? p->key : "", p->detail);
+	return 0;
+}
+
+/* Print the end of a check that found n problems; the exit code. */
+static int check_done(json_t *arr, int n)
+{
+	if (arr)
+		print_json(json_pack("{s:b, s:i, s:o}", "ok", n == 0, "count",
+				     n, "problems", arr));
+	else if (n == 0)
+		puts("ok");
+	else
+		printf("%d problem%s\n", n, n == 1 ? "" : "s");
+	return n ? EXIT_PROBLEMS : 0;
+}
+
+int cmd_check(ustate *s, int argc, char **argv)
+{
+	json_t *arr = cli.json ? json_array() : NULL;
+	int rc;
+
+	rc = ustate_check(s, print_problem, arr);
+	if (rc < 0) {
+		json_decref(arr);
+		return fail("check", rc);
+	}
+	return check_done(arr, rc);
+}
+
+int check_unopened(const char *db, int rc)
+{
+	ustate_problem p = {.check = "integrity"};
+	json_t *arr = cli.json ? json_array() : NULL;
+
+	if (rc == -EUCLEAN) {
+		p.detail = "the file is corrupt or not a SQLite database";
+	} else if (rc == -EROFS) {
+		p.check = "schema";
+		p.detail = "the file has no store tables: not a ustate store";
+	} else {
+		json_decref(arr);
+		return fail(db, rc);
+	}
+	print_problem(arr, &p);
+	return check_done(arr, 1);
+}
+
+/* ---- compact ------------------------------------------------------------ */
+
+int cmd_compact(ustate *s, int argc, char **argv)
+{
+	uint64_t rev = ustate_revision(s), first, removed = 0;
+	int rc;
+
+	if (cli.keep_set == cli.revision_set) {
+		fprintf(stderr, "ustate: compact: give --keep N or --revision "
+				"R\n");
+		return EXIT_USAGE;
+	}
+	if (cli.keep_set)
+		first = cli.keep >= rev ? 1 : rev - cli.keep + 1;
+	else
+		first = cli.revision;
+	rc = ustate_compact(s, first, &removed);
+	if (rc == -EINVAL) {
+		fprintf(stderr,
+			"ustate: compact: revision %" PRIu64
+			" is not in 1..%" PRIu64 " (the store revision + 1)\n",
+			first, rev + 1);
+		return EXIT_USAGE;
+	}
+	if (rc < 0)
+		return fail("compact", rc);
+	if (cli.json)
+		return print_json(json_pack("{s:I, s:I}", "removed",
+					    (json_int_t)removed, "revision",
+					    (json_int_t)first));
+	printf("removed %" PRIu64 " changes before revision %" PRIu64 "\n",
+	       removed, first);
+	return 0;
+}
