@@ -374,9 +374,9 @@ int cmd_restore(ustate *s, int argc, char **argv)
 					  (json_int_t)res.deleted, "revision",
 					  (json_int_t)res.revision));
 	else
-		printf("restored %" PRIu64 " keys and %" PRIu64
-		       " directories: %" PRIu64 " written, %" PRIu64
-		       " deleted, revision %" PRIu64 "\n",
+		printf("restored keys: %" PRIu64 ", directories: %" PRIu64
+		       ", written: %" PRIu64 ", deleted: %" PRIu64
+		       ", revision: %" PRIu64 "\n",
 		       res.keys, res.dirs, res.written, res.deleted,
 		       res.revision);
 	json_decref(f.cur);
@@ -484,7 +484,7 @@ int check_unopened(const char *db, int rc)
 		p.detail = "the file has no store tables: not a ustate store";
 	} else {
 		json_decref(arr);
-		return fail(db, rc);
+		return -1;
 	}
 	print_problem(arr, &p);
 	return check_done(arr, 1);

@@ -47,7 +47,10 @@ int cmd_backup(ustate *s, int argc, char **argv);
 int cmd_check(ustate *s, int argc, char **argv);
 int cmd_compact(ustate *s, int argc, char **argv);
 
-/* What check says, and its exit code, when the store does not open. */
+/*
+ * What check says, and its exit code, when the store does not open; -1
+ * when it has nothing to add to the usual message.
+ */
 int check_unopened(const char *db, int rc);
 
 #endif /* USTATE_CLI_I_H */

@@ -47,7 +47,10 @@ struct cmd {
 	enum open_mode open;
 	const struct option *opts; /* NULL: only --json and --help */
 	const char *shortopts;	   /* NULL: "jh" */
-	/* What to say, and exit with, when the store does not open. */
+	/*
+	 * What to say, and exit with, when the store does not open; -1 for
+	 * the usual message.
+	 */
 	int (*unopened)(const char *db, int rc);
 };
 
@@ -544,6 +547,21 @@ static void cmd_usage(FILE *f, const struct cmd *c, bool full)
 }
 
 /*
+ * Say why the database did not open. Exit 1 whatever the code: a missing
+ * file is no missing key (exit 3).
+ */
+static int open_failed(const struct cmd *c, const char *db, int rc)
+{
+	int code = c->unopened ? c->unopened(db, rc) : -1;
+
+	if (code >= 0)
+		return code;
+	fprintf(stderr, "ustate: %s: %s\n", db,
+		rc == -ENOENT ? strerror(ENOENT) : ustate_strerror(rc));
+	return EXIT_ERROR;
+}
+
+/*
  * Parse the options of command c from its own argv (after its name).
  * Return -1 to go on, or the code to exit with (0 after --help).
  */
@@ -662,8 +680,7 @@ int main(int argc, char **argv)
 	}
 	if ((c->open == OPEN_EXISTING || c->open == OPEN_MODIFY) &&
 	    access(db, F_OK) != 0) {
-		rc = -errno;
-		return c->unopened ? c->unopened(db, rc) : fail(db, rc);
+		return open_failed(c, db, -errno);
 	}
 	if (c->open == OPEN_EXISTING)
 		o.read_only = 1;
@@ -671,7 +688,7 @@ int main(int argc, char **argv)
 		o.read_only = access(db, W_OK) != 0 && !access(db, R_OK);
 	rc = ustate_open_sqlite(&s, db, &o);
 	if (rc < 0)
-		return c->unopened ? c->unopened(db, rc) : fail(db, rc);
+		return open_failed(c, db, rc);
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	rc = c->run(s, nargs, argv + optind);
