@@ -429,14 +429,20 @@ int cmd_backup(ustate *s, int argc, char **argv)
 
 /* ---- check -------------------------------------------------------------- */
 
-/* Print a problem as a line, or add it to a JSON array (arg). */
+/* The problems of a check, printed as lines or gathered in arr. */
+struct problems {
+	json_t *arr; /* --json */
+	int n;
+};
+
 static int print_problem(void *arg, const ustate_problem *p)
 {
-	json_t *arr = arg;
+	struct problems *ps = arg;
 
-	if (arr)
+	ps->n++;
+	if (ps->arr)
 		return json_array_append_new(
-			       arr,
+			       ps->arr,
 			       json_pack("{s:s, s:s?, s:s}", "check", p->check,
 					 "key", p->key, "detail", p->detail))
 			       ? -ENOMEM
@@ -446,48 +452,54 @@ static int print_problem(void *arg, const ustate_problem *p)
 	return 0;
 }
 
-/* Print the end of a check that found n problems; the exit code. */
-static int check_done(json_t *arr, int n)
+/* Report one problem the library could not, and end the check. */
+static int check_end(struct problems *ps, const char *check, const char *detail)
 {
-	if (arr)
-		print_json(json_pack("{s:b, s:i, s:o}", "ok", n == 0, "count",
-				     n, "problems", arr));
-	else if (n == 0)
+	ustate_problem p = {.check = check, .detail = detail};
+
+	if (check)
+		print_problem(ps, &p);
+	if (ps->arr)
+		print_json(json_pack("{s:b, s:i, s:o}", "ok", ps->n == 0,
+				     "count", ps->n, "problems", ps->arr));
+	else if (ps->n == 0)
 		puts("ok");
 	else
-		printf("%d problem%s\n", n, n == 1 ? "" : "s");
-	return n ? EXIT_PROBLEMS : 0;
+		printf("%d problem%s\n", ps->n, ps->n == 1 ? "" : "s");
+	return ps->n ? EXIT_PROBLEMS : 0;
 }
 
 int cmd_check(ustate *s, int argc, char **argv)
 {
-	json_t *arr = cli.json ? json_array() : NULL;
+	struct problems ps = {.arr = cli.json ? json_array() : NULL};
 	int rc;
 
-	rc = ustate_check(s, print_problem, arr);
+	rc = ustate_check(s, print_problem, &ps);
+	/* Corruption that stops a query is one more problem. */
+	if (rc == -EUCLEAN)
+		return check_end(&ps, "integrity",
+				 "the file is too damaged to check further");
 	if (rc < 0) {
-		json_decref(arr);
+		json_decref(ps.arr);
 		return fail("check", rc);
 	}
-	return check_done(arr, rc);
+	return check_end(&ps, NULL, NULL);
 }
 
 int check_unopened(const char *db, int rc)
 {
-	ustate_problem p = {.check = "integrity"};
-	json_t *arr = cli.json ? json_array() : NULL;
+	struct problems ps = {.arr = cli.json ? json_array() : NULL};
 
-	if (rc == -EUCLEAN) {
-		p.detail = "the file is corrupt or not a SQLite database";
-	} else if (rc == -EROFS) {
-		p.check = "schema";
-		p.detail = "the file has no store tables: not a ustate store";
-	} else {
-		json_decref(arr);
-		return -1;
-	}
-	print_problem(arr, &p);
-	return check_done(arr, 1);
+	if (rc == -EUCLEAN)
+		return check_end(&ps, "integrity",
+				 "the file is corrupt or not a SQLite "
+				 "database");
+	if (rc == -EROFS)
+		return check_end(&ps, "schema",
+				 "the file has no store tables: not a ustate "
+				 "store");
+	json_decref(ps.arr);
+	return -1;
 }
 
 /* ---- compact ------------------------------------------------------------ */

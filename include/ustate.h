@@ -487,7 +487,8 @@ typedef struct ustate_restore_result {
  * ustate_restore() - write records, with the versions and timestamps they
  * carry, as one atomic change: all of them or, on any error, none.
  * @next:  called until it returns 0 (or an error) for the records; it may
- *         give them in any order.
+ *         give them in any order. It must not write to the store s (the
+ *         SQLite backend holds its writer meanwhile).
  * @flags: 0: the store must be empty (no key and no directory record),
  *         else -ENOTEMPTY before next is first called; the store then
  *         holds exactly the records, at their versions and timestamps.

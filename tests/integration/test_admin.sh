@@ -139,6 +139,20 @@ check "and says which" \
 check "check --json" '{"ok":false,"count":1,"check":"keyrev-missing","key":"/a"}' \
 	"$("$USTATE_CLI" -d "$T/backup.db" --json check |
 		jq -c '{ok, count, check: .problems[0].check, key: .problems[0].key}')"
+# Pages overwritten in a copy: SQLite's own check speaks.
+"$USTATE_CLI" -d "$T/state.db" backup "$T/torn.db"
+python3 - "$T/torn.db" <<'EOF'
+import sys
+with open(sys.argv[1], "r+b") as f:
+    for page in (2, 40, 100):
+        f.seek(4096 * page)
+        f.write(b"\xde\xad" * 2048)
+EOF
+rc=0
+"$USTATE_CLI" -d "$T/torn.db" check > "$T/out" || rc=$?
+check "check of a torn file: exit 5" 5 "$rc"
+check "SQLite's integrity check reports it" 1 \
+	"$(grep -c '^integrity: \*\*\* in database main' "$T/out")"
 head -c 8192 /dev/urandom > "$T/junk.db"
 check "check of a file that is no database: exit 5" 5 \
 	"$(code "$USTATE_CLI" -d "$T/junk.db" check)"
