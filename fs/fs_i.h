@@ -67,6 +67,7 @@ struct fs {
 	double timeout;	     /* entry cache, seconds */
 	double attr_timeout; /* attribute cache, seconds */
 	bool direct_io;	     /* no page cache for readers either */
+	bool noopen;	     /* no OPEN requests (read-only) */
 	size_t max_value;    /* the store's maximum value size */
 	size_t max_buffered; /* bytes all open files may hold */
 	uid_t uid;

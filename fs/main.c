@@ -32,6 +32,7 @@ struct options {
 	double timeout;
 	double attr_timeout;
 	int direct_io;
+	int noopen;
 	int ro;
 	int help;
 	int version;
@@ -48,8 +49,8 @@ static const struct fuse_opt opt_spec[] = {
 	OPT("max_txn_ops=%lu", max_txn_ops), OPT("history=%lu", history),
 	OPT("log_level=%s", log_level), OPT("timeout=%lf", timeout),
 	OPT("attr_timeout=%lf", attr_timeout), OPT("direct_io", direct_io),
-	OPT("-h", help), OPT("--help", help), OPT("-V", version),
-	OPT("--version", version),
+	OPT("noopen", noopen), OPT("-h", help), OPT("--help", help),
+	OPT("-V", version), OPT("--version", version),
 	/*
 	 * Read-only: the daemon refuses every write (EROFS). The kernel's
 	 * mount stays rw: the replay of outside changes as inotify events
@@ -85,6 +86,8 @@ static void usage(const char *prog)
 	       "    -o timeout=SECONDS       kernel entry cache (1.0)\n"
 	       "    -o attr_timeout=SECONDS  kernel attribute cache (1.0)\n"
 	       "    -o direct_io             readers bypass the page cache\n"
+	       "    -o noopen                no OPEN requests: fastest reads,\n"
+	       "                             no snapshots; implies ro\n"
 	       "    -o ro                    refuse every write (EROFS)\n"
 	       "    -o allow_other           let other users in (FUSE)\n"
 	       "    -o log_level=LEVEL       error, warning, notice, info\n"
@@ -246,6 +249,10 @@ int main(int argc, char *argv[])
 	}
 	log_init(level);
 	rc = 1;
+	/* Writes and /.txn need an open of their own: noopen is read-only. */
+	fs.noopen = o.noopen;
+	if (o.noopen)
+		o.ro = 1;
 	fs.read_only = o.ro;
 	fs.mountpoint = realpath(o.mountpoint, NULL);
 	if (!fs.mountpoint) {

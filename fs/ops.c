@@ -666,6 +666,10 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct node *n;
 	int rc;
 
+	if (fs.noopen) {
+		fuse_reply_err(req, ENOSYS); /* the kernel stops asking */
+		return;
+	}
 	n = node_of(ino);
 	if (n && replay_request(req)) {
 		fi->fh = (uintptr_t)handle_new(H_REPLAY, n);
@@ -812,6 +816,33 @@ fail:
 	fuse_reply_err(req, -rc);
 }
 
+/* -o noopen: a READ with no open behind it reads the store as it is. */
+static void read_unopened(fuse_req_t req, fuse_ino_t ino, size_t size,
+			  off_t off)
+{
+	char path[FS_PATH_MAX], key[FS_PATH_MAX];
+	enum node_kind kind;
+	ustate_entry *e;
+	size_t len;
+	int rc;
+
+	rc = node_path(ino, path);
+	if (rc == 0)
+		rc = classify(path, &kind, key);
+	if (rc == 0 && kind != KIND_FILE && kind != KIND_VALUE)
+		rc = -EBADF;
+	if (rc == 0)
+		rc = ustate_get(fs.store, key, &e);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	len = (size_t)off < e->value_len ? e->value_len - (size_t)off : 0;
+	fuse_reply_buf(req, (const char *)e->value + (len ? off : 0),
+		       len < size ? len : size);
+	ustate_entry_free(e);
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
@@ -819,6 +850,10 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	const char *reply;
 	size_t len;
 
+	if (!h) {
+		read_unopened(req, ino, size, off);
+		return;
+	}
 	pthread_mutex_lock(&h->lock);
 	if (h->kind == H_TXN) {
 		/* Not seekable: each read continues where the last stopped. */
@@ -844,6 +879,10 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 	size_t end;
 	int rc;
 
+	if (!h) {
+		fuse_reply_err(req, EROFS); /* -o noopen: nothing to write */
+		return;
+	}
 	pthread_mutex_lock(&h->lock);
 	if (h->kind == H_TXN) {
 		/* A refused piece leaves the script broken: it never commits.
@@ -896,6 +935,14 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct handle *h = fh(fi);
 	int rc = 0;
 
+	if (!h) {
+		/*
+		 * -o noopen: no open file, nothing to commit. ENOSYS stops
+		 * the kernel's FLUSH at every close for good.
+		 */
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
 	pthread_mutex_lock(&h->lock);
 	if (h->kind == H_WRITE && h->error) {
 		rc = h->error; /* a refused write: nothing commits */
@@ -916,6 +963,10 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 	struct handle *h = fh(fi);
 	int rc = 0;
 
+	if (!h) { /* -o noopen: no open file, nothing to commit */
+		fuse_reply_err(req, 0);
+		return;
+	}
 	pthread_mutex_lock(&h->lock);
 	if (h->kind == H_WRITE && (h->dirty || h->trunc || h->creating))
 		rc = commit(h);
@@ -928,6 +979,10 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 {
 	struct handle *h = fh(fi);
 
+	if (!h) {
+		fuse_reply_err(req, 0);
+		return;
+	}
 	/*
 	 * A truncation or creation that no write followed (": > k",
 	 * "touch k") commits here; its error cannot reach close() any more.
@@ -987,13 +1042,13 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		rc = classify(path, &kind, key);
 	if (rc < 0)
 		goto out;
+	if (fs.read_only) {
+		rc = -EROFS;
+		goto out;
+	}
 	if ((to_set & FUSE_SET_ATTR_SIZE) && kind != KIND_FILE &&
 	    kind != KIND_VALUE) {
 		rc = kind == KIND_DIR ? -EISDIR : -EINVAL;
-		goto out;
-	}
-	if (fs.read_only) {
-		rc = -EROFS;
 		goto out;
 	}
 	if ((to_set & FUSE_SET_ATTR_SIZE) && h && h->kind == H_WRITE) {
@@ -1811,10 +1866,21 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
+	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+	/*
+	 * -o noopen: no OPEN at all (the first answer is ENOSYS). Never
+	 * with atomic O_TRUNC, or an O_TRUNC open would reach nobody: the
+	 * kernel sends a SETATTR of size 0 instead, which is refused.
+	 */
+	if (fs.noopen) {
+		if (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT)
+			conn->want |= FUSE_CAP_NO_OPEN_SUPPORT;
+		conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
+		return;
+	}
 	/* O_TRUNC comes with OPEN: one commit, no empty intermediate. */
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
-	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
 }
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)

@@ -149,3 +149,34 @@ from=$(mark)
 for i in $(seq 20); do cat "$D/k" > /dev/null; done
 n=$(count "$from" | cut -d' ' -f2)
 check "-o direct_io: 20 cats, at least 20 READs" 1 $((n >= 20))
+
+# -- -o noopen: no OPEN (nor FLUSH) at all; read-only; fresh via the watcher --
+N=$T/noopen
+mkdir -p "$N"
+"$USTATE_CLI" -d "$T/noopen.db" set /k first > /dev/null
+"$USTATEFS" -d -o noopen,attr_timeout=60,timeout=60 "$T/noopen.db" "$N" \
+	2> "$T/trace" &
+at_exit "fusermount3 -uz '$N'"
+wait_for 5 grep -q " $N fuse.ustatefs " /proc/mounts || fail "mount noopen"
+inotifywait -m --format '%e %f' "$N" > "$T/noopen-events" 2>/dev/null &
+at_exit "kill $!"
+cat "$N/k" > /dev/null
+cat "$N/k" > /dev/null
+from=$(mark)
+for i in $(seq 50); do cat "$N/k" > /dev/null; done
+check "-o noopen: 50 hot cats, no request at all" "0 0 0 0 0" \
+	"$(count "$from")"
+"$USTATE_CLI" -d "$T/noopen.db" set /k second > /dev/null
+reads_second() { [ "$(cat "$N/k")" = second ]; }
+wait_for 2 reads_second || true
+check "-o noopen: another process's commit is read once the daemon hears of it" \
+	second "$(cat "$N/k")"
+ev() { grep -q "CLOSE_WRITE,CLOSE k" "$T/noopen-events"; }
+wait_for 2 ev || true
+check "-o noopen: and inotify watchers get its event" 1 \
+	"$(grep -c "CLOSE_WRITE,CLOSE k" "$T/noopen-events")"
+check_err "-o noopen is read-only: write" "Read-only" bash -c "echo x > '$N/k'"
+check_err "-o noopen is read-only: truncate" "Read-only" bash -c ": > '$N/k'"
+check_err "-o noopen is read-only: /.txn" "Read-only" \
+	bash -c "printf 'commit\n' > '$N/.txn'"
+check "-o noopen: refused writes changed nothing" second "$(cat "$N/k")"
