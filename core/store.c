@@ -120,10 +120,12 @@ static int options_check(ustate_options *o, const ustate_options *in)
 		return -EINVAL;
 	/*
 	 * SQLite stores at most 1 GB in one value; a live watch needs at
-	 * least the revision it is reading to be kept.
+	 * least the revision it is reading to be kept; one revision holds at
+	 * most USTATE_MAX_TXN_OPS changes (the SQLite history numbers them
+	 * in 20 bits).
 	 */
 	if (o->max_value_size > (1u << 30) || o->max_txn_ops == 0 ||
-	    o->history == 0)
+	    o->max_txn_ops > USTATE_MAX_TXN_OPS || o->history == 0)
 		return -EINVAL;
 	return 0;
 }

@@ -60,8 +60,12 @@ typedef struct ustate_options {
 				* for watches that start in the past or
 				* fall behind; trimming runs in batches,
 				* so up to history/8 + 1040 more may stay */
-	size_t max_txn_ops;    /* ops in one transaction; more is -E2BIG */
+	size_t max_txn_ops;    /* ops in one transaction; more is -E2BIG;
+				* at most USTATE_MAX_TXN_OPS */
 } ustate_options;
+
+/* The largest max_txn_ops: the changes one revision can hold. */
+#define USTATE_MAX_TXN_OPS ((1u << 20) - 1)
 
 #define USTATE_OPTIONS_INIT                                                    \
 	{                                                                      \

@@ -1271,6 +1271,15 @@ static void test_options(void **state)
 	o.sync = (ustate_sync)42;
 	assert_int_equal(open_fresh(f, &o, &s), -EINVAL);
 	assert_ptr_equal(s, (ustate *)1);
+	/* One revision holds at most 2^20 - 1 changes. */
+	o = fast_options();
+	o.max_txn_ops = USTATE_MAX_TXN_OPS + 1;
+	assert_int_equal(open_fresh(f, &o, &s), -EINVAL);
+	assert_ptr_equal(s, (ustate *)1);
+	o.max_txn_ops = USTATE_MAX_TXN_OPS;
+	assert_int_equal(open_fresh(f, &o, &f->s2), 0);
+	ustate_close(f->s2);
+	f->s2 = NULL;
 
 	/* NULL means the defaults (full sync included). */
 	assert_int_equal(open_fresh(f, NULL, &f->s2), 0);
