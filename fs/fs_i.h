@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 #include <syslog.h>
 
 #include <ustate.h>
@@ -76,9 +77,29 @@ struct fs {
 	ustate_watch *watch; /* every change, for cache invalidation */
 	pthread_t watcher;
 	bool watching;
+	bool closing; /* unmounting: no more notifications (atomic) */
 };
 
 extern struct fs fs;
+
+/*
+ * Tell the kernel to drop its cached attributes (off < 0) or also its
+ * pages from off (len 0: to the end) of ino; of the dentry name in
+ * parent. No-ops once the daemon unmounts (fs.closing): the connection
+ * is gone, and libfuse would complain of a bad descriptor.
+ */
+static inline void kernel_forget_inode(fuse_ino_t ino, off_t off, off_t len)
+{
+	if (!__atomic_load_n(&fs.closing, __ATOMIC_ACQUIRE))
+		fuse_lowlevel_notify_inval_inode(fs.se, ino, off, len);
+}
+
+static inline void kernel_forget_entry(fuse_ino_t parent, const char *name)
+{
+	if (!__atomic_load_n(&fs.closing, __ATOMIC_ACQUIRE))
+		fuse_lowlevel_notify_inval_entry(fs.se, parent, name,
+						 strlen(name));
+}
 
 /* Whether USTATE_NODE_* flags make a path a directory. */
 static inline bool flags_dir(unsigned flags)

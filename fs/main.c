@@ -339,6 +339,7 @@ out_watcher:
 	 * watcher that no worker will serve any more fails instead of
 	 * blocking the join.
 	 */
+	__atomic_store_n(&fs.closing, true, __ATOMIC_RELEASE);
 	fuse_session_unmount(fs.se);
 	notify_stop();
 	watcher_stop();

@@ -646,12 +646,12 @@ static int open_file(struct node *n, const char *path, enum node_kind kind,
 		 * waits on a page lock for a READ of ours).
 		 */
 		node_attr_drop(n->ino);
-		fuse_lowlevel_notify_inval_inode(fs.se, n->ino, 0, 0);
+		kernel_forget_inode(n->ino, 0, 0);
 		node_cache_ready(n, h->rev);
 	} else if (use == CACHE_KEEP && !node_attr_is(n, h->rev)) {
 		/* The size the kernel trusts must be this snapshot's. */
 		node_attr_drop(n->ino);
-		fuse_lowlevel_notify_inval_inode(fs.se, n->ino, -1, 0);
+		kernel_forget_inode(n->ino, -1, 0);
 	}
 	/* A reader has nothing to commit: its close needs no FLUSH. */
 	fi->noflush = acc == O_RDONLY;

@@ -141,7 +141,7 @@ static void own_forget_attrs(const char *key)
 	ino = node_find(key);
 	if (ino) {
 		node_attr_drop(ino);
-		fuse_lowlevel_notify_inval_inode(fs.se, ino, -1, 0);
+		kernel_forget_inode(ino, -1, 0);
 	}
 	if (snprintf(vpath, sizeof(vpath), "%s/.value", key) >=
 	    (int)sizeof(vpath))
@@ -149,7 +149,7 @@ static void own_forget_attrs(const char *key)
 	ino = node_find(vpath);
 	if (ino) {
 		node_attr_drop(ino);
-		fuse_lowlevel_notify_inval_inode(fs.se, ino, -1, 0);
+		kernel_forget_inode(ino, -1, 0);
 	}
 }
 
@@ -266,13 +266,12 @@ static void forget_path(const char *path)
 	ino = node_find(path);
 	if (ino) {
 		node_attr_drop(ino);
-		fuse_lowlevel_notify_inval_inode(fs.se, ino, 0, 0);
+		kernel_forget_inode(ino, 0, 0);
 	}
 	name = path_split(path, dir);
 	pino = node_find(dir);
 	if (pino)
-		fuse_lowlevel_notify_inval_entry(fs.se, pino, name,
-						 strlen(name));
+		kernel_forget_entry(pino, name);
 }
 
 enum helper_op {
