@@ -171,6 +171,12 @@ void node_cache_ready(struct node *n, uint64_t rev);
 void node_cache_close(struct node *n);
 void node_writer(struct node *n, int delta);
 double node_attr_valid(fuse_ino_t ino, uint64_t rev);
+/*
+ * Before attributes of revision rev reach the kernel: a size other than
+ * their snapshot's would cut short readers of the page cache that hold
+ * another revision, so wait a short while for them to close.
+ */
+void node_await_readers(fuse_ino_t ino, uint64_t rev);
 bool node_attr_is(struct node *n, uint64_t rev);
 void node_attr_drop(fuse_ino_t ino);
 /*

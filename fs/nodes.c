@@ -420,6 +420,20 @@ void node_writer(struct node *n, int delta)
 	pthread_mutex_unlock(&lock);
 }
 
+void node_await_readers(fuse_ino_t ino, uint64_t rev)
+{
+	struct timespec until;
+	struct node *n;
+
+	deadline(&until, SETTLE_MS);
+	pthread_mutex_lock(&lock);
+	while ((n = find_ino(ino)) && n->pc_users && n->cached != rev)
+		if (pthread_cond_timedwait(&released, &lock, &until) ==
+		    ETIMEDOUT)
+			break;
+	pthread_mutex_unlock(&lock);
+}
+
 double node_attr_valid(fuse_ino_t ino, uint64_t rev)
 {
 	double valid = fs.attr_timeout;

@@ -246,6 +246,8 @@ static void replay_attr(fuse_ino_t ino, const char *path, enum node_kind kind,
 {
 	uint64_t rev;
 
+	if (attr_of(ino, path, st, &rev) == 0 && rev != ATTR_STATIC)
+		node_await_readers(ino, rev);
 	if (attr_of(ino, path, st, &rev) < 0 ||
 	    S_ISDIR(st->st_mode) != (kind == KIND_DIR)) {
 		attr_base(st, ino);
@@ -275,6 +277,8 @@ static void reply_entry_for(fuse_req_t req, const char *path)
 		return;
 	}
 	e.ino = n->ino;
+	if (rev != ATTR_STATIC)
+		node_await_readers(n->ino, rev);
 	e.attr_timeout = node_attr_valid(n->ino, rev);
 	e.entry_timeout = fs.timeout;
 	node_set_type(n->ino, e.attr.st_mode);
@@ -389,6 +393,8 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 			rev = 0;
 		st.st_size = (off_t)h->len;
 		pthread_mutex_unlock(&h->lock);
+	} else if (rev != ATTR_STATIC) {
+		node_await_readers(ino, rev);
 	}
 	fuse_reply_attr(req, &st, node_attr_valid(ino, rev));
 }

@@ -160,8 +160,12 @@ at_exit "fusermount3 -uz '$N'"
 wait_for 5 grep -q " $N fuse.ustatefs " /proc/mounts || fail "mount noopen"
 inotifywait -m --format '%e %f' "$N" > "$T/noopen-events" 2>/dev/null &
 at_exit "kill $!"
-cat "$N/k" > /dev/null
-cat "$N/k" > /dev/null
+# Warm: the first reads READ and then refresh the atime they spoiled.
+for i in 1 2 3 4 5; do
+	from=$(mark)
+	cat "$N/k" > /dev/null
+	[ "$(count "$from")" = "0 0 0 0 0" ] && break
+done
 from=$(mark)
 for i in $(seq 50); do cat "$N/k" > /dev/null; done
 check "-o noopen: 50 hot cats, no request at all" "0 0 0 0 0" \
