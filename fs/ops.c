@@ -552,6 +552,13 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		node_settle(path);
 		rc = classify(path, &kind, key);
 	}
+	/*
+	 * The kernel still trusts a name whose key is gone (a creation whose
+	 * commit failed leaves no key): ESTALE makes it look the name up
+	 * again, so open(O_CREAT) creates it and a plain open gets ENOENT.
+	 */
+	if (rc == -ENOENT)
+		rc = -ESTALE;
 	if (rc == 0 && kind == KIND_DIR)
 		rc = -EISDIR;
 	if (rc == 0)
