@@ -375,8 +375,14 @@ static int commit(struct handle *h)
 		rc = own_write(key, h->buf, h->len, h->excl, 0);
 		node_commit_end(h->node);
 	}
-	if (rc < 0)
+	/*
+	 * The caller hears of the failure (at close or fsync): a later flush
+	 * or the release must not commit the value behind its back.
+	 */
+	if (rc < 0) {
+		h->error = rc;
 		return rc;
+	}
 	h->dirty = false;
 	h->trunc = false;
 	h->excl = false;
