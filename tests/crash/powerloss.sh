@@ -38,11 +38,7 @@ else
 	modes=(none random)
 	may_lose=may-lose
 fi
-# An AddressSanitizer daemon wants its runtime first in the library list.
-preload=$POWERLOSS_SO
-asan=$(ldd "$USTATEFS" | awk '/libasan/ { print $3 }')
-[ -z "$asan" ] || preload=$asan:$preload
-shim=(LD_PRELOAD="$preload" POWERLOSS_DB="$DB" POWERLOSS_LOG="$LOG")
+shim=(LD_PRELOAD="$(shim_preload)" POWERLOSS_DB="$DB" POWERLOSS_LOG="$LOG")
 
 # Copy the database files as they are before the daemon starts.
 snapshot() {

@@ -95,6 +95,14 @@ mount_fs() {
 	grep -q " $mnt fuse.ustatefs " /proc/mounts
 }
 
+# The LD_PRELOAD value that loads the test layer $POWERLOSS_SO into a
+# daemon: an AddressSanitizer build wants its runtime first in the list.
+shim_preload() {
+	local asan
+	asan=$(ldd "$USTATEFS" | awk '/libasan/ { print $3 }')
+	echo "${asan:+$asan:}$POWERLOSS_SO"
+}
+
 umount_fs() {
 	fusermount3 -u "$1"
 }
