@@ -233,6 +233,8 @@ struct sq {
 	pthread_cond_t gdone;
 	struct group_req *queue, **qtail; /* waiting, protected by glock */
 	bool leading; /* a thread commits a group, protected by glock */
+	dev_t dev;    /* the database file the writer opened */
+	ino_t ino;
 };
 
 /*
@@ -340,10 +342,19 @@ static int conn_open(struct sq *q, struct conn **out)
 	};
 	int flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;
 	struct conn *c;
+	struct stat st;
 	int rc;
 
 	flags |= q->opts.read_only ? SQLITE_OPEN_READONLY
 				   : SQLITE_OPEN_READWRITE;
+	/*
+	 * A reader opened later must read the writer's file: one that
+	 * replaced it at the path would get our WAL replayed into it when
+	 * the reader closes (see file_check()).
+	 */
+	if (q->ino && (stat(q->path, &st) < 0 || st.st_dev != q->dev ||
+		       st.st_ino != q->ino))
+		return -EIO;
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
@@ -448,6 +459,25 @@ static void reader_put(struct sq *q, struct conn *c)
 	pthread_mutex_unlock(&q->plock);
 }
 
+/*
+ * Whether the file c has open is still the one at its path. Deleted or
+ * replaced underneath (rm, mv over it, a restore by copy), it takes our
+ * commits where nobody will ever read them: -EIO, never a silent success.
+ * Readers keep reading it, and new ones are not opened on another file
+ * (conn_open()); sq_close() empties the WAL into it, so that nothing of
+ * ours is replayed into a file that replaced it. Only the database file
+ * is checked: a lone -wal removed is not seen.
+ */
+static int file_check(struct conn *c)
+{
+	int moved = 0;
+
+	if (sqlite3_file_control(c->db, "main", SQLITE_FCNTL_HAS_MOVED,
+				 &moved) != SQLITE_OK)
+		return 0;
+	return moved ? -EIO : 0;
+}
+
 static void sq_close(void *b)
 {
 	struct sq *q = b;
@@ -459,6 +489,14 @@ static void sq_close(void *b)
 		q->readers = c->next;
 		conn_close(c);
 	}
+	/*
+	 * SQLite does not checkpoint at close a file that was moved or
+	 * replaced, and its WAL would then be replayed into whatever file
+	 * is at the path now: empty the WAL into our own file first.
+	 */
+	if (q->writer && file_check(q->writer) < 0)
+		sqlite3_exec(q->writer->db, "PRAGMA wal_checkpoint(TRUNCATE)",
+			     NULL, NULL, NULL);
 	conn_close(q->writer);
 	pthread_mutex_destroy(&q->wlock);
 	pthread_mutex_destroy(&q->plock);
@@ -1015,6 +1053,7 @@ static int sq_txn(void *b, const ustate_op *ops, size_t n,
 	struct group_req *g, *r;
 	struct sq *q = b;
 	size_t i;
+	int rc;
 
 	pthread_mutex_lock(&q->glock);
 	*q->qtail = &me;
@@ -1035,9 +1074,13 @@ static int sq_txn(void *b, const ustate_op *ops, size_t n,
 		pthread_mutex_unlock(&q->glock);
 
 		pthread_mutex_lock(&q->wlock);
-		if (!g->next)
+		/* A database moved or replaced underneath takes no writes. */
+		rc = file_check(q->writer);
+		for (r = g; rc < 0 && r; r = r->next)
+			r->rc = rc;
+		if (rc == 0 && !g->next)
 			g->rc = txn_alone(q, g->ops, g->n, g->res, g->flags);
-		else
+		else if (rc == 0)
 			txn_group(q, g);
 		pthread_mutex_unlock(&q->wlock);
 
@@ -1777,6 +1820,7 @@ static const struct ustate_backend_ops sqlite_ops = {
 int ustate_sqlite_backend_open(void **b, const struct ustate_backend_ops **ops,
 			       const char *path, const ustate_options *opts)
 {
+	struct stat st;
 	struct sq *q;
 	bool present;
 	int rc;
@@ -1803,6 +1847,10 @@ int ustate_sqlite_backend_open(void **b, const struct ustate_backend_ops **ops,
 	rc = conn_open(q, &q->writer);
 	if (rc < 0)
 		goto fail;
+	if (stat(path, &st) == 0) {
+		q->dev = st.st_dev;
+		q->ino = st.st_ino;
+	}
 	if (opts->read_only) {
 		rc = schema_present(q->writer, &present);
 		if (rc == 0 && !present)

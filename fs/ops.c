@@ -447,9 +447,13 @@ static int commit(struct handle *h)
 		rc = own_write(key, h->buf, h->len, h->excl, 0);
 		node_commit_end(h->node);
 	}
+	/*
+	 * The caller hears of the failure (at close or fsync): a later flush
+	 * or the release must not commit the value behind its back. The
+	 * store's troubles are the operator's; the rest, a client's.
+	 */
 	if (rc < 0) {
-		/* The store's troubles are the operator's; the rest, a
-		 * client's. */
+		h->error = rc;
 		log_msg(rc == -EIO	? LOG_ERR
 			: rc == -ENOSPC ? LOG_WARNING
 					: LOG_DEBUG,
@@ -691,6 +695,13 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		node_settle(path);
 		rc = classify(path, &kind, key);
 	}
+	/*
+	 * The kernel still trusts a name whose key is gone (a creation whose
+	 * commit failed leaves no key): ESTALE makes it look the name up
+	 * again, so open(O_CREAT) creates it and a plain open gets ENOENT.
+	 */
+	if (rc == -ENOENT)
+		rc = -ESTALE;
 	if (rc == 0 && kind == KIND_DIR)
 		rc = node_type_is(ino, S_IFDIR) ? -EISDIR : -ESTALE;
 	if (rc == 0)

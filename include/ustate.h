@@ -188,6 +188,10 @@ void ustate_entry_free(ustate_entry *e);
  * Return: 0; -EINVAL, -ENAMETOOLONG for a bad key; -EFBIG for a value
  * over max_value_size; -EROFS on a read-only store; -ENOSPC, -EIO, -EBUSY
  * (another process held the database locked past the busy timeout).
+ * A SQLite store answers every write -EIO once its database file has been
+ * deleted or replaced at its path since it was opened. After -EIO the
+ * write is not visible, but a crash may still bring it back (its bytes may
+ * have reached the file): as after a timeout, its outcome is unknown.
  */
 int ustate_set(ustate *s, const char *key, const void *val, size_t len,
 	       uint64_t *version);

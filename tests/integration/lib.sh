@@ -95,6 +95,14 @@ mount_fs() {
 	grep -q " $mnt fuse.ustatefs " /proc/mounts
 }
 
+# The LD_PRELOAD value that loads the test layer $POWERLOSS_SO into a
+# daemon: an AddressSanitizer build wants its runtime first in the list.
+shim_preload() {
+	local asan
+	asan=$(ldd "$USTATEFS" | awk '/libasan/ { print $3 }')
+	echo "${asan:+$asan:}$POWERLOSS_SO"
+}
+
 # umount_fs MOUNTPOINT: unmount; retried while the kernel says EBUSY,
 # which it does while the daemon replays a change made outside the
 # mount's own requests (its helper holds a file open for a moment).
