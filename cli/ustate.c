@@ -321,8 +321,9 @@ static int cmd_txn(ustate *s, int argc, char **argv)
 
 static int cmd_watch(ustate *s, int argc, char **argv)
 {
-	static const char *const types[] = {"", "created", "updated",
-					    "deleted"};
+	static const char *const types[] = {
+		"",	   "created",	  "updated",
+		"deleted", "dir_created", "dir_deleted"};
 	ustate_watch *w;
 	ustate_event ev;
 	int rc;

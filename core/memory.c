@@ -10,7 +10,8 @@
  * the commit needs before it touches a map or the history, so that any
  * failure, a lack of memory included, leaves the store unchanged.
  * Directory records change with the keys of their transaction or not at
- * all, but they make no revision and no history.
+ * all; a record made or dropped is a change of the revision, in the
+ * history like a key's.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -412,6 +413,8 @@ struct txn_dir {
 	const char *path;
 	struct mem_node *node;	/* the record before the txn, or NULL */
 	int present;		/* whether it is recorded after the txn */
+	bool changed;		/* made or dropped by the txn */
+	char *hkey;		/* the history's copy of path */
 	struct mem_node *fresh; /* the node to link when it is new */
 };
 
@@ -589,7 +592,6 @@ static void txn_commit(struct mem_backend *m, const ustate_op *ops, size_t n,
 	struct mem_node *x;
 	size_t k, i;
 
-	m->rev++;
 	for (k = 0; k < nk; k++) {
 		x = keys[k].node;
 		if (!keys[k].version) {
@@ -620,7 +622,6 @@ static void txn_commit(struct mem_backend *m, const ustate_op *ops, size_t n,
 		*hist_at(m, m->hlen++) = chg[i];
 		chg[i].key = NULL;
 	}
-	hist_trim(m);
 }
 
 /*
@@ -647,17 +648,27 @@ static void txn_stage_dirs(struct mem_backend *m, const ustate_op *ops,
 		d->path = slot[s].key;
 		d->node = find(&m->dirs, d->path);
 		d->present = ops[slot[e - 1].idx].type == USTATE_OP_MKDIR;
+		d->changed = d->present != (d->node != NULL);
+		res->versions[slot[e - 1].idx] = d->changed;
 	}
 	*ndirs = nn;
 }
 
-/* Allocate the node of every record that txn_commit_dirs() adds. */
+/*
+ * Allocate the node of every record that txn_commit_dirs() adds, and the
+ * history's copy of the path of every record that changes.
+ */
 static int txn_prepare_dirs(struct mem_backend *m, struct txn_dir *dirs,
 			    size_t nd)
 {
 	size_t k;
 
 	for (k = 0; k < nd; k++) {
+		if (dirs[k].changed && m->keep) {
+			dirs[k].hkey = strdup(dirs[k].path);
+			if (!dirs[k].hkey)
+				return -ENOMEM;
+		}
 		if (!dirs[k].present || dirs[k].node)
 			continue;
 		dirs[k].fresh = node_new(&m->rng, dirs[k].path);
@@ -674,6 +685,7 @@ static int txn_prepare_dirs(struct mem_backend *m, struct txn_dir *dirs,
 static void txn_commit_dirs(struct mem_backend *m, struct txn_dir *dirs,
 			    size_t nd)
 {
+	struct ustate_change *c;
 	size_t k;
 
 	for (k = 0; k < nd; k++) {
@@ -683,6 +695,15 @@ static void txn_commit_dirs(struct mem_backend *m, struct txn_dir *dirs,
 		} else if (!dirs[k].present && dirs[k].node) {
 			node_unlink(&m->dirs, dirs[k].node);
 		}
+		if (!dirs[k].hkey)
+			continue;
+		c = hist_at(m, m->hlen++);
+		*c = (struct ustate_change){
+			.type = dirs[k].present ? USTATE_EVENT_DIR_CREATED
+						: USTATE_EVENT_DIR_DELETED,
+			.revision = m->rev,
+			.key = dirs[k].hkey};
+		dirs[k].hkey = NULL;
 	}
 }
 
@@ -694,7 +715,7 @@ static int mem_txn(void *b, const ustate_op *ops, size_t n,
 	struct txn_key *keys = NULL;
 	struct txn_dir *dirs = NULL;
 	struct ustate_change *chg = NULL;
-	size_t nw = 0, nk = 0, nd = 0, ndirs = 0, kw, kd, i;
+	size_t nw = 0, nk = 0, nd = 0, ndirs = 0, ndc, kw, kd, i;
 	int64_t now;
 	int rc;
 
@@ -749,12 +770,19 @@ static int mem_txn(void *b, const ustate_op *ops, size_t n,
 			goto out;
 	}
 	rc = txn_prepare_dirs(m, dirs, ndirs);
+	for (i = 0, ndc = 0; i < ndirs; i++)
+		ndc += dirs[i].changed;
+	if (rc == 0 && m->keep)
+		rc = hist_reserve(m, nw + ndc);
 	if (rc < 0)
 		goto out;
-	/* Only key writes make a revision; directory records follow them. */
+	/* Every change, of a key or of a record, makes the revision. */
+	if (nk || ndc)
+		m->rev++;
 	if (nk)
 		txn_commit(m, ops, n, keys, nk, chg, now);
 	txn_commit_dirs(m, dirs, ndirs);
+	hist_trim(m);
 	res->revision = m->rev;
 out:
 	pthread_rwlock_unlock(&m->lock);
@@ -762,8 +790,10 @@ out:
 		free(keys[i].value);
 		free(keys[i].fresh);
 	}
-	for (i = 0; i < ndirs; i++)
+	for (i = 0; i < ndirs; i++) {
 		free(dirs[i].fresh);
+		free(dirs[i].hkey);
+	}
 	for (i = 0; chg && i < n; i++)
 		free(chg[i].key);
 	free(chg);
@@ -1014,14 +1044,19 @@ static bool same_entry(const struct mem_node *a, const struct mem_node *b)
  */
 static int restore_plan(struct mem_backend *m, struct staged *st,
 			unsigned flags, struct restore_step **out, size_t *n,
-			struct ustate_change **chg)
+			size_t *nd, struct ustate_change **chg)
 {
 	struct restore_step *steps;
 	struct mem_node *x;
-	size_t cap = st->nkeys, cnt = 0, i;
+	size_t cap = st->nkeys, cnt = 0, dcnt = 0, i;
 
 	if (flags & USTATE_RESTORE_REPLACE)
 		for (x = m->keys.head->next[0]; x; x = x->next[0])
+			cap++;
+	/* Room for the directory records' changes after the keys'. */
+	cap += st->ndirs;
+	if (flags & USTATE_RESTORE_REPLACE)
+		for (x = m->dirs.head->next[0]; x; x = x->next[0])
 			cap++;
 	steps = malloc((cap + 1) * sizeof(*steps));
 	*chg = calloc(cap + 1, sizeof(**chg));
@@ -1039,6 +1074,28 @@ static int restore_plan(struct mem_backend *m, struct staged *st,
 				steps[cnt++] =
 					(struct restore_step){SIZE_MAX, x};
 	*n = cnt;
+	/* Records made, then (REPLACE) records dropped: changes too. */
+	for (i = 0; i < st->ndirs; i++)
+		if (!find(&m->dirs, st->dir[i]->key))
+			(*chg)[cnt + dcnt++] = (struct ustate_change){
+				.type = USTATE_EVENT_DIR_CREATED,
+				.key = st->dir[i]->key};
+	if (flags & USTATE_RESTORE_REPLACE)
+		for (x = m->dirs.head->next[0]; x; x = x->next[0])
+			if (!find(&st->dirs, x->key))
+				(*chg)[cnt + dcnt++] = (struct ustate_change){
+					.type = USTATE_EVENT_DIR_DELETED,
+					.key = x->key};
+	*nd = dcnt;
+	/* Borrowed until now: the history keeps copies (or none). */
+	for (i = cnt; i < cnt + dcnt; i++) {
+		(*chg)[i].key = m->keep ? strdup((*chg)[i].key) : NULL;
+		if (m->keep && !(*chg)[i].key) {
+			while (++i < cnt + dcnt)
+				(*chg)[i].key = NULL;
+			return -ENOMEM;
+		}
+	}
 	if (!m->keep)
 		return 0;
 	for (i = 0; i < cnt; i++) {
@@ -1047,19 +1104,19 @@ static int restore_plan(struct mem_backend *m, struct staged *st,
 		if (!(*chg)[i].key)
 			return -ENOMEM;
 	}
-	return hist_reserve(m, cnt);
+	return hist_reserve(m, cnt + dcnt);
 }
 
 /* Apply a planned restore, as one revision; this cannot fail. */
 static void restore_commit(struct mem_backend *m, struct staged *st,
 			   unsigned flags, struct restore_step *steps, size_t n,
-			   struct ustate_change *chg,
+			   size_t nd, struct ustate_change *chg,
 			   ustate_restore_result *res)
 {
 	struct mem_node *x, *old, *nx;
 	size_t i;
 
-	if (n)
+	if (n || nd)
 		m->rev++;
 	for (i = 0; i < n; i++) {
 		old = steps[i].old;
@@ -1105,7 +1162,8 @@ static void restore_commit(struct mem_backend *m, struct staged *st,
 		node_link(&m->dirs, st->dir[i]);
 		st->dir[i] = NULL;
 	}
-	for (i = 0; m->keep && i < n; i++) {
+	for (i = 0; m->keep && i < n + nd; i++) {
+		chg[i].revision = m->rev;
 		*hist_at(m, m->hlen++) = chg[i];
 		chg[i].key = NULL;
 	}
@@ -1120,7 +1178,7 @@ static int mem_restore(void *b, ustate_import_fn next, void *arg,
 	struct staged st = {.rng = rng_seed(&st)};
 	struct restore_step *steps = NULL;
 	struct ustate_change *chg = NULL;
-	size_t n = 0, i;
+	size_t n = 0, nd = 0, i;
 	ustate_record r;
 	int rc, more = 0;
 
@@ -1151,12 +1209,12 @@ static int mem_restore(void *b, ustate_import_fn next, void *arg,
 	if (!flags && !mem_empty(m))
 		rc = -ENOTEMPTY;
 	if (rc == 0)
-		rc = restore_plan(m, &st, flags, &steps, &n, &chg);
+		rc = restore_plan(m, &st, flags, &steps, &n, &nd, &chg);
 	if (rc == 0)
-		restore_commit(m, &st, flags, steps, n, chg, res);
+		restore_commit(m, &st, flags, steps, n, nd, chg, res);
 	pthread_rwlock_unlock(&m->lock);
 out:
-	for (i = 0; chg && i < n; i++)
+	for (i = 0; chg && i < n + nd; i++)
 		free(chg[i].key);
 	free(chg);
 	free(steps);
@@ -1251,7 +1309,8 @@ static int check_history(struct mem_backend *m, ustate_problem_fn fn, void *arg)
 		if (rc == 0 && c->revision > last)
 			last = c->revision;
 		if (rc == 0 &&
-		    (c->type == USTATE_EVENT_DELETED) != (c->version == 0))
+		    (c->type == USTATE_EVENT_DELETED ||
+		     c->type >= USTATE_EVENT_DIR_CREATED) != (c->version == 0))
 			rc = ustate_report(fn, arg, "history-version", c->key,
 					   "a change of type %d at revision "
 					   "%llu has version %llu",

@@ -63,6 +63,7 @@ enum {
 	ST_EXPORT_DIRS,
 	ST_NONEMPTY,
 	ST_PENDING_SET,
+	ST_REVISION_BACK,
 	ST_RESTORE_PUT,
 	ST_COUNT
 };
@@ -121,6 +122,7 @@ static const char *const sql_text[ST_COUNT] = {
 			"EXISTS (SELECT 1 FROM ustate_dirs)",
 	/* The rows that follow join the revision of the current one. */
 	[ST_PENDING_SET] = "UPDATE ustate_state SET pending = 1",
+	[ST_REVISION_BACK] = "UPDATE ustate_state SET revision = revision - 1",
 	/* A row is written only when it differs, so it may change nothing. */
 	[ST_RESTORE_PUT] =
 		"INSERT INTO kv_store(key, value, version, "
@@ -146,6 +148,25 @@ static const char *const sql_text[ST_COUNT] = {
 	"CASE WHEN s.pending = 0 THEN s.revision << 20 ELSE coalesce("         \
 	"(SELECT max(h.id) + 1 FROM ustate_history h WHERE h.id >= "           \
 	"s.revision << 20), s.revision << 20) END"
+
+/*
+ * Directory records made or dropped are changes too (types 4 and 5, the
+ * USTATE_EVENT_DIR_* values). Databases made before they were are given
+ * these triggers when a writer opens them.
+ */
+#define DIR_TRIGGERS_SQL                                                       \
+	"CREATE TRIGGER IF NOT EXISTS ustate_dirs_insert AFTER INSERT ON"      \
+	" ustate_dirs BEGIN"                                                   \
+	" UPDATE ustate_state SET revision = revision + 1 WHERE pending = 0;"  \
+	" INSERT INTO ustate_history SELECT " HISTORY_ID ", 4, NEW.path, 0"    \
+	"  FROM ustate_state s;"                                               \
+	" END;"                                                                \
+	"CREATE TRIGGER IF NOT EXISTS ustate_dirs_delete AFTER DELETE ON"      \
+	" ustate_dirs BEGIN"                                                   \
+	" UPDATE ustate_state SET revision = revision + 1 WHERE pending = 0;"  \
+	" INSERT INTO ustate_history SELECT " HISTORY_ID ", 5, OLD.path, 0"    \
+	"  FROM ustate_state s;"                                               \
+	" END;"
 
 static const char schema_sql[] =
 	"CREATE TABLE IF NOT EXISTS kv_store ("
@@ -202,7 +223,7 @@ static const char schema_sql[] =
 	" INSERT INTO ustate_history SELECT " HISTORY_ID ", 3, OLD.key, 0"
 	"  FROM ustate_state s;"
 	" DELETE FROM ustate_keyrev WHERE key = OLD.key;"
-	" END;";
+	" END;" DIR_TRIGGERS_SQL;
 
 struct conn {
 	sqlite3 *db;
@@ -405,8 +426,12 @@ static int schema_setup(struct conn *c)
 	if (rc != SQLITE_OK)
 		return sq_errno(c->db, rc);
 	rc = schema_present(c, &present);
-	if (rc < 0 || present)
+	if (rc < 0)
 		return rc;
+	if (present) {
+		rc = sqlite3_exec(c->db, DIR_TRIGGERS_SQL, NULL, NULL, NULL);
+		return sq_errno(c->db, rc);
+	}
 	/* Two processes may race to create it: decide under the lock. */
 	rc = exec1(c, ST_BEGIN);
 	if (rc < 0)
@@ -868,8 +893,9 @@ static int apply_op(struct conn *c, const ustate_op *op, int64_t now,
 		sqlite3_bind_text(st, 1, op->key, -1, SQLITE_STATIC);
 		rc = sqlite3_step(st);
 		rc = rc == SQLITE_DONE ? 0 : sq_errno(c->db, rc);
+		/* 1 when the record changed (its trigger wrote history). */
+		*v = rc == 0 && sqlite3_changes(c->db) > 0;
 		done(st);
-		*v = 0;
 		return rc;
 	default:
 		return -EINVAL;
@@ -882,14 +908,12 @@ static int txn_apply(struct sq *q, struct conn *c, const ustate_op *ops,
 {
 	int64_t now = time(NULL);
 	uint64_t v, compacted;
-	size_t i, writes = 0;
+	size_t i, writes = 0, changes = 0;
 	int rc;
 
 	for (i = 0; i < n; i++) {
 		if (!ustate_op_is_check(ops[i].type)) {
-			/* Directory records are no change of the key space. */
-			writes += ops[i].type != USTATE_OP_MKDIR &&
-				  ops[i].type != USTATE_OP_RMDIR;
+			writes++;
 			continue;
 		}
 		if (ops[i].type == USTATE_OP_CHECK_CHILDREN)
@@ -920,9 +944,15 @@ static int txn_apply(struct sq *q, struct conn *c, const ustate_op *ops,
 			return rc;
 		}
 		res->versions[i] = v;
+		/* A key write always changes; a record op when v is 1. */
+		changes += v || (ops[i].type != USTATE_OP_MKDIR &&
+				 ops[i].type != USTATE_OP_RMDIR);
 	}
 	if (writes > 1) {
 		rc = exec1(c, ST_PENDING_OFF);
+		/* Nothing changed after all: no revision either. */
+		if (rc == 0 && !changes)
+			rc = exec1(c, ST_REVISION_BACK);
 		if (rc < 0)
 			return rc;
 	}
@@ -1278,7 +1308,44 @@ static int restore_record(struct restore *r, const ustate_record *rec)
 		return rc;
 	if (rec->type == USTATE_RECORD_KEY)
 		return restore_key(r, rec);
-	return apply_op(r->c, &op, 0, &v, &res);
+	rc = restore_room(r);
+	if (rc == 0)
+		rc = apply_op(r->c, &op, 0, &v, &res);
+	if (rc == 0 && v)
+		rc = restore_changed(r);
+	return rc;
+}
+
+/*
+ * Drop the directory records not restored, each a change (the trigger's):
+ * in the open revision, or in one opened for them.
+ */
+static int restore_prune_dirs(struct restore *r)
+{
+	bool opened = !r->open;
+	uint64_t n;
+	int rc = 0;
+
+	if (opened)
+		rc = exec1(r->c, ST_PENDING_ON);
+	if (rc == 0)
+		rc = sq_errno(r->c->db,
+			      sqlite3_exec(r->c->db,
+					   "DELETE FROM ustate_dirs WHERE path"
+					   " NOT IN (SELECT key FROM"
+					   " temp.ustate_restore_seen WHERE"
+					   " type = 2)",
+					   NULL, NULL, NULL));
+	if (rc < 0)
+		return rc;
+	n = (uint64_t)sqlite3_changes(r->c->db);
+	if (opened && !n) {
+		rc = exec1(r->c, ST_PENDING_OFF);
+		return rc ? rc : exec1(r->c, ST_REVISION_BACK);
+	}
+	r->open = true;
+	r->in_rev = opened ? n : r->in_rev + n;
+	return 0;
 }
 
 /* USTATE_RESTORE_REPLACE: remove every key and record not restored. */
@@ -1290,15 +1357,14 @@ static int restore_prune(struct restore *r)
 	int rc;
 
 	/* The keys to delete, as type 0, so no walk reads what it deletes. */
-	rc = sqlite3_exec(
-		r->c->db,
-		"INSERT INTO temp.ustate_restore_seen SELECT 0, key"
-		" FROM kv_store WHERE key NOT IN (SELECT key FROM"
-		" temp.ustate_restore_seen WHERE type = 1);"
-		"DELETE FROM ustate_dirs WHERE path NOT IN (SELECT key"
-		" FROM temp.ustate_restore_seen WHERE type = 2)",
-		NULL, NULL, NULL);
+	rc = sqlite3_exec(r->c->db,
+			  "INSERT INTO temp.ustate_restore_seen SELECT 0, key"
+			  " FROM kv_store WHERE key NOT IN (SELECT key FROM"
+			  " temp.ustate_restore_seen WHERE type = 1)",
+			  NULL, NULL, NULL);
 	rc = sq_errno(r->c->db, rc);
+	if (rc == 0)
+		rc = restore_prune_dirs(r);
 	while (rc == 0 && (rc = sqlite3_step(r->gone)) == SQLITE_ROW) {
 		op.key = (const char *)sqlite3_column_text(r->gone, 0);
 		rc = restore_room(r);
@@ -1632,12 +1698,14 @@ static int check_history_row(struct check *k, sqlite3_stmt *st)
 	if (rev > k->last)
 		k->last = rev;
 	if (rc == 0 &&
-	    (type < USTATE_EVENT_CREATED || type > USTATE_EVENT_DELETED))
+	    (type < USTATE_EVENT_CREATED || type > USTATE_EVENT_DIR_DELETED))
 		rc = ustate_report(k->fn, k->arg, "history-type", key,
 				   "a change of unknown type %d at revision "
 				   "%llu",
 				   type, (unsigned long long)rev);
-	else if (rc == 0 && (type == USTATE_EVENT_DELETED) != (version == 0))
+	else if (rc == 0 &&
+		 (type == USTATE_EVENT_DELETED ||
+		  type >= USTATE_EVENT_DIR_CREATED) != (version == 0))
 		rc = ustate_report(k->fn, k->arg, "history-version", key,
 				   "a change of type %d at revision %llu has "
 				   "version %lld",
@@ -1732,13 +1800,13 @@ static const struct {
 	 check_history_row},
 	{"SELECT h.key, h.id >> 20, h.type, h.version, k.version,"
 	 " r.mod_revision FROM (SELECT key, max(id) AS id FROM ustate_history"
-	 " GROUP BY key) l JOIN ustate_history h ON h.id = l.id"
+	 " WHERE type <= 3 GROUP BY key) l JOIN ustate_history h ON h.id = l.id"
 	 " LEFT JOIN kv_store k ON k.key = l.key"
 	 " LEFT JOIN ustate_keyrev r ON r.key = l.key",
 	 check_last_row},
 	{"SELECT k.key, r.mod_revision FROM kv_store k JOIN ustate_keyrev r"
 	 " ON r.key = k.key LEFT JOIN (SELECT DISTINCT key FROM"
-	 " ustate_history) h ON h.key = k.key"
+	 " ustate_history WHERE type <= 3) h ON h.key = k.key"
 	 " WHERE r.mod_revision > ?2 AND h.key IS NULL",
 	 check_history_missing_row},
 	{"SELECT path FROM ustate_dirs", check_dir_row},

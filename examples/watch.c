@@ -43,6 +43,8 @@ static void print_event(const ustate_event *ev)
 		[USTATE_EVENT_CREATED] = "created",
 		[USTATE_EVENT_UPDATED] = "updated",
 		[USTATE_EVENT_DELETED] = "deleted",
+		[USTATE_EVENT_DIR_CREATED] = "dir_created",
+		[USTATE_EVENT_DIR_DELETED] = "dir_deleted",
 	};
 
 	printf("%s %s version %llu revision %llu\n", types[ev->type], ev->key,

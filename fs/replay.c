@@ -41,6 +41,8 @@
 #include "fs_i.h"
 
 #define MAX_INTENT 64 /* path components a replay can touch */
+/* The version of the token of a directory record's change. */
+#define DIR_TOKEN UINT64_MAX
 
 struct token {
 	char *key;
@@ -166,11 +168,17 @@ int own_transaction(const ustate_op *ops, size_t n)
 	res.versions = v;
 	pthread_rwlock_rdlock(&own_rw);
 	rc = ustate_transaction(fs.store, ops, n, &res);
-	for (i = 0; rc == 0 && i < n; i++)
+	for (i = 0; rc == 0 && i < n; i++) {
 		if (ops[i].type == USTATE_OP_SET ||
 		    ops[i].type == USTATE_OP_CREATE ||
 		    ops[i].type == USTATE_OP_DELETE)
 			own_note(ops[i].key, v[i]);
+		/* A record made or dropped (v 1) is an event of its own. */
+		else if ((ops[i].type == USTATE_OP_MKDIR ||
+			  ops[i].type == USTATE_OP_RMDIR) &&
+			 v[i])
+			own_note(ops[i].key, DIR_TOKEN);
+	}
 	pthread_rwlock_unlock(&own_rw);
 	for (i = 0; rc == 0 && i < n; i++)
 		if (ops[i].type == USTATE_OP_SET ||
@@ -442,6 +450,55 @@ static void value_path(const char *path, char *out)
 	memcpy(out + len, "/.value", 8);
 }
 
+/*
+ * Directories that appeared with a change below them, top down (anc[] and
+ * its flags as lonely_ancestors() gave them); a file that gained its
+ * first child turns into a directory whose own value is DIR/.value.
+ */
+static void ancestors_appear(char (*anc)[FS_PATH_MAX], const bool *lonely,
+			     const bool *valued, size_t n)
+{
+	char vpath[FS_PATH_MAX];
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (!lonely[i])
+			continue;
+		if (valued[i])
+			replay_remove(anc[i], false);
+		replay_create(anc[i], true);
+		if (valued[i]) {
+			value_path(anc[i], vpath);
+			replay_create(vpath, false);
+		}
+	}
+}
+
+/*
+ * Directories that vanished with a change below them, bottom up; one left
+ * with only its own value turns back into a file.
+ */
+static void ancestors_vanish(char (*anc)[FS_PATH_MAX], const bool *lonely,
+			     size_t n)
+{
+	char vpath[FS_PATH_MAX];
+	unsigned flags;
+	size_t i;
+
+	for (i = n; i-- > 0;) {
+		if (!lonely[i] || ustate_node(fs.store, anc[i], &flags) < 0 ||
+		    flags_dir(flags))
+			break;
+		if (flags & USTATE_NODE_VALUE) {
+			value_path(anc[i], vpath);
+			replay_remove(vpath, false);
+		}
+		replay_remove(anc[i], true);
+		if (flags & USTATE_NODE_VALUE)
+			replay_create(anc[i], false);
+	}
+}
+
 /* Replay one change that the kernel has not seen. */
 static void replay(const ustate_event *ev)
 {
@@ -467,26 +524,14 @@ static void replay(const ustate_event *ev)
 	 */
 	for (i = 0; i < n; i++)
 		intent_set(anc[i], KIND_DIR);
-	if (ev->type != USTATE_EVENT_CREATED)
+	if (ev->type == USTATE_EVENT_DIR_DELETED)
+		intent_set(ev->key, KIND_DIR);
+	else if (ev->type != USTATE_EVENT_CREATED &&
+		 ev->type != USTATE_EVENT_DIR_CREATED)
 		intent_set(ev->key, isdir ? KIND_DIR : KIND_FILE);
 	switch (ev->type) {
 	case USTATE_EVENT_CREATED:
-		/*
-		 * Directories that appeared with the key, top down; a file
-		 * that gained its first child turns into a directory whose
-		 * own value is DIR/.value.
-		 */
-		for (i = 0; i < n; i++) {
-			if (!lonely[i])
-				continue;
-			if (valued[i])
-				replay_remove(anc[i], false);
-			replay_create(anc[i], true);
-			if (valued[i]) {
-				value_path(anc[i], vpath);
-				replay_create(vpath, false);
-			}
-		}
+		ancestors_appear(anc, lonely, valued, n);
 		if (isdir) {
 			value_path(ev->key, vpath);
 			replay_create(vpath, false);
@@ -513,23 +558,24 @@ static void replay(const ustate_event *ev)
 			break;
 		}
 		replay_remove(ev->key, false);
+		ancestors_vanish(anc, lonely, n);
+		break;
+	case USTATE_EVENT_DIR_CREATED:
 		/*
-		 * Directories that vanished with the key, bottom up; one left
-		 * with only its own value turns back into a file.
+		 * Whether the path was a directory already (keys below it)
+		 * is the kernel's to say: a directory it knows makes the
+		 * mkdir EEXIST, and no event. Children the store has now
+		 * may be later changes, whose events come after this one.
 		 */
-		for (i = n; i-- > 0;) {
-			if (!lonely[i] ||
-			    ustate_node(fs.store, anc[i], &flags) < 0 ||
-			    flags_dir(flags))
-				break;
-			if (flags & USTATE_NODE_VALUE) {
-				value_path(anc[i], vpath);
-				replay_remove(vpath, false);
-			}
-			replay_remove(anc[i], true);
-			if (flags & USTATE_NODE_VALUE)
-				replay_create(anc[i], false);
-		}
+		ancestors_appear(anc, lonely, valued, n);
+		replay_create(ev->key, true);
+		break;
+	case USTATE_EVENT_DIR_DELETED:
+		/* Still a directory (keys below it) unless nothing is left. */
+		if (flags)
+			break;
+		replay_remove(ev->key, true);
+		ancestors_vanish(anc, lonely, n);
 		break;
 	}
 	intent_clear();
@@ -576,7 +622,9 @@ static void *watcher_main(void *arg)
 				break;
 			continue;
 		}
-		if (own_take(ev.key, ev.version))
+		if (own_take(ev.key, ev.type >= USTATE_EVENT_DIR_CREATED
+					     ? DIR_TOKEN
+					     : ev.version))
 			continue;
 		replay(&ev);
 	}

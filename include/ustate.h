@@ -123,12 +123,15 @@ typedef enum ustate_event_type {
 	USTATE_EVENT_CREATED = 1,
 	USTATE_EVENT_UPDATED = 2,
 	USTATE_EVENT_DELETED = 3,
+	USTATE_EVENT_DIR_CREATED = 4, /* a directory record made (MKDIR) */
+	USTATE_EVENT_DIR_DELETED = 5, /* a directory record dropped (RMDIR) */
 } ustate_event_type;
 
 /** One change; filled in by ustate_watch_next() in caller memory. */
 typedef struct ustate_event {
 	ustate_event_type type;
-	uint64_t version;  /* version after the change; 0 for a delete */
+	uint64_t version;  /* version after the change; 0 for a delete
+			    * and for directory records */
 	uint64_t revision; /* store revision of the change */
 	char key[USTATE_KEY_MAX + 1];
 } ustate_event;
@@ -239,8 +242,10 @@ void ustate_list_free(char **keys, size_t n);
  * record keeps a directory that has no keys (made by mkdir, or left by the
  * removal of its last key) and lasts until USTATE_OP_RMDIR. Records are
  * written in transactions (USTATE_OP_MKDIR, USTATE_OP_RMDIR, both no-ops
- * when already done) and have no version, revision or watch event of
- * their own.
+ * when already done) and have no version. A record made or dropped is a
+ * change like a key's: it takes its transaction's revision and reaches
+ * the watches whose pattern matches its path, as USTATE_EVENT_DIR_CREATED
+ * or USTATE_EVENT_DIR_DELETED; a no-op takes nothing.
  */
 #define USTATE_NODE_VALUE 0x1	 /* a key exists at the path */
 #define USTATE_NODE_CHILDREN 0x2 /* keys or records below the path */
@@ -310,8 +315,10 @@ int ustate_create_if_not_exists(ustate *s, const char *key, const void *val,
  *       every CHECK_VERSION and CHECK_CHILDREN compares against the
  *       state before the transaction (a CHECK_CHILDREN failure reports
  *       the number of keys found as res->found); CREATE and DELETE see the
- * earlier ops of the same transaction. All writes share one new store revision
- * (MKDIR and RMDIR, which touch only directory records, take none).
+ * earlier ops of the same transaction. All changes share one new store
+ * revision; a transaction that changes nothing (only MKDIR and RMDIR that
+ * were already done) takes none. For MKDIR and RMDIR, res->versions
+ * holds 1 when the record changed, 0 for a no-op.
  * @res: if not NULL, receives the outcome (see ustate_txn_result).
  *
  * Return: 0; -ECANCELED (a check failed), -EEXIST (a create found its key),

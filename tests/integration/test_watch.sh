@@ -120,3 +120,41 @@ check "a second mount's write reaches the first mount's watchers" \
 "CREATE /w/b
 CLOSE_WRITE,CLOSE /w/b" "$(events)"
 check "and its value" from-b "$(cat "$M/w/b")"
+
+# Directories made and removed on the second mount (records, no keys)
+# reach the first mount's watchers too; its own mkdir is not doubled.
+: > "$T/events"
+mkdir "$M2/w/newdir" "$M2/w/deep"
+# (inotifywait -r watches a new directory only once it saw it made)
+wait_for 5 grep -q 'CREATE,ISDIR /w/deep' "$T/events"
+settle
+mkdir "$M2/w/deep/er"
+rmdir "$M2/w/newdir"
+wait_for 5 grep -q 'DELETE,ISDIR /w/newdir' "$T/events"
+check "a second mount's mkdir and rmdir reach the first mount's watchers" \
+"CREATE,ISDIR /w/newdir
+CREATE,ISDIR /w/deep
+CREATE,ISDIR /w/deep/er
+DELETE,ISDIR /w/newdir" "$(events | grep -v DELETE_SELF)"
+check "and the first mount lists them" "deep er, no newdir" \
+	"$(ls "$M/w" | grep -x deep) $(ls "$M/w/deep"), $(ls "$M/w" | grep -qx newdir && echo newdir || echo no newdir)"
+: > "$T/events"
+mkdir "$M/w/mine"
+settle
+check "a mount's own mkdir: one event" "CREATE,ISDIR /w/mine" "$(events)"
+
+# The last file of a directory removed elsewhere: the directory stays (its
+# record is made in the same transaction), and no one hears it made anew.
+mkdir "$M2/w/solo"
+wait_for 5 grep -q 'CREATE,ISDIR /w/solo' "$T/events" || true
+settle
+echo x > "$M2/w/solo/f"
+wait_for 5 grep -q 'CLOSE_WRITE,CLOSE /w/solo/f' "$T/events" || true
+settle
+: > "$T/events"
+rm "$M2/w/solo/f"
+wait_for 5 grep -q 'DELETE /w/solo/f' "$T/events" || true
+settle
+check "the last file removed elsewhere: its delete, and nothing else" \
+	"DELETE /w/solo/f" "$(events)"
+check "... and the directory stays" "directory" "$(stat -c %F "$M/w/solo")"

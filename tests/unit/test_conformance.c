@@ -1984,7 +1984,10 @@ static unsigned node_flags(ustate *s, const char *path)
 	return flags;
 }
 
-/* Records: no version, no revision, no event; idempotent; all or nothing. */
+/*
+ * Records: no version; a record made or dropped is a change with a
+ * revision and an event, a no-op is nothing; all or nothing.
+ */
 static void test_dir_records(void **state)
 {
 	static const char *const recs[] = {"/d/a", "/d/b/c", "/e"};
@@ -2015,14 +2018,22 @@ static void test_dir_records(void **state)
 	mixed[0].type = USTATE_OP_MKDIR;
 	mixed[0].key = "/d/b/c";
 	assert_int_equal(ustate_transaction(s, mixed, 2, &res), 0);
-	assert_int_equal(v[0], 0);
-	assert_int_equal(v[1], 0);
-	assert_int_equal(res.revision, r);
+	assert_int_equal(v[0], 1);
+	assert_int_equal(v[1], 1);
+	assert_int_equal(res.revision, r + 1);
+	expect_events_of_revision(
+		f->w, r + 1,
+		(const ustate_event[]){
+			{.type = USTATE_EVENT_DIR_CREATED, .key = "/d/b/c"},
+			{.type = USTATE_EVENT_DIR_CREATED, .key = "/d/a"}},
+		2);
 	mkdir_rmdir(s, USTATE_OP_MKDIR, "/e");
-	/* Doing it again is a no-op. */
+	expect_event(f->w, USTATE_EVENT_DIR_CREATED, "/e", 0, r + 2);
+	/* Doing it again is a no-op: no revision, no event. */
 	mkdir_rmdir(s, USTATE_OP_MKDIR, "/e");
-	assert_int_equal(ustate_revision(s), r);
+	assert_int_equal(ustate_revision(s), r + 2);
 	expect_no_event(f->w);
+	r += 2;
 	assert_list(s, "", (const char *const[]){"/x"}, 1);
 	assert_absent(s, "/e");
 	{
@@ -2046,12 +2057,14 @@ static void test_dir_records(void **state)
 		assert_ptr_equal(paths, (char **)1);
 	}
 
-	/* A key write with a record: one revision, one event. */
+	/* A key write with a record already made: one revision, one event. */
 	mixed[0].type = USTATE_OP_SET;
 	mixed[0].key = "/d/k";
 	memset(&res, 0, sizeof(res));
+	res.versions = v;
 	assert_int_equal(ustate_transaction(s, mixed, 2, &res), 0);
 	assert_int_equal(res.revision, r + 1);
+	assert_int_equal(v[1], 0);
 	expect_event(f->w, USTATE_EVENT_CREATED, "/d/k", 1, r + 1);
 	expect_no_event(f->w);
 
@@ -2069,7 +2082,8 @@ static void test_dir_records(void **state)
 	mkdir_rmdir(s, USTATE_OP_RMDIR, "/e");
 	mkdir_rmdir(s, USTATE_OP_RMDIR, "/never/made");
 	assert_int_equal(node_flags(s, "/e"), 0);
-	assert_int_equal(ustate_revision(s), r + 1);
+	assert_int_equal(ustate_revision(s), r + 2);
+	expect_event(f->w, USTATE_EVENT_DIR_DELETED, "/e", 0, r + 2);
 	expect_no_event(f->w);
 
 	/* Paths follow the key rules. */
@@ -2747,10 +2761,25 @@ static void test_restore_roundtrip(void **state)
 	free(after);
 	assert_int_equal(mod_revision(f->s2, "/b/x"), 1);
 	/* Watches see the keys created at their restored versions. */
-	expect_event(f->w, USTATE_EVENT_CREATED, "/a", 1, 1);
-	expect_event(f->w, USTATE_EVENT_CREATED, "/b/x", 3, 1);
-	expect_event(f->w, USTATE_EVENT_CREATED, "/bin", 1, 1);
-	expect_event(f->w, USTATE_EVENT_CREATED, "/empty", 1, 1);
+	expect_events_of_revision(
+		f->w, 1,
+		(const ustate_event[]){
+			{.type = USTATE_EVENT_CREATED,
+			 .key = "/a",
+			 .version = 1},
+			{.type = USTATE_EVENT_CREATED,
+			 .key = "/b/x",
+			 .version = 3},
+			{.type = USTATE_EVENT_CREATED,
+			 .key = "/bin",
+			 .version = 1},
+			{.type = USTATE_EVENT_CREATED,
+			 .key = "/empty",
+			 .version = 1},
+			{.type = USTATE_EVENT_DIR_CREATED, .key = "/b"},
+			{.type = USTATE_EVENT_DIR_CREATED, .key = "/b/x"},
+			{.type = USTATE_EVENT_DIR_CREATED, .key = "/d/e"}},
+		7);
 	expect_no_event(f->w);
 	/* The store goes on from the restored versions. */
 	put(f->s2, "/b/x", "four", 4);
@@ -2781,7 +2810,7 @@ static void test_restore_not_empty_dirs(void **state)
 	assert_int_equal(ustate_restore(f->s, recs_next, &rs,
 					USTATE_RESTORE_MERGE, NULL),
 			 0);
-	assert_int_equal(ustate_revision(f->s), 0);
+	assert_int_equal(ustate_revision(f->s), 1); /* the record's */
 }
 
 static void test_restore_merge_replace(void **state)
@@ -2854,8 +2883,17 @@ static void test_restore_merge_replace(void **state)
 	assert_value(f->s, "/new", "n", 7);
 	assert_value(f->s, "/c", "c", 1);
 	assert_int_equal(mod_revision(f->s, "/same"), 5);
-	expect_event(f->w, USTATE_EVENT_UPDATED, "/a", 2, r0 + 1);
-	expect_event(f->w, USTATE_EVENT_CREATED, "/new", 7, r0 + 1);
+	expect_events_of_revision(
+		f->w, r0 + 1,
+		(const ustate_event[]){
+			{.type = USTATE_EVENT_UPDATED,
+			 .key = "/a",
+			 .version = 2},
+			{.type = USTATE_EVENT_CREATED,
+			 .key = "/new",
+			 .version = 7},
+			{.type = USTATE_EVENT_DIR_CREATED, .key = "/dir"}},
+		3);
 	expect_no_event(f->w);
 	assert_list_dirs(f->s, (const char *const[]){"/dir", "/olddir"}, 2);
 	assert_int_equal(ustate_check(f->s, NULL, NULL), 0);
