@@ -68,18 +68,8 @@ def write(mnt, mode, v):
 def read(mnt, mode):
     if mode == "txn":
         return txnfs.get(mnt, KEY)[0]
-    size = CHUNK if mode == "file-64k" else SIZE + 1
-    fd = os.open(mnt + KEY, os.O_RDONLY)
-    try:
-        chunks = []
-        while True:
-            b = os.read(fd, size)
-            if not b:
-                break
-            chunks.append(b)
-    finally:
-        os.close(fd)
-    return b"".join(chunks)
+    return txnfs.read_file(mnt + KEY,
+                           CHUNK if mode == "file-64k" else SIZE + 1)
 
 
 def writer(mnt, w, until, out):

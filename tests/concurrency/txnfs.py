@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
-"""The /.txn file of a ustatefs mount, for the concurrency tests.
+"""The /.txn file of a ustatefs mount (and a plain read), for the
+concurrency tests.
 
 Every open of MOUNT/.txn is a private transaction: run() writes one
 script through one descriptor, reads the whole reply back and parses it.
@@ -64,6 +65,15 @@ class Reply:
                 self.ops.append((f[0], " ".join(f[1:-1]), int(f[-1]), None))
 
 
+def read_to_end(fd, size):
+    chunks = []
+    while True:
+        b = os.read(fd, size)
+        if not b:
+            return b"".join(chunks)
+        chunks.append(b)
+
+
 def run(mnt, script):
     """Run one transaction script (bytes) on mount mnt; return its Reply.
     A script is written whole; a failed commit is an OSError of the
@@ -77,15 +87,18 @@ def run(mnt, script):
                 view = view[os.write(fd, view):]
         except OSError as e:
             werr = e.errno
-        chunks = []
-        while True:
-            b = os.read(fd, 1 << 20)
-            if not b:
-                break
-            chunks.append(b)
+        return Reply(read_to_end(fd, 1 << 20), werr)
     finally:
         os.close(fd)
-    return Reply(b"".join(chunks), werr)
+
+
+def read_file(path, size=1 << 16):
+    """Read a file through one descriptor, size bytes a read, to the end."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return read_to_end(fd, size)
+    finally:
+        os.close(fd)
 
 
 def get(mnt, key):
