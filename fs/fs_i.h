@@ -54,6 +54,8 @@ struct node {
 			      * protected by the table lock */
 	uint64_t generation; /* +1 at each unlink of the path,
 			      * protected by the table lock */
+	unsigned unlinking;  /* unlinks and renames over the path under
+			      * way, protected by the table lock */
 	bool orphan;	     /* replaced by a rename: out of the
 			      * path index, protected by the table lock */
 	struct node *next_ino, *next_path; /* hash chains */
@@ -138,6 +140,12 @@ void node_each_creating(const char *dir,
  * a process makes right after close() sees what that close committed.
  * node_unlinked() waits likewise, then ends the name of every open file
  * of path: their later commits must not bring the key back.
+ *
+ * An unlink or a rename over path that has yet to commit is bracketed by
+ * node_unlink_begin() (which waits for commits under way, as above) and
+ * node_unlink_end(): meanwhile node_commit_begin() waits, for a commit
+ * then must neither be dropped (the unlink may fail and leave the name)
+ * nor land after the unlink (which would bring the key back).
  */
 bool node_commit_begin(struct node *n, uint64_t gen);
 void node_commit_end(struct node *n);
@@ -147,9 +155,11 @@ void node_settle(const char *path);
  * comes at the release. node_settle() waits for it a short while.
  */
 void node_expect(struct node *n, int delta);
-uint64_t node_unlinked(const char *path);
-/* The unlink failed after all: give the name back (if nothing changed). */
-void node_relinked(const char *path, uint64_t gen);
+void node_unlinked(const char *path);
+/* The node of path, held until node_unlink_end(); NULL when none. */
+struct node *node_unlink_begin(const char *path);
+/* done: the unlink happened, open files lose the name; NULL is a no-op. */
+void node_unlink_end(struct node *n, bool done);
 uint64_t node_generation(struct node *n);
 /*
  * The kernel's caches of a file (see "Caching" in ops.c). A reader may

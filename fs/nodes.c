@@ -249,7 +249,7 @@ void node_forget(fuse_ino_t ino, uint64_t k)
 	if (n && ino != FUSE_ROOT_ID) {
 		n->nlookup = n->nlookup > k ? n->nlookup - k : 0;
 		if (!n->nlookup && !n->creating && !n->committing &&
-		    !n->expecting) {
+		    !n->expecting && !n->unlinking) {
 			unlink_node(n);
 			count--;
 			free(n->path);
@@ -498,6 +498,9 @@ bool node_commit_begin(struct node *n, uint64_t gen)
 	bool ok;
 
 	pthread_mutex_lock(&lock);
+	/* Whether an unlink under way ends the name is not known yet. */
+	while (n->unlinking)
+		pthread_cond_wait(&released, &lock);
 	ok = n->generation == gen;
 	if (ok)
 		n->committing++;
@@ -544,36 +547,41 @@ void node_settle(const char *path)
 	pthread_mutex_unlock(&lock);
 }
 
-uint64_t node_unlinked(const char *path)
+struct node *node_unlink_begin(const char *path)
 {
-	uint64_t gen = 0;
 	struct node *n;
 
 	pthread_mutex_lock(&lock);
 	/* A commit under way lands first; the unlink then removes it. */
 	while ((n = find_path(path)) && n->committing)
 		pthread_cond_wait(&released, &lock);
-	if (n) {
-		gen = ++n->generation;
+	if (n)
+		n->unlinking++;
+	pthread_mutex_unlock(&lock);
+	return n;
+}
+
+void node_unlink_end(struct node *n, bool done)
+{
+	if (!n)
+		return;
+	pthread_mutex_lock(&lock);
+	if (done) {
+		n->generation++;
 		/* Its creators will never commit: it is no longer pending. */
 		if (n->creating) {
 			n->creating = 0;
 			ncreating--;
 		}
 	}
+	if (!--n->unlinking)
+		pthread_cond_broadcast(&released);
 	pthread_mutex_unlock(&lock);
-	return gen;
 }
 
-void node_relinked(const char *path, uint64_t gen)
+void node_unlinked(const char *path)
 {
-	struct node *n;
-
-	pthread_mutex_lock(&lock);
-	n = find_path(path);
-	if (n && gen && n->generation == gen)
-		n->generation--;
-	pthread_mutex_unlock(&lock);
+	node_unlink_end(node_unlink_begin(path), true);
 }
 
 uint64_t node_generation(struct node *n)

@@ -1134,8 +1134,8 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	char dir[FS_PATH_MAX], path[FS_PATH_MAX];
 	char npath[FS_PATH_MAX];
+	struct node *unlinking = NULL;
 	ustate_op ops[2];
-	uint64_t gen = 0;
 	unsigned flags;
 	size_t n = 0;
 	bool alone, creating;
@@ -1164,7 +1164,7 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		goto out;
 	creating = node_is_creating(npath);
 	/* Waits for a commit under way, which the delete then removes. */
-	gen = node_unlinked(npath);
+	unlinking = node_unlink_begin(npath);
 	rc = ustate_node(fs.store, path, &flags);
 	if (rc < 0)
 		goto out;
@@ -1188,8 +1188,7 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		ops[n++] = (ustate_op){.type = USTATE_OP_MKDIR, .key = path};
 	rc = own_transaction(ops, n);
 out:
-	if (rc < 0 && gen)
-		node_relinked(npath, gen);
+	node_unlink_end(unlinking, rc == 0);
 	fuse_reply_err(req, -rc);
 }
 
@@ -1530,13 +1529,13 @@ static int do_rename(const char *from, const char *to, unsigned int flags)
 					NULL, NULL);
 		if (rc == 0) {
 			/* A replaced file's open writers lose their name. */
-			uint64_t tgen = (tflags & USTATE_NODE_VALUE) && !fdir_is
-						? node_unlinked(to)
-						: 0;
+			struct node *t =
+				(tflags & USTATE_NODE_VALUE) && !fdir_is
+					? node_unlink_begin(to)
+					: NULL;
 
 			rc = own_transaction(l.ops, l.n);
-			if (rc < 0 && tgen)
-				node_relinked(to, tgen);
+			node_unlink_end(t, rc == 0);
 		}
 		oplist_free(&l);
 		if (rc != -ECANCELED)
