@@ -27,6 +27,12 @@ succeeds iff version == e, then makes (v, e + 1), else fails reporting the
 version; get returns the state. A result that was not observed (the
 version of a plain file write or read) is left out of the comparison.
 
+One rule is the file system's: a set through a file ("via": "file", from
+open to close) that overlaps a set by rename ("via": "rename") of the same
+key may have had no effect at all, for as in POSIX the rename may have
+replaced the file under the open descriptor, whose writes then go to the
+replaced file.
+
 History: JSON lines, one operation each:
   {"p": PROC, "key": K, "f": "get"|"set"|"cas", "call": NS, "ret": NS,
    "value": V (set, cas), "expect": E (cas), "out": OUT, ...}
@@ -54,7 +60,8 @@ PENDING = object()  # the result of an operation that never completed
 
 
 class Op:
-    __slots__ = ("id", "d", "key", "f", "call", "ret", "inp", "out")
+    __slots__ = ("id", "d", "key", "f", "call", "ret", "inp", "out",
+                 "optional")
 
     def __init__(self, i, d, ret=None):
         self.id = i
@@ -82,9 +89,19 @@ class Op:
             self.out = (bool(d["out"]["ok"]), d["out"]["version"])
         if self.ret < self.call:
             raise ValueError("op %d: completes before it starts" % i)
+        self.optional = False  # see replaced_writes()
 
     def __repr__(self):
         return describe(self)
+
+
+def steps(state, op):
+    """The states op may leave from state: its effect, and state itself
+    when op is optional."""
+    ns = step(state, op)
+    if op.optional and ns != state:
+        return (state,) if ns is None else (ns, state)
+    return () if ns is None else (ns,)
 
 
 def step(state, op):
@@ -153,15 +170,13 @@ def search(ops, starts, stats):
         for j in range(lo, i):
             if (rel >> (j - lo)) & 1 or ops[j].call > minret:
                 continue
-            ns = step(st, ops[j])
-            if ns is None:
-                continue
             r = rel | (1 << (j - lo))
             skip = (~r & (r + 1)).bit_length() - 1  # trailing ones
-            c = (lo + skip, r >> skip, ns)
-            if c not in seen:
-                seen.add(c)
-                todo.append(c)
+            for ns in steps(st, ops[j]):
+                c = (lo + skip, r >> skip, ns)
+                if c not in seen:
+                    seen.add(c)
+                    todo.append(c)
     stats["configurations"] += len(seen)
     stats["segments"] += 1
     stats["longest_segment"] = max(stats["longest_segment"], n)
@@ -178,6 +193,7 @@ def check(ops, stats=None):
         by_key.setdefault(op.key, []).append(op)
     for key in sorted(by_key):
         kops = sorted(by_key[key], key=lambda o: (o.call, o.id))
+        stats["writes_a_rename_may_replace"] += replaced_writes(kops)
         states = {(None, 0)}
         for seg in segments(kops):
             ends = search(seg, states, stats)
@@ -187,8 +203,20 @@ def check(ops, stats=None):
     return None
 
 
+def replaced_writes(ops):
+    """Mark optional each set through a file (of one key's ops, sorted by
+    call) that a set by rename overlaps: it may have gone to the file the
+    rename replaced. Return how many."""
+    renames = [o for o in ops if o.f == "set" and o.d.get("via") == "rename"]
+    for o in ops:
+        o.optional = o.f == "set" and o.d.get("via") == "file" and any(
+            r.call < o.ret and r.ret > o.call for r in renames)
+    return sum(o.optional for o in ops)
+
+
 def new_stats():
-    return {"configurations": 0, "segments": 0, "longest_segment": 0}
+    return {"configurations": 0, "segments": 0, "longest_segment": 0,
+            "writes_a_rename_may_replace": 0}
 
 
 def events(ops):

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # Linearizability: 4 processes run random get, set and compare-and-set
-# operations on 3 keys through a mount (files and /.txn), recording a
+# operations on 3 keys through a mount (files, renames and /.txn), recording a
 # history, and lincheck.py confirms it is linearizable (a versioned
 # register per key). Then the same history with one read made stale must
 # fail, so the check is known to bite on real data. Once on a SQLite file,

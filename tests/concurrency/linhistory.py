@@ -10,6 +10,8 @@
 #   get via file  open, read to the end, close: the value, version unseen
 #   get via txn   a /.txn "get": value and version
 #   set via file  open O_TRUNC, write, close: version unseen
+#   set via rename  write a temporary file, rename it over the key (as
+#                 editors and os.replace do): version unseen
 #   set via txn   a /.txn "set": the new version
 #   cas via txn   /.txn "check" + "set" at the version last seen (or
 #                 another one now and then): ok and the new version, or
@@ -30,8 +32,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import txnfs  # noqa: E402
 
-KINDS = [("get", "file", 0.2), ("get", "txn", 0.2), ("set", "file", 0.15),
-         ("set", "txn", 0.15), ("cas", "txn", 0.3)]
+KINDS = [("get", "file", 0.2), ("get", "txn", 0.2), ("set", "file", 0.1),
+         ("set", "rename", 0.1), ("set", "txn", 0.1), ("cas", "txn", 0.3)]
 
 
 def now():
@@ -60,6 +62,15 @@ def one(mnt, f, via, key, value, expect):
             os.write(fd, value.encode())
         finally:
             os.close(fd)
+        return {"version": None}
+    if f == "set" and via == "rename":
+        tmp = "%s/lin/.tmp.%d" % (mnt, os.getpid())
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, value.encode())
+        finally:
+            os.close(fd)
+        os.rename(tmp, mnt + key)
         return {"version": None}
     if f == "set":
         return {"version": txn_set(mnt, key, value.encode())}
