@@ -56,6 +56,9 @@ struct node {
 			      * protected by the table lock */
 	unsigned unlinking;  /* unlinks and renames over the path under
 			      * way, protected by the table lock */
+	uint64_t deleted;    /* store revision of the last delete of the
+			      * path by another process that the replay
+			      * heard of, protected by the table lock */
 	bool orphan;	     /* replaced by a rename: out of the
 			      * path index, protected by the table lock */
 	struct node *next_ino, *next_path; /* hash chains */
@@ -138,8 +141,10 @@ void node_each_creating(const char *dir,
  * is asynchronous (close() returns before the daemon has handled it), so
  * node_settle() waits until no commit of path is under way: the request
  * a process makes right after close() sees what that close committed.
- * node_unlinked() waits likewise, then ends the name of every open file
- * of path: their later commits must not bring the key back.
+ * node_deleted() waits likewise, then ends the name of every open file
+ * of path made before another process deleted the key at store revision
+ * rev: their later commits must not bring the key back. A file opened
+ * since (rev at its open >= rev) keeps its name: it came after the delete.
  *
  * An unlink or a rename over path that has yet to commit is bracketed by
  * node_unlink_begin() (which waits for commits under way, as above) and
@@ -147,7 +152,7 @@ void node_each_creating(const char *dir,
  * then must neither be dropped (the unlink may fail and leave the name)
  * nor land after the unlink (which would bring the key back).
  */
-bool node_commit_begin(struct node *n, uint64_t gen);
+bool node_commit_begin(struct node *n, uint64_t gen, uint64_t rev);
 void node_commit_end(struct node *n);
 void node_settle(const char *path);
 /*
@@ -155,7 +160,7 @@ void node_settle(const char *path);
  * comes at the release. node_settle() waits for it a short while.
  */
 void node_expect(struct node *n, int delta);
-void node_unlinked(const char *path);
+void node_deleted(const char *path, uint64_t rev);
 /* The node of path, held until node_unlink_end(); NULL when none. */
 struct node *node_unlink_begin(const char *path);
 /* done: the unlink happened, open files lose the name; NULL is a no-op. */

@@ -493,7 +493,7 @@ void node_attr_drop(fuse_ino_t ino)
 	pthread_mutex_unlock(&lock);
 }
 
-bool node_commit_begin(struct node *n, uint64_t gen)
+bool node_commit_begin(struct node *n, uint64_t gen, uint64_t rev)
 {
 	bool ok;
 
@@ -501,7 +501,7 @@ bool node_commit_begin(struct node *n, uint64_t gen)
 	/* Whether an unlink under way ends the name is not known yet. */
 	while (n->unlinking)
 		pthread_cond_wait(&released, &lock);
-	ok = n->generation == gen;
+	ok = n->generation == gen && rev >= n->deleted;
 	if (ok)
 		n->committing++;
 	pthread_mutex_unlock(&lock);
@@ -579,9 +579,17 @@ void node_unlink_end(struct node *n, bool done)
 	pthread_mutex_unlock(&lock);
 }
 
-void node_unlinked(const char *path)
+void node_deleted(const char *path, uint64_t rev)
 {
-	node_unlink_end(node_unlink_begin(path), true);
+	struct node *n;
+
+	pthread_mutex_lock(&lock);
+	/* A commit under way lands first; the delete then removes it. */
+	while ((n = find_path(path)) && n->committing)
+		pthread_cond_wait(&released, &lock);
+	if (n && rev > n->deleted)
+		n->deleted = rev;
+	pthread_mutex_unlock(&lock);
 }
 
 uint64_t node_generation(struct node *n)

@@ -73,13 +73,14 @@ struct handle {
 	bool creating; /* created by this open, not yet committed */
 	bool excl;     /* O_EXCL: the first commit must create */
 	bool append;
-	int error;	/* a failed write: nothing of this open commits */
-	bool expects;	/* counted in node->expecting */
-	size_t charged; /* bytes counted in buffered */
-	bool paged;	/* counted in node->pc_users */
-	bool writer;	/* counted in node->writers */
-	uint64_t rev;	/* H_READ: the revision of the snapshot */
-	uint64_t gen;	/* node generation at open (see node_unlinked) */
+	int error;	 /* a failed write: nothing of this open commits */
+	bool expects;	 /* counted in node->expecting */
+	size_t charged;	 /* bytes counted in buffered */
+	bool paged;	 /* counted in node->pc_users */
+	bool writer;	 /* counted in node->writers */
+	uint64_t rev;	 /* H_READ: the revision of the snapshot */
+	uint64_t gen;	 /* node generation at open (see node_unlink_end) */
+	uint64_t opened; /* H_WRITE: store revision at open (node_deleted) */
 	ustate_script *script; /* H_TXN */
 	size_t reply_off;      /* H_TXN: bytes of the reply already read */
 };
@@ -443,7 +444,7 @@ static int commit(struct handle *h)
 	if (rc < 0)
 		return rc;
 	/* Unlinked while open: as in POSIX, writes no longer have a name. */
-	if (node_commit_begin(h->node, h->gen)) {
+	if (node_commit_begin(h->node, h->gen, h->opened)) {
 		rc = own_write(key, h->buf, h->len, h->excl, 0);
 		node_commit_end(h->node);
 	}
@@ -532,6 +533,10 @@ static struct handle *handle_new(enum handle_kind kind, struct node *n)
 	h->kind = kind;
 	h->node = n;
 	h->gen = node_generation(n);
+	/* A delete by another process ends this open's name if it came
+	 * later than this revision (0 on a store error: it does). */
+	if (kind == H_WRITE)
+		h->opened = ustate_revision(fs.store);
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_mutex_lock(&open_lock);
 	h->next = open_files;
@@ -1143,9 +1148,8 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 	rc = node_path(parent, dir);
 	if (rc == 0 && replay_request(req)) {
-		/* Gone from the store already; open writers lose the name. */
-		if (child_path(dir, name, npath) == 0)
-			node_unlinked(npath);
+		/* Gone from the store already: the replay has already ended
+		 * the name of the writers that came before (node_deleted). */
 		fuse_reply_err(req, 0);
 		return;
 	}

@@ -549,10 +549,13 @@ static void replay(const ustate_event *ev)
 		}
 		break;
 	case USTATE_EVENT_DELETED:
-		/* First of all, open writers lose the name: no resurrection. */
+		/*
+		 * First of all, writers opened before the delete lose the
+		 * name: no resurrection. Those opened since keep it.
+		 */
 		value_path(ev->key, vpath);
-		node_unlinked(ev->key);
-		node_unlinked(vpath);
+		node_deleted(ev->key, ev->revision);
+		node_deleted(vpath, ev->revision);
 		if (isdir) {
 			replay_remove(vpath, false);
 			break;
