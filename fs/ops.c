@@ -702,8 +702,9 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	/*
 	 * The kernel still trusts a name whose key is gone (a creation whose
-	 * commit failed leaves no key): ESTALE makes it look the name up
-	 * again, so open(O_CREAT) creates it and a plain open gets ENOENT.
+	 * commit failed leaves no key; another process deleted it and the
+	 * replay has not yet told the kernel): ESTALE makes it look the name
+	 * up again, so open(O_CREAT) creates it and a plain open gets ENOENT.
 	 */
 	if (rc == -ENOENT)
 		rc = -ESTALE;
