@@ -24,20 +24,22 @@ of Lowe and of porcupine:
 The model is a versioned register: the state is (value, version), (None, 0)
 when the key does not exist. set v makes (v, version + 1); cas (e, v)
 succeeds iff version == e, then makes (v, e + 1), else fails reporting the
-version; get returns the state. A result that was not observed (the
+version; delete succeeds iff version > 0, then makes (None, 0), else fails
+(ENOENT); get returns the state. A result that was not observed (the
 version of a plain file write or read) is left out of the comparison.
 
 One rule is the file system's: a set through a file ("via": "file", from
-open to close) that overlaps a set by rename ("via": "rename") of the same
-key may have had no effect at all, for as in POSIX the rename may have
-replaced the file under the open descriptor, whose writes then go to the
-replaced file.
+open to close) that overlaps a set by rename ("via": "rename") or a
+delete of the same key may have had no effect at all, for as in POSIX the
+rename or delete may have replaced or removed the file under the open
+descriptor, whose writes then go to a file without a name.
 
 History: JSON lines, one operation each:
   {"p": PROC, "key": K, "f": "get"|"set"|"cas", "call": NS, "ret": NS,
    "value": V (set, cas), "expect": E (cas), "out": OUT, ...}
   get OUT: {"value": V or null, "version": N or null}
   set OUT: {"version": N or null}
+  delete OUT: {"ok": true|false}
   cas OUT: {"ok": true|false, "version": N (the new one, or the one found)}
 An operation that never completed has "ret": null and no "out"; it may
 have taken effect or not. Other fields (such as "via") are carried along.
@@ -71,7 +73,7 @@ class Op:
         self.call = d["call"]
         r = d["ret"] if ret is None else ret
         self.ret = INF if r is None or r is INF else r
-        if self.f == "get":
+        if self.f in ("get", "delete"):
             self.inp = None
         elif self.f == "set":
             self.inp = d["value"]
@@ -85,6 +87,8 @@ class Op:
             self.out = (d["out"]["value"], d["out"]["version"])
         elif self.f == "set":
             self.out = d["out"]["version"]
+        elif self.f == "delete":
+            self.out = bool(d["out"]["ok"])
         else:
             self.out = (bool(d["out"]["ok"]), d["out"]["version"])
         if self.ret < self.call:
@@ -114,6 +118,10 @@ def step(state, op):
         if out[0] != value or (out[1] is not None and out[1] != version):
             return None
         return state
+    if op.f == "delete":
+        if out is PENDING:
+            return (None, 0)
+        return (None, 0) if out == (version > 0) else None
     if op.f == "set":
         if out is not PENDING and out is not None and out != version + 1:
             return None
@@ -193,7 +201,7 @@ def check(ops, stats=None):
         by_key.setdefault(op.key, []).append(op)
     for key in sorted(by_key):
         kops = sorted(by_key[key], key=lambda o: (o.call, o.id))
-        stats["writes_a_rename_may_replace"] += replaced_writes(kops)
+        stats["writes_a_rename_or_delete_may_end"] += replaced_writes(kops)
         states = {(None, 0)}
         for seg in segments(kops):
             ends = search(seg, states, stats)
@@ -206,8 +214,9 @@ def check(ops, stats=None):
 def replaced_writes(ops):
     """Mark optional each set through a file (of one key's ops, sorted by
     call) that a set by rename overlaps: it may have gone to the file the
-    rename replaced. Return how many."""
-    renames = [o for o in ops if o.f == "set" and o.d.get("via") == "rename"]
+    rename replaced or a delete removed. Return how many."""
+    renames = [o for o in ops if o.f == "delete" or
+               o.f == "set" and o.d.get("via") == "rename"]
     for o in ops:
         o.optional = o.f == "set" and o.d.get("via") == "file" and any(
             r.call < o.ret and r.ret > o.call for r in renames)
@@ -216,7 +225,7 @@ def replaced_writes(ops):
 
 def new_stats():
     return {"configurations": 0, "segments": 0, "longest_segment": 0,
-            "writes_a_rename_may_replace": 0}
+            "writes_a_rename_or_delete_may_end": 0}
 
 
 def events(ops):
@@ -253,8 +262,8 @@ def smallest_failing_prefix(ops):
 
 def describe(o, t0=0):
     d = o.d
-    if o.f == "get":
-        a = "get"
+    if o.f in ("get", "delete"):
+        a = o.f
     elif o.f == "set":
         a = "set %r" % d["value"]
     else:
@@ -265,6 +274,8 @@ def describe(o, t0=0):
         r = "-> %r v%s" % (o.out[0], "?" if o.out[1] is None else o.out[1])
     elif o.f == "set":
         r = "-> v%s" % ("?" if o.out is None else o.out)
+    elif o.f == "delete":
+        r = "-> %s" % ("ok" if o.out else "ENOENT")
     else:
         r = "-> %s v%d" % ("ok" if o.out[0] else "ECANCELED", o.out[1])
     ret = "..." if o.ret == INF else "%.1f" % ((o.ret - t0) / 1e3)

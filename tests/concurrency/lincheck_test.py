@@ -36,6 +36,11 @@ def cas(call, ret, expect, value, ok, version, key=K, p=0):
             "out": {"ok": ok, "version": version}}
 
 
+def delete(call, ret, ok, key=K, p=0, via="txn"):
+    return {"p": p, "key": key, "f": "delete", "via": via, "call": call,
+            "ret": ret, "out": {"ok": ok}}
+
+
 def pending(d):
     d = dict(d, ret=None)
     d.pop("out")
@@ -117,6 +122,27 @@ CASES = [
     ("... but the rename itself is not optional", False,
      [put(0, 1, "a", 1), dict(put(2, 6, "f", None), via="file"),
       dict(put(3, 5, "r", None), via="rename"), get(7, 8, "f", 2)], 8),
+    ("a delete, then nothing is there", True,
+     [put(0, 1, "a", 1), delete(2, 3, True), get(4, 5, None, 0)], None),
+    ("a delete that finds nothing", True,
+     [delete(0, 1, False), put(2, 3, "a", 1)], None),
+    ("a delete that finds nothing although the key exists", False,
+     [put(0, 1, "a", 1), delete(2, 3, False)], 4),
+    ("a delete that succeeds on a missing key", False,
+     [delete(0, 1, True)], 2),
+    ("two deletes of one key cannot both succeed", False,
+     [put(0, 1, "a", 1), delete(2, 5, True), delete(3, 6, True)], 6),
+    ("versions start again at 1 after a delete", True,
+     [put(0, 1, "a", 1), put(2, 3, "b", 2), delete(4, 5, True),
+      put(6, 7, "c", 1), cas(8, 9, 1, "d", True, 2)], None),
+    ("... not where they were", False,
+     [put(0, 1, "a", 1), delete(2, 3, True), put(4, 5, "c", 3)], 6),
+    ("a file write lost to an overlapping delete (POSIX)", True,
+     [put(0, 1, "a", 1), dict(put(2, 6, "f", None), via="file"),
+      delete(3, 5, True), get(7, 8, None, 0)], None),
+    ("... but not to one before it", False,
+     [put(0, 1, "a", 1), delete(2, 3, True),
+      dict(put(4, 6, "f", None), via="file"), get(7, 8, None, 0)], 8),
     ("keys are independent registers", True,
      [put(0, 1, "a", 1, key="/x"), put(0, 1, "a", 1, key="/y"),
       get(2, 3, "a", 1, key="/x"), get(2, 3, "a", 1, key="/y")], None),
@@ -152,6 +178,10 @@ def random_history(rng, n, keys, procs):
             hide = rng.random() < 0.3
             hist.append(get(call, ret, value, None if hide else version,
                             key=k, p=p))
+        elif f < 0.4:
+            ok = version > 0
+            state[k] = (None, 0)
+            hist.append(delete(call, ret, ok, key=k, p=p))
         elif f < 0.65:
             nv = "v%d" % i
             hide = rng.random() < 0.3
@@ -173,9 +203,12 @@ def random_history(rng, n, keys, procs):
 
 def falsify(rng, hist):
     """Make one result impossible: a get of a value never written, a set
-    or a cas reporting a version it cannot have, or a cas that flips."""
+    or a cas reporting a version it cannot have, or a refused cas that
+    succeeds at a version never reached."""
     h = [dict(d) for d in hist]
-    d = h[rng.randrange(len(h))]
+    # (Not a delete: another order of concurrent ops may explain its
+    # opposite result.)
+    d = rng.choice([d for d in h if d["f"] != "delete"])
     if d["f"] == "get":
         d["out"] = {"value": "never-written", "version": None}
     elif d["f"] == "set" or d["out"]["ok"]:
@@ -189,7 +222,8 @@ def falsify(rng, hist):
 def stale_mutant(hist):
     """A real history with one read made stale: a get whose value is that
     of a set, when another set completed after that set and before the
-    get began. None when the history has no such get."""
+    get began (one not through a file, which may have had no effect).
+    None when the history has no such get."""
     h = [dict(d) for d in hist]
     writes = {}
     for d in h:
@@ -201,8 +235,8 @@ def stale_mutant(hist):
             continue
         ws = sorted(writes.get(d["key"], []), key=lambda w: w["ret"])
         for a in ws:
-            if any(b["call"] > a["ret"] and b["ret"] < d["call"]
-                   for b in ws):
+            if any(b["call"] > a["ret"] and b["ret"] < d["call"] and
+                   b.get("via") != "file" for b in ws):
                 d["out"] = {"value": a["value"], "version": None}
                 return h
     return None

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# Linearizability: 4 processes run random get, set and compare-and-set
-# operations on 3 keys through a mount (files, renames and /.txn), recording a
-# history, and lincheck.py confirms it is linearizable (a versioned
-# register per key). Then the same history with one read made stale must
-# fail, so the check is known to bite on real data. Once on a SQLite file,
-# once on :memory:.
+# Linearizability: 4 processes run random get, set, compare-and-set and
+# delete operations on 3 keys through a mount (files, renames, unlink and
+# /.txn), recording a history, and lincheck.py confirms it is
+# linearizable (a versioned register per key). Then the same history with
+# one read made stale must fail, so the check is known to bite on real
+# data. Once on a SQLite file, once on :memory:.
 #   LIN_OPS (1000), LIN_PROCS (4), LIN_KEYS (3): the size of each history
 #   (scripts/stress --linearizability N runs long ones).
 . "$(dirname "$0")/../integration/lib.sh"

@@ -16,6 +16,11 @@
 #   cas via txn   /.txn "check" + "set" at the version last seen (or
 #                 another one now and then): ok and the new version, or
 #                 ECANCELED and the version found
+#   delete via file   unlink: ok, or ENOENT
+#   delete via txn    a /.txn "delete": ok, or ENOENT
+# A get of a missing key gives no value (a file read: ENOENT, or an empty
+# file, which is a key being created: no value is ever empty), and a set
+# through a file creates the key when it is missing.
 # Every written value is unique ("p3.17"). The keys (/lin/k0 ...) must not
 # exist: they are created first, by /.txn creates that are part of the
 # history. Prints one line of counts.
@@ -33,7 +38,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import txnfs  # noqa: E402
 
 KINDS = [("get", "file", 0.2), ("get", "txn", 0.2), ("set", "file", 0.1),
-         ("set", "rename", 0.1), ("set", "txn", 0.1), ("cas", "txn", 0.3)]
+         ("set", "rename", 0.1), ("set", "txn", 0.1), ("cas", "txn", 0.24),
+         ("delete", "txn", 0.03), ("delete", "file", 0.03)]
 
 
 def now():
@@ -51,13 +57,28 @@ def txn_set(mnt, key, value):
 def one(mnt, f, via, key, value, expect):
     """Run one operation; return its "out"."""
     if f == "get" and via == "file":
-        return {"value": txnfs.read_file(mnt + key).decode(),
-                "version": None}
+        # Values are never empty: an empty file is a key being created.
+        try:
+            v = txnfs.read_file(mnt + key).decode()
+        except FileNotFoundError:
+            v = ""
+        return {"value": v or None, "version": None}
+    if f == "delete" and via == "file":
+        try:
+            os.unlink(mnt + key)
+            return {"ok": True}
+        except FileNotFoundError:
+            return {"ok": False}
+    if f == "delete":
+        r = txnfs.run(mnt, b"delete %s\ncommit\n" % key.encode())
+        if not r.ok and r.code != "ENOENT":
+            raise txnfs.TxnError("delete %s: %r" % (key, r.raw))
+        return {"ok": r.ok}
     if f == "get":
         v, ver = txnfs.get(mnt, key)
         return {"value": None if v is None else v.decode(), "version": ver}
     if f == "set" and via == "file":
-        fd = os.open(mnt + key, os.O_WRONLY | os.O_TRUNC)
+        fd = os.open(mnt + key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             os.write(fd, value.encode())
         finally:
@@ -101,8 +122,10 @@ def worker(mnt, p, n, keys, seed, out):
             d["call"] = now()
             d["out"] = one(mnt, f, via, key, d.get("value"), d.get("expect"))
             d["ret"] = now()
-            if d["out"]["version"] is not None:
+            if d["out"].get("version") is not None:
                 known[key] = d["out"]["version"]
+            elif f == "delete":
+                known[key] = 0
             log.write(json.dumps(d) + "\n")
 
 
@@ -158,7 +181,7 @@ def main():
     count = {}
     for d in hist[a.keys:]:
         k = "%s-%s" % (d["f"], d["via"])
-        if d["f"] == "cas":
+        if d["f"] in ("cas", "delete"):
             k += "-ok" if d["out"]["ok"] else "-refused"
         count[k] = count.get(k, 0) + 1
     print("history=%d seed=%d seconds=%.1f most-in-flight=%d %s" %
