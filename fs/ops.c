@@ -704,9 +704,11 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	 * The kernel still trusts a name whose key is gone (a creation whose
 	 * commit failed leaves no key; another process deleted it and the
 	 * replay has not yet told the kernel): ESTALE makes it look the name
-	 * up again, so open(O_CREAT) creates it and a plain open gets ENOENT.
+	 * up again and retry (once), so open(O_CREAT) creates it and a plain
+	 * open gets ENOENT. A reader needs no retry: ENOENT is its answer
+	 * either way.
 	 */
-	if (rc == -ENOENT)
+	if (rc == -ENOENT && (fi->flags & O_ACCMODE) != O_RDONLY)
 		rc = -ESTALE;
 	if (rc == 0 && kind == KIND_DIR)
 		rc = node_type_is(ino, S_IFDIR) ? -EISDIR : -ESTALE;
