@@ -42,7 +42,9 @@ History: JSON lines, one operation each:
   delete OUT: {"ok": true|false}
   cas OUT: {"ok": true|false, "version": N (the new one, or the one found)}
 An operation that never completed has "ret": null and no "out"; it may
-have taken effect or not. Other fields (such as "via") are carried along.
+have taken effect or not. One that failed without effect (an open that
+failed) has "error" and no "out", and is left out. Other fields (such as
+"via") are carried along.
 
   lincheck.py [--dump FILE] HISTORY
 Exit 0 when linearizable; 1 otherwise, printing the smallest
@@ -53,6 +55,7 @@ cut may or may not have happened), so a binary search over the events finds
 that prefix.
 """
 import argparse
+import heapq
 import json
 import sys
 import time
@@ -156,39 +159,51 @@ def search(ops, starts, stats):
     """Every state a segment (ops sorted by call) may end in, from any of
     starts; empty when none explains its results."""
     n = len(ops)
-    ends = set()
-    seen = set()
     # A configuration: (lo, rel, state), every op below lo placed, and
-    # bit k of rel set when op lo + k is placed (bit 0 never is).
-    todo = [(0, 0, s) for s in starts]
-    seen.update(todo)
-    while todo:
-        lo, rel, st = todo.pop()
+    # bit k of rel set when op lo + k is placed (bit 0 never is). Placing
+    # an op never lowers lo, so configurations are explored by rising lo
+    # and those below the current lo are forgotten: memory stays that of
+    # the operations in flight at once, not of the segment.
+    level = {0: set((0, s) for s in starts)}  # lo -> {(rel, state)}
+    lows = [0]
+    while lows:
+        lo = heapq.heappop(lows)
+        seen = level[lo]
         if lo == n:
-            ends.add(st)
-            continue
-        # The earliest completion among the unplaced ops: an op invoked
-        # after it cannot come next, nor can any later one (sorted).
-        minret = INF
-        i = lo
-        while i < n and ops[i].call <= minret:
-            if not (rel >> (i - lo)) & 1 and ops[i].ret < minret:
-                minret = ops[i].ret
-            i += 1
-        for j in range(lo, i):
-            if (rel >> (j - lo)) & 1 or ops[j].call > minret:
-                continue
-            r = rel | (1 << (j - lo))
-            skip = (~r & (r + 1)).bit_length() - 1  # trailing ones
-            for ns in steps(st, ops[j]):
-                c = (lo + skip, r >> skip, ns)
-                if c not in seen:
-                    seen.add(c)
-                    todo.append(c)
-    stats["configurations"] += len(seen)
+            stats["configurations"] += len(seen)
+            break
+        todo = list(seen)
+        while todo:
+            rel, st = todo.pop()
+            # The earliest completion among the unplaced ops: an op
+            # invoked after it cannot come next, nor can any later one.
+            minret = INF
+            i = lo
+            while i < n and ops[i].call <= minret:
+                if not (rel >> (i - lo)) & 1 and ops[i].ret < minret:
+                    minret = ops[i].ret
+                i += 1
+            for j in range(lo, i):
+                if (rel >> (j - lo)) & 1 or ops[j].call > minret:
+                    continue
+                r = rel | (1 << (j - lo))
+                skip = (~r & (r + 1)).bit_length() - 1  # trailing ones
+                for ns in steps(st, ops[j]):
+                    c = (r >> skip, ns)
+                    if not skip:
+                        if c not in seen:
+                            seen.add(c)
+                            todo.append(c)
+                        continue
+                    if lo + skip not in level:
+                        level[lo + skip] = set()
+                        heapq.heappush(lows, lo + skip)
+                    level[lo + skip].add(c)
+        stats["configurations"] += len(seen)
+        del level[lo]
     stats["segments"] += 1
     stats["longest_segment"] = max(stats["longest_segment"], n)
-    return ends
+    return set(st for _, st in level.get(n, ()))
 
 
 def check(ops, stats=None):
@@ -289,7 +304,9 @@ def load(path):
     with open(path) as f:
         for line in f:
             if line.strip():
-                ops.append(Op(len(ops), json.loads(line)))
+                d = json.loads(line)
+                if "error" not in d:
+                    ops.append(Op(len(ops), d))
     return ops
 
 

@@ -18,13 +18,16 @@
 #                 ECANCELED and the version found
 #   delete via file   unlink: ok, or ENOENT
 #   delete via txn    a /.txn "delete": ok, or ENOENT
-# A get of a missing key gives no value (a file read: ENOENT, or an empty
+# A set through a file whose open() fails with ESTALE (see one()) had no
+# effect: it is logged with "error" and no "out". A get of a missing key
+# gives no value (a file read: ENOENT, or an empty
 # file, which is a key being created: no value is ever empty), and a set
 # through a file creates the key when it is missing.
 # Every written value is unique ("p3.17"). The keys (/lin/k0 ...) must not
 # exist: they are created first, by /.txn creates that are part of the
 # history. Prints one line of counts.
 import argparse
+import errno
 import json
 import os
 import random
@@ -78,7 +81,16 @@ def one(mnt, f, via, key, value, expect):
         v, ver = txnfs.get(mnt, key)
         return {"value": None if v is None else v.decode(), "version": ver}
     if f == "set" and via == "file":
-        fd = os.open(mnt + key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            fd = os.open(mnt + key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+                         0o644)
+        except OSError as e:
+            # The daemon answers ESTALE when the kernel still had the
+            # name of a key deleted since; the kernel retries once, and
+            # a second delete in between leaves it with ESTALE.
+            if e.errno != errno.ESTALE:
+                raise
+            return {"error": "ESTALE"}
         try:
             os.write(fd, value.encode())
         finally:
@@ -122,7 +134,9 @@ def worker(mnt, p, n, keys, seed, out):
             d["call"] = now()
             d["out"] = one(mnt, f, via, key, d.get("value"), d.get("expect"))
             d["ret"] = now()
-            if d["out"].get("version") is not None:
+            if "error" in d["out"]:
+                d["error"] = d.pop("out")["error"]
+            elif d["out"].get("version") is not None:
                 known[key] = d["out"]["version"]
             elif f == "delete":
                 known[key] = 0
@@ -181,7 +195,9 @@ def main():
     count = {}
     for d in hist[a.keys:]:
         k = "%s-%s" % (d["f"], d["via"])
-        if d["f"] in ("cas", "delete"):
+        if "error" in d:
+            k += "-" + d["error"]
+        elif d["f"] in ("cas", "delete"):
             k += "-ok" if d["out"]["ok"] else "-refused"
         count[k] = count.get(k, 0) + 1
     print("history=%d seed=%d seconds=%.1f most-in-flight=%d %s" %
