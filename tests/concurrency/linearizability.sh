@@ -5,31 +5,47 @@
 # /.txn), recording a history, and lincheck.py confirms it is
 # linearizable (a versioned register per key). Then the same history with
 # one read made stale must fail, so the check is known to bite on real
-# data. Once on a SQLite file, once on :memory:.
+# data. Once on a SQLite file, once on :memory:, once through two mounts
+# of one SQLite file.
 #   LIN_OPS (1000), LIN_PROCS (4), LIN_KEYS (3): the size of each history
 #   (scripts/stress --linearizability N runs long ones).
 . "$(dirname "$0")/../integration/lib.sh"
 
 D=$(dirname "$0")
 ops=${LIN_OPS:-1000}
-n=0
-for src in "$T/state.db" :memory:; do
-	n=$((n + 1))
-	M=$T/mnt$n
-	mount_fs "$src" "$M"
-	python3 "$D/linhistory.py" --procs "${LIN_PROCS:-4}" \
-		--keys "${LIN_KEYS:-3}" "$M" "$T/h$n.jsonl" "$ops"
-	check "$src: history of $ops operations recorded" $((ops + ${LIN_KEYS:-3})) \
-		"$(wc -l < "$T/h$n.jsonl")"
-	if python3 "$D/lincheck.py" --dump "$T/prefix$n.jsonl" "$T/h$n.jsonl"; then
-		echo "ok: $src: the history is linearizable"
+keys=${LIN_KEYS:-3}
+
+# run NAME SOURCE MOUNTS: mount SOURCE at each of MOUNTS, record a
+# history through all of them (process p uses mount p mod n), check it.
+run() {
+	local name=$1 src=$2 m keep
+	shift 2
+	for m in "$@"; do
+		mount_fs "$src" "$m"
+	done
+	python3 "$D/linhistory.py" --procs "${LIN_PROCS:-4}" --keys "$keys" \
+		"$(IFS=,; echo "$*")" "$T/$name.jsonl" "$ops"
+	check "$name: history of $ops operations recorded" $((ops + keys)) \
+		"$(wc -l < "$T/$name.jsonl")"
+	if python3 "$D/lincheck.py" --dump "$T/$name.prefix.jsonl" \
+		"$T/$name.jsonl"; then
+		echo "ok: $name: the history is linearizable"
 	else
 		keep=$(mktemp -d /tmp/ustate-lin-failed.XXXXXX)
-		cp "$T/h$n.jsonl" "$T/prefix$n.jsonl" "$keep/"
-		fail "$src: the history is not linearizable (kept in $keep)"
+		cp "$T/$name".*jsonl "$keep/"
+		fail "$name: the history is not linearizable (kept in $keep)"
 	fi
-	python3 "$D/lincheck_test.py" --mutant "$T/h$n.jsonl" ||
-		fail "$src: the checker missed a stale read"
-	umount_fs "$M"
-	check "$src: unmounted cleanly" "" "$(grep " $M " /proc/mounts || true)"
-done
+	python3 "$D/lincheck_test.py" --mutant "$T/$name.jsonl" ||
+		fail "$name: the checker missed a stale read"
+	for m in "$@"; do
+		umount_fs "$m"
+		check "$name: unmounted cleanly" "" \
+			"$(grep " $m " /proc/mounts || true)"
+	done
+}
+
+run sqlite "$T/state.db" "$T/mnt"
+run memory :memory: "$T/mnt"
+# Two daemons on one file: each hears of the other's changes through the
+# store's change history, a few milliseconds late.
+run two-mounts "$T/two.db" "$T/mnt" "$T/mnt2"

@@ -148,11 +148,14 @@ def main():
     ap.add_argument("--procs", type=int, default=4)
     ap.add_argument("--keys", type=int, default=3)
     ap.add_argument("--seed", type=int, default=int(time.time()))
-    ap.add_argument("mnt")
+    ap.add_argument("mnt", help="a mount, or several of one store, "
+                    "separated by commas (process p uses mount p mod n)")
     ap.add_argument("out")
     ap.add_argument("ops", type=int)
     a = ap.parse_args()
     keys = ["/lin/k%d" % i for i in range(a.keys)]
+    mounts = a.mnt.split(",")
+    a.mnt = mounts[0]
     os.makedirs(a.mnt + "/lin", exist_ok=True)
     hist = []
     for k in keys:
@@ -169,7 +172,8 @@ def main():
     outs = [os.path.join(tmp, "%d.jsonl" % p) for p in range(a.procs)]
     per = [a.ops // a.procs + (p < a.ops % a.procs) for p in range(a.procs)]
     t = time.monotonic()
-    ws = [subprocess.Popen([sys.executable, __file__, "--worker", a.mnt,
+    ws = [subprocess.Popen([sys.executable, __file__, "--worker",
+                            mounts[p % len(mounts)],
                             str(p), str(per[p]), ",".join(keys),
                             str(a.seed), outs[p]])
           for p in range(a.procs)]
