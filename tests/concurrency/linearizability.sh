@@ -8,7 +8,8 @@
 # data. Once on a SQLite file, once on :memory:, once through two mounts
 # of one SQLite file.
 #   LIN_OPS (1000), LIN_PROCS (4), LIN_KEYS (3): the size of each history
-#   (scripts/stress --linearizability N runs long ones).
+#   (scripts/stress --linearizability N runs long ones); LIN_OPTS: mount
+#   options (meson sets -o direct_io, see tests/concurrency/meson.build).
 . "$(dirname "$0")/../integration/lib.sh"
 
 D=$(dirname "$0")
@@ -21,7 +22,8 @@ run() {
 	local name=$1 src=$2 m keep
 	shift 2
 	for m in "$@"; do
-		mount_fs "$src" "$m"
+		# shellcheck disable=SC2086 # LIN_OPTS: options, word-split
+		mount_fs "$src" "$m" ${LIN_OPTS:-}
 	done
 	python3 "$D/linhistory.py" --procs "${LIN_PROCS:-4}" --keys "$keys" \
 		"$(IFS=,; echo "$*")" "$T/$name.jsonl" "$ops"

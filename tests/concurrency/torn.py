@@ -1,16 +1,18 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-# Torn reads: writers replace one key with 1 MiB values through a ustatefs
+# Torn reads: writers replace one key with large values through a ustatefs
 # mount while readers read it back, for a few seconds, and no read may see
 # a torn or mixed value.
-#   torn.py MOUNT SECONDS
+#   torn.py MOUNT SECONDS [SIZE]        (SIZE: 1 MiB unless given)
 # Value (w, s), the s-th of writer w: a header line "ustate-torn w=W s=S
-# crc=CRC32" padded to 64 bytes, then 1 MiB - 64 bytes of one byte that
-# (w, s) determines, CRC32 being that of those bytes. A read is whole only
+# crc=CRC32" padded to 64 bytes, then one byte that (w, s) determines,
+# repeated to a length between 15/16 SIZE and SIZE that (w, s) also
+# determines (so that a value cut short, or run on, by the length of
+# another is caught too), CRC32 being that of those bytes. A read is whole only
 # if it equals the value its header names, byte for byte, and names a value
 # its writer wrote. Writers: one writes the file in 64 KiB pieces, one
 # sends each value as a /.txn "set". Readers: one reads the file in 64 KiB
-# pieces, one in a single read, one with a /.txn "get". Each reader must
+# pieces, one in reads of the whole size, one with a /.txn "get". Each reader must
 # also see each writer's values in the order they were written. Prints one
 # line of counts; exits 1 on any bad read.
 import json
@@ -31,11 +33,20 @@ HDR = 64
 KEY = "/big"
 CHUNK = 64 << 10
 WRITERS = ["file", "txn"]
-READERS = ["file-64k", "file-1m", "txn"]
+READERS = ["file-64k", "file-whole", "txn"]
+
+
+def set_size(n):
+    global SIZE
+    SIZE = max(n, 2 * HDR)
+
+
+def size(w, s):
+    return SIZE - (w * 7919 + s * 104729) % (SIZE // 16)
 
 
 def value(w, s):
-    body = bytes([(w * 97 + s) % 255 + 1]) * (SIZE - HDR)
+    body = bytes([(w * 97 + s) % 255 + 1]) * (size(w, s) - HDR)
     hdr = b"ustate-torn w=%d s=%d crc=%08x\n" % (w, s, zlib.crc32(body))
     return hdr.ljust(HDR, b"#") + body
 
@@ -47,7 +58,7 @@ def name(v):
     if not m:
         return None
     w, s = int(m.group(1)), int(m.group(2))
-    return (w, s) if len(v) == SIZE and v == value(w, s) else None
+    return (w, s) if len(v) == size(w, s) and v == value(w, s) else None
 
 
 def write(mnt, mode, v):
@@ -87,7 +98,12 @@ def reader(mnt, r, until, out):
         v = read(mnt, READERS[r])
         n = name(v)
         if n is None:
-            bad.append("len %d head %r" % (len(v), v[:HDR]))
+            m = re.match(rb"ustate-torn w=(\d+) s=(\d+) ", v)
+            want = size(int(m.group(1)), int(m.group(2))) if m else "?"
+            tail = v.rstrip(b"\0")
+            bad.append("%d bytes (%d NULs at the end), the value its "
+                       "header names has %s; head %r" %
+                       (len(v), len(v) - len(tail), want, v[:48]))
         else:
             seen.append(n)
     with open(out, "w") as f:
@@ -96,9 +112,12 @@ def reader(mnt, r, until, out):
 
 def main():
     mnt, secs = sys.argv[1], float(sys.argv[2])
+    if len(sys.argv) > 3:
+        set_size(int(sys.argv[3]))
     # The check can fail: a value of two halves, a short one, a bad byte.
     a, b = value(0, 1), value(1, 1)
-    for v in (a[:SIZE // 2] + b[SIZE // 2:], a[:-1], a[:-1] + b"x"):
+    for v in (a[:len(a) // 2] + b[len(a) // 2:], a[:-1], a[:-1] + b"x",
+              a + b"\0"):
         assert name(v) is None
     assert name(a) == (0, 1)
     # Value (0, 0) is there before anyone starts.
@@ -112,7 +131,7 @@ def main():
             out = os.path.join(tmp, "%s.%d" % (role, i))
             procs.append((role, i, out, subprocess.Popen(
                 [sys.executable, __file__, "--" + role, mnt, str(i),
-                 repr(until), out])))
+                 repr(until), out, str(SIZE)])))
     failed = [(role, i) for role, i, _, p in procs if p.wait() != 0]
     if failed:
         shutil.rmtree(tmp)
@@ -159,6 +178,7 @@ def main():
 if __name__ == "__main__":
     if sys.argv[1] in ("--writer", "--reader"):
         fn = writer if sys.argv[1] == "--writer" else reader
+        set_size(int(sys.argv[6]))
         fn(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5])
     else:
         main()
