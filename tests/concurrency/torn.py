@@ -3,15 +3,17 @@
 # Torn reads: writers replace one key with large values through a ustatefs
 # mount while readers read it back, for a few seconds, and no read may see
 # a torn or mixed value.
-#   torn.py MOUNT SECONDS [SIZE]        (SIZE: 1 MiB unless given)
+#   torn.py MOUNT SECONDS [SIZE [WRITERS]]
+# SIZE: 1 MiB unless given; WRITERS: how each writer writes, "file,txn"
+# unless given (a comma-separated list of file and txn).
 # Value (w, s), the s-th of writer w: a header line "ustate-torn w=W s=S
 # crc=CRC32" padded to 64 bytes, then one byte that (w, s) determines,
 # repeated to a length between 15/16 SIZE and SIZE that (w, s) also
 # determines (so that a value cut short, or run on, by the length of
 # another is caught too), CRC32 being that of those bytes. A read is whole only
 # if it equals the value its header names, byte for byte, and names a value
-# its writer wrote. Writers: one writes the file in 64 KiB pieces, one
-# sends each value as a /.txn "set". Readers: one reads the file in 64 KiB
+# its writer wrote. Writers: "file" writes the file in 64 KiB pieces,
+# "txn" sends each value as a /.txn "set". Readers: one reads the file in 64 KiB
 # pieces, one in reads of the whole size, one with a /.txn "get". Each reader must
 # also see each writer's values in the order they were written. Prints one
 # line of counts; exits 1 on any bad read.
@@ -114,6 +116,8 @@ def main():
     mnt, secs = sys.argv[1], float(sys.argv[2])
     if len(sys.argv) > 3:
         set_size(int(sys.argv[3]))
+    if len(sys.argv) > 4:
+        WRITERS[:] = sys.argv[4].split(",")
     # The check can fail: a value of two halves, a short one, a bad byte.
     a, b = value(0, 1), value(1, 1)
     for v in (a[:len(a) // 2] + b[len(a) // 2:], a[:-1], a[:-1] + b"x",
@@ -131,7 +135,7 @@ def main():
             out = os.path.join(tmp, "%s.%d" % (role, i))
             procs.append((role, i, out, subprocess.Popen(
                 [sys.executable, __file__, "--" + role, mnt, str(i),
-                 repr(until), out, str(SIZE)])))
+                 repr(until), out, str(SIZE), ",".join(WRITERS)])))
     failed = [(role, i) for role, i, _, p in procs if p.wait() != 0]
     if failed:
         shutil.rmtree(tmp)
@@ -179,6 +183,7 @@ if __name__ == "__main__":
     if sys.argv[1] in ("--writer", "--reader"):
         fn = writer if sys.argv[1] == "--writer" else reader
         set_size(int(sys.argv[6]))
+        WRITERS[:] = sys.argv[7].split(",")
         fn(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5])
     else:
         main()
