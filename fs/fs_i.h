@@ -46,6 +46,14 @@ struct node {
 			      * lock */
 	uint64_t attr_rev;   /* revision whose size the kernel caches as
 			      * valid (0: none), protected by the table lock */
+	unsigned replying;   /* attribute replies under way, protected by
+			      * the table lock (see node_reply_begin()) */
+	uint64_t reply_rev;  /* ... the revision they tell, protected by
+			      * the table lock */
+	bool reply_mixed;    /* ... or they tell several, protected by
+			      * the table lock */
+	unsigned notifying;  /* invalidations under way, protected by the
+			      * table lock (see node_notify_begin()) */
 	mode_t type;	     /* S_IFREG or S_IFDIR as the kernel was told
 			      * (0: not yet), protected by the table lock */
 	unsigned committing; /* commits of open files under way,
@@ -187,11 +195,24 @@ void node_cache_close(struct node *n);
 void node_writer(struct node *n, int delta);
 double node_attr_valid(fuse_ino_t ino, uint64_t rev);
 /*
- * Before attributes of revision rev reach the kernel: a size other than
- * their snapshot's would cut short readers of the page cache that hold
- * another revision, so wait a short while for them to close.
+ * Around every reply that tells the kernel a file's size, of revision rev
+ * (0: of no revision, a writer's): a size other than their snapshot's
+ * would cut short (or pad) readers of the page cache that hold another
+ * revision, so node_reply_begin() waits a short while for them to close,
+ * and until node_reply_done() no reader of another revision starts on
+ * the page cache (node_cache_open() says CACHE_DIRECT).
  */
-void node_await_readers(fuse_ino_t ino, uint64_t rev);
+void node_reply_begin(fuse_ino_t ino, uint64_t rev);
+void node_reply_done(fuse_ino_t ino);
+/*
+ * Around the watcher's invalidation of ino for a change of revision rev.
+ * A notification makes the kernel drop every attribute reply under way,
+ * a reader's refresh of its size among them: false when readers of the
+ * page cache hold rev or later already (nothing to drop); else, until
+ * node_notify_done(), no reader starts on the page cache.
+ */
+bool node_notify_begin(fuse_ino_t ino, uint64_t rev);
+void node_notify_done(fuse_ino_t ino);
 bool node_attr_is(struct node *n, uint64_t rev);
 void node_attr_drop(fuse_ino_t ino);
 /*

@@ -359,7 +359,13 @@ enum cache_use node_cache_open(struct node *n, uint64_t rev)
 	enum cache_use use = CACHE_DIRECT;
 
 	pthread_mutex_lock(&lock);
-	if (n->writers) {
+	if (n->writers || n->notifying ||
+	    (n->replying && (n->reply_mixed || n->reply_rev != rev))) {
+		/*
+		 * A size of another revision is on its way to the kernel, or
+		 * a notification that would make it drop the reply that
+		 * tells this reader's size.
+		 */
 		use = CACHE_DIRECT;
 	} else if (!n->pc_users) {
 		n->pc_users = 1;
@@ -420,7 +426,7 @@ void node_writer(struct node *n, int delta)
 	pthread_mutex_unlock(&lock);
 }
 
-void node_await_readers(fuse_ino_t ino, uint64_t rev)
+void node_reply_begin(fuse_ino_t ino, uint64_t rev)
 {
 	struct timespec until;
 	struct node *n;
@@ -429,8 +435,57 @@ void node_await_readers(fuse_ino_t ino, uint64_t rev)
 	pthread_mutex_lock(&lock);
 	while ((n = find_ino(ino)) && n->pc_users && n->cached != rev)
 		if (pthread_cond_timedwait(&released, &lock, &until) ==
-		    ETIMEDOUT)
+		    ETIMEDOUT) {
+			log_msg(LOG_DEBUG,
+				"attributes of %s: readers of the "
+				"page cache still open",
+				n->path);
 			break;
+		}
+	n = find_ino(ino);
+	if (n && !n->replying++) {
+		n->reply_rev = rev;
+		n->reply_mixed = false;
+	} else if (n && n->reply_rev != rev) {
+		n->reply_mixed = true;
+	}
+	pthread_mutex_unlock(&lock);
+}
+
+bool node_notify_begin(fuse_ino_t ino, uint64_t rev)
+{
+	struct node *n;
+	bool go = true;
+
+	pthread_mutex_lock(&lock);
+	n = find_ino(ino);
+	if (n && n->cached >= rev && n->pc_users)
+		go = false;
+	else if (n)
+		n->notifying++;
+	pthread_mutex_unlock(&lock);
+	return go;
+}
+
+void node_notify_done(fuse_ino_t ino)
+{
+	struct node *n;
+
+	pthread_mutex_lock(&lock);
+	n = find_ino(ino);
+	if (n && n->notifying)
+		n->notifying--;
+	pthread_mutex_unlock(&lock);
+}
+
+void node_reply_done(fuse_ino_t ino)
+{
+	struct node *n;
+
+	pthread_mutex_lock(&lock);
+	n = find_ino(ino);
+	if (n && n->replying)
+		n->replying--;
 	pthread_mutex_unlock(&lock);
 }
 

@@ -28,12 +28,17 @@
  * Snapshots with a shared page cache: all readers of the page cache at
  * one time hold the same revision; a reader that opens on another
  * revision, or while a writer has the file open, reads directly (its own
- * snapshot, FOPEN_DIRECT_IO). A writer's open waits briefly for readers
- * of the page cache to close (node_writer()), since an O_TRUNC open
- * makes the kernel's i_size 0 under them. A reader that asks for its
- * attributes gets its snapshot's size, with a timeout of 0 whenever that
- * is not the committed size, so the kernel never trusts a size that is
- * not everyone's. -o direct_io makes every reader read directly.
+ * snapshot, FOPEN_DIRECT_IO). The kernel's i_size is the inode's, so it
+ * must stay that revision's while they read: a writer's open waits
+ * briefly for them (node_writer(); an O_TRUNC open sets i_size to 0),
+ * so does every reply that tells another revision's size, which also
+ * keeps new readers of the page cache out until it is sent
+ * (node_reply_begin()), and the watcher's invalidations, which make the
+ * kernel drop attribute replies under way, are skipped when the page
+ * cache is current and keep new readers out meanwhile
+ * (node_notify_begin()). A reader that asks for its attributes gets its
+ * snapshot's size, with a timeout of 0 whenever that is not the
+ * committed size. -o direct_io makes every reader read directly.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -247,15 +252,16 @@ static void replay_attr(fuse_ino_t ino, const char *path, enum node_kind kind,
 {
 	uint64_t rev;
 
-	if (attr_of(ino, path, st, &rev) == 0 && rev != ATTR_STATIC)
-		node_await_readers(ino, rev);
 	if (attr_of(ino, path, st, &rev) < 0 ||
 	    S_ISDIR(st->st_mode) != (kind == KIND_DIR)) {
 		attr_base(st, ino);
 		st->st_mode =
 			kind == KIND_DIR ? S_IFDIR | 0755 : S_IFREG | 0644;
 		st->st_nlink = kind == KIND_DIR ? 2 : 1;
+		rev = 0;
 	}
+	/* The caller replies, then calls node_reply_done(). */
+	node_reply_begin(ino, rev);
 	node_attr_drop(ino);
 }
 
@@ -278,12 +284,13 @@ static void reply_entry_for(fuse_req_t req, const char *path)
 		return;
 	}
 	e.ino = n->ino;
-	if (rev != ATTR_STATIC)
-		node_await_readers(n->ino, rev);
+	node_reply_begin(n->ino, rev);
 	e.attr_timeout = node_attr_valid(n->ino, rev);
 	e.entry_timeout = fs.timeout;
 	node_set_type(n->ino, e.attr.st_mode);
-	if (fuse_reply_entry(req, &e) != 0)
+	rc = fuse_reply_entry(req, &e);
+	node_reply_done(n->ino);
+	if (rc != 0)
 		node_forget(n->ino, 1);
 }
 
@@ -292,6 +299,7 @@ static void synth_entry(fuse_req_t req, const char *path, enum node_kind kind)
 {
 	struct fuse_entry_param e = {0};
 	struct node *n;
+	int rc;
 
 	n = node_lookup(path);
 	if (!n) {
@@ -301,7 +309,9 @@ static void synth_entry(fuse_req_t req, const char *path, enum node_kind kind)
 	replay_attr(n->ino, path, kind, &e.attr);
 	e.ino = n->ino;
 	node_set_type(n->ino, e.attr.st_mode);
-	if (fuse_reply_entry(req, &e) != 0)
+	rc = fuse_reply_entry(req, &e);
+	node_reply_done(n->ino);
+	if (rc != 0)
 		node_forget(n->ino, 1);
 }
 
@@ -374,6 +384,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 	    kind != KIND_NONE) {
 		replay_attr(ino, path, kind, &st);
 		fuse_reply_attr(req, &st, 0);
+		node_reply_done(ino);
 		return;
 	}
 	if (rc == 0)
@@ -389,15 +400,22 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 	 * kernel keeps it only while it is also the committed one.
 	 */
 	if (h && (h->kind == H_READ || h->kind == H_WRITE)) {
+		uint64_t mine;
+
 		pthread_mutex_lock(&h->lock);
-		if (h->kind != H_READ || h->rev != rev)
+		/* A writer's size is of no revision at all. */
+		mine = h->kind == H_READ ? h->rev : 0;
+		if (mine != rev)
 			rev = 0;
 		st.st_size = (off_t)h->len;
 		pthread_mutex_unlock(&h->lock);
-	} else if (rev != ATTR_STATIC) {
-		node_await_readers(ino, rev);
+		/* A direct reader's size, too, must not cut others short. */
+		node_reply_begin(ino, mine);
+	} else {
+		node_reply_begin(ino, rev);
 	}
 	fuse_reply_attr(req, &st, node_attr_valid(ino, rev));
+	node_reply_done(ino);
 }
 
 /* ---- writing ---------------------------------------------------------- */
@@ -773,7 +791,9 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		replay_attr(n->ino, path, KIND_FILE, &e.attr);
 		e.ino = n->ino;
 		node_set_type(n->ino, S_IFREG);
-		if (fuse_reply_create(req, &e, fi) != 0) {
+		rc = fuse_reply_create(req, &e, fi);
+		node_reply_done(n->ino);
+		if (rc != 0) {
 			handle_free(h);
 			node_forget(n->ino, 1);
 		}
@@ -1114,7 +1134,9 @@ out:
 		rev = 0;
 		pthread_mutex_unlock(&h->lock);
 	}
+	node_reply_begin(ino, rev);
 	fuse_reply_attr(req, &st, node_attr_valid(ino, rev));
+	node_reply_done(ino);
 }
 
 /* ---- namespace -------------------------------------------------------- */

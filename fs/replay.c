@@ -63,6 +63,8 @@ static struct {
 } intent[MAX_INTENT];	     /* protected by intent_lock */
 static size_t nintent;	     /* protected by intent_lock */
 static pid_t replayer;	     /* the helper process, set before threads */
+static uint64_t replaying;   /* the revision of the change replayed, set
+			      * by the watcher thread only */
 static int helper_fd = -1;   /* the daemon's end of the helper socket */
 
 void own_init(void)
@@ -272,9 +274,11 @@ static void forget_path(const char *path)
 	if (!strcmp(path, "/"))
 		return;
 	ino = node_find(path);
-	if (ino) {
+	/* (Readers of the page cache at this revision need nothing.) */
+	if (ino && node_notify_begin(ino, replaying)) {
 		node_attr_drop(ino);
 		kernel_forget_inode(ino, 0, 0);
+		node_notify_done(ino);
 	}
 	name = path_split(path, dir);
 	pino = node_find(dir);
@@ -509,6 +513,7 @@ static void replay(const ustate_event *ev)
 	size_t n = 0, i;
 	bool isdir;
 
+	replaying = ev->revision;
 	if (lonely_ancestors(ev->key, anc, lonely, valued, &n) < 0 ||
 	    ustate_node(fs.store, ev->key, &flags) < 0)
 		return;
