@@ -19,9 +19,9 @@
 /*
  * Version 2 appended the optional operations (export to compact): a
  * backend leaves those it cannot do NULL and the front answers
- * -EOPNOTSUPP.
+ * -EOPNOTSUPP. Version 3 appended meta_get (ownership).
  */
-#define USTATE_BACKEND_VERSION 2
+#define USTATE_BACKEND_VERSION 3
 
 /* Whether an op only checks (CHECK_VERSION, CHECK_CHILDREN). */
 static inline int ustate_op_is_check(ustate_op_type type)
@@ -119,6 +119,20 @@ struct ustate_backend_ops {
 	 * revision + 1, which only the backend can tell atomically.
 	 */
 	int (*compact)(void *b, uint64_t revision, uint64_t *removed);
+
+	/* ---- optional (version 3) ---- */
+
+	/*
+	 * ustate_meta_get(), path and which already checked; -ENOENT when
+	 * none is kept. NULL: the backend keeps no metadata; the front
+	 * answers -ENOENT, and -EOPNOTSUPP to a transaction that writes
+	 * some. The backend keeps metadata with its key or record:
+	 * USTATE_OP_META and MKDIR with a value (txn) write it, and it goes
+	 * when the key or record goes, by whatever means. An etcd backend
+	 * would keep it in side keys, written in the same Txn.
+	 */
+	int (*meta_get)(void *b, const char *path, unsigned which,
+			ustate_meta *out);
 };
 
 void ustate_changes_free(struct ustate_change *c, size_t n);

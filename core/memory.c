@@ -11,7 +11,9 @@
  * failure, a lack of memory included, leaves the store unchanged.
  * Directory records change with the keys of their transaction or not at
  * all; a record made or dropped is a change of the revision, in the
- * history like a key's.
+ * history like a key's. The metadata (owner and mode) that a node of
+ * either map may carry, and the root's, change with their transaction
+ * too, but make no revision and no history.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -38,6 +40,8 @@ struct mem_node {
 	int64_t created_at;
 	int64_t updated_at;
 	uint64_t mod_revision;
+	bool has_meta; /* owner and mode (USTATE_OP_META, MKDIR) */
+	ustate_meta meta;
 	int level; /* links in next[] */
 	struct mem_node *next[];
 };
@@ -50,13 +54,15 @@ struct mem_map {
 
 struct mem_backend {
 	pthread_rwlock_t lock;
-	uint64_t keep;	     /* revisions of history; constant */
-	struct mem_map keys; /* protected by m->lock */
-	struct mem_map dirs; /* protected by m->lock */
-	uint64_t rng;	     /* protected by m->lock, for writing */
-	uint64_t rev;	     /* protected by m->lock */
-	uint64_t compacted;  /* protected by m->lock: history before it
-			      * was dropped by ustate_compact() */
+	uint64_t keep;	       /* revisions of history; constant */
+	struct mem_map keys;   /* protected by m->lock */
+	struct mem_map dirs;   /* protected by m->lock */
+	uint64_t rng;	       /* protected by m->lock, for writing */
+	uint64_t rev;	       /* protected by m->lock */
+	bool has_root_meta;    /* protected by m->lock */
+	ustate_meta root_meta; /* protected by m->lock */
+	uint64_t compacted;    /* protected by m->lock: history before it
+				* was dropped by ustate_compact() */
 	/* A ring of hcap changes, hlen of them from hhead, by revision. */
 	struct ustate_change *hist; /* protected by m->lock */
 	size_t hcap;		    /* protected by m->lock */
@@ -389,7 +395,14 @@ static int op_is_dir(ustate_op_type type)
 
 static int op_writes_key(ustate_op_type type)
 {
-	return !ustate_op_is_check(type) && !op_is_dir(type);
+	return !ustate_op_is_check(type) && !op_is_dir(type) &&
+	       type != USTATE_OP_META;
+}
+
+/* Whether an op is played on a key: a write, or a META. */
+static int op_on_key(ustate_op_type type)
+{
+	return op_writes_key(type) || type == USTATE_OP_META;
 }
 
 /* A write or directory op of a transaction, to sort such ops by key. */
@@ -402,10 +415,13 @@ struct txn_slot {
 struct txn_key {
 	struct mem_node *node; /* the key's node before the txn, or NULL */
 	size_t last;	       /* index of the last op that writes the key */
+	bool written;	       /* whether any op writes it (not only META) */
 	uint64_t version;      /* after the transaction; 0 when absent */
 	int64_t created_at;
 	void *value;		/* copy of the value of ops[last] */
 	struct mem_node *fresh; /* the node to link when the key is new */
+	bool has_meta;		/* the metadata after the transaction */
+	ustate_meta meta;
 };
 
 /* What a transaction does to one directory record. */
@@ -413,10 +429,21 @@ struct txn_dir {
 	const char *path;
 	struct mem_node *node;	/* the record before the txn, or NULL */
 	int present;		/* whether it is recorded after the txn */
+	int root;		/* the path is "/": only metadata */
 	bool changed;		/* made or dropped by the txn */
 	char *hkey;		/* the history's copy of path */
 	struct mem_node *fresh; /* the node to link when it is new */
+	bool has_meta;		/* the metadata after the transaction */
+	ustate_meta meta;
 };
+
+/* Set *has and *m as an op's metadata (a ustate_meta, or NULL) says. */
+static void meta_take(const ustate_op *op, bool *has, ustate_meta *m)
+{
+	*has = op->value != NULL;
+	if (op->value)
+		memcpy(m, op->value, sizeof(*m));
+}
 
 /* Order by key, then by position, so that each key's ops stay in order. */
 static int slot_cmp(const void *a, const void *b)
@@ -523,9 +550,16 @@ static int txn_stage(struct mem_backend *m, const ustate_op *ops,
 		t->node = find(&m->keys, slot[s].key);
 		ver = t->node ? t->node->version : 0;
 		created = t->node ? t->node->created_at : now;
+		t->has_meta = t->node && t->node->has_meta;
+		if (t->has_meta)
+			t->meta = t->node->meta;
 		for (k = s; k < e; k++) {
 			i = slot[k].idx;
-			err = txn_step(&ops[i], &ver, &created, now, &chg[i]);
+			if (ops[i].type == USTATE_OP_META)
+				err = ver ? 0 : -ENOENT;
+			else
+				err = txn_step(&ops[i], &ver, &created, now,
+					       &chg[i]);
 			if (err < 0) {
 				if (!rc || i < res->failed) {
 					rc = err;
@@ -535,8 +569,16 @@ static int txn_stage(struct mem_backend *m, const ustate_op *ops,
 				break;
 			}
 			res->versions[i] = ver;
+			if (ops[i].type == USTATE_OP_META) {
+				meta_take(&ops[i], &t->has_meta, &t->meta);
+				continue;
+			}
+			/* A delete takes the owner with the key. */
+			if (ops[i].type == USTATE_OP_DELETE)
+				t->has_meta = false;
+			t->written = true;
+			t->last = i;
 		}
-		t->last = slot[e - 1].idx;
 		t->version = ver;
 		t->created_at = created;
 	}
@@ -553,7 +595,7 @@ static int txn_prepare(struct mem_backend *m, const ustate_op *ops, size_t n,
 	size_t k, i;
 
 	for (k = 0; k < nk; k++) {
-		if (!keys[k].version)
+		if (!keys[k].version || !keys[k].written)
 			continue;
 		op = &ops[keys[k].last];
 		/* + 1: a valid pointer even for an empty value */
@@ -581,6 +623,27 @@ static int txn_prepare(struct mem_backend *m, const ustate_op *ops, size_t n,
 }
 
 /*
+ * Put a name of map where a transaction leaves it: x, its node before,
+ * is unlinked when the name is not present after; *fresh is linked (and
+ * taken, leaving NULL) when the name is new. The node after, or NULL.
+ */
+static struct mem_node *node_place(struct mem_map *map, struct mem_node *x,
+				   struct mem_node **fresh, bool present)
+{
+	if (!present) {
+		if (x)
+			node_unlink(map, x);
+		return NULL;
+	}
+	if (!x) {
+		x = *fresh;
+		*fresh = NULL;
+		node_link(map, x);
+	}
+	return x;
+}
+
+/*
  * Make a prepared transaction the state of the store; this cannot fail. It
  * takes over the values, nodes and change keys it uses, leaving NULL in
  * their place.
@@ -594,16 +657,15 @@ static void txn_commit(struct mem_backend *m, const ustate_op *ops, size_t n,
 
 	for (k = 0; k < nk; k++) {
 		x = keys[k].node;
-		if (!keys[k].version) {
-			if (x)
-				node_unlink(&m->keys, x);
+		if (!keys[k].written) {
+			/* Only META ops, which found the key: x exists. */
+			x->has_meta = keys[k].has_meta;
+			x->meta = keys[k].meta;
 			continue;
 		}
-		if (!x) {
-			x = keys[k].fresh;
-			keys[k].fresh = NULL;
-			node_link(&m->keys, x);
-		}
+		x = node_place(&m->keys, x, &keys[k].fresh, keys[k].version);
+		if (!x)
+			continue;
 		free(x->value);
 		x->value = keys[k].value;
 		keys[k].value = NULL;
@@ -612,6 +674,8 @@ static void txn_commit(struct mem_backend *m, const ustate_op *ops, size_t n,
 		x->created_at = keys[k].created_at;
 		x->updated_at = now;
 		x->mod_revision = m->rev;
+		x->has_meta = keys[k].has_meta;
+		x->meta = keys[k].meta;
 	}
 	if (!m->keep)
 		return;
@@ -635,7 +699,7 @@ static void txn_stage_dirs(struct mem_backend *m, const ustate_op *ops,
 			   struct txn_dir *dirs, size_t *ndirs,
 			   ustate_txn_result *res)
 {
-	size_t s, e, k, nn = 0;
+	size_t s, e, k, i, nn = 0;
 
 	for (s = 0; s < nd; s = e) {
 		struct txn_dir *d = &dirs[nn++];
@@ -643,12 +707,29 @@ static void txn_stage_dirs(struct mem_backend *m, const ustate_op *ops,
 		e = s + 1;
 		while (e < nd && !strcmp(slot[e].key, slot[s].key))
 			e++;
-		for (k = s; k < e; k++)
-			res->versions[slot[k].idx] = 0;
 		d->path = slot[s].key;
-		d->node = find(&m->dirs, d->path);
-		d->present = ops[slot[e - 1].idx].type == USTATE_OP_MKDIR;
-		d->changed = d->present != (d->node != NULL);
+		d->root = !strcmp(d->path, "/");
+		d->node = d->root ? NULL : find(&m->dirs, d->path);
+		d->present = d->root || d->node;
+		d->has_meta = d->root ? m->has_root_meta
+				      : d->node && d->node->has_meta;
+		if (d->has_meta)
+			d->meta = d->root ? m->root_meta : d->node->meta;
+		for (k = s; k < e; k++) {
+			i = slot[k].idx;
+			res->versions[i] = 0;
+			if (ops[i].type == USTATE_OP_RMDIR) {
+				/* The record takes its owner along. */
+				d->present = 0;
+				d->has_meta = false;
+				continue;
+			}
+			d->present = 1;
+			if (ops[i].value)
+				meta_take(&ops[i], &d->has_meta, &d->meta);
+		}
+		/* The root is no record: only its metadata changes. */
+		d->changed = !d->root && d->present != (d->node != NULL);
 		res->versions[slot[e - 1].idx] = d->changed;
 	}
 	*ndirs = nn;
@@ -669,7 +750,7 @@ static int txn_prepare_dirs(struct mem_backend *m, struct txn_dir *dirs,
 			if (!dirs[k].hkey)
 				return -ENOMEM;
 		}
-		if (!dirs[k].present || dirs[k].node)
+		if (!dirs[k].present || dirs[k].node || dirs[k].root)
 			continue;
 		dirs[k].fresh = node_new(&m->rng, dirs[k].path);
 		if (!dirs[k].fresh)
@@ -686,14 +767,20 @@ static void txn_commit_dirs(struct mem_backend *m, struct txn_dir *dirs,
 			    size_t nd)
 {
 	struct ustate_change *c;
+	struct mem_node *x;
 	size_t k;
 
 	for (k = 0; k < nd; k++) {
-		if (dirs[k].present && !dirs[k].node) {
-			node_link(&m->dirs, dirs[k].fresh);
-			dirs[k].fresh = NULL;
-		} else if (!dirs[k].present && dirs[k].node) {
-			node_unlink(&m->dirs, dirs[k].node);
+		if (dirs[k].root) {
+			m->has_root_meta = dirs[k].has_meta;
+			m->root_meta = dirs[k].meta;
+			continue;
+		}
+		x = node_place(&m->dirs, dirs[k].node, &dirs[k].fresh,
+			       dirs[k].present);
+		if (x) {
+			x->has_meta = dirs[k].has_meta;
+			x->meta = dirs[k].meta;
 		}
 		if (!dirs[k].hkey)
 			continue;
@@ -715,7 +802,7 @@ static int mem_txn(void *b, const ustate_op *ops, size_t n,
 	struct txn_key *keys = NULL;
 	struct txn_dir *dirs = NULL;
 	struct ustate_change *chg = NULL;
-	size_t nw = 0, nk = 0, nd = 0, ndirs = 0, ndc, kw, kd, i;
+	size_t nw = 0, nk = 0, nkw, nd = 0, ndirs = 0, ndc, kw, kd, i;
 	int64_t now;
 	int rc;
 
@@ -730,7 +817,7 @@ static int mem_txn(void *b, const ustate_op *ops, size_t n,
 	for (i = 0; i < n; i++) {
 		if (op_is_dir(ops[i].type))
 			nd++;
-		else if (op_writes_key(ops[i].type))
+		else if (op_on_key(ops[i].type))
 			nw++;
 	}
 	if (!nw && !nd)
@@ -776,8 +863,13 @@ static int mem_txn(void *b, const ustate_op *ops, size_t n,
 		rc = hist_reserve(m, nw + ndc);
 	if (rc < 0)
 		goto out;
-	/* Every change, of a key or of a record, makes the revision. */
-	if (nk || ndc)
+	/*
+	 * Every change, of a key or of a record, makes the revision;
+	 * metadata alone does not.
+	 */
+	for (i = 0, nkw = 0; i < nk; i++)
+		nkw += keys[i].written;
+	if (nkw || ndc)
 		m->rev++;
 	if (nk)
 		txn_commit(m, ops, n, keys, nk, chg, now);
@@ -1365,6 +1457,31 @@ static int mem_compact(void *b, uint64_t revision, uint64_t *removed)
 	return rc;
 }
 
+static int mem_meta_get(void *b, const char *path, unsigned which,
+			ustate_meta *out)
+{
+	struct mem_backend *m = b;
+	struct mem_node *x = NULL;
+	bool has;
+	int rc;
+
+	rc = -pthread_rwlock_rdlock(&m->lock);
+	if (rc < 0)
+		return rc;
+	if (which == USTATE_META_DIR && !strcmp(path, "/")) {
+		has = m->has_root_meta;
+		if (has)
+			*out = m->root_meta;
+	} else {
+		x = find(which == USTATE_META_DIR ? &m->dirs : &m->keys, path);
+		has = x && x->has_meta;
+		if (has)
+			*out = x->meta;
+	}
+	pthread_rwlock_unlock(&m->lock);
+	return has ? 0 : -ENOENT;
+}
+
 static const struct ustate_backend_ops mem_ops = {
 	.version = USTATE_BACKEND_VERSION,
 	.name = "memory",
@@ -1379,6 +1496,7 @@ static const struct ustate_backend_ops mem_ops = {
 	.restore = mem_restore,
 	.check = mem_check,
 	.compact = mem_compact,
+	.meta_get = mem_meta_get,
 };
 
 int ustate_memory_backend_open(void **b, const struct ustate_backend_ops **ops,

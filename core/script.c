@@ -27,6 +27,12 @@
  * Reply on failure:
  *   error LINE CODE KEY FOUND     (KEY is "-" where none applies)
  *   a sentence saying what happened
+ *
+ * A caller may vet each op before the script runs (a file system checks
+ * the permissions of the writer: ustate_script_set_check()) and give the
+ * keys the script creates an owner (ustate_script_set_owner()): those
+ * take a META op each, after a check that the key is still absent, so
+ * that a key another writer created meanwhile keeps its own.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -67,6 +73,10 @@ struct ustate_script {
 	int result;	  /* 1 committed, <0 failed, 0 not yet */
 	char *reply;
 	size_t reply_len, reply_cap;
+	ustate_script_check_fn check; /* may veto each op, or NULL */
+	void *check_arg;
+	bool has_owner; /* keys the script creates get owner */
+	ustate_meta owner;
 };
 
 int ustate_script_new(ustate_script **out, ustate *s)
@@ -84,6 +94,20 @@ int ustate_script_new(ustate_script **out, ustate *s)
 	sc->lineno = 1;
 	*out = sc;
 	return 0;
+}
+
+void ustate_script_set_check(ustate_script *sc, ustate_script_check_fn fn,
+			     void *arg)
+{
+	sc->check = fn;
+	sc->check_arg = arg;
+}
+
+void ustate_script_set_owner(ustate_script *sc, const ustate_meta *m)
+{
+	sc->has_owner = m != NULL;
+	if (m)
+		sc->owner = *m;
 }
 
 void ustate_script_free(ustate_script *sc)
@@ -436,6 +460,82 @@ static void reply_ok(ustate_script *sc, uint64_t rev, const uint64_t *vers,
 	}
 }
 
+/* Ask the caller's check about every op; the first refusal ends it. */
+static int vet(ustate_script *sc)
+{
+	struct sc_op *o;
+	size_t i;
+	int rc;
+
+	for (i = 0; sc->check && i < sc->n; i++) {
+		o = &sc->ops[i];
+		rc = sc->check(sc->check_arg, &o->op);
+		if (rc < 0)
+			return fail_found(sc, rc, o->line, o->key, 0, "%s: %s",
+					  o->key, ustate_strerror(rc));
+	}
+	return 0;
+}
+
+/* Order write ops by key, then by position. */
+static int by_key(const void *a, const void *b)
+{
+	const struct sc_op *x = *(struct sc_op *const *)a;
+	const struct sc_op *y = *(struct sc_op *const *)b;
+	int c = strcmp(x->key, y->key);
+
+	return c ? c : (x > y) - (x < y);
+}
+
+/*
+ * Append to ops[*n..] what gives the keys the script creates its owner:
+ * for each key whose last write is a set or create and that is new
+ * (absent now, or deleted by the script before), a META, preceded by a
+ * check that the key is still absent when it is. ops has room for 2
+ * more per op of the script.
+ */
+static int owner_ops(ustate_script *sc, ustate_op *ops, size_t *n)
+{
+	struct sc_op **w, *last;
+	bool deleted;
+	size_t nw = 0, s, e, k;
+	uint64_t v;
+	int rc = 0;
+
+	if (!sc->has_owner)
+		return 0;
+	w = malloc((sc->n + 1) * sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	for (k = 0; k < sc->n; k++)
+		if (!ustate_op_is_check(sc->ops[k].op.type))
+			w[nw++] = &sc->ops[k];
+	qsort(w, nw, sizeof(*w), by_key);
+	for (s = 0; s < nw && rc == 0; s = e) {
+		deleted = false;
+		for (e = s; e < nw && !strcmp(w[e]->key, w[s]->key); e++)
+			deleted |= e + 1 < nw &&
+				   !strcmp(w[e + 1]->key, w[s]->key) &&
+				   w[e]->op.type == USTATE_OP_DELETE;
+		last = w[e - 1];
+		if (last->op.type == USTATE_OP_DELETE)
+			continue;
+		rc = ustate_version(sc->s, last->key, &v);
+		if (rc < 0 || (v && !deleted))
+			continue;
+		if (!v)
+			ops[(*n)++] =
+				(ustate_op){.type = USTATE_OP_CHECK_VERSION,
+					    .key = last->key};
+		ops[(*n)++] = (ustate_op){.type = USTATE_OP_META,
+					  .key = last->key,
+					  .value = &sc->owner,
+					  .value_len = sizeof(sc->owner)};
+	}
+	free(w);
+	return rc;
+}
+
 /* Run the script: read the gets, then commit everything with their checks. */
 static int run(ustate_script *sc)
 {
@@ -445,17 +545,21 @@ static int run(ustate_script *sc)
 	uint64_t *vers = NULL;
 	int rc = 0, attempt;
 	struct sc_op *o;
-	size_t i;
+	size_t i, n;
 
 	sc->state = SC_DONE;
 	got = calloc(sc->n + 1, sizeof(*got));
-	vers = calloc(sc->n + 1, sizeof(*vers));
-	ops = calloc(sc->n + 1, sizeof(*ops));
+	/* Room for the owner's ops too: see owner_ops(). */
+	vers = calloc(3 * sc->n + 1, sizeof(*vers));
+	ops = calloc(3 * sc->n + 1, sizeof(*ops));
 	if (!got || !vers || !ops) {
 		rc = fail(sc, -ENOMEM, sc->lineno, NULL, "out of memory");
 		goto out;
 	}
 	for (attempt = 0; attempt < GET_RETRIES; attempt++) {
+		rc = vet(sc);
+		if (rc < 0)
+			goto out;
 		for (i = 0; i < sc->n; i++) {
 			o = &sc->ops[i];
 			if (!o->is_get)
@@ -470,11 +574,16 @@ static int run(ustate_script *sc)
 		}
 		if (rc < 0)
 			break;
-		for (i = 0; i < sc->n; i++)
-			ops[i] = sc->ops[i].op;
+		for (n = 0; n < sc->n; n++)
+			ops[n] = sc->ops[n].op;
+		rc = owner_ops(sc, ops, &n);
+		if (rc < 0)
+			break;
 		res.versions = vers;
-		rc = ustate_transaction(sc->s, ops, sc->n, &res);
-		if (rc != -ECANCELED || !sc->ops[res.failed].is_get)
+		rc = ustate_transaction(sc->s, ops, n, &res);
+		/* A get, or a key to own, changed meanwhile: again. */
+		if (rc != -ECANCELED ||
+		    (res.failed < sc->n && !sc->ops[res.failed].is_get))
 			break;
 	}
 	if (rc == 0) {

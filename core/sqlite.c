@@ -14,6 +14,12 @@
  * A history row's id is (revision << 20) + its position in the revision,
  * so ids are ordered like changes and a revision is a range of ids.
  *
+ * Ownership (USTATE_OP_META, MKDIR with a value) lives in ustate_meta, one
+ * row per key or directory record that has any; triggers drop the row
+ * when its key or record goes, whoever removes it. A file made before
+ * that table existed gets it (and the triggers) at its next writable
+ * open.
+ *
  * Connections: one writer, guarded by a mutex, and a pool of readers (WAL
  * lets them read while the writer commits). Every statement is prepared
  * once per connection; no SQLite code leaves this file (sq_errno()).
@@ -65,6 +71,9 @@ enum {
 	ST_PENDING_SET,
 	ST_REVISION_BACK,
 	ST_RESTORE_PUT,
+	ST_META_GET,
+	ST_META_SET,
+	ST_META_DROP,
 	ST_COUNT
 };
 
@@ -111,6 +120,13 @@ static const char *const sql_text[ST_COUNT] = {
 	[ST_SAVEPOINT] = "SAVEPOINT ustate_group",
 	[ST_RELEASE] = "RELEASE ustate_group",
 	[ST_ROLLBACK_TO] = "ROLLBACK TO ustate_group",
+	[ST_META_GET] = "SELECT uid, gid, mode FROM ustate_meta WHERE "
+			"path = ?1 AND dir = ?2",
+	[ST_META_SET] = "INSERT INTO ustate_meta VALUES (?1, ?2, ?3, ?4, ?5) "
+			"ON CONFLICT(path, dir) DO UPDATE SET "
+			"uid = excluded.uid, gid = excluded.gid, "
+			"mode = excluded.mode",
+	[ST_META_DROP] = "DELETE FROM ustate_meta WHERE path = ?1 AND dir = 0",
 	/* ?1 is the prefix, ?2 the prefix + 0xff upper bound. */
 	[ST_EXPORT_KEYS] = "SELECT k.key, k.value, k.version, k.created_at, "
 			   "k.updated_at, r.mod_revision FROM kv_store k "
@@ -225,6 +241,35 @@ static const char schema_sql[] =
 	" DELETE FROM ustate_keyrev WHERE key = OLD.key;"
 	" END;" DIR_TRIGGERS_SQL;
 
+/*
+ * Ownership: a row per key (dir = 0) or directory record (dir = 1) that
+ * has metadata. The triggers tie a row to its key or record, so that a
+ * delete by any program (the Rust crate, the sqlite3 shell) leaves no
+ * owner behind for a key created again later. The root's row ("/", 1)
+ * has no record and stays. Run at every writable open: a file made
+ * before gets them.
+ */
+static const char meta_sql[] =
+	"CREATE TABLE IF NOT EXISTS ustate_meta ("
+	" path TEXT NOT NULL,"
+	" dir INTEGER NOT NULL,"
+	" uid INTEGER NOT NULL,"
+	" gid INTEGER NOT NULL,"
+	" mode INTEGER NOT NULL,"
+	" PRIMARY KEY (path, dir)) WITHOUT ROWID;"
+	"CREATE TRIGGER IF NOT EXISTS ustate_meta_kv_delete"
+	" AFTER DELETE ON kv_store BEGIN"
+	" DELETE FROM ustate_meta WHERE path = OLD.key AND dir = 0;"
+	" END;"
+	"CREATE TRIGGER IF NOT EXISTS ustate_meta_kv_rename"
+	" AFTER UPDATE OF key ON kv_store WHEN OLD.key IS NOT NEW.key BEGIN"
+	" DELETE FROM ustate_meta WHERE path = OLD.key AND dir = 0;"
+	" END;"
+	"CREATE TRIGGER IF NOT EXISTS ustate_meta_rmdir"
+	" AFTER DELETE ON ustate_dirs BEGIN"
+	" DELETE FROM ustate_meta WHERE path = OLD.path AND dir = 1;"
+	" END;";
+
 struct conn {
 	sqlite3 *db;
 	sqlite3_stmt *st[ST_COUNT];
@@ -256,6 +301,7 @@ struct sq {
 	bool leading; /* a thread commits a group, protected by glock */
 	dev_t dev;    /* the database file the writer opened */
 	ino_t ino;
+	bool has_meta; /* ustate_meta exists; atomic */
 };
 
 /*
@@ -398,18 +444,22 @@ fail:
 	return rc;
 }
 
-/* Whether our tables exist; a missing kv_store is created with them. */
-static int schema_present(struct conn *c, bool *present)
+/*
+ * Whether a table exists; ustate_state stands for our tables (a missing
+ * kv_store is created with them).
+ */
+static int table_present(struct conn *c, const char *name, bool *present)
 {
 	sqlite3_stmt *st = NULL;
 	int rc;
 
 	rc = sqlite3_prepare_v2(c->db,
 				"SELECT 1 FROM sqlite_master WHERE type = "
-				"'table' AND name = 'ustate_state'",
+				"'table' AND name = ?1",
 				-1, &st, NULL);
 	if (rc != SQLITE_OK)
 		return sq_errno(c->db, rc);
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	*present = rc == SQLITE_ROW;
 	rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : sq_errno(c->db, rc);
@@ -425,20 +475,24 @@ static int schema_setup(struct conn *c)
 	rc = sqlite3_exec(c->db, "PRAGMA journal_mode = WAL", NULL, NULL, NULL);
 	if (rc != SQLITE_OK)
 		return sq_errno(c->db, rc);
-	rc = schema_present(c, &present);
+	rc = table_present(c, "ustate_state", &present);
 	if (rc < 0)
 		return rc;
 	if (present) {
 		rc = sqlite3_exec(c->db, DIR_TRIGGERS_SQL, NULL, NULL, NULL);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_exec(c->db, meta_sql, NULL, NULL, NULL);
 		return sq_errno(c->db, rc);
 	}
 	/* Two processes may race to create it: decide under the lock. */
 	rc = exec1(c, ST_BEGIN);
 	if (rc < 0)
 		return rc;
-	rc = schema_present(c, &present);
+	rc = table_present(c, "ustate_state", &present);
 	if (rc == 0 && !present) {
 		rc = sqlite3_exec(c->db, schema_sql, NULL, NULL, NULL);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_exec(c->db, meta_sql, NULL, NULL, NULL);
 		rc = sq_errno(c->db, rc);
 	}
 	if (rc == 0)
@@ -448,17 +502,25 @@ static int schema_setup(struct conn *c)
 	return rc;
 }
 
-/* Create a missing database file with mode 0600 before SQLite opens it. */
+/*
+ * Create a missing database file with mode 0600 before SQLite opens it.
+ * A symbolic link to nothing is -ENOENT: SQLite would create its target
+ * with the default mode.
+ */
 static int file_create(const char *path)
 {
+	struct stat st;
 	int fd;
 
 	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
 		  0600);
-	if (fd < 0)
-		return errno == EEXIST ? 0 : -errno;
-	close(fd);
-	return 0;
+	if (fd >= 0) {
+		close(fd);
+		return 0;
+	}
+	if (errno != EEXIST)
+		return -errno;
+	return stat(path, &st) < 0 ? -errno : 0;
 }
 
 static struct conn *reader_get(struct sq *q, int *rc)
@@ -859,12 +921,49 @@ static int trim(struct sq *q, struct conn *c, uint64_t rev, uint64_t compacted)
 	return drop_history(c, rev - keep + 1, NULL);
 }
 
+/* Keep op's metadata (a ustate_meta) for its key (dir 0) or record. */
+static int meta_set(struct conn *c, const ustate_op *op, int dir)
+{
+	const ustate_meta *m = op->value;
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = stmt(c, m ? ST_META_SET : ST_META_DROP, &st);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_text(st, 1, op->key, -1, SQLITE_STATIC);
+	if (m) {
+		sqlite3_bind_int(st, 2, dir);
+		sqlite3_bind_int64(st, 3, m->uid);
+		sqlite3_bind_int64(st, 4, m->gid);
+		sqlite3_bind_int64(st, 5, m->mode);
+	}
+	rc = sqlite3_step(st);
+	rc = rc == SQLITE_DONE ? 0 : sq_errno(c->db, rc);
+	done(st);
+	return rc;
+}
+
+/* USTATE_OP_META: the key must exist; *v receives its version. */
+static int meta_op(struct conn *c, const ustate_op *op, uint64_t *v,
+		   ustate_txn_result *res)
+{
+	int rc;
+
+	rc = version_on(c, op->key, v);
+	if (rc == 0 && *v == 0) {
+		res->found = 0;
+		rc = -ENOENT;
+	}
+	return rc < 0 ? rc : meta_set(c, op, 0);
+}
+
 /* Apply one write op; on failure res->found tells what the key held. */
 static int apply_op(struct conn *c, const ustate_op *op, int64_t now,
 		    uint64_t *v, ustate_txn_result *res)
 {
 	sqlite3_stmt *st = NULL;
-	int rc;
+	int rc = 0;
 
 	switch (op->type) {
 	case USTATE_OP_SET:
@@ -884,18 +983,29 @@ static int apply_op(struct conn *c, const ustate_op *op, int64_t now,
 		}
 		*v = 0;
 		return rc;
+	case USTATE_OP_META:
+		return meta_op(c, op, v, res);
 	case USTATE_OP_MKDIR:
 	case USTATE_OP_RMDIR:
-		rc = stmt(c, op->type == USTATE_OP_MKDIR ? ST_MKDIR : ST_RMDIR,
-			  &st);
-		if (rc < 0)
-			return rc;
-		sqlite3_bind_text(st, 1, op->key, -1, SQLITE_STATIC);
-		rc = sqlite3_step(st);
-		rc = rc == SQLITE_DONE ? 0 : sq_errno(c->db, rc);
-		/* 1 when the record changed (its trigger wrote history). */
-		*v = rc == 0 && sqlite3_changes(c->db) > 0;
-		done(st);
+		*v = 0;
+		/* The root is no record; only its metadata is kept. */
+		if (strcmp(op->key, "/")) {
+			rc = stmt(c,
+				  op->type == USTATE_OP_MKDIR ? ST_MKDIR
+							      : ST_RMDIR,
+				  &st);
+			if (rc < 0)
+				return rc;
+			sqlite3_bind_text(st, 1, op->key, -1, SQLITE_STATIC);
+			rc = sqlite3_step(st);
+			rc = rc == SQLITE_DONE ? 0 : sq_errno(c->db, rc);
+			/* 1 when the record changed (its trigger wrote
+			 * history). */
+			*v = rc == 0 && sqlite3_changes(c->db) > 0;
+			done(st);
+		}
+		if (rc == 0 && op->type == USTATE_OP_MKDIR && op->value)
+			rc = meta_set(c, op, 1);
 		return rc;
 	default:
 		return -EINVAL;
@@ -944,9 +1054,13 @@ static int txn_apply(struct sq *q, struct conn *c, const ustate_op *ops,
 			return rc;
 		}
 		res->versions[i] = v;
-		/* A key write always changes; a record op when v is 1. */
-		changes += v || (ops[i].type != USTATE_OP_MKDIR &&
-				 ops[i].type != USTATE_OP_RMDIR);
+		/*
+		 * A key write always changes; a record op when v is 1;
+		 * metadata never (v is its key's version).
+		 */
+		if (ops[i].type != USTATE_OP_META)
+			changes += v || (ops[i].type != USTATE_OP_MKDIR &&
+					 ops[i].type != USTATE_OP_RMDIR);
 	}
 	if (writes > 1) {
 		rc = exec1(c, ST_PENDING_OFF);
@@ -1868,6 +1982,47 @@ out:
 	return rc;
 }
 
+static int sq_meta_get(void *b, const char *path, unsigned which,
+		       ustate_meta *out)
+{
+	struct sq *q = b;
+	sqlite3_stmt *st = NULL;
+	struct conn *c;
+	bool present;
+	int rc;
+
+	c = reader_get(q, &rc);
+	if (!c)
+		return rc;
+	/* A read-only store may predate the table, or gain it later. */
+	if (!__atomic_load_n(&q->has_meta, __ATOMIC_RELAXED)) {
+		rc = table_present(c, "ustate_meta", &present);
+		if (rc == 0 && !present)
+			rc = -ENOENT;
+		if (rc < 0)
+			goto out;
+		__atomic_store_n(&q->has_meta, true, __ATOMIC_RELAXED);
+	}
+	rc = stmt(c, ST_META_GET, &st);
+	if (rc < 0)
+		goto out;
+	sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 2, which == USTATE_META_DIR);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		out->uid = (uint32_t)sqlite3_column_int64(st, 0);
+		out->gid = (uint32_t)sqlite3_column_int64(st, 1);
+		out->mode = (uint32_t)sqlite3_column_int64(st, 2);
+		rc = 0;
+	} else {
+		rc = rc == SQLITE_DONE ? -ENOENT : sq_errno(c->db, rc);
+	}
+	done(st);
+out:
+	reader_put(q, c);
+	return rc;
+}
+
 static const struct ustate_backend_ops sqlite_ops = {
 	.version = USTATE_BACKEND_VERSION,
 	.name = "sqlite",
@@ -1883,6 +2038,7 @@ static const struct ustate_backend_ops sqlite_ops = {
 	.backup = sq_backup,
 	.check = sq_check,
 	.compact = sq_compact,
+	.meta_get = sq_meta_get,
 };
 
 int ustate_sqlite_backend_open(void **b, const struct ustate_backend_ops **ops,
@@ -1920,11 +2076,12 @@ int ustate_sqlite_backend_open(void **b, const struct ustate_backend_ops **ops,
 		q->ino = st.st_ino;
 	}
 	if (opts->read_only) {
-		rc = schema_present(q->writer, &present);
+		rc = table_present(q->writer, "ustate_state", &present);
 		if (rc == 0 && !present)
 			rc = -EROFS;
 	} else {
 		rc = schema_setup(q->writer);
+		q->has_meta = rc == 0;
 	}
 	if (rc < 0)
 		goto fail;

@@ -314,6 +314,25 @@ int ustate_node(ustate *s, const char *path, unsigned *flags)
 	return rc;
 }
 
+int ustate_meta_get(ustate *s, const char *path, unsigned which,
+		    ustate_meta *out)
+{
+	int rc;
+
+	if (which != USTATE_META_KEY && which != USTATE_META_DIR)
+		return -EINVAL;
+	if (which == USTATE_META_DIR && path && !strcmp(path, "/"))
+		rc = 0;
+	else
+		rc = ustate_key_valid(path);
+	if (rc < 0)
+		return rc;
+	/* A backend without metadata keeps none: the default applies. */
+	if (!s->ops->meta_get)
+		return -ENOENT;
+	return s->ops->meta_get(s->be, path, which, out);
+}
+
 void ustate_dirents_free(ustate_dirent *d, size_t n)
 {
 	size_t i;
@@ -484,19 +503,45 @@ static void kick(ustate *s)
 	pthread_mutex_unlock(&s->wlock);
 }
 
+/*
+ * The metadata an op carries (META, MKDIR): NULL, or one ustate_meta,
+ * which the backend must be able to keep.
+ */
+static int meta_check(const ustate *s, const ustate_op *op)
+{
+	const ustate_meta *m = op->value;
+
+	if (!m)
+		return 0;
+	if (!s->ops->meta_get)
+		return -EOPNOTSUPP;
+	if (op->value_len != sizeof(*m) || (m->mode & ~07777u))
+		return -EINVAL;
+	return 0;
+}
+
 static int op_check(const ustate *s, const ustate_op *op)
 {
-	int rc = ustate_key_valid(op->key);
+	int rc;
 
+	/* The root's metadata is kept with a MKDIR of "/" (see ustate.h). */
+	if (op->type == USTATE_OP_MKDIR && op->key && !strcmp(op->key, "/"))
+		return op->value ? meta_check(s, op) : -EINVAL;
+	rc = ustate_key_valid(op->key);
 	if (rc < 0)
 		return rc;
 	switch (op->type) {
 	case USTATE_OP_CHECK_VERSION:
 	case USTATE_OP_CHECK_CHILDREN:
 	case USTATE_OP_DELETE:
-	case USTATE_OP_MKDIR:
 	case USTATE_OP_RMDIR:
 		return 0;
+	case USTATE_OP_META:
+		if (!s->ops->meta_get)
+			return -EOPNOTSUPP;
+		return meta_check(s, op);
+	case USTATE_OP_MKDIR:
+		return meta_check(s, op);
 	case USTATE_OP_SET:
 	case USTATE_OP_CREATE:
 		if (op->value_len > s->opts.max_value_size)

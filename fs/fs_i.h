@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <syslog.h>
 
 #include <ustate.h>
@@ -69,6 +70,9 @@ struct node {
 			      * heard of, protected by the table lock */
 	bool orphan;	     /* replaced by a rename: out of the
 			      * path index, protected by the table lock */
+	bool has_meta;	     /* owner and mode of a key being created, */
+	ustate_meta meta;    /* till its first commit; protected by the
+			      * table lock */
 	struct node *next_ino, *next_path; /* hash chains */
 };
 
@@ -77,6 +81,7 @@ struct fs {
 	struct fuse_session *se;
 	char *mountpoint; /* absolute, for the replay's own requests */
 	bool read_only;
+	bool permissions; /* default_permissions: others may come in */
 	bool debug;
 	double timeout;	     /* entry cache, seconds */
 	double attr_timeout; /* attribute cache, seconds */
@@ -223,6 +228,52 @@ void node_attr_drop(fuse_ino_t ino);
  */
 void node_set_type(fuse_ino_t ino, mode_t mode);
 bool node_type_is(fuse_ino_t ino, mode_t mode);
+/*
+ * The owner and mode of a key being created (it has no key to keep them
+ * until its first commit): node_set_meta() sets them, node_meta() says
+ * whether n has a creating writer with some, and gives them.
+ */
+void node_set_meta(struct node *n, const ustate_meta *m);
+bool node_meta(struct node *n, ustate_meta *m);
+
+/*
+ * perm.c: owners and modes (see the comment there). meta_of() gives the
+ * metadata of a key (dir false) or directory, or the default: the
+ * mounting user, 0644 files, 0755 directories. meta_attr() fills the
+ * owner, group and permission bits of st for what is at `at` (the path of
+ * a directory, the key of a file), or for the key node n is creating
+ * (not NULL). meta_new() is what req's caller creates in dir with mode
+ * (from which the kernel took the umask). meta_setattr() stores SETATTR's
+ * mode, uid and gid. meta_create() commits the first value of the key
+ * node n creates, with n's metadata. meta_lock() serialises the changes
+ * of metadata (exclusive) with the renames that copy it (shared).
+ */
+int meta_of(const char *path, bool dir, ustate_meta *m);
+int meta_attr(const char *at, enum node_kind kind, struct node *n,
+	      struct stat *st);
+void meta_new(fuse_req_t req, const char *dir, mode_t mode, bool isdir,
+	      ustate_meta *m);
+int meta_setattr(struct node *n, const char *path, enum node_kind kind,
+		 const char *key, const struct stat *attr, int to_set);
+int meta_create(struct node *n, const char *key, const void *val, size_t len,
+		bool excl);
+void meta_lock(bool exclusive);
+void meta_unlock(void);
+/*
+ * /.txn: while a write of req feeds script sc, its ops are checked
+ * against req's caller, and the keys it creates are the caller's.
+ */
+struct txn_caller {
+	fuse_req_t req;
+	bool loaded; /* the fields below are set */
+	uid_t uid;
+	gid_t gid;
+	int ngroups;   /* supplementary groups, in groups */
+	gid_t *groups; /* small, or allocated */
+	gid_t small[32];
+};
+void txn_caller_begin(struct txn_caller *c, ustate_script *sc, fuse_req_t req);
+void txn_caller_end(struct txn_caller *c, ustate_script *sc);
 
 /* ops.c */
 extern const struct fuse_lowlevel_ops ustatefs_ops;

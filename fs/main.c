@@ -34,9 +34,13 @@ struct options {
 	int direct_io;
 	int noopen;
 	int ro;
+	int others; /* allow_other, allow_root or default_permissions */
 	int help;
 	int version;
 };
+
+/* opt_proc() notes these options, and passes them on to FUSE. */
+#define KEY_OTHERS 1
 
 #define OPT(t, p)                                                              \
 	{                                                                      \
@@ -57,6 +61,10 @@ static const struct fuse_opt opt_spec[] = {
 	 * opens files of the mount for writing (see replay.c).
 	 */
 	OPT("ro", ro), FUSE_OPT_KEY("rw", FUSE_OPT_KEY_DISCARD),
+	/* Others may come in: the kernel checks modes (perm.c). */
+	FUSE_OPT_KEY("allow_other", KEY_OTHERS),
+	FUSE_OPT_KEY("allow_root", KEY_OTHERS),
+	FUSE_OPT_KEY("default_permissions", KEY_OTHERS),
 	/* fstab words that mean nothing to a FUSE file system. */
 	FUSE_OPT_KEY("defaults", FUSE_OPT_KEY_DISCARD),
 	FUSE_OPT_KEY("auto", FUSE_OPT_KEY_DISCARD),
@@ -89,7 +97,8 @@ static void usage(const char *prog)
 	       "    -o noopen                no OPEN requests: fastest reads,\n"
 	       "                             no snapshots; implies ro\n"
 	       "    -o ro                    refuse every write (EROFS)\n"
-	       "    -o allow_other           let other users in (FUSE)\n"
+	       "    -o allow_other           let other users in; the kernel\n"
+	       "                             then checks owners and modes\n"
 	       "    -o log_level=LEVEL       error, warning, notice, info\n"
 	       "                             (default) or debug\n"
 	       "    -o debug, -d             trace every FUSE request\n"
@@ -114,12 +123,42 @@ static int opt_proc(void *data, const char *arg, int key,
 		fprintf(stderr, "ustatefs: too many arguments: %s\n", arg);
 		return -1;
 	}
+	if (key == KEY_OTHERS)
+		o->others = 1;
 	return 1;
+}
+
+/*
+ * The database the daemon opens for SOURCE: SOURCE itself, or, when it
+ * is a symbolic link, the file it leads to, which the log names; a link
+ * to nothing is refused (-ENOENT), so that no file is made through it.
+ * *real is NULL or allocated.
+ */
+static int source_resolve(const char *source, char **real)
+{
+	struct stat st;
+	int saverr;
+
+	*real = NULL;
+	if (lstat(source, &st) < 0 || !S_ISLNK(st.st_mode))
+		return 0;
+	*real = realpath(source, NULL);
+	if (!*real) {
+		saverr = errno;
+		log_msg(LOG_ERR,
+			"%s is a symbolic link to nothing (%s): refused",
+			source, strerror(saverr));
+		return -saverr;
+	}
+	log_msg(LOG_NOTICE, "%s is a symbolic link: opening %s", source, *real);
+	return 0;
 }
 
 static int store_open(const struct options *o)
 {
 	ustate_options so = USTATE_OPTIONS_INIT;
+	char *real;
+	int rc;
 
 	if (!o->sync || !strcmp(o->sync, "full"))
 		so.sync = USTATE_SYNC_FULL;
@@ -137,7 +176,12 @@ static int store_open(const struct options *o)
 	fs.max_value = so.max_value_size;
 	if (!strcmp(o->source, ":memory:"))
 		return ustate_open_memory(&fs.store, &so);
-	return ustate_open_sqlite(&fs.store, o->source, &so);
+	rc = source_resolve(o->source, &real);
+	if (rc == 0)
+		rc = ustate_open_sqlite(&fs.store, real ? real : o->source,
+					&so);
+	free(real);
+	return rc;
 }
 
 /*
@@ -235,7 +279,17 @@ int main(int argc, char *argv[])
 	/* fuse_parse_cmdline() wants the mountpoint as its argument. */
 	snprintf(fsname, sizeof(fsname), "-ofsname=%s,subtype=ustatefs",
 		 o.source);
-	if (fuse_opt_add_arg(&args, fsname) < 0 ||
+	/*
+	 * When others may come in, the kernel checks every access against
+	 * the owners and modes the store keeps (perm.c). Without, FUSE lets
+	 * in the mounting user alone, who owns what it makes; the checks
+	 * would cost a GETATTR at each access whose attributes are not
+	 * cached (see "Caching" in ops.c) and protect nobody.
+	 */
+	fs.permissions = o.others;
+	if ((o.others &&
+	     fuse_opt_add_arg(&args, "-odefault_permissions") < 0) ||
+	    fuse_opt_add_arg(&args, fsname) < 0 ||
 	    fuse_opt_add_arg(&args, o.mountpoint) < 0 ||
 	    fuse_parse_cmdline(&args, &copts) != 0)
 		goto out_args;
@@ -289,7 +343,10 @@ int main(int argc, char *argv[])
 	}
 	err = store_open(&o);
 	if (err < 0) {
-		log_msg(LOG_ERR, "%s: %s", o.source, ustate_strerror(err));
+		/* Opening a store, ENOENT is of a file, not of a key. */
+		log_msg(LOG_ERR, "%s: %s", o.source,
+			err == -ENOENT ? strerror(ENOENT)
+				       : ustate_strerror(err));
 		goto out_replay;
 	}
 	err = nodes_init();

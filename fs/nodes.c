@@ -537,6 +537,26 @@ bool node_type_is(fuse_ino_t ino, mode_t mode)
 	return yes;
 }
 
+void node_set_meta(struct node *n, const ustate_meta *m)
+{
+	pthread_mutex_lock(&lock);
+	n->meta = *m;
+	n->has_meta = true;
+	pthread_mutex_unlock(&lock);
+}
+
+bool node_meta(struct node *n, ustate_meta *m)
+{
+	bool yes;
+
+	pthread_mutex_lock(&lock);
+	yes = n->creating && n->has_meta;
+	if (yes)
+		*m = n->meta;
+	pthread_mutex_unlock(&lock);
+	return yes;
+}
+
 void node_attr_drop(fuse_ino_t ino)
 {
 	struct node *n;

@@ -157,6 +157,12 @@ static int classify(const char *path, enum node_kind *kind, char *key)
 			*kind = KIND_VALUE;
 			return 0;
 		}
+		/* Being created, as a file can be (the kernel asks, to check
+		 * permissions). */
+		if (flags_dir(flags) && node_is_creating(path)) {
+			*kind = KIND_VALUE;
+			return 0;
+		}
 		return -ENOENT;
 	}
 	rc = ustate_node(fs.store, path, &flags);
@@ -207,22 +213,24 @@ static int attr_of(fuse_ino_t ino, const char *path, struct stat *st,
 	*rev = ATTR_STATIC;
 	switch (kind) {
 	case KIND_DIR:
-		st->st_mode = S_IFDIR | 0755;
+		st->st_mode = S_IFDIR;
 		st->st_nlink = 2;
-		return 0;
+		return meta_attr(path, kind, NULL, st);
 	case KIND_TXN:
-		st->st_mode = S_IFREG | 0600;
+		st->st_mode = S_IFREG;
 		st->st_nlink = 1;
-		return 0;
+		return meta_attr(path, kind, NULL, st);
 	default:
 		break;
 	}
-	st->st_mode = S_IFREG | (fs.read_only ? 0444 : 0644);
+	st->st_mode = S_IFREG;
 	st->st_nlink = 1;
 	rc = ustate_get(fs.store, key, &e);
 	*rev = 0;
-	if (rc == -ENOENT && kind == KIND_FILE)
-		return 0; /* being created: empty until its close */
+	if (rc == -ENOENT && (kind == KIND_FILE || kind == KIND_VALUE)) {
+		/* Being created: empty until its close, its creator's. */
+		return meta_attr(key, kind, node_of(ino), st);
+	}
 	if (rc < 0)
 		return rc;
 	*rev = e->mod_revision;
@@ -232,7 +240,7 @@ static int attr_of(fuse_ino_t ino, const char *path, struct stat *st,
 	st->st_atim.tv_sec = e->updated_at;
 	st->st_mtim.tv_nsec = st->st_ctim.tv_nsec = st->st_atim.tv_nsec = 0;
 	ustate_entry_free(e);
-	return 0;
+	return meta_attr(key, kind, NULL, st);
 }
 
 static int fill_attr(fuse_ino_t ino, const char *path, struct stat *st,
@@ -463,7 +471,10 @@ static int commit(struct handle *h)
 		return rc;
 	/* Unlinked while open: as in POSIX, writes no longer have a name. */
 	if (node_commit_begin(h->node, h->gen, h->opened)) {
-		rc = own_write(key, h->buf, h->len, h->excl, 0);
+		/* A new key also gets its creator's owner and mode. */
+		rc = h->creating ? meta_create(h->node, key, h->buf, h->len,
+					       h->excl)
+				 : own_write(key, h->buf, h->len, h->excl, 0);
 		node_commit_end(h->node);
 	}
 	/*
@@ -761,6 +772,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct handle *h = NULL;
 	struct node *n = NULL;
 	unsigned flags;
+	ustate_meta m;
 	int rc;
 
 	rc = node_path(parent, dir);
@@ -825,6 +837,8 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	h->excl = fi->flags & O_EXCL;
 	h->append = fi->flags & O_APPEND;
 	if (!(flags & USTATE_NODE_VALUE)) {
+		meta_new(req, dir, mode, false, &m);
+		node_set_meta(n, &m);
 		h->creating = true;
 		node_creating(n, 1);
 	} else if (!(fi->flags & O_TRUNC)) {
@@ -837,7 +851,9 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	fi->direct_io = 1;
 	fi->fh = (uintptr_t)h;
 	attr_base(&e.attr, n->ino);
-	e.attr.st_mode = S_IFREG | 0644;
+	e.attr.st_mode = S_IFREG;
+	meta_attr(strcmp(name, ".value") ? path : dir, KIND_FILE,
+		  h->creating ? n : NULL, &e.attr);
 	e.attr.st_nlink = 1;
 	e.attr.st_size = (off_t)h->len;
 	e.ino = n->ino;
@@ -921,6 +937,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		     size_t size, off_t off, struct fuse_file_info *fi)
 {
 	struct handle *h = fh(fi);
+	struct txn_caller caller;
 	size_t end;
 	int rc;
 
@@ -933,10 +950,14 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		/* A refused piece leaves the script broken: it never commits.
 		 */
 		rc = h->error ? h->error : charge(h, size);
-		if (rc < 0)
+		if (rc < 0) {
 			h->error = rc;
-		else
+		} else {
+			/* Each op is checked against the writer (perm.c). */
+			txn_caller_begin(&caller, h->script, req);
 			rc = ustate_script_feed(h->script, buf, size);
+			txn_caller_end(&caller, h->script);
+		}
 		if (rc >= 0)
 			rc = 0;
 		h->reply_off = 0;
@@ -1117,9 +1138,12 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		if (n)
 			node_writer(n, -1);
 	}
+	/* Mode and owner are kept; the kernel checked who may change them. */
+	if (rc == 0)
+		rc = meta_setattr(node_of(ino), path, kind, key, attr, to_set);
 	/*
-	 * Times, mode and owner are not stored (mtime is the update time);
-	 * accepting them lets cp -p, touch and editors work.
+	 * Times are not stored (mtime is the update time); accepting them
+	 * lets cp -p, touch and editors work.
 	 */
 out:
 	if (rc == 0)
@@ -1225,6 +1249,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 		     mode_t mode)
 {
 	char dir[FS_PATH_MAX], path[FS_PATH_MAX];
+	ustate_meta m;
 	ustate_op op;
 	unsigned flags;
 	int rc;
@@ -1244,7 +1269,11 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 	if (rc == 0 && (flags || node_is_creating(path)))
 		rc = -EEXIST;
 	if (rc == 0) {
-		op = (ustate_op){.type = USTATE_OP_MKDIR, .key = path};
+		meta_new(req, dir, mode, true, &m);
+		op = (ustate_op){.type = USTATE_OP_MKDIR,
+				 .key = path,
+				 .value = &m,
+				 .value_len = sizeof(m)};
 		rc = own_transaction(&op, 1);
 	}
 	if (rc < 0)
@@ -1366,11 +1395,51 @@ static char *rebase(const char *key, const char *from, const char *to)
 	return p;
 }
 
+/* A copy of the metadata of path (see USTATE_META_*), or NULL: none. */
+static int meta_dup(const char *path, unsigned which, ustate_meta **out)
+{
+	int rc;
+
+	*out = malloc(sizeof(**out));
+	if (!*out)
+		return -ENOMEM;
+	rc = ustate_meta_get(fs.store, path, which, *out);
+	if (rc < 0) {
+		free(*out);
+		*out = NULL;
+	}
+	return rc == -ENOENT ? 0 : rc;
+}
+
+/*
+ * The op that gives nk, just set by l's last op, the owner of k (the
+ * metadata moves with the key): a META with k's, or one that drops what
+ * nk had when k had none and nk was there before.
+ */
+static int move_meta(struct oplist *l, const char *k, const char *nk)
+{
+	ustate_meta *m;
+	int rc;
+
+	rc = meta_dup(k, USTATE_META_KEY, &m);
+	if (rc < 0 || (!m && ustate_exists(fs.store, nk) <= 0))
+		return rc;
+	rc = oplist_add(l,
+			(ustate_op){.type = USTATE_OP_META,
+				    .key = nk,
+				    .value = m,
+				    .value_len = m ? sizeof(*m) : 0},
+			NULL, m);
+	if (rc < 0)
+		free(m);
+	return rc;
+}
+
 /*
  * The ops that move one key k to nk (owned by l from here on): a check
  * of its version, so a concurrent change makes the rename retry, a set
- * (a create with noreplace) of the new key, and a delete of the old one.
- * -ENOENT when k has no value.
+ * (a create with noreplace) of the new key with k's owner, and a delete
+ * of the old one. -ENOENT when k has no value.
  */
 static int move_key(struct oplist *l, const char *k, char *nk, bool noreplace)
 {
@@ -1404,6 +1473,8 @@ static int move_key(struct oplist *l, const char *k, char *nk, bool noreplace)
 				nk, val);
 	else
 		free(nk), free(val);
+	if (rc == 0)
+		rc = move_meta(l, k, nk);
 	if (rc == 0)
 		rc = oplist_add(l,
 				(ustate_op){.type = USTATE_OP_DELETE, .key = k},
@@ -1450,22 +1521,28 @@ static int move_ops(struct oplist *l, const char *from, const char *to,
 	}
 	for (i = 0; rc == 0 && i <= nrecs; i++) {
 		const char *r = i < nrecs ? recs[i] : from;
+		ustate_meta *m = NULL;
 
 		nk = rebase(r, from, to);
-		if (!nk) {
-			rc = -ENOMEM;
-			break;
-		}
-		rc = oplist_add(l,
-				(ustate_op){.type = USTATE_OP_RMDIR, .key = r},
-				NULL, NULL);
+		rc = nk ? meta_dup(r, USTATE_META_DIR, &m) : -ENOMEM;
 		if (rc == 0)
 			rc = oplist_add(
 				l,
-				(ustate_op){.type = USTATE_OP_MKDIR, .key = nk},
-				nk, NULL);
-		else
+				(ustate_op){.type = USTATE_OP_RMDIR, .key = r},
+				NULL, NULL);
+		/* The record moves with its owner. */
+		if (rc == 0)
+			rc = oplist_add(
+				l,
+				(ustate_op){.type = USTATE_OP_MKDIR,
+					    .key = nk,
+					    .value = m,
+					    .value_len = m ? sizeof(*m) : 0},
+				nk, m);
+		if (rc < 0) {
 			free(nk);
+			free(m);
+		}
 	}
 	/* The key strings of keys/recs must outlive the ops: keep them. */
 	for (i = 0; i < nkeys; i++)
@@ -1601,8 +1678,12 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		rc = -EPERM;
 	if (rc == 0 && fs.read_only)
 		rc = -EROFS;
-	if (rc == 0)
+	if (rc == 0) {
+		/* No chmod between reading the owners and moving them. */
+		meta_lock(false);
 		rc = do_rename(from, to, flags);
+		meta_unlock();
+	}
 	fuse_reply_err(req, -rc);
 }
 
@@ -1912,6 +1993,11 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+	/*
+	 * The kernel, not the daemon, clears setuid and setgid bits on a
+	 * write or chown: it then sends the new mode as a SETATTR.
+	 */
+	conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
 	/*
 	 * -o noopen: no OPEN at all (the first answer is ENOSYS). Never
 	 * with atomic O_TRUNC, or an O_TRUNC open would reach nobody: the

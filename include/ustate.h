@@ -95,6 +95,7 @@ typedef enum ustate_op_type {
 	USTATE_OP_RMDIR,	     /* drop key's directory record */
 	USTATE_OP_CHECK_CHILDREN,    /* exactly version keys below key
 				      * (prefix key + "/") */
+	USTATE_OP_META,		     /* set (or drop) key's owner and mode */
 } ustate_op_type;
 
 /** One operation of a transaction; every pointer is borrowed. */
@@ -102,9 +103,41 @@ typedef struct ustate_op {
 	ustate_op_type type;
 	const char *key;
 	uint64_t version;  /* CHECK_VERSION only */
-	const void *value; /* SET and CREATE */
+	const void *value; /* SET and CREATE; a ustate_meta for META and
+			    * MKDIR (see below) */
 	size_t value_len;
 } ustate_op;
+
+/*
+ * Ownership, for file systems: an owner, a group and permission bits kept
+ * with a key, and with a directory record, for as long as that key or
+ * record exists. The store only keeps them; a file system applies them.
+ *
+ *  - USTATE_OP_META sets the metadata of a key: value points to a
+ *    ustate_meta and value_len is sizeof(ustate_meta); a NULL value drops
+ *    it (the file system's default applies again). The key must exist at
+ *    that point of the transaction (-ENOENT otherwise). A set keeps the
+ *    metadata; a delete drops it, so a key created again has none.
+ *  - USTATE_OP_MKDIR with a value (a ustate_meta, as above) records the
+ *    directory and sets its metadata; without one it leaves the metadata
+ *    of an existing record as it is. USTATE_OP_RMDIR drops it. Only for
+ *    MKDIR with a value may the key be "/": the root directory, which is
+ *    always recorded and keeps its metadata for ever.
+ *
+ * A change of metadata alone takes no revision and makes no watch event
+ * (a MKDIR that makes its record does, as any MKDIR); in a transaction
+ * it is all or nothing with the other ops. A rename is a transaction
+ * that also moves the metadata (META, MKDIR with a value). Export and
+ * restore (below) do not carry it yet.
+ */
+typedef struct ustate_meta {
+	uint32_t uid;
+	uint32_t gid;
+	uint32_t mode; /* permission bits: 07777 at most */
+} ustate_meta;
+
+#define USTATE_META_KEY 0 /* ustate_meta_get(): the metadata of a key */
+#define USTATE_META_DIR 1 /* ... of a directory record, or of "/" */
 
 /** What a transaction did, or where it failed. */
 typedef struct ustate_txn_result {
@@ -288,6 +321,20 @@ int ustate_list_dirs(ustate *s, const char *prefix, char ***paths, size_t *n);
 void ustate_dirents_free(ustate_dirent *d, size_t n);
 
 /**
+ * ustate_meta_get() - the owner and mode kept with a key or a directory
+ * record (see USTATE_OP_META).
+ * @path:  a key, or "/" with USTATE_META_DIR.
+ * @which: USTATE_META_KEY or USTATE_META_DIR.
+ * @out:   receives the metadata, in caller memory.
+ *
+ * Return: 0; -ENOENT when none is kept (nothing exists at path, or what
+ * exists has no metadata: the caller's default applies); -EINVAL,
+ * -ENAMETOOLONG for a bad path or which; backend errors.
+ */
+int ustate_meta_get(ustate *s, const char *path, unsigned which,
+		    ustate_meta *out);
+
+/**
  * ustate_compare_and_set() - write a key only if it is at a version.
  * @expected: the version the key must have; 0 means it must not exist.
  * @version:  if not NULL, receives the new version on success and the
@@ -323,9 +370,12 @@ int ustate_create_if_not_exists(ustate *s, const char *key, const void *val,
  *
  * Return: 0; -ECANCELED (a check failed), -EEXIST (a create found its key),
  * -ENOENT (a delete found none), with res->failed and res->found set;
- * -EINVAL (bad key or op type; res->failed names the op); -EFBIG; -E2BIG
- * for more than max_txn_ops ops; -EROFS; backend errors. On any error the
- * store is unchanged.
+ * -ENOENT also for a META whose key does not exist then; -EINVAL (bad key,
+ * op type, or metadata: a value_len other than sizeof(ustate_meta), mode
+ * bits outside 07777; res->failed names the op); -EOPNOTSUPP for
+ * metadata on a backend that keeps none; -EFBIG; -E2BIG for more than
+ * max_txn_ops ops; -EROFS; backend errors. On any error the store is
+ * unchanged. For a META, res->versions gets the key's version.
  */
 int ustate_transaction(ustate *s, const ustate_op *ops, size_t n,
 		       ustate_txn_result *res);
@@ -420,6 +470,40 @@ int ustate_script_feed(ustate_script *sc, const void *buf, size_t len);
  * sc. It may hold the raw bytes of values (after a get).
  */
 const char *ustate_script_reply(ustate_script *sc, size_t *len);
+
+/**
+ * ustate_script_check_fn - vets one op of a script before it runs.
+ * @arg: as given to ustate_script_set_check().
+ * @op:  the op, valid for the call only: USTATE_OP_CHECK_VERSION for a
+ *       check and for a get (both read the key), USTATE_OP_SET, CREATE or
+ *       DELETE.
+ *
+ * Called for every op, in order, each time the script runs (a get that
+ * changed under the transaction runs it again), before it reads or
+ * writes anything. Return 0 to allow the op, or a negative errno
+ * (-EACCES, -EPERM) to refuse it: the script then fails with that code,
+ * nothing is read or written, and the reply names the op's line and key.
+ */
+typedef int (*ustate_script_check_fn)(void *arg, const ustate_op *op);
+
+/**
+ * ustate_script_set_check() - have fn vet each op of sc (NULL: none).
+ * It lets a caller, such as a file system, apply its own rules; the store
+ * knows nothing of users.
+ */
+void ustate_script_set_check(ustate_script *sc, ustate_script_check_fn fn,
+			     void *arg);
+
+/**
+ * ustate_script_set_owner() - give keys the script creates an owner.
+ * @m: copied; NULL for none (the default). Each key that the script
+ *     leaves with a value and that is new (absent before the script
+ *     ran, or deleted earlier in it) gets m as its metadata
+ *     (USTATE_OP_META), in the same transaction; a key that another
+ *     writer creates meanwhile makes the script run again, and then it
+ *     keeps its owner. Those ops count towards max_txn_ops.
+ */
+void ustate_script_set_owner(ustate_script *sc, const ustate_meta *m);
 
 /** ustate_script_result() - 1 committed, 0 not finished, <0 failed. */
 int ustate_script_result(ustate_script *sc);

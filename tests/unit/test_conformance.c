@@ -8,11 +8,13 @@
  * public function and every error code it documents: versions, revisions,
  * listing, compare-and-set, transactions and their all-or-nothing rule,
  * read-only stores, options, watches (patterns, replay, overflow, the
- * descriptor, writes from other threads), directory records, transaction
- * scripts and the JSON helpers. A few cases only make sense for one
+ * descriptor, writes from other threads), directory records, ownership
+ * metadata, transaction scripts (with a caller's check and owner) and the
+ * JSON helpers. A few cases only make sense for one
  * backend and are appended to its table: other processes, raw SQL and the
  * Rust univrs-state on the same SQLite file, the file's mode, reopening,
- * damaged files; and independent memory stores.
+ * damaged files, files made before the ownership table, symbolic links;
+ * and independent memory stores.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -2015,8 +2017,8 @@ static void test_dir_records(void **state)
 	memset(&res, 0, sizeof(res));
 	res.versions = v;
 	v[0] = 99;
-	mixed[0].type = USTATE_OP_MKDIR;
-	mixed[0].key = "/d/b/c";
+	/* A MKDIR's value is its metadata: none here. */
+	mixed[0] = (ustate_op){.type = USTATE_OP_MKDIR, .key = "/d/b/c"};
 	assert_int_equal(ustate_transaction(s, mixed, 2, &res), 0);
 	assert_int_equal(v[0], 1);
 	assert_int_equal(v[1], 1);
@@ -2058,8 +2060,10 @@ static void test_dir_records(void **state)
 	}
 
 	/* A key write with a record already made: one revision, one event. */
-	mixed[0].type = USTATE_OP_SET;
-	mixed[0].key = "/d/k";
+	mixed[0] = (ustate_op){.type = USTATE_OP_SET,
+			       .key = "/d/k",
+			       .value = "k",
+			       .value_len = 1};
 	memset(&res, 0, sizeof(res));
 	res.versions = v;
 	assert_int_equal(ustate_transaction(s, mixed, 2, &res), 0);
@@ -2423,6 +2427,388 @@ static void test_script_failures(void **state)
 	ustate_script_free(sc);
 	assert_snapshot(s, before);
 	free(before);
+}
+
+/* ---- ownership: USTATE_OP_META, MKDIR with metadata, scripts ---------- */
+
+/* One META (or MKDIR) op with metadata m (NULL: none); its result. */
+static int meta_txn(ustate *s, ustate_op_type type, const char *key,
+		    const ustate_meta *m)
+{
+	ustate_op op = {.type = type,
+			.key = key,
+			.value = m,
+			.value_len = m ? sizeof(*m) : 0};
+
+	return ustate_transaction(s, &op, 1, NULL);
+}
+
+static void assert_meta(ustate *s, const char *path, unsigned which,
+			const ustate_meta *want)
+{
+	ustate_meta m = {7, 7, 7};
+
+	if (!want) {
+		assert_int_equal(ustate_meta_get(s, path, which, &m), -ENOENT);
+		assert_int_equal(m.uid, 7); /* untouched */
+		return;
+	}
+	assert_int_equal(ustate_meta_get(s, path, which, &m), 0);
+	assert_int_equal(m.uid, want->uid);
+	assert_int_equal(m.gid, want->gid);
+	assert_int_equal(m.mode, want->mode);
+}
+
+static void test_meta_keys(void **state)
+{
+	static const ustate_meta m1 = {1000, 100, 0600}, m2 = {0, 0, 04755};
+	struct fixture *f = *state;
+	ustate_txn_result res;
+	ustate *s = f->s;
+	uint64_t v[4], r;
+	char *before;
+	ustate_op ops[4] = {
+		{.type = USTATE_OP_CREATE,
+		 .key = "/m/n",
+		 .value = "n",
+		 .value_len = 1},
+		{.type = USTATE_OP_META,
+		 .key = "/m/n",
+		 .value = &m1,
+		 .value_len = sizeof(m1)},
+	};
+
+	assert_meta(s, "/m/a", USTATE_META_KEY, NULL);
+	put(s, "/m/a", "a", 1);
+	assert_meta(s, "/m/a", USTATE_META_KEY, NULL);
+	r = ustate_revision(s);
+	assert_int_equal(ustate_watch_open(&f->w, s, "*", 0), 0);
+
+	/* Metadata is no change of the key: no revision, version, event. */
+	assert_int_equal(meta_txn(s, USTATE_OP_META, "/m/a", &m1), 0);
+	assert_meta(s, "/m/a", USTATE_META_KEY, &m1);
+	assert_meta(s, "/m/a", USTATE_META_DIR, NULL);
+	assert_int_equal(ustate_revision(s), r);
+	assert_value(s, "/m/a", "a", 1);
+	expect_no_event(f->w);
+
+	/* A set keeps it, a NULL META drops it. */
+	put(s, "/m/a", "b", 2);
+	assert_meta(s, "/m/a", USTATE_META_KEY, &m1);
+	assert_int_equal(meta_txn(s, USTATE_OP_META, "/m/a", &m2), 0);
+	assert_meta(s, "/m/a", USTATE_META_KEY, &m2);
+	assert_int_equal(meta_txn(s, USTATE_OP_META, "/m/a", NULL), 0);
+	assert_meta(s, "/m/a", USTATE_META_KEY, NULL);
+
+	/* A delete takes it along: a key made again has none. */
+	assert_int_equal(meta_txn(s, USTATE_OP_META, "/m/a", &m1), 0);
+	assert_int_equal(ustate_delete(s, "/m/a"), 0);
+	assert_meta(s, "/m/a", USTATE_META_KEY, NULL);
+	put(s, "/m/a", "c", 1);
+	assert_meta(s, "/m/a", USTATE_META_KEY, NULL);
+
+	/* The key must exist when the META runs. */
+	memset(&res, 0, sizeof(res));
+	assert_int_equal(meta_txn(s, USTATE_OP_META, "/m/none", &m1), -ENOENT);
+	assert_meta(s, "/m/none", USTATE_META_KEY, NULL);
+
+	/* Created and owned in one transaction; versions[] of a META. */
+	memset(&res, 0, sizeof(res));
+	res.versions = v;
+	assert_int_equal(ustate_transaction(s, ops, 2, &res), 0);
+	assert_int_equal(v[0], 1);
+	assert_int_equal(v[1], 1);
+	assert_meta(s, "/m/n", USTATE_META_KEY, &m1);
+
+	/* Deleted and created again in one: no owner, or the new one. */
+	ops[0] = (ustate_op){.type = USTATE_OP_DELETE, .key = "/m/n"};
+	ops[1] = (ustate_op){.type = USTATE_OP_CREATE,
+			     .key = "/m/n",
+			     .value = "x",
+			     .value_len = 1};
+	assert_int_equal(ustate_transaction(s, ops, 2, NULL), 0);
+	assert_meta(s, "/m/n", USTATE_META_KEY, NULL);
+	ops[2] = (ustate_op){.type = USTATE_OP_META,
+			     .key = "/m/n",
+			     .value = &m2,
+			     .value_len = sizeof(m2)};
+	assert_int_equal(ustate_transaction(s, ops, 3, NULL), 0);
+	assert_meta(s, "/m/n", USTATE_META_KEY, &m2);
+
+	/* A rename moves it, atomically with the key. */
+	ops[0] = (ustate_op){
+		.type = USTATE_OP_CHECK_VERSION, .key = "/m/n", .version = 1};
+	ops[1] = (ustate_op){.type = USTATE_OP_SET,
+			     .key = "/m/r",
+			     .value = "x",
+			     .value_len = 1};
+	ops[2] = (ustate_op){.type = USTATE_OP_DELETE, .key = "/m/n"};
+	ops[3] = (ustate_op){.type = USTATE_OP_META,
+			     .key = "/m/r",
+			     .value = &m2,
+			     .value_len = sizeof(m2)};
+	assert_int_equal(ustate_transaction(s, ops, 4, NULL), 0);
+	assert_meta(s, "/m/r", USTATE_META_KEY, &m2);
+	assert_meta(s, "/m/n", USTATE_META_KEY, NULL);
+
+	/* All or nothing: a later failure undoes a META. */
+	before = snapshot(s);
+	ops[0] = ops[3];
+	ops[0].value = &m1;
+	ops[1] = (ustate_op){.type = USTATE_OP_DELETE, .key = "/m/missing"};
+	memset(&res, 0, sizeof(res));
+	assert_int_equal(ustate_transaction(s, ops, 2, &res), -ENOENT);
+	assert_int_equal(res.failed, 1);
+	assert_meta(s, "/m/r", USTATE_META_KEY, &m2);
+	ops[1] = ops[0];
+	ops[0] = (ustate_op){.type = USTATE_OP_SET,
+			     .key = "/m/s",
+			     .value = "s",
+			     .value_len = 1};
+	ops[1].key = "/m/missing";
+	memset(&res, 0, sizeof(res));
+	assert_int_equal(ustate_transaction(s, ops, 2, &res), -ENOENT);
+	assert_int_equal(res.failed, 1);
+	assert_int_equal(res.found, 0);
+	assert_snapshot(s, before);
+	free(before);
+	expect_event(f->w, USTATE_EVENT_UPDATED, "/m/a", 2, r + 1);
+}
+
+static void test_meta_dirs(void **state)
+{
+	static const ustate_meta m1 = {1000, 100, 0700}, m2 = {5, 6, 01777};
+	struct fixture *f = *state;
+	ustate_dirent *d = NULL;
+	char **paths = NULL;
+	ustate *s = f->s;
+	size_t n = 0;
+	uint64_t r;
+	ustate_op failing[2] = {
+		{.type = USTATE_OP_MKDIR,
+		 .key = "/d2",
+		 .value = &m1,
+		 .value_len = sizeof(m1)},
+		{.type = USTATE_OP_DELETE, .key = "/missing"},
+	};
+
+	r = ustate_revision(s);
+	assert_int_equal(meta_txn(s, USTATE_OP_MKDIR, "/d", &m1), 0);
+	assert_int_equal(node_flags(s, "/d"), USTATE_NODE_RECORD);
+	assert_meta(s, "/d", USTATE_META_DIR, &m1);
+	assert_meta(s, "/d", USTATE_META_KEY, NULL);
+	/* Without metadata, a MKDIR of a record keeps what it has. */
+	assert_int_equal(meta_txn(s, USTATE_OP_MKDIR, "/d", NULL), 0);
+	assert_meta(s, "/d", USTATE_META_DIR, &m1);
+	assert_int_equal(meta_txn(s, USTATE_OP_MKDIR, "/d", &m2), 0);
+	assert_meta(s, "/d", USTATE_META_DIR, &m2);
+	/* The record made is a change; its metadata alone is none. */
+	assert_int_equal(ustate_revision(s), r + 1);
+	/* RMDIR takes it along. */
+	assert_int_equal(meta_txn(s, USTATE_OP_RMDIR, "/d", NULL), 0);
+	assert_meta(s, "/d", USTATE_META_DIR, NULL);
+	assert_int_equal(meta_txn(s, USTATE_OP_MKDIR, "/d", NULL), 0);
+	assert_meta(s, "/d", USTATE_META_DIR, NULL);
+
+	/* A key and a record of one path: two owners. */
+	put(s, "/kd", "v", 1);
+	assert_int_equal(meta_txn(s, USTATE_OP_MKDIR, "/kd", &m1), 0);
+	assert_int_equal(meta_txn(s, USTATE_OP_META, "/kd", &m2), 0);
+	assert_meta(s, "/kd", USTATE_META_DIR, &m1);
+	assert_meta(s, "/kd", USTATE_META_KEY, &m2);
+	assert_int_equal(ustate_delete(s, "/kd"), 0);
+	assert_meta(s, "/kd", USTATE_META_DIR, &m1);
+	assert_meta(s, "/kd", USTATE_META_KEY, NULL);
+
+	/* The root: metadata only, never a record, a name or a change. */
+	r = ustate_revision(s);
+	assert_meta(s, "/", USTATE_META_DIR, NULL);
+	assert_int_equal(meta_txn(s, USTATE_OP_MKDIR, "/", &m2), 0);
+	assert_meta(s, "/", USTATE_META_DIR, &m2);
+	assert_int_equal(meta_txn(s, USTATE_OP_MKDIR, "/", NULL), -EINVAL);
+	assert_int_equal(meta_txn(s, USTATE_OP_RMDIR, "/", NULL), -EINVAL);
+	assert_int_equal(meta_txn(s, USTATE_OP_META, "/", &m2), -EINVAL);
+	assert_int_equal(ustate_list_dirs(s, "", &paths, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(paths[0], "/d");
+	assert_string_equal(paths[1], "/kd");
+	ustate_list_free(paths, n);
+	assert_int_equal(ustate_readdir(s, "/", &d, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(d[0].name, "d");
+	ustate_dirents_free(d, n);
+	assert_int_equal(meta_txn(s, USTATE_OP_MKDIR, "/", &m1), 0);
+	assert_meta(s, "/", USTATE_META_DIR, &m1);
+
+	/* A failed transaction leaves neither record nor owner. */
+	assert_int_equal(ustate_transaction(s, failing, 2, NULL), -ENOENT);
+	assert_int_equal(node_flags(s, "/d2"), 0);
+	assert_meta(s, "/d2", USTATE_META_DIR, NULL);
+	assert_int_equal(ustate_revision(s), r);
+}
+
+static void test_meta_invalid(void **state)
+{
+	static const ustate_meta ok = {1, 2, 0644}, bad = {1, 2, 010000};
+	ustate_options o = fast_options();
+	struct fixture *f = *state;
+	ustate_meta m;
+	ustate *s = f->s;
+	ustate_op op = {.type = USTATE_OP_META,
+			.key = "/i",
+			.value = &ok,
+			.value_len = sizeof(ok) - 1};
+
+	put(s, "/i", "i", 1);
+	assert_int_equal(ustate_transaction(s, &op, 1, NULL), -EINVAL);
+	assert_int_equal(meta_txn(s, USTATE_OP_META, "/i", &bad), -EINVAL);
+	assert_int_equal(meta_txn(s, USTATE_OP_MKDIR, "/i", &bad), -EINVAL);
+	assert_int_equal(meta_txn(s, USTATE_OP_MKDIR, "/", &bad), -EINVAL);
+	assert_int_equal(meta_txn(s, USTATE_OP_META, "/i/", &ok), -EINVAL);
+	assert_meta(s, "/i", USTATE_META_KEY, NULL);
+	assert_int_equal(ustate_meta_get(s, "/i", 2, &m), -EINVAL);
+	assert_int_equal(ustate_meta_get(s, "/", USTATE_META_KEY, &m), -EINVAL);
+	assert_int_equal(ustate_meta_get(s, "/a/../b", USTATE_META_DIR, &m),
+			 -EINVAL);
+	assert_int_equal(ustate_meta_get(s, NULL, USTATE_META_DIR, &m),
+			 -EINVAL);
+
+	/* A read-only store keeps its owners: -EROFS. */
+	o.read_only = 1;
+	if (f->kind == BACKEND_SQLITE) {
+		assert_int_equal(meta_txn(s, USTATE_OP_META, "/i", &ok), 0);
+		assert_int_equal(ustate_open_sqlite(&f->s2, f->path, &o), 0);
+		assert_meta(f->s2, "/i", USTATE_META_KEY, &ok);
+	} else {
+		assert_int_equal(ustate_open_memory(&f->s2, &o), 0);
+	}
+	assert_int_equal(meta_txn(f->s2, USTATE_OP_META, "/i", &ok), -EROFS);
+	assert_int_equal(meta_txn(f->s2, USTATE_OP_MKDIR, "/", &ok), -EROFS);
+}
+
+/* A check that refuses keys below /deny, and counts what it saw. */
+struct vetting {
+	unsigned calls;
+	ustate_op_type types[8];
+};
+
+static int deny_check(void *arg, const ustate_op *op)
+{
+	struct vetting *v = arg;
+
+	if (v->calls < ARRAY_SIZE(v->types))
+		v->types[v->calls] = op->type;
+	v->calls++;
+	return strncmp(op->key, "/deny/", 6) ? 0 : -EACCES;
+}
+
+/* Feed text in one piece to a script with a check and an owner. */
+static int script_vetted(ustate *s, const char *text, struct vetting *v,
+			 const ustate_meta *owner, char **reply)
+{
+	ustate_script *sc = NULL;
+	const char *r;
+	size_t len;
+	int rc;
+
+	assert_int_equal(ustate_script_new(&sc, s), 0);
+	if (v)
+		ustate_script_set_check(sc, deny_check, v);
+	ustate_script_set_owner(sc, owner);
+	rc = ustate_script_feed(sc, text, strlen(text));
+	r = ustate_script_reply(sc, &len);
+	*reply = strndup(r, len);
+	ustate_script_free(sc);
+	return rc;
+}
+
+static void test_script_check(void **state)
+{
+	struct fixture *f = *state;
+	struct vetting v = {0};
+	ustate *s = f->s;
+	char *before, *reply;
+
+	put(s, "/deny/x", "secret", 1);
+	before = snapshot(s);
+	assert_int_equal(script_vetted(s,
+				       "set /ok 1\na\n"
+				       "get /deny/x\n"
+				       "delete /ok2\ncommit\n",
+				       &v, NULL, &reply),
+			 -EACCES);
+	assert_reply_head(reply, "error 3 EACCES /deny/x 0");
+	/* Refused before anything was read: the value is not there. */
+	assert_null(strstr(reply, "secret"));
+	free(reply);
+	assert_int_equal(v.calls, 2);
+	assert_int_equal(v.types[0], USTATE_OP_SET);
+	assert_int_equal(v.types[1], USTATE_OP_CHECK_VERSION);
+	assert_snapshot(s, before);
+	free(before);
+
+	memset(&v, 0, sizeof(v));
+	assert_int_equal(script_vetted(s,
+				       "create /ok 1\na\ncheck /ok2 0\n"
+				       "get /ok3\ndelete /deny2\ncommit\n",
+				       &v, NULL, &reply),
+			 -ENOENT);
+	free(reply);
+	assert_int_equal(v.calls, 4);
+	assert_int_equal(v.types[0], USTATE_OP_CREATE);
+	assert_int_equal(v.types[1], USTATE_OP_CHECK_VERSION);
+	assert_int_equal(v.types[2], USTATE_OP_CHECK_VERSION);
+	assert_int_equal(v.types[3], USTATE_OP_DELETE);
+	assert_int_equal(
+		script_vetted(s, "set /ok 1\na\ncommit\n", &v, NULL, &reply),
+		1);
+	free(reply);
+	assert_value(s, "/ok", "a", 1);
+}
+
+static void test_script_owner(void **state)
+{
+	static const ustate_meta own = {1000, 100, 0644};
+	struct fixture *f = *state;
+	ustate *s = f->s;
+	char *reply;
+
+	put(s, "/o/old", "o", 1);
+	put(s, "/o/gone", "g", 1);
+	assert_int_equal(script_vetted(s,
+				       "set /o/new 1\na\nset /o/old 1\nb\n"
+				       "create /o/c 1\nc\ndelete /o/gone\n"
+				       "set /o/t 1\nt\ndelete /o/t\n"
+				       "get /o/new\ncommit\n",
+				       NULL, &own, &reply),
+			 1);
+	/* The owner's ops stay out of the reply. */
+	assert_string_equal(reply, "ok 3\nset /o/new 1\nset /o/old 2\n"
+				   "create /o/c 1\ndelete /o/gone 0\n"
+				   "set /o/t 1\ndelete /o/t 0\n"
+				   "get /o/new 0 0\n\n");
+	free(reply);
+	assert_meta(s, "/o/new", USTATE_META_KEY, &own);
+	assert_meta(s, "/o/c", USTATE_META_KEY, &own);
+	assert_meta(s, "/o/old", USTATE_META_KEY, NULL);
+	assert_absent(s, "/o/t");
+
+	/* Deleted and set again by the script: a new key, a new owner. */
+	assert_int_equal(script_vetted(s,
+				       "delete /o/old\nset /o/old 1\nz\n"
+				       "commit\n",
+				       NULL, &own, &reply),
+			 1);
+	free(reply);
+	assert_meta(s, "/o/old", USTATE_META_KEY, &own);
+	assert_value(s, "/o/old", "z", 1);
+
+	/* Without an owner, nothing is kept. */
+	assert_int_equal(script_vetted(s, "set /o/plain 1\np\ncommit\n", NULL,
+				       NULL, &reply),
+			 1);
+	free(reply);
+	assert_meta(s, "/o/plain", USTATE_META_KEY, NULL);
 }
 
 /* ---- JSON, errors, NULL ------------------------------------------------ */
@@ -3750,6 +4136,93 @@ static void test_sqlite_check_integrity(void **state)
 	assert_non_null(strstr(text, "integrity -\n"));
 	free(text);
 }
+
+/*
+ * A file of an earlier version, without ustate_meta: a read-only store
+ * reads no owners, a writable one adds the table; deletes by other
+ * programs take the owner along (the triggers); kv_store stays as the
+ * Rust crate made it.
+ */
+static void test_sqlite_meta_old_file(void **state)
+{
+	static const char kv_sql[] =
+		"CREATE TABLE kv_store ( key TEXT PRIMARY KEY NOT NULL, "
+		"value BLOB NOT NULL, version INTEGER NOT NULL, created_at "
+		"INTEGER NOT NULL, updated_at INTEGER NOT NULL)";
+	static const ustate_meta m = {1000, 100, 0600};
+	ustate_options o = fast_options();
+	struct fixture *f = *state;
+	sqlite3_stmt *st;
+	sqlite3 *db;
+
+	put(f->s, "/old/a", "a", 1);
+	put(f->s, "/old/b", "b", 1);
+	mkdir_rmdir(f->s, USTATE_OP_MKDIR, "/old/d");
+	ustate_close(f->s);
+	f->s = NULL;
+	assert_int_equal(
+		sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READWRITE, NULL),
+		SQLITE_OK);
+	exec_sql(db, "DROP TRIGGER ustate_meta_kv_delete;"
+		     "DROP TRIGGER ustate_meta_kv_rename;"
+		     "DROP TRIGGER ustate_meta_rmdir;"
+		     "DROP TABLE ustate_meta");
+
+	o.read_only = 1;
+	assert_int_equal(ustate_open_sqlite(&f->s2, f->path, &o), 0);
+	assert_meta(f->s2, "/old/a", USTATE_META_KEY, NULL);
+	assert_meta(f->s2, "/", USTATE_META_DIR, NULL);
+	assert_value(f->s2, "/old/a", "a", 1);
+
+	assert_int_equal(ustate_open_sqlite(&f->s, f->path, NULL), 0);
+	assert_value(f->s, "/old/a", "a", 1);
+	assert_int_equal(meta_txn(f->s, USTATE_OP_META, "/old/a", &m), 0);
+	assert_int_equal(meta_txn(f->s, USTATE_OP_META, "/old/b", &m), 0);
+	assert_int_equal(meta_txn(f->s, USTATE_OP_MKDIR, "/old/d", &m), 0);
+	/* The read-only store sees the table once it is there. */
+	assert_meta(f->s2, "/old/a", USTATE_META_KEY, &m);
+
+	exec_sql(db, "DELETE FROM kv_store WHERE key = '/old/a';"
+		     "DELETE FROM ustate_dirs WHERE path = '/old/d';"
+		     "INSERT INTO kv_store VALUES ('/old/a', x'31', 1, 0, 0);"
+		     "INSERT INTO ustate_dirs VALUES ('/old/d')");
+	assert_meta(f->s, "/old/a", USTATE_META_KEY, NULL);
+	assert_meta(f->s, "/old/b", USTATE_META_KEY, &m);
+	assert_meta(f->s, "/old/d", USTATE_META_DIR, NULL);
+
+	assert_int_equal(sqlite3_prepare_v2(db,
+					    "SELECT sql FROM sqlite_master "
+					    "WHERE name = 'kv_store'",
+					    -1, &st, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_string_equal(sqlite3_column_text(st, 0), kv_sql);
+	sqlite3_finalize(st);
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+}
+
+/* A symbolic link: followed to a file, refused when it leads nowhere. */
+static void test_sqlite_symlink(void **state)
+{
+	struct fixture *f = *state;
+	char link[PATH_MAX], target[PATH_MAX];
+	struct stat st;
+
+	snprintf(link, sizeof(link), "%s/link.db", f->dir);
+	snprintf(target, sizeof(target), "%s/nothing.db", f->dir);
+	assert_int_equal(symlink(target, link), 0);
+	assert_int_equal(ustate_open_sqlite(&f->s2, link, NULL), -ENOENT);
+	assert_null(f->s2);
+	assert_int_equal(lstat(target, &st), -1);
+	assert_int_equal(unlink(link), 0);
+
+	put(f->s, "/l", "l", 1);
+	assert_int_equal(symlink(f->path, link), 0);
+	assert_int_equal(ustate_open_sqlite(&f->s2, link, NULL), 0);
+	assert_value(f->s2, "/l", "l", 1);
+	assert_int_equal(unlink(link), 0);
+}
+
 /* ---- memory only ------------------------------------------------------- */
 
 static void test_memory_stores_are_separate(void **state)
@@ -3802,7 +4275,9 @@ static void test_memory_backup(void **state)
 		T(test_check_children), T(test_export), T(test_export_stops),  \
 		T(test_restore_roundtrip), T(test_restore_not_empty_dirs),     \
 		T(test_restore_merge_replace), T(test_restore_all_or_nothing), \
-		T(test_compact), T(test_check_clean)
+		T(test_compact), T(test_check_clean), T(test_meta_keys),       \
+		T(test_meta_dirs), T(test_meta_invalid), T(test_script_check), \
+		T(test_script_owner)
 
 static const struct CMUnitTest sqlite_cases[] = {
 	COMMON_CASES,
@@ -3818,6 +4293,8 @@ static const struct CMUnitTest sqlite_cases[] = {
 	T(test_sqlite_check_finds),
 	T(test_sqlite_check_history),
 	T(test_sqlite_check_integrity),
+	T(test_sqlite_meta_old_file),
+	T(test_sqlite_symlink),
 };
 
 static const struct CMUnitTest memory_cases[] = {
