@@ -184,6 +184,28 @@ static const char *const sql_text[ST_COUNT] = {
 	"  FROM ustate_state s;"                                               \
 	" END;"
 
+/*
+ * An outside UPDATE may rename a key: the old one is then gone, and the
+ * new one written, two changes in one revision even outside our own
+ * transactions (so the second takes the next id of the revision). Older
+ * databases are given this trigger when a writer opens them.
+ */
+#define KV_UPDATE_TRIGGER                                                       \
+	"CREATE TRIGGER ustate_kv_update AFTER UPDATE ON kv_store BEGIN"        \
+	" UPDATE ustate_state SET revision = revision + 1 WHERE pending = 0;"   \
+	" INSERT INTO ustate_history SELECT " HISTORY_ID ", 3, OLD.key, 0"      \
+	"  FROM ustate_state s WHERE OLD.key IS NOT NEW.key;"                   \
+	" DELETE FROM ustate_keyrev WHERE key = OLD.key"                        \
+	"  AND OLD.key IS NOT NEW.key;"                                         \
+	" INSERT INTO ustate_history SELECT coalesce((SELECT max(h.id) + 1"     \
+	"  FROM ustate_history h WHERE h.id >= s.revision << 20),"              \
+	"  s.revision << 20), CASE WHEN OLD.key IS NEW.key THEN 2 ELSE 1 END,"  \
+	"  NEW.key, NEW.version FROM ustate_state s;"                           \
+	" INSERT INTO ustate_keyrev SELECT NEW.key, revision FROM ustate_state" \
+	"  WHERE true ON CONFLICT(key) DO UPDATE"                               \
+	"  SET mod_revision = excluded.mod_revision;"                           \
+	" END"
+
 static const char schema_sql[] =
 	"CREATE TABLE IF NOT EXISTS kv_store ("
 	" key TEXT PRIMARY KEY NOT NULL,"
@@ -219,21 +241,7 @@ static const char schema_sql[] =
 	" INSERT INTO ustate_keyrev SELECT NEW.key, revision FROM ustate_state"
 	"  WHERE true ON CONFLICT(key) DO UPDATE"
 	"  SET mod_revision = excluded.mod_revision;"
-	" END;"
-	"CREATE TRIGGER ustate_kv_update AFTER UPDATE ON kv_store BEGIN"
-	" UPDATE ustate_state SET revision = revision + 1 WHERE pending = 0;"
-	/* An outside UPDATE may rename a key: the old one is then gone. */
-	" INSERT INTO ustate_history SELECT " HISTORY_ID ", 3, OLD.key, 0"
-	"  FROM ustate_state s WHERE OLD.key IS NOT NEW.key;"
-	" DELETE FROM ustate_keyrev WHERE key = OLD.key"
-	"  AND OLD.key IS NOT NEW.key;"
-	" INSERT INTO ustate_history SELECT " HISTORY_ID ","
-	"  CASE WHEN OLD.key IS NEW.key THEN 2 ELSE 1 END, NEW.key,"
-	"  NEW.version FROM ustate_state s;"
-	" INSERT INTO ustate_keyrev SELECT NEW.key, revision FROM ustate_state"
-	"  WHERE true ON CONFLICT(key) DO UPDATE"
-	"  SET mod_revision = excluded.mod_revision;"
-	" END;"
+	" END;" KV_UPDATE_TRIGGER ";"
 	"CREATE TRIGGER ustate_kv_delete AFTER DELETE ON kv_store BEGIN"
 	" UPDATE ustate_state SET revision = revision + 1 WHERE pending = 0;"
 	" INSERT INTO ustate_history SELECT " HISTORY_ID ", 3, OLD.key, 0"
@@ -467,6 +475,40 @@ static int table_present(struct conn *c, const char *name, bool *present)
 	return rc;
 }
 
+/* Replace an older ustate_kv_update trigger with KV_UPDATE_TRIGGER. */
+static int update_trigger_current(struct conn *c)
+{
+	sqlite3_stmt *st = NULL;
+	bool current;
+	int rc;
+
+	rc = sqlite3_prepare_v2(
+		c->db,
+		"SELECT sql = ?1 FROM sqlite_master WHERE "
+		"type = 'trigger' AND name = 'ustate_kv_update'",
+		-1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return sq_errno(c->db, rc);
+	sqlite3_bind_text(st, 1, KV_UPDATE_TRIGGER, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	current = rc != SQLITE_ROW || sqlite3_column_int(st, 0);
+	rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : sq_errno(c->db, rc);
+	sqlite3_finalize(st);
+	if (rc < 0 || current)
+		return rc;
+	rc = sqlite3_exec(
+		c->db,
+		"BEGIN IMMEDIATE;"
+		"DROP TRIGGER IF EXISTS ustate_kv_update;" KV_UPDATE_TRIGGER
+		";COMMIT",
+		NULL, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		rc = sq_errno(c->db, rc);
+		sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+	}
+	return rc;
+}
+
 static int schema_setup(struct conn *c)
 {
 	bool present;
@@ -482,7 +524,8 @@ static int schema_setup(struct conn *c)
 		rc = sqlite3_exec(c->db, DIR_TRIGGERS_SQL, NULL, NULL, NULL);
 		if (rc == SQLITE_OK)
 			rc = sqlite3_exec(c->db, meta_sql, NULL, NULL, NULL);
-		return sq_errno(c->db, rc);
+		rc = sq_errno(c->db, rc);
+		return rc < 0 ? rc : update_trigger_current(c);
 	}
 	/* Two processes may race to create it: decide under the lock. */
 	rc = exec1(c, ST_BEGIN);

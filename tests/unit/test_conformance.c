@@ -3805,16 +3805,31 @@ static void test_sqlite_external_write(void **state)
 	expect_event(f->w, USTATE_EVENT_UPDATED, "/ext", 2, r0 + 2);
 	assert_value(s, "/ext", "ok", 2);
 
-	exec_sql(db, "DELETE FROM kv_store WHERE key = '/ext'");
+	/* An outside rename: two changes in one revision. */
+	exec_sql(db, "UPDATE kv_store SET key = '/moved' WHERE key = '/ext'");
 	assert_int_equal(ustate_revision(s), r0 + 3);
-	expect_event(f->w, USTATE_EVENT_DELETED, "/ext", 0, r0 + 3);
+	expect_events_of_revision(
+		f->w, r0 + 3,
+		(const ustate_event[]){
+			{.type = USTATE_EVENT_DELETED, .key = "/ext"},
+			{.type = USTATE_EVENT_CREATED,
+			 .key = "/moved",
+			 .version = 2}},
+		2);
+	assert_value(s, "/moved", "ok", 2);
 	assert_absent(s, "/ext");
+
+	exec_sql(db, "DELETE FROM kv_store WHERE key = '/moved'");
+	assert_int_equal(ustate_revision(s), r0 + 4);
+	expect_event(f->w, USTATE_EVENT_DELETED, "/moved", 0, r0 + 4);
+	assert_absent(s, "/moved");
 	expect_no_event(f->w);
 	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+	assert_int_equal(ustate_check(s, NULL, NULL), 0);
 
 	/* Our own writes go on from there. */
 	put(s, "/ext", "again", 1);
-	expect_event(f->w, USTATE_EVENT_CREATED, "/ext", 1, r0 + 4);
+	expect_event(f->w, USTATE_EVENT_CREATED, "/ext", 1, r0 + 5);
 }
 
 /* A file made by the Rust univrs-state: only kv_store, rows already in. */
