@@ -296,10 +296,11 @@ static void reply_entry_for(fuse_req_t req, const char *path)
 	e.attr_timeout = node_attr_valid(n->ino, rev);
 	e.entry_timeout = fs.timeout;
 	node_set_type(n->ino, e.attr.st_mode);
+	/* Once the entry is sent, a FORGET may free n at any moment. */
 	rc = fuse_reply_entry(req, &e);
-	node_reply_done(n->ino);
+	node_reply_done(e.ino);
 	if (rc != 0)
-		node_forget(n->ino, 1);
+		node_forget(e.ino, 1);
 }
 
 /* An entry for the replayer: kind as the replay needs it, size 0. */
@@ -317,10 +318,11 @@ static void synth_entry(fuse_req_t req, const char *path, enum node_kind kind)
 	replay_attr(n->ino, path, kind, &e.attr);
 	e.ino = n->ino;
 	node_set_type(n->ino, e.attr.st_mode);
+	/* Once the entry is sent, a FORGET may free n at any moment. */
 	rc = fuse_reply_entry(req, &e);
-	node_reply_done(n->ino);
+	node_reply_done(e.ino);
 	if (rc != 0)
-		node_forget(n->ino, 1);
+		node_forget(e.ino, 1);
 }
 
 /*
@@ -804,10 +806,10 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		e.ino = n->ino;
 		node_set_type(n->ino, S_IFREG);
 		rc = fuse_reply_create(req, &e, fi);
-		node_reply_done(n->ino);
+		node_reply_done(e.ino);
 		if (rc != 0) {
 			handle_free(h);
-			node_forget(n->ino, 1);
+			node_forget(e.ino, 1);
 		}
 		return;
 	}
