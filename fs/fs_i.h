@@ -210,11 +210,13 @@ double node_attr_valid(fuse_ino_t ino, uint64_t rev);
 void node_reply_begin(fuse_ino_t ino, uint64_t rev);
 void node_reply_done(fuse_ino_t ino);
 /*
- * Around the watcher's invalidation of ino for a change of revision rev.
- * A notification makes the kernel drop every attribute reply under way,
- * a reader's refresh of its size among them: false when readers of the
- * page cache hold rev or later already (nothing to drop); else, until
- * node_notify_done(), no reader starts on the page cache.
+ * Around an invalidation of ino for a change of revision rev (the
+ * watcher's, or this mount's own commit). A notification makes the
+ * kernel drop every attribute reply under way, a page-cache reader's
+ * refresh of its size among them: false when readers of the page cache
+ * hold rev or later already (nothing to drop); else readers of an older
+ * revision are waited for a short while, and until node_notify_done() no
+ * reader starts on the page cache.
  */
 bool node_notify_begin(fuse_ino_t ino, uint64_t rev);
 void node_notify_done(fuse_ino_t ino);

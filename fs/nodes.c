@@ -454,15 +454,23 @@ void node_reply_begin(fuse_ino_t ino, uint64_t rev)
 
 bool node_notify_begin(fuse_ino_t ino, uint64_t rev)
 {
+	struct timespec until;
 	struct node *n;
 	bool go = true;
 
+	deadline(&until, SETTLE_MS);
 	pthread_mutex_lock(&lock);
 	n = find_ino(ino);
-	if (n && n->cached >= rev && n->pc_users)
+	if (n && n->pc_users && n->cached >= rev) {
 		go = false;
-	else if (n)
+	} else if (n) {
+		/* New readers read directly; older ones finish first. */
 		n->notifying++;
+		while ((n = find_ino(ino)) && n->pc_users && n->cached < rev)
+			if (pthread_cond_timedwait(&released, &lock, &until) ==
+			    ETIMEDOUT)
+				break;
+	}
 	pthread_mutex_unlock(&lock);
 	return go;
 }

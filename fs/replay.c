@@ -137,24 +137,23 @@ static void own_clear(void)
  * attributes: dropping pages would take locks the request that made the
  * change may hold. Pages are checked against the revision at each open.
  */
-static void own_forget_attrs(const char *key)
+static void own_forget_node(fuse_ino_t ino, uint64_t rev)
+{
+	if (ino && node_notify_begin(ino, rev)) {
+		node_attr_drop(ino);
+		kernel_forget_inode(ino, -1, 0);
+		node_notify_done(ino);
+	}
+}
+
+static void own_forget_attrs(const char *key, uint64_t rev)
 {
 	char vpath[FS_PATH_MAX];
-	fuse_ino_t ino;
 
-	ino = node_find(key);
-	if (ino) {
-		node_attr_drop(ino);
-		kernel_forget_inode(ino, -1, 0);
-	}
-	if (snprintf(vpath, sizeof(vpath), "%s/.value", key) >=
+	own_forget_node(node_find(key), rev);
+	if (snprintf(vpath, sizeof(vpath), "%s/.value", key) <
 	    (int)sizeof(vpath))
-		return;
-	ino = node_find(vpath);
-	if (ino) {
-		node_attr_drop(ino);
-		kernel_forget_inode(ino, -1, 0);
-	}
+		own_forget_node(node_find(vpath), rev);
 }
 
 int own_transaction(const ustate_op *ops, size_t n)
@@ -186,7 +185,7 @@ int own_transaction(const ustate_op *ops, size_t n)
 		if (ops[i].type == USTATE_OP_SET ||
 		    ops[i].type == USTATE_OP_CREATE ||
 		    ops[i].type == USTATE_OP_DELETE)
-			own_forget_attrs(ops[i].key);
+			own_forget_attrs(ops[i].key, res.revision);
 	free(v);
 	return rc;
 }
