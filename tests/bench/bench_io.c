@@ -210,10 +210,11 @@ static void *sql_setup(int w, void *arg)
 	sw->w = w;
 	if (sqlite3_open(target, &sw->db) != SQLITE_OK)
 		sql_die(sw->db, target);
+	/* Before anything that reads: the others may be writing. */
+	sqlite3_busy_timeout(sw->db, 60000);
 	snprintf(sql, sizeof(sql), "PRAGMA synchronous = %s", sync_level);
 	if (sqlite3_exec(sw->db, sql, NULL, NULL, NULL) != SQLITE_OK)
 		sql_die(sw->db, sql);
-	sqlite3_busy_timeout(sw->db, 60000);
 	if (sqlite3_prepare_v2(sw->db, RAW_UPSERT, -1, &sw->st, NULL) !=
 	    SQLITE_OK)
 		sql_die(sw->db, "prepare");

@@ -6,6 +6,7 @@
  * a file descriptor table, as separate programs would not.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +93,8 @@ static void worker(const struct bench_job *j, int w, int ready, int start,
 		j->op(state, i);
 	if (write(ready, &c, 1) != 1)
 		bench_die("ready pipe", errno);
+	/* Once all are ready or dead, the parent reads EOF, not forever. */
+	close(ready);
 	/* The parent closes its end: read() returns 0, and all go. */
 	if (read(start, &c, 1) < 0)
 		bench_die("start pipe", errno);
@@ -137,6 +140,9 @@ double bench_run(const struct bench_job *j)
 	/* All set up and warm, or one died (EOF before n bytes). */
 	for (n = 0; n < j->workers && read(ready[0], &c, 1) == 1; n++)
 		;
+	if (n < j->workers)
+		for (w = 0; w < j->workers; w++)
+			kill(pids[w], SIGKILL);
 	close(start[1]);
 	close(ready[0]);
 	for (w = 0; w < j->workers; w++) {
