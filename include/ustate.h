@@ -334,8 +334,10 @@ uint64_t ustate_revision(ustate *s);
  * Events come in revision order, without gaps or duplicates, and include
  * changes made by other processes on the same SQLite file.
  *
- * Return: 0; -EINVAL for a bad pattern; -ENODATA when start_revision is
- * older than the retained history; -ENOMEM; -EMFILE.
+ * Return: 0; -EINVAL for a bad pattern; -ENAMETOOLONG for one over
+ * USTATE_KEY_MAX + 1 bytes, or whose key breaks a length limit; -ENODATA
+ * when start_revision is older than the retained history; -ENOMEM;
+ * -EMFILE.
  */
 int ustate_watch_open(ustate_watch **out, ustate *s, const char *pattern,
 		      uint64_t start_revision);

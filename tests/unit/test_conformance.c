@@ -1664,6 +1664,52 @@ static void test_watch_bad_pattern(void **state)
 	}
 }
 
+/*
+ * A pattern too long for either kind is -ENAMETOOLONG, whatever its bytes
+ * (found by fuzz_keys: past USTATE_KEY_MAX + 1 bytes, the kind of pattern
+ * was read from the byte at that offset, not from the last, so that a long
+ * "x...x*" was -EINVAL).
+ */
+static void test_watch_long_pattern(void **state)
+{
+	static const struct {
+		size_t len; /* bytes of the pattern: first, then "a"s */
+		char first;
+		size_t star; /* offset of a '*', or 0 */
+		int rc;
+	} cases[] = {
+		{USTATE_KEY_MAX + 1, '/', USTATE_KEY_MAX, 0},
+		{USTATE_KEY_MAX + 2, '/', USTATE_KEY_MAX + 1, -ENAMETOOLONG},
+		{USTATE_KEY_MAX + 2, 'x', 0, -ENAMETOOLONG},
+		{3000, 'x', 2999, -ENAMETOOLONG},
+		{3000, '/', USTATE_KEY_MAX + 1, -ENAMETOOLONG},
+		{3000, '/', 0, -ENAMETOOLONG},
+		{USTATE_KEY_MAX + 1, 'x', 0, -EINVAL},
+	};
+	struct fixture *f = *state;
+	ustate_watch *w;
+	char *pattern;
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(cases); i++) {
+		pattern = malloc(cases[i].len + 1);
+		assert_non_null(pattern);
+		memset(pattern, 'a', cases[i].len);
+		pattern[0] = cases[i].first;
+		if (cases[i].star)
+			pattern[cases[i].star] = '*';
+		pattern[cases[i].len] = '\0';
+		w = (ustate_watch *)1;
+		assert_int_equal(ustate_watch_open(&w, f->s, pattern, 0),
+				 cases[i].rc);
+		if (cases[i].rc == 0)
+			ustate_watch_close(w);
+		else
+			assert_ptr_equal(w, (ustate_watch *)1);
+		free(pattern);
+	}
+}
+
 struct writer {
 	ustate *s;
 	int id;
@@ -2781,10 +2827,11 @@ static void test_memory_stores_are_separate(void **state)
 		T(test_watch_eagain), T(test_watch_fd),                        \
 		T(test_watch_fd_first_write), T(test_watch_replay),            \
 		T(test_watch_overflow), T(test_watch_history_zero),            \
-		T(test_watch_bad_pattern), T(test_watch_other_thread),         \
-		T(test_watch_idle_cpu), T(test_watch_concurrent_writers),      \
-		T(test_watch_big_txn), T(test_thread_cas_race),                \
-		T(test_options_get), T(test_dir_records), T(test_node),        \
+		T(test_watch_bad_pattern), T(test_watch_long_pattern),         \
+		T(test_watch_other_thread), T(test_watch_idle_cpu),            \
+		T(test_watch_concurrent_writers), T(test_watch_big_txn),       \
+		T(test_thread_cas_race), T(test_options_get),                  \
+		T(test_dir_records), T(test_node),                             \
 		T(test_node_bad_path_output), T(test_readdir),                 \
 		T(test_readdir_many), T(test_script), T(test_script_failures), \
 		T(test_json), T(test_strerror), T(test_null_is_noop),          \
