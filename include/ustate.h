@@ -393,9 +393,10 @@ int ustate_script_new(ustate_script **out, ustate *s);
 /**
  * ustate_script_feed() - parse more of the script.
  * Return: 0 when more input is expected; 1 when the piece completed
- * "commit" and the transaction committed; a negative errno when the script
- * failed, now or earlier: -ECANCELED (a check), -EEXIST (a create),
- * -ENOENT (a delete), -EINVAL (malformed, or input after the end), -EFBIG,
+ * "commit" and the transaction committed, or when it holds only newlines
+ * after such a piece; a negative errno when the script failed, now or
+ * earlier: -ECANCELED (a check), -EEXIST (a create), -ENOENT (a delete),
+ * -EINVAL (malformed, or input other than newlines after the end), -EFBIG,
  * -E2BIG, or an error of ustate_transaction(). Nothing is written unless
  * the result is 1. The reply says what happened, and on which line.
  */

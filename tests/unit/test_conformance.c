@@ -2281,6 +2281,42 @@ static void test_script(void **state)
 	assert_int_equal(ustate_revision(s), 2);
 }
 
+/*
+ * Newlines after a commit are ignored in the same piece, so also in later
+ * ones (found by fuzz_txn: fed "commit\n" then "\n", the second write
+ * failed with EINVAL where one write of both succeeded).
+ */
+static void test_script_newlines_after_commit(void **state)
+{
+	static const char text[] = "set /s/a 1\nx\ncommit\n";
+	struct fixture *f = *state;
+	ustate_script *sc = NULL;
+	const char *r;
+	char *reply;
+	size_t len;
+
+	assert_int_equal(
+		script_run(f->s, "set /s/a 1\nx\ncommit\n\n\n", &reply), 1);
+	assert_string_equal(reply, "ok 1\nset /s/a 1\n");
+	free(reply);
+
+	assert_int_equal(ustate_script_new(&sc, f->s), 0);
+	assert_int_equal(ustate_script_feed(sc, text, sizeof(text) - 1), 1);
+	assert_int_equal(ustate_script_feed(sc, "\n", 1), 1);
+	assert_int_equal(ustate_script_feed(sc, "\n\n", 2), 1);
+	assert_int_equal(ustate_script_feed(sc, "", 0), 1);
+	/* Anything else is still input after the end. */
+	assert_int_equal(ustate_script_feed(sc, "\nx", 2), -EINVAL);
+	assert_int_equal(ustate_script_feed(sc, " ", 1), -EINVAL);
+	assert_int_equal(ustate_script_result(sc), 1);
+	r = ustate_script_reply(sc, &len);
+	assert_int_equal(len, strlen("ok 2\nset /s/a 2\n"));
+	assert_memory_equal(r, "ok 2\nset /s/a 2\n", len);
+	ustate_script_free(sc);
+	assert_value(f->s, "/s/a", "x", 2);
+	assert_int_equal(ustate_revision(f->s), 2);
+}
+
 static void test_script_failures(void **state)
 {
 	static const struct {
@@ -2833,7 +2869,8 @@ static void test_memory_stores_are_separate(void **state)
 		T(test_thread_cas_race), T(test_options_get),                  \
 		T(test_dir_records), T(test_node),                             \
 		T(test_node_bad_path_output), T(test_readdir),                 \
-		T(test_readdir_many), T(test_script), T(test_script_failures), \
+		T(test_readdir_many), T(test_script),                          \
+		T(test_script_newlines_after_commit), T(test_script_failures), \
 		T(test_json), T(test_strerror), T(test_null_is_noop),          \
 		T(test_check_children)
 
