@@ -133,12 +133,15 @@ typedef struct ustate_event {
  * ustate_open_sqlite() - open (or create) a store in a SQLite file.
  * @out:  receives the store; the caller closes it with ustate_close().
  * @path: file name; a new file is created with mode 0600. The file may be
- *        shared with other processes, ours or the Rust univrs-state.
+ *        shared with other processes, ours or the Rust univrs-state. A
+ *        name is never a SQLite URI ("file:a" is the file ./file:a), and
+ *        ":memory:" is refused: ustate_open_memory() makes such a store.
  * @opts: options, or NULL for USTATE_OPTIONS_INIT.
  *
- * Return: 0; -EINVAL for bad options; -EUCLEAN when the file is not a
- * SQLite database or is corrupt; -EROFS when read-only and the file lacks
- * the store's tables; an errno from the file system (-ENOENT, -EACCES ...).
+ * Return: 0; -EINVAL for bad options, an empty path or ":memory:";
+ * -EUCLEAN when the file is not a SQLite database or is corrupt; -EROFS
+ * when read-only and the file lacks the store's tables; an errno from the
+ * file system (-ENOENT, -EACCES ...).
  */
 int ustate_open_sqlite(ustate **out, const char *path,
 		       const ustate_options *opts);

@@ -2702,6 +2702,41 @@ static void test_sqlite_file_mode(void **state)
 		assert_int_equal(st.st_mode & 0777, 0600);
 }
 
+/*
+ * A path is a file name, never one of SQLite's special names: ":memory:"
+ * made a store whose reads saw none of its writes (each connection had a
+ * database of its own) and left an empty file named ":memory:" behind,
+ * and "file:" names were taken as URIs the same way.
+ */
+static void test_sqlite_special_names(void **state)
+{
+	static const char uri[] = "file:u.db?mode=memory";
+	ustate_options o = fast_options();
+	struct fixture *f = *state;
+	char cwd[PATH_MAX];
+	struct stat st;
+	ustate *s;
+
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	assert_int_equal(chdir(f->dir), 0);
+	s = (ustate *)1;
+	assert_int_equal(ustate_open_sqlite(&s, ":memory:", &o), -EINVAL);
+	assert_ptr_equal(s, (ustate *)1);
+	assert_int_equal(stat(":memory:", &st), -1);
+
+	/* A "file:" name is a file like any other, seen by every reader. */
+	assert_int_equal(ustate_open_sqlite(&f->s2, uri, &o), 0);
+	put(f->s2, "/u", "x", 1);
+	assert_value(f->s2, "/u", "x", 1);
+	assert_int_equal(ustate_revision(f->s2), 1);
+	ustate_close(f->s2);
+	assert_int_equal(ustate_open_sqlite(&f->s2, uri, &o), 0);
+	assert_value(f->s2, "/u", "x", 1);
+	assert_int_equal(stat(uri, &st), 0);
+	assert_true(S_ISREG(st.st_mode) && st.st_size > 0);
+	assert_int_equal(chdir(cwd), 0);
+}
+
 static void test_sqlite_reopen(void **state)
 {
 	struct fixture *f = *state;
@@ -2880,6 +2915,7 @@ static const struct CMUnitTest sqlite_cases[] = {
 	T(test_sqlite_process_watch),
 	T(test_sqlite_not_a_database),
 	T(test_sqlite_file_mode),
+	T(test_sqlite_special_names),
 	T(test_sqlite_reopen),
 	T(test_sqlite_external_write),
 	T(test_sqlite_rust_file),
