@@ -67,6 +67,7 @@ def op(name, *args):
         text = args[0].encode()
         return out + bytes([len(text)]) + text
     if name == "watch":
+        # back: 0 watches from now on, n from n - 1 revisions before the next
         pattern, start = args
         if pattern == "*":
             return out + bytes([0, start])
@@ -141,8 +142,12 @@ SEEDS = {
     "watches": [
         op("set", "/a", "1"), op("set", "/a/b", "2"), op("delete", "/a"),
         op("txn", ("set", "/b", "1"), ("set", "/a/c", "2"), ("delete", "/a/b")),
-        op("watch", "*", 1), op("watch", "/a/*", 2), op("watch", "/a/b", 1),
-        op("watch", "/a*", 0), op("watch", "*", 9)],
+        op("watch", "*", 5), op("watch", "/a/*", 3), op("watch", "/a/b", 1),
+        op("watch", "/a*", 0), op("watch", "*", 9), op("watch", "/a", 4)],
+    "history-trimmed": [op("set", "/a", str(i)) for i in range(100)] + [
+        op("watch", "*", 60), op("watch", "*", 70), op("watch", "*", 100),
+        op("txn", ("set", "/a", "x"), ("set", "/b", "y")),
+        op("watch", "/a", 66), op("watch", "*", 254)],
 }
 
 
