@@ -4,7 +4,8 @@
  * Each input decodes into a sequence of operations (set, delete,
  * compare-and-set, create, transactions of up to MAX_OPS + 1 ops of every
  * type, get, exists, version, list, node, readdir, list_dirs, a /.txn
- * script, a watch replay) on keys drawn mostly from a few segments, so
+ * script, a watch replay, a watch read while writes go on, a burst of
+ * writes into one directory) on keys drawn mostly from a few segments, so
  * that they collide, nest and sort next to each other, and sometimes
  * invalid or at the length limits. Every operation runs on a fresh memory
  * store and on a fresh SQLite store (a file in a tmpfs directory); the
@@ -50,25 +51,39 @@ enum op_code {
 	OP_REVISION,
 	OP_SCRIPT,
 	OP_WATCH,
+	OP_FILL,
+	OP_WATCH_OPEN,
+	OP_WATCH_READ,
 	OP_COUNT
 };
 
 struct stores {
-	ustate *m;   /* memory */
-	ustate *q;   /* SQLite */
-	size_t step; /* index of the operation, for messages */
-	bool trace;  /* print each operation */
+	ustate *m;	       /* memory */
+	ustate *q;	       /* SQLite */
+	size_t step;	       /* index of the operation, for messages */
+	bool trace;	       /* print each operation */
+	ustate_watch *wm, *wq; /* a watch kept open across operations */
 };
 
 static const char *const op_names[OP_COUNT] = {
-	[OP_SET] = "set",	    [OP_DELETE] = "delete",
-	[OP_CAS] = "cas",	    [OP_CREATE] = "create",
-	[OP_GET] = "get",	    [OP_EXISTS] = "exists",
-	[OP_VERSION] = "version",   [OP_LIST] = "list",
-	[OP_TXN] = "txn",	    [OP_NODE] = "node",
-	[OP_READDIR] = "readdir",   [OP_LIST_DIRS] = "list_dirs",
-	[OP_REVISION] = "revision", [OP_SCRIPT] = "script",
+	[OP_SET] = "set",
+	[OP_DELETE] = "delete",
+	[OP_CAS] = "cas",
+	[OP_CREATE] = "create",
+	[OP_GET] = "get",
+	[OP_EXISTS] = "exists",
+	[OP_VERSION] = "version",
+	[OP_LIST] = "list",
+	[OP_TXN] = "txn",
+	[OP_NODE] = "node",
+	[OP_READDIR] = "readdir",
+	[OP_LIST_DIRS] = "list_dirs",
+	[OP_REVISION] = "revision",
+	[OP_SCRIPT] = "script",
 	[OP_WATCH] = "watch",
+	[OP_FILL] = "fill",
+	[OP_WATCH_OPEN] = "watch_open",
+	[OP_WATCH_READ] = "watch_read",
 };
 
 /* Print what an operation did, when tracing. */
@@ -416,6 +431,21 @@ static void do_script(struct stores *st, struct fuzz_in *in)
 	ustate_script_free(sq);
 }
 
+static void same_event(const struct stores *st, const ustate_event *em,
+		       const ustate_event *eq)
+{
+	SAME(st, em->type, eq->type, "event type");
+	SAME(st, em->version, eq->version, "event version");
+	SAME(st, em->revision, eq->revision, "event revision");
+	FUZZ_CHECK(!strcmp(em->key, eq->key),
+		   "step %zu: event on %s against %s", st->step, em->key,
+		   eq->key);
+	if (st->trace)
+		fprintf(stderr, "  event %d %s v%llu r%llu\n", em->type,
+			em->key, (unsigned long long)em->version,
+			(unsigned long long)em->revision);
+}
+
 /*
  * Open a watch on each store and compare every event it has now. The
  * memory backend keeps exactly HISTORY revisions of history and SQLite
@@ -445,24 +475,19 @@ static void watch_compare(struct stores *st, const char *pattern,
 		SAME(st, rm, rq, "watch_next");
 		if (rm < 0)
 			break;
-		SAME(st, em.type, eq.type, "event type");
-		SAME(st, em.version, eq.version, "event version");
-		SAME(st, em.revision, eq.revision, "event revision");
-		if (st->trace)
-			fprintf(stderr, "  event %d %s v%llu r%llu\n", em.type,
-				em.key, (unsigned long long)em.version,
-				(unsigned long long)em.revision);
-		FUZZ_CHECK(!strcmp(em.key, eq.key),
-			   "step %zu: event on %s against %s", st->step, em.key,
-			   eq.key);
+		same_event(st, &em, &eq);
 	}
 	ustate_watch_close(wm);
 	ustate_watch_close(wq);
 }
 
-static void do_watch(struct stores *st, struct fuzz_in *in)
+/*
+ * A watch pattern ("*", a key, a prefix + "*") and a start revision: 0
+ * (from now on), else from up to 254 revisions before the next.
+ */
+static uint64_t decode_watch(struct stores *st, struct fuzz_in *in,
+			     char *pattern)
 {
-	char pattern[KEY_BUF + 1];
 	unsigned b = fuzz_byte(in) % 3, back;
 	uint64_t rev = ustate_revision(st->m);
 
@@ -473,13 +498,95 @@ static void do_watch(struct stores *st, struct fuzz_in *in)
 		if (b == 2)
 			strcat(pattern, "*");
 	}
-	/* 0: from now on; else from up to 254 revisions before the next. */
 	back = fuzz_byte(in);
 	if (!back)
-		watch_compare(st, pattern, 0);
-	else
-		watch_compare(st, pattern,
-			      rev + 1 >= back ? rev + 2 - back : 1);
+		return 0;
+	return rev + 1 >= back ? rev + 2 - back : 1;
+}
+
+static void do_watch(struct stores *st, struct fuzz_in *in)
+{
+	char pattern[KEY_BUF + 1];
+	uint64_t start = decode_watch(st, in, pattern);
+
+	watch_compare(st, pattern, start);
+}
+
+static void watch_close(struct stores *st)
+{
+	ustate_watch_close(st->wm);
+	ustate_watch_close(st->wq);
+	st->wm = st->wq = NULL;
+}
+
+/* Open the watch that later operations write under and do_watch_read reads. */
+static void do_watch_open(struct stores *st, struct fuzz_in *in)
+{
+	char pattern[KEY_BUF + 1];
+	uint64_t start = decode_watch(st, in, pattern);
+	int rm, rq;
+
+	watch_close(st);
+	rm = ustate_watch_open(&st->wm, st->m, pattern, start);
+	rq = ustate_watch_open(&st->wq, st->q, pattern, start);
+	trace(st, OP_WATCH_OPEN, pattern, rm);
+	if (rm == -ENODATA && rq == 0) {
+		/* SQLite trims later: see watch_compare(). */
+		ustate_watch_close(st->wq);
+		st->wq = NULL;
+		return;
+	}
+	SAME(st, rm, rq, "watch_open");
+	if (rm < 0)
+		st->wm = st->wq = NULL;
+}
+
+/* Read up to 64 events of the open watch from both stores. */
+static void do_watch_read(struct stores *st, struct fuzz_in *in)
+{
+	unsigned n = fuzz_byte(in) % 64 + 1, i;
+	ustate_event em, eq;
+	int rm, rq;
+
+	for (i = 0; st->wm && i < n; i++) {
+		rm = ustate_watch_next(st->wm, &em, 0);
+		rq = ustate_watch_next(st->wq, &eq, 0);
+		trace(st, OP_WATCH_READ, rm == 0 ? em.key : "", rm);
+		if (rm == -EOVERFLOW && rq != -EOVERFLOW) {
+			/* Memory dropped history that SQLite still holds. */
+			watch_close(st);
+			return;
+		}
+		SAME(st, rm, rq, "watch_next");
+		if (rm < 0)
+			return;
+		same_event(st, &em, &eq);
+	}
+}
+
+/*
+ * Write up to 129 keys below one key, some a level deeper, in an order
+ * that is not theirs: enough names in one directory for readdir and list
+ * to work in several batches, and revisions enough to trim the history.
+ */
+static void do_fill(struct stores *st, struct fuzz_in *in)
+{
+	char base[KEY_BUF], key[KEY_BUF + 32];
+	unsigned n, i;
+	uint64_t vm = 0, vq = 0;
+	int rm, rq;
+
+	decode_key(in, base);
+	n = fuzz_byte(in) % 130;
+	for (i = 0; i < n; i++) {
+		snprintf(key, sizeof(key), "%s/%u%s", base, i * 7 % 100,
+			 i % 3 ? "" : "/x");
+		rm = ustate_set(st->m, key, "f", 1, &vm);
+		rq = ustate_set(st->q, key, "f", 1, &vq);
+		SAME(st, rm, rq, "fill");
+		SAME(st, vm, vq, "fill version");
+	}
+	trace(st, OP_FILL, base, (int)n);
 }
 
 static void sqlite_remove(const char *db)
@@ -569,6 +676,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case OP_WATCH:
 			do_watch(&st, &in);
 			break;
+		case OP_FILL:
+			do_fill(&st, &in);
+			break;
+		case OP_WATCH_OPEN:
+			do_watch_open(&st, &in);
+			break;
+		case OP_WATCH_READ:
+			do_watch_read(&st, &in);
+			break;
 		case OP_REVISION:
 		case OP_COUNT:
 			break;
@@ -583,6 +699,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	rev = ustate_revision(st.m);
 	if (rev)
 		watch_compare(&st, "*", rev > HISTORY ? rev - HISTORY + 1 : 1);
+	watch_close(&st);
 	ustate_close(st.m);
 	ustate_close(st.q);
 	sqlite_remove(db);

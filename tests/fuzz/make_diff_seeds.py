@@ -9,7 +9,8 @@ import sys
 
 SEGS = ["a", "b", "c", "ab", "a b", "a.b", "a-", "a0", "\u00e9", "*", "~"]
 OPS = ["set", "delete", "cas", "create", "get", "exists", "version", "list",
-       "txn", "node", "readdir", "list_dirs", "revision", "script", "watch"]
+       "txn", "node", "readdir", "list_dirs", "revision", "script", "watch",
+       "fill", "watch_open", "watch_read"]
 TXN = {"check": 0, "set": 1, "delete": 2, "create": 3, "mkdir": 4,
        "rmdir": 5, "children": 6, "bad": 9}
 
@@ -66,7 +67,11 @@ def op(name, *args):
     if name == "script":
         text = args[0].encode()
         return out + bytes([len(text)]) + text
-    if name == "watch":
+    if name == "fill":
+        return out + key(args[0]) + bytes([args[1]])
+    if name == "watch_read":
+        return out + bytes([args[0] - 1])
+    if name in ("watch", "watch_open"):
         # back: 0 watches from now on, n from n - 1 revisions before the next
         pattern, start = args
         if pattern == "*":
@@ -148,6 +153,20 @@ SEEDS = {
         op("watch", "*", 60), op("watch", "*", 70), op("watch", "*", 100),
         op("txn", ("set", "/a", "x"), ("set", "/b", "y")),
         op("watch", "/a", 66), op("watch", "*", 254)],
+    "fill-readdir": [
+        op("fill", "/a", 129), op("readdir", "/a"), op("list", "/a/"),
+        op("node", "/a"), op("readdir", "/"), op("set", "/a-", "x"),
+        op("fill", "/a/b", 100), op("readdir", "/a/b"), op("readdir", "/a"),
+        op("list", "/a/b/"), op("delete", ("raw", b"/a/b/0/x")), op("node", ("raw", b"/a/b/0")),
+        op("txn", ("mkdir", "/a/~"), ("mkdir", "/a/b/c")),
+        op("readdir", "/a"), op("list_dirs", "/a")],
+    "watch-open-read": [
+        op("watch_open", "*", 0), op("set", "/a", "1"), op("set", "/b", "2"),
+        op("watch_read", 1), op("delete", "/a"), op("watch_read", 10),
+        op("watch_open", "/a/*", 3), op("fill", "/a", 60),
+        op("watch_read", 64), op("fill", "/c", 129), op("watch_read", 64),
+        op("watch_read", 64), op("watch_open", "*", 100),
+        op("watch_read", 5)],
 }
 
 
