@@ -5,6 +5,7 @@
  * a scratch directory that goes away with the process.
  */
 #include <dirent.h>
+#include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -170,7 +171,7 @@ const char *fuzz_tmpdir(void)
 			       ? "/dev/shm"
 			       : "/tmp";
 	snprintf(tmpdir, sizeof(tmpdir), "%s/ustate-fuzz-XXXXXX", base);
-	FUZZ_CHECK(mkdtemp(tmpdir), "mkdtemp %s: %m", tmpdir);
+	FUZZ_CHECK(mkdtemp(tmpdir), "mkdtemp %s: %s", tmpdir, strerror(errno));
 	atexit(tmpdir_remove);
 	return tmpdir;
 }

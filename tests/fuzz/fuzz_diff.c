@@ -619,7 +619,7 @@ static void sqlite_fresh(const char *db, const ustate_options *o)
 		FUZZ_CHECK(rc == 0, "open %s: %d", db, rc);
 		ustate_close(s);
 		fd = open(db, O_RDONLY | O_CLOEXEC);
-		FUZZ_CHECK(fd >= 0, "open %s: %m", db);
+		FUZZ_CHECK(fd >= 0, "open %s: %s", db, strerror(errno));
 		image = malloc(1 << 20);
 		FUZZ_CHECK(image, "out of memory");
 		size = read(fd, image, 1 << 20);
@@ -629,7 +629,7 @@ static void sqlite_fresh(const char *db, const ustate_options *o)
 	}
 	fd = open(db, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	FUZZ_CHECK(fd >= 0 && write(fd, image, (size_t)size) == size,
-		   "write %s: %m", db);
+		   "write %s: %s", db, strerror(errno));
 	close(fd);
 }
 
