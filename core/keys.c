@@ -113,10 +113,14 @@ int ustate_pattern_parse(const char *pattern, char *prefix, bool *is_prefix)
 
 	if (!pattern)
 		return -EINVAL;
+	/*
+	 * Too long for either kind. Decided first: past this bound, which
+	 * kind the pattern is would depend on a byte in its middle.
+	 */
 	len = strnlen(pattern, USTATE_KEY_MAX + 2);
+	if (len > USTATE_KEY_MAX + 1)
+		return -ENAMETOOLONG;
 	if (len > 0 && pattern[len - 1] == '*') {
-		if (len - 1 > USTATE_KEY_MAX)
-			return -ENAMETOOLONG;
 		memcpy(prefix, pattern, len - 1);
 		prefix[len - 1] = '\0';
 		if (strchr(prefix, '*'))

@@ -430,8 +430,6 @@ struct txn_dir {
 	struct mem_node *node;	/* the record before the txn, or NULL */
 	int present;		/* whether it is recorded after the txn */
 	int root;		/* the path is "/": only metadata */
-	bool changed;		/* made or dropped by the txn */
-	char *hkey;		/* the history's copy of path */
 	struct mem_node *fresh; /* the node to link when it is new */
 	bool has_meta;		/* the metadata after the transaction */
 	ustate_meta meta;
@@ -645,15 +643,14 @@ static struct mem_node *node_place(struct mem_map *map, struct mem_node *x,
 
 /*
  * Make a prepared transaction the state of the store; this cannot fail. It
- * takes over the values, nodes and change keys it uses, leaving NULL in
- * their place.
+ * takes over the values and nodes it uses, leaving NULL in their place;
+ * txn_history() then records the changes.
  */
-static void txn_commit(struct mem_backend *m, const ustate_op *ops, size_t n,
-		       struct txn_key *keys, size_t nk,
-		       struct ustate_change *chg, int64_t now)
+static void txn_commit(struct mem_backend *m, const ustate_op *ops,
+		       struct txn_key *keys, size_t nk, int64_t now)
 {
 	struct mem_node *x;
-	size_t k, i;
+	size_t k;
 
 	for (k = 0; k < nk; k++) {
 		x = keys[k].node;
@@ -677,15 +674,6 @@ static void txn_commit(struct mem_backend *m, const ustate_op *ops, size_t n,
 		x->has_meta = keys[k].has_meta;
 		x->meta = keys[k].meta;
 	}
-	if (!m->keep)
-		return;
-	for (i = 0; i < n; i++) {
-		if (!op_writes_key(ops[i].type))
-			continue;
-		chg[i].revision = m->rev;
-		*hist_at(m, m->hlen++) = chg[i];
-		chg[i].key = NULL;
-	}
 }
 
 /*
@@ -697,7 +685,7 @@ static void txn_commit(struct mem_backend *m, const ustate_op *ops, size_t n,
 static void txn_stage_dirs(struct mem_backend *m, const ustate_op *ops,
 			   const struct txn_slot *slot, size_t nd,
 			   struct txn_dir *dirs, size_t *ndirs,
-			   ustate_txn_result *res)
+			   struct ustate_change *chg, ustate_txn_result *res)
 {
 	size_t s, e, k, i, nn = 0;
 
@@ -717,7 +705,18 @@ static void txn_stage_dirs(struct mem_backend *m, const ustate_op *ops,
 			d->meta = d->root ? m->root_meta : d->node->meta;
 		for (k = s; k < e; k++) {
 			i = slot[k].idx;
-			res->versions[i] = 0;
+			/*
+			 * Each op that makes or drops the record is a change
+			 * (the root is no record: only its metadata changes).
+			 */
+			res->versions[i] =
+				!d->root &&
+				d->present != (ops[i].type == USTATE_OP_MKDIR);
+			if (res->versions[i])
+				chg[i].type =
+					ops[i].type == USTATE_OP_MKDIR
+						? USTATE_EVENT_DIR_CREATED
+						: USTATE_EVENT_DIR_DELETED;
 			if (ops[i].type == USTATE_OP_RMDIR) {
 				/* The record takes its owner along. */
 				d->present = 0;
@@ -728,28 +727,32 @@ static void txn_stage_dirs(struct mem_backend *m, const ustate_op *ops,
 			if (ops[i].value)
 				meta_take(&ops[i], &d->has_meta, &d->meta);
 		}
-		/* The root is no record: only its metadata changes. */
-		d->changed = !d->root && d->present != (d->node != NULL);
-		res->versions[slot[e - 1].idx] = d->changed;
 	}
 	*ndirs = nn;
 }
 
 /*
  * Allocate the node of every record that txn_commit_dirs() adds, and the
- * history's copy of the path of every record that changes.
+ * history's copy of the path of every change of a record (*nchg of them).
  */
-static int txn_prepare_dirs(struct mem_backend *m, struct txn_dir *dirs,
-			    size_t nd)
+static int txn_prepare_dirs(struct mem_backend *m, const ustate_op *ops,
+			    size_t n, struct txn_dir *dirs, size_t nd,
+			    struct ustate_change *chg, size_t *nchg)
 {
-	size_t k;
+	size_t k, i;
 
+	*nchg = 0;
+	for (i = 0; i < n; i++) {
+		if (!op_is_dir(ops[i].type) || !chg[i].type)
+			continue;
+		++*nchg;
+		if (!m->keep)
+			continue;
+		chg[i].key = strdup(ops[i].key);
+		if (!chg[i].key)
+			return -ENOMEM;
+	}
 	for (k = 0; k < nd; k++) {
-		if (dirs[k].changed && m->keep) {
-			dirs[k].hkey = strdup(dirs[k].path);
-			if (!dirs[k].hkey)
-				return -ENOMEM;
-		}
 		if (!dirs[k].present || dirs[k].node || dirs[k].root)
 			continue;
 		dirs[k].fresh = node_new(&m->rng, dirs[k].path);
@@ -766,7 +769,6 @@ static int txn_prepare_dirs(struct mem_backend *m, struct txn_dir *dirs,
 static void txn_commit_dirs(struct mem_backend *m, struct txn_dir *dirs,
 			    size_t nd)
 {
-	struct ustate_change *c;
 	struct mem_node *x;
 	size_t k;
 
@@ -782,15 +784,21 @@ static void txn_commit_dirs(struct mem_backend *m, struct txn_dir *dirs,
 			x->has_meta = dirs[k].has_meta;
 			x->meta = dirs[k].meta;
 		}
-		if (!dirs[k].hkey)
+	}
+}
+
+/* Append the changes of a committed transaction, in op order. */
+static void txn_history(struct mem_backend *m, const ustate_op *ops, size_t n,
+			struct ustate_change *chg)
+{
+	size_t i;
+
+	for (i = 0; m->keep && chg && i < n; i++) {
+		if (!chg[i].key)
 			continue;
-		c = hist_at(m, m->hlen++);
-		*c = (struct ustate_change){
-			.type = dirs[k].present ? USTATE_EVENT_DIR_CREATED
-						: USTATE_EVENT_DIR_DELETED,
-			.revision = m->rev,
-			.key = dirs[k].hkey};
-		dirs[k].hkey = NULL;
+		chg[i].revision = m->rev;
+		*hist_at(m, m->hlen++) = chg[i];
+		chg[i].key = NULL;
 	}
 }
 
@@ -823,13 +831,12 @@ static int mem_txn(void *b, const ustate_op *ops, size_t n,
 	if (!nw && !nd)
 		goto out;
 	slot = malloc((nw + nd) * sizeof(*slot));
-	if (nw) {
+	chg = calloc(n, sizeof(*chg));
+	if (nw)
 		keys = calloc(nw, sizeof(*keys));
-		chg = calloc(n, sizeof(*chg));
-	}
 	if (nd)
 		dirs = calloc(nd, sizeof(*dirs));
-	if (!slot || (nw && (!keys || !chg)) || (nd && !dirs)) {
+	if (!slot || !chg || (nw && !keys) || (nd && !dirs)) {
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -850,15 +857,13 @@ static int mem_txn(void *b, const ustate_op *ops, size_t n,
 	rc = txn_stage(m, ops, slot, nw, keys, &nk, chg, res, now);
 	if (rc < 0)
 		goto out;
-	txn_stage_dirs(m, ops, slot + nw, nd, dirs, &ndirs, res);
+	txn_stage_dirs(m, ops, slot + nw, nd, dirs, &ndirs, chg, res);
 	if (nk) {
 		rc = txn_prepare(m, ops, n, nw, keys, nk, chg);
 		if (rc < 0)
 			goto out;
 	}
-	rc = txn_prepare_dirs(m, dirs, ndirs);
-	for (i = 0, ndc = 0; i < ndirs; i++)
-		ndc += dirs[i].changed;
+	rc = txn_prepare_dirs(m, ops, n, dirs, ndirs, chg, &ndc);
 	if (rc == 0 && m->keep)
 		rc = hist_reserve(m, nw + ndc);
 	if (rc < 0)
@@ -872,8 +877,9 @@ static int mem_txn(void *b, const ustate_op *ops, size_t n,
 	if (nkw || ndc)
 		m->rev++;
 	if (nk)
-		txn_commit(m, ops, n, keys, nk, chg, now);
+		txn_commit(m, ops, keys, nk, now);
 	txn_commit_dirs(m, dirs, ndirs);
+	txn_history(m, ops, n, chg);
 	hist_trim(m);
 	res->revision = m->rev;
 out:
@@ -882,10 +888,8 @@ out:
 		free(keys[i].value);
 		free(keys[i].fresh);
 	}
-	for (i = 0; i < ndirs; i++) {
+	for (i = 0; i < ndirs; i++)
 		free(dirs[i].fresh);
-		free(dirs[i].hkey);
-	}
 	for (i = 0; chg && i < n; i++)
 		free(chg[i].key);
 	free(chg);

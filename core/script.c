@@ -358,8 +358,16 @@ int ustate_script_feed(ustate_script *sc, const void *buf, size_t len)
 	size_t take;
 	int rc;
 
-	if (sc->state == SC_DONE)
+	if (sc->state == SC_DONE) {
+		/*
+		 * A commit ignores the newlines after it in its own piece; so
+		 * in later pieces too, or the outcome would depend on how the
+		 * writer cut its input.
+		 */
+		if (sc->result == 1 && only_newlines(p, end))
+			return 1;
 		return sc->result < 0 ? sc->result : -EINVAL;
+	}
 	while (p < end) {
 		switch (sc->state) {
 		case SC_LINE:

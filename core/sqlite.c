@@ -29,6 +29,7 @@
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -2101,7 +2102,23 @@ int ustate_sqlite_backend_open(void **b, const struct ustate_backend_ops **ops,
 	pthread_mutex_init(&q->glock, NULL);
 	pthread_cond_init(&q->gdone, NULL);
 	q->qtail = &q->queue;
-	q->path = strdup(path);
+	/*
+	 * The path is a file name, always. SQLite would make ":memory:" a
+	 * private database of each connection (the readers would never see
+	 * what the writer wrote) and, built with URI support as Debian's is,
+	 * read "file:..." as a URI: refuse the first, and open the second as
+	 * "./file:...", the file that file_create() makes.
+	 */
+	if (!strcmp(path, ":memory:")) {
+		rc = -EINVAL;
+		goto fail;
+	}
+	if (!strncmp(path, "file:", 5)) {
+		if (asprintf(&q->path, "./%s", path) < 0)
+			q->path = NULL;
+	} else {
+		q->path = strdup(path);
+	}
 	if (!q->path) {
 		rc = -ENOMEM;
 		goto fail;

@@ -60,6 +60,9 @@
 
 #define RENAME_RETRIES 8
 
+/* Values up to this size are read through the page cache. */
+#define PAGECACHE_MAX (64u << 10)
+
 /* fill_attr()'s revision of attributes that no commit changes. */
 #define ATTR_STATIC UINT64_MAX
 
@@ -675,9 +678,15 @@ static int open_file(struct node *n, const char *path, enum node_kind kind,
 		h->trunc = fi->flags & O_TRUNC;
 		h->append = fi->flags & O_APPEND;
 	}
-	/* Writers, and readers the page cache cannot serve: direct I/O. */
+	/*
+	 * Writers, and readers the page cache cannot serve: direct I/O. So
+	 * are values over PAGECACHE_MAX: reading them takes long enough that
+	 * a writer would give up waiting for their readers (and the round
+	 * trips the cache saves are little beside the copying).
+	 */
 	fi->direct_io = 1;
-	use = acc == O_RDONLY && h->rev && !fs.direct_io
+	use = acc == O_RDONLY && h->rev && !fs.direct_io &&
+			      h->len <= PAGECACHE_MAX
 		      ? node_cache_open(n, h->rev)
 		      : CACHE_DIRECT;
 	if (use != CACHE_DIRECT) {

@@ -173,12 +173,15 @@ typedef struct ustate_event {
  * ustate_open_sqlite() - open (or create) a store in a SQLite file.
  * @out:  receives the store; the caller closes it with ustate_close().
  * @path: file name; a new file is created with mode 0600. The file may be
- *        shared with other processes, ours or the Rust univrs-state.
+ *        shared with other processes, ours or the Rust univrs-state. A
+ *        name is never a SQLite URI ("file:a" is the file ./file:a), and
+ *        ":memory:" is refused: ustate_open_memory() makes such a store.
  * @opts: options, or NULL for USTATE_OPTIONS_INIT.
  *
- * Return: 0; -EINVAL for bad options; -EUCLEAN when the file is not a
- * SQLite database or is corrupt; -EROFS when read-only and the file lacks
- * the store's tables; an errno from the file system (-ENOENT, -EACCES ...).
+ * Return: 0; -EINVAL for bad options, an empty path or ":memory:";
+ * -EUCLEAN when the file is not a SQLite database or is corrupt; -EROFS
+ * when read-only and the file lacks the store's tables; an errno from the
+ * file system (-ENOENT, -EACCES ...).
  */
 int ustate_open_sqlite(ustate **out, const char *path,
 		       const ustate_options *opts);
@@ -399,8 +402,10 @@ uint64_t ustate_revision(ustate *s);
  * Events come in revision order, without gaps or duplicates, and include
  * changes made by other processes on the same SQLite file.
  *
- * Return: 0; -EINVAL for a bad pattern; -ENODATA when start_revision is
- * older than the retained history; -ENOMEM; -EMFILE.
+ * Return: 0; -EINVAL for a bad pattern; -ENAMETOOLONG for one over
+ * USTATE_KEY_MAX + 1 bytes, or whose key breaks a length limit; -ENODATA
+ * when start_revision is older than the retained history; -ENOMEM;
+ * -EMFILE.
  */
 int ustate_watch_open(ustate_watch **out, ustate *s, const char *pattern,
 		      uint64_t start_revision);
@@ -456,9 +461,10 @@ int ustate_script_new(ustate_script **out, ustate *s);
 /**
  * ustate_script_feed() - parse more of the script.
  * Return: 0 when more input is expected; 1 when the piece completed
- * "commit" and the transaction committed; a negative errno when the script
- * failed, now or earlier: -ECANCELED (a check), -EEXIST (a create),
- * -ENOENT (a delete), -EINVAL (malformed, or input after the end), -EFBIG,
+ * "commit" and the transaction committed, or when it holds only newlines
+ * after such a piece; a negative errno when the script failed, now or
+ * earlier: -ECANCELED (a check), -EEXIST (a create), -ENOENT (a delete),
+ * -EINVAL (malformed, or input other than newlines after the end), -EFBIG,
  * -E2BIG, or an error of ustate_transaction(). Nothing is written unless
  * the result is 1. The reply says what happened, and on which line.
  */

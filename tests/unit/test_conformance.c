@@ -1675,6 +1675,52 @@ static void test_watch_bad_pattern(void **state)
 	}
 }
 
+/*
+ * A pattern too long for either kind is -ENAMETOOLONG, whatever its bytes
+ * (found by fuzz_keys: past USTATE_KEY_MAX + 1 bytes, the kind of pattern
+ * was read from the byte at that offset, not from the last, so that a long
+ * "x...x*" was -EINVAL).
+ */
+static void test_watch_long_pattern(void **state)
+{
+	static const struct {
+		size_t len; /* bytes of the pattern: first, then "a"s */
+		char first;
+		size_t star; /* offset of a '*', or 0 */
+		int rc;
+	} cases[] = {
+		{USTATE_KEY_MAX + 1, '/', USTATE_KEY_MAX, 0},
+		{USTATE_KEY_MAX + 2, '/', USTATE_KEY_MAX + 1, -ENAMETOOLONG},
+		{USTATE_KEY_MAX + 2, 'x', 0, -ENAMETOOLONG},
+		{3000, 'x', 2999, -ENAMETOOLONG},
+		{3000, '/', USTATE_KEY_MAX + 1, -ENAMETOOLONG},
+		{3000, '/', 0, -ENAMETOOLONG},
+		{USTATE_KEY_MAX + 1, 'x', 0, -EINVAL},
+	};
+	struct fixture *f = *state;
+	ustate_watch *w;
+	char *pattern;
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(cases); i++) {
+		pattern = malloc(cases[i].len + 1);
+		assert_non_null(pattern);
+		memset(pattern, 'a', cases[i].len);
+		pattern[0] = cases[i].first;
+		if (cases[i].star)
+			pattern[cases[i].star] = '*';
+		pattern[cases[i].len] = '\0';
+		w = (ustate_watch *)1;
+		assert_int_equal(ustate_watch_open(&w, f->s, pattern, 0),
+				 cases[i].rc);
+		if (cases[i].rc == 0)
+			ustate_watch_close(w);
+		else
+			assert_ptr_equal(w, (ustate_watch *)1);
+		free(pattern);
+	}
+}
+
 struct writer {
 	ustate *s;
 	int id;
@@ -2355,6 +2401,42 @@ static void test_script(void **state)
 	ustate_script_free(sc);
 	assert_value(s, "/s/a", "HI", 2);
 	assert_int_equal(ustate_revision(s), 2);
+}
+
+/*
+ * Newlines after a commit are ignored in the same piece, so also in later
+ * ones (found by fuzz_txn: fed "commit\n" then "\n", the second write
+ * failed with EINVAL where one write of both succeeded).
+ */
+static void test_script_newlines_after_commit(void **state)
+{
+	static const char text[] = "set /s/a 1\nx\ncommit\n";
+	struct fixture *f = *state;
+	ustate_script *sc = NULL;
+	const char *r;
+	char *reply;
+	size_t len;
+
+	assert_int_equal(
+		script_run(f->s, "set /s/a 1\nx\ncommit\n\n\n", &reply), 1);
+	assert_string_equal(reply, "ok 1\nset /s/a 1\n");
+	free(reply);
+
+	assert_int_equal(ustate_script_new(&sc, f->s), 0);
+	assert_int_equal(ustate_script_feed(sc, text, sizeof(text) - 1), 1);
+	assert_int_equal(ustate_script_feed(sc, "\n", 1), 1);
+	assert_int_equal(ustate_script_feed(sc, "\n\n", 2), 1);
+	assert_int_equal(ustate_script_feed(sc, "", 0), 1);
+	/* Anything else is still input after the end. */
+	assert_int_equal(ustate_script_feed(sc, "\nx", 2), -EINVAL);
+	assert_int_equal(ustate_script_feed(sc, " ", 1), -EINVAL);
+	assert_int_equal(ustate_script_result(sc), 1);
+	r = ustate_script_reply(sc, &len);
+	assert_int_equal(len, strlen("ok 2\nset /s/a 2\n"));
+	assert_memory_equal(r, "ok 2\nset /s/a 2\n", len);
+	ustate_script_free(sc);
+	assert_value(f->s, "/s/a", "x", 2);
+	assert_int_equal(ustate_revision(f->s), 2);
 }
 
 static void test_script_failures(void **state)
@@ -3725,6 +3807,41 @@ static void test_sqlite_file_mode(void **state)
 		assert_int_equal(st.st_mode & 0777, 0600);
 }
 
+/*
+ * A path is a file name, never one of SQLite's special names: ":memory:"
+ * made a store whose reads saw none of its writes (each connection had a
+ * database of its own) and left an empty file named ":memory:" behind,
+ * and "file:" names were taken as URIs the same way.
+ */
+static void test_sqlite_special_names(void **state)
+{
+	static const char uri[] = "file:u.db?mode=memory";
+	ustate_options o = fast_options();
+	struct fixture *f = *state;
+	char cwd[PATH_MAX];
+	struct stat st;
+	ustate *s;
+
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	assert_int_equal(chdir(f->dir), 0);
+	s = (ustate *)1;
+	assert_int_equal(ustate_open_sqlite(&s, ":memory:", &o), -EINVAL);
+	assert_ptr_equal(s, (ustate *)1);
+	assert_int_equal(stat(":memory:", &st), -1);
+
+	/* A "file:" name is a file like any other, seen by every reader. */
+	assert_int_equal(ustate_open_sqlite(&f->s2, uri, &o), 0);
+	put(f->s2, "/u", "x", 1);
+	assert_value(f->s2, "/u", "x", 1);
+	assert_int_equal(ustate_revision(f->s2), 1);
+	ustate_close(f->s2);
+	assert_int_equal(ustate_open_sqlite(&f->s2, uri, &o), 0);
+	assert_value(f->s2, "/u", "x", 1);
+	assert_int_equal(stat(uri, &st), 0);
+	assert_true(S_ISREG(st.st_mode) && st.st_size > 0);
+	assert_int_equal(chdir(cwd), 0);
+}
+
 static void test_sqlite_reopen(void **state)
 {
 	struct fixture *f = *state;
@@ -4279,13 +4396,14 @@ static void test_memory_backup(void **state)
 		T(test_watch_eagain), T(test_watch_fd),                        \
 		T(test_watch_fd_first_write), T(test_watch_replay),            \
 		T(test_watch_overflow), T(test_watch_history_zero),            \
-		T(test_watch_bad_pattern), T(test_watch_other_thread),         \
-		T(test_watch_idle_cpu), T(test_watch_concurrent_writers),      \
-		T(test_watch_big_txn), T(test_thread_cas_race),                \
-		T(test_thread_group_commit), T(test_options_get),              \
-		T(test_dir_records), T(test_node),                             \
+		T(test_watch_bad_pattern), T(test_watch_long_pattern),         \
+		T(test_watch_other_thread), T(test_watch_idle_cpu),            \
+		T(test_watch_concurrent_writers), T(test_watch_big_txn),       \
+		T(test_thread_cas_race), T(test_thread_group_commit),          \
+		T(test_options_get), T(test_dir_records), T(test_node),        \
 		T(test_node_bad_path_output), T(test_readdir),                 \
-		T(test_readdir_many), T(test_script), T(test_script_failures), \
+		T(test_readdir_many), T(test_script),                          \
+		T(test_script_newlines_after_commit), T(test_script_failures), \
 		T(test_json), T(test_strerror), T(test_null_is_noop),          \
 		T(test_check_children), T(test_export), T(test_export_stops),  \
 		T(test_restore_roundtrip), T(test_restore_not_empty_dirs),     \
@@ -4300,6 +4418,7 @@ static const struct CMUnitTest sqlite_cases[] = {
 	T(test_sqlite_process_watch),
 	T(test_sqlite_not_a_database),
 	T(test_sqlite_file_mode),
+	T(test_sqlite_special_names),
 	T(test_sqlite_reopen),
 	T(test_sqlite_external_write),
 	T(test_sqlite_rust_file),
