@@ -692,6 +692,20 @@ static int version_on(struct conn *c, const char *key, uint64_t *version)
 	return rc;
 }
 
+/*
+ * prefix + 0xff into upper (USTATE_KEY_MAX + 2 bytes), the end of the
+ * range of names that start with prefix: names are UTF-8, which never
+ * holds 0xff. Returns its length.
+ */
+static size_t range_end(const char *prefix, char *upper)
+{
+	size_t len = strlen(prefix);
+
+	memcpy(upper, prefix, len);
+	upper[len] = (char)0xff;
+	return len + 1;
+}
+
 /* The number of keys below key on connection c. */
 static int children_on(struct conn *c, const char *key, uint64_t *count)
 {
@@ -740,10 +754,7 @@ static int sq_scan(void *b, int set, const char *prefix, const char *after,
 	struct conn *c;
 	int rc;
 
-	/* Names are UTF-8, which never holds 0xff: prefix + 0xff is past all.
-	 */
-	memcpy(upper, prefix, len);
-	upper[len] = (char)0xff;
+	range_end(prefix, upper);
 	c = reader_get(q, &rc);
 	if (!c)
 		return rc;
@@ -1324,8 +1335,7 @@ static int sq_export(void *b, const char *prefix, ustate_export_fn fn,
 	struct conn *c;
 	bool key_next;
 
-	memcpy(upper, prefix, len);
-	upper[len] = (char)0xff;
+	range_end(prefix, upper);
 	c = reader_get(q, &rc);
 	if (!c)
 		return rc;
