@@ -19,9 +19,9 @@
 /*
  * Version 2 appended the optional operations (export to compact): a
  * backend leaves those it cannot do NULL and the front answers
- * -EOPNOTSUPP. Version 3 appended meta_get (ownership).
+ * -EOPNOTSUPP. Version 3 appended meta_get (ownership), version 4 node.
  */
-#define USTATE_BACKEND_VERSION 3
+#define USTATE_BACKEND_VERSION 4
 
 /* Whether an op only checks (CHECK_VERSION, CHECK_CHILDREN). */
 static inline int ustate_op_is_check(ustate_op_type type)
@@ -133,6 +133,15 @@ struct ustate_backend_ops {
 	 */
 	int (*meta_get)(void *b, const char *path, unsigned which,
 			ustate_meta *out);
+
+	/* ---- optional (version 4) ---- */
+
+	/*
+	 * ustate_node() of a valid path other than "/", in one consistent
+	 * read: ustatefs asks it at every open. NULL: the front asks
+	 * key_version and scan, which is as exact but several reads.
+	 */
+	int (*node)(void *b, const char *path, unsigned *flags);
 };
 
 void ustate_changes_free(struct ustate_change *c, size_t n);

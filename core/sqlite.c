@@ -75,6 +75,7 @@ enum {
 	ST_META_GET,
 	ST_META_SET,
 	ST_META_DROP,
+	ST_NODE,
 	ST_COUNT
 };
 
@@ -128,6 +129,16 @@ static const char *const sql_text[ST_COUNT] = {
 			"uid = excluded.uid, gid = excluded.gid, "
 			"mode = excluded.mode",
 	[ST_META_DROP] = "DELETE FROM ustate_meta WHERE path = ?1 AND dir = 0",
+	/*
+	 * ustate_node() in one read: ?1 the path, ?2 the path + "/", ?3 that
+	 * + 0xff: its version, whether keys or records lie below it, whether
+	 * it is a record.
+	 */
+	[ST_NODE] = "SELECT (SELECT version FROM kv_store WHERE key = ?1), "
+		    "EXISTS (SELECT 1 FROM kv_store WHERE key >= ?2 AND "
+		    "key < ?3), EXISTS (SELECT 1 FROM ustate_dirs WHERE "
+		    "path >= ?2 AND path < ?3), EXISTS (SELECT 1 FROM "
+		    "ustate_dirs WHERE path = ?1)",
 	/* ?1 is the prefix, ?2 the prefix + 0xff upper bound. */
 	[ST_EXPORT_KEYS] = "SELECT k.key, k.value, k.version, k.created_at, "
 			   "k.updated_at, r.mod_revision FROM kv_store k "
@@ -739,6 +750,44 @@ static int sq_version(void *b, const char *key, uint64_t *version)
 	if (!c)
 		return rc;
 	rc = version_on(c, key, version);
+	reader_put(q, c);
+	return rc;
+}
+
+static int sq_node(void *b, const char *path, unsigned *flags)
+{
+	char below[USTATE_KEY_MAX + 3];
+	size_t len = strlen(path);
+	sqlite3_stmt *st = NULL;
+	struct sq *q = b;
+	struct conn *c;
+	int rc;
+
+	memcpy(below, path, len);
+	below[len] = '/';
+	below[len + 1] = (char)0xff;
+	c = reader_get(q, &rc);
+	if (!c)
+		return rc;
+	rc = stmt(c, ST_NODE, &st);
+	if (rc < 0)
+		goto out;
+	sqlite3_bind_text(st, 1, path, len, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, below, len + 1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, below, len + 2, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*flags = (sqlite3_column_int64(st, 0) ? USTATE_NODE_VALUE : 0) |
+			 (sqlite3_column_int(st, 1) || sqlite3_column_int(st, 2)
+				  ? USTATE_NODE_CHILDREN
+				  : 0) |
+			 (sqlite3_column_int(st, 3) ? USTATE_NODE_RECORD : 0);
+		rc = 0;
+	} else {
+		rc = sq_errno(c->db, rc);
+	}
+	done(st);
+out:
 	reader_put(q, c);
 	return rc;
 }
@@ -2093,6 +2142,7 @@ static const struct ustate_backend_ops sqlite_ops = {
 	.check = sq_check,
 	.compact = sq_compact,
 	.meta_get = sq_meta_get,
+	.node = sq_node,
 };
 
 int ustate_sqlite_backend_open(void **b, const struct ustate_backend_ops **ops,

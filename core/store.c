@@ -294,7 +294,12 @@ int ustate_node(ustate *s, const char *path, unsigned *flags)
 				 (found ? USTATE_NODE_CHILDREN : 0);
 		return rc;
 	}
-	rc = ustate_version(s, path, &v);
+	rc = ustate_key_valid(path);
+	if (rc < 0)
+		return rc;
+	if (s->ops->node)
+		return s->ops->node(s->be, path, flags);
+	rc = s->ops->key_version(s->be, path, &v);
 	if (rc < 0)
 		return rc;
 	out = v ? USTATE_NODE_VALUE : 0;
