@@ -303,8 +303,9 @@ struct group_req {
 	ustate_txn_result *res;
 	unsigned flags;
 	int rc;
-	bool done;
-	struct group_req *next;
+	bool done;		/* protected by glock */
+	struct group_req *next; /* protected by glock */
+	pthread_cond_t wake;	/* done, or first in the queue to lead */
 };
 
 struct sq {
@@ -316,7 +317,6 @@ struct sq {
 	struct conn *readers; /* free readers, protected by plock */
 	unsigned lone_writes; /* protected by wlock */
 	pthread_mutex_t glock;
-	pthread_cond_t gdone;
 	struct group_req *queue, **qtail; /* waiting, protected by glock */
 	bool leading; /* a thread commits a group, protected by glock */
 	dev_t dev;    /* the database file the writer opened */
@@ -643,7 +643,6 @@ static void sq_close(void *b)
 	pthread_mutex_destroy(&q->wlock);
 	pthread_mutex_destroy(&q->plock);
 	pthread_mutex_destroy(&q->glock);
-	pthread_cond_destroy(&q->gdone);
 	free(q->path);
 	free(q);
 }
@@ -1293,12 +1292,18 @@ static void txn_group(struct sq *q, struct group_req *g)
  * then wakes the others. Alone, a transaction commits at once as before;
  * under load, N writers share one sync. Every caller returns only after
  * its own outcome is durable (or known failed).
+ *
+ * Each waiter sleeps on a condition of its own: the leader wakes exactly
+ * the members of its group, and the first of the queue to lead next. A
+ * shared condition woke every waiter at every commit, and on a machine
+ * with few cores those wakeups cost more than the commits.
  */
 static int sq_txn(void *b, const ustate_op *ops, size_t n,
 		  ustate_txn_result *res, unsigned flags)
 {
-	struct group_req me = {ops, n, res, flags, 0, false, NULL};
-	struct group_req *g, *r;
+	struct group_req me = {ops, n,	   res,	 flags,
+			       0,   false, NULL, PTHREAD_COND_INITIALIZER};
+	struct group_req *g, *r, *next;
 	struct sq *q = b;
 	size_t i;
 	int rc;
@@ -1308,7 +1313,7 @@ static int sq_txn(void *b, const ustate_op *ops, size_t n,
 	q->qtail = &me.next;
 	while (!me.done) {
 		if (q->leading) {
-			pthread_cond_wait(&q->gdone, &q->glock);
+			pthread_cond_wait(&me.wake, &q->glock);
 			continue;
 		}
 		q->leading = true;
@@ -1333,12 +1338,19 @@ static int sq_txn(void *b, const ustate_op *ops, size_t n,
 		pthread_mutex_unlock(&q->wlock);
 
 		pthread_mutex_lock(&q->glock);
-		for (r = g; r; r = r->next)
+		for (r = g; r; r = next) {
+			/* Once done, r may return and leave the stack. */
+			next = r->next;
 			r->done = true;
+			if (r != &me)
+				pthread_cond_signal(&r->wake);
+		}
 		q->leading = false;
-		pthread_cond_broadcast(&q->gdone);
+		if (q->queue)
+			pthread_cond_signal(&q->queue->wake);
 	}
 	pthread_mutex_unlock(&q->glock);
+	pthread_cond_destroy(&me.wake);
 	return me.rc;
 }
 
@@ -2160,7 +2172,6 @@ int ustate_sqlite_backend_open(void **b, const struct ustate_backend_ops **ops,
 	pthread_mutex_init(&q->wlock, NULL);
 	pthread_mutex_init(&q->plock, NULL);
 	pthread_mutex_init(&q->glock, NULL);
-	pthread_cond_init(&q->gdone, NULL);
 	q->qtail = &q->queue;
 	/*
 	 * The path is a file name, always. SQLite would make ":memory:" a
