@@ -8,10 +8,13 @@
  * Watches read the backend's change history through a cursor of their
  * own, so a watch needs no queue and can never silently lose an event: it
  * either reads every change in revision order or learns that the history
- * it needed was trimmed (-EOVERFLOW). A dispatcher thread, started by the
- * first watch, makes each watch's eventfd readable when a change that
- * matches it is committed: at once for writes through this handle, within
- * USTATE_POLL_MS for writes by other processes on the same file.
+ * it needed was trimmed (-EOVERFLOW). Each watch has an eventfd, made
+ * readable when a change that matches it is committed. A commit through
+ * this handle signals the watches it concerns itself, before it returns,
+ * when every earlier revision was signaled already; a dispatcher thread,
+ * started by the first watch, signals the rest (commits by other
+ * processes on the same file, within USTATE_POLL_MS, and local commits
+ * that found a revision not yet signaled before theirs).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -46,8 +49,8 @@ struct ustate {
 	bool dispatching;	      /* protected by wlock */
 	bool stopping;		      /* protected by wlock */
 	bool kicked;		      /* protected by wlock */
-	uint64_t dispatch_from;	      /* last revision before the
-				       * dispatcher started, set under wlock */
+	uint64_t seen;		      /* revisions up to this one were
+				       * signaled, protected by wlock */
 	pthread_t dispatcher;
 };
 
@@ -497,11 +500,55 @@ uint64_t ustate_revision(ustate *s)
 	return rev;
 }
 
-/* Wake the dispatcher after a local commit, if there is one. */
+/* Wake the dispatcher to read what was committed, if there is one. */
 static void kick(ustate *s)
 {
 	pthread_mutex_lock(&s->wlock);
 	if (s->dispatching) {
+		s->kicked = true;
+		pthread_cond_signal(&s->wcond);
+	}
+	pthread_mutex_unlock(&s->wlock);
+}
+
+static void signal_watch(struct ustate_watch *w);
+
+/*
+ * After a local commit of ops at revision rev: signal the watches that
+ * match one of its keys at once, rather than through the dispatcher (two
+ * thread switches and two reads of the store later), when every earlier
+ * revision was signaled already; else leave it to the dispatcher. Each
+ * change a commit records names the key or the record of one of its ops,
+ * so this signals every watch that must hear of it; a signal is a hint
+ * (a watch reads the history itself), so one too many is harmless. Only
+ * a commit with a key write is sure to own rev: a transaction of records
+ * and metadata alone may change nothing and get the current revision.
+ */
+static void dispatch_local(ustate *s, const ustate_op *ops, size_t n,
+			   uint64_t rev)
+{
+	struct ustate_watch *w;
+	bool owned = false;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		owned |= ops[i].type == USTATE_OP_SET ||
+			 ops[i].type == USTATE_OP_CREATE ||
+			 ops[i].type == USTATE_OP_DELETE;
+	pthread_mutex_lock(&s->wlock);
+	if (!s->dispatching || (rev && rev <= s->seen)) {
+		/* no watches, or the dispatcher signaled it already */
+	} else if (owned && rev == s->seen + 1) {
+		for (w = s->watches; w; w = w->next)
+			for (i = 0; i < n; i++)
+				if (ustate_pattern_match(w->prefix, w->plen,
+							 w->is_prefix,
+							 ops[i].key)) {
+					signal_watch(w);
+					break;
+				}
+		s->seen = rev;
+	} else {
 		s->kicked = true;
 		pthread_cond_signal(&s->wcond);
 	}
@@ -607,7 +654,9 @@ static int txn_run(ustate *s, const ustate_op *ops, size_t n,
 		res->versions = NULL;
 	free(heap);
 	if (rc == 0 && writes)
-		kick(s);
+		dispatch_local(s, ops, n,
+			       flags & USTATE_TXN_NO_REVISION ? 0
+							      : res->revision);
 	return rc;
 }
 
@@ -901,10 +950,18 @@ int ustate_compact(ustate *s, uint64_t revision, uint64_t *removed)
  * Signal every watch that one of changes[0..n) matches. Called with
  * s->wlock held.
  */
+static void signal_watch(struct ustate_watch *w)
+{
+	static const uint64_t one = 1;
+
+	if (write(w->efd, &one, sizeof(one)) < 0) {
+		/* the counter is saturated: already readable */
+	}
+}
+
 static void signal_matching(ustate *s, const struct ustate_change *c, size_t n,
 			    bool all)
 {
-	static const uint64_t one = 1;
 	struct ustate_watch *w;
 	size_t i;
 
@@ -913,25 +970,27 @@ static void signal_matching(ustate *s, const struct ustate_change *c, size_t n,
 			if (ustate_pattern_match(w->prefix, w->plen,
 						 w->is_prefix, c[i].key))
 				break;
-		if (all || i < n) {
-			if (write(w->efd, &one, sizeof(one)) < 0) {
-				/* the counter is saturated: already readable */
-			}
-		}
+		if (all || i < n)
+			signal_watch(w);
 	}
 }
 
+/*
+ * The dispatcher: reads the changes after the last revision signaled,
+ * when kicked or every USTATE_POLL_MS, and signals the watches they
+ * concern. When the changes are too many to look at, or trimmed, it
+ * wakes every watch and lets each find out.
+ */
 static void *dispatch(void *arg)
 {
 	ustate *s = arg;
-	uint64_t seen = 0, rev = 0, oldest;
+	uint64_t from, oldest, last;
 	struct ustate_change *c;
 	struct timespec until;
 	size_t n;
 	bool all;
 
 	pthread_mutex_lock(&s->wlock);
-	seen = s->dispatch_from;
 	while (!s->stopping) {
 		if (!s->kicked) {
 			clock_gettime(CLOCK_MONOTONIC, &until);
@@ -945,26 +1004,28 @@ static void *dispatch(void *arg)
 				break;
 		}
 		s->kicked = false;
+		from = s->seen;
 		pthread_mutex_unlock(&s->wlock);
 
 		c = NULL;
 		n = 0;
-		if (s->ops->revision(s->be, &rev) < 0 || rev <= seen ||
-		    s->ops->history(s->be, seen + 1, 0, DISPATCH_BATCH, &c, &n,
-				    &oldest) < 0) {
+		if (s->ops->history(s->be, from + 1, 0, DISPATCH_BATCH, &c, &n,
+				    &oldest) < 0 ||
+		    !n) {
 			pthread_mutex_lock(&s->wlock);
 			continue;
 		}
 		/*
-		 * The signals are hints: a watch reads the history itself. So
-		 * when the changes are too many to look at, or trimmed, wake
-		 * every watch and let each find out.
+		 * A full batch may end inside a revision: every watch is
+		 * woken then, so going on after it loses nothing.
 		 */
-		all = n == DISPATCH_BATCH || oldest > seen + 1;
+		all = n == DISPATCH_BATCH || oldest > from + 1;
+		last = c[n - 1].revision;
 		pthread_mutex_lock(&s->wlock);
 		signal_matching(s, c, n, all);
 		ustate_changes_free(c, n);
-		seen = rev;
+		if (last > s->seen)
+			s->seen = last;
 	}
 	pthread_mutex_unlock(&s->wlock);
 	return NULL;
@@ -999,7 +1060,7 @@ int ustate_watch_open(ustate_watch **out, ustate *s, const char *pattern,
 	 */
 	pthread_mutex_lock(&s->wlock);
 	if (!s->dispatching) {
-		rc = s->ops->revision(s->be, &s->dispatch_from);
+		rc = s->ops->revision(s->be, &s->seen);
 		if (rc == 0)
 			rc = -pthread_create(&s->dispatcher, NULL, dispatch, s);
 		if (rc < 0) {

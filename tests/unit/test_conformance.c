@@ -4163,6 +4163,40 @@ static void test_sqlite_backup_while_writing(void **state)
 	assert_int_equal(ustate_exists(f->s2, "/big/499"), 1);
 }
 
+/*
+ * A local commit signals its watches itself only when every revision
+ * before its own was signaled: here another handle commits first, and
+ * the local commit right after it must not hide that change from a watch
+ * on the other key (the dispatcher reads it). Many rounds, so that some
+ * local commits land before the dispatcher's next look.
+ */
+static void test_sqlite_watch_foreign_then_local(void **state)
+{
+	ustate_op mine = {.type = USTATE_OP_SET, .key = "/mine/k"};
+	struct fixture *f = *state;
+	ustate_txn_result res = {0};
+	ustate_event ev;
+	char val[16];
+	int round;
+
+	assert_int_equal(ustate_open_sqlite(&f->s2, f->path, NULL), 0);
+	assert_int_equal(ustate_watch_open(&f->w, f->s, "/other/*", 0), 0);
+	for (round = 0; round < 50; round++) {
+		snprintf(val, sizeof(val), "%d", round);
+		put(f->s2, "/other/k", val, (uint64_t)round + 1);
+		/* A transaction that asks its revision: no dispatcher. */
+		mine.value = val;
+		mine.value_len = strlen(val);
+		assert_int_equal(ustate_transaction(f->s, &mine, 1, &res), 0);
+		assert_int_equal(res.revision, 2 * (uint64_t)round + 2);
+		assert_int_equal(readable(ustate_watch_fd(f->w), 2000), 1);
+		assert_int_equal(ustate_watch_next(f->w, &ev, 0), 0);
+		assert_string_equal(ev.key, "/other/k");
+		assert_int_equal(ev.version, (uint64_t)round + 1);
+		assert_int_equal(ustate_watch_next(f->w, &ev, 0), -EAGAIN);
+	}
+}
+
 /* The case's file, opened with SQLite itself, as another program would. */
 static sqlite3 *raw_open(struct fixture *f)
 {
@@ -4429,6 +4463,7 @@ static const struct CMUnitTest sqlite_cases[] = {
 	T(test_sqlite_check_integrity),
 	T(test_sqlite_meta_old_file),
 	T(test_sqlite_symlink),
+	T(test_sqlite_watch_foreign_then_local),
 };
 
 static const struct CMUnitTest memory_cases[] = {
