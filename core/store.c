@@ -514,15 +514,19 @@ static void kick(ustate *s)
 static void signal_watch(struct ustate_watch *w);
 
 /*
- * After a local commit of ops at revision rev: signal the watches that
- * match one of its keys at once, rather than through the dispatcher (two
- * thread switches and two reads of the store later), when every earlier
- * revision was signaled already; else leave it to the dispatcher. Each
- * change a commit records names the key or the record of one of its ops,
- * so this signals every watch that must hear of it; a signal is a hint
- * (a watch reads the history itself), so one too many is harmless. Only
- * a commit with a key write is sure to own rev: a transaction of records
- * and metadata alone may change nothing and get the current revision.
+ * After a local commit of ops at revision rev (0: unknown), signal the
+ * watches that match one of its keys at once, before the commit returns:
+ * a watch of this handle then reads its own writes at once. Each change a
+ * commit records names the key or the record of one of its ops, so this
+ * signals every watch that must hear of it; a signal is a hint (a watch
+ * reads the history itself), so one too many is harmless.
+ *
+ * When every earlier revision was signaled already, that is all: the
+ * dispatcher (two thread switches and two reads of the store later) has
+ * nothing to do. Otherwise it is woken to signal the revisions before.
+ * Only a commit with a key write is sure to own rev: a transaction of
+ * records and metadata alone may change nothing and get the current
+ * revision.
  */
 static void dispatch_local(ustate *s, const ustate_op *ops, size_t n,
 			   uint64_t rev)
@@ -536,22 +540,23 @@ static void dispatch_local(ustate *s, const ustate_op *ops, size_t n,
 			 ops[i].type == USTATE_OP_CREATE ||
 			 ops[i].type == USTATE_OP_DELETE;
 	pthread_mutex_lock(&s->wlock);
-	if (!s->dispatching || (rev && rev <= s->seen)) {
-		/* no watches, or the dispatcher signaled it already */
-	} else if (owned && rev == s->seen + 1) {
-		for (w = s->watches; w; w = w->next)
-			for (i = 0; i < n; i++)
-				if (ustate_pattern_match(w->prefix, w->plen,
-							 w->is_prefix,
-							 ops[i].key)) {
-					signal_watch(w);
-					break;
-				}
+	/* No watches, or the dispatcher signaled it already. */
+	if (!s->dispatching || (rev && rev <= s->seen))
+		goto out;
+	for (w = s->watches; w; w = w->next)
+		for (i = 0; i < n; i++)
+			if (ustate_pattern_match(w->prefix, w->plen,
+						 w->is_prefix, ops[i].key)) {
+				signal_watch(w);
+				break;
+			}
+	if (owned && rev == s->seen + 1) {
 		s->seen = rev;
 	} else {
 		s->kicked = true;
 		pthread_cond_signal(&s->wcond);
 	}
+out:
 	pthread_mutex_unlock(&s->wlock);
 }
 

@@ -50,10 +50,15 @@ struct token {
 	struct token *next;
 };
 
-/* Own changes not yet seen by the watcher. */
+/*
+ * Own changes not yet seen by the watcher, oldest first: the watcher
+ * meets them in the order they were committed, so it usually finds its
+ * token at the head.
+ */
 static pthread_rwlock_t own_rw; /* read: a commit in progress */
 static pthread_mutex_t own_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct token *tokens; /* protected by own_lock */
+static struct token *tokens;		     /* protected by own_lock */
+static struct token **tokens_tail = &tokens; /* protected by own_lock */
 
 /* What the replayer's lookups must see, set by the watcher thread only. */
 static pthread_mutex_t intent_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -88,26 +93,26 @@ static void own_note(const char *key, uint64_t version)
 		return; /* at worst the kernel hears of it twice */
 	}
 	t->version = version;
+	t->next = NULL;
 	pthread_mutex_lock(&own_lock);
-	t->next = tokens;
-	tokens = t;
+	*tokens_tail = t;
+	tokens_tail = &t->next;
 	pthread_mutex_unlock(&own_lock);
 }
 
-/* Whether the change (key, version) was ours; consumes its token. */
-static bool own_take(const char *key, uint64_t version)
+/* Take the token of (key, version) if it was noted. */
+static bool own_find(const char *key, uint64_t version)
 {
 	struct token **pp, *t;
 	bool found = false;
 
-	/* Wait for commits in progress to note their tokens. */
-	pthread_rwlock_wrlock(&own_rw);
-	pthread_rwlock_unlock(&own_rw);
 	pthread_mutex_lock(&own_lock);
 	for (pp = &tokens; *pp; pp = &(*pp)->next) {
 		t = *pp;
 		if (t->version == version && !strcmp(t->key, key)) {
 			*pp = t->next;
+			if (tokens_tail == &t->next)
+				tokens_tail = pp;
 			free(t->key);
 			free(t);
 			found = true;
@@ -116,6 +121,21 @@ static bool own_take(const char *key, uint64_t version)
 	}
 	pthread_mutex_unlock(&own_lock);
 	return found;
+}
+
+/*
+ * Whether the change (key, version) was ours; consumes its token. A
+ * commit notes its tokens just after it lands: one that is not there yet
+ * may be on its way, so before calling the change another's, wait for
+ * the commits in progress to note theirs, and look again.
+ */
+static bool own_take(const char *key, uint64_t version)
+{
+	if (own_find(key, version))
+		return true;
+	pthread_rwlock_wrlock(&own_rw);
+	pthread_rwlock_unlock(&own_rw);
+	return own_find(key, version);
 }
 
 static void own_clear(void)
@@ -128,6 +148,7 @@ static void own_clear(void)
 		free(t->key);
 		free(t);
 	}
+	tokens_tail = &tokens;
 	pthread_mutex_unlock(&own_lock);
 }
 

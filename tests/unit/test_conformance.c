@@ -1518,6 +1518,39 @@ static void test_watch_fd_first_write(void **state)
 	}
 }
 
+/*
+ * A watch hears of the writes of its own handle at once: its descriptor
+ * is readable when the write returns, whether the write asked for its
+ * revision or not, and the event is there.
+ */
+static void test_watch_own_writes_at_once(void **state)
+{
+	ustate_op op = {.type = USTATE_OP_SET,
+			.key = "/own/t",
+			.value = "t",
+			.value_len = 1};
+	struct fixture *f = *state;
+	ustate_txn_result res = {0};
+	ustate_event ev;
+	int round;
+
+	assert_int_equal(ustate_watch_open(&f->w, f->s, "/own/*", 0), 0);
+	for (round = 0; round < 20; round++) {
+		put(f->s, "/own/s", "s", (uint64_t)round + 1);
+		assert_int_equal(readable(ustate_watch_fd(f->w), 0), 1);
+		assert_int_equal(ustate_watch_next(f->w, &ev, 0), 0);
+		assert_string_equal(ev.key, "/own/s");
+		assert_int_equal(ustate_transaction(f->s, &op, 1, &res), 0);
+		assert_int_equal(readable(ustate_watch_fd(f->w), 0), 1);
+		assert_int_equal(ustate_watch_next(f->w, &ev, 0), 0);
+		assert_string_equal(ev.key, "/own/t");
+		assert_int_equal(ev.revision, res.revision);
+		/* Another key's write signals nothing, and is nothing. */
+		put(f->s, "/else", "e", (uint64_t)round + 1);
+		assert_int_equal(ustate_watch_next(f->w, &ev, 0), -EAGAIN);
+	}
+}
+
 static void test_watch_replay(void **state)
 {
 	struct fixture *f = *state;
@@ -4428,7 +4461,8 @@ static void test_memory_backup(void **state)
 		T(test_options), T(test_watch_prefix),                         \
 		T(test_watch_exact_key), T(test_watch_all_in_order),           \
 		T(test_watch_eagain), T(test_watch_fd),                        \
-		T(test_watch_fd_first_write), T(test_watch_replay),            \
+		T(test_watch_fd_first_write),                                  \
+		T(test_watch_own_writes_at_once), T(test_watch_replay),        \
 		T(test_watch_overflow), T(test_watch_history_zero),            \
 		T(test_watch_bad_pattern), T(test_watch_long_pattern),         \
 		T(test_watch_other_thread), T(test_watch_idle_cpu),            \
