@@ -51,6 +51,7 @@ enum {
 	ST_STATE,
 	ST_HISTORY,
 	ST_BEGIN,
+	ST_BEGIN_READ,
 	ST_COMMIT,
 	ST_ROLLBACK,
 	ST_PENDING_ON,
@@ -97,6 +98,7 @@ static const char *const sql_text[ST_COUNT] = {
 	[ST_HISTORY] = "SELECT id >> 20, type, key, version FROM "
 		       "ustate_history WHERE id >= ?1 ORDER BY id LIMIT ?2",
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
+	[ST_BEGIN_READ] = "BEGIN",
 	[ST_COMMIT] = "COMMIT",
 	[ST_ROLLBACK] = "ROLLBACK",
 	[ST_PENDING_ON] = "UPDATE ustate_state SET revision = revision + 1, "
@@ -897,11 +899,9 @@ static int sq_history(void *b, uint64_t from, size_t skip, size_t max,
 	if (!c)
 		return rc;
 	/* One read transaction, so the trim point and the rows agree. */
-	rc = sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL);
-	if (rc != SQLITE_OK) {
-		rc = sq_errno(c->db, rc);
+	rc = exec1(c, ST_BEGIN_READ);
+	if (rc < 0)
 		goto out;
-	}
 	rc = state_on(c, &rev, &compacted);
 	if (rc < 0 || max == 0)
 		goto end;
@@ -938,7 +938,7 @@ static int sq_history(void *b, uint64_t from, size_t skip, size_t max,
 	done(st);
 end:
 	*oldest = compacted + 1;
-	sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
+	exec1(c, ST_COMMIT);
 out:
 	reader_put(q, c);
 	if (rc < 0) {

@@ -51,6 +51,8 @@ struct ustate {
 	bool kicked;		      /* protected by wlock */
 	uint64_t seen;		      /* revisions up to this one were
 				       * signaled, protected by wlock */
+	uint64_t ahead;		      /* bit i: revision seen + 2 + i was
+				       * signaled too, protected by wlock */
 	pthread_t dispatcher;
 };
 
@@ -514,6 +516,33 @@ static void kick(ustate *s)
 static void signal_watch(struct ustate_watch *w);
 
 /*
+ * Revisions up to rev were signaled (the dispatcher read them), or rev
+ * alone (a local commit): advance s->seen over every revision signaled
+ * without a gap. Under wlock.
+ */
+static void signaled(ustate *s, uint64_t rev, bool alone)
+{
+	uint64_t d;
+
+	if (rev <= s->seen)
+		return;
+	if (alone && rev > s->seen + 1) {
+		d = rev - s->seen - 2;
+		if (d < 64)
+			s->ahead |= (uint64_t)1 << d;
+		return;
+	}
+	d = rev - s->seen - 1;
+	s->ahead = d < 64 ? s->ahead >> d : 0;
+	s->seen = rev;
+	while (s->ahead & 1) {
+		s->ahead >>= 1;
+		s->seen++;
+	}
+	s->ahead >>= 1;
+}
+
+/*
  * After a local commit of ops at revision rev (0: unknown), signal the
  * watches that match one of its keys at once, before the commit returns:
  * a watch of this handle then reads its own writes at once. Each change a
@@ -521,12 +550,14 @@ static void signal_watch(struct ustate_watch *w);
  * signals every watch that must hear of it; a signal is a hint (a watch
  * reads the history itself), so one too many is harmless.
  *
- * When every earlier revision was signaled already, that is all: the
- * dispatcher (two thread switches and two reads of the store later) has
- * nothing to do. Otherwise it is woken to signal the revisions before.
- * Only a commit with a key write is sure to own rev: a transaction of
- * records and metadata alone may change nothing and get the current
- * revision.
+ * The dispatcher (two thread switches and two reads of the store later)
+ * is then needed only for revisions no local commit signals: commits by
+ * other processes, which it looks for every USTATE_POLL_MS anyway, and
+ * local commits whose revision is unknown, which wake it. Commits of one
+ * group land together and return in any order: each marks its own
+ * revision, and the mark advances once the gap before it is filled. Only
+ * a commit with a key write is sure to own rev: a transaction of records
+ * and metadata alone may change nothing and get the current revision.
  */
 static void dispatch_local(ustate *s, const ustate_op *ops, size_t n,
 			   uint64_t rev)
@@ -550,8 +581,8 @@ static void dispatch_local(ustate *s, const ustate_op *ops, size_t n,
 				signal_watch(w);
 				break;
 			}
-	if (owned && rev == s->seen + 1) {
-		s->seen = rev;
+	if (owned && rev) {
+		signaled(s, rev, true);
 	} else {
 		s->kicked = true;
 		pthread_cond_signal(&s->wcond);
@@ -1029,8 +1060,7 @@ static void *dispatch(void *arg)
 		pthread_mutex_lock(&s->wlock);
 		signal_matching(s, c, n, all);
 		ustate_changes_free(c, n);
-		if (last > s->seen)
-			s->seen = last;
+		signaled(s, last, false);
 	}
 	pthread_mutex_unlock(&s->wlock);
 	return NULL;

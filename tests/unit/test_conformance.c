@@ -4230,6 +4230,63 @@ static void test_sqlite_watch_foreign_then_local(void **state)
 	}
 }
 
+struct local_writer {
+	ustate *s;
+	int id;
+	volatile int *stop;
+};
+
+/* Transactions that ask their revision, till told to stop. */
+static void *local_writes(void *arg)
+{
+	struct local_writer *lw = arg;
+	ustate_txn_result res = {0};
+	ustate_op op = {.type = USTATE_OP_SET, .value = "x", .value_len = 1};
+	char key[32];
+
+	snprintf(key, sizeof(key), "/mine/t%d", lw->id);
+	op.key = key;
+	while (!*lw->stop)
+		if (ustate_transaction(lw->s, &op, 1, &res) < 0)
+			break;
+	return NULL;
+}
+
+/*
+ * Local commits of one group return in any order, and each marks its
+ * revision signaled: a change of another handle between them must still
+ * reach a watch (here while four threads commit locally all along).
+ */
+static void test_sqlite_watch_foreign_among_groups(void **state)
+{
+	struct fixture *f = *state;
+	struct local_writer lw[4];
+	volatile int stop = 0;
+	pthread_t t[4];
+	ustate_event ev;
+	int i, round;
+
+	assert_int_equal(ustate_open_sqlite(&f->s2, f->path, NULL), 0);
+	assert_int_equal(ustate_watch_open(&f->w, f->s, "/other/*", 0), 0);
+	for (i = 0; i < 4; i++) {
+		lw[i] = (struct local_writer){f->s, i, &stop};
+		assert_int_equal(
+			pthread_create(&t[i], NULL, local_writes, &lw[i]), 0);
+	}
+	for (round = 0; round < 30; round++) {
+		put(f->s2, "/other/k", "o", (uint64_t)round + 1);
+		if (!readable(ustate_watch_fd(f->w), 2000))
+			break;
+		if (ustate_watch_next(f->w, &ev, 0) < 0 ||
+		    strcmp(ev.key, "/other/k"))
+			break;
+	}
+	stop = 1;
+	for (i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+	assert_int_equal(round, 30);
+}
+
 /* The case's file, opened with SQLite itself, as another program would. */
 static sqlite3 *raw_open(struct fixture *f)
 {
@@ -4498,6 +4555,7 @@ static const struct CMUnitTest sqlite_cases[] = {
 	T(test_sqlite_meta_old_file),
 	T(test_sqlite_symlink),
 	T(test_sqlite_watch_foreign_then_local),
+	T(test_sqlite_watch_foreign_among_groups),
 };
 
 static const struct CMUnitTest memory_cases[] = {
