@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,8 @@
 #include "fs_i.h"
 
 #define MAX_INTENT 64 /* path components a replay can touch */
+/* How long the watcher lets a burst of commits land before reading it. */
+#define WATCH_SETTLE_US 1000
 /* The version of the token of a directory record's change. */
 #define DIR_TOKEN UINT64_MAX
 
@@ -611,12 +614,26 @@ static void replay(const ustate_event *ev)
 
 static void *watcher_main(void *arg)
 {
+	struct pollfd pfd;
 	ustate_event ev;
 	int rc;
 
 	while (fs.watching) {
-		rc = ustate_watch_next(fs.watch, &ev, 200);
-		if (rc == -EAGAIN || rc == -EINTR)
+		rc = ustate_watch_next(fs.watch, &ev, 0);
+		if (rc == -EAGAIN) {
+			/*
+			 * Nothing new. Once signaled, let the burst it may
+			 * start land, and read it in one go: under a stream of
+			 * commits through the mount, one read of the history
+			 * then takes many of them, where it took one each.
+			 */
+			pfd = (struct pollfd){.fd = ustate_watch_fd(fs.watch),
+					      .events = POLLIN};
+			if (poll(&pfd, 1, 200) > 0)
+				usleep(WATCH_SETTLE_US);
+			continue;
+		}
+		if (rc == -EINTR)
 			continue;
 		if (rc == -EOVERFLOW) {
 			/* Lost track: start again from now; drop old tokens. */
