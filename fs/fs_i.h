@@ -283,7 +283,6 @@ extern const struct fuse_lowlevel_ops ustatefs_ops;
 void handles_shutdown(void);
 
 /* replay.c: own changes, and the replay of everyone else's. */
-void own_init(void);
 /* ustate_transaction() for a request: the watcher will skip its events. */
 int own_transaction(const ustate_op *ops, size_t n);
 /* One set (or create, or a set checked against expected when non-zero). */

@@ -314,7 +314,6 @@ int main(int argc, char *argv[])
 		goto out_args;
 	}
 	fs.debug = copts.debug;
-	own_init();
 	fs.timeout = o.timeout;
 	/*
 	 * Entries, attributes and pages are cached; every commit of this

@@ -58,7 +58,6 @@ struct token {
  * meets them in the order they were committed, so it usually finds its
  * token at the head.
  */
-static pthread_rwlock_t own_rw; /* read: a commit in progress */
 static pthread_mutex_t own_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct token *tokens;		     /* protected by own_lock */
 static struct token **tokens_tail = &tokens; /* protected by own_lock */
@@ -75,16 +74,49 @@ static uint64_t replaying;   /* the revision of the change replayed, set
 			      * by the watcher thread only */
 static int helper_fd = -1;   /* the daemon's end of the helper socket */
 
-void own_init(void)
-{
-	pthread_rwlockattr_t a;
+/*
+ * Commits in progress, in two phases (as a grace period): a commit counts
+ * itself in the current phase from before it lands until its tokens are
+ * noted. A watcher that cannot tell whether a change was ours switches
+ * the phase and waits for the old one to drain: the commit that made the
+ * change, which it has read, started before the switch. Later commits go
+ * on meanwhile; only the watcher switches.
+ */
+static pthread_mutex_t phase_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t phase_drained = PTHREAD_COND_INITIALIZER;
+static unsigned phase;	     /* protected by phase_lock */
+static unsigned in_phase[2]; /* protected by phase_lock */
 
-	/* The watcher must not starve behind a stream of commits. */
-	pthread_rwlockattr_init(&a);
-	pthread_rwlockattr_setkind_np(
-		&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-	pthread_rwlock_init(&own_rw, &a);
-	pthread_rwlockattr_destroy(&a);
+static unsigned commit_enter(void)
+{
+	unsigned p;
+
+	pthread_mutex_lock(&phase_lock);
+	p = phase;
+	in_phase[p]++;
+	pthread_mutex_unlock(&phase_lock);
+	return p;
+}
+
+static void commit_leave(unsigned p)
+{
+	pthread_mutex_lock(&phase_lock);
+	if (--in_phase[p] == 0 && p != phase)
+		pthread_cond_signal(&phase_drained);
+	pthread_mutex_unlock(&phase_lock);
+}
+
+/* Wait for every commit in progress now to note its tokens. */
+static void commits_settle(void)
+{
+	unsigned old;
+
+	pthread_mutex_lock(&phase_lock);
+	old = phase;
+	phase ^= 1;
+	while (in_phase[old])
+		pthread_cond_wait(&phase_drained, &phase_lock);
+	pthread_mutex_unlock(&phase_lock);
 }
 
 static void own_note(const char *key, uint64_t version)
@@ -136,8 +168,7 @@ static bool own_take(const char *key, uint64_t version)
 {
 	if (own_find(key, version))
 		return true;
-	pthread_rwlock_wrlock(&own_rw);
-	pthread_rwlock_unlock(&own_rw);
+	commits_settle();
 	return own_find(key, version);
 }
 
@@ -184,6 +215,7 @@ int own_transaction(const ustate_op *ops, size_t n)
 {
 	ustate_txn_result res = {0};
 	uint64_t *v;
+	unsigned p;
 	size_t i;
 	int rc;
 
@@ -191,7 +223,7 @@ int own_transaction(const ustate_op *ops, size_t n)
 	if (!v)
 		return -ENOMEM;
 	res.versions = v;
-	pthread_rwlock_rdlock(&own_rw);
+	p = commit_enter();
 	rc = ustate_transaction(fs.store, ops, n, &res);
 	for (i = 0; rc == 0 && i < n; i++) {
 		if (ops[i].type == USTATE_OP_SET ||
@@ -204,7 +236,7 @@ int own_transaction(const ustate_op *ops, size_t n)
 			 v[i])
 			own_note(ops[i].key, DIR_TOKEN);
 	}
-	pthread_rwlock_unlock(&own_rw);
+	commit_leave(p);
 	for (i = 0; rc == 0 && i < n; i++)
 		if (ops[i].type == USTATE_OP_SET ||
 		    ops[i].type == USTATE_OP_CREATE ||
