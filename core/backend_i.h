@@ -137,11 +137,13 @@ struct ustate_backend_ops {
 	/* ---- optional (version 4) ---- */
 
 	/*
-	 * ustate_node() of a valid path other than "/", in one consistent
-	 * read: ustatefs asks it at every open. NULL: the front asks
-	 * key_version and scan, which is as exact but several reads.
+	 * ustate_node_get() of a valid path other than "/", in one
+	 * consistent read: ustatefs asks it at every open. revision and entry
+	 * may be NULL (not wanted). NULL: the front asks key_version, scan,
+	 * revision and get, which is as exact but several reads.
 	 */
-	int (*node)(void *b, const char *path, unsigned *flags);
+	int (*node)(void *b, const char *path, unsigned *flags,
+		    uint64_t *revision, ustate_entry **entry);
 };
 
 void ustate_changes_free(struct ustate_change *c, size_t n);

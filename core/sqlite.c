@@ -132,15 +132,19 @@ static const char *const sql_text[ST_COUNT] = {
 			"mode = excluded.mode",
 	[ST_META_DROP] = "DELETE FROM ustate_meta WHERE path = ?1 AND dir = 0",
 	/*
-	 * ustate_node() in one read: ?1 the path, ?2 the path + "/", ?3 that
-	 * + 0xff: its version, whether keys or records lie below it, whether
-	 * it is a record.
+	 * ustate_node_get() in one read: ?1 the path, ?2 the path + "/", ?3
+	 * that + 0xff: the store revision, whether keys or records lie
+	 * below the path, whether it is a record, then its entry (NULLs
+	 * when it has no value).
 	 */
-	[ST_NODE] = "SELECT (SELECT version FROM kv_store WHERE key = ?1), "
+	[ST_NODE] = "SELECT (SELECT revision FROM ustate_state), "
 		    "EXISTS (SELECT 1 FROM kv_store WHERE key >= ?2 AND "
 		    "key < ?3), EXISTS (SELECT 1 FROM ustate_dirs WHERE "
 		    "path >= ?2 AND path < ?3), EXISTS (SELECT 1 FROM "
-		    "ustate_dirs WHERE path = ?1)",
+		    "ustate_dirs WHERE path = ?1), k.value, k.version, "
+		    "k.created_at, k.updated_at, r.mod_revision FROM "
+		    "(SELECT 1) LEFT JOIN kv_store k ON k.key = ?1 LEFT JOIN "
+		    "ustate_keyrev r ON r.key = ?1",
 	/* ?1 is the prefix, ?2 the prefix + 0xff upper bound. */
 	[ST_EXPORT_KEYS] = "SELECT k.key, k.value, k.version, k.created_at, "
 			   "k.updated_at, r.mod_revision FROM kv_store k "
@@ -649,6 +653,26 @@ static void sq_close(void *b)
 	free(q);
 }
 
+/*
+ * The entry of key from the columns value, version, created_at,
+ * updated_at and mod_revision of st's row, from column i on; NULL when
+ * out of memory.
+ */
+static ustate_entry *entry_of_row(sqlite3_stmt *st, int i, const char *key)
+{
+	ustate_entry *e;
+
+	e = ustate_entry_new(key, sqlite3_column_blob(st, i),
+			     sqlite3_column_bytes(st, i));
+	if (e) {
+		e->version = sqlite3_column_int64(st, i + 1);
+		e->created_at = sqlite3_column_int64(st, i + 2);
+		e->updated_at = sqlite3_column_int64(st, i + 3);
+		e->mod_revision = sqlite3_column_int64(st, i + 4);
+	}
+	return e;
+}
+
 static int sq_get(void *b, const char *key, ustate_entry **out)
 {
 	struct sq *q = b;
@@ -670,15 +694,9 @@ static int sq_get(void *b, const char *key, ustate_entry **out)
 	} else if (rc != SQLITE_ROW) {
 		rc = sq_errno(c->db, rc);
 	} else {
-		e = ustate_entry_new(key, sqlite3_column_blob(st, 0),
-				     sqlite3_column_bytes(st, 0));
-		if (e) {
-			e->version = sqlite3_column_int64(st, 1);
-			e->created_at = sqlite3_column_int64(st, 2);
-			e->updated_at = sqlite3_column_int64(st, 3);
-			e->mod_revision = sqlite3_column_int64(st, 4);
+		e = entry_of_row(st, 0, key);
+		if (e)
 			*out = e;
-		}
 		rc = e ? 0 : -ENOMEM;
 	}
 	done(st);
@@ -755,13 +773,16 @@ static int sq_version(void *b, const char *key, uint64_t *version)
 	return rc;
 }
 
-static int sq_node(void *b, const char *path, unsigned *flags)
+static int sq_node(void *b, const char *path, unsigned *flags,
+		   uint64_t *revision, ustate_entry **entry)
 {
 	char below[USTATE_KEY_MAX + 3];
 	size_t len = strlen(path);
 	sqlite3_stmt *st = NULL;
+	ustate_entry *e = NULL;
 	struct sq *q = b;
 	struct conn *c;
+	bool value;
 	int rc;
 
 	memcpy(below, path, len);
@@ -777,16 +798,29 @@ static int sq_node(void *b, const char *path, unsigned *flags)
 	sqlite3_bind_text(st, 2, below, len + 1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, below, len + 2, SQLITE_STATIC);
 	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		*flags = (sqlite3_column_int64(st, 0) ? USTATE_NODE_VALUE : 0) |
-			 (sqlite3_column_int(st, 1) || sqlite3_column_int(st, 2)
-				  ? USTATE_NODE_CHILDREN
-				  : 0) |
-			 (sqlite3_column_int(st, 3) ? USTATE_NODE_RECORD : 0);
-		rc = 0;
-	} else {
-		rc = sq_errno(c->db, rc);
+	if (rc != SQLITE_ROW) {
+		rc = rc == SQLITE_DONE ? -EUCLEAN : sq_errno(c->db, rc);
+		goto done;
 	}
+	value = sqlite3_column_type(st, 5) != SQLITE_NULL;
+	if (entry && value) {
+		e = entry_of_row(st, 4, path);
+		if (!e) {
+			rc = -ENOMEM;
+			goto done;
+		}
+	}
+	*flags = (value ? USTATE_NODE_VALUE : 0) |
+		 (sqlite3_column_int(st, 1) || sqlite3_column_int(st, 2)
+			  ? USTATE_NODE_CHILDREN
+			  : 0) |
+		 (sqlite3_column_int(st, 3) ? USTATE_NODE_RECORD : 0);
+	if (revision)
+		*revision = sqlite3_column_int64(st, 0);
+	if (entry)
+		*entry = e;
+	rc = 0;
+done:
 	done(st);
 out:
 	reader_put(q, c);

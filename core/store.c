@@ -281,12 +281,14 @@ static int any(ustate *s, int set, const char *prefix, const char *exact,
 	return 0;
 }
 
-int ustate_node(ustate *s, const char *path, unsigned *flags)
+int ustate_node_get(ustate *s, const char *path, unsigned *flags,
+		    uint64_t *revision, ustate_entry **entry)
 {
 	char below[USTATE_KEY_MAX + 2];
+	ustate_entry *e = NULL;
 	unsigned out;
+	uint64_t v, rev = 0;
 	bool found;
-	uint64_t v;
 	size_t len;
 	int rc;
 
@@ -294,17 +296,37 @@ int ustate_node(ustate *s, const char *path, unsigned *flags)
 		rc = any(s, USTATE_SCAN_KEYS, "/", NULL, &found);
 		if (rc == 0 && !found)
 			rc = any(s, USTATE_SCAN_DIRS, "/", NULL, &found);
-		if (rc == 0)
-			*flags = USTATE_NODE_RECORD |
-				 (found ? USTATE_NODE_CHILDREN : 0);
-		return rc;
+		if (rc == 0 && revision)
+			rc = s->ops->revision(s->be, &rev);
+		if (rc < 0)
+			return rc;
+		*flags =
+			USTATE_NODE_RECORD | (found ? USTATE_NODE_CHILDREN : 0);
+		if (revision)
+			*revision = rev;
+		if (entry)
+			*entry = NULL;
+		return 0;
 	}
 	rc = ustate_key_valid(path);
 	if (rc < 0)
 		return rc;
 	if (s->ops->node)
-		return s->ops->node(s->be, path, flags);
+		return s->ops->node(s->be, path, flags, revision, entry);
+	/* Several reads: as exact for each part, not one snapshot. */
+	if (revision) {
+		rc = s->ops->revision(s->be, &rev);
+		if (rc < 0)
+			return rc;
+	}
 	rc = s->ops->key_version(s->be, path, &v);
+	if (rc == 0 && v && entry) {
+		rc = s->ops->get(s->be, path, &e);
+		if (rc == -ENOENT) {
+			v = 0;
+			rc = 0;
+		}
+	}
 	if (rc < 0)
 		return rc;
 	out = v ? USTATE_NODE_VALUE : 0;
@@ -314,14 +336,25 @@ int ustate_node(ustate *s, const char *path, unsigned *flags)
 	rc = any(s, USTATE_SCAN_KEYS, below, NULL, &found);
 	if (rc == 0 && !found)
 		rc = any(s, USTATE_SCAN_DIRS, below, NULL, &found);
-	if (rc < 0)
-		return rc;
 	out |= found ? USTATE_NODE_CHILDREN : 0;
 	/* The smallest name with a prefix is the prefix itself. */
-	rc = any(s, USTATE_SCAN_DIRS, path, path, &found);
 	if (rc == 0)
-		*flags = out | (found ? USTATE_NODE_RECORD : 0);
-	return rc;
+		rc = any(s, USTATE_SCAN_DIRS, path, path, &found);
+	if (rc < 0) {
+		ustate_entry_free(e);
+		return rc;
+	}
+	*flags = out | (found ? USTATE_NODE_RECORD : 0);
+	if (revision)
+		*revision = rev;
+	if (entry)
+		*entry = e;
+	return 0;
+}
+
+int ustate_node(ustate *s, const char *path, unsigned *flags)
+{
+	return ustate_node_get(s, path, flags, NULL, NULL);
 }
 
 int ustate_meta_get(ustate *s, const char *path, unsigned which,

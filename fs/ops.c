@@ -138,12 +138,22 @@ static bool is_value_path(const char *path, char *key)
 /*
  * What path is, and for files the key that holds its value. A key's own
  * value shows as a file when it has no children, else as DIR/.value.
+ * With rev (and e), in the same read: the store revision, and the key's
+ * entry (NULL without a value) for the caller to free; 0 and NULL for the
+ * root and /.txn.
  */
-static int classify(const char *path, enum node_kind *kind, char *key)
+static int classify_get(const char *path, enum node_kind *kind, char *key,
+			uint64_t *rev, ustate_entry **e)
 {
+	ustate_entry *got = NULL;
+	bool value_path;
 	unsigned flags;
 	int rc;
 
+	if (rev)
+		*rev = 0;
+	if (e)
+		*e = NULL;
 	if (!strcmp(path, "/")) {
 		*kind = KIND_DIR;
 		return 0;
@@ -152,35 +162,37 @@ static int classify(const char *path, enum node_kind *kind, char *key)
 		*kind = KIND_TXN;
 		return 0;
 	}
-	if (is_value_path(path, key)) {
-		rc = ustate_node(fs.store, key, &flags);
-		if (rc < 0)
-			return rc == -EINVAL ? -ENOENT : rc;
-		if ((flags & USTATE_NODE_VALUE) && flags_dir(flags)) {
-			*kind = KIND_VALUE;
-			return 0;
-		}
-		/* Being created, as a file can be (the kernel asks, to check
-		 * permissions). */
-		if (flags_dir(flags) && node_is_creating(path)) {
-			*kind = KIND_VALUE;
-			return 0;
-		}
-		return -ENOENT;
-	}
-	rc = ustate_node(fs.store, path, &flags);
+	value_path = is_value_path(path, key);
+	if (!value_path)
+		strcpy(key, path);
+	rc = ustate_node_get(fs.store, key, &flags, rev, e ? &got : NULL);
 	if (rc < 0)
 		return rc == -EINVAL ? -ENOENT : rc;
-	strcpy(key, path);
-	if (flags_dir(flags))
+	rc = -ENOENT;
+	if (value_path) {
+		/* Being created, as a file can be (the kernel asks, to check
+		 * permissions). */
+		if (flags_dir(flags) &&
+		    ((flags & USTATE_NODE_VALUE) || node_is_creating(path)))
+			rc = 0;
+		*kind = KIND_VALUE;
+	} else if (flags_dir(flags)) {
 		*kind = KIND_DIR;
-	else if (flags & USTATE_NODE_VALUE)
+		rc = 0;
+	} else if ((flags & USTATE_NODE_VALUE) || node_is_creating(path)) {
 		*kind = KIND_FILE;
-	else if (node_is_creating(path))
-		*kind = KIND_FILE;
+		rc = 0;
+	}
+	if (rc < 0 || !e)
+		ustate_entry_free(got);
 	else
-		return -ENOENT;
-	return 0;
+		*e = got;
+	return rc;
+}
+
+static int classify(const char *path, enum node_kind *kind, char *key)
+{
+	return classify_get(path, kind, key, NULL, NULL);
 }
 
 /* ---- attributes ------------------------------------------------------- */
@@ -567,10 +579,6 @@ static struct handle *handle_new(enum handle_kind kind, struct node *n)
 	h->kind = kind;
 	h->node = n;
 	h->gen = node_generation(n);
-	/* A delete by another process ends this open's name if it came
-	 * later than this revision (0 on a store error: it does). */
-	if (kind == H_WRITE)
-		h->opened = ustate_revision(fs.store);
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_mutex_lock(&open_lock);
 	h->next = open_files;
@@ -609,32 +617,32 @@ static void handle_free(struct handle *h)
  * Load the value of key into h (an empty buffer when it does not exist);
  * h->rev is the revision loaded (0: none).
  */
-static int load(struct handle *h, const char *key)
+/* The value of entry e (NULL: none) into h's buffer. */
+static int take_value(struct handle *h, const ustate_entry *e)
 {
-	ustate_entry *e;
 	int rc;
 
 	h->rev = 0;
-	rc = ustate_get(fs.store, key, &e);
-	if (rc == -ENOENT)
+	if (!e)
 		return 0;
-	if (rc < 0)
-		return rc;
 	rc = ensure_cap(h, e->value_len + 1);
 	if (rc == 0) {
 		memcpy(h->buf, e->value, e->value_len);
 		h->len = e->value_len;
 		h->rev = e->mod_revision;
 	}
-	ustate_entry_free(e);
 	return rc;
 }
 
-/* Open node n (of a file) for fi->flags; fills fi. */
-static int open_file(struct node *n, const char *path, enum node_kind kind,
-		     struct fuse_file_info *fi)
+/*
+ * Open node n (of a file) for fi->flags; fills fi. rev and e are the
+ * store revision and the key's entry (NULL: no value) of the read that
+ * classified its path; e is needed unless the open truncates.
+ */
+static int open_file(struct node *n, enum node_kind kind,
+		     struct fuse_file_info *fi, uint64_t rev,
+		     const ustate_entry *e)
 {
-	char key[FS_PATH_MAX];
 	int acc = fi->flags & O_ACCMODE;
 	enum cache_use use;
 	struct handle *h;
@@ -658,17 +666,20 @@ static int open_file(struct node *n, const char *path, enum node_kind kind,
 	}
 	if (acc != O_RDONLY && fs.read_only)
 		return -EROFS;
-	if (!is_value_path(path, key))
-		strcpy(key, path);
 	h = handle_new(acc == O_RDONLY ? H_READ : H_WRITE, n);
 	if (!h)
 		return -ENOMEM;
 	if (acc != O_RDONLY) {
 		h->writer = true;
 		node_writer(n, 1);
+		/*
+		 * A delete by another process ends this open's name if it
+		 * came later than the revision the open saw.
+		 */
+		h->opened = rev;
 	}
 	if (acc == O_RDONLY || !(fi->flags & O_TRUNC)) {
-		rc = load(h, key);
+		rc = take_value(h, e);
 		if (rc < 0) {
 			handle_free(h);
 			return rc;
@@ -717,8 +728,12 @@ static int open_file(struct node *n, const char *path, enum node_kind kind,
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	char path[FS_PATH_MAX], key[FS_PATH_MAX];
+	bool trunc =
+		(fi->flags & O_ACCMODE) != O_RDONLY && (fi->flags & O_TRUNC);
+	ustate_entry *e = NULL;
 	enum node_kind kind;
 	struct node *n;
+	uint64_t rev;
 	int rc;
 
 	if (fs.noopen) {
@@ -738,7 +753,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	rc = n ? node_path(ino, path) : -ESTALE;
 	if (rc == 0) {
 		node_settle(path);
-		rc = classify(path, &kind, key);
+		/* What it is, the revision and the value: one read. */
+		rc = classify_get(path, &kind, key, &rev, trunc ? NULL : &e);
 	}
 	/*
 	 * The kernel still trusts a name whose key is gone (a creation whose
@@ -753,7 +769,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (rc == 0 && kind == KIND_DIR)
 		rc = node_type_is(ino, S_IFDIR) ? -EISDIR : -ESTALE;
 	if (rc == 0)
-		rc = open_file(n, path, kind, fi);
+		rc = open_file(n, kind, fi, rev, e);
+	ustate_entry_free(e);
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;
@@ -780,10 +797,12 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 {
 	char dir[FS_PATH_MAX], path[FS_PATH_MAX];
 	struct fuse_entry_param e = {0};
+	ustate_entry *got = NULL;
 	struct handle *h = NULL;
 	struct node *n = NULL;
 	unsigned flags;
 	ustate_meta m;
+	uint64_t rev;
 	int rc;
 
 	rc = node_path(parent, dir);
@@ -822,7 +841,9 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		}
 		return;
 	}
-	rc = ustate_node(fs.store, strcmp(name, ".value") ? path : dir, &flags);
+	/* What is there, the revision and the value: one read. */
+	rc = ustate_node_get(fs.store, strcmp(name, ".value") ? path : dir,
+			     &flags, &rev, (fi->flags & O_TRUNC) ? NULL : &got);
 	if (rc < 0)
 		goto fail;
 	if (strcmp(name, ".value") && flags_dir(flags)) {
@@ -845,6 +866,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	}
 	h->writer = true;
 	node_writer(n, 1);
+	h->opened = rev;
 	h->excl = fi->flags & O_EXCL;
 	h->append = fi->flags & O_APPEND;
 	if (!(flags & USTATE_NODE_VALUE)) {
@@ -853,7 +875,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		h->creating = true;
 		node_creating(n, 1);
 	} else if (!(fi->flags & O_TRUNC)) {
-		rc = load(h, strcmp(name, ".value") ? path : dir);
+		rc = take_value(h, got);
 		if (rc < 0)
 			goto fail;
 	} else {
@@ -875,12 +897,14 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	e.attr_timeout = 0;
 	e.entry_timeout = 0;
 	node_set_type(n->ino, S_IFREG);
+	ustate_entry_free(got);
 	if (fuse_reply_create(req, &e, fi) != 0) {
 		handle_free(h);
 		node_forget(n->ino, 1);
 	}
 	return;
 fail:
+	ustate_entry_free(got);
 	if (h)
 		handle_free(h);
 	if (n)

@@ -295,6 +295,23 @@ void ustate_list_free(char **keys, size_t n);
  */
 int ustate_node(ustate *s, const char *path, unsigned *flags);
 
+/**
+ * ustate_node_get() - ustate_node(), and in the same consistent read the
+ * store revision and the entry of the path: what a file system needs to
+ * open a path, in one read.
+ * @path:     as for ustate_node().
+ * @flags:    receives USTATE_NODE_* bits.
+ * @revision: receives the store revision the answer is from (NULL: not
+ *            wanted).
+ * @entry:    receives the path's entry, owned by the caller
+ *            (ustate_entry_free()), when @flags has USTATE_NODE_VALUE,
+ *            else NULL (NULL: not wanted).
+ * Return: 0; -EINVAL, -ENAMETOOLONG for a bad path; -ENOMEM; backend
+ * errors. Nothing is returned on failure.
+ */
+int ustate_node_get(ustate *s, const char *path, unsigned *flags,
+		    uint64_t *revision, ustate_entry **entry);
+
 /** One name in a directory. */
 typedef struct ustate_dirent {
 	char *name;	/* one segment */

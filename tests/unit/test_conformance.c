@@ -2223,6 +2223,67 @@ static void test_node(void **state)
 	assert_int_equal(ustate_node(s, "/\x7f", &flags), -EINVAL);
 }
 
+/*
+ * ustate_node_get(): the flags of ustate_node(), the store revision and
+ * the entry of ustate_get(), whatever the path is; outputs untouched on a
+ * bad path.
+ */
+static void test_node_get(void **state)
+{
+	static const char *const paths[] = {"/",   "/a",   "/a/b", "/a/b/c",
+					    "/ab", "/r/s", "/none"};
+	struct fixture *f = *state;
+	ustate_entry *e, *g, *kept;
+	ustate *s = f->s;
+	uint64_t rev;
+	unsigned flags;
+	size_t i;
+	int rc;
+
+	put(s, "/a/b/c", "vc", 1);
+	put(s, "/a", "va", 1);
+	put(s, "/ab", "vab", 1);
+	put(s, "/ab", "vab2", 2);
+	mkdir_rmdir(s, USTATE_OP_MKDIR, "/r/s");
+	for (i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+		e = (ustate_entry *)&rev; /* must be overwritten */
+		assert_int_equal(ustate_node_get(s, paths[i], &flags, &rev, &e),
+				 0);
+		assert_int_equal(flags, node_flags(s, paths[i]));
+		assert_int_equal(rev, ustate_revision(s));
+		rc = strcmp(paths[i], "/") ? ustate_get(s, paths[i], &g)
+					   : -ENOENT;
+		if (rc == -ENOENT) {
+			assert_null(e);
+			assert_false(flags & USTATE_NODE_VALUE);
+			continue;
+		}
+		assert_int_equal(rc, 0);
+		assert_non_null(e);
+		assert_true(flags & USTATE_NODE_VALUE);
+		assert_string_equal(e->key, g->key);
+		assert_int_equal(e->value_len, g->value_len);
+		assert_memory_equal(e->value, g->value, g->value_len);
+		assert_int_equal(e->version, g->version);
+		assert_int_equal(e->mod_revision, g->mod_revision);
+		assert_int_equal(e->created_at, g->created_at);
+		assert_int_equal(e->updated_at, g->updated_at);
+		ustate_entry_free(e);
+		ustate_entry_free(g);
+	}
+	/* Either output may be left out. */
+	assert_int_equal(ustate_node_get(s, "/a", &flags, NULL, NULL), 0);
+	assert_int_equal(flags, USTATE_NODE_VALUE | USTATE_NODE_CHILDREN);
+	/* A bad path leaves every output as it was. */
+	kept = e = (ustate_entry *)&rev;
+	rev = 77;
+	flags = 0xdead;
+	assert_int_equal(ustate_node_get(s, "/a/", &flags, &rev, &e), -EINVAL);
+	assert_int_equal(flags, 0xdead);
+	assert_int_equal(rev, 77);
+	assert_ptr_equal(e, kept);
+}
+
 /* Output parameters are set only on success (the header's conventions). */
 static void test_node_bad_path_output(void **state)
 {
@@ -4526,8 +4587,8 @@ static void test_memory_backup(void **state)
 		T(test_watch_concurrent_writers), T(test_watch_big_txn),       \
 		T(test_thread_cas_race), T(test_thread_group_commit),          \
 		T(test_options_get), T(test_dir_records), T(test_node),        \
-		T(test_node_bad_path_output), T(test_readdir),                 \
-		T(test_readdir_many), T(test_script),                          \
+		T(test_node_bad_path_output), T(test_node_get),                \
+		T(test_readdir), T(test_readdir_many), T(test_script),         \
 		T(test_script_newlines_after_commit), T(test_script_failures), \
 		T(test_json), T(test_strerror), T(test_null_is_noop),          \
 		T(test_check_children), T(test_export), T(test_export_stops),  \
