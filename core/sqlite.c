@@ -1149,9 +1149,13 @@ static int apply_op(struct conn *c, const ustate_op *op, int64_t now,
 	}
 }
 
-/* The body of sq_txn(), run inside BEGIN IMMEDIATE on the writer. */
+/*
+ * The body of sq_txn(), run inside BEGIN IMMEDIATE on the writer. The
+ * history is trimmed after it when trim_now (a group trims once, after
+ * its last transaction).
+ */
 static int txn_apply(struct sq *q, struct conn *c, const ustate_op *ops,
-		     size_t n, ustate_txn_result *res)
+		     size_t n, ustate_txn_result *res, bool trim_now)
 {
 	int64_t now = time(NULL);
 	uint64_t v, compacted;
@@ -1208,9 +1212,31 @@ static int txn_apply(struct sq *q, struct conn *c, const ustate_op *ops,
 			return rc;
 	}
 	rc = state_on(c, &res->revision, &compacted);
-	if (rc == 0 && writes)
+	if (rc == 0 && writes && trim_now)
 		rc = trim(q, c, res->revision, compacted);
 	return rc;
+}
+
+/*
+ * Whether a failure of the transaction can leave nothing of it behind
+ * without a savepoint: one write, of a key, which is one statement (a
+ * statement that fails is undone whole by SQLite), whatever it checks
+ * first.
+ */
+static bool one_statement(const ustate_op *ops, size_t n)
+{
+	size_t i, writes = 0;
+
+	for (i = 0; i < n; i++) {
+		if (ustate_op_is_check(ops[i].type))
+			continue;
+		if (ops[i].type != USTATE_OP_SET &&
+		    ops[i].type != USTATE_OP_CREATE &&
+		    ops[i].type != USTATE_OP_DELETE)
+			return false;
+		writes++;
+	}
+	return writes == 1;
 }
 
 /*
@@ -1257,7 +1283,7 @@ static int txn_alone(struct sq *q, const ustate_op *ops, size_t n,
 	rc = exec1(c, ST_BEGIN);
 	if (rc < 0)
 		return rc;
-	rc = txn_apply(q, c, ops, n, res);
+	rc = txn_apply(q, c, ops, n, res, true);
 	if (rc == 0)
 		rc = exec1(c, ST_COMMIT);
 	if (rc < 0) {
@@ -1272,31 +1298,41 @@ static int txn_alone(struct sq *q, const ustate_op *ops, size_t n,
 
 /*
  * Several transactions in one SQLite transaction, each in a savepoint of
- * its own: one that fails is rolled back alone; one COMMIT (one sync of
- * the WAL) makes the others durable together. Under wlock.
+ * its own (but for one_statement() ones, which need none): one that fails
+ * is rolled back alone; one COMMIT (one sync of the WAL) makes the others
+ * durable together. The history is trimmed once, at the end. Under wlock.
  */
 static void txn_group(struct sq *q, struct group_req *g)
 {
 	struct conn *c = q->writer;
+	uint64_t rev, compacted;
 	struct group_req *r;
-	uint64_t compacted;
+	bool sp, wrote = false;
 	int rc;
 
 	rc = exec1(c, ST_BEGIN);
 	for (r = g; rc == 0 && r; r = r->next) {
-		r->rc = exec1(c, ST_SAVEPOINT);
+		sp = !one_statement(r->ops, r->n);
+		r->rc = sp ? exec1(c, ST_SAVEPOINT) : 0;
 		if (r->rc == 0)
-			r->rc = txn_apply(q, c, r->ops, r->n, r->res);
+			r->rc = txn_apply(q, c, r->ops, r->n, r->res, false);
 		if (r->rc < 0) {
 			/* Savepoints end with RELEASE, even rolled back. */
-			if (exec1(c, ST_ROLLBACK_TO) < 0 ||
-			    exec1(c, ST_RELEASE) < 0)
+			if (sp && (exec1(c, ST_ROLLBACK_TO) < 0 ||
+				   exec1(c, ST_RELEASE) < 0))
 				rc = r->rc; /* the whole group is lost */
 			if (state_on(c, &r->res->revision, &compacted) < 0)
 				r->res->revision = 0;
 		} else {
-			rc = exec1(c, ST_RELEASE);
+			wrote = true;
+			if (sp)
+				rc = exec1(c, ST_RELEASE);
 		}
+	}
+	if (rc == 0 && wrote) {
+		rc = state_on(c, &rev, &compacted);
+		if (rc == 0)
+			rc = trim(q, c, rev, compacted);
 	}
 	if (rc == 0)
 		rc = exec1(c, ST_COMMIT);
