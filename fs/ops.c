@@ -221,33 +221,24 @@ static int attr_of(fuse_ino_t ino, const char *path, struct stat *st,
 	ustate_entry *e;
 	int rc;
 
-	rc = classify(path, &kind, key);
+	/* What it is and its value: one read. */
+	rc = classify_get(path, &kind, key, NULL, &e);
 	if (rc < 0)
 		return rc;
 	attr_base(st, ino);
 	*rev = ATTR_STATIC;
-	switch (kind) {
-	case KIND_DIR:
-		st->st_mode = S_IFDIR;
-		st->st_nlink = 2;
+	if (kind == KIND_DIR || kind == KIND_TXN) {
+		ustate_entry_free(e);
+		st->st_mode = kind == KIND_DIR ? S_IFDIR : S_IFREG;
+		st->st_nlink = kind == KIND_DIR ? 2 : 1;
 		return meta_attr(path, kind, NULL, st);
-	case KIND_TXN:
-		st->st_mode = S_IFREG;
-		st->st_nlink = 1;
-		return meta_attr(path, kind, NULL, st);
-	default:
-		break;
 	}
 	st->st_mode = S_IFREG;
 	st->st_nlink = 1;
-	rc = ustate_get(fs.store, key, &e);
 	*rev = 0;
-	if (rc == -ENOENT && (kind == KIND_FILE || kind == KIND_VALUE)) {
-		/* Being created: empty until its close, its creator's. */
+	/* Being created: empty until its close, its creator's. */
+	if (!e)
 		return meta_attr(key, kind, node_of(ino), st);
-	}
-	if (rc < 0)
-		return rc;
 	*rev = e->mod_revision;
 	st->st_size = (off_t)e->value_len;
 	st->st_blocks = (blkcnt_t)((e->value_len + 511) / 512);
