@@ -580,17 +580,19 @@ static void signaled(ustate *s, uint64_t rev, bool alone)
  * watches that match one of its keys at once, before the commit returns:
  * a watch of this handle then reads its own writes at once. Each change a
  * commit records names the key or the record of one of its ops, so this
- * signals every watch that must hear of it; a signal is a hint (a watch
- * reads the history itself), so one too many is harmless.
+ * signals every watch that must hear of it. A revision is signaled once,
+ * by its commit or by the dispatcher, never both: a watch's descriptor
+ * polls readable only while an event is there.
  *
  * The dispatcher (two thread switches and two reads of the store later)
  * is then needed only for revisions no local commit signals: commits by
  * other processes, which it looks for every USTATE_POLL_MS anyway, and
- * local commits whose revision is unknown, which wake it. Commits of one
- * group land together and return in any order: each marks its own
- * revision, and the mark advances once the gap before it is filled. Only
- * a commit with a key write is sure to own rev: a transaction of records
- * and metadata alone may change nothing and get the current revision.
+ * local commits that cannot signal their own, which wake it: those whose
+ * revision is unknown (a single write, which does not read it back), and
+ * those with no key write, which may change nothing and be given the
+ * current revision. Commits of one group land together and return in any
+ * order: each marks its own revision, and the mark advances once the gap
+ * before it is filled.
  */
 static void dispatch_local(ustate *s, const ustate_op *ops, size_t n,
 			   uint64_t rev)
@@ -607,6 +609,11 @@ static void dispatch_local(ustate *s, const ustate_op *ops, size_t n,
 	/* No watches, or the dispatcher signaled it already. */
 	if (!s->dispatching || (rev && rev <= s->seen))
 		goto out;
+	if (!owned || !rev) {
+		s->kicked = true;
+		pthread_cond_signal(&s->wcond);
+		goto out;
+	}
 	for (w = s->watches; w; w = w->next)
 		for (i = 0; i < n; i++)
 			if (ustate_pattern_match(w->prefix, w->plen,
@@ -614,12 +621,7 @@ static void dispatch_local(ustate *s, const ustate_op *ops, size_t n,
 				signal_watch(w);
 				break;
 			}
-	if (owned && rev) {
-		signaled(s, rev, true);
-	} else {
-		s->kicked = true;
-		pthread_cond_signal(&s->wcond);
-	}
+	signaled(s, rev, true);
 out:
 	pthread_mutex_unlock(&s->wlock);
 }
@@ -1028,6 +1030,23 @@ static void signal_watch(struct ustate_watch *w)
 	}
 }
 
+/* Whether revision rev was signaled already (by its commit). Under wlock. */
+static bool was_signaled(const ustate *s, uint64_t rev)
+{
+	uint64_t d;
+
+	if (rev <= s->seen)
+		return true;
+	if (rev == s->seen + 1)
+		return false;
+	d = rev - s->seen - 2;
+	return d < 64 && (s->ahead & ((uint64_t)1 << d));
+}
+
+/*
+ * Signal the watches that changes c concern, but for revisions signaled
+ * already; every watch when all. Under wlock.
+ */
 static void signal_matching(ustate *s, const struct ustate_change *c, size_t n,
 			    bool all)
 {
@@ -1036,7 +1055,8 @@ static void signal_matching(ustate *s, const struct ustate_change *c, size_t n,
 
 	for (w = s->watches; w; w = w->next) {
 		for (i = 0; i < n && !all; i++)
-			if (ustate_pattern_match(w->prefix, w->plen,
+			if (!was_signaled(s, c[i].revision) &&
+			    ustate_pattern_match(w->prefix, w->plen,
 						 w->is_prefix, c[i].key))
 				break;
 		if (all || i < n)
