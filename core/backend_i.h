@@ -30,6 +30,16 @@ static inline int ustate_op_is_check(ustate_op_type type)
 	       type == USTATE_OP_CHECK_CHILDREN;
 }
 
+/*
+ * Whether an op writes a key (SET, CREATE, DELETE): one statement in the
+ * SQLite backend, and always a change with a revision of its own.
+ */
+static inline int ustate_op_writes_key(ustate_op_type type)
+{
+	return type == USTATE_OP_SET || type == USTATE_OP_CREATE ||
+	       type == USTATE_OP_DELETE;
+}
+
 /* Which set a scan walks. */
 #define USTATE_SCAN_KEYS 0 /* the keys */
 #define USTATE_SCAN_DIRS 1 /* the directory records */

@@ -736,17 +736,29 @@ static size_t range_end(const char *prefix, char *upper)
 	return len + 1;
 }
 
-/* The number of keys below key on connection c. */
-static int children_on(struct conn *c, const char *key, uint64_t *count)
+/*
+ * key + "/" + 0xff into lo (USTATE_KEY_MAX + 3 bytes): its first len + 1
+ * bytes are the lower bound of the names below key, all of it the upper
+ * one. Returns len, key's length.
+ */
+static size_t below_range(const char *key, char *lo)
 {
-	char lo[USTATE_KEY_MAX + 3];
 	size_t len = strlen(key);
-	sqlite3_stmt *st = NULL;
-	int rc;
 
 	memcpy(lo, key, len);
 	lo[len] = '/';
 	lo[len + 1] = (char)0xff;
+	return len;
+}
+
+/* The number of keys below key on connection c. */
+static int children_on(struct conn *c, const char *key, uint64_t *count)
+{
+	char lo[USTATE_KEY_MAX + 3];
+	size_t len = below_range(key, lo);
+	sqlite3_stmt *st = NULL;
+	int rc;
+
 	rc = stmt(c, ST_CHILDREN, &st);
 	if (rc < 0)
 		return rc;
@@ -777,7 +789,7 @@ static int sq_node(void *b, const char *path, unsigned *flags,
 		   uint64_t *revision, ustate_entry **entry)
 {
 	char below[USTATE_KEY_MAX + 3];
-	size_t len = strlen(path);
+	size_t len = below_range(path, below);
 	sqlite3_stmt *st = NULL;
 	ustate_entry *e = NULL;
 	struct sq *q = b;
@@ -785,9 +797,6 @@ static int sq_node(void *b, const char *path, unsigned *flags,
 	bool value;
 	int rc;
 
-	memcpy(below, path, len);
-	below[len] = '/';
-	below[len + 1] = (char)0xff;
 	c = reader_get(q, &rc);
 	if (!c)
 		return rc;
@@ -1230,9 +1239,7 @@ static bool one_statement(const ustate_op *ops, size_t n)
 	for (i = 0; i < n; i++) {
 		if (ustate_op_is_check(ops[i].type))
 			continue;
-		if (ops[i].type != USTATE_OP_SET &&
-		    ops[i].type != USTATE_OP_CREATE &&
-		    ops[i].type != USTATE_OP_DELETE)
+		if (!ustate_op_writes_key(ops[i].type))
 			return false;
 		writes++;
 	}

@@ -9,12 +9,12 @@
  * own, so a watch needs no queue and can never silently lose an event: it
  * either reads every change in revision order or learns that the history
  * it needed was trimmed (-EOVERFLOW). Each watch has an eventfd, made
- * readable when a change that matches it is committed. A commit through
- * this handle signals the watches it concerns itself, before it returns,
- * when every earlier revision was signaled already; a dispatcher thread,
- * started by the first watch, signals the rest (commits by other
- * processes on the same file, within USTATE_POLL_MS, and local commits
- * that found a revision not yet signaled before theirs).
+ * readable when a change that matches it is committed. A local commit
+ * that knows its revision signals the watches it concerns itself, before
+ * it returns (dispatch_local()); a dispatcher thread, started by the first
+ * watch, signals the rest: commits by other processes on the same file,
+ * within USTATE_POLL_MS, and local commits that cannot tell their own
+ * revision.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -602,18 +602,15 @@ static void dispatch_local(ustate *s, const ustate_op *ops, size_t n,
 	size_t i;
 
 	for (i = 0; i < n; i++)
-		owned |= ops[i].type == USTATE_OP_SET ||
-			 ops[i].type == USTATE_OP_CREATE ||
-			 ops[i].type == USTATE_OP_DELETE;
+		owned |= ustate_op_writes_key(ops[i].type);
+	if (!owned || !rev) {
+		kick(s);
+		return;
+	}
 	pthread_mutex_lock(&s->wlock);
 	/* No watches, or the dispatcher signaled it already. */
-	if (!s->dispatching || (rev && rev <= s->seen))
+	if (!s->dispatching || rev <= s->seen)
 		goto out;
-	if (!owned || !rev) {
-		s->kicked = true;
-		pthread_cond_signal(&s->wcond);
-		goto out;
-	}
 	for (w = s->watches; w; w = w->next)
 		for (i = 0; i < n; i++)
 			if (ustate_pattern_match(w->prefix, w->plen,
@@ -1017,10 +1014,7 @@ int ustate_compact(ustate *s, uint64_t revision, uint64_t *removed)
 
 /* ---- watches ---------------------------------------------------------- */
 
-/*
- * Signal every watch that one of changes[0..n) matches. Called with
- * s->wlock held.
- */
+/* Make w's descriptor readable. */
 static void signal_watch(struct ustate_watch *w)
 {
 	static const uint64_t one = 1;
