@@ -1,15 +1,20 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * This file defines the table of operations a storage backend provides to
- * the store front (store.c). The front validates every key, value size and
- * option before calling a backend, owns the watch machinery and the
- * read-only rule; a backend only stores, applies transactions atomically,
- * and keeps the change history that watches read. Every function returns
- * 0 or a negative errno, as the public API does.
+ * the store front (store.c), and all that a backend may use besides the
+ * public API of ustate.h: the helpers of backend.c. A backend includes
+ * this header alone (and system headers); it never calls into store.c.
+ * The front validates every key, value size and option before calling a
+ * backend, owns the watch machinery and the read-only rule; a backend only
+ * stores, applies transactions atomically, and keeps the change history
+ * that watches read. Every function returns 0 or a negative errno, as the
+ * public API does.
  *
- * A future backend (etcd) fits by mapping txn to an etcd Txn with version
- * compares, history to the watch/range-by-revision API and revision to the
- * cluster revision.
+ * The backends are SQLite (sqlite.c) and memory (memory.c); the etcd
+ * backend, which ustate_open() reaches for etcd:// and etcds:// sources
+ * when the library is built with it (USTATE_HAVE_ETCD), fits the same
+ * table by mapping txn to an etcd Txn with version compares, history to
+ * the watch/range-by-revision API and revision to the cluster revision.
  */
 #ifndef USTATE_BACKEND_I_H
 #define USTATE_BACKEND_I_H
@@ -156,18 +161,29 @@ struct ustate_backend_ops {
 		    uint64_t *revision, ustate_entry **entry);
 };
 
-void ustate_changes_free(struct ustate_change *c, size_t n);
-
 /* The backends; each fills *ops and *b on success. */
 int ustate_sqlite_backend_open(void **b, const struct ustate_backend_ops **ops,
 			       const char *path, const ustate_options *opts);
 int ustate_memory_backend_open(void **b, const struct ustate_backend_ops **ops,
 			       const ustate_options *opts);
 
-/* Shared helpers of the backends (store.c). */
+/* ---- helpers shared by the backends (backend.c) ---- */
+
+/*
+ * A new entry holding copies of key and of len bytes of val, followed by
+ * a NUL byte, its other fields zero; one allocation, which the caller
+ * owns and frees with ustate_entry_free(). NULL when out of memory.
+ */
 ustate_entry *ustate_entry_new(const char *key, const void *val, size_t len);
 
-/* Hand a problem to a check's fn; detail is printf-formatted. */
+/* Free n changes of a history batch and their keys; NULL, 0 is a no-op. */
+void ustate_changes_free(struct ustate_change *c, size_t n);
+
+/*
+ * Hand a problem to a check's fn; detail is printf-formatted (cut at 511
+ * bytes), and check and key are borrowed for the call. Returns what fn
+ * returns.
+ */
 int ustate_report(ustate_problem_fn fn, void *arg, const char *check,
 		  const char *key, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));

@@ -36,7 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "store_i.h"
+#include "backend_i.h"
 
 #define SEQ_BITS 20 /* changes one revision may hold: 2^20 */
 #define BUSY_TIMEOUT_MS 5000

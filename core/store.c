@@ -22,7 +22,6 @@
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,38 +69,9 @@ struct ustate_watch {
 	char prefix[USTATE_KEY_MAX + 1];
 };
 
-ustate_entry *ustate_entry_new(const char *key, const void *val, size_t len)
-{
-	size_t klen = strlen(key);
-	ustate_entry *e;
-
-	/* One block: the entry, then the key, then the value and its NUL. */
-	e = malloc(sizeof(*e) + klen + 1 + len + 1);
-	if (!e)
-		return NULL;
-	memset(e, 0, sizeof(*e));
-	e->key = (char *)(e + 1);
-	memcpy(e->key, key, klen + 1);
-	e->value = e->key + klen + 1;
-	if (len)
-		memcpy(e->value, val, len);
-	((char *)e->value)[len] = '\0';
-	e->value_len = len;
-	return e;
-}
-
 void ustate_entry_free(ustate_entry *e)
 {
 	free(e);
-}
-
-void ustate_changes_free(struct ustate_change *c, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		free(c[i].key);
-	free(c);
 }
 
 void ustate_list_free(char **keys, size_t n)
@@ -958,20 +928,6 @@ int ustate_backup(ustate *s, const char *path, unsigned flags,
 out:
 	free(tmp);
 	return rc;
-}
-
-int ustate_report(ustate_problem_fn fn, void *arg, const char *check,
-		  const char *key, const char *fmt, ...)
-{
-	ustate_problem p = {.check = check, .key = key};
-	char detail[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(detail, sizeof(detail), fmt, ap);
-	va_end(ap);
-	p.detail = detail;
-	return fn(arg, &p);
 }
 
 /* Counts the problems of a check on their way to the caller's fn. */
