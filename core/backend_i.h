@@ -161,11 +161,33 @@ struct ustate_backend_ops {
 		    uint64_t *revision, ustate_entry **entry);
 };
 
-/* The backends; each fills *ops and *b on success. */
+/*
+ * The backends' openers; each fills *b and *ops on success only, and
+ * returns 0 or a negative errno.
+ *
+ * opts is never NULL: the front's copy of the caller's options, checked
+ * and with every default filled in, at USTATE_OPTIONS_VERSION. An opener
+ * may change its numeric fields, to lower a default it cannot meet (the
+ * etcd backend lowers max_value_size to the server's request limit when
+ * the caller left it at the USTATE_OPTIONS_INIT value); the store runs
+ * with opts as they are when the opener returns, and ustate_options_get()
+ * reports them. Its string fields are the store's copies, valid until
+ * the backend's close returns, so a backend may keep pointers to them;
+ * it must not change those pointers. Log through ustate_log(opts, ...).
+ */
 int ustate_sqlite_backend_open(void **b, const struct ustate_backend_ops **ops,
-			       const char *path, const ustate_options *opts);
+			       const char *path, ustate_options *opts);
 int ustate_memory_backend_open(void **b, const struct ustate_backend_ops **ops,
-			       const ustate_options *opts);
+			       ustate_options *opts);
+
+/*
+ * The etcd backend (etcd.c, etcd_http.c), for a source "etcd://" or
+ * "etcds://" HOST:PORT[,HOST:PORT...]/PREFIX, exactly as the caller of
+ * ustate_open() gave it. The front calls it only when the library is
+ * built with it (USTATE_HAVE_ETCD).
+ */
+int ustate_etcd_backend_open(void **b, const struct ustate_backend_ops **ops,
+			     const char *source, ustate_options *opts);
 
 /* ---- helpers shared by the backends (backend.c) ---- */
 
@@ -187,5 +209,15 @@ void ustate_changes_free(struct ustate_change *c, size_t n);
 int ustate_report(ustate_problem_fn fn, void *arg, const char *check,
 		  const char *key, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));
+
+/*
+ * Log a message through the options of a store (o->log, or stderr for
+ * LOG_WARNING and above when it is NULL; o may be NULL): priority is a
+ * syslog level, fmt printf's, the text is cut at 1023 bytes and loses
+ * any trailing newline. Safe from any thread. Messages name keys and
+ * errors, never values or secrets.
+ */
+void ustate_log(const ustate_options *o, int priority, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 #endif /* USTATE_BACKEND_I_H */

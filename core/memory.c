@@ -1504,14 +1504,11 @@ static const struct ustate_backend_ops mem_ops = {
 };
 
 int ustate_memory_backend_open(void **b, const struct ustate_backend_ops **ops,
-			       const ustate_options *opts)
+			       ustate_options *opts)
 {
-	static const ustate_options defaults = USTATE_OPTIONS_INIT;
 	struct mem_backend *m;
 	int rc;
 
-	if (!opts)
-		opts = &defaults;
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return -ENOMEM;

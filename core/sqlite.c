@@ -2235,7 +2235,7 @@ static const struct ustate_backend_ops sqlite_ops = {
 };
 
 int ustate_sqlite_backend_open(void **b, const struct ustate_backend_ops **ops,
-			       const char *path, const ustate_options *opts)
+			       const char *path, ustate_options *opts)
 {
 	struct stat st;
 	struct sq *q;

@@ -22,6 +22,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,7 +41,10 @@
 struct ustate {
 	const struct ustate_backend_ops *ops;
 	void *be;
-	ustate_options opts;
+	ustate_options opts; /* as the backend left them; their strings
+			      * point into strings */
+	char *strings;	     /* the copies of the caller's strings */
+	size_t strings_len;
 
 	pthread_mutex_t wlock;
 	pthread_cond_t wcond;
@@ -83,13 +87,26 @@ void ustate_list_free(char **keys, size_t n)
 	free(keys);
 }
 
+/* The bytes of version 1 of the options: the fields up to max_txn_ops. */
+#define OPTIONS_V1_SIZE (offsetof(ustate_options, max_txn_ops) + sizeof(size_t))
+
+/*
+ * Check the caller's options (NULL: the defaults) into *o, at the current
+ * version: of a version 1 struct, only the version 1 fields are read (the
+ * caller's struct may be no larger), the others keep their defaults.
+ */
 static int options_check(ustate_options *o, const ustate_options *in)
 {
-	ustate_options def = USTATE_OPTIONS_INIT;
+	static const ustate_options def = USTATE_OPTIONS_INIT;
 
-	*o = in ? *in : def;
-	if (o->version != USTATE_OPTIONS_VERSION)
+	*o = def;
+	if (in && in->version == 1)
+		memcpy(o, in, OPTIONS_V1_SIZE);
+	else if (in && in->version == USTATE_OPTIONS_VERSION)
+		*o = *in;
+	else if (in)
 		return -EINVAL;
+	o->version = USTATE_OPTIONS_VERSION;
 	if (o->sync != USTATE_SYNC_FULL && o->sync != USTATE_SYNC_NORMAL &&
 	    o->sync != USTATE_SYNC_OFF)
 		return -EINVAL;
@@ -102,11 +119,59 @@ static int options_check(ustate_options *o, const ustate_options *in)
 	if (o->max_value_size > (1u << 30) || o->max_txn_ops == 0 ||
 	    o->max_txn_ops > USTATE_MAX_TXN_OPS || o->history == 0)
 		return -EINVAL;
+	/* Every request has a deadline: 0 would be none, or an instant. */
+	if (o->request_timeout == 0 ||
+	    o->request_timeout > USTATE_MAX_TIMEOUT_MS ||
+	    o->dial_timeout == 0 || o->dial_timeout > USTATE_MAX_TIMEOUT_MS)
+		return -EINVAL;
 	return 0;
 }
 
-static int store_new(ustate **out, const ustate_options *in, void **be,
-		     const struct ustate_backend_ops **ops)
+/*
+ * Replace the strings of o by copies, all in one new block *block of
+ * *len bytes (NULL when o has none), which strings_free() releases.
+ */
+static int options_own(ustate_options *o, char **block, size_t *len)
+{
+	const char **f[] = {&o->tls_ca, &o->tls_cert, &o->tls_key, &o->user,
+			    &o->password};
+	size_t i, n = 0, l;
+	char *p;
+
+	for (i = 0; i < sizeof(f) / sizeof(f[0]); i++)
+		if (*f[i])
+			n += strlen(*f[i]) + 1;
+	*block = NULL;
+	*len = n;
+	if (!n)
+		return 0;
+	p = malloc(n);
+	if (!p)
+		return -ENOMEM;
+	*block = p;
+	for (i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+		if (!*f[i])
+			continue;
+		l = strlen(*f[i]) + 1;
+		memcpy(p, *f[i], l);
+		*f[i] = p;
+		p += l;
+	}
+	return 0;
+}
+
+/* Free a block of options_own(); wiped first, for the password in it. */
+static void strings_free(char *block, size_t len)
+{
+	if (block)
+		explicit_bzero(block, len);
+	free(block);
+}
+
+/* Takes over be, ops and strings on success only. */
+static int store_new(ustate **out, const ustate_options *o, char *strings,
+		     size_t strings_len, void *be,
+		     const struct ustate_backend_ops *ops)
 {
 	pthread_condattr_t ca;
 	ustate *s;
@@ -114,8 +179,11 @@ static int store_new(ustate **out, const ustate_options *in, void **be,
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	*s = (ustate){.ops = *ops, .be = *be};
-	options_check(&s->opts, in);
+	*s = (ustate){.ops = ops,
+		      .be = be,
+		      .opts = *o,
+		      .strings = strings,
+		      .strings_len = strings_len};
 	pthread_mutex_init(&s->wlock, NULL);
 	/* The dispatcher's deadlines are on the monotonic clock. */
 	pthread_condattr_init(&ca);
@@ -126,10 +194,33 @@ static int store_new(ustate **out, const ustate_options *in, void **be,
 	return 0;
 }
 
-int ustate_open_sqlite(ustate **out, const char *path,
-		       const ustate_options *opts)
+/* The backends a source may name. */
+enum source_kind { SOURCE_SQLITE, SOURCE_MEMORY };
+
+static int backend_open(enum source_kind kind, const char *source,
+			ustate_options *o, void **be,
+			const struct ustate_backend_ops **ops)
+{
+	switch (kind) {
+	case SOURCE_SQLITE:
+		return ustate_sqlite_backend_open(be, ops, source, o);
+	case SOURCE_MEMORY:
+		return ustate_memory_backend_open(be, ops, o);
+	}
+	return -EINVAL;
+}
+
+/*
+ * The one way every opener takes: check the options, copy their strings,
+ * open the backend with them, then make the store with the options as
+ * the backend left them.
+ */
+static int store_open(ustate **out, enum source_kind kind, const char *source,
+		      const ustate_options *opts)
 {
 	const struct ustate_backend_ops *ops;
+	char *strings = NULL;
+	size_t strings_len = 0;
 	ustate_options o;
 	void *be;
 	int rc;
@@ -137,34 +228,34 @@ int ustate_open_sqlite(ustate **out, const char *path,
 	rc = options_check(&o, opts);
 	if (rc < 0)
 		return rc;
-	if (!path || !*path)
+	if (kind != SOURCE_MEMORY && (!source || !*source))
 		return -EINVAL;
-	rc = ustate_sqlite_backend_open(&be, &ops, path, &o);
+	rc = options_own(&o, &strings, &strings_len);
 	if (rc < 0)
 		return rc;
-	rc = store_new(out, &o, &be, &ops);
+	rc = backend_open(kind, source, &o, &be, &ops);
 	if (rc < 0)
+		goto out;
+	rc = store_new(out, &o, strings, strings_len, be, ops);
+	if (rc < 0) {
 		ops->close(be);
+		goto out;
+	}
+	strings = NULL; /* the store's now */
+out:
+	strings_free(strings, strings_len);
 	return rc;
+}
+
+int ustate_open_sqlite(ustate **out, const char *path,
+		       const ustate_options *opts)
+{
+	return store_open(out, SOURCE_SQLITE, path, opts);
 }
 
 int ustate_open_memory(ustate **out, const ustate_options *opts)
 {
-	const struct ustate_backend_ops *ops;
-	ustate_options o;
-	void *be;
-	int rc;
-
-	rc = options_check(&o, opts);
-	if (rc < 0)
-		return rc;
-	rc = ustate_memory_backend_open(&be, &ops, &o);
-	if (rc < 0)
-		return rc;
-	rc = store_new(out, &o, &be, &ops);
-	if (rc < 0)
-		ops->close(be);
-	return rc;
+	return store_open(out, SOURCE_MEMORY, NULL, opts);
 }
 
 void ustate_close(ustate *s)
@@ -181,6 +272,7 @@ void ustate_close(ustate *s)
 	if (join)
 		pthread_join(s->dispatcher, NULL);
 	s->ops->close(s->be);
+	strings_free(s->strings, s->strings_len);
 	pthread_cond_destroy(&s->wcond);
 	pthread_mutex_destroy(&s->wlock);
 	free(s);
@@ -481,7 +573,25 @@ int ustate_readdir(ustate *s, const char *dir, ustate_dirent **out, size_t *n)
 	return 0;
 }
 
-void ustate_options_get(const ustate *s, ustate_options *out)
+/*
+ * ustate_options_get() has two versions in the shared library. A program
+ * built against libustate 0.1 has an ustate_options of the version 1 size
+ * and calls ustate_options_get@USTATE_0.1, which writes that much only;
+ * programs built since call the default, ustate_options_get@@USTATE_0.2.
+ * (A static link takes the default too.)
+ */
+void ustate_options_get_v1(const ustate *s, ustate_options *out);
+void ustate_options_get_v2(const ustate *s, ustate_options *out);
+
+__asm__(".symver ustate_options_get_v1, ustate_options_get@USTATE_0.1");
+void ustate_options_get_v1(const ustate *s, ustate_options *out)
+{
+	memcpy(out, &s->opts, OPTIONS_V1_SIZE);
+	out->version = 1;
+}
+
+__asm__(".symver ustate_options_get_v2, ustate_options_get@@USTATE_0.2");
+void ustate_options_get_v2(const ustate *s, ustate_options *out)
 {
 	*out = s->opts;
 }

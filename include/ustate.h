@@ -48,9 +48,36 @@ typedef enum ustate_sync {
 	USTATE_SYNC_OFF,      /* the OS decides when data reaches disk */
 } ustate_sync;
 
-#define USTATE_OPTIONS_VERSION 1
+/**
+ * ustate_log_fn - receives one message of the library.
+ * @arg:      the options' log_arg.
+ * @priority: a syslog level (LOG_ERR, LOG_WARNING, ... LOG_DEBUG of
+ *            <syslog.h>).
+ * @msg:      one line, without a trailing newline, valid for the call
+ *            only.
+ *
+ * It may be called from any thread of the library, the library's own
+ * included, and at the same time from several: it must be thread-safe,
+ * return soon, and must not call the store (or open or close one).
+ */
+typedef void (*ustate_log_fn)(void *arg, int priority, const char *msg);
 
-/** Options of a store; start from USTATE_OPTIONS_INIT and change fields. */
+#define USTATE_OPTIONS_VERSION 2
+
+/*
+ * Options of a store; start from USTATE_OPTIONS_INIT and change fields.
+ *
+ * Versions: version 2 appended the fields after max_txn_ops. A program
+ * built against version 1 passes a struct of the version 1 size with
+ * .version = 1: the store then reads only the version 1 fields and gives
+ * the others their USTATE_OPTIONS_INIT defaults. Any other version is
+ * -EINVAL.
+ *
+ * Strings are borrowed for the call of ustate_open*() only: the store
+ * copies those it keeps, so a caller may free or overwrite them (a
+ * password, say) as soon as the call returns. log and log_arg are kept
+ * as they are: both must stay valid until ustate_close() returns.
+ */
 typedef struct ustate_options {
 	unsigned version; /* USTATE_OPTIONS_VERSION */
 	ustate_sync sync;
@@ -62,16 +89,41 @@ typedef struct ustate_options {
 				* so up to history/8 + 1040 more may stay */
 	size_t max_txn_ops;    /* ops in one transaction; more is -E2BIG;
 				* at most USTATE_MAX_TXN_OPS */
+
+	/* version 2: remote stores (etcd) and logging */
+	unsigned request_timeout; /* ms: deadline of each request to a
+				   * server (etcd); default 5000 */
+	unsigned dial_timeout;	  /* ms: connecting to one endpoint;
+				   * default 2000 */
+	const char *tls_ca;	  /* etcds://: CA file; NULL: the system's */
+	const char *tls_cert;	  /* etcds://: client certificate file */
+	const char *tls_key;	  /* etcds://: its private key file */
+	const char *user;	  /* etcd auth: user name (NULL: no auth) */
+	const char *password;	  /* ... and password */
+	ustate_log_fn log;	  /* NULL: messages go to stderr */
+	void *log_arg;		  /* passed to log */
 } ustate_options;
 
 /* The largest max_txn_ops: the changes one revision can hold. */
 #define USTATE_MAX_TXN_OPS ((1u << 20) - 1)
 
+/* The largest request_timeout and dial_timeout: one hour. */
+#define USTATE_MAX_TIMEOUT_MS 3600000u
+
+/*
+ * The defaults. Both timeouts must lie in 1 .. USTATE_MAX_TIMEOUT_MS
+ * (0 is -EINVAL, not "the default"). Without a log function, messages of
+ * priority LOG_WARNING and more urgent go to stderr as "ustate: MSG",
+ * and the others nowhere.
+ */
 #define USTATE_OPTIONS_INIT                                                    \
 	{                                                                      \
 		.version = USTATE_OPTIONS_VERSION, .sync = USTATE_SYNC_FULL,   \
 		.max_value_size = 16u << 20, .read_only = 0,                   \
 		.history = 100000, .max_txn_ops = 100000,                      \
+		.request_timeout = 5000, .dial_timeout = 2000, .tls_ca = NULL, \
+		.tls_cert = NULL, .tls_key = NULL, .user = NULL,               \
+		.password = NULL, .log = NULL, .log_arg = NULL,                \
 	}
 
 /** One key with its value and metadata. Free with ustate_entry_free(). */
@@ -196,7 +248,17 @@ int ustate_open_sqlite(ustate **out, const char *path,
 int ustate_open_memory(ustate **out, const ustate_options *opts);
 
 /**
- * ustate_options_get() - the options a store runs with (after defaults).
+ * ustate_options_get() - the options a store runs with: the caller's,
+ * with defaults filled in and as the backend adjusted them when it
+ * opened (a backend may lower a limit it cannot meet, such as
+ * max_value_size), .version being USTATE_OPTIONS_VERSION whatever version
+ * the caller opened with.
+ * @s:   the store.
+ * @out: receives the options, in caller memory. Its string fields point
+ *       to the store's own copies (NULL where none was given): they stay
+ *       valid while the store is open and must not be freed. A program
+ *       built against version 1 of the options gets their version 1 part
+ *       only, with .version = 1.
  */
 void ustate_options_get(const ustate *s, ustate_options *out);
 

@@ -1290,6 +1290,94 @@ static void test_options(void **state)
 	assert_int_equal(ustate_revision(f->s2), 1);
 }
 
+/* Timeouts: 1 ms to one hour; 0 is no default but an error. */
+static void test_options_timeouts(void **state)
+{
+	ustate_options o = fast_options();
+	struct fixture *f = *state;
+	ustate *s = (ustate *)1;
+
+	o.request_timeout = 0;
+	assert_int_equal(open_fresh(f, &o, &s), -EINVAL);
+	assert_ptr_equal(s, (ustate *)1);
+	o = fast_options();
+	o.dial_timeout = 0;
+	assert_int_equal(open_fresh(f, &o, &s), -EINVAL);
+	o = fast_options();
+	o.request_timeout = USTATE_MAX_TIMEOUT_MS + 1;
+	assert_int_equal(open_fresh(f, &o, &s), -EINVAL);
+	o = fast_options();
+	o.dial_timeout = USTATE_MAX_TIMEOUT_MS + 1;
+	assert_int_equal(open_fresh(f, &o, &s), -EINVAL);
+	assert_ptr_equal(s, (ustate *)1);
+	o = fast_options();
+	o.request_timeout = USTATE_MAX_TIMEOUT_MS;
+	o.dial_timeout = 1;
+	assert_int_equal(open_fresh(f, &o, &f->s2), 0);
+	put(f->s2, "/t", "ok", 1);
+}
+
+/* ustate_options as a program built against version 1 has it. */
+struct options_v1 {
+	unsigned version;
+	ustate_sync sync;
+	size_t max_value_size;
+	int read_only;
+	uint64_t history;
+	size_t max_txn_ops;
+};
+
+/*
+ * A version 1 struct, of exactly its size (so that the sanitizers see a
+ * read past it), is read for its fields alone: the version 2 fields get
+ * their defaults, whatever bytes follow it in memory.
+ */
+static void test_options_v1(void **state)
+{
+	ustate_options def = USTATE_OPTIONS_INIT, got;
+	struct fixture *f = *state;
+	struct options_v1 *v1;
+	char *big;
+
+	/* The version 1 fields are the version 2 struct's first ones. */
+	assert_int_equal(offsetof(ustate_options, max_txn_ops),
+			 offsetof(struct options_v1, max_txn_ops));
+	v1 = malloc(sizeof(*v1));
+	assert_non_null(v1);
+	*v1 = (struct options_v1){.version = 1,
+				  .sync = USTATE_SYNC_NORMAL,
+				  .max_value_size = 4321,
+				  .read_only = 0,
+				  .history = 55,
+				  .max_txn_ops = 7};
+	assert_int_equal(open_fresh(f, (const ustate_options *)v1, &f->s2), 0);
+	free(v1);
+	memset(&got, 0xa5, sizeof(got));
+	ustate_options_get(f->s2, &got);
+	assert_int_equal(got.version, USTATE_OPTIONS_VERSION);
+	assert_int_equal(got.sync, USTATE_SYNC_NORMAL);
+	assert_int_equal(got.max_value_size, 4321);
+	assert_int_equal(got.read_only, 0);
+	assert_int_equal(got.history, 55);
+	assert_int_equal(got.max_txn_ops, 7);
+	assert_int_equal(got.request_timeout, def.request_timeout);
+	assert_int_equal(got.request_timeout, 5000);
+	assert_int_equal(got.dial_timeout, 2000);
+	assert_null(got.tls_ca);
+	assert_null(got.tls_cert);
+	assert_null(got.tls_key);
+	assert_null(got.user);
+	assert_null(got.password);
+	assert_null(got.log);
+	assert_null(got.log_arg);
+	put(f->s2, "/v1", "ok", 1);
+	big = calloc(1, 4322);
+	assert_non_null(big);
+	assert_int_equal(ustate_set(f->s2, "/big", big, 4322, NULL), -EFBIG);
+	assert_int_equal(ustate_set(f->s2, "/big", big, 4321, NULL), 0);
+	free(big);
+}
+
 /* ---- watches ----------------------------------------------------------- */
 
 /* The events of one revision, in any order. */
@@ -2054,6 +2142,62 @@ static void test_options_get(void **state)
 	assert_int_equal(got.read_only, def.read_only);
 	assert_int_equal(got.history, def.history);
 	assert_int_equal(got.max_txn_ops, def.max_txn_ops);
+	assert_int_equal(got.request_timeout, 5000);
+	assert_int_equal(got.dial_timeout, 2000);
+	assert_null(got.tls_ca);
+	assert_null(got.user);
+	assert_null(got.password);
+	assert_null(got.log);
+}
+
+/*
+ * The strings of the options are borrowed for the open only: the store
+ * keeps copies of its own, which ustate_options_get() shows.
+ */
+static void test_options_strings(void **state)
+{
+	char ca[] = "/etc/ca.pem", cert[] = "/etc/cert.pem",
+	     key[] = "/etc/key.pem", user[] = "root", pass[] = "secret";
+	ustate_options o = fast_options(), got;
+	struct fixture *f = *state;
+	int arg;
+
+	o.request_timeout = 1500;
+	o.dial_timeout = 700;
+	o.tls_ca = ca;
+	o.tls_cert = cert;
+	o.tls_key = key;
+	o.user = user;
+	o.password = pass;
+	o.log_arg = &arg;
+	assert_int_equal(open_fresh(f, &o, &f->s2), 0);
+	memset(ca, 'x', sizeof(ca) - 1);
+	memset(cert, 'x', sizeof(cert) - 1);
+	memset(key, 'x', sizeof(key) - 1);
+	memset(user, 'x', sizeof(user) - 1);
+	memset(pass, 'x', sizeof(pass) - 1);
+	ustate_options_get(f->s2, &got);
+	assert_int_equal(got.request_timeout, 1500);
+	assert_int_equal(got.dial_timeout, 700);
+	assert_string_equal(got.tls_ca, "/etc/ca.pem");
+	assert_string_equal(got.tls_cert, "/etc/cert.pem");
+	assert_string_equal(got.tls_key, "/etc/key.pem");
+	assert_string_equal(got.user, "root");
+	assert_string_equal(got.password, "secret");
+	assert_ptr_not_equal(got.password, pass);
+	assert_ptr_equal(got.log_arg, &arg);
+	put(f->s2, "/s", "ok", 1);
+
+	/* Only some of them: the others stay NULL. */
+	ustate_close(f->s2);
+	f->s2 = NULL;
+	o = fast_options();
+	o.user = "u";
+	assert_int_equal(open_fresh(f, &o, &f->s2), 0);
+	ustate_options_get(f->s2, &got);
+	assert_string_equal(got.user, "u");
+	assert_null(got.password);
+	assert_null(got.tls_ca);
 }
 
 static void mkdir_rmdir(ustate *s, ustate_op_type type, const char *path)
@@ -4593,17 +4737,18 @@ static void test_memory_backup(void **state)
 		T(test_list_1000), T(test_compare_and_set),                    \
 		T(test_create_if_not_exists), T(test_txn_all_or_nothing),      \
 		T(test_txn_same_key), T(test_txn_limits), T(test_read_only),   \
-		T(test_options), T(test_watch_prefix),                         \
-		T(test_watch_exact_key), T(test_watch_all_in_order),           \
-		T(test_watch_eagain), T(test_watch_fd),                        \
-		T(test_watch_fd_first_write),                                  \
+		T(test_options), T(test_options_timeouts), T(test_options_v1), \
+		T(test_watch_prefix), T(test_watch_exact_key),                 \
+		T(test_watch_all_in_order), T(test_watch_eagain),              \
+		T(test_watch_fd), T(test_watch_fd_first_write),                \
 		T(test_watch_own_writes_at_once), T(test_watch_replay),        \
 		T(test_watch_overflow), T(test_watch_history_zero),            \
 		T(test_watch_bad_pattern), T(test_watch_long_pattern),         \
 		T(test_watch_other_thread), T(test_watch_idle_cpu),            \
 		T(test_watch_concurrent_writers), T(test_watch_big_txn),       \
 		T(test_thread_cas_race), T(test_thread_group_commit),          \
-		T(test_options_get), T(test_dir_records), T(test_node),        \
+		T(test_options_get), T(test_options_strings),                  \
+		T(test_dir_records), T(test_node),                             \
 		T(test_node_bad_path_output), T(test_node_get),                \
 		T(test_readdir), T(test_readdir_many), T(test_script),         \
 		T(test_script_newlines_after_commit), T(test_script_failures), \

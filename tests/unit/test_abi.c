@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * This file tests the shared library's promise to programs built against
+ * an older ustate.h: one built with version 1 of ustate_options (libustate
+ * 0.1) opens stores with its smaller struct and calls the USTATE_0.1
+ * version of ustate_options_get(), which must write no byte past that
+ * struct. It links libustate.so, not the static archive, since symbol
+ * versions exist only there.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "ustate.h"
+
+/* ustate_options as libustate 0.1 declared it. */
+struct options_v1 {
+	unsigned version;
+	ustate_sync sync;
+	size_t max_value_size;
+	int read_only;
+	uint64_t history;
+	size_t max_txn_ops;
+};
+
+/* What a program built against 0.1 binds ustate_options_get() to. */
+void options_get_0_1(const ustate *s, struct options_v1 *out);
+__asm__(".symver options_get_0_1, ustate_options_get@USTATE_0.1");
+
+static void test_options_get_v1(void **state)
+{
+	struct options_v1 in = {.version = 1,
+				.sync = USTATE_SYNC_OFF,
+				.max_value_size = 999,
+				.history = 12,
+				.max_txn_ops = 3};
+	struct {
+		struct options_v1 o;
+		unsigned char after[64];
+	} out;
+	unsigned char canary[64];
+	ustate *s;
+	size_t i;
+
+	assert_int_equal(ustate_open_memory(&s, (const ustate_options *)&in),
+			 0);
+	memset(&out, 0x5a, sizeof(out));
+	memset(canary, 0x5a, sizeof(canary));
+	options_get_0_1(s, &out.o);
+	assert_int_equal(out.o.version, 1);
+	assert_int_equal(out.o.sync, USTATE_SYNC_OFF);
+	assert_int_equal(out.o.max_value_size, 999);
+	assert_int_equal(out.o.read_only, 0);
+	assert_int_equal(out.o.history, 12);
+	assert_int_equal(out.o.max_txn_ops, 3);
+	/* Not one byte past the version 1 struct, padding aside. */
+	for (i = 0; i < sizeof(out.after); i++)
+		assert_int_equal(out.after[i], canary[i]);
+	ustate_close(s);
+}
+
+/* The default version, which this program's own calls bind to. */
+static void test_options_get_v2(void **state)
+{
+	ustate_options in = USTATE_OPTIONS_INIT, got;
+	ustate *s;
+
+	in.request_timeout = 1234;
+	in.user = "u";
+	assert_int_equal(ustate_open_memory(&s, &in), 0);
+	memset(&got, 0, sizeof(got));
+	ustate_options_get(s, &got);
+	assert_int_equal(got.version, USTATE_OPTIONS_VERSION);
+	assert_int_equal(got.request_timeout, 1234);
+	assert_string_equal(got.user, "u");
+	ustate_close(s);
+}
+
+int main(void)
+{
+	static const struct CMUnitTest cases[] = {
+		cmocka_unit_test(test_options_get_v1),
+		cmocka_unit_test(test_options_get_v2),
+	};
+
+	return cmocka_run_group_tests_name("abi", cases, NULL, NULL);
+}
