@@ -181,6 +181,12 @@ int ustate_memory_backend_open(void **b, const struct ustate_backend_ops **ops,
 			       ustate_options *opts);
 
 /*
+ * The SQLite part of ustate_global_tune(), flags already checked: 0, or
+ * -EBUSY when SQLite is initialised already.
+ */
+int ustate_sqlite_global_tune(unsigned flags);
+
+/*
  * The etcd backend (etcd.c, etcd_http.c), for a source "etcd://" or
  * "etcds://" HOST:PORT[,HOST:PORT...]/PREFIX, exactly as the caller of
  * ustate_open() gave it. The front calls it only when the library is

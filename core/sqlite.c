@@ -2234,6 +2234,22 @@ static const struct ustate_backend_ops sqlite_ops = {
 	.node = sq_node,
 };
 
+int ustate_sqlite_global_tune(unsigned flags)
+{
+	int rc;
+
+	if (!(flags & USTATE_TUNE_NO_MEMSTATS))
+		return 0;
+	rc = sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+	/*
+	 * SQLite refuses every configuration (MISUSE) once it is
+	 * initialised: the one way this call can fail.
+	 */
+	if (rc == SQLITE_MISUSE)
+		return -EBUSY;
+	return sq_errno(NULL, rc);
+}
+
 int ustate_sqlite_backend_open(void **b, const struct ustate_backend_ops **ops,
 			       const char *path, ustate_options *opts)
 {

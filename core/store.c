@@ -258,6 +258,13 @@ int ustate_open_memory(ustate **out, const ustate_options *opts)
 	return store_open(out, SOURCE_MEMORY, NULL, opts);
 }
 
+int ustate_global_tune(unsigned flags)
+{
+	if (flags & ~(unsigned)USTATE_TUNE_NO_MEMSTATS)
+		return -EINVAL;
+	return ustate_sqlite_global_tune(flags);
+}
+
 void ustate_close(ustate *s)
 {
 	bool join;

@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <sqlite3.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -248,15 +247,16 @@ int main(int argc, char *argv[])
 			    .attr_timeout = 1.0,
 			    .max_buffered = 256ul << 20};
 	char fsname[USTATE_KEY_MAX + 32];
-	int rc = 1, notify = -1, err, level;
+	int rc = 1, notify = -1, err, level, tuned;
 
 	/*
 	 * SQLite's memory statistics, which nothing here reads, take one
 	 * process-wide mutex at every allocation, and all the daemon's
-	 * connections contend for it. The process is ours and has no other
-	 * thread yet: the one moment this setting may be made.
+	 * connections contend for it. The process is ours, has no other
+	 * thread yet and has opened no store: the one moment this setting
+	 * may be made, so it cannot be too late (-EBUSY) here.
 	 */
-	sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+	tuned = ustate_global_tune(USTATE_TUNE_NO_MEMSTATS);
 	rc = 2;
 	if (fuse_opt_parse(&args, &o, opt_spec, opt_proc) < 0)
 		goto out_args;
@@ -310,6 +310,9 @@ int main(int argc, char *argv[])
 		goto out_args;
 	}
 	log_init(level);
+	if (tuned < 0)
+		log_msg(LOG_DEBUG, "SQLite memory statistics stay on: %s",
+			ustate_strerror(tuned));
 	rc = 1;
 	/* Writes and /.txn need an open of their own: noopen is read-only. */
 	fs.noopen = o.noopen;

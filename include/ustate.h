@@ -247,6 +247,31 @@ int ustate_open_sqlite(ustate **out, const char *path,
  */
 int ustate_open_memory(ustate **out, const ustate_options *opts);
 
+/* Flags of ustate_global_tune(). */
+#define USTATE_TUNE_NO_MEMSTATS 0x1 /* SQLite keeps no memory statistics */
+
+/**
+ * ustate_global_tune() - process-wide settings of the library, for a
+ * program that owns its process (a daemon such as ustatefs).
+ * @flags: USTATE_TUNE_* bits; 0 changes nothing.
+ *
+ * USTATE_TUNE_NO_MEMSTATS: SQLite's memory statistics, which libustate
+ * never reads, take one process-wide mutex at every allocation, and all
+ * the threads of every SQLite store contend for it. This turns them off
+ * for all of SQLite in the process: other code that reads them
+ * (sqlite3_memory_used(), sqlite3_status()) then sees nothing counted.
+ *
+ * Call it before any store is opened, while no other thread may be using
+ * SQLite (it changes SQLite's global configuration, which is not
+ * thread-safe); calling it again before then is harmless. Memory stores
+ * do not use SQLite and are not affected.
+ *
+ * Return: 0; -EINVAL for unknown flags; -EBUSY when it is too late:
+ * SQLite is already initialised (a SQLite store was opened, or the
+ * program used SQLite itself) and nothing changed.
+ */
+int ustate_global_tune(unsigned flags);
+
 /**
  * ustate_options_get() - the options a store runs with: the caller's,
  * with defaults filled in and as the backend adjusted them when it

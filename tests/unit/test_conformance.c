@@ -4703,6 +4703,62 @@ static void test_sqlite_symlink(void **state)
 
 /* ---- memory only ------------------------------------------------------- */
 
+/* This program's path, to run it again in a fresh process. */
+static const char *self;
+
+/*
+ * "test_conformance global-tune DIR": in a process where SQLite is not
+ * initialised yet, ustate_global_tune() takes effect (SQLite counts no
+ * memory), and once a SQLite store is open it is too late. The exit code
+ * says which step failed.
+ */
+static int global_tune_child(const char *dir)
+{
+	char path[PATH_MAX];
+	ustate *s;
+	int rc = 0;
+
+	if (ustate_global_tune(USTATE_TUNE_NO_MEMSTATS) != 0)
+		return 10;
+	if (ustate_global_tune(USTATE_TUNE_NO_MEMSTATS) != 0)
+		return 11;
+	snprintf(path, sizeof(path), "%s/tuned.db", dir);
+	if (ustate_open_sqlite(&s, path, NULL) != 0)
+		return 12;
+	if (ustate_set(s, "/a", "1", 1, NULL) != 0)
+		rc = 13;
+	else if (sqlite3_memory_used() != 0)
+		rc = 14;
+	else if (ustate_global_tune(USTATE_TUNE_NO_MEMSTATS) != -EBUSY)
+		rc = 15;
+	ustate_close(s);
+	return rc;
+}
+
+static void test_sqlite_global_tune(void **state)
+{
+	struct fixture *f = *state;
+	int status;
+	pid_t pid;
+
+	assert_int_equal(ustate_global_tune(0x80), -EINVAL);
+	assert_int_equal(ustate_global_tune(0), 0);
+	/* The fixture's store is open: SQLite runs already. */
+	assert_int_equal(ustate_global_tune(USTATE_TUNE_NO_MEMSTATS), -EBUSY);
+	assert_true(sqlite3_memory_used() > 0);
+	put(f->s, "/still", "ok", 1);
+
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		execl(self, self, "global-tune", f->dir, (char *)NULL);
+		_exit(127);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 static void test_memory_stores_are_separate(void **state)
 {
 	struct fixture *f = *state;
@@ -4779,6 +4835,7 @@ static const struct CMUnitTest sqlite_cases[] = {
 	T(test_sqlite_symlink),
 	T(test_sqlite_watch_foreign_then_local),
 	T(test_sqlite_watch_foreign_among_groups),
+	T(test_sqlite_global_tune),
 };
 
 static const struct CMUnitTest memory_cases[] = {
@@ -4791,6 +4848,10 @@ int main(int argc, char **argv)
 {
 	const char *which = argc > 1 ? argv[1] : "";
 	int rc = 0;
+
+	self = argv[0];
+	if (!strcmp(which, "global-tune") && argc == 3)
+		return global_tune_child(argv[2]);
 
 	if (*which && strcmp(which, "sqlite") && strcmp(which, "memory")) {
 		fprintf(stderr, "usage: %s [sqlite|memory]\n", argv[0]);
