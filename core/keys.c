@@ -187,6 +187,8 @@ const char *ustate_strerror(int err)
 		return "directory not empty (for a restore: the store)";
 	case EOPNOTSUPP:
 		return "operation not supported by this store's backend";
+	case EPROTONOSUPPORT:
+		return "this library was built without the store's backend";
 	case ENOMEM:
 		return "out of memory";
 	default:

@@ -28,6 +28,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -195,7 +196,7 @@ static int store_new(ustate **out, const ustate_options *o, char *strings,
 }
 
 /* The backends a source may name. */
-enum source_kind { SOURCE_SQLITE, SOURCE_MEMORY };
+enum source_kind { SOURCE_SQLITE, SOURCE_MEMORY, SOURCE_ETCD };
 
 static int backend_open(enum source_kind kind, const char *source,
 			ustate_options *o, void **be,
@@ -206,6 +207,16 @@ static int backend_open(enum source_kind kind, const char *source,
 		return ustate_sqlite_backend_open(be, ops, source, o);
 	case SOURCE_MEMORY:
 		return ustate_memory_backend_open(be, ops, o);
+	case SOURCE_ETCD:
+#ifdef USTATE_HAVE_ETCD
+		return ustate_etcd_backend_open(be, ops, source, o);
+#else
+		ustate_log(o, LOG_ERR,
+			   "%s: this libustate was built without the etcd "
+			   "backend",
+			   source);
+		return -EPROTONOSUPPORT;
+#endif
 	}
 	return -EINVAL;
 }
@@ -256,6 +267,39 @@ int ustate_open_sqlite(ustate **out, const char *path,
 int ustate_open_memory(ustate **out, const ustate_options *opts)
 {
 	return store_open(out, SOURCE_MEMORY, NULL, opts);
+}
+
+int ustate_open(ustate **out, const char *source, const ustate_options *opts)
+{
+	ustate_options o;
+	const char *sep;
+	size_t len;
+	int rc;
+
+	/* Checked here too: its log is the one for the messages below. */
+	rc = options_check(&o, opts);
+	if (rc < 0)
+		return rc;
+	if (!source || !*source) {
+		ustate_log(&o, LOG_ERR,
+			   "no source given: a file, :memory: "
+			   "or etcd://HOST:PORT/PREFIX");
+		return -EINVAL;
+	}
+	if (!strcmp(source, ":memory:"))
+		return store_open(out, SOURCE_MEMORY, source, opts);
+	sep = strstr(source, "://");
+	if (!sep)
+		return store_open(out, SOURCE_SQLITE, source, opts);
+	len = (size_t)(sep - source);
+	if ((len == 4 && !strncmp(source, "etcd", 4)) ||
+	    (len == 5 && !strncmp(source, "etcds", 5)))
+		return store_open(out, SOURCE_ETCD, source, opts);
+	ustate_log(&o, LOG_ERR,
+		   "%s: unknown scheme \"%.*s\": a store is a file, :memory:, "
+		   "etcd:// or etcds://",
+		   source, len < 64 ? (int)len : 64, source);
+	return -EINVAL;
 }
 
 int ustate_global_tune(unsigned flags)

@@ -222,6 +222,33 @@ typedef struct ustate_event {
 } ustate_event;
 
 /**
+ * ustate_open() - open the store a SOURCE string names, whatever its
+ * backend: what a program takes from its user (a command line, a
+ * configuration file) to name a store.
+ * @out:    receives the store; the caller closes it with ustate_close().
+ * @source: one of:
+ *          - ":memory:": a new, empty store in this process, as
+ *            ustate_open_memory() opens;
+ *          - "etcd://HOST:PORT[,HOST:PORT...]/PREFIX", or "etcds://..."
+ *            for TLS (the tls_* options): the keys under PREFIX in an
+ *            etcd v3 cluster, through the etcd backend; the scheme is in
+ *            lower case;
+ *          - any other string without "://": a SQLite file, as
+ *            ustate_open_sqlite() opens (a file name that holds "://"
+ *            may be written with one "/" instead: "a:/b" is "a://b").
+ * @opts:   options, or NULL for USTATE_OPTIONS_INIT. A failure that
+ *          needs explaining (an unknown scheme, a backend this library
+ *          lacks) is logged through opts->log (see ustate_log_fn).
+ *
+ * Return: 0; -EINVAL for bad options, a NULL or empty source, or an
+ * unknown scheme ("foo://..."); -EPROTONOSUPPORT for etcd:// and etcds://
+ * when this library was built without the etcd backend; otherwise the
+ * errors of the opener of that backend: those of ustate_open_memory(),
+ * of ustate_open_sqlite(), or of the etcd backend.
+ */
+int ustate_open(ustate **out, const char *source, const ustate_options *opts);
+
+/**
  * ustate_open_sqlite() - open (or create) a store in a SQLite file.
  * @out:  receives the store; the caller closes it with ustate_close().
  * @path: file name; a new file is created with mode 0600. The file may be

@@ -7,14 +7,16 @@
  * new temporary directory, or a new memory store). The cases cover every
  * public function and every error code it documents: versions, revisions,
  * listing, compare-and-set, transactions and their all-or-nothing rule,
- * read-only stores, options, watches (patterns, replay, overflow, the
- * descriptor, writes from other threads), directory records, ownership
- * metadata, transaction scripts (with a caller's check and owner) and the
- * JSON helpers. A few cases only make sense for one
+ * read-only stores, options (version 1 structs too), ustate_open() of
+ * every SOURCE and the library's log, watches (patterns, replay,
+ * overflow, the descriptor, writes from other threads), directory
+ * records, ownership metadata, transaction scripts (with a caller's check
+ * and owner) and the JSON helpers. A few cases only make sense for one
  * backend and are appended to its table: other processes, raw SQL and the
  * Rust univrs-state on the same SQLite file, the file's mode, reopening,
- * damaged files, files made before the ownership table, symbolic links;
- * and independent memory stores.
+ * damaged files, files made before the ownership table, symbolic links,
+ * ustate_global_tune() in a fresh process, opening by path; and
+ * independent memory stores, opened by ":memory:".
  */
 #include <dirent.h>
 #include <errno.h>
@@ -33,12 +35,14 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 #include <sqlite3.h>
 
+#include "backend_i.h" /* ustate_log(), the backends' way to the log */
 #include "ustate.h"
 #include "ustate_json.h"
 
@@ -1376,6 +1380,162 @@ static void test_options_v1(void **state)
 	assert_int_equal(ustate_set(f->s2, "/big", big, 4322, NULL), -EFBIG);
 	assert_int_equal(ustate_set(f->s2, "/big", big, 4321, NULL), 0);
 	free(big);
+}
+
+/* ---- ustate_open() and the log ----------------------------------------- */
+
+/* What a log function received. */
+struct log_record {
+	int calls;
+	int priority;
+	char msg[1100];
+};
+
+static void record_log(void *arg, int priority, const char *msg)
+{
+	struct log_record *r = arg;
+
+	r->calls++;
+	r->priority = priority;
+	snprintf(r->msg, sizeof(r->msg), "%s", msg);
+}
+
+/*
+ * Sources that name no store: NULL, "", an unknown scheme; etcd:// and
+ * etcds:// without the etcd backend. Nothing is set, and bad options
+ * are -EINVAL whatever the source.
+ */
+static void test_open_bad_sources(void **state)
+{
+	ustate_options o = fast_options();
+	struct log_record r = {0};
+	ustate *s = (ustate *)1;
+
+	(void)state;
+	o.log = record_log; /* quiet */
+	o.log_arg = &r;
+	assert_int_equal(ustate_open(&s, NULL, &o), -EINVAL);
+	assert_int_equal(ustate_open(&s, "", &o), -EINVAL);
+	assert_int_equal(ustate_open(&s, "foo://x", &o), -EINVAL);
+	assert_int_equal(ustate_open(&s, "://x", &o), -EINVAL);
+	assert_int_equal(ustate_open(&s, "ETCD://h:2379/p", &o), -EINVAL);
+	assert_int_equal(ustate_open(&s, "etcdx://h:2379/p", &o), -EINVAL);
+#ifndef USTATE_HAVE_ETCD
+	assert_int_equal(ustate_open(&s, "etcd://", &o), -EPROTONOSUPPORT);
+	assert_int_equal(ustate_open(&s, "etcd://h1:2379,h2:2379/app", &o),
+			 -EPROTONOSUPPORT);
+	assert_int_equal(ustate_open(&s, "etcds://h:2379/app", &o),
+			 -EPROTONOSUPPORT);
+#endif
+	o.request_timeout = 0;
+	assert_int_equal(ustate_open(&s, ":memory:", &o), -EINVAL);
+	o.request_timeout = 5000;
+	o.version = 3;
+	assert_int_equal(ustate_open(&s, ":memory:", &o), -EINVAL);
+	assert_ptr_equal(s, (ustate *)1);
+}
+
+/*
+ * A failed open says why through the caller's log function: one line,
+ * at LOG_ERR, naming the source and the unknown scheme.
+ */
+static void test_open_log(void **state)
+{
+	ustate_options o = fast_options();
+	struct log_record r = {0};
+	ustate *s = (ustate *)1;
+
+	(void)state;
+	o.log = record_log;
+	o.log_arg = &r;
+	assert_int_equal(ustate_open(&s, "foo://x", &o), -EINVAL);
+	assert_int_equal(r.calls, 1);
+	assert_int_equal(r.priority, LOG_ERR);
+	assert_non_null(strstr(r.msg, "foo://x"));
+	assert_non_null(strstr(r.msg, "\"foo\""));
+	assert_null(strchr(r.msg, '\n'));
+#ifndef USTATE_HAVE_ETCD
+	r.calls = 0;
+	assert_int_equal(ustate_open(&s, "etcd://h:2379/p", &o),
+			 -EPROTONOSUPPORT);
+	assert_int_equal(r.calls, 1);
+	assert_int_equal(r.priority, LOG_ERR);
+	assert_string_equal(r.msg, "etcd://h:2379/p: this libustate was "
+				   "built without the etcd backend");
+#endif
+	r.calls = 0;
+	assert_int_equal(ustate_open(&s, "", &o), -EINVAL);
+	assert_int_equal(r.calls, 1);
+	assert_ptr_equal(s, (ustate *)1);
+
+	/* A store that opens says nothing. */
+	r.calls = 0;
+	assert_int_equal(ustate_open(&s, ":memory:", &o), 0);
+	ustate_close(s);
+	assert_int_equal(r.calls, 0);
+}
+
+/* Run fn with stderr in a file; return what it wrote (static buffer). */
+static const char *stderr_of(void (*fn)(void))
+{
+	static char out[2048];
+	FILE *tmp = tmpfile();
+	int saved;
+	size_t n;
+
+	assert_non_null(tmp);
+	fflush(stderr);
+	saved = dup(STDERR_FILENO);
+	assert_true(saved >= 0);
+	assert_true(dup2(fileno(tmp), STDERR_FILENO) >= 0);
+	fn();
+	fflush(stderr);
+	assert_true(dup2(saved, STDERR_FILENO) >= 0);
+	close(saved);
+	rewind(tmp);
+	n = fread(out, 1, sizeof(out) - 1, tmp);
+	out[n] = '\0';
+	fclose(tmp);
+	return out;
+}
+
+static void open_unknown_scheme(void)
+{
+	ustate *s;
+
+	assert_int_equal(ustate_open(&s, "foo://x", NULL), -EINVAL);
+}
+
+static void log_each_level(void)
+{
+	ustate_options o = fast_options();
+
+	ustate_log(&o, LOG_ERR, "an error %d", 1);
+	ustate_log(&o, LOG_WARNING, "a warning\n");
+	ustate_log(&o, LOG_NOTICE, "a notice");
+	ustate_log(&o, LOG_INFO, "some info");
+	ustate_log(&o, LOG_DEBUG, "a detail");
+	ustate_log(NULL, LOG_ERR, "without options");
+}
+
+/*
+ * Without a log function, warnings and worse go to stderr as
+ * "ustate: MSG", one line each; the rest nowhere.
+ */
+static void test_log_default(void **state)
+{
+	const char *out, *want;
+
+	(void)state;
+	out = stderr_of(open_unknown_scheme);
+	want = "ustate: foo://x: unknown scheme \"foo\"";
+	assert_int_equal(strncmp(out, want, strlen(want)), 0);
+	assert_non_null(strchr(out, '\n'));
+	assert_int_equal(strchr(out, '\n')[1], '\0');
+	out = stderr_of(log_each_level);
+	assert_string_equal(out, "ustate: an error 1\n"
+				 "ustate: a warning\n"
+				 "ustate: without options\n");
 }
 
 /* ---- watches ----------------------------------------------------------- */
@@ -3190,9 +3350,9 @@ static void test_json(void **state)
 static void test_strerror(void **state)
 {
 	static const int codes[] = {
-		ECANCELED, ENOENT,  EOVERFLOW, ENODATA, EEXIST,
-		EFBIG,	   EROFS,   E2BIG,     EINVAL,	ENAMETOOLONG,
-		EAGAIN,	   EUCLEAN, EBADMSG,
+		ECANCELED, ENOENT,  EOVERFLOW, ENODATA,		EEXIST,
+		EFBIG,	   EROFS,   E2BIG,     EINVAL,		ENAMETOOLONG,
+		EAGAIN,	   EUCLEAN, EBADMSG,   EPROTONOSUPPORT,
 	};
 	const char *text[ARRAY_SIZE(codes)];
 	size_t i, j;
@@ -4759,6 +4919,56 @@ static void test_sqlite_global_tune(void **state)
 	assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/*
+ * ustate_open() of a file path is ustate_open_sqlite(): the same file,
+ * with the caller's options.
+ */
+static void test_sqlite_open_source(void **state)
+{
+	ustate_options o = fast_options(), got;
+	struct fixture *f = *state;
+	char path[PATH_MAX + 16];
+	ustate *s;
+
+	snprintf(path, sizeof(path), "%s/by-source.db", f->dir);
+	o.max_value_size = 100;
+	assert_int_equal(ustate_open(&f->s2, path, &o), 0);
+	put(f->s2, "/a", "1", 1);
+	ustate_options_get(f->s2, &got);
+	assert_int_equal(got.max_value_size, 100);
+	assert_int_equal(ustate_set(f->s2, "/big", path, 101, NULL), -EFBIG);
+	assert_int_equal(ustate_open_sqlite(&s, path, &o), 0);
+	assert_value(s, "/a", "1", 1);
+	put(s, "/b", "2", 1);
+	ustate_close(s);
+	assert_value(f->s2, "/b", "2", 1);
+
+	/* The fixture's file, by its name. */
+	put(f->s, "/fixture", "x", 1);
+	assert_int_equal(ustate_open(&s, f->path, NULL), 0);
+	assert_value(s, "/fixture", "x", 1);
+	ustate_close(s);
+}
+
+/* ustate_open(":memory:") is ustate_open_memory(): a new store each time. */
+static void test_memory_open_source(void **state)
+{
+	ustate_options o = fast_options(), got;
+	struct fixture *f = *state;
+	ustate *s;
+
+	o.history = 3;
+	assert_int_equal(ustate_open(&f->s2, ":memory:", &o), 0);
+	put(f->s2, "/a", "1", 1);
+	assert_value(f->s2, "/a", "1", 1);
+	ustate_options_get(f->s2, &got);
+	assert_int_equal(got.history, 3);
+	assert_int_equal(ustate_open(&s, ":memory:", NULL), 0);
+	assert_absent(s, "/a");
+	ustate_close(s);
+	assert_absent(f->s, "/a");
+}
+
 static void test_memory_stores_are_separate(void **state)
 {
 	struct fixture *f = *state;
@@ -4794,9 +5004,11 @@ static void test_memory_backup(void **state)
 		T(test_create_if_not_exists), T(test_txn_all_or_nothing),      \
 		T(test_txn_same_key), T(test_txn_limits), T(test_read_only),   \
 		T(test_options), T(test_options_timeouts), T(test_options_v1), \
-		T(test_watch_prefix), T(test_watch_exact_key),                 \
-		T(test_watch_all_in_order), T(test_watch_eagain),              \
-		T(test_watch_fd), T(test_watch_fd_first_write),                \
+		T(test_open_bad_sources), T(test_open_log),                    \
+		T(test_log_default), T(test_watch_prefix),                     \
+		T(test_watch_exact_key), T(test_watch_all_in_order),           \
+		T(test_watch_eagain), T(test_watch_fd),                        \
+		T(test_watch_fd_first_write),                                  \
 		T(test_watch_own_writes_at_once), T(test_watch_replay),        \
 		T(test_watch_overflow), T(test_watch_history_zero),            \
 		T(test_watch_bad_pattern), T(test_watch_long_pattern),         \
@@ -4836,11 +5048,13 @@ static const struct CMUnitTest sqlite_cases[] = {
 	T(test_sqlite_watch_foreign_then_local),
 	T(test_sqlite_watch_foreign_among_groups),
 	T(test_sqlite_global_tune),
+	T(test_sqlite_open_source),
 };
 
 static const struct CMUnitTest memory_cases[] = {
 	COMMON_CASES,
 	T(test_memory_stores_are_separate),
+	T(test_memory_open_source),
 	T(test_memory_backup),
 };
 
