@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * This file implements the ustatefs command: option parsing in the
- * argument order of mount.fuse3 (SOURCE MOUNTPOINT), opening the store,
- * mounting, going to the background once the mount is live, and a clean
- * unmount on SIGTERM, SIGINT or fusermount3 -u.
+ * argument order of mount.fuse3 (SOURCE MOUNTPOINT), opening the store
+ * that SOURCE names (ustate_open(): a SQLite file, :memory: or an etcd
+ * URL) with the library's messages in the daemon's log, mounting, going
+ * to the background once the mount is live, and a clean unmount on
+ * SIGTERM, SIGINT or fusermount3 -u.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,6 +31,13 @@ struct options {
 	unsigned long max_txn_ops;
 	unsigned long history;
 	char *log_level;
+	unsigned request_timeout; /* ms; USTATE_OPTIONS_INIT's unless given */
+	unsigned dial_timeout;
+	char *tls_ca;
+	char *tls_cert;
+	char *tls_key;
+	char *user;
+	char *password_file;
 	double timeout;
 	double attr_timeout;
 	int direct_io;
@@ -52,6 +61,11 @@ static const struct fuse_opt opt_spec[] = {
 	OPT("max_buffered=%lu", max_buffered),
 	OPT("max_txn_ops=%lu", max_txn_ops), OPT("history=%lu", history),
 	OPT("log_level=%s", log_level), OPT("timeout=%lf", timeout),
+	/* Remote stores (etcd): the names of the library's options. */
+	OPT("request_timeout=%u", request_timeout),
+	OPT("dial_timeout=%u", dial_timeout), OPT("tls_ca=%s", tls_ca),
+	OPT("tls_cert=%s", tls_cert), OPT("tls_key=%s", tls_key),
+	OPT("user=%s", user), OPT("password_file=%s", password_file),
 	OPT("attr_timeout=%lf", attr_timeout), OPT("direct_io", direct_io),
 	OPT("noopen", noopen), OPT("-h", help), OPT("--help", help),
 	OPT("-V", version), OPT("--version", version),
@@ -79,8 +93,9 @@ static void usage(const char *prog)
 {
 	printf("usage: %s [-f] [-d] [-s] [-o OPTIONS] SOURCE MOUNTPOINT\n"
 	       "\n"
-	       "Mount the univrs-state store SOURCE (a SQLite file, created\n"
-	       "if missing, or :memory:) at MOUNTPOINT.\n"
+	       "Mount the univrs-state store SOURCE at MOUNTPOINT: a SQLite\n"
+	       "file (created if missing), :memory:, or\n"
+	       "etcd[s]://HOST:PORT[,HOST:PORT...]/PREFIX.\n"
 	       "\n"
 	       "ustatefs options:\n"
 	       "    -o sync=full|normal|off  durability of a commit (full)\n"
@@ -101,6 +116,18 @@ static void usage(const char *prog)
 	       "                             then checks owners and modes\n"
 	       "    -o log_level=LEVEL       error, warning, notice, info\n"
 	       "                             (default) or debug\n"
+	       "    -o request_timeout=MS    deadline of a request to etcd\n"
+	       "                             (5000)\n"
+	       "    -o dial_timeout=MS       connecting to one etcd endpoint\n"
+	       "                             (2000)\n"
+	       "    -o tls_ca=FILE           etcds://: CA certificates (the\n"
+	       "                             system's)\n"
+	       "    -o tls_cert=FILE         etcds://: client certificate\n"
+	       "    -o tls_key=FILE          etcds://: its private key\n"
+	       "    -o user=NAME             etcd user (no authentication)\n"
+	       "    -o password_file=FILE    its password: the first line of\n"
+	       "                             FILE, which only its owner may\n"
+	       "                             read\n"
 	       "    -o debug, -d             trace every FUSE request\n"
 	       "    -f                       stay in the foreground\n"
 	       "    -s                       single-threaded\n"
@@ -154,10 +181,158 @@ static int source_resolve(const char *source, char **real)
 	return 0;
 }
 
+/* Whether SOURCE names a SQLite file, not :memory: or a scheme://. */
+static bool source_is_file(const char *source)
+{
+	return strcmp(source, ":memory:") && !strstr(source, "://");
+}
+
+/*
+ * name made absolute, for a file the library may open after the daemon
+ * has gone to "/" (a TLS file, read at each connection); *out is NULL or
+ * allocated.
+ */
+static int path_absolute(const char *name, char **out)
+{
+	char *cwd;
+	int rc = 0;
+
+	*out = NULL;
+	if (!name)
+		return 0;
+	if (name[0] == '/') {
+		*out = strdup(name);
+		return *out ? 0 : -ENOMEM;
+	}
+	cwd = getcwd(NULL, 0);
+	if (!cwd)
+		return -errno;
+	if (asprintf(out, "%s/%s", cwd, name) < 0) {
+		*out = NULL;
+		rc = -ENOMEM;
+	}
+	free(cwd);
+	return rc;
+}
+
+#define PASSWORD_MAX 4096 /* bytes in the first line of password_file= */
+
+/*
+ * The first line of password_file=, without its line end, in *out (to be
+ * wiped and freed with password_free()). A file that its group or others
+ * may read is refused: the password would be theirs too. Logs why it
+ * failed.
+ */
+static int password_read(const char *path, char **out)
+{
+	char *buf = NULL, *end;
+	struct stat st;
+	size_t n = 0;
+	ssize_t got;
+	int fd, rc;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		rc = -errno;
+		log_msg(LOG_ERR, "password_file=%s: %s", path, strerror(-rc));
+		return rc;
+	}
+	if (fstat(fd, &st) < 0) {
+		rc = -errno;
+		log_msg(LOG_ERR, "password_file=%s: %s", path, strerror(-rc));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		log_msg(LOG_ERR, "password_file=%s: not a regular file", path);
+		rc = -EINVAL;
+		goto out;
+	}
+	if (st.st_mode & (S_IRGRP | S_IROTH)) {
+		log_msg(LOG_ERR,
+			"password_file=%s: readable by its group or others "
+			"(mode %04o): refused; chmod go-rwx it",
+			path, (unsigned)(st.st_mode & 07777));
+		rc = -EPERM;
+		goto out;
+	}
+	buf = malloc(PASSWORD_MAX + 1);
+	if (!buf) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	/* read(2), not stdio, so that no copy is left in a FILE buffer. */
+	while (n < PASSWORD_MAX && !memchr(buf, '\n', n)) {
+		got = read(fd, buf + n, PASSWORD_MAX - n);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0) {
+			rc = -errno;
+			log_msg(LOG_ERR, "password_file=%s: %s", path,
+				strerror(-rc));
+			goto out;
+		}
+		if (got == 0)
+			break;
+		n += (size_t)got;
+	}
+	end = memchr(buf, '\n', n);
+	if (!end && n == PASSWORD_MAX) {
+		log_msg(LOG_ERR, "password_file=%s: first line over %d bytes",
+			path, PASSWORD_MAX);
+		rc = -EINVAL;
+		goto out;
+	}
+	if (!end)
+		end = buf + n;
+	if (end > buf && end[-1] == '\r')
+		end--;
+	*end = '\0';
+	if (!*buf || strlen(buf) != (size_t)(end - buf)) {
+		log_msg(LOG_ERR, "password_file=%s: %s", path,
+			*buf ? "the first line holds a NUL byte"
+			     : "the first line is empty");
+		rc = -EINVAL;
+		goto out;
+	}
+	*out = buf;
+	buf = NULL;
+	rc = 0;
+out:
+	if (buf)
+		explicit_bzero(buf, PASSWORD_MAX + 1);
+	free(buf);
+	close(fd);
+	return rc;
+}
+
+static void password_free(char *p)
+{
+	if (p)
+		explicit_bzero(p, strlen(p));
+	free(p);
+}
+
+/* Errors the library logged; any thread may add one. */
+static unsigned library_errors;
+
+/* The library's messages, into the daemon's log. */
+static void library_log(void *arg, int priority, const char *msg)
+{
+	if (priority <= LOG_ERR)
+		__atomic_add_fetch(&library_errors, 1, __ATOMIC_RELAXED);
+	if (priority < LOG_EMERG)
+		priority = LOG_EMERG;
+	if (priority > LOG_DEBUG)
+		priority = LOG_DEBUG;
+	log_msg(priority, "%s", msg);
+}
+
 static int store_open(const struct options *o)
 {
-	ustate_options so = USTATE_OPTIONS_INIT;
-	char *real;
+	ustate_options so = USTATE_OPTIONS_INIT, got;
+	char *real = NULL, *ca = NULL, *cert = NULL, *key = NULL;
+	char *password = NULL;
+	unsigned errors;
 	int rc;
 
 	if (!o->sync || !strcmp(o->sync, "full"))
@@ -173,15 +348,89 @@ static int store_open(const struct options *o)
 	if (o->history)
 		so.history = o->history;
 	so.read_only = o->ro;
-	fs.max_value = so.max_value_size;
-	if (!strcmp(o->source, ":memory:"))
-		return ustate_open_memory(&fs.store, &so);
-	rc = source_resolve(o->source, &real);
+	so.request_timeout = o->request_timeout;
+	so.dial_timeout = o->dial_timeout;
+	so.user = o->user;
+	so.log = library_log;
+	rc = path_absolute(o->tls_ca, &ca);
 	if (rc == 0)
-		rc = ustate_open_sqlite(&fs.store, real ? real : o->source,
-					&so);
+		rc = path_absolute(o->tls_cert, &cert);
+	if (rc == 0)
+		rc = path_absolute(o->tls_key, &key);
+	if (rc < 0) {
+		log_msg(LOG_ERR, "tls_ca=, tls_cert=, tls_key=: %s",
+			strerror(-rc));
+		goto out;
+	}
+	if (o->password_file) {
+		rc = password_read(o->password_file, &password);
+		if (rc < 0)
+			goto out; /* it said why */
+	}
+	so.tls_ca = ca;
+	so.tls_cert = cert;
+	so.tls_key = key;
+	so.password = password;
+	/* Only a file can be a symbolic link; other sources are names. */
+	if (source_is_file(o->source))
+		rc = source_resolve(o->source, &real);
+	if (rc < 0)
+		goto out; /* it said why */
+	errors = __atomic_load_n(&library_errors, __ATOMIC_RELAXED);
+	rc = ustate_open(&fs.store, real ? real : o->source, &so);
+	if (rc < 0) {
+		/* Unless the library said why already. */
+		if (errors ==
+		    __atomic_load_n(&library_errors, __ATOMIC_RELAXED))
+			/* Opening a store, ENOENT is of a file, not a key. */
+			log_msg(LOG_ERR, "%s: %s", o->source,
+				rc == -ENOENT ? strerror(ENOENT)
+					      : ustate_strerror(rc));
+		goto out;
+	}
+	/* What the backend chose: etcd may take less than asked. */
+	ustate_options_get(fs.store, &got);
+	fs.max_value = got.max_value_size;
+out:
+	password_free(password);
+	free(ca);
+	free(cert);
+	free(key);
 	free(real);
 	return rc;
+}
+
+/* Whether a timeout option is in range; says why not. */
+static bool timeout_ok(const char *name, unsigned ms)
+{
+	if (ms >= 1 && ms <= USTATE_MAX_TIMEOUT_MS)
+		return true;
+	fprintf(stderr, "ustatefs: %s=%u: must be 1 to %u ms\n", name, ms,
+		USTATE_MAX_TIMEOUT_MS);
+	return false;
+}
+
+/*
+ * The -ofsname= option that shows SOURCE in the mount table; the commas
+ * of an etcd source (and backslashes) escaped, as fuse_opt wants them.
+ * NULL when out of memory.
+ */
+static char *fsname_option(const char *source)
+{
+	static const char pre[] = "-ofsname=", post[] = ",subtype=ustatefs";
+	char *opt, *d;
+
+	opt = malloc(sizeof(pre) + 2 * strlen(source) + sizeof(post));
+	if (!opt)
+		return NULL;
+	d = stpcpy(opt, pre);
+	for (; *source; source++) {
+		if (*source == ',' || *source == '\\')
+			*d++ = '\\';
+		*d++ = *source;
+	}
+	strcpy(d, post);
+	return opt;
 }
 
 /*
@@ -243,10 +492,13 @@ int main(int argc, char *argv[])
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
 	struct fuse_cmdline_opts copts = {0};
 	struct fuse_loop_config *lcfg = NULL;
+	static const ustate_options lib = USTATE_OPTIONS_INIT;
 	struct options o = {.timeout = 1.0,
 			    .attr_timeout = 1.0,
-			    .max_buffered = 256ul << 20};
-	char fsname[USTATE_KEY_MAX + 32];
+			    .max_buffered = 256ul << 20,
+			    .request_timeout = lib.request_timeout,
+			    .dial_timeout = lib.dial_timeout};
+	char *fsname = NULL;
 	int rc = 1, notify = -1, err, level, tuned;
 
 	/*
@@ -277,6 +529,9 @@ int main(int argc, char *argv[])
 			o.sync);
 		goto out_args;
 	}
+	if (!timeout_ok("request_timeout", o.request_timeout) ||
+	    !timeout_ok("dial_timeout", o.dial_timeout))
+		goto out_args;
 	if (!o.source || !o.mountpoint) {
 		fprintf(stderr,
 			"usage: %s [-f] [-o OPTIONS] SOURCE MOUNTPOINT "
@@ -285,8 +540,11 @@ int main(int argc, char *argv[])
 		goto out_args;
 	}
 	/* fuse_parse_cmdline() wants the mountpoint as its argument. */
-	snprintf(fsname, sizeof(fsname), "-ofsname=%s,subtype=ustatefs",
-		 o.source);
+	fsname = fsname_option(o.source);
+	if (!fsname) {
+		fprintf(stderr, "ustatefs: %s\n", strerror(ENOMEM));
+		goto out_args;
+	}
 	/*
 	 * When others may come in, the kernel checks every access against
 	 * the owners and modes the store keeps (perm.c). Without, FUSE lets
@@ -351,14 +609,10 @@ int main(int argc, char *argv[])
 		log_msg(LOG_ERR, "replay helper: %s", strerror(-err));
 		goto out_report;
 	}
+	/* It logs why it failed. */
 	err = store_open(&o);
-	if (err < 0) {
-		/* Opening a store, ENOENT is of a file, not of a key. */
-		log_msg(LOG_ERR, "%s: %s", o.source,
-			err == -ENOENT ? strerror(ENOENT)
-				       : ustate_strerror(err));
+	if (err < 0)
 		goto out_replay;
-	}
 	err = nodes_init();
 	if (err < 0)
 		goto out_store;
@@ -433,6 +687,12 @@ out_args:
 	free(o.mountpoint);
 	free(o.sync);
 	free(o.log_level);
+	free(o.tls_ca);
+	free(o.tls_cert);
+	free(o.tls_key);
+	free(o.user);
+	free(o.password_file);
+	free(fsname);
 	free(fs.mountpoint);
 	return rc;
 }

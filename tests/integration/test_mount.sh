@@ -3,7 +3,9 @@
 # ustatefs: starting and stopping. mount -t fuse.ustatefs and an fstab
 # line (through mount.fuse3), options, bad SOURCE and options, SIGTERM and
 # fusermount3 -u ending cleanly with every closed value committed, stable
-# inode numbers, and copying trees in with cp -a.
+# inode numbers, copying trees in with cp -a, and the SOURCE forms:
+# :memory:, schemes, a file name with a comma, the remote-store options
+# (timeouts, TLS files, user and password file).
 . "$(dirname "$0")/lib.sh"
 
 M=$T/mnt
@@ -108,3 +110,45 @@ mkdir "$M/d"
 printf 'set /d/x 1\nz\ncommit\n' > "$M/.txn"
 check ":memory: store: files, directories, .txn" "z 1" \
 	"$(cat "$M/d/x") $(xattr version "$M/d/x")"
+echo hello > "$M/k"
+check ":memory: store: a key written and read back" "hello 1" \
+	"$(cat "$M/k") $(xattr version "$M/k")"
+check ":memory: is the mount's source" ":memory: fuse.ustatefs" \
+	"$(awk -v m="$M" '$2 == m {print $1, $3}' /proc/mounts)"
+umount_fs "$M"
+
+# -- SOURCE strings that name no store we can open, remote-store options --
+check_err "an unknown scheme" 'foo://x: unknown scheme "foo"' \
+	"$USTATEFS" foo://x "$M"
+# Without the etcd backend this says so; with it, nothing listens there.
+check_err "an etcd source that does not open" "etcd://127.0.0.1:9/app" \
+	"$USTATEFS" -o dial_timeout=200,request_timeout=500 \
+	etcd://127.0.0.1:9/app "$M"
+check "no mount left" "" "$(awk -v m="$M" '$2 == m' /proc/mounts)"
+check_err "request_timeout=0" "request_timeout=0: must be 1 to 3600000 ms" \
+	"$USTATEFS" -o request_timeout=0 :memory: "$M"
+check_err "dial_timeout over an hour" "dial_timeout=3600001: must be" \
+	"$USTATEFS" -o dial_timeout=3600001 :memory: "$M"
+echo 's3cret' > "$T/password"
+chmod 644 "$T/password"
+check_err "a password file others may read" \
+	"password_file=$T/password: readable by its group or others (mode 0644)" \
+	"$USTATEFS" -o user=app,password_file="$T/password" :memory: "$M"
+check_err "a missing password file" "password_file=$T/nope: No such file" \
+	"$USTATEFS" -o password_file="$T/nope" :memory: "$M"
+chmod 600 "$T/password"
+mount_fs :memory: "$M" -o user=app,password_file="$T/password" \
+	-o request_timeout=100,dial_timeout=50,tls_ca=ca.pem,tls_cert=c.pem \
+	-o tls_key=k.pem
+echo v > "$M/k"
+check "the remote-store options are taken (and unused by :memory:)" v \
+	"$(cat "$M/k")"
+check "the password is not on the command line" "" \
+	"$(grep -l s3cret /proc/$(daemon_pid "$M")/cmdline 2>/dev/null)"
+umount_fs "$M"
+
+# -- a file SOURCE with a comma: escaped for FUSE, shown as it is --
+mount_fs "$T/a,b.db" "$M"
+echo x > "$M/k"
+check "a file name with a comma" "$T/a,b.db x" \
+	"$(awk -v m="$M" '$2 == m {print $1}' /proc/mounts) $(cat "$M/k")"
