@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * This file implements `ustate`, the command line of the store: one
- * subcommand per library call, over a SQLite database file, for scripts
- * and operators. Changes it makes reach the mount's inotify watchers
- * through the ustatefs replay. It touches state only through libustate.
+ * subcommand per library call, over the store that -d names (a SQLite
+ * database file, :memory: or an etcd URL, opened by ustate_open()), for
+ * scripts and operators. Changes it makes reach the mount's inotify
+ * watchers through the ustatefs replay. It touches state only through
+ * libustate.
  *
  * Exit codes: 0 success; 1 an error (the message says which); 2 bad
  * usage; 3 the key does not exist (get, delete, exists); 4 a version
@@ -13,12 +15,15 @@
  * admin.c.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -524,11 +529,22 @@ static void usage(FILE *f)
 	size_t i;
 
 	fprintf(f,
-		"usage: ustate [-d DB] [--json] COMMAND [ARGS]\n\n"
-		"  -d, --db DB   the store (default $USTATE_DB or " DEFAULT_DB
-		")\n"
+		"usage: ustate [-d DB] [OPTIONS] [--json] COMMAND [ARGS]\n\n"
+		"  -d, --db DB   the store: a SQLite file, :memory: or\n"
+		"                etcd[s]://HOST:PORT[,HOST:PORT...]/PREFIX\n"
+		"                (default $USTATE_DB or " DEFAULT_DB ")\n"
 		"  -j, --json    print results as JSON\n"
 		"  -h, --help    this text; COMMAND --help for one command\n"
+		"\nremote (etcd) stores:\n"
+		"  --request-timeout MS  deadline of each request (5000)\n"
+		"  --dial-timeout MS     connecting to one endpoint (2000)\n"
+		"  --tls-ca FILE         etcds://: CA certificates (the "
+		"system's)\n"
+		"  --tls-cert FILE       etcds://: client certificate\n"
+		"  --tls-key FILE        etcds://: its private key\n"
+		"  --user NAME           etcd user (no authentication)\n"
+		"  --password-file FILE  its password: the first line of FILE,\n"
+		"                        which only its owner may read\n"
 		"\ncommands:\n");
 	for (i = 0; i < NCMDS; i++)
 		fprintf(f, "  %-9s %-20s %s\n", cmds[i].name, cmds[i].args,
@@ -547,6 +563,139 @@ static void cmd_usage(FILE *f, const struct cmd *c, bool full)
 		fputs(c->details, f);
 }
 
+/* Whether db names a SQLite file, not :memory: or a scheme://. */
+static bool source_is_file(const char *db)
+{
+	return strcmp(db, ":memory:") && !strstr(db, "://");
+}
+
+/* --request-timeout and --dial-timeout: 1 ms to one hour. */
+static int parse_timeout(const char *what, const char *text, unsigned *out)
+{
+	uint64_t v;
+
+	if (parse_u64(text, &v) < 0 || v < 1 || v > USTATE_MAX_TIMEOUT_MS) {
+		fprintf(stderr, "ustate: %s: \"%s\" is not 1 to %u ms\n", what,
+			text, USTATE_MAX_TIMEOUT_MS);
+		return -EINVAL;
+	}
+	*out = (unsigned)v;
+	return 0;
+}
+
+#define PASSWORD_MAX 4096 /* bytes in the first line of --password-file */
+
+/*
+ * The first line of the --password-file, without its line end, in *out
+ * (wiped and freed by password_free()). A file that its group or others
+ * may read is refused: the password would be theirs too. Says why it
+ * failed.
+ */
+static int password_read(const char *path, char **out)
+{
+	char *buf = NULL, *end;
+	const char *why = NULL;
+	struct stat st;
+	size_t n = 0;
+	ssize_t got;
+	int fd, rc;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		rc = -errno;
+		why = strerror(-rc);
+		goto out;
+	}
+	if (fstat(fd, &st) < 0) {
+		rc = -errno;
+		why = strerror(-rc);
+		goto out;
+	}
+	rc = -EINVAL;
+	if (!S_ISREG(st.st_mode)) {
+		why = "not a regular file";
+		goto out;
+	}
+	if (st.st_mode & (S_IRGRP | S_IROTH)) {
+		fprintf(stderr,
+			"ustate: --password-file %s: readable by its group or "
+			"others (mode %04o): refused; chmod go-rwx it\n",
+			path, (unsigned)(st.st_mode & 07777));
+		rc = -EPERM;
+		goto out;
+	}
+	buf = malloc(PASSWORD_MAX + 1);
+	if (!buf) {
+		rc = -ENOMEM;
+		why = strerror(ENOMEM);
+		goto out;
+	}
+	/* read(2), not stdio, so that no copy is left in a FILE buffer. */
+	while (n < PASSWORD_MAX && !memchr(buf, '\n', n)) {
+		got = read(fd, buf + n, PASSWORD_MAX - n);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0) {
+			rc = -errno;
+			why = strerror(-rc);
+			goto out;
+		}
+		if (got == 0)
+			break;
+		n += (size_t)got;
+	}
+	end = memchr(buf, '\n', n);
+	if (!end && n == PASSWORD_MAX) {
+		why = "the first line is too long";
+		goto out;
+	}
+	if (!end)
+		end = buf + n;
+	if (end > buf && end[-1] == '\r')
+		end--;
+	*end = '\0';
+	if (!*buf || strlen(buf) != (size_t)(end - buf)) {
+		why = *buf ? "the first line holds a NUL byte"
+			   : "the first line is empty";
+		goto out;
+	}
+	*out = buf;
+	buf = NULL;
+	rc = 0;
+out:
+	if (why)
+		fprintf(stderr, "ustate: --password-file %s: %s\n", path, why);
+	if (buf)
+		explicit_bzero(buf, PASSWORD_MAX + 1);
+	free(buf);
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+static void password_free(char *p)
+{
+	if (p)
+		explicit_bzero(p, strlen(p));
+	free(p);
+}
+
+/* Errors the library logged (it logs from the calling thread here). */
+static unsigned library_errors;
+
+/*
+ * The library's messages: warnings and errors on stderr, as its default
+ * log writes them, counted so that a failed open is explained once.
+ */
+static void library_log(void *arg, int priority, const char *msg)
+{
+	if (priority > LOG_WARNING)
+		return;
+	if (priority <= LOG_ERR)
+		library_errors++;
+	fprintf(stderr, "ustate: %s\n", msg);
+}
+
 /*
  * Say why the database did not open. Exit 1 whatever the code: a missing
  * file is no missing key (exit 3).
@@ -557,6 +706,9 @@ static int open_failed(const struct cmd *c, const char *db, int rc)
 
 	if (code >= 0)
 		return code;
+	/* The library's log said why already. */
+	if (library_errors)
+		return EXIT_ERROR;
 	fprintf(stderr, "ustate: %s: %s\n", db,
 		rc == -ENOENT ? strerror(ENOENT) : ustate_strerror(rc));
 	return EXIT_ERROR;
@@ -619,24 +771,45 @@ static int cmd_options(const struct cmd *c, int argc, char **argv)
 	return -1;
 }
 
+/* The long options of remote stores, which have no short form. */
+enum {
+	OPT_REQUEST_TIMEOUT = 256,
+	OPT_DIAL_TIMEOUT,
+	OPT_TLS_CA,
+	OPT_TLS_CERT,
+	OPT_TLS_KEY,
+	OPT_USER,
+	OPT_PASSWORD_FILE,
+};
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{"db", required_argument, NULL, 'd'},
 		{"json", no_argument, NULL, 'j'},
 		{"help", no_argument, NULL, 'h'},
+		{"request-timeout", required_argument, NULL,
+		 OPT_REQUEST_TIMEOUT},
+		{"dial-timeout", required_argument, NULL, OPT_DIAL_TIMEOUT},
+		{"tls-ca", required_argument, NULL, OPT_TLS_CA},
+		{"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+		{"tls-key", required_argument, NULL, OPT_TLS_KEY},
+		{"user", required_argument, NULL, OPT_USER},
+		{"password-file", required_argument, NULL, OPT_PASSWORD_FILE},
 		{NULL, 0, NULL, 0},
 	};
 	ustate_options o = USTATE_OPTIONS_INIT;
-	const char *db = getenv("USTATE_DB");
+	const char *db = getenv("USTATE_DB"), *password_file = NULL;
 	const struct cmd *c = NULL;
 	int ch, rc, help = 0, nargs;
+	char *password = NULL;
 	ustate *s;
 	size_t i;
 
 	if (!db)
 		db = DEFAULT_DB;
 	while ((ch = getopt_long(argc, argv, "+d:jh", opts, NULL)) != -1) {
+		rc = 0;
 		switch (ch) {
 		case 'd':
 			db = optarg;
@@ -647,10 +820,35 @@ int main(int argc, char **argv)
 		case 'h':
 			help = 1;
 			break;
+		case OPT_REQUEST_TIMEOUT:
+			rc = parse_timeout("--request-timeout", optarg,
+					   &o.request_timeout);
+			break;
+		case OPT_DIAL_TIMEOUT:
+			rc = parse_timeout("--dial-timeout", optarg,
+					   &o.dial_timeout);
+			break;
+		case OPT_TLS_CA:
+			o.tls_ca = optarg;
+			break;
+		case OPT_TLS_CERT:
+			o.tls_cert = optarg;
+			break;
+		case OPT_TLS_KEY:
+			o.tls_key = optarg;
+			break;
+		case OPT_USER:
+			o.user = optarg;
+			break;
+		case OPT_PASSWORD_FILE:
+			password_file = optarg;
+			break;
 		default:
 			usage(stderr);
 			return EXIT_USAGE;
 		}
+		if (rc < 0)
+			return EXIT_USAGE;
 	}
 	if (optind >= argc) {
 		usage(help ? stdout : stderr);
@@ -679,15 +877,25 @@ int main(int argc, char **argv)
 		cmd_usage(stderr, c, false);
 		return EXIT_USAGE;
 	}
-	if ((c->open == OPEN_EXISTING || c->open == OPEN_MODIFY) &&
+	/* Files alone can be missing, or readable and not writable. */
+	if (source_is_file(db) &&
+	    (c->open == OPEN_EXISTING || c->open == OPEN_MODIFY) &&
 	    access(db, F_OK) != 0) {
 		return open_failed(c, db, -errno);
 	}
 	if (c->open == OPEN_EXISTING)
 		o.read_only = 1;
-	else if (c->open == OPEN_READ)
+	else if (c->open == OPEN_READ && source_is_file(db))
 		o.read_only = access(db, W_OK) != 0 && !access(db, R_OK);
-	rc = ustate_open_sqlite(&s, db, &o);
+	if (password_file) {
+		if (password_read(password_file, &password) < 0)
+			return EXIT_ERROR;
+		o.password = password;
+	}
+	o.log = library_log;
+	/* The library copies the password: wipe ours at once. */
+	rc = ustate_open(&s, db, &o);
+	password_free(password);
 	if (rc < 0)
 		return open_failed(c, db, rc);
 	signal(SIGINT, on_signal);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# ustate, the command line: each subcommand, its exit codes, --json, and
-# that its changes reach the inotify watchers of a mount of the same file.
+# ustate, the command line: each subcommand, its exit codes, --json, the
+# SOURCE forms of -d and the options of remote stores, and that its
+# changes reach the inotify watchers of a mount of the same file.
 . "$(dirname "$0")/lib.sh"
 
 : "${USTATE_CLI:?USTATE_CLI must name the ustate command}"
@@ -42,6 +43,39 @@ check "usage errors: exit 2" "2 2 2" \
 check "--help of a command" 0 "$(code u cas --help)"
 check "a file that is not a database: exit 1" 1 \
 	"$(head -c 4096 /dev/urandom > "$T/junk" && code "$USTATE_CLI" -d "$T/junk" get /a)"
+
+# -d takes every SOURCE that ustate_open() knows; :memory: is a new store
+# in each run, so one run writes and reads in one transaction.
+m() { "$USTATE_CLI" -d :memory: "$@"; }
+check "-d :memory: opens a store and writes" 1 "$(m set /a hi)"
+check "-d :memory: is empty in each run" 3 "$(code m get /a)"
+check "-d :memory: txn: a check, a set and a get in one run" \
+	"ok 1|check /a 0|set /a 1|get /b 0 0" \
+	"$(printf 'check /a 0\nset /a 2\nhi\nget /b\ncommit\n' | m txn |
+		tr '\n' '|' | sed 's/|*$//')"
+check "-d :memory: for a command that needs an existing store" "ok" \
+	"$(m check)"
+check_err "-d with an unknown scheme" 'foo://x: unknown scheme "foo"' \
+	"$USTATE_CLI" -d foo://x get /a
+check "... exits 1, explained once" "1 1" \
+	"$(code "$USTATE_CLI" -d foo://x get /a) $("$USTATE_CLI" -d foo://x get /a 2>&1 | wc -l)"
+check_err "-d etcd:// that does not open" "etcd://127.0.0.1:9/app" \
+	"$USTATE_CLI" --dial-timeout 200 --request-timeout 500 \
+	-d etcd://127.0.0.1:9/app get /a
+check_err "--request-timeout 0" '--request-timeout: "0" is not 1 to 3600000 ms' \
+	"$USTATE_CLI" --request-timeout 0 -d :memory: get /a
+check "--request-timeout 0 is a usage error" 2 \
+	"$(code "$USTATE_CLI" --request-timeout 0 -d :memory: get /a)"
+echo 's3cret' > "$T/password"
+chmod 604 "$T/password"
+check_err "a password file others may read" \
+	"--password-file $T/password: readable by its group or others (mode 0604)" \
+	"$USTATE_CLI" --user app --password-file "$T/password" -d :memory: revision
+chmod 600 "$T/password"
+check "the remote-store options are taken (and unused by :memory:)" 0 \
+	"$("$USTATE_CLI" --user app --password-file "$T/password" \
+		--tls-ca ca.pem --tls-cert c.pem --tls-key k.pem \
+		--request-timeout 100 --dial-timeout 50 -d :memory: revision)"
 
 rev=$(u revision)
 "$USTATE_CLI" -d "$T/state.db" watch '/w/*' --from "$((rev + 1))" \
