@@ -3,8 +3,10 @@
  * This file implements an example of the watch API of libustate: it
  * prints every change to the keys that match a pattern, one line each,
  * waiting in poll(2) on ustate_watch_fd() as an event loop would, and it
- * sees the changes of every process that writes the same database file
- * (ustatefs mounts, the ustate command, other programs).
+ * sees the changes of every process that writes the same store (ustatefs
+ * mounts, the ustate command, other programs). The store is any SOURCE
+ * that ustate_open() takes: a SQLite file, or an etcd URL
+ * (etcd://HOST:PORT/PREFIX) with a libustate built with the etcd backend.
  *
  * Build: cc watch.c -o watch $(pkg-config --cflags --libs ustate)
  *        (meson builds it as build/examples/watch)
@@ -13,7 +15,7 @@
  *        without the space) and then elsewhere: ustate set /config/a 1,
  *        or echo 1 > /run/ustate/state/config/a
  *
- * usage: watch [-n COUNT] [-r REVISION] DB PATTERN
+ * usage: watch [-n COUNT] [-r REVISION] SOURCE PATTERN
  *   -n COUNT     exit after COUNT events
  *   -r REVISION  replay the retained history from REVISION first
  * It prints "watching PATTERN after revision R" once the watch is open,
@@ -138,9 +140,9 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 
-	/* A watcher writes nothing: open the database read-only. */
+	/* A watcher writes nothing: open the store read-only. */
 	opts.read_only = 1;
-	rc = ustate_open_sqlite(&s, argv[optind], &opts);
+	rc = ustate_open(&s, argv[optind], &opts);
 	if (rc < 0) {
 		fprintf(stderr, "watch: %s: %s\n", argv[optind],
 			ustate_strerror(rc));
@@ -153,6 +155,7 @@ int main(int argc, char **argv)
 	ustate_close(s);
 	return rc < 0 ? 1 : 0;
 usage:
-	fprintf(stderr, "usage: watch [-n COUNT] [-r REVISION] DB PATTERN\n");
+	fprintf(stderr,
+		"usage: watch [-n COUNT] [-r REVISION] SOURCE PATTERN\n");
 	return 2;
 }

@@ -3,7 +3,8 @@
 # examples/watch.c prints, in revision order, the changes to the keys its
 # pattern matches, whoever made them: writes through a mount, a rename, a
 # /.txn commit, `ustate` on the database file; nothing for other keys. It
-# exits after -n events, and cleanly on SIGINT.
+# exits after -n events, and cleanly on SIGINT. Its SOURCE is any that
+# ustate_open() takes: an unknown scheme is refused, saying so.
 . "$(dirname "$0")/lib.sh"
 
 : "${WATCH_EXAMPLE:?}"
@@ -55,3 +56,8 @@ watching /jobs/b after revision $((r + 3))
 created /jobs/b version 1 revision $((r + 4))
 deleted /jobs/b version 0 revision $((r + 5))" "$rc
 $(cat "$T/out2")"
+
+check_err "a SOURCE with an unknown scheme" \
+	'watch: foo://x: invalid' "$WATCH_EXAMPLE" foo://x '/jobs/*'
+check "... and the library names the scheme" 1 \
+	"$("$WATCH_EXAMPLE" foo://x '/jobs/*' 2>&1 | grep -c 'unknown scheme "foo"')"
