@@ -56,9 +56,10 @@ typedef enum ustate_sync {
  * @msg:      one line, without a trailing newline, valid for the call
  *            only.
  *
- * It may be called from any thread of the library, the library's own
- * included, and at the same time from several: it must be thread-safe,
- * return soon, and must not call the store (or open or close one).
+ * It may be called from any thread that calls the library and from the
+ * library's own threads, from several at the same time: it must be
+ * thread-safe, return soon, and must not call the store (nor open or
+ * close one).
  */
 typedef void (*ustate_log_fn)(void *arg, int priority, const char *msg);
 

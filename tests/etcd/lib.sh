@@ -51,10 +51,10 @@ _etcd_n=0
 etcd_wait_for() {
 	local secs=$1 i deadline
 	shift
-	deadline=$((${EPOCHREALTIME/./} + secs * 1000000))
+	deadline=$((${EPOCHREALTIME//[!0-9]/} + secs * 1000000))
 	for ((i = 0; i < secs * 20 + 1; i++)); do
 		if "$@" 2>/dev/null; then return 0; fi
-		[ "${EPOCHREALTIME/./}" -lt "$deadline" ] || return 1
+		[ "${EPOCHREALTIME//[!0-9]/}" -lt "$deadline" ] || return 1
 		sleep 0.05
 	done
 	return 1

@@ -170,9 +170,9 @@ check "the killed leader's process is gone" yes \
 check "the killed leader does not answer" no \
 	"$(etcd_member_ctl "$leader" get /h/m0 >/dev/null 2>&1 && echo yes ||
 		echo no)"
-t0=${EPOCHREALTIME/./}
+t0=${EPOCHREALTIME//[!0-9]/}
 if etcd_wait_for 10 etcd_member_ctl "$s1" put /h/after kill >/dev/null; then
-	echo "ok: put on survivor $s1 after $(((${EPOCHREALTIME/./} - t0) / 1000)) ms"
+	echo "ok: put on survivor $s1 after $(((${EPOCHREALTIME//[!0-9]/} - t0) / 1000)) ms"
 else
 	fail "no put on survivor $s1 within 10 s of the leader's death"
 fi
