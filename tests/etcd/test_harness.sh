@@ -6,9 +6,11 @@
 # bounded time, a new leader is elected), takes the killed member back
 # (it catches up, seen by a serializable read of its own), keeps etcd's
 # default request limits, and leaves no process and no directory behind;
-# a test that fails, or is killed with SIGTERM, still cleans up, and its
-# own EXIT trap still runs; with-etcd.sh hands CMD a working endpoint and
-# passes CMD's exit status (77 included) through.
+# a test that fails, is killed with SIGTERM or cleans up through
+# tests/integration/lib.sh's at_exit still removes its cluster, and its
+# own EXIT trap still runs; a start that meets a taken port tries new
+# ones; with-etcd.sh hands CMD a working endpoint and passes CMD's exit
+# status (77 included) through.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -67,6 +69,25 @@ bash -c '
 ' child "$S" "$here" || rc=$?
 check "a test killed by SIGTERM exits with 143" 143 "$rc"
 read -r dir pid < "$S/term.info" || true
+check "its member is gone" yes "$(gone "${pid:-0}" && echo yes)"
+check "its directory is gone" no "$([ -e "${dir:-/nonexistent}" ] &&
+	echo yes || echo no)"
+
+# -- with tests/integration/lib.sh's at_exit (as it defines it), the
+# cluster goes through that chain --
+rc=0
+bash -c '
+	_cleanup=()
+	at_exit() { _cleanup=("$*" "${_cleanup[@]}"); }
+	trap '\''for c in "${_cleanup[@]}"; do eval "$c"; done'\'' EXIT
+	source "$2/lib.sh"
+	[ "${_cleanup[0]:-}" = etcd_cleanup ] || exit 8
+	etcd_cluster_start 1 || exit 9
+	echo "$ETCD_DIR ${ETCD_MEMBER_PID[0]}" > "$1/at_exit.info"
+	exit 5
+' child "$S" "$here" || rc=$?
+check "a test using at_exit exits with its status" 5 "$rc"
+read -r dir pid < "$S/at_exit.info" || true
 check "its member is gone" yes "$(gone "${pid:-0}" && echo yes)"
 check "its directory is gone" no "$([ -e "${dir:-/nonexistent}" ] &&
 	echo yes || echo no)"
