@@ -198,6 +198,7 @@ static int store_new(ustate **out, const ustate_options *o, char *strings,
 /* The backends a source may name. */
 enum source_kind { SOURCE_SQLITE, SOURCE_MEMORY, SOURCE_ETCD };
 
+/* Open the backend of kind for source, with o (which it may adjust). */
 static int backend_open(enum source_kind kind, const char *source,
 			ustate_options *o, void **be,
 			const struct ustate_backend_ops **ops)
