@@ -10,11 +10,10 @@
  * that watches read. Every function returns 0 or a negative errno, as the
  * public API does.
  *
- * The backends are SQLite (sqlite.c) and memory (memory.c); the etcd
- * backend, which ustate_open() reaches for etcd:// and etcds:// sources
- * when the library is built with it (USTATE_HAVE_ETCD), fits the same
- * table by mapping txn to an etcd Txn with version compares, history to
- * the watch/range-by-revision API and revision to the cluster revision.
+ * The backends are SQLite (sqlite.c), memory (memory.c) and etcd (etcd.c
+ * over the transport of etcd_http.c, for etcd:// and etcds:// sources),
+ * which maps txn to one etcd Txn with version compares, history to a
+ * ring fed by one etcd watch, and revision to the cluster's revision.
  */
 #ifndef USTATE_BACKEND_I_H
 #define USTATE_BACKEND_I_H
@@ -25,8 +24,9 @@
  * Version 2 appended the optional operations (export to compact): a
  * backend leaves those it cannot do NULL and the front answers
  * -EOPNOTSUPP. Version 3 appended meta_get (ownership), version 4 node.
+ * Version 5 appended watch_from.
  */
-#define USTATE_BACKEND_VERSION 4
+#define USTATE_BACKEND_VERSION 5
 
 /* Whether an op only checks (CHECK_VERSION, CHECK_CHILDREN). */
 static inline int ustate_op_is_check(ustate_op_type type)
@@ -159,6 +159,16 @@ struct ustate_backend_ops {
 	 */
 	int (*node)(void *b, const char *path, unsigned *flags,
 		    uint64_t *revision, ustate_entry **entry);
+
+	/* ---- optional (version 5) ---- */
+
+	/*
+	 * The first watch of the store is about to read the history from
+	 * revision rev on: a backend whose history arrives as a stream (etcd)
+	 * starts it there, so that history() serves every revision from rev,
+	 * however late its first call comes. NULL: the history is there.
+	 */
+	int (*watch_from)(void *b, uint64_t rev);
 };
 
 /*
@@ -189,8 +199,7 @@ int ustate_sqlite_global_tune(unsigned flags);
 /*
  * The etcd backend (etcd.c, etcd_http.c), for a source "etcd://" or
  * "etcds://" HOST:PORT[,HOST:PORT...]/PREFIX, exactly as the caller of
- * ustate_open() gave it. The front calls it only when the library is
- * built with it (USTATE_HAVE_ETCD).
+ * ustate_open() gave it.
  */
 int ustate_etcd_backend_open(void **b, const struct ustate_backend_ops **ops,
 			     const char *source, ustate_options *opts);

@@ -15,20 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "etcd_http_i.h"
 #include "etcd_stream_i.h"
 
 /* The first buffer of a splitter: most watch messages fit. */
 #define SPLITTER_MIN_CAP 512
-
-/* gRPC status codes (grpc's codes.proto) that the gateway reports. */
-enum {
-	GRPC_DEADLINE_EXCEEDED = 4,
-	GRPC_PERMISSION_DENIED = 7,
-	GRPC_RESOURCE_EXHAUSTED = 8,
-	GRPC_OUT_OF_RANGE = 11,
-	GRPC_UNAVAILABLE = 14,
-	GRPC_UNAUTHENTICATED = 16,
-};
 
 int ustate_etcd_splitter_init(struct ustate_etcd_splitter *sp, size_t max_line)
 {
@@ -170,38 +161,6 @@ int ustate_etcd_splitter_finish(struct ustate_etcd_splitter *sp,
 	return rc;
 }
 
-int ustate_etcd_grpc_errno(long long grpc_code, long long http_code)
-{
-	switch (grpc_code) {
-	case GRPC_UNAVAILABLE:
-		return -ENOTCONN;
-	case GRPC_DEADLINE_EXCEEDED:
-		return -ETIMEDOUT;
-	case GRPC_PERMISSION_DENIED:
-	case GRPC_UNAUTHENTICATED:
-		return -EACCES;
-	case GRPC_OUT_OF_RANGE:
-		return -ENODATA;
-	case GRPC_RESOURCE_EXHAUSTED:
-		return -ENOSPC;
-	default:
-		if (grpc_code >= 0)
-			return -EIO;
-		break;
-	}
-	switch (http_code) {
-	case 401:
-	case 403:
-		return -EACCES;
-	case 503:
-		return -ENOTCONN;
-	case 504:
-		return -ETIMEDOUT;
-	default:
-		return -EIO;
-	}
-}
-
 /* The integer member name of o, or -1 when o has none (or not >= 0). */
 static long long int_member(const json_t *o, const char *name)
 {
@@ -231,16 +190,18 @@ int ustate_etcd_stream_parse(const char *line, size_t len, json_t **out,
 	err = json_object_get(root, "error");
 	if (json_is_object(err)) {
 		/* The stream's own error: {"error":{"grpc_code":14,...}}. */
-		rc = ustate_etcd_grpc_errno(int_member(err, "grpc_code"),
-					    int_member(err, "http_code"));
 		text = json_string_value(json_object_get(err, "message"));
+		rc = ustate_etcd_errno(int_member(err, "grpc_code"),
+				       int_member(err, "http_code"), text,
+				       false);
 	} else if (json_is_string(err)) {
 		/* A request refused before any streaming, as a unary call's
 		 * body: {"error":"..","message":"..","code":3}. */
-		rc = ustate_etcd_grpc_errno(int_member(root, "code"), -1);
 		text = json_string_value(json_object_get(root, "message"));
 		if (!text)
 			text = json_string_value(err);
+		rc = ustate_etcd_errno(int_member(root, "code"), -1, text,
+				       false);
 	} else if (err) {
 		rc = -EPROTO;
 		goto out;

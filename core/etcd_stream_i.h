@@ -94,16 +94,6 @@ void ustate_etcd_splitter_reset(struct ustate_etcd_splitter *sp);
 size_t ustate_etcd_splitter_pending(const struct ustate_etcd_splitter *sp);
 
 /*
- * The errno for an error of etcd's gateway: from its gRPC code when there
- * is one (grpc_code >= 0), else from its HTTP status (pass -1 for a code
- * that is absent). UNAVAILABLE (14) and HTTP 503 -> -ENOTCONN,
- * DEADLINE_EXCEEDED (4) and HTTP 504 -> -ETIMEDOUT, PERMISSION_DENIED (7),
- * UNAUTHENTICATED (16), HTTP 401 and 403 -> -EACCES, OUT_OF_RANGE (11) ->
- * -ENODATA, RESOURCE_EXHAUSTED (8) -> -ENOSPC; anything else -> -EIO.
- */
-int ustate_etcd_grpc_errno(long long grpc_code, long long http_code);
-
-/*
  * Parse one line of a watch stream (len bytes at line).
  *
  * {"result":{...}}: returns 0 and sets *out to the "result" object (a new
@@ -111,7 +101,7 @@ int ustate_etcd_grpc_errno(long long grpc_code, long long http_code);
  * {"error":{"grpc_code":..,"http_code":..,"message":..}} (how the stream
  * ends when it fails), or the gateway's body for a request it refused
  * before streaming, {"error":"..","code":..,"message":".."}: returns the
- * ustate_etcd_grpc_errno() of its codes (-EIO when it has none) and, when
+ * ustate_etcd_errno() of its codes (-EIO when it has none) and, when
  * msg is not NULL, sets *msg to a malloc'd copy of its message ("" when
  * it has none), which the caller frees. An "error" member wins over a
  * "result" one.

@@ -209,15 +209,7 @@ static int backend_open(enum source_kind kind, const char *source,
 	case SOURCE_MEMORY:
 		return ustate_memory_backend_open(be, ops, o);
 	case SOURCE_ETCD:
-#ifdef USTATE_HAVE_ETCD
 		return ustate_etcd_backend_open(be, ops, source, o);
-#else
-		ustate_log(o, LOG_ERR,
-			   "%s: this libustate was built without the etcd "
-			   "backend",
-			   source);
-		return -EPROTONOSUPPORT;
-#endif
 	}
 	return -EINVAL;
 }
@@ -1261,6 +1253,8 @@ int ustate_watch_open(ustate_watch **out, ustate *s, const char *pattern,
 	pthread_mutex_lock(&s->wlock);
 	if (!s->dispatching) {
 		rc = s->ops->revision(s->be, &s->seen);
+		if (rc == 0 && s->ops->watch_from)
+			rc = s->ops->watch_from(s->be, s->seen + 1);
 		if (rc == 0)
 			rc = -pthread_create(&s->dispatcher, NULL, dispatch, s);
 		if (rc < 0) {

@@ -241,11 +241,15 @@ typedef struct ustate_event {
  *          needs explaining (an unknown scheme, a backend this library
  *          lacks) is logged through opts->log (see ustate_log_fn).
  *
- * Return: 0; -EINVAL for bad options, a NULL or empty source, or an
- * unknown scheme ("foo://..."); -EPROTONOSUPPORT for etcd:// and etcds://
- * when this library was built without the etcd backend; otherwise the
- * errors of the opener of that backend: those of ustate_open_memory(),
- * of ustate_open_sqlite(), or of the etcd backend.
+ * Return: 0; -EINVAL for bad options, a NULL or empty source, an unknown
+ * scheme ("foo://...") or an etcd SOURCE that does not parse (PREFIX must
+ * be a key); otherwise the errors of the opener of that backend: those of
+ * ustate_open_memory(), of ustate_open_sqlite(), or of the etcd backend,
+ * which checks the cluster with one linearizable read and fails fast:
+ * -ECONNREFUSED, -EHOSTUNREACH, -ENETUNREACH or -ETIMEDOUT when no
+ * endpoint answers, -ENOTCONN when the cluster has no quorum, -EACCES for
+ * credentials or permissions etcd refuses, each logged with the endpoint
+ * and the cause.
  */
 int ustate_open(ustate **out, const char *source, const ustate_options *opts);
 

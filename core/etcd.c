@@ -1,0 +1,2582 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * This file implements the etcd backend: the backend table mapped onto
+ * etcd v3 (through the transport of etcd_http.c). The store of SOURCE
+ * etcd://HOSTS/PREFIX lives in etcd's keys under PREFIX, and nothing
+ * outside PREFIX is read or written:
+ *
+ *   PREFIX + K               the value of key K, raw (etcdctl prints it);
+ *                            its etcd version is the key's version
+ *   PREFIX + "//k" + K + "\tc" K's created_at (decimal unix seconds)
+ *   PREFIX + "//k" + K + "\tu" K's updated_at, written by each write of K
+ *   PREFIX + "//k" + K + "\tm" K's owner and mode ("uid gid mode", octal)
+ *   PREFIX + "//d" + P       the directory record of P ("" or its owner
+ *                            and mode); "//d/" holds the root's
+ *
+ * No key of the store can collide with a side key: a key has no empty
+ * segment, so never starts with "//". A key's side keys are one range
+ * (a tab, a control character, ends no key), read and deleted by one
+ * request, and sort in the order of their keys. Side keys are written in
+ * the same Txn as their key; a write of a key costs three etcd operations
+ * (so a Txn under etcd's --max-txn-ops of 128 holds 42 writes). A key written
+ * by another etcd client has no fresh side keys: a side key older than the
+ * key's incarnation (mod revision below its create revision) or, for
+ * updated_at, older than its last write, is stale and reads as absent (times 0,
+ * no owner).
+ *
+ * A transaction is one etcd Txn: the checks and the conditions its writes
+ * need (a CREATE's key absent, a DELETE's present) are compares on
+ * VERSION; the success branch writes the net effect of the ops on each key
+ * (etcd takes one write of a key per Txn) and reads the versions before,
+ * from which the results are computed; the failure branch reads what the
+ * compares looked at, and the op that failed is found from that, read in
+ * the same atomic step. Only a CHECK_CHILDREN of a non-zero count, or ops
+ * that fail whatever the state, read first.
+ *
+ * Watches read a ring of changes fed by one etcd watch on the whole
+ * PREFIX, started by the first read of the history and resumed from the
+ * last revision + 1 after any break, on the next endpoint; events at or
+ * below the last revision applied are dropped (etcd 3.4 can repeat them).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "etcd_http_i.h"
+
+#define PAGE 1000		  /* keys a range asks for at once */
+#define TXN_TRIES 16		  /* a transaction raced this often: -EBUSY */
+#define DEFAULT_MAX_VALUE 1556480 /* 1.5 MiB of request, less 16 KiB */
+#define DEFAULT_MAX_TXN_OPS 128	  /* etcd's --max-txn-ops */
+#define SIDE_LEN 3		  /* "//k" */
+
+struct etcd_backend {
+	struct ustate_etcd_conn *conn;
+	ustate_options opts;
+	char *prefix; /* no trailing "/" */
+	size_t plen;
+	char *source; /* for messages */
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;	    /* the ring grew, or the stream ended */
+	struct ustate_change *ring; /* protected by lock */
+	size_t cap, head, len;	    /* protected by lock */
+	uint64_t oldest;	    /* the ring holds every change from
+				     * here to applied, protected by lock */
+	uint64_t applied;	    /* protected by lock */
+	uint64_t compacted;	    /* etcd has nothing below, protected
+				     * by lock; 0: not seen */
+	uint64_t want;		    /* our last commit, protected by lock */
+	uint64_t restart;	    /* stream again from here (0: no),
+				     * protected by lock */
+	bool streaming, stopping;   /* protected by lock */
+	pthread_t thread;
+	struct ustate_etcd_stream *st;
+};
+
+/* ---- etcd keys -------------------------------------------------------- */
+
+/* A new etcd key: PREFIX, then "//" tag when tag, then the store path. */
+static char *ekey(const struct etcd_backend *e, char tag, const char *path)
+{
+	size_t len = strlen(path);
+	char *k;
+
+	k = malloc(e->plen + SIDE_LEN + len + 2);
+	if (!k)
+		return NULL;
+	memcpy(k, e->prefix, e->plen);
+	if (tag) {
+		k[e->plen] = '/';
+		k[e->plen + 1] = '/';
+		k[e->plen + 2] = tag;
+		memcpy(k + e->plen + SIDE_LEN, path, len + 1);
+	} else {
+		memcpy(k + e->plen, path, len + 1);
+	}
+	return k;
+}
+
+/* The end of the range of keys that start with k (k's length n): k + 1. */
+static char *range_end(const char *k, size_t n)
+{
+	char *r = malloc(n + 1);
+
+	if (!r)
+		return NULL;
+	memcpy(r, k, n);
+	while (n && (unsigned char)r[n - 1] == 0xff)
+		n--;
+	if (n)
+		r[n - 1]++;
+	r[n] = '\0';
+	return r;
+}
+
+/* JSON of an etcd key; tag as for ekey(); suffix appended ("/" or NULL). */
+static json_t *jkey(const struct etcd_backend *e, char tag, const char *path,
+		    const char *suffix)
+{
+	char buf[USTATE_KEY_MAX * 2 + 64];
+	size_t n = 0;
+
+	n += (size_t)snprintf(buf, sizeof(buf), "%s", e->prefix);
+	if (tag)
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "//%c", tag);
+	n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%s", path,
+			      suffix ? suffix : "");
+	return ustate_etcd_b64(buf, n);
+}
+
+/* JSON of the range end of all keys starting with tag, path, suffix. */
+static json_t *jend(const struct etcd_backend *e, char tag, const char *path,
+		    const char *suffix)
+{
+	char buf[USTATE_KEY_MAX * 2 + 64], *r;
+	size_t n = 0;
+	json_t *j;
+
+	n += (size_t)snprintf(buf, sizeof(buf), "%s", e->prefix);
+	if (tag)
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "//%c", tag);
+	n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%s", path,
+			      suffix ? suffix : "");
+	r = range_end(buf, n);
+	if (!r)
+		return NULL;
+	j = ustate_etcd_b64s(r);
+	free(r);
+	return j;
+}
+
+/*
+ * What an etcd key of PREFIX is: 0 for a key of the store, the tag of a
+ * side key, -1 for neither; *path points into k at the store path.
+ */
+static int classify(const struct etcd_backend *e, const char *k, size_t n,
+		    const char **path)
+{
+	if (n <= e->plen || memcmp(k, e->prefix, e->plen) || k[e->plen] != '/')
+		return -1;
+	if (k[e->plen + 1] != '/') {
+		*path = k + e->plen;
+		return 0;
+	}
+	if (n < e->plen + SIDE_LEN + 1 || k[e->plen + SIDE_LEN] != '/')
+		return -1;
+	*path = k + e->plen + SIDE_LEN;
+	return (unsigned char)k[e->plen + 2];
+}
+
+/* ---- JSON requests ---------------------------------------------------- */
+
+/* Steal-and-check: json_pack's "o" takes references even on failure. */
+static json_t *op_range(json_t *key, json_t *end, bool keys_only,
+			bool count_only, uint64_t limit)
+{
+	json_t *r = json_object();
+
+	if (!r || !key)
+		goto fail;
+	json_object_set_new(r, "key", key);
+	key = NULL;
+	if (end)
+		json_object_set_new(r, "range_end", end);
+	end = NULL;
+	if (keys_only)
+		json_object_set_new(r, "keys_only", json_true());
+	if (count_only)
+		json_object_set_new(r, "count_only", json_true());
+	if (limit)
+		json_object_set_new(r, "limit", ustate_etcd_u64(limit));
+	return r;
+fail:
+	json_decref(key);
+	json_decref(end);
+	json_decref(r);
+	return NULL;
+}
+
+static json_t *wrap(const char *what, json_t *o)
+{
+	json_t *w;
+
+	if (!o)
+		return NULL;
+	w = json_object();
+	if (!w || json_object_set_new(w, what, o) < 0) {
+		json_decref(w);
+		return NULL;
+	}
+	return w;
+}
+
+static json_t *req_range(json_t *key, json_t *end, bool keys_only)
+{
+	return wrap("request_range", op_range(key, end, keys_only, false, 0));
+}
+
+static json_t *req_put(json_t *key, const void *val, size_t len)
+{
+	json_t *r = json_object();
+
+	if (!r || !key) {
+		json_decref(key);
+		json_decref(r);
+		return NULL;
+	}
+	json_object_set_new(r, "key", key);
+	json_object_set_new(r, "value", ustate_etcd_b64(val, len));
+	return wrap("request_put", r);
+}
+
+static json_t *req_put_str(json_t *key, const char *s)
+{
+	return req_put(key, s, strlen(s));
+}
+
+static json_t *req_del(json_t *key, json_t *end)
+{
+	json_t *r = json_object();
+
+	if (!r || !key) {
+		json_decref(key);
+		json_decref(end);
+		json_decref(r);
+		return NULL;
+	}
+	json_object_set_new(r, "key", key);
+	if (end)
+		json_object_set_new(r, "range_end", end);
+	return wrap("request_delete_range", r);
+}
+
+/* A compare of target ("VERSION", "CREATE") with result ("EQUAL", ...). */
+static json_t *cmp(json_t *key, json_t *end, const char *target,
+		   const char *result, uint64_t v)
+{
+	json_t *c = json_object();
+
+	if (!c || !key) {
+		json_decref(key);
+		json_decref(end);
+		json_decref(c);
+		return NULL;
+	}
+	json_object_set_new(c, "key", key);
+	if (end)
+		json_object_set_new(c, "range_end", end);
+	json_object_set_new(c, "target", json_string(target));
+	json_object_set_new(c, "result", json_string(result));
+	json_object_set_new(c,
+			    !strcmp(target, "VERSION")	? "version"
+			    : !strcmp(target, "CREATE") ? "create_revision"
+							: "mod_revision",
+			    ustate_etcd_u64(v));
+	return c;
+}
+
+/* Append o to array a; a NULL o (out of memory) poisons the array. */
+static int add(json_t *a, json_t *o)
+{
+	if (!o)
+		return -ENOMEM;
+	return json_array_append_new(a, o) < 0 ? -ENOMEM : 0;
+}
+
+/* The first kv of a range response, or NULL. */
+static json_t *first_kv(json_t *range_resp)
+{
+	return json_array_get(json_object_get(range_resp, "kvs"), 0);
+}
+
+/* The n-th response of a Txn's branch, unwrapped ("response_range"...). */
+static json_t *txn_resp(json_t *txn, size_t n, const char *what)
+{
+	return json_object_get(
+		json_array_get(json_object_get(txn, "responses"), n), what);
+}
+
+static uint64_t header_rev(json_t *resp)
+{
+	return ustate_etcd_get_u64(json_object_get(resp, "header"), "revision");
+}
+
+static int call(struct etcd_backend *e, const char *path, json_t *req,
+		unsigned flags, json_t **out)
+{
+	int rc;
+
+	if (!req)
+		return -ENOMEM;
+	rc = ustate_etcd_call(e->conn, path, req, flags, out);
+	json_decref(req);
+	if (rc == -E2BIG)
+		ustate_log(&e->opts, LOG_ERR,
+			   "%s: etcd refused a transaction of more operations "
+			   "than its --max-txn-ops allows (128 by default)",
+			   e->source);
+	else if (rc == -EFBIG)
+		ustate_log(&e->opts, LOG_ERR,
+			   "%s: etcd refused a request over its "
+			   "--max-request-bytes (1.5 MiB by default)",
+			   e->source);
+	return rc;
+}
+
+/* A Txn of reads only (no compare): one consistent snapshot. */
+static int read_txn(struct etcd_backend *e, json_t *ops, json_t **out)
+{
+	json_t *req;
+
+	req = json_object();
+	if (!req || !ops) {
+		json_decref(req);
+		json_decref(ops);
+		return -ENOMEM;
+	}
+	json_object_set_new(req, "success", ops);
+	return call(e, "/v3/kv/txn", req, USTATE_ETCD_READ, out);
+}
+
+/* A decimal side value, or 0. */
+static int64_t side_num(json_t *kv)
+{
+	char *v;
+	size_t n;
+	int64_t x = 0;
+
+	if (kv && ustate_etcd_get_bytes(kv, "value", &v, &n) == 0) {
+		x = strtoll(v, NULL, 10);
+		free(v);
+	}
+	return x;
+}
+
+/* ---- reads ------------------------------------------------------------ */
+
+/* The side key (tag 'c', 'u' or 'm') among the kvs of a range, or NULL. */
+static json_t *side_of(json_t *kvs, char tag)
+{
+	json_t *kv;
+	size_t i, n;
+	char *k;
+
+	json_array_foreach(kvs, i, kv)
+	{
+		if (ustate_etcd_get_bytes(kv, "key", &k, &n) < 0)
+			continue;
+		if (n >= 2 && k[n - 2] == '\t' && k[n - 1] == tag) {
+			free(k);
+			return kv;
+		}
+		free(k);
+	}
+	return NULL;
+}
+
+/* The entry of a key from the kv of its value and the kvs of its sides. */
+static int entry_of(const char *key, json_t *kv, json_t *sides,
+		    ustate_entry **out)
+{
+	json_t *c = side_of(sides, 'c'), *u = side_of(sides, 'u');
+	uint64_t crev = ustate_etcd_get_u64(kv, "create_revision");
+	uint64_t mrev = ustate_etcd_get_u64(kv, "mod_revision");
+	ustate_entry *en;
+	size_t len;
+	char *v;
+	int rc;
+
+	rc = ustate_etcd_get_bytes(kv, "value", &v, &len);
+	if (rc < 0)
+		return rc;
+	en = ustate_entry_new(key, v, len);
+	free(v);
+	if (!en)
+		return -ENOMEM;
+	en->version = ustate_etcd_get_u64(kv, "version");
+	en->mod_revision = mrev;
+	/* Side keys older than this incarnation, or write, are stale. */
+	if (c && ustate_etcd_get_u64(c, "mod_revision") >= crev)
+		en->created_at = side_num(c);
+	if (u && ustate_etcd_get_u64(u, "mod_revision") == mrev)
+		en->updated_at = side_num(u);
+	*out = en;
+	return 0;
+}
+
+static int etcd_get(void *b, const char *key, ustate_entry **out)
+{
+	struct etcd_backend *e = b;
+	json_t *ops = json_array(), *resp = NULL, *kv;
+	int rc;
+
+	if (add(ops, req_range(jkey(e, 0, key, NULL), NULL, false)) ||
+	    add(ops, req_range(jkey(e, 'k', key, "\t"), jend(e, 'k', key, "\t"),
+			       false))) {
+		json_decref(ops);
+		return -ENOMEM;
+	}
+	rc = read_txn(e, ops, &resp);
+	if (rc < 0)
+		return rc;
+	kv = first_kv(txn_resp(resp, 0, "response_range"));
+	if (!kv)
+		rc = -ENOENT;
+	else
+		rc = entry_of(
+			key, kv,
+			json_object_get(txn_resp(resp, 1, "response_range"),
+					"kvs"),
+			out);
+	json_decref(resp);
+	return rc;
+}
+
+static int etcd_key_version(void *b, const char *key, uint64_t *version)
+{
+	struct etcd_backend *e = b;
+	json_t *resp = NULL;
+	int rc;
+
+	rc = call(e, "/v3/kv/range",
+		  op_range(jkey(e, 0, key, NULL), NULL, true, false, 0),
+		  USTATE_ETCD_READ, &resp);
+	if (rc < 0)
+		return rc;
+	*version = ustate_etcd_get_u64(first_kv(resp), "version");
+	json_decref(resp);
+	return 0;
+}
+
+static int etcd_revision(void *b, uint64_t *rev)
+{
+	struct etcd_backend *e = b;
+	json_t *resp = NULL;
+	int rc;
+
+	/* A linearizable read of one key nobody writes: the revision. */
+	rc = call(e, "/v3/kv/range",
+		  op_range(jkey(e, 'v', "/", NULL), NULL, true, true, 0),
+		  USTATE_ETCD_READ, &resp);
+	if (rc < 0)
+		return rc;
+	*rev = header_rev(resp);
+	json_decref(resp);
+	return 0;
+}
+
+/* ---- paginated ranges ------------------------------------------------- */
+
+/*
+ * A walk over the etcd keys in [start, end), PAGE at a time, all pages at
+ * the revision of the first. Keys the walk gives are borrowed until the
+ * next call.
+ */
+struct walk {
+	struct etcd_backend *e;
+	char *start, *end; /* raw etcd keys; start moves on */
+	size_t slen;
+	bool keys_only;
+	uint64_t rev; /* 0 until the first page */
+	json_t *page; /* the kvs of the page */
+	size_t pos;
+	bool more; /* etcd has more after the page */
+	bool done;
+	uint64_t limit; /* keys at most in all (0: no limit) */
+	uint64_t given;
+};
+
+static int walk_init(struct walk *w, struct etcd_backend *e, const char *start,
+		     size_t slen, const char *end, size_t elen, bool keys_only,
+		     uint64_t rev)
+{
+	memset(w, 0, sizeof(*w));
+	w->e = e;
+	w->start = malloc(slen + 1);
+	w->end = malloc(elen + 1);
+	if (!w->start || !w->end) {
+		free(w->start);
+		free(w->end);
+		return -ENOMEM;
+	}
+	memcpy(w->start, start, slen);
+	w->start[slen] = '\0';
+	w->slen = slen;
+	memcpy(w->end, end, elen);
+	w->end[elen] = '\0';
+	w->keys_only = keys_only;
+	w->rev = rev;
+	w->more = true;
+	return 0;
+}
+
+static void walk_free(struct walk *w)
+{
+	free(w->start);
+	free(w->end);
+	json_decref(w->page);
+	w->start = w->end = NULL;
+	w->page = NULL;
+}
+
+static int walk_fetch(struct walk *w)
+{
+	json_t *r, *resp = NULL;
+	uint64_t lim = PAGE;
+	int rc;
+
+	if (w->limit && w->limit - w->given < lim)
+		lim = w->limit - w->given;
+	r = op_range(ustate_etcd_b64(w->start, w->slen),
+		     ustate_etcd_b64s(w->end), w->keys_only, false, lim);
+	if (r && w->rev)
+		json_object_set_new(r, "revision", ustate_etcd_u64(w->rev));
+	rc = call(w->e, "/v3/kv/range", r, USTATE_ETCD_READ, &resp);
+	if (rc < 0)
+		return rc;
+	if (!w->rev)
+		w->rev = header_rev(resp);
+	json_decref(w->page);
+	w->page = json_incref(json_object_get(resp, "kvs"));
+	w->more = json_is_true(json_object_get(resp, "more"));
+	w->pos = 0;
+	json_decref(resp);
+	return 0;
+}
+
+/*
+ * The next kv (borrowed), and in *key (*klen bytes) its decoded etcd
+ * key, owned by the walk until the next call: 1, 0 at the end, or an
+ * error.
+ */
+static int walk_next(struct walk *w, json_t **kv, char **key, size_t *klen)
+{
+	json_t *x;
+	int rc;
+
+	free(*key);
+	*key = NULL;
+	if (w->done)
+		return 0;
+	if (!w->page || w->pos >= json_array_size(w->page)) {
+		if (!w->more || (w->limit && w->given >= w->limit)) {
+			w->done = true;
+			return 0;
+		}
+		rc = walk_fetch(w);
+		if (rc < 0)
+			return rc;
+		if (!json_array_size(w->page)) {
+			w->done = true;
+			return 0;
+		}
+	}
+	x = json_array_get(w->page, w->pos++);
+	rc = ustate_etcd_get_bytes(x, "key", key, klen);
+	if (rc < 0)
+		return rc;
+	/* The next page starts just after this key. */
+	free(w->start);
+	w->start = malloc(*klen + 1);
+	if (!w->start)
+		return -ENOMEM;
+	memcpy(w->start, *key, *klen);
+	w->start[*klen] = '\0';
+	w->slen = *klen + 1;
+	w->given++;
+	*kv = x;
+	return 1;
+}
+
+/* ---- scan ------------------------------------------------------------- */
+
+struct names {
+	char **v;
+	size_t n, cap;
+};
+
+static int names_add(struct names *l, const char *s)
+{
+	char **g;
+
+	if (l->n == l->cap) {
+		g = realloc(l->v, (l->cap ? l->cap * 2 : 16) * sizeof(*g));
+		if (!g)
+			return -ENOMEM;
+		l->v = g;
+		l->cap = l->cap ? l->cap * 2 : 16;
+	}
+	l->v[l->n] = strdup(s);
+	if (!l->v[l->n])
+		return -ENOMEM;
+	l->n++;
+	return 0;
+}
+
+/*
+ * Walk names of one tag (0: keys) in [lo, hi) of store paths, appending
+ * those that are valid to l, up to max in all.
+ */
+static int scan_range(struct etcd_backend *e, char tag, const char *lo,
+		      size_t lolen, const char *hi, size_t hilen, size_t max,
+		      uint64_t *rev, struct names *l)
+{
+	char *s = NULL, *en = NULL, *k = NULL;
+	size_t base = e->plen + (tag ? SIDE_LEN : 0), klen;
+	const char *path;
+	struct walk w;
+	json_t *kv;
+	int rc;
+
+	s = malloc(base + lolen + 1);
+	en = malloc(base + hilen + 1);
+	if (!s || !en) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	memcpy(s, e->prefix, e->plen);
+	memcpy(en, e->prefix, e->plen);
+	if (tag) {
+		memcpy(s + e->plen, "//", 2);
+		s[e->plen + 2] = tag;
+		memcpy(en + e->plen, s + e->plen, SIDE_LEN);
+	}
+	memcpy(s + base, lo, lolen);
+	memcpy(en + base, hi, hilen);
+	rc = walk_init(&w, e, s, base + lolen, en, base + hilen, true, *rev);
+	if (rc < 0)
+		goto out;
+	while (l->n < max && (rc = walk_next(&w, &kv, &k, &klen)) > 0) {
+		if (classify(e, k, klen, &path) != tag ||
+		    strlen(path) != klen - base)
+			continue;
+		/* Keys other clients wrote that break the key rules. */
+		if (ustate_key_valid(path) < 0)
+			continue;
+		rc = names_add(l, path);
+		if (rc < 0)
+			break;
+	}
+	if (!*rev)
+		*rev = w.rev;
+	free(k);
+	walk_free(&w);
+out:
+	free(s);
+	free(en);
+	return rc < 0 ? rc : 0;
+}
+
+static int etcd_scan(void *b, int set, const char *prefix, const char *after,
+		     size_t max, char ***out, size_t *n)
+{
+	struct etcd_backend *e = b;
+	struct names l = {0};
+	char lo[USTATE_KEY_MAX + 8], *hi;
+	size_t lolen, plen, hilen;
+	uint64_t rev = 0;
+	char tag = set == USTATE_SCAN_DIRS ? 'd' : 0;
+	int rc;
+
+	/* Every path starts with "/"; none of the store with "//". */
+	if (!*prefix)
+		prefix = "/";
+	plen = strlen(prefix);
+	if (prefix[0] != '/' || (plen > 1 && prefix[1] == '/') || !max) {
+		*out = NULL;
+		*n = 0;
+		return 0;
+	}
+	lolen = plen;
+	memcpy(lo, prefix, plen);
+	if (after && strcmp(after, prefix) >= 0) {
+		/* Strictly after: after + "\0" is the first key past it. */
+		lolen = strlen(after) + 1;
+		if (lolen > sizeof(lo))
+			lolen = sizeof(lo);
+		memcpy(lo, after, lolen);
+	}
+	hi = range_end(prefix, plen);
+	if (!hi)
+		return -ENOMEM;
+	hilen = strlen(hi);
+	if (!tag && plen == 1 && (lolen < 2 || lo[1] <= '/')) {
+		/* The side keys lie in "//" ... "/0": walk around them. */
+		rc = 0;
+		if (lolen < 2 || lo[1] < '/')
+			rc = scan_range(e, 0, lo, lolen, "//", 2, max, &rev,
+					&l);
+		if (rc == 0 && l.n < max)
+			rc = scan_range(e, 0, "/0", 2, hi, hilen, max, &rev,
+					&l);
+	} else {
+		rc = scan_range(e, tag, lo, lolen, hi, hilen, max, &rev, &l);
+	}
+	free(hi);
+	if (rc < 0) {
+		ustate_list_free(l.v, l.n);
+		return rc;
+	}
+	/* The root's record holds its owner only: no record of a path. */
+	if (tag && l.n && !strcmp(l.v[0], "/")) {
+		free(l.v[0]);
+		memmove(l.v, l.v + 1, --l.n * sizeof(*l.v));
+	}
+	*out = l.n ? l.v : NULL;
+	if (!l.n)
+		free(l.v);
+	*n = l.n;
+	return 0;
+}
+
+static int etcd_node(void *b, const char *path, unsigned *flags,
+		     uint64_t *revision, ustate_entry **entry)
+{
+	struct etcd_backend *e = b;
+	json_t *ops = json_array(), *resp = NULL, *kv;
+	ustate_entry *en = NULL;
+	unsigned f = 0;
+	int rc;
+
+	if (add(ops, req_range(jkey(e, 0, path, NULL), NULL, !entry)) ||
+	    add(ops, wrap("request_range",
+			  op_range(jkey(e, 0, path, "/"), jend(e, 0, path, "/"),
+				   true, false, 1))) ||
+	    add(ops, wrap("request_range",
+			  op_range(jkey(e, 'd', path, "/"),
+				   jend(e, 'd', path, "/"), true, false, 1))) ||
+	    add(ops, req_range(jkey(e, 'd', path, NULL), NULL, true)) ||
+	    (entry && add(ops, req_range(jkey(e, 'k', path, "\t"),
+					 jend(e, 'k', path, "\t"), false)))) {
+		json_decref(ops);
+		return -ENOMEM;
+	}
+	rc = read_txn(e, ops, &resp);
+	if (rc < 0)
+		return rc;
+	kv = first_kv(txn_resp(resp, 0, "response_range"));
+	if (kv) {
+		f |= USTATE_NODE_VALUE;
+		if (entry)
+			rc = entry_of(
+				path, kv,
+				json_object_get(
+					txn_resp(resp, 4, "response_range"),
+					"kvs"),
+				&en);
+	}
+	if (first_kv(txn_resp(resp, 1, "response_range")) ||
+	    first_kv(txn_resp(resp, 2, "response_range")))
+		f |= USTATE_NODE_CHILDREN;
+	if (first_kv(txn_resp(resp, 3, "response_range")))
+		f |= USTATE_NODE_RECORD;
+	if (rc == 0) {
+		*flags = f;
+		if (revision)
+			*revision = header_rev(resp);
+		if (entry)
+			*entry = en;
+	}
+	json_decref(resp);
+	return rc;
+}
+
+/* Parse "uid gid mode" into m: 0, or -ENOENT for an empty or bad value. */
+static int meta_parse(json_t *kv, ustate_meta *m)
+{
+	unsigned uid, gid, mode;
+	char *v;
+	size_t n;
+	int rc;
+
+	rc = ustate_etcd_get_bytes(kv, "value", &v, &n);
+	if (rc < 0)
+		return rc;
+	rc = sscanf(v, "%u %u %o", &uid, &gid, &mode) == 3 && mode <= 07777
+		     ? 0
+		     : -ENOENT;
+	free(v);
+	if (rc == 0)
+		*m = (ustate_meta){.uid = uid, .gid = gid, .mode = mode};
+	return rc;
+}
+
+static void meta_text(char *buf, size_t len, const ustate_meta *m)
+{
+	snprintf(buf, len, "%u %u %04o", m->uid, m->gid, m->mode);
+}
+
+static int etcd_meta_get(void *b, const char *path, unsigned which,
+			 ustate_meta *out)
+{
+	struct etcd_backend *e = b;
+	json_t *ops = json_array(), *resp = NULL, *kv, *m;
+	int rc;
+
+	if (which == USTATE_META_DIR) {
+		rc = call(e, "/v3/kv/range",
+			  op_range(jkey(e, 'd', path, NULL), NULL, false, false,
+				   0),
+			  USTATE_ETCD_READ, &resp);
+		if (rc < 0) {
+			json_decref(ops);
+			return rc;
+		}
+		kv = first_kv(resp);
+		rc = kv ? meta_parse(kv, out) : -ENOENT;
+		json_decref(resp);
+		json_decref(ops);
+		return rc;
+	}
+	if (add(ops, req_range(jkey(e, 0, path, NULL), NULL, true)) ||
+	    add(ops, req_range(jkey(e, 'k', path, "\tm"), NULL, false))) {
+		json_decref(ops);
+		return -ENOMEM;
+	}
+	rc = read_txn(e, ops, &resp);
+	if (rc < 0)
+		return rc;
+	kv = first_kv(txn_resp(resp, 0, "response_range"));
+	m = first_kv(txn_resp(resp, 1, "response_range"));
+	/* An owner older than the key's incarnation went with the old one. */
+	if (!kv || !m ||
+	    ustate_etcd_get_u64(m, "mod_revision") <
+		    ustate_etcd_get_u64(kv, "create_revision"))
+		rc = -ENOENT;
+	else
+		rc = meta_parse(m, out);
+	json_decref(resp);
+	return rc;
+}
+
+/* ---- transactions ----------------------------------------------------- */
+
+enum { UNKNOWN, PRESENT, ABSENT };
+
+/* One key that a transaction checks or writes. */
+struct tkey {
+	const char *key;
+	bool written;	/* by a SET, CREATE, DELETE or META */
+	int need;	/* PRESENT or ABSENT before: a compare; or UNKNOWN */
+	bool set_first; /* the first write is a SET on an unknown state */
+	bool recreated; /* it goes from absent to present in the txn */
+	int state;	/* after the ops, as far as the ops tell */
+	int value_op;	/* the last SET or CREATE still in effect, or -1 */
+	int meta;	/* 0 untouched, 1 set by meta_op, 2 dropped */
+	int meta_op;
+	uint64_t v0; /* the version before, once read */
+	int src;     /* where a committed Txn tells v0 (SRC_*) */
+	size_t at;   /* ... at this index of success (or of nest) */
+	size_t fail; /* its read in the failure branch */
+};
+
+/* How a committed Txn tells the version a key had before. */
+enum {
+	SRC_CHECK,  /* only checked: at the version its check named */
+	SRC_KNOWN0, /* a CREATE's compare: absent */
+	SRC_NEST,   /* the nested Txn that writes created_at */
+	SRC_RANGE,  /* a read before the writes */
+};
+
+/* One directory record that a transaction makes or drops. */
+struct tdir {
+	const char *path;
+	bool root;
+	int state;    /* PRESENT or ABSENT after */
+	bool dropped; /* an RMDIR among its ops */
+	int meta_op;  /* the last MKDIR with a value, or -1 */
+	bool v0;      /* recorded before, once read */
+	int src;      /* where a committed Txn tells v0 (DSRC_*) */
+	size_t at;    /* ... at this index of nest or of the writes */
+};
+
+enum { DSRC_NONE, DSRC_NEST, DSRC_PUT, DSRC_DEL };
+
+struct plan {
+	const ustate_op *ops;
+	size_t n;
+	struct tkey *keys;
+	size_t nkeys;
+	struct tdir *dirs;
+	size_t ndirs;
+	size_t *slot;	      /* per op: its key or dir */
+	uint64_t *count;      /* per op: CHECK_CHILDREN's count, once read */
+	size_t *cfail;	      /* per op: CHECK_CHILDREN's read on failure */
+	bool needs_read;      /* read the state before building the Txn */
+	bool static_fail;     /* fails whatever the state: read, and report */
+	struct names *kids;   /* per op: the children a CHECK_CHILDREN read */
+	uint64_t read_rev;    /* the revision of that read */
+	size_t nest_at, w_at; /* where nest and the writes begin in success */
+};
+
+static bool op_on_key(ustate_op_type t)
+{
+	return t == USTATE_OP_CHECK_VERSION || t == USTATE_OP_SET ||
+	       t == USTATE_OP_CREATE || t == USTATE_OP_DELETE ||
+	       t == USTATE_OP_META;
+}
+
+static bool op_on_dir(ustate_op_type t)
+{
+	return t == USTATE_OP_MKDIR || t == USTATE_OP_RMDIR;
+}
+
+static void plan_free(struct plan *p)
+{
+	size_t i;
+
+	for (i = 0; p->kids && i < p->n; i++)
+		ustate_list_free(p->kids[i].v, p->kids[i].n);
+	free(p->kids);
+	free(p->keys);
+	free(p->dirs);
+	free(p->slot);
+	free(p->count);
+	free(p->cfail);
+}
+
+/* Walk the ops with the state before unknown: what the Txn must say. */
+static int plan_make(struct plan *p, const ustate_op *ops, size_t n)
+{
+	size_t i, k;
+
+	memset(p, 0, sizeof(*p));
+	p->ops = ops;
+	p->n = n;
+	p->keys = calloc(n, sizeof(*p->keys));
+	p->dirs = calloc(n, sizeof(*p->dirs));
+	p->slot = calloc(n, sizeof(*p->slot));
+	p->count = calloc(n, sizeof(*p->count));
+	p->cfail = calloc(n, sizeof(*p->cfail));
+	p->kids = calloc(n, sizeof(*p->kids));
+	if (!p->keys || !p->dirs || !p->slot || !p->count || !p->cfail ||
+	    !p->kids)
+		return -ENOMEM;
+	for (i = 0; i < n; i++) {
+		const ustate_op *op = &ops[i];
+		struct tkey *t;
+		struct tdir *d;
+
+		if (op->type == USTATE_OP_CHECK_CHILDREN) {
+			if (op->version)
+				p->needs_read = true;
+			continue;
+		}
+		if (op_on_dir(op->type)) {
+			for (k = 0; k < p->ndirs; k++)
+				if (!strcmp(p->dirs[k].path, op->key))
+					break;
+			if (k == p->ndirs) {
+				p->dirs[k] = (struct tdir){
+					.path = op->key,
+					.root = !strcmp(op->key, "/"),
+					.state = UNKNOWN,
+					.meta_op = -1,
+				};
+				p->ndirs++;
+			}
+			p->slot[i] = k;
+			d = &p->dirs[k];
+			if (op->type == USTATE_OP_RMDIR) {
+				d->state = ABSENT;
+				d->dropped = true;
+				d->meta_op = -1;
+			} else {
+				d->state = PRESENT;
+				if (op->value)
+					d->meta_op = (int)i;
+			}
+			continue;
+		}
+		if (!op_on_key(op->type))
+			return -EINVAL;
+		for (k = 0; k < p->nkeys; k++)
+			if (!strcmp(p->keys[k].key, op->key))
+				break;
+		if (k == p->nkeys) {
+			p->keys[k] = (struct tkey){.key = op->key,
+						   .state = UNKNOWN,
+						   .value_op = -1,
+						   .meta_op = -1};
+			p->nkeys++;
+		}
+		p->slot[i] = k;
+		t = &p->keys[k];
+		if (op->type == USTATE_OP_CHECK_VERSION)
+			continue;
+		t->written = true;
+		switch (op->type) {
+		case USTATE_OP_SET:
+			if (t->state == UNKNOWN && t->need == UNKNOWN)
+				t->set_first = true;
+			if (t->state == ABSENT)
+				t->recreated = true;
+			t->state = PRESENT;
+			t->value_op = (int)i;
+			break;
+		case USTATE_OP_CREATE:
+			if (t->state == PRESENT) {
+				p->static_fail = true;
+				break;
+			}
+			if (t->state == UNKNOWN)
+				t->need = ABSENT;
+			t->recreated = true;
+			t->state = PRESENT;
+			t->value_op = (int)i;
+			break;
+		case USTATE_OP_DELETE:
+			if (t->state == ABSENT) {
+				p->static_fail = true;
+				break;
+			}
+			if (t->state == UNKNOWN)
+				t->need = PRESENT;
+			t->state = ABSENT;
+			t->value_op = -1;
+			t->meta = 2;
+			t->recreated = false;
+			break;
+		case USTATE_OP_META:
+			if (t->state == ABSENT) {
+				p->static_fail = true;
+				break;
+			}
+			if (t->state == UNKNOWN)
+				t->need = PRESENT;
+			t->state = PRESENT;
+			t->meta = op->value ? 1 : 2;
+			t->meta_op = (int)i;
+			break;
+		default:
+			break;
+		}
+	}
+	for (k = 0; k < p->nkeys; k++) {
+		struct tkey *t = &p->keys[k];
+
+		if (!t->written)
+			t->src = SRC_CHECK;
+		else if (t->set_first && !t->recreated && t->state == PRESENT)
+			t->src = SRC_NEST;
+		else if (t->need == ABSENT)
+			t->src = SRC_KNOWN0;
+		else
+			t->src = SRC_RANGE;
+	}
+	if (p->static_fail)
+		p->needs_read = true;
+	return 0;
+}
+
+/*
+ * Play the ops on the state before (keys' v0, counts, records' v0), as
+ * the other backends do: the checks first, then the writes in op order;
+ * the first failure is reported. On success res->versions gets what the
+ * key is at after the Txn, which etcd versions once per written key.
+ */
+static int plan_play(struct plan *p, ustate_txn_result *res)
+{
+	const ustate_op *ops = p->ops;
+	uint64_t ver[p->nkeys ? p->nkeys : 1], fin;
+	bool put[p->nkeys ? p->nkeys : 1], dpres[p->ndirs ? p->ndirs : 1];
+	size_t i, k;
+	uint64_t v;
+
+	for (i = 0; i < p->n; i++) {
+		if (ops[i].type == USTATE_OP_CHECK_VERSION)
+			v = p->keys[p->slot[i]].v0;
+		else if (ops[i].type == USTATE_OP_CHECK_CHILDREN)
+			v = p->count[i];
+		else
+			continue;
+		if (v != ops[i].version) {
+			res->failed = i;
+			res->found = v;
+			return -ECANCELED;
+		}
+		res->versions[i] = v;
+	}
+	for (k = 0; k < p->nkeys; k++) {
+		ver[k] = p->keys[k].v0;
+		put[k] = false;
+	}
+	for (i = 0; i < p->n; i++) {
+		if (!op_on_key(ops[i].type) ||
+		    ops[i].type == USTATE_OP_CHECK_VERSION)
+			continue;
+		k = p->slot[i];
+		switch (ops[i].type) {
+		case USTATE_OP_CREATE:
+			if (ver[k]) {
+				res->failed = i;
+				res->found = ver[k];
+				return -EEXIST;
+			}
+			/* fall through */
+		case USTATE_OP_SET:
+			ver[k]++;
+			put[k] = true;
+			break;
+		case USTATE_OP_DELETE:
+		case USTATE_OP_META:
+			if (!ver[k]) {
+				res->failed = i;
+				res->found = 0;
+				return -ENOENT;
+			}
+			if (ops[i].type == USTATE_OP_DELETE) {
+				ver[k] = 0;
+				put[k] = false;
+			}
+			break;
+		default:
+			break;
+		}
+	}
+	for (k = 0; k < p->ndirs; k++)
+		dpres[k] = p->dirs[k].root || p->dirs[k].v0;
+	for (i = 0; i < p->n; i++) {
+		k = p->slot[i];
+		if (op_on_dir(ops[i].type)) {
+			bool mk = ops[i].type == USTATE_OP_MKDIR;
+
+			res->versions[i] = !p->dirs[k].root && dpres[k] != mk;
+			dpres[k] = mk;
+			continue;
+		}
+		if (!op_on_key(ops[i].type) ||
+		    ops[i].type == USTATE_OP_CHECK_VERSION)
+			continue;
+		/* One put of a key per Txn: its version moves once. */
+		fin = !ver[k] ? 0 : put[k] ? p->keys[k].v0 + 1 : ver[k];
+		if (put[k] && !p->keys[k].v0)
+			fin = 1;
+		res->versions[i] = fin;
+	}
+	return 0;
+}
+
+static json_t *nested(json_t *compare, json_t *success, json_t *failure)
+{
+	json_t *t = json_object();
+
+	if (!t || !compare || !success || !failure) {
+		json_decref(t);
+		json_decref(compare);
+		json_decref(success);
+		json_decref(failure);
+		return NULL;
+	}
+	json_object_set_new(t, "compare", compare);
+	json_object_set_new(t, "success", success);
+	json_object_set_new(t, "failure", failure);
+	return wrap("request_txn", t);
+}
+
+static json_t *one(json_t *o)
+{
+	json_t *a = json_array();
+
+	if (add(a, o) < 0) {
+		json_decref(a);
+		return NULL;
+	}
+	return a;
+}
+
+/* A put that also answers with what it replaced (prev_kv). */
+static json_t *req_put_prev(json_t *key, const char *v)
+{
+	json_t *r = req_put_str(key, v);
+
+	if (r)
+		json_object_set_new(json_object_get(r, "request_put"),
+				    "prev_kv", json_true());
+	return r;
+}
+
+/*
+ * The writes of key t, the net effect of its ops, into w (and nest: the
+ * conditional writes that must see the state before): three operations
+ * for a write, two for a delete.
+ */
+static int build_key(struct etcd_backend *e, const struct plan *p,
+		     struct tkey *t, const char *now, json_t *nest, json_t *w)
+{
+	const ustate_op *op;
+	char m[64];
+	json_t *inner;
+	int rc = 0;
+
+	if (t->state == ABSENT) {
+		rc |= add(w, req_del(jkey(e, 0, t->key, NULL), NULL));
+		rc |= add(w, req_del(jkey(e, 'k', t->key, "\t"),
+				     jend(e, 'k', t->key, "\t")));
+		return rc ? -ENOMEM : 0;
+	}
+	if (t->value_op >= 0) {
+		op = &p->ops[t->value_op];
+		rc |= add(w, req_put(jkey(e, 0, t->key, NULL), op->value,
+				     op->value_len));
+		rc |= add(w, req_put_str(jkey(e, 'k', t->key, "\tu"), now));
+	}
+	if (t->recreated) {
+		rc |= add(w, req_put_str(jkey(e, 'k', t->key, "\tc"), now));
+	} else if (t->src == SRC_NEST) {
+		/*
+		 * Created only if absent, decided inside the Txn before the
+		 * put; its failure branch reads the version before.
+		 */
+		inner = one(req_put_str(jkey(e, 'k', t->key, "\tc"), now));
+		t->at = json_array_size(nest);
+		rc |= add(nest, nested(one(cmp(jkey(e, 0, t->key, NULL), NULL,
+					       "VERSION", "EQUAL", 0)),
+				       inner,
+				       one(req_range(jkey(e, 0, t->key, NULL),
+						     NULL, true))));
+	}
+	if (t->meta == 1) {
+		meta_text(m, sizeof(m), p->ops[t->meta_op].value);
+		rc |= add(w, req_put_str(jkey(e, 'k', t->key, "\tm"), m));
+	} else if (t->meta == 2) {
+		rc |= add(w, req_del(jkey(e, 'k', t->key, "\tm"), NULL));
+	}
+	return rc ? -ENOMEM : 0;
+}
+
+/*
+ * The write of directory record d; its response tells whether the record
+ * was there before (d->src, d->at).
+ */
+static int build_dir(struct etcd_backend *e, const struct plan *p,
+		     struct tdir *d, json_t *nest, json_t *w)
+{
+	char m[64];
+	json_t *o;
+
+	d->at = json_array_size(w);
+	if (d->state == ABSENT) {
+		d->src = DSRC_DEL;
+		return add(w, req_del(jkey(e, 'd', d->path, NULL), NULL));
+	}
+	if (d->meta_op >= 0 || d->dropped) {
+		m[0] = '\0';
+		if (d->meta_op >= 0)
+			meta_text(m, sizeof(m), p->ops[d->meta_op].value);
+		d->src = d->root ? DSRC_NONE : DSRC_PUT;
+		return add(w, req_put_prev(jkey(e, 'd', d->path, NULL), m));
+	}
+	/* A MKDIR keeps an existing record's owner: put only if absent. */
+	d->src = DSRC_NEST;
+	d->at = json_array_size(nest);
+	o = nested(one(cmp(jkey(e, 'd', d->path, NULL), NULL, "VERSION",
+			   "EQUAL", 0)),
+		   one(req_put_str(jkey(e, 'd', d->path, NULL), "")),
+		   json_array());
+	return add(nest, o);
+}
+
+/* The compares of CHECK_CHILDREN op i and its read on failure. */
+static int build_children(struct etcd_backend *e, struct plan *p, size_t i,
+			  json_t *c, json_t *f)
+{
+	const ustate_op *op = &p->ops[i];
+	size_t j;
+	int rc = 0;
+
+	p->cfail[i] = json_array_size(f);
+	rc |= add(f, wrap("request_range",
+			  op_range(jkey(e, 0, op->key, "/"),
+				   jend(e, 0, op->key, "/"), true, true, 0)));
+	if (!op->version) {
+		/* No key in the range: every one would have a version. */
+		rc |= add(c,
+			  cmp(jkey(e, 0, op->key, "/"),
+			      jend(e, 0, op->key, "/"), "VERSION", "EQUAL", 0));
+		return rc ? -ENOMEM : 0;
+	}
+	/* The same keys as read: none made since, none of them gone. */
+	rc |= add(c, cmp(jkey(e, 0, op->key, "/"), jend(e, 0, op->key, "/"),
+			 "CREATE", "LESS", p->read_rev + 1));
+	for (j = 0; j < p->kids[i].n; j++)
+		rc |= add(c, cmp(jkey(e, 0, p->kids[i].v[j], NULL), NULL,
+				 "VERSION", "GREATER", 0));
+	return rc ? -ENOMEM : 0;
+}
+
+/* Read the state before: versions, counts (and children), records. */
+static int plan_read(struct etcd_backend *e, struct plan *p)
+{
+	json_t *ops = json_array(), *resp = NULL, *r;
+	size_t i, k, idx = 0, *at;
+	int rc = 0;
+
+	at = calloc(p->n + 1, sizeof(*at));
+	if (!at) {
+		json_decref(ops);
+		return -ENOMEM;
+	}
+	for (k = 0; k < p->nkeys; k++)
+		rc |= add(ops, req_range(jkey(e, 0, p->keys[k].key, NULL), NULL,
+					 true));
+	idx = p->nkeys;
+	for (i = 0; i < p->n; i++) {
+		if (p->ops[i].type != USTATE_OP_CHECK_CHILDREN)
+			continue;
+		at[i] = idx++;
+		rc |= add(ops, wrap("request_range",
+				    op_range(jkey(e, 0, p->ops[i].key, "/"),
+					     jend(e, 0, p->ops[i].key, "/"),
+					     true, true, 0)));
+	}
+	for (k = 0; k < p->ndirs; k++)
+		rc |= add(ops, req_range(jkey(e, 'd', p->dirs[k].path, NULL),
+					 NULL, true));
+	if (rc) {
+		json_decref(ops);
+		free(at);
+		return -ENOMEM;
+	}
+	rc = read_txn(e, ops, &resp);
+	if (rc < 0) {
+		free(at);
+		return rc;
+	}
+	p->read_rev = header_rev(resp);
+	for (k = 0; k < p->nkeys; k++)
+		p->keys[k].v0 = ustate_etcd_get_u64(
+			first_kv(txn_resp(resp, k, "response_range")),
+			"version");
+	for (i = 0; i < p->n; i++) {
+		if (p->ops[i].type != USTATE_OP_CHECK_CHILDREN)
+			continue;
+		r = txn_resp(resp, at[i], "response_range");
+		p->count[i] = ustate_etcd_get_u64(r, "count");
+	}
+	for (k = 0; k < p->ndirs; k++)
+		p->dirs[k].v0 = first_kv(txn_resp(resp, idx + k,
+						  "response_range")) != NULL;
+	json_decref(resp);
+	free(at);
+	/* The children to hold in place, from the same snapshot. */
+	for (i = 0; i < p->n && rc == 0; i++) {
+		char below[USTATE_KEY_MAX + 2], *hi;
+		uint64_t rev = p->read_rev;
+		size_t len;
+
+		if (p->ops[i].type != USTATE_OP_CHECK_CHILDREN ||
+		    !p->ops[i].version || p->count[i] != p->ops[i].version)
+			continue;
+		ustate_list_free(p->kids[i].v, p->kids[i].n);
+		memset(&p->kids[i], 0, sizeof(p->kids[i]));
+		len = strlen(p->ops[i].key);
+		memcpy(below, p->ops[i].key, len);
+		memcpy(below + len, "/", 2);
+		hi = range_end(below, len + 1);
+		if (!hi)
+			return -ENOMEM;
+		rc = scan_range(e, 0, below, len + 1, hi, strlen(hi), SIZE_MAX,
+				&rev, &p->kids[i]);
+		free(hi);
+	}
+	return rc;
+}
+
+/* Whether a committed Txn changed anything (so made a revision). */
+static bool txn_changed(json_t *resp)
+{
+	json_t *r, *x;
+	size_t i;
+
+	json_array_foreach(json_object_get(resp, "responses"), i, r)
+	{
+		if (json_object_get(r, "response_put"))
+			return true;
+		x = json_object_get(r, "response_delete_range");
+		if (x && ustate_etcd_get_u64(x, "deleted"))
+			return true;
+		x = json_object_get(r, "response_txn");
+		if (x && json_is_true(json_object_get(x, "succeeded")))
+			return true;
+	}
+	return false;
+}
+
+/* Our own commit at rev: a watch of ours waits for it (etcd_history). */
+static void note_commit(struct etcd_backend *e, uint64_t rev)
+{
+	pthread_mutex_lock(&e->lock);
+	if (rev > e->want)
+		e->want = rev;
+	pthread_mutex_unlock(&e->lock);
+}
+
+/* Build and send the Txn of a plan; *ok: whether its compares held. */
+static int txn_send(struct etcd_backend *e, struct plan *p, json_t **resp,
+		    bool *ok)
+{
+	json_t *req = json_object(), *c = json_array(), *s = json_array(),
+	       *f = json_array(), *nest = json_array(), *w = json_array();
+	const ustate_op *ops = p->ops;
+	struct tkey *t;
+	char now[24];
+	size_t i, k;
+	int rc = 0;
+
+	if (!req || !c || !s || !f || !nest || !w) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
+	for (i = 0; i < p->n; i++) {
+		if (ops[i].type == USTATE_OP_CHECK_VERSION)
+			rc |= add(c, cmp(jkey(e, 0, ops[i].key, NULL), NULL,
+					 "VERSION", "EQUAL", ops[i].version));
+		else if (ops[i].type == USTATE_OP_CHECK_CHILDREN)
+			rc |= build_children(e, p, i, c, f);
+	}
+	for (k = 0; k < p->nkeys; k++) {
+		t = &p->keys[k];
+		if (t->need == ABSENT)
+			rc |= add(c, cmp(jkey(e, 0, t->key, NULL), NULL,
+					 "VERSION", "EQUAL", 0));
+		else if (t->need == PRESENT)
+			rc |= add(c, cmp(jkey(e, 0, t->key, NULL), NULL,
+					 "VERSION", "GREATER", 0));
+		t->fail = json_array_size(f);
+		rc |= add(f, req_range(jkey(e, 0, t->key, NULL), NULL, true));
+		if (t->src == SRC_RANGE) {
+			t->at = json_array_size(s);
+			rc |= add(s, req_range(jkey(e, 0, t->key, NULL), NULL,
+					       true));
+		}
+	}
+	for (k = 0; k < p->nkeys && rc == 0; k++)
+		if (p->keys[k].written)
+			rc = build_key(e, p, &p->keys[k], now, nest, w);
+	for (k = 0; k < p->ndirs && rc == 0; k++)
+		rc = build_dir(e, p, &p->dirs[k], nest, w);
+	if (rc) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	/* Reads of the state before, the conditional writes, the rest. */
+	p->nest_at = json_array_size(s);
+	p->w_at = p->nest_at + json_array_size(nest);
+	json_array_extend(s, nest);
+	json_array_extend(s, w);
+	json_object_set_new(req, "compare", c);
+	json_object_set_new(req, "success", s);
+	json_object_set_new(req, "failure", f);
+	c = s = f = NULL;
+	rc = call(e, "/v3/kv/txn", req, 0, resp);
+	req = NULL;
+	if (rc == 0)
+		*ok = json_is_true(json_object_get(*resp, "succeeded"));
+out:
+	json_decref(req);
+	json_decref(c);
+	json_decref(s);
+	json_decref(f);
+	json_decref(nest);
+	json_decref(w);
+	return rc;
+}
+
+/* The state before, from the responses of a Txn that committed. */
+static void read_before(struct plan *p, json_t *resp)
+{
+	const ustate_op *ops = p->ops;
+	json_t *r;
+	size_t i, k;
+
+	for (k = 0; k < p->nkeys; k++) {
+		struct tkey *t = &p->keys[k];
+
+		switch (t->src) {
+		case SRC_NEST:
+			r = txn_resp(resp, p->nest_at + t->at, "response_txn");
+			t->v0 = json_is_true(json_object_get(r, "succeeded"))
+					? 0
+					: ustate_etcd_get_u64(
+						  first_kv(txn_resp(
+							  r, 0,
+							  "response_range")),
+						  "version");
+			break;
+		case SRC_RANGE:
+			t->v0 = ustate_etcd_get_u64(
+				first_kv(txn_resp(resp, t->at,
+						  "response_range")),
+				"version");
+			break;
+		default:
+			t->v0 = 0; /* absent (a CREATE's compare) */
+			break;
+		}
+	}
+	for (i = 0; i < p->n; i++) {
+		if (ops[i].type == USTATE_OP_CHECK_CHILDREN)
+			p->count[i] = ops[i].version;
+		else if (ops[i].type == USTATE_OP_CHECK_VERSION &&
+			 p->keys[p->slot[i]].src == SRC_CHECK)
+			p->keys[p->slot[i]].v0 = ops[i].version;
+	}
+	for (k = 0; k < p->ndirs; k++) {
+		struct tdir *d = &p->dirs[k];
+
+		switch (d->src) {
+		case DSRC_NEST:
+			r = txn_resp(resp, p->nest_at + d->at, "response_txn");
+			d->v0 = !json_is_true(json_object_get(r, "succeeded"));
+			break;
+		case DSRC_PUT:
+			r = txn_resp(resp, p->w_at + d->at, "response_put");
+			d->v0 = json_object_get(r, "prev_kv") != NULL;
+			break;
+		case DSRC_DEL:
+			r = txn_resp(resp, p->w_at + d->at,
+				     "response_delete_range");
+			d->v0 = ustate_etcd_get_u64(r, "deleted") != 0;
+			break;
+		default:
+			d->v0 = true;
+			break;
+		}
+	}
+}
+
+static int etcd_txn(void *b, const ustate_op *ops, size_t n,
+		    ustate_txn_result *res, unsigned flags)
+{
+	struct etcd_backend *e = b;
+	json_t *resp = NULL;
+	struct plan p;
+	unsigned tries;
+	size_t i, k;
+	bool ok;
+	int rc;
+
+	rc = plan_make(&p, ops, n);
+	if (rc < 0)
+		goto out;
+	for (tries = 0; tries < TXN_TRIES; tries++) {
+		if (p.needs_read) {
+			rc = plan_read(e, &p);
+			if (rc < 0)
+				goto out;
+			rc = plan_play(&p, res);
+			if (rc < 0) {
+				res->revision = p.read_rev;
+				goto out;
+			}
+		}
+		json_decref(resp);
+		resp = NULL;
+		ok = false;
+		rc = txn_send(e, &p, &resp, &ok);
+		if (rc < 0)
+			goto out;
+		res->revision = header_rev(resp);
+		if (ok) {
+			read_before(&p, resp);
+			if (plan_play(&p, res) < 0)
+				ustate_log(&e->opts, LOG_ERR,
+					   "%s: a committed transaction does "
+					   "not replay: its versions are wrong",
+					   e->source);
+			if (txn_changed(resp))
+				note_commit(e, res->revision);
+			rc = 0;
+			goto out;
+		}
+		/* What the compares saw, read in the same step. */
+		for (k = 0; k < p.nkeys; k++)
+			p.keys[k].v0 = ustate_etcd_get_u64(
+				first_kv(txn_resp(resp, p.keys[k].fail,
+						  "response_range")),
+				"version");
+		for (i = 0; i < n; i++)
+			if (ops[i].type == USTATE_OP_CHECK_CHILDREN)
+				p.count[i] = ustate_etcd_get_u64(
+					txn_resp(resp, p.cfail[i],
+						 "response_range"),
+					"count");
+		for (k = 0; k < p.ndirs; k++)
+			p.dirs[k].v0 = false;
+		/*
+		 * Else a race the compares saw and the ops do not care about
+		 * (the children of a CHECK_CHILDREN changed, not their
+		 * number): read again, and try again.
+		 */
+		rc = plan_play(&p, res);
+		if (rc < 0)
+			goto out;
+	}
+	rc = -EBUSY;
+out:
+	json_decref(resp);
+	plan_free(&p);
+	return rc;
+}
+
+/* ---- the change history: a ring fed by one watch ---------------------- */
+
+/* Append a change to the ring, trimming whole revisions. Under lock. */
+static int ring_push(struct etcd_backend *e, ustate_event_type type,
+		     uint64_t version, uint64_t rev, const char *path,
+		     size_t len)
+{
+	struct ustate_change *c;
+	uint64_t drop;
+	char *k;
+
+	k = strndup(path, len);
+	if (!k)
+		return -ENOMEM;
+	while (e->len >= e->cap) {
+		/* The oldest revision goes whole. */
+		drop = e->ring[e->head].revision;
+		while (e->len && e->ring[e->head].revision == drop) {
+			free(e->ring[e->head].key);
+			e->head = (e->head + 1) % e->cap;
+			e->len--;
+		}
+		e->oldest = drop + 1;
+	}
+	c = &e->ring[(e->head + e->len) % e->cap];
+	*c = (struct ustate_change){
+		.type = type, .version = version, .revision = rev, .key = k};
+	e->len++;
+	return 0;
+}
+
+static void ring_clear(struct etcd_backend *e, uint64_t from)
+{
+	while (e->len) {
+		free(e->ring[e->head].key);
+		e->head = (e->head + 1) % e->cap;
+		e->len--;
+	}
+	e->oldest = from;
+	e->applied = from - 1;
+}
+
+/* One event of the stream: a change of the store, or none (side keys). */
+static int on_event(struct etcd_backend *e, json_t *ev)
+{
+	json_t *kv = json_object_get(ev, "kv");
+	bool del =
+		!strcmp(json_string_value(json_object_get(ev, "type")) ?: "PUT",
+			"DELETE");
+	uint64_t rev = ustate_etcd_get_u64(kv, "mod_revision");
+	uint64_t ver = ustate_etcd_get_u64(kv, "version");
+	const char *path;
+	size_t klen;
+	char *k;
+	int tag, rc = 0;
+
+	rc = ustate_etcd_get_bytes(kv, "key", &k, &klen);
+	if (rc < 0)
+		return rc;
+	tag = classify(e, k, klen, &path);
+	if (tag == 0 && ustate_key_valid(path) == 0)
+		rc = ring_push(e,
+			       del	  ? USTATE_EVENT_DELETED
+			       : ver == 1 ? USTATE_EVENT_CREATED
+					  : USTATE_EVENT_UPDATED,
+			       del ? 0 : ver, rev, path, klen - (path - k));
+	/* A record made (version 1) or dropped; a new owner is no change. */
+	else if (tag == 'd' && strcmp(path, "/") &&
+		 ustate_key_valid(path) == 0 && (del || ver == 1))
+		rc = ring_push(e,
+			       del ? USTATE_EVENT_DIR_DELETED
+				   : USTATE_EVENT_DIR_CREATED,
+			       0, rev, path, klen - (path - k));
+	free(k);
+	return rc;
+}
+
+static int on_watch(void *arg, json_t *result)
+{
+	struct etcd_backend *e = arg;
+	json_t *evs = json_object_get(result, "events"), *ev;
+	uint64_t rev, last = 0;
+	size_t i;
+	int rc = 0;
+
+	if (json_is_true(json_object_get(result, "canceled"))) {
+		rev = ustate_etcd_get_u64(result, "compact_revision");
+		if (!rev)
+			return -ECANCELED;
+		pthread_mutex_lock(&e->lock);
+		if (rev > e->compacted)
+			e->compacted = rev;
+		pthread_mutex_unlock(&e->lock);
+		return -ENODATA;
+	}
+	pthread_mutex_lock(&e->lock);
+	json_array_foreach(evs, i, ev)
+	{
+		rev = ustate_etcd_get_u64(json_object_get(ev, "kv"),
+					  "mod_revision");
+		/* etcd 3.4 may repeat events: never go back in time. */
+		if (rev <= e->applied)
+			continue;
+		/* A revision's events come in one message: mark after it. */
+		if (last && rev != last)
+			e->applied = last;
+		rc = on_event(e, ev);
+		if (rc < 0)
+			break;
+		last = rev;
+	}
+	if (last && rc == 0)
+		e->applied = last;
+	pthread_cond_broadcast(&e->cond);
+	pthread_mutex_unlock(&e->lock);
+	return rc;
+}
+
+static void *stream_main(void *arg)
+{
+	struct etcd_backend *e = arg;
+	unsigned backoff = 50, fails = 0;
+	json_t *req, *cr;
+	uint64_t from;
+	size_t ep;
+	int rc;
+
+	ep = ustate_etcd_current(e->conn);
+	for (;;) {
+		pthread_mutex_lock(&e->lock);
+		if (e->stopping) {
+			pthread_mutex_unlock(&e->lock);
+			break;
+		}
+		if (e->restart) {
+			ring_clear(e, e->restart);
+			e->restart = 0;
+			pthread_cond_broadcast(&e->cond);
+		}
+		from = e->applied + 1;
+		pthread_mutex_unlock(&e->lock);
+
+		cr = json_object();
+		req = wrap("create_request", cr);
+		if (cr) {
+			json_object_set_new(cr, "key", jkey(e, 0, "/", NULL));
+			json_object_set_new(cr, "range_end",
+					    jend(e, 0, "/", NULL));
+			json_object_set_new(cr, "start_revision",
+					    ustate_etcd_u64(from));
+		}
+		rc = req ? ustate_etcd_stream_run(e->st, ep, req, on_watch, e)
+			 : -ENOMEM;
+		json_decref(req);
+
+		pthread_mutex_lock(&e->lock);
+		if (e->stopping) {
+			pthread_mutex_unlock(&e->lock);
+			break;
+		}
+		if (rc == -ENODATA) {
+			/* Compacted past us: what we missed is gone. */
+			ustate_log(&e->opts, LOG_WARNING,
+				   "%s: etcd compacted its history at revision "
+				   "%llu, past this watch's %llu: watches that "
+				   "need those changes get ENODATA",
+				   e->source, (unsigned long long)e->compacted,
+				   (unsigned long long)from);
+			if (!e->restart)
+				ring_clear(e, e->compacted);
+			pthread_cond_broadcast(&e->cond);
+			pthread_mutex_unlock(&e->lock);
+			continue;
+		}
+		pthread_mutex_unlock(&e->lock);
+		/* 0: stopped for a restart, which the loop's top makes. */
+		if (rc != 0) {
+			if (!fails++)
+				ustate_log(&e->opts, LOG_WARNING,
+					   "%s: the watch on %s ended (%s); "
+					   "resuming from revision %llu",
+					   e->source,
+					   ustate_etcd_endpoint(e->conn, ep),
+					   strerror(rc < 0 ? -rc : rc),
+					   (unsigned long long)from);
+			ep = (ep + 1) % ustate_etcd_nendpoints(e->conn);
+			/* Sleep, but wake for a stop. */
+			pthread_mutex_lock(&e->lock);
+			if (!e->stopping) {
+				struct timespec t;
+
+				clock_gettime(CLOCK_MONOTONIC, &t);
+				t.tv_nsec += (long)backoff * 1000000L;
+				t.tv_sec += t.tv_nsec / 1000000000L;
+				t.tv_nsec %= 1000000000L;
+				pthread_cond_timedwait(&e->cond, &e->lock, &t);
+			}
+			pthread_mutex_unlock(&e->lock);
+			backoff = backoff < 1000 ? backoff * 2 : 1000;
+		} else {
+			fails = 0;
+			backoff = 50;
+		}
+	}
+	return NULL;
+}
+
+/* Start the watch from revision from, if it runs not yet. Under lock. */
+static int stream_start(struct etcd_backend *e, uint64_t from)
+{
+	int rc;
+
+	if (e->streaming)
+		return 0;
+	ring_clear(e, from);
+	rc = -pthread_create(&e->thread, NULL, stream_main, e);
+	if (rc == 0)
+		e->streaming = true;
+	return rc;
+}
+
+/* Whether etcd still has revision rev (a range at it). */
+static int still_kept(struct etcd_backend *e, uint64_t rev)
+{
+	json_t *r, *resp = NULL;
+	int rc;
+
+	r = op_range(jkey(e, 'v', "/", NULL), NULL, true, true, 0);
+	if (r)
+		json_object_set_new(r, "revision", ustate_etcd_u64(rev));
+	rc = call(e, "/v3/kv/range", r, USTATE_ETCD_READ, &resp);
+	json_decref(resp);
+	/* A future revision (a watch from now) is no loss either. */
+	return rc == -EINVAL ? 0 : rc;
+}
+
+static int etcd_watch_from(void *b, uint64_t rev)
+{
+	struct etcd_backend *e = b;
+	int rc;
+
+	pthread_mutex_lock(&e->lock);
+	rc = stream_start(e, rev);
+	pthread_mutex_unlock(&e->lock);
+	return rc;
+}
+
+static int etcd_history(void *b, uint64_t from, size_t skip, size_t max,
+			struct ustate_change **out, size_t *n, uint64_t *oldest)
+{
+	struct etcd_backend *e = b;
+	struct ustate_change *v = NULL, *c;
+	struct timespec until;
+	size_t i, got = 0, want_n, skip0 = skip;
+	int rc = 0;
+
+	*out = NULL;
+	*n = 0;
+	pthread_mutex_lock(&e->lock);
+	if (!e->streaming) {
+		/* A first watch from a compacted revision fails at once. */
+		pthread_mutex_unlock(&e->lock);
+		rc = from > 1 ? still_kept(e, from) : 0;
+		pthread_mutex_lock(&e->lock);
+		if (rc == 0 && !e->streaming)
+			rc = stream_start(e, from);
+		if (rc < 0)
+			goto out;
+	}
+	if (from < e->compacted) {
+		rc = -ENODATA;
+		goto out;
+	}
+	if (from < e->oldest && !max) {
+		/*
+		 * A watch that starts before what the ring holds: watch
+		 * again from there, if etcd still has it.
+		 */
+		pthread_mutex_unlock(&e->lock);
+		rc = from ? still_kept(e, from) : 0;
+		pthread_mutex_lock(&e->lock);
+		if (rc < 0)
+			goto out;
+		if (from < e->oldest) {
+			e->restart = from;
+			e->oldest = from;
+			ustate_etcd_stream_stop(e->st);
+		}
+	}
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += e->opts.request_timeout / 1000;
+	until.tv_nsec += (long)(e->opts.request_timeout % 1000) * 1000000L;
+	until.tv_sec += until.tv_nsec / 1000000000L;
+	until.tv_nsec %= 1000000000L;
+	/*
+	 * Our own commits are in the ring before a watch reads on, and a
+	 * watch again from the past has begun (bounded by the timeout).
+	 */
+	while (max && (e->restart || (e->want > e->applied && from <= e->want)))
+		if (pthread_cond_timedwait(&e->cond, &e->lock, &until) != 0)
+			break;
+	*oldest = e->restart ? e->restart : e->oldest;
+	if (!max || e->restart)
+		goto out;
+	want_n = 0;
+	for (i = 0; i < e->len; i++) {
+		c = &e->ring[(e->head + i) % e->cap];
+		if (c->revision < from)
+			continue;
+		if (c->revision == from && skip) {
+			skip--;
+			continue;
+		}
+		if (want_n == max)
+			break;
+		want_n++;
+	}
+	if (!want_n)
+		goto out;
+	v = calloc(want_n, sizeof(*v));
+	if (!v) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	skip = skip0;
+	for (i = 0; i < e->len && got < want_n; i++) {
+		c = &e->ring[(e->head + i) % e->cap];
+		if (c->revision < from)
+			continue;
+		if (c->revision == from && skip) {
+			skip--;
+			continue;
+		}
+		v[got] = *c;
+		v[got].key = strdup(c->key);
+		if (!v[got].key) {
+			ustate_changes_free(v, got);
+			v = NULL;
+			got = 0;
+			rc = -ENOMEM;
+			goto out;
+		}
+		got++;
+	}
+out:
+	pthread_mutex_unlock(&e->lock);
+	*out = v;
+	*n = got;
+	return rc;
+}
+
+/* ---- export, backup, check -------------------------------------------- */
+
+/*
+ * A walk over the records at or below a prefix, in path order, from one
+ * snapshot: the keys (around the side keys when the prefix is "/"), their
+ * created and updated side keys, and the directory records, merged.
+ */
+struct exp {
+	struct etcd_backend *e;
+	struct walk keys[2], side[2], dirs;
+	size_t nkeys, kseg;
+	json_t *kv[2], *skv[2], *dkv; /* the head of each walk, borrowed */
+	char *kk, *sk[2], *dk;	      /* their decoded etcd keys */
+	size_t kklen, sklen[2], dklen;
+	bool kend, send[2], dend;
+	char *val; /* the record's value, owned */
+	uint64_t rev;
+};
+
+/* A walk over [base + lo, base + hi) where base is PREFIX and tag. */
+static int exp_walk(struct exp *x, struct walk *w, char tag, const char *lo,
+		    const char *hi)
+{
+	char s[USTATE_KEY_MAX * 2 + 64], en[USTATE_KEY_MAX * 2 + 64];
+	struct etcd_backend *e = x->e;
+	int sn, enn;
+
+	char t[4] = {'/', '/', tag, '\0'};
+
+	if (!tag)
+		t[0] = '\0';
+	sn = snprintf(s, sizeof(s), "%s%s%s", e->prefix, t, lo);
+	enn = snprintf(en, sizeof(en), "%s%s%s", e->prefix, t, hi);
+	return walk_init(w, e, s, (size_t)sn, en, (size_t)enn, tag != 0,
+			 x->rev);
+}
+
+static int exp_step(struct walk *w, json_t **kv, char **k, size_t *klen,
+		    bool *end)
+{
+	int rc = walk_next(w, kv, k, klen);
+
+	*end = rc <= 0;
+	return rc < 0 ? rc : 0;
+}
+
+/* The path of a walk's head (tag's length past PREFIX). */
+static const char *head_path(const struct etcd_backend *e, const char *k,
+			     char tag)
+{
+	return k + e->plen + (tag ? SIDE_LEN : 0);
+}
+
+/* Order a side key's path ("K\tc") against a key: by K. */
+static int side_cmp(const char *side, const char *key)
+{
+	size_t n = strcspn(side, "\t"), klen = strlen(key);
+	int c = memcmp(side, key, n < klen ? n : klen);
+
+	if (c)
+		return c;
+	return n < klen ? -1 : n > klen ? 1 : 0;
+}
+
+static void exp_free(struct exp *x)
+{
+	size_t i;
+
+	for (i = 0; i < 2; i++) {
+		walk_free(&x->keys[i]);
+		walk_free(&x->side[i]);
+		free(x->sk[i]);
+	}
+	walk_free(&x->dirs);
+	free(x->kk);
+	free(x->dk);
+	free(x->val);
+}
+
+static int exp_init(struct exp *x, struct etcd_backend *e, const char *prefix)
+{
+	char hi[USTATE_KEY_MAX + 8], *r;
+	size_t plen;
+	int rc;
+
+	memset(x, 0, sizeof(*x));
+	x->e = e;
+	if (!*prefix)
+		prefix = "/";
+	plen = strlen(prefix);
+	if (prefix[0] != '/' || (plen > 1 && prefix[1] == '/')) {
+		x->kend = x->send[0] = x->send[1] = x->dend = true;
+		return 0;
+	}
+	r = range_end(prefix, plen);
+	if (!r)
+		return -ENOMEM;
+	snprintf(hi, sizeof(hi), "%s", r);
+	free(r);
+	/* The first page fixes the snapshot of every other walk. */
+	if (plen == 1) {
+		rc = exp_walk(x, &x->keys[0], 0, "/", "//");
+		if (rc == 0)
+			rc = exp_walk(x, &x->keys[1], 0, "/0", hi);
+		x->nkeys = 2;
+	} else {
+		rc = exp_walk(x, &x->keys[0], 0, prefix, hi);
+		x->nkeys = 1;
+	}
+	if (rc < 0)
+		return rc;
+	rc = exp_step(&x->keys[0], &x->kv[0], &x->kk, &x->kklen, &x->kend);
+	if (rc < 0)
+		return rc;
+	x->rev = x->keys[0].rev;
+	if (x->nkeys == 2)
+		x->keys[1].rev = x->rev;
+	rc = exp_walk(x, &x->side[0], 'k', prefix, hi);
+	if (rc == 0)
+		rc = exp_walk(x, &x->dirs, 'd', prefix, hi);
+	if (rc < 0)
+		return rc;
+	x->side[0].keys_only = false;
+	x->send[1] = true;
+	rc = exp_step(&x->side[0], &x->skv[0], &x->sk[0], &x->sklen[0],
+		      &x->send[0]);
+	if (rc == 0)
+		rc = exp_step(&x->dirs, &x->dkv, &x->dk, &x->dklen, &x->dend);
+	return rc;
+}
+
+/* Move the key walk on, to its second segment when the first ends. */
+static int exp_next_key(struct exp *x)
+{
+	int rc;
+
+	for (;;) {
+		rc = exp_step(&x->keys[x->kseg], &x->kv[0], &x->kk, &x->kklen,
+			      &x->kend);
+		if (rc < 0 || !x->kend || x->kseg + 1 >= x->nkeys)
+			return rc;
+		x->kseg++;
+	}
+}
+
+/*
+ * The next record (pointers owned by x until the next call): 1, 0 at the
+ * end, or an error. Keys that break the key rules are left out.
+ */
+static int exp_next(struct exp *x, ustate_record *r)
+{
+	struct etcd_backend *e = x->e;
+	const char *kp, *dp;
+	json_t *sides;
+	int rc, cmpv;
+
+	for (;;) {
+		/* Skip the root's record and anything not a valid path. */
+		while (!x->dend &&
+		       (!strcmp(head_path(e, x->dk, 'd'), "/") ||
+			ustate_key_valid(head_path(e, x->dk, 'd')) < 0)) {
+			rc = exp_step(&x->dirs, &x->dkv, &x->dk, &x->dklen,
+				      &x->dend);
+			if (rc < 0)
+				return rc;
+		}
+		if (x->kend && x->nkeys > x->kseg + 1) {
+			rc = exp_next_key(x);
+			if (rc < 0)
+				return rc;
+		}
+		if (x->kend && x->dend)
+			return 0;
+		kp = x->kend ? NULL : head_path(e, x->kk, 0);
+		dp = x->dend ? NULL : head_path(e, x->dk, 'd');
+		cmpv = !kp ? 1 : !dp ? -1 : strcmp(kp, dp);
+		if (cmpv > 0) {
+			memset(r, 0, sizeof(*r));
+			r->type = USTATE_RECORD_DIR;
+			free(x->val);
+			x->val = strdup(dp);
+			if (!x->val)
+				return -ENOMEM;
+			r->key = x->val;
+			rc = exp_step(&x->dirs, &x->dkv, &x->dk, &x->dklen,
+				      &x->dend);
+			return rc < 0 ? rc : 1;
+		}
+		if (ustate_key_valid(kp) < 0 ||
+		    strlen(kp) != x->kklen - e->plen) {
+			rc = exp_next_key(x);
+			if (rc < 0)
+				return rc;
+			continue;
+		}
+		/*
+		 * The side keys of this key, if any, from a walk in step:
+		 * they sort as their keys do (K + tab + tag).
+		 */
+		sides = json_array();
+		if (!sides)
+			return -ENOMEM;
+		while (!x->send[0]) {
+			cmpv = side_cmp(head_path(e, x->sk[0], 'k'), kp);
+			if (cmpv > 0)
+				break;
+			if (cmpv == 0 &&
+			    json_array_append(sides, x->skv[0]) < 0) {
+				json_decref(sides);
+				return -ENOMEM;
+			}
+			rc = exp_step(&x->side[0], &x->skv[0], &x->sk[0],
+				      &x->sklen[0], &x->send[0]);
+			if (rc < 0) {
+				json_decref(sides);
+				return rc;
+			}
+		}
+		{
+			ustate_entry *en = NULL;
+
+			rc = entry_of(kp, x->kv[0], sides, &en);
+			json_decref(sides);
+			if (rc < 0)
+				return rc;
+			free(x->val);
+			x->val = (char *)en;
+			memset(r, 0, sizeof(*r));
+			r->type = USTATE_RECORD_KEY;
+			r->key = en->key;
+			r->value = en->value;
+			r->value_len = en->value_len;
+			r->version = en->version;
+			r->created_at = en->created_at;
+			r->updated_at = en->updated_at;
+			r->mod_revision = en->mod_revision;
+		}
+		rc = exp_next_key(x);
+		return rc < 0 ? rc : 1;
+	}
+}
+
+static int etcd_export(void *b, const char *prefix, ustate_export_fn fn,
+		       void *arg)
+{
+	ustate_record r;
+	struct exp x;
+	int rc;
+
+	rc = exp_init(&x, b, prefix);
+	while (rc == 0 && (rc = exp_next(&x, &r)) > 0)
+		rc = fn(arg, &r);
+	exp_free(&x);
+	return rc < 0 ? rc : 0;
+}
+
+struct backup_feed {
+	struct exp x;
+	uint64_t done;
+};
+
+static int backup_next(void *arg, ustate_record *r)
+{
+	struct backup_feed *f = arg;
+	int rc = exp_next(&f->x, r);
+
+	/* A key with an unknown time gets the time of the copy. */
+	if (rc > 0 && r->type == USTATE_RECORD_KEY) {
+		if (!r->updated_at)
+			r->updated_at =
+				r->created_at ? r->created_at : time(NULL);
+		if (!r->created_at)
+			r->created_at = r->updated_at;
+		f->done += r->value_len;
+	}
+	return rc;
+}
+
+static int etcd_backup(void *b, const char *path, ustate_progress_fn progress,
+		       void *arg)
+{
+	struct etcd_backend *e = b;
+	const struct ustate_backend_ops *ops;
+	ustate_options o = e->opts;
+	struct backup_feed f;
+	ustate_restore_result res = {0};
+	void *sq;
+	int rc;
+
+	/* The snapshot as a SQLite store, through its backend's restore. */
+	o.read_only = 0;
+	o.max_value_size = 1u << 30;
+	rc = ustate_sqlite_backend_open(&sq, &ops, path, &o);
+	if (rc < 0)
+		return rc;
+	rc = exp_init(&f.x, e, "/");
+	f.done = 0;
+	if (rc == 0)
+		rc = ops->restore(sq, backup_next, &f, 0, &res);
+	exp_free(&f.x);
+	ops->close(sq);
+	if (rc == 0 && progress)
+		rc = progress(arg, f.done, f.done);
+	return rc;
+}
+
+static int etcd_check(void *b, ustate_problem_fn fn, void *arg)
+{
+	struct etcd_backend *e = b;
+	char *k = NULL, *lo, *hi, key[USTATE_KEY_MAX + 1];
+	json_t *kv, *resp;
+	uint64_t crev;
+	const char *path;
+	struct walk w;
+	size_t klen, n;
+	int rc;
+
+	/*
+	 * Every side key belongs to a key of its age: a delete by another
+	 * client leaves some behind (they read as absent, and the next
+	 * write through libustate replaces them).
+	 */
+	lo = ekey(e, 'k', "/");
+	hi = lo ? range_end(lo, strlen(lo) - 1) : NULL;
+	rc = lo && hi
+		     ? walk_init(&w, e, lo, strlen(lo), hi, strlen(hi), true, 0)
+		     : -ENOMEM;
+	free(lo);
+	free(hi);
+	if (rc < 0)
+		return rc;
+	while ((rc = walk_next(&w, &kv, &k, &klen)) > 0) {
+		if (classify(e, k, klen, &path) != 'k')
+			continue;
+		n = strcspn(path, "\t");
+		if (n > USTATE_KEY_MAX || !path[n] || !path[n + 1]) {
+			rc = ustate_report(fn, arg, "side-invalid", NULL,
+					   "a side key that names no key");
+			if (rc < 0)
+				break;
+			continue;
+		}
+		memcpy(key, path, n);
+		key[n] = '\0';
+		resp = NULL;
+		rc = call(e, "/v3/kv/range",
+			  op_range(jkey(e, 0, key, NULL), NULL, true, false, 0),
+			  USTATE_ETCD_READ, &resp);
+		if (rc < 0)
+			break;
+		crev = ustate_etcd_get_u64(first_kv(resp), "create_revision");
+		json_decref(resp);
+		if (!crev)
+			rc = ustate_report(fn, arg, "side-orphan", key,
+					   "the side key %c of a key that does "
+					   "not exist",
+					   path[n + 1]);
+		else if (ustate_etcd_get_u64(kv, "mod_revision") < crev)
+			rc = ustate_report(fn, arg, "side-stale", key,
+					   "the side key %c is older than the "
+					   "key",
+					   path[n + 1]);
+		if (rc < 0)
+			break;
+	}
+	free(k);
+	walk_free(&w);
+	return rc < 0 ? rc : 0;
+}
+
+/* ---- open and close --------------------------------------------------- */
+
+static void etcd_close(void *b)
+{
+	struct etcd_backend *e = b;
+	bool join;
+
+	if (!e)
+		return;
+	pthread_mutex_lock(&e->lock);
+	e->stopping = true;
+	join = e->streaming;
+	pthread_cond_broadcast(&e->cond);
+	pthread_mutex_unlock(&e->lock);
+	if (e->st)
+		ustate_etcd_stream_stop(e->st);
+	if (join)
+		pthread_join(e->thread, NULL);
+	ustate_etcd_stream_free(e->st);
+	ustate_etcd_conn_free(e->conn);
+	if (e->ring) {
+		pthread_mutex_lock(&e->lock);
+		ring_clear(e, 1);
+		pthread_mutex_unlock(&e->lock);
+	}
+	free(e->ring);
+	pthread_cond_destroy(&e->cond);
+	pthread_mutex_destroy(&e->lock);
+	free(e->prefix);
+	free(e->source);
+	free(e);
+}
+
+static const struct ustate_backend_ops etcd_ops = {
+	.version = USTATE_BACKEND_VERSION,
+	.name = "etcd",
+	.close = etcd_close,
+	.get = etcd_get,
+	.key_version = etcd_key_version,
+	.scan = etcd_scan,
+	.txn = etcd_txn,
+	.revision = etcd_revision,
+	.history = etcd_history,
+	.export = etcd_export,
+	/* etcd numbers versions itself: a restore cannot set them. */
+	.restore = NULL,
+	.backup = etcd_backup,
+	.check = etcd_check,
+	/* etcd compacts the whole cluster, other prefixes too: not ours. */
+	.compact = NULL,
+	.meta_get = etcd_meta_get,
+	.node = etcd_node,
+	.watch_from = etcd_watch_from,
+};
+
+/*
+ * Split "HOST:PORT[,HOST:PORT...]/PREFIX" (after the scheme) into
+ * endpoints (new strings in *hosts, *n of them) and *prefix (new).
+ */
+static int source_parse(const char *rest, char ***hosts, size_t *n,
+			char **prefix)
+{
+	const char *slash = strchr(rest, '/'), *p, *end, *colon;
+	char **v = NULL, *h;
+	size_t cnt = 0, len;
+	long port;
+
+	*hosts = NULL;
+	*n = 0;
+	*prefix = NULL;
+	if (!slash || slash == rest)
+		return -EINVAL;
+	for (p = rest; p < slash; p = end + 1) {
+		end = memchr(p, ',', (size_t)(slash - p));
+		if (!end)
+			end = slash;
+		len = (size_t)(end - p);
+		if (!len)
+			goto bad;
+		colon = p[0] == '[' ? memchr(p, ']', len) : p;
+		if (!colon)
+			goto bad;
+		colon = memchr(colon, ':', len - (size_t)(colon - p));
+		if (!colon || colon + 1 >= end || colon == p)
+			goto bad;
+		port = strtol(colon + 1, &h, 10);
+		if (h != end || port < 1 || port > 65535)
+			goto bad;
+		h = strndup(p, len);
+		if (!h)
+			goto nomem;
+		{
+			char **g = realloc(v, (cnt + 1) * sizeof(*v));
+
+			if (!g) {
+				free(h);
+				goto nomem;
+			}
+			v = g;
+		}
+		v[cnt++] = h;
+		if (end == slash)
+			break;
+	}
+	/* A list that ends in a comma names an empty endpoint. */
+	if (slash[-1] == ',')
+		goto bad;
+	if (ustate_key_valid(slash) < 0)
+		goto bad;
+	*prefix = strdup(slash);
+	if (!*prefix)
+		goto nomem;
+	*hosts = v;
+	*n = cnt;
+	return 0;
+bad:
+	ustate_list_free(v, cnt);
+	return -EINVAL;
+nomem:
+	ustate_list_free(v, cnt);
+	return -ENOMEM;
+}
+
+int ustate_etcd_backend_open(void **b, const struct ustate_backend_ops **ops,
+			     const char *source, ustate_options *opts)
+{
+	static const ustate_options def = USTATE_OPTIONS_INIT;
+	struct ustate_etcd_config cfg = {0};
+	struct etcd_backend *e;
+	char **hosts = NULL, *prefix = NULL;
+	size_t nhosts = 0, i;
+	uint64_t rev;
+	bool tls;
+	int rc;
+
+	tls = !strncmp(source, "etcds://", 8);
+	if (!tls && strncmp(source, "etcd://", 7)) {
+		rc = -EINVAL;
+		goto fail_parse;
+	}
+	rc = source_parse(source + (tls ? 8 : 7), &hosts, &nhosts, &prefix);
+	if (rc < 0)
+		goto fail_parse;
+	if (opts->max_value_size == def.max_value_size)
+		opts->max_value_size = DEFAULT_MAX_VALUE;
+	if (opts->max_txn_ops == def.max_txn_ops)
+		opts->max_txn_ops = DEFAULT_MAX_TXN_OPS;
+
+	e = calloc(1, sizeof(*e));
+	if (!e) {
+		rc = -ENOMEM;
+		goto fail_hosts;
+	}
+	pthread_mutex_init(&e->lock, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&e->cond, &ca);
+		pthread_condattr_destroy(&ca);
+	}
+	e->opts = *opts;
+	/* The strings are the caller's; the transport keeps copies. */
+	e->opts.tls_ca = e->opts.tls_cert = e->opts.tls_key = NULL;
+	e->opts.user = e->opts.password = NULL;
+	e->prefix = prefix;
+	prefix = NULL;
+	e->plen = strlen(e->prefix);
+	e->source = strdup(source);
+	e->cap = opts->history < (1u << 20) ? (size_t)opts->history : 1u << 20;
+	e->ring = calloc(e->cap, sizeof(*e->ring));
+	e->oldest = 1;
+	if (!e->source || !e->ring) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	cfg.endpoints = (const char *const *)hosts;
+	cfg.nendpoints = nhosts;
+	cfg.tls = tls;
+	cfg.request_timeout = opts->request_timeout;
+	cfg.dial_timeout = opts->dial_timeout;
+	cfg.tls_ca = opts->tls_ca;
+	cfg.tls_cert = opts->tls_cert;
+	cfg.tls_key = opts->tls_key;
+	cfg.user = opts->user;
+	cfg.password = opts->password;
+	cfg.log = &e->opts;
+	rc = ustate_etcd_conn_new(&e->conn, &cfg);
+	if (rc == 0)
+		rc = ustate_etcd_stream_new(&e->st, e->conn);
+	if (rc < 0)
+		goto fail;
+	/* Fail fast: one linearizable read, which needs a quorum. */
+	rc = ustate_etcd_authenticate(e->conn);
+	if (rc == 0)
+		rc = etcd_revision(e, &rev);
+	if (rc < 0) {
+		char why[512];
+
+		ustate_etcd_last_error(e->conn, why, sizeof(why));
+		ustate_log(&e->opts, LOG_ERR, "%s: %s: %s (%s)", source,
+			   rc == -EACCES   ? "etcd refused the credentials"
+			   : rc == -EINVAL ? "etcd refused the request"
+					   : "no etcd endpoint answered",
+			   why, strerror(-rc));
+		goto fail;
+	}
+	for (i = 0; i < nhosts; i++)
+		free(hosts[i]);
+	free(hosts);
+	*b = e;
+	*ops = &etcd_ops;
+	return 0;
+
+fail:
+	etcd_close(e);
+fail_hosts:
+	for (i = 0; i < nhosts; i++)
+		free(hosts[i]);
+	free(hosts);
+	free(prefix);
+	return rc;
+fail_parse:
+	ustate_log(opts, LOG_ERR,
+		   "%s: not an etcd SOURCE (etcd://HOST:PORT[,HOST:PORT...]"
+		   "/PREFIX, PREFIX a key)",
+		   source);
+	return rc;
+}

@@ -1,0 +1,834 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * This file implements the etcd transport: requests to etcd v3's HTTP/JSON
+ * gateway through libcurl, one pooled easy handle (and so one kept-alive
+ * connection) per concurrent caller, failover between endpoints, etcd's
+ * auth token, and the watch stream on a multi handle that another thread
+ * can interrupt. The gateway of a member talks to that member only, so
+ * failover is ours: a call moves to the next endpoint when the current one
+ * cannot be reached, and a write moves only when it surely was not sent.
+ * Plain etcd:// is HTTP/1.1 (the gateway takes HTTP/2 only over TLS);
+ * etcds:// asks for HTTP/2 and takes what the server offers.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+
+#include <curl/curl.h>
+#include <sodium.h>
+
+#include "etcd_http_i.h"
+#include "etcd_stream_i.h"
+
+#define STREAM_MAX_LINE (64u << 20) /* a watch message: many events */
+
+struct ustate_etcd_conn {
+	char **urls; /* "http://host:port" */
+	size_t nurls;
+	bool tls;
+	unsigned request_timeout, dial_timeout;
+	char *tls_ca, *tls_cert, *tls_key, *user, *password;
+	const ustate_options *log;
+
+	pthread_mutex_t lock;
+	size_t cur;	   /* the endpoint to try first, protected by lock */
+	char *token;	   /* auth token or NULL, protected by lock */
+	CURL **idle;	   /* handles not in use, protected by lock */
+	char error[512];   /* the last call's failure, protected by lock */
+	size_t nidle, cap; /* protected by lock */
+};
+
+struct buf {
+	char *p;
+	size_t len, cap;
+};
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static int curl_ok;
+
+static void curl_init_once(void)
+{
+	curl_ok = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
+}
+
+static int buf_add(struct buf *b, const char *p, size_t n)
+{
+	size_t cap;
+	char *g;
+
+	if (b->len + n + 1 > b->cap) {
+		cap = b->cap ? b->cap : 1024;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		g = realloc(b->p, cap);
+		if (!g)
+			return -ENOMEM;
+		b->p = g;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, p, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+	return 0;
+}
+
+static size_t on_body(char *p, size_t size, size_t n, void *arg)
+{
+	return buf_add(arg, p, size * n) < 0 ? 0 : size * n;
+}
+
+static char *dup_or_null(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+int ustate_etcd_conn_new(struct ustate_etcd_conn **out,
+			 const struct ustate_etcd_config *cfg)
+{
+	struct ustate_etcd_conn *c;
+	size_t i, len;
+
+	if (!cfg->nendpoints)
+		return -EINVAL;
+	pthread_once(&curl_once, curl_init_once);
+	if (!curl_ok)
+		return -EIO;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	pthread_mutex_init(&c->lock, NULL);
+	c->urls = calloc(cfg->nendpoints, sizeof(*c->urls));
+	if (!c->urls)
+		goto fail;
+	for (i = 0; i < cfg->nendpoints; i++) {
+		len = strlen(cfg->endpoints[i]) + sizeof("https://");
+		c->urls[i] = malloc(len);
+		if (!c->urls[i])
+			goto fail;
+		snprintf(c->urls[i], len, "%s://%s",
+			 cfg->tls ? "https" : "http", cfg->endpoints[i]);
+		c->nurls++;
+	}
+	c->tls = cfg->tls;
+	c->request_timeout = cfg->request_timeout;
+	c->dial_timeout = cfg->dial_timeout;
+	c->log = cfg->log;
+	c->tls_ca = dup_or_null(cfg->tls_ca);
+	c->tls_cert = dup_or_null(cfg->tls_cert);
+	c->tls_key = dup_or_null(cfg->tls_key);
+	c->user = dup_or_null(cfg->user);
+	c->password = dup_or_null(cfg->password);
+	if ((cfg->tls_ca && !c->tls_ca) || (cfg->tls_cert && !c->tls_cert) ||
+	    (cfg->tls_key && !c->tls_key) || (cfg->user && !c->user) ||
+	    (cfg->password && !c->password))
+		goto fail;
+	*out = c;
+	return 0;
+fail:
+	ustate_etcd_conn_free(c);
+	return -ENOMEM;
+}
+
+void ustate_etcd_conn_free(struct ustate_etcd_conn *c)
+{
+	size_t i;
+
+	if (!c)
+		return;
+	for (i = 0; i < c->nidle; i++)
+		curl_easy_cleanup(c->idle[i]);
+	free(c->idle);
+	for (i = 0; i < c->nurls; i++)
+		free(c->urls[i]);
+	free(c->urls);
+	free(c->tls_ca);
+	free(c->tls_cert);
+	free(c->tls_key);
+	free(c->user);
+	if (c->password)
+		sodium_memzero(c->password, strlen(c->password));
+	free(c->password);
+	free(c->token);
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+}
+
+void ustate_etcd_last_error(struct ustate_etcd_conn *c, char *buf, size_t len)
+{
+	pthread_mutex_lock(&c->lock);
+	snprintf(buf, len, "%s", c->error[0] ? c->error : "no error");
+	pthread_mutex_unlock(&c->lock);
+}
+
+size_t ustate_etcd_nendpoints(const struct ustate_etcd_conn *c)
+{
+	return c->nurls;
+}
+
+const char *ustate_etcd_endpoint(const struct ustate_etcd_conn *c, size_t i)
+{
+	/* Past the scheme: the host:port the SOURCE named. */
+	return strstr(c->urls[i], "//") + 2;
+}
+
+size_t ustate_etcd_current(struct ustate_etcd_conn *c)
+{
+	size_t cur;
+
+	pthread_mutex_lock(&c->lock);
+	cur = c->cur;
+	pthread_mutex_unlock(&c->lock);
+	return cur;
+}
+
+/* The endpoint a failed attempt used is not the one to try first. */
+static void move_on(struct ustate_etcd_conn *c, size_t from)
+{
+	pthread_mutex_lock(&c->lock);
+	if (c->cur == from)
+		c->cur = (from + 1) % c->nurls;
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* Settings every handle has, the same for calls and streams. */
+static void easy_common(struct ustate_etcd_conn *c, CURL *e)
+{
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, 2L);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, 1L);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, c->tls ? "https" : "http");
+	curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
+			 c->tls ? CURL_HTTP_VERSION_2TLS
+				: CURL_HTTP_VERSION_1_1);
+	if (c->tls_ca)
+		curl_easy_setopt(e, CURLOPT_CAINFO, c->tls_ca);
+	if (c->tls_cert)
+		curl_easy_setopt(e, CURLOPT_SSLCERT, c->tls_cert);
+	if (c->tls_key)
+		curl_easy_setopt(e, CURLOPT_SSLKEY, c->tls_key);
+}
+
+static CURL *easy_get(struct ustate_etcd_conn *c)
+{
+	CURL *e = NULL;
+
+	pthread_mutex_lock(&c->lock);
+	if (c->nidle)
+		e = c->idle[--c->nidle];
+	pthread_mutex_unlock(&c->lock);
+	if (e)
+		return e;
+	e = curl_easy_init();
+	if (e)
+		easy_common(c, e);
+	return e;
+}
+
+static void easy_put(struct ustate_etcd_conn *c, CURL *e)
+{
+	CURL **g;
+
+	pthread_mutex_lock(&c->lock);
+	if (c->nidle == c->cap) {
+		g = realloc(c->idle, (c->cap ? c->cap * 2 : 8) * sizeof(*g));
+		if (!g) {
+			pthread_mutex_unlock(&c->lock);
+			curl_easy_cleanup(e);
+			return;
+		}
+		c->idle = g;
+		c->cap = c->cap ? c->cap * 2 : 8;
+	}
+	c->idle[c->nidle++] = e;
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* The headers of a request: JSON, and the auth token if there is one. */
+static struct curl_slist *headers(struct ustate_etcd_conn *c)
+{
+	struct curl_slist *hdr, *h;
+	char auth[1024];
+
+	hdr = curl_slist_append(NULL, "Content-Type: application/json");
+	if (!hdr)
+		return NULL;
+	pthread_mutex_lock(&c->lock);
+	auth[0] = '\0';
+	if (c->token)
+		snprintf(auth, sizeof(auth), "Authorization: %s", c->token);
+	pthread_mutex_unlock(&c->lock);
+	if (!auth[0])
+		return hdr;
+	h = curl_slist_append(hdr, auth);
+	if (!h)
+		curl_slist_free_all(hdr);
+	return h;
+}
+
+/* gRPC status codes, as etcd's gateway reports them in "code". */
+enum {
+	GRPC_CANCELED = 1,
+	GRPC_INVALID_ARGUMENT = 3,
+	GRPC_DEADLINE_EXCEEDED = 4,
+	GRPC_NOT_FOUND = 5,
+	GRPC_PERMISSION_DENIED = 7,
+	GRPC_RESOURCE_EXHAUSTED = 8,
+	GRPC_FAILED_PRECONDITION = 9,
+	GRPC_OUT_OF_RANGE = 11,
+	GRPC_UNAVAILABLE = 14,
+	GRPC_UNAUTHENTICATED = 16,
+};
+
+static bool has(const char *msg, const char *what)
+{
+	return msg && strstr(msg, what);
+}
+
+int ustate_etcd_errno(long long grpc_code, long long http_code, const char *msg,
+		      bool write)
+{
+	switch (grpc_code) {
+	case GRPC_CANCELED:
+		/* A member going down ends its streams so. */
+		return write ? -ETIMEDOUT : -ENOTCONN;
+	case GRPC_INVALID_ARGUMENT:
+		if (has(msg, "too many operations"))
+			return -E2BIG;
+		if (has(msg, "request is too large"))
+			return -EFBIG;
+		if (has(msg, "authentication failed"))
+			return -EACCES;
+		return -EINVAL;
+	case GRPC_RESOURCE_EXHAUSTED:
+		/* The request limit, on the gateway's side of the call. */
+		if (has(msg, "larger than max") || has(msg, "too large"))
+			return -EFBIG;
+		return -ENOSPC; /* "mvcc: database space exceeded" */
+	case GRPC_PERMISSION_DENIED:
+	case GRPC_UNAUTHENTICATED:
+		return -EACCES;
+	case GRPC_OUT_OF_RANGE:
+		if (has(msg, "compacted"))
+			return -ENODATA;
+		return -EINVAL; /* a future revision */
+	case GRPC_NOT_FOUND:
+		return -ENOENT; /* a lease, a member */
+	case GRPC_FAILED_PRECONDITION:
+		return -EINVAL;
+	case GRPC_UNAVAILABLE:
+		/* Refused before it was proposed: surely not applied. */
+		if (!write || has(msg, "no leader") ||
+		    has(msg, "not capable") || has(msg, "too many requests"))
+			return -ENOTCONN;
+		return -ETIMEDOUT; /* "leader changed" and the like */
+	case GRPC_DEADLINE_EXCEEDED:
+		return -ETIMEDOUT;
+	}
+	if (grpc_code >= 0)
+		return write ? -ETIMEDOUT : -EIO;
+	/* No gRPC code: the gateway's own HTTP status. */
+	switch (http_code) {
+	case 401:
+	case 403:
+		return -EACCES;
+	case 503:
+		return -ENOTCONN;
+	case 504:
+		return -ETIMEDOUT;
+	}
+	return write ? -ETIMEDOUT : -EIO;
+}
+
+/* The errno of a transfer that failed; *sent: whether the request left. */
+static int curl_errno(CURL *e, CURLcode cc, bool *sent)
+{
+	long oserr = 0, reqsize = 0;
+
+	curl_easy_getinfo(e, CURLINFO_OS_ERRNO, &oserr);
+	curl_easy_getinfo(e, CURLINFO_REQUEST_SIZE, &reqsize);
+	*sent = reqsize > 0;
+	switch (cc) {
+	case CURLE_COULDNT_RESOLVE_HOST:
+		*sent = false;
+		return -EHOSTUNREACH;
+	case CURLE_COULDNT_CONNECT:
+		*sent = false;
+		if (oserr == ECONNREFUSED || oserr == EHOSTUNREACH ||
+		    oserr == ENETUNREACH)
+			return -oserr;
+		return oserr == ETIMEDOUT ? -ETIMEDOUT : -ECONNREFUSED;
+	case CURLE_OPERATION_TIMEDOUT:
+		return -ETIMEDOUT;
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_SSL_CACERT_BADFILE:
+		*sent = false;
+		return -EACCES;
+	case CURLE_OUT_OF_MEMORY:
+		return -ENOMEM;
+	default:
+		return *sent ? -ETIMEDOUT : -ENOTCONN;
+	}
+}
+
+static long ms_since(const struct timespec *t0)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (now.tv_sec - t0->tv_sec) * 1000 +
+	       (now.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+/*
+ * One attempt on endpoint ep. 0 with *out, or an errno; *sent tells
+ * whether the request may have reached the member, *grpc whether the
+ * error came from etcd itself (its code, or -1).
+ */
+static int attempt(struct ustate_etcd_conn *c, size_t ep, const char *path,
+		   const char *body, long timeout, json_t **out, bool *sent,
+		   int *grpc, char **msg)
+{
+	struct curl_slist *hdr = NULL;
+	char url[512];
+	struct buf resp = {0};
+	json_error_t jerr;
+	json_t *j = NULL, *code;
+	long status = 0;
+	CURLcode cc;
+	CURL *e;
+	int rc;
+
+	*grpc = -1;
+	*sent = false;
+	e = easy_get(c);
+	if (!e)
+		return -ENOMEM;
+	snprintf(url, sizeof(url), "%s%s", c->urls[ep], path);
+	hdr = headers(c);
+	if (!hdr) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	curl_easy_setopt(e, CURLOPT_URL, url);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdr);
+	curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, &resp);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+			 timeout < (long)c->dial_timeout
+				 ? timeout
+				 : (long)c->dial_timeout);
+	cc = curl_easy_perform(e);
+	if (cc != CURLE_OK) {
+		rc = curl_errno(e, cc, sent);
+		*msg = strdup(curl_easy_strerror(cc));
+		goto out;
+	}
+	*sent = true;
+	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+	j = resp.p ? json_loadb(resp.p, resp.len, 0, &jerr) : NULL;
+	if (!json_is_object(j)) {
+		rc = status == 200 ? -EPROTO : -EIO;
+		*msg = strdup(status == 200 ? "a response that is no JSON"
+					    : "an HTTP error without JSON");
+		goto out;
+	}
+	code = json_object_get(j, "code");
+	if (status != 200 || json_object_get(j, "error")) {
+		*grpc = json_is_integer(code) ? (int)json_integer_value(code)
+					      : 0;
+		rc = -EIO;
+		*msg = strdup(json_string_value(json_object_get(j, "error"))
+				      ?: "an HTTP error");
+		goto out;
+	}
+	*out = j;
+	j = NULL;
+	rc = 0;
+out:
+	json_decref(j);
+	free(resp.p);
+	curl_slist_free_all(hdr);
+	/* The header list is freed: no later transfer may point to it. */
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL);
+	easy_put(c, e);
+	return rc;
+}
+
+static int call_body(struct ustate_etcd_conn *c, const char *path,
+		     const char *body, unsigned flags, json_t **out,
+		     bool reauth);
+
+int ustate_etcd_authenticate(struct ustate_etcd_conn *c)
+{
+	json_t *req, *resp = NULL;
+	const char *tok;
+	char *body;
+	int rc;
+
+	if (!c->user)
+		return 0;
+	req = json_pack("{s:s, s:s}", "name", c->user, "password",
+			c->password ? c->password : "");
+	body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+	json_decref(req);
+	if (!body)
+		return -ENOMEM;
+	rc = call_body(c, "/v3/auth/authenticate", body, USTATE_ETCD_READ,
+		       &resp, false);
+	sodium_memzero(body, strlen(body));
+	free(body);
+	if (rc == -EINVAL) {
+		/* Credentials a cluster without auth does not need. */
+		pthread_mutex_lock(&c->lock);
+		rc = strstr(c->error, "authentication is not enabled") ? 0 : rc;
+		pthread_mutex_unlock(&c->lock);
+		if (rc == 0)
+			ustate_log(c->log, LOG_WARNING,
+				   "etcd has no authentication enabled: the "
+				   "user %s is not needed, and not used",
+				   c->user);
+		return rc;
+	}
+	if (rc < 0)
+		return rc;
+	tok = json_string_value(json_object_get(resp, "token"));
+	if (!tok) {
+		json_decref(resp);
+		return -EPROTO;
+	}
+	pthread_mutex_lock(&c->lock);
+	free(c->token);
+	c->token = strdup(tok);
+	rc = c->token ? 0 : -ENOMEM;
+	pthread_mutex_unlock(&c->lock);
+	json_decref(resp);
+	return rc;
+}
+
+static int call_body(struct ustate_etcd_conn *c, const char *path,
+		     const char *body, unsigned flags, json_t **out,
+		     bool reauth)
+{
+	bool read = flags & USTATE_ETCD_READ, sent, unknown = false;
+	int rc = -ENOTCONN, grpc;
+	struct timespec t0;
+	size_t i, ep = 0, first;
+	char *msg = NULL;
+	long left;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	first = ustate_etcd_current(c);
+	for (i = 0; i < c->nurls; i++) {
+		left = (long)c->request_timeout - ms_since(&t0);
+		if (left <= 0) {
+			rc = -ETIMEDOUT;
+			break;
+		}
+		ep = (first + i) % c->nurls;
+		free(msg);
+		msg = NULL;
+		rc = attempt(c, ep, path, body, left, out, &sent, &grpc, &msg);
+		if (rc == 0) {
+			pthread_mutex_lock(&c->lock);
+			c->cur = ep;
+			pthread_mutex_unlock(&c->lock);
+			break;
+		}
+		if (grpc >= 0) {
+			/* An answer from etcd: its code says what happened. */
+			if (grpc == GRPC_UNAUTHENTICATED && reauth &&
+			    has(msg, "invalid auth token")) {
+				rc = ustate_etcd_authenticate(c);
+				if (rc == 0)
+					rc = call_body(c, path, body, flags,
+						       out, false);
+				break;
+			}
+			rc = ustate_etcd_errno(grpc, -1, msg, !read);
+			unknown = !read && rc == -ETIMEDOUT;
+			/* A member without a quorum: another may have one. */
+			if (rc != -ENOTCONN && !(read && rc == -ETIMEDOUT))
+				break;
+		} else if (sent && !read) {
+			/* Sent and no answer: it may have been applied. */
+			rc = -ETIMEDOUT;
+			unknown = true;
+			move_on(c, ep);
+			break;
+		}
+		ustate_log(c->log, LOG_INFO, "etcd %s: %s%s%s",
+			   ustate_etcd_endpoint(c, ep), msg ? msg : "",
+			   i + 1 < c->nurls ? ", trying " : "",
+			   i + 1 < c->nurls ? ustate_etcd_endpoint(
+						      c, (ep + 1) % c->nurls)
+					    : "");
+		move_on(c, ep);
+	}
+	/* -ETIMEDOUT says "may have been applied": not if never sent. */
+	if (!read && rc == -ETIMEDOUT && !unknown)
+		rc = -ENOTCONN;
+	if (rc < 0) {
+		pthread_mutex_lock(&c->lock);
+		snprintf(c->error, sizeof(c->error), "%s%s%s",
+			 ustate_etcd_endpoint(c, ep), msg ? ": " : "",
+			 msg ? msg : "");
+		pthread_mutex_unlock(&c->lock);
+	}
+	if (rc < 0 && rc != -ECANCELED)
+		ustate_log(c->log, LOG_DEBUG, "etcd %s %s: %s", path,
+			   msg ? msg : "", strerror(-rc));
+	free(msg);
+	return rc;
+}
+
+int ustate_etcd_call(struct ustate_etcd_conn *c, const char *path, json_t *req,
+		     unsigned flags, json_t **out)
+{
+	char *body;
+	int rc;
+
+	body = json_dumps(req, JSON_COMPACT);
+	if (!body)
+		return -ENOMEM;
+	rc = call_body(c, path, body, flags, out, true);
+	free(body);
+	return rc;
+}
+
+/* ---- the watch stream ------------------------------------------------- */
+
+struct ustate_etcd_stream {
+	struct ustate_etcd_conn *c;
+	CURLM *multi;
+	pthread_mutex_t lock;
+	bool stop; /* protected by lock */
+};
+
+struct stream_run {
+	struct ustate_etcd_splitter sp;
+	ustate_etcd_stream_fn fn;
+	void *arg;
+	int rc; /* the first error of a message or of fn */
+};
+
+int ustate_etcd_stream_new(struct ustate_etcd_stream **out,
+			   struct ustate_etcd_conn *c)
+{
+	struct ustate_etcd_stream *st;
+
+	st = calloc(1, sizeof(*st));
+	if (!st)
+		return -ENOMEM;
+	st->c = c;
+	st->multi = curl_multi_init();
+	if (!st->multi) {
+		free(st);
+		return -EIO;
+	}
+	pthread_mutex_init(&st->lock, NULL);
+	*out = st;
+	return 0;
+}
+
+void ustate_etcd_stream_free(struct ustate_etcd_stream *st)
+{
+	if (!st)
+		return;
+	curl_multi_cleanup(st->multi);
+	pthread_mutex_destroy(&st->lock);
+	free(st);
+}
+
+void ustate_etcd_stream_stop(struct ustate_etcd_stream *st)
+{
+	pthread_mutex_lock(&st->lock);
+	st->stop = true;
+	pthread_mutex_unlock(&st->lock);
+	curl_multi_wakeup(st->multi);
+}
+
+static bool stopping(struct ustate_etcd_stream *st)
+{
+	bool stop;
+
+	pthread_mutex_lock(&st->lock);
+	stop = st->stop;
+	pthread_mutex_unlock(&st->lock);
+	return stop;
+}
+
+static int on_line(void *arg, const char *line, size_t len)
+{
+	struct stream_run *r = arg;
+	json_t *result = NULL;
+	char *msg = NULL;
+	int rc;
+
+	rc = ustate_etcd_stream_parse(line, len, &result, &msg);
+	free(msg);
+	if (rc < 0)
+		return rc;
+	rc = r->fn(r->arg, result);
+	json_decref(result);
+	return rc;
+}
+
+static size_t on_stream(char *p, size_t size, size_t n, void *arg)
+{
+	struct stream_run *r = arg;
+	int rc;
+
+	rc = ustate_etcd_splitter_feed(&r->sp, p, size * n, on_line, r);
+	if (rc < 0) {
+		r->rc = rc;
+		return 0; /* ends the transfer */
+	}
+	return size * n;
+}
+
+int ustate_etcd_stream_run(struct ustate_etcd_stream *st, size_t ep,
+			   json_t *req, ustate_etcd_stream_fn fn, void *arg)
+{
+	struct ustate_etcd_conn *c = st->c;
+	struct curl_slist *hdr = NULL;
+	struct stream_run r = {.fn = fn, .arg = arg};
+	char url[512], *body = NULL;
+	int running = 1, rc, left;
+	bool sent;
+	CURLMsg *m;
+	CURL *e;
+
+	if (ustate_etcd_splitter_init(&r.sp, STREAM_MAX_LINE) < 0)
+		return -ENOMEM;
+	e = curl_easy_init();
+	body = json_dumps(req, JSON_COMPACT);
+	hdr = headers(c);
+	if (!e || !body || !hdr) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	easy_common(c, e);
+	snprintf(url, sizeof(url), "%s/v3/watch", c->urls[ep]);
+	curl_easy_setopt(e, CURLOPT_URL, url);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdr);
+	curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_stream);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, &r);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)c->dial_timeout);
+	curl_multi_add_handle(st->multi, e);
+	rc = 0;
+	while (running && !stopping(st)) {
+		if (curl_multi_perform(st->multi, &running) != CURLM_OK) {
+			rc = -EIO;
+			break;
+		}
+		if (!running)
+			break;
+		/* A second at most: stop() also wakes the poll. */
+		curl_multi_poll(st->multi, NULL, 0, 1000, NULL);
+	}
+	if (stopping(st)) {
+		/* A stop ends one run: the next starts afresh. */
+		pthread_mutex_lock(&st->lock);
+		st->stop = false;
+		pthread_mutex_unlock(&st->lock);
+		rc = 0;
+	} else if (rc == 0) {
+		/* A stream's last word, its error, may lack a newline. */
+		if (!r.rc) {
+			rc = ustate_etcd_splitter_finish(&r.sp, on_line, &r);
+			if (rc < 0)
+				r.rc = rc;
+		}
+		rc = r.rc ? r.rc : -ENOTCONN;
+		while ((m = curl_multi_info_read(st->multi, &left)))
+			if (m->msg == CURLMSG_DONE &&
+			    m->data.result != CURLE_OK && !r.rc)
+				rc = curl_errno(e, m->data.result, &sent);
+	}
+	curl_multi_remove_handle(st->multi, e);
+out:
+	curl_easy_cleanup(e);
+	curl_slist_free_all(hdr);
+	free(body);
+	ustate_etcd_splitter_free(&r.sp);
+	return rc;
+}
+
+/* ---- JSON helpers ----------------------------------------------------- */
+
+json_t *ustate_etcd_b64(const void *buf, size_t len)
+{
+	size_t n =
+		sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL);
+	json_t *j;
+	char *s;
+
+	s = malloc(n);
+	if (!s)
+		return NULL;
+	sodium_bin2base64(s, n, buf, len, sodium_base64_VARIANT_ORIGINAL);
+	j = json_stringn_nocheck(s, n - 1);
+	free(s);
+	return j;
+}
+
+json_t *ustate_etcd_b64s(const char *s)
+{
+	return ustate_etcd_b64(s, strlen(s));
+}
+
+int ustate_etcd_get_bytes(json_t *obj, const char *name, char **out,
+			  size_t *len)
+{
+	json_t *v = json_object_get(obj, name);
+	const char *s = json_string_value(v);
+	size_t slen, n;
+	char *p;
+
+	slen = s ? json_string_length(v) : 0;
+	p = malloc(slen / 4 * 3 + 3);
+	if (!p)
+		return -ENOMEM;
+	n = 0;
+	if (slen && sodium_base642bin((unsigned char *)p, slen / 4 * 3 + 3, s,
+				      slen, NULL, &n, NULL,
+				      sodium_base64_VARIANT_ORIGINAL) != 0) {
+		free(p);
+		return -EPROTO;
+	}
+	p[n] = '\0';
+	*out = p;
+	*len = n;
+	return 0;
+}
+
+uint64_t ustate_etcd_get_u64(json_t *obj, const char *name)
+{
+	json_t *v = json_object_get(obj, name);
+
+	if (json_is_string(v))
+		return strtoull(json_string_value(v), NULL, 10);
+	if (json_is_integer(v))
+		return (uint64_t)json_integer_value(v);
+	return 0;
+}
+
+json_t *ustate_etcd_u64(uint64_t v)
+{
+	char s[24];
+
+	snprintf(s, sizeof(s), "%llu", (unsigned long long)v);
+	return json_string(s);
+}
