@@ -174,11 +174,12 @@ const char *ustate_strerror(int err)
 	case EAGAIN:
 		return "no event before the timeout";
 	case EBUSY:
-		return "database locked by another connection past the busy timeout";
+		return "store busy: locked past the busy timeout, or a "
+		       "transaction that raced other writers too often";
 	case EUCLEAN:
 		return "database file is corrupt or not a SQLite database";
 	case ENOSPC:
-		return "no space left for the database";
+		return "no space left for the store (disk, or etcd's quota)";
 	case EIO:
 		return "I/O error in the storage backend";
 	case EBADMSG:
@@ -187,8 +188,17 @@ const char *ustate_strerror(int err)
 		return "directory not empty (for a restore: the store)";
 	case EOPNOTSUPP:
 		return "operation not supported by this store's backend";
-	case EPROTONOSUPPORT:
-		return "this library was built without the store's backend";
+	case ETIMEDOUT:
+		return "no answer in time: a write may or may not have been "
+		       "applied";
+	case ENOTCONN:
+		return "no server of the store answered: nothing was applied";
+	case ECONNREFUSED:
+		return "the store's server refused the connection: nothing was "
+		       "applied";
+	case EACCES:
+		return "permission denied (for a remote store: its credentials "
+		       "or roles)";
 	case ENOMEM:
 		return "out of memory";
 	default:
