@@ -2,7 +2,8 @@
 /*
  * This file is the public contract of libustate, the univrs-state store in
  * C: a versioned, hierarchical key-value store with compare-and-set,
- * multi-key transactions and watch streams, over SQLite or memory.
+ * multi-key transactions and watch streams, over SQLite, memory or an
+ * etcd v3 cluster (see ustate_open()).
  *
  * Conventions, for every function below:
  *  - a fallible function returns 0 (or a documented non-negative value) on
@@ -350,6 +351,11 @@ void ustate_entry_free(ustate_entry *e);
  * deleted or replaced at its path since it was opened. After -EIO the
  * write is not visible, but a crash may still bring it back (its bytes may
  * have reached the file): as after a timeout, its outcome is unknown.
+ * An etcd store answers -ETIMEDOUT for a write that was sent and got no
+ * answer within request_timeout (or lost its connection): it may or may
+ * not have been applied, and the library does not send it again; and
+ * -ENOTCONN, -ECONNREFUSED, -EHOSTUNREACH, -EACCES for one surely not
+ * applied (no endpoint answered, or the cluster refused it).
  */
 int ustate_set(ustate *s, const char *key, const void *val, size_t len,
 	       uint64_t *version);
@@ -559,7 +565,9 @@ int ustate_watch_fd(ustate_watch *w);
  *
  * Return: 0; -EAGAIN when none arrived in time; -EOVERFLOW when the watch
  * fell behind the retained history and events were lost:
- * reopen it from ustate_revision() after re-reading state; -EINTR.
+ * reopen it from ustate_revision() after re-reading state; -ENODATA (etcd)
+ * when etcd compacted away revisions the watch had not read (the client
+ * was cut off meanwhile): the same remedy; -EINTR.
  */
 int ustate_watch_next(ustate_watch *w, ustate_event *ev, int timeout_ms);
 
