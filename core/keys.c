@@ -196,9 +196,6 @@ const char *ustate_strerror(int err)
 	case ECONNREFUSED:
 		return "the store's server refused the connection: nothing was "
 		       "applied";
-	case EACCES:
-		return "permission denied (for a remote store: its credentials "
-		       "or roles)";
 	case ENOMEM:
 		return "out of memory";
 	default:
