@@ -313,6 +313,26 @@ int watcher_start(void);
 void watcher_stop(void);
 
 /*
+ * view.c: the key space as of the last change the replay applied. A
+ * path's state: a value, a directory record (always for "/"), how many
+ * names exist directly below it; a directory has a record or names
+ * below, and it exists if it is a directory or has a value.
+ */
+struct view_state {
+	bool value, record, dir, exists;
+	uint32_t nchild;
+};
+/*
+ * Load it from the store: *first and *last are store revisions before
+ * and after the reads, so it is exact once the changes after *first up
+ * to *last are applied.
+ */
+int view_load(uint64_t *first, uint64_t *last);
+void view_clear(void);
+int view_apply(ustate_event_type type, const char *key);
+void view_state(const char *path, struct view_state *st);
+
+/*
  * log.c: the daemon's messages, at syslog's levels (LOG_ERR ... LOG_DEBUG),
  * to stderr, the journal or syslog. log_level_parse() maps "error",
  * "warning", "notice", "info" or "debug" to its level, or -EINVAL.

@@ -14,9 +14,17 @@
  * create and close (created), unlink (deleted), mkdir and rmdir for
  * directories that appear or vanish with the key. The kernel then sends
  * every inotify watcher the native events. Those requests carry the
- * watcher's thread id; the handlers recognise them (replay_request())
+ * helper's process id; the handlers recognise them (replay_request())
  * and answer them without touching the store, seeing the path as the
  * replay needs it (absent before a create, present before an unlink).
+ *
+ * What a change did to the tree (which directories appeared or vanished
+ * with it, whether the path was a directory) is decided from the view
+ * (view.c): the key space as of the change before it, which the watcher
+ * keeps by applying every change, its own included. The store itself may
+ * be many changes ahead, and would tell the tree as it is now: a replay
+ * that lags behind a quick sequence of changes then made directories
+ * appear and vanish several times.
  *
  * The operations on the mount are made by a helper process, not by a
  * thread of the daemon: a FUSE request that a daemon's own thread makes
@@ -439,7 +447,14 @@ static int helper_do(enum helper_op op, const char *path)
 	return rc;
 }
 
-static void replay_create(const char *path, bool dir)
+/*
+ * The operations a change comes down to on the mount. Each first makes
+ * the kernel forget what it caches of the path (a name another process
+ * here looked up from the store, a change or more ahead of the replay),
+ * so that it asks, and the replayer's lookups see the path as the change
+ * had it (absent before a create, present before a removal).
+ */
+static void k_create(const char *path, bool dir)
 {
 	forget_path(path);
 	intent_set(path, KIND_NONE);
@@ -447,7 +462,7 @@ static void replay_create(const char *path, bool dir)
 	intent_set(path, dir ? KIND_DIR : KIND_FILE);
 }
 
-static void replay_remove(const char *path, bool dir)
+static void k_remove(const char *path, bool dir)
 {
 	forget_path(path);
 	intent_set(path, dir ? KIND_DIR : KIND_FILE);
@@ -455,49 +470,11 @@ static void replay_remove(const char *path, bool dir)
 	intent_set(path, KIND_NONE);
 }
 
-static void replay_update(const char *path)
+static void k_update(const char *path)
 {
 	forget_path(path);
+	intent_set(path, KIND_FILE);
 	helper_do(H_TOUCH, path);
-}
-
-/*
- * The ancestors of key, top down, each with whether it is now a directory
- * that holds nothing but the way to key (so it appeared, or vanishes,
- * with key), and whether it has a value of its own.
- */
-static int lonely_ancestors(const char *key, char (*anc)[FS_PATH_MAX],
-			    bool *lonely, bool *valued, size_t *n)
-{
-	ustate_dirent *d;
-	const char *p;
-	unsigned flags;
-	size_t cnt = 0, len, i;
-	int rc;
-
-	for (p = strchr(key + 1, '/'); p && cnt < MAX_INTENT - 2;
-	     p = strchr(p + 1, '/')) {
-		len = (size_t)(p - key);
-		memcpy(anc[cnt], key, len);
-		anc[cnt][len] = '\0';
-		rc = ustate_readdir(fs.store, anc[cnt], &d, &i);
-		if (rc < 0)
-			return rc;
-		lonely[cnt] =
-			i == 0 ||
-			(i == 1 &&
-			 !strncmp(d[0].name, p + 1, strcspn(p + 1, "/")) &&
-			 strlen(d[0].name) == strcspn(p + 1, "/"));
-		ustate_dirents_free(d, i);
-		rc = ustate_node(fs.store, anc[cnt], &flags);
-		if (rc < 0)
-			return rc;
-		valued[cnt] = flags & USTATE_NODE_VALUE;
-		lonely[cnt] = lonely[cnt] && !(flags & USTATE_NODE_RECORD);
-		cnt++;
-	}
-	*n = cnt;
-	return 0;
 }
 
 /* path + "/.value" into out (FS_PATH_MAX bytes; a key always fits). */
@@ -509,139 +486,186 @@ static void value_path(const char *path, char *out)
 	memcpy(out + len, "/.value", 8);
 }
 
+/* The ancestors of path (not the root), top down; their number. */
+static size_t ancestors(const char *path, char (*anc)[FS_PATH_MAX])
+{
+	const char *p;
+	size_t n = 0, len;
+
+	for (p = strchr(path + 1, '/'); p && n < MAX_INTENT - 4;
+	     p = strchr(p + 1, '/')) {
+		len = (size_t)(p - path);
+		memcpy(anc[n], path, len);
+		anc[n][len] = '\0';
+		n++;
+	}
+	return n;
+}
+
 /*
- * Directories that appeared with a change below them, top down (anc[] and
- * its flags as lonely_ancestors() gave them); a file that gained its
- * first child turns into a directory whose own value is DIR/.value.
+ * Directories that appear with a change below them, as the view had them
+ * before the change: every ancestor of path that was no directory yet
+ * (below the first one, none was anything). anc[] holds them top down
+ * (ancestors()); their first index into *first; valued[] whether each
+ * was a file, which turns into a directory with its value as DIR/.value.
  */
-static void ancestors_appear(char (*anc)[FS_PATH_MAX], const bool *lonely,
-			     const bool *valued, size_t n)
+static void appearing(char (*anc)[FS_PATH_MAX], size_t n, size_t *first,
+		      bool *valued)
+{
+	struct view_state st;
+	size_t i;
+
+	*first = n;
+	for (i = n; i-- > 0;) {
+		view_state(anc[i], &st);
+		if (st.dir)
+			break;
+		valued[i] = st.value;
+		*first = i;
+	}
+}
+
+static void ancestors_appear(char (*anc)[FS_PATH_MAX], size_t n, size_t first,
+			     const bool *valued)
 {
 	char vpath[FS_PATH_MAX];
 	size_t i;
 
-	for (i = 0; i < n; i++) {
-		if (!lonely[i])
-			continue;
+	for (i = first; i < n; i++) {
 		if (valued[i])
-			replay_remove(anc[i], false);
-		replay_create(anc[i], true);
+			k_remove(anc[i], false);
+		k_create(anc[i], true);
 		if (valued[i]) {
 			value_path(anc[i], vpath);
-			replay_create(vpath, false);
+			k_create(vpath, false);
 		}
 	}
 }
 
 /*
- * Directories that vanished with a change below them, bottom up; one left
- * with only its own value turns back into a file.
+ * Directories that vanished with a change below them, bottom up, by the
+ * view after the change; one left with only its own value turns back
+ * into a file.
  */
-static void ancestors_vanish(char (*anc)[FS_PATH_MAX], const bool *lonely,
-			     size_t n)
+static void ancestors_vanish(char (*anc)[FS_PATH_MAX], size_t n)
 {
 	char vpath[FS_PATH_MAX];
-	unsigned flags;
+	struct view_state st;
 	size_t i;
 
 	for (i = n; i-- > 0;) {
-		if (!lonely[i] || ustate_node(fs.store, anc[i], &flags) < 0 ||
-		    flags_dir(flags))
+		view_state(anc[i], &st);
+		if (st.dir)
 			break;
-		if (flags & USTATE_NODE_VALUE) {
+		if (st.value) {
 			value_path(anc[i], vpath);
-			replay_remove(vpath, false);
+			k_remove(vpath, false);
 		}
-		replay_remove(anc[i], true);
-		if (flags & USTATE_NODE_VALUE)
-			replay_create(anc[i], false);
+		k_remove(anc[i], true);
+		if (st.value) {
+			k_create(anc[i], false);
+			break;
+		}
 	}
 }
 
-/* Replay one change that the kernel has not seen. */
-static void replay(const ustate_event *ev)
+/* Replay one change that the kernel has not seen, and apply it. */
+static void replay_one(const ustate_event *c)
 {
 	char anc[MAX_INTENT][FS_PATH_MAX];
 	char vpath[FS_PATH_MAX];
-	bool lonely[MAX_INTENT], valued[MAX_INTENT];
-	unsigned flags = 0;
-	size_t n = 0, i;
-	bool isdir;
+	bool valued[MAX_INTENT];
+	struct view_state was, is;
+	size_t n, i, first;
 
-	replaying = ev->revision;
-	if (lonely_ancestors(ev->key, anc, lonely, valued, &n) < 0 ||
-	    ustate_node(fs.store, ev->key, &flags) < 0)
-		return;
-	/* An ancestor is new (or gone) only if everything below it is. */
-	for (i = n; i-- > 1;)
-		if (!lonely[i])
-			lonely[i - 1] = false;
-	isdir = flags_dir(flags);
+	replaying = c->revision;
+	n = ancestors(c->key, anc);
+	value_path(c->key, vpath);
+	view_state(c->key, &was);
+	appearing(anc, n, &first, valued);
+	view_apply(c->type, c->key);
+	view_state(c->key, &is);
 	/*
-	 * Later changes may already be in the store (the key or its
-	 * directories gone again): the replayer sees the path as it was at
-	 * this event, whatever the store says now.
+	 * The store may be changes ahead: the replayer sees every ancestor
+	 * as a directory, which it was before or is after this change.
 	 */
 	for (i = 0; i < n; i++)
 		intent_set(anc[i], KIND_DIR);
-	if (ev->type == USTATE_EVENT_DIR_DELETED)
-		intent_set(ev->key, KIND_DIR);
-	else if (ev->type != USTATE_EVENT_CREATED &&
-		 ev->type != USTATE_EVENT_DIR_CREATED)
-		intent_set(ev->key, isdir ? KIND_DIR : KIND_FILE);
-	switch (ev->type) {
+	switch (c->type) {
 	case USTATE_EVENT_CREATED:
-		ancestors_appear(anc, lonely, valued, n);
-		if (isdir) {
-			value_path(ev->key, vpath);
-			replay_create(vpath, false);
-		} else {
-			replay_create(ev->key, false);
+		if (was.dir) {
+			intent_set(c->key, KIND_DIR);
+			k_create(vpath, false);
+			break;
 		}
+		ancestors_appear(anc, n, first, valued);
+		k_create(c->key, false);
 		break;
 	case USTATE_EVENT_UPDATED:
-		if (isdir) {
-			value_path(ev->key, vpath);
-			intent_set(vpath, KIND_FILE);
-			replay_update(vpath);
-		} else {
-			replay_update(ev->key);
-		}
+		intent_set(c->key, was.dir ? KIND_DIR : KIND_FILE);
+		k_update(was.dir ? vpath : c->key);
 		break;
 	case USTATE_EVENT_DELETED:
 		/*
 		 * First of all, writers opened before the delete lose the
 		 * name: no resurrection. Those opened since keep it.
 		 */
-		value_path(ev->key, vpath);
-		node_deleted(ev->key, ev->revision);
-		node_deleted(vpath, ev->revision);
-		if (isdir) {
-			replay_remove(vpath, false);
+		node_deleted(c->key, c->revision);
+		node_deleted(vpath, c->revision);
+		if (!was.value)
+			break;
+		if (is.dir) {
+			intent_set(c->key, KIND_DIR);
+			k_remove(vpath, false);
 			break;
 		}
-		replay_remove(ev->key, false);
-		ancestors_vanish(anc, lonely, n);
+		k_remove(c->key, false);
+		ancestors_vanish(anc, n);
 		break;
 	case USTATE_EVENT_DIR_CREATED:
-		/*
-		 * Whether the path was a directory already (keys below it)
-		 * is the kernel's to say: a directory it knows makes the
-		 * mkdir EEXIST, and no event. Children the store has now
-		 * may be later changes, whose events come after this one.
-		 */
-		ancestors_appear(anc, lonely, valued, n);
-		replay_create(ev->key, true);
+		/* A directory already (keys below it): nothing to see. */
+		if (was.dir)
+			break;
+		ancestors_appear(anc, n, first, valued);
+		if (was.value)
+			k_remove(c->key, false);
+		k_create(c->key, true);
+		if (was.value)
+			k_create(vpath, false);
 		break;
 	case USTATE_EVENT_DIR_DELETED:
-		/* Still a directory (keys below it) unless nothing is left. */
-		if (flags)
+		/* Still a directory while keys lie below it. */
+		if (!was.dir || is.dir)
 			break;
-		replay_remove(ev->key, true);
-		ancestors_vanish(anc, lonely, n);
+		intent_set(c->key, KIND_DIR);
+		if (is.value)
+			k_remove(vpath, false);
+		k_remove(c->key, true);
+		if (is.value)
+			k_create(c->key, false);
+		else
+			ancestors_vanish(anc, n);
 		break;
 	}
 	intent_clear();
+}
+
+static uint64_t silent_until; /* changes up to it are in the view as
+			       * loaded; set by the watcher thread only */
+
+/*
+ * Follow the store from the view: loaded, then exact once the changes
+ * after the revision it starts from are applied up to silent_until.
+ */
+static int follow(void)
+{
+	uint64_t first;
+	int rc;
+
+	rc = view_load(&first, &silent_until);
+	if (rc == 0)
+		rc = ustate_watch_open(&fs.watch, fs.store, "*", first + 1);
+	return rc;
 }
 
 static void *watcher_main(void *arg)
@@ -674,7 +698,7 @@ static void *watcher_main(void *arg)
 			ustate_watch_close(fs.watch);
 			own_clear();
 			fs.watch = NULL;
-			if (ustate_watch_open(&fs.watch, fs.store, "*", 0) < 0)
+			if (follow() < 0)
 				rc = -EIO;
 			else
 				continue;
@@ -691,19 +715,21 @@ static void *watcher_main(void *arg)
 			ustate_watch_close(fs.watch);
 			own_clear();
 			fs.watch = NULL;
-			while (fs.watching &&
-			       ustate_watch_open(&fs.watch, fs.store, "*", 0) <
-				       0)
+			while (fs.watching && follow() < 0)
 				sleep(1);
 			if (!fs.watch)
 				break;
 			continue;
 		}
-		if (own_take(ev.key, ev.type >= USTATE_EVENT_DIR_CREATED
+		/* This mount's own change: the kernel has it already. */
+		if (ev.revision <= silent_until ||
+		    own_take(ev.key, ev.type >= USTATE_EVENT_DIR_CREATED
 					     ? DIR_TOKEN
-					     : ev.version))
+					     : ev.version)) {
+			view_apply(ev.type, ev.key);
 			continue;
-		replay(&ev);
+		}
+		replay_one(&ev);
 	}
 	return NULL;
 }
@@ -712,14 +738,17 @@ int watcher_start(void)
 {
 	int rc;
 
-	rc = ustate_watch_open(&fs.watch, fs.store, "*", 0);
-	if (rc < 0)
+	rc = follow();
+	if (rc < 0) {
+		view_clear();
 		return rc;
+	}
 	fs.watching = true;
 	rc = -pthread_create(&fs.watcher, NULL, watcher_main, NULL);
 	if (rc < 0) {
 		fs.watching = false;
 		ustate_watch_close(fs.watch);
+		view_clear();
 	}
 	return rc;
 }
@@ -732,4 +761,5 @@ void watcher_stop(void)
 	pthread_join(fs.watcher, NULL);
 	ustate_watch_close(fs.watch);
 	own_clear();
+	view_clear();
 }
