@@ -331,6 +331,14 @@ int view_load(uint64_t *first, uint64_t *last);
 void view_clear(void);
 int view_apply(ustate_event_type type, const char *key);
 void view_state(const char *path, struct view_state *st);
+/*
+ * A trial: changes applied to a copy, the view unchanged; the states the
+ * trial gives, and every path it touched (in order of first touch).
+ */
+int view_trial_apply(ustate_event_type type, const char *key);
+void view_trial_state(const char *path, struct view_state *st);
+void view_trial_each(void (*fn)(void *arg, const char *path), void *arg);
+void view_trial_end(void);
 
 /*
  * log.c: the daemon's messages, at syslog's levels (LOG_ERR ... LOG_DEBUG),

@@ -1780,6 +1780,12 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		rc = child_path(dir, name, from);
 	if (rc == 0)
 		rc = creatable(ndir, newname, to);
+	if (rc == 0 && replay_request(req)) {
+		/* Moved in the store already: the nodes move with the names. */
+		node_move(from, to);
+		fuse_reply_err(req, 0);
+		return;
+	}
 	if (rc == 0 && (!strcmp(name, ".txn") || !strcmp(name, ".value")))
 		rc = -EPERM;
 	if (rc == 0 && fs.read_only)

@@ -24,7 +24,9 @@
  * keeps by applying every change, its own included. The store itself may
  * be many changes ahead, and would tell the tree as it is now: a replay
  * that lags behind a quick sequence of changes then made directories
- * appear and vanish several times.
+ * appear and vanish several times. The changes of one revision (one
+ * commit) are replayed together, so that a rename is replayed as one
+ * rename through the mount (see "renames" below).
  *
  * The operations on the mount are made by a helper process, not by a
  * thread of the daemon: a FUSE request that a daemon's own thread makes
@@ -41,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -327,6 +330,15 @@ static void intent_clear(void)
 
 /* ---- replaying -------------------------------------------------------- */
 
+/* A change read from the store, kept with its revision's. */
+struct change {
+	struct change *next;
+	ustate_event_type type;
+	uint64_t version, revision;
+	bool own; /* this mount's: the kernel has it already */
+	char key[];
+};
+
 /* Drop the kernel's dentry of path and its cached attributes and data. */
 static void forget_path(const char *path)
 {
@@ -354,13 +366,16 @@ enum helper_op {
 	H_MKDIR = 'm',
 	H_UNLINK = 'u',
 	H_RMDIR = 'r',
-	H_TOUCH = 'w'
+	H_TOUCH = 'w',
+	H_RENAME = 'n', /* two paths, each ended by a NUL */
 };
 
 /* The helper's loop: one operation per message, its errno as the reply. */
 static void helper_main(int fd)
 {
-	char msg[FS_PATH_MAX + 2], path[PATH_MAX];
+	/* Room for the mountpoint and paths (the kernel stops at PATH_MAX). */
+	char msg[2 * FS_PATH_MAX + 2], path[PATH_MAX + sizeof(msg)];
+	char to[PATH_MAX + sizeof(msg)];
 	ssize_t len;
 	int rc, f;
 
@@ -386,6 +401,11 @@ static void helper_main(int fd)
 			break;
 		case H_RMDIR:
 			rc = rmdir(path) < 0 ? errno : 0;
+			break;
+		case H_RENAME:
+			snprintf(to, sizeof(to), "%s%s", fs.mountpoint,
+				 msg + 2 + strlen(msg + 1));
+			rc = rename(path, to) < 0 ? errno : 0;
 			break;
 		default:
 			rc = EINVAL;
@@ -430,21 +450,33 @@ void replay_exit(void)
 	waitpid(replayer, NULL, 0);
 }
 
-/* Have the helper perform op on path; its errno, or -1 when it is gone. */
-static int helper_do(enum helper_op op, const char *path)
+/*
+ * Have the helper perform op on path (and to, for a rename); its errno,
+ * or -1 when it is gone.
+ */
+static int helper_do2(enum helper_op op, const char *path, const char *to)
 {
-	char msg[FS_PATH_MAX + 2];
-	size_t len = strlen(path);
+	char msg[2 * FS_PATH_MAX + 2];
+	size_t len = strlen(path), tlen = to ? strlen(to) + 1 : 0;
 	int rc;
 
 	msg[0] = (char)op;
-	memcpy(msg + 1, path, len);
-	if (send(helper_fd, msg, len + 1, MSG_NOSIGNAL) != (ssize_t)len + 1 ||
+	memcpy(msg + 1, path, len + 1);
+	if (to)
+		memcpy(msg + len + 2, to, tlen);
+	len += 1 + (to ? 1 + tlen : 0);
+	if (send(helper_fd, msg, len, MSG_NOSIGNAL) != (ssize_t)len ||
 	    recv(helper_fd, &rc, sizeof(rc), 0) != sizeof(rc))
 		return -1;
 	if (rc)
-		log_msg(LOG_DEBUG, "replay %c %s: %s", op, path, strerror(rc));
+		log_msg(LOG_DEBUG, "replay %c %s%s%s: %s", op, path,
+			to ? " " : "", to ? to : "", strerror(rc));
 	return rc;
+}
+
+static int helper_do(enum helper_op op, const char *path)
+{
+	return helper_do2(op, path, NULL);
 }
 
 /*
@@ -570,7 +602,7 @@ static void ancestors_vanish(char (*anc)[FS_PATH_MAX], size_t n)
 }
 
 /* Replay one change that the kernel has not seen, and apply it. */
-static void replay_one(const ustate_event *c)
+static void replay_one(const struct change *c)
 {
 	char anc[MAX_INTENT][FS_PATH_MAX];
 	char vpath[FS_PATH_MAX];
@@ -650,6 +682,354 @@ static void replay_one(const ustate_event *c)
 	intent_clear();
 }
 
+/* ---- renames ---------------------------------------------------------- */
+
+/*
+ * A rename is one transaction that removes every key and record at or
+ * below one path and makes the same ones, with the same relative paths,
+ * below another: what ops.c's do_rename() commits, and what another
+ * mount's rename (or any client's transaction of that shape) looks like
+ * in the history. The kernel can be told of it only by a rename through
+ * the mount: that alone gives watchers IN_MOVED_FROM and IN_MOVED_TO
+ * with one cookie, and moves the names at one instant.
+ *
+ * The changes of the revision are first applied to a trial copy of the
+ * view (view_trial_*()): the paths whose names vanished and appeared are
+ * grouped under their highest such path, and a group that vanished is
+ * paired with one that appeared (or a file, or an empty directory, that
+ * a change of the revision replaced) whose paths and kinds below it are
+ * the same, compared by a count and a sum of hashes.
+ */
+#define MAX_TOPS 32 /* groups looked at in one revision; more: no rename */
+
+struct group {
+	char *path;
+	size_t count; /* paths that exist at and below it */
+	uint64_t sum; /* of their hashes */
+	bool file;    /* the top: a value and nothing below */
+	bool taken;   /* paired */
+};
+
+struct renames {
+	struct group gone[MAX_TOPS], made[MAX_TOPS];
+	size_t ngone, nmade;
+	bool overflow;
+};
+
+/* A pair found: the changes at or below from are the rename to to. */
+struct rename {
+	const char *from, *to;
+	bool tried, ok;
+};
+
+static void states(const char *path, struct view_state *b, struct view_state *a)
+{
+	view_state(path, b);
+	view_trial_state(path, a);
+}
+
+static bool vanished(const char *path)
+{
+	struct view_state b, a;
+
+	states(path, &b, &a);
+	return b.exists && !a.exists;
+}
+
+/* The records the revision dropped (a rename onto an empty directory). */
+static const char *dropped[MAX_TOPS];
+static size_t ndropped;
+
+/*
+ * Whether path is new with the revision, or an empty directory that a
+ * directory was renamed onto: dropped and made again, with names below.
+ */
+static bool arrived(const char *path)
+{
+	struct view_state b, a;
+	size_t i;
+
+	states(path, &b, &a);
+	if (!b.exists && a.exists)
+		return true;
+	if (!(b.record && !b.nchild && !b.value && a.nchild))
+		return false;
+	for (i = 0; i < ndropped; i++)
+		if (!strcmp(dropped[i], path))
+			return true;
+	return false;
+}
+
+/* The highest path at or above path that test() holds for, into top. */
+static bool group_top(const char *path, bool (*test)(const char *), char *top)
+{
+	char cur[FS_PATH_MAX], dir[FS_PATH_MAX];
+	bool found = false;
+
+	strcpy(cur, path);
+	/* Bounded by the depth of path: one step up per segment. */
+	while (strcmp(cur, "/") && test(cur)) {
+		strcpy(top, cur);
+		found = true;
+		path_split(cur, dir);
+		strcpy(cur, dir);
+	}
+	return found;
+}
+
+static struct group *group_of(struct group *g, size_t *n, const char *top,
+			      bool *overflow)
+{
+	size_t i;
+
+	for (i = 0; i < *n; i++)
+		if (!strcmp(g[i].path, top))
+			return &g[i];
+	if (*n == MAX_TOPS || !(g[*n].path = strdup(top))) {
+		*overflow = true;
+		return NULL;
+	}
+	g[*n].count = 0;
+	g[*n].sum = 0;
+	g[*n].file = false;
+	g[*n].taken = false;
+	return &g[(*n)++];
+}
+
+static uint64_t path_hash(const char *rel, bool value, bool record)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	for (; *rel; rel++)
+		h = (h ^ (unsigned char)*rel) * 0x100000001b3ull;
+	return h ^ ((uint64_t)value << 62) ^ ((uint64_t)record << 61);
+}
+
+/* Count path, by its state st, into g, its group. */
+static void group_add(struct group *g, const char *path,
+		      const struct view_state *st)
+{
+	const char *rel = path + strlen(g->path);
+
+	if (!st->exists)
+		return;
+	g->count++;
+	/* A rename gives its target a record even where none was. */
+	g->sum += path_hash(rel, st->value, *rel && st->record);
+	if (!*rel)
+		g->file = st->value && !st->dir;
+}
+
+static void group_path(void *arg, const char *path)
+{
+	struct renames *r = arg;
+	char top[FS_PATH_MAX];
+	struct view_state b, a;
+	struct group *g;
+
+	states(path, &b, &a);
+	if (group_top(path, vanished, top)) {
+		g = group_of(r->gone, &r->ngone, top, &r->overflow);
+		if (g)
+			group_add(g, path, &b);
+	}
+	if (group_top(path, arrived, top)) {
+		g = group_of(r->made, &r->nmade, top, &r->overflow);
+		if (g)
+			group_add(g, path, &a);
+	}
+}
+
+/* Whether the parent of path is a directory before and after. */
+static bool parent_stays(const char *path)
+{
+	char dir[FS_PATH_MAX];
+	struct view_state b, a;
+
+	path_split(path, dir);
+	states(dir, &b, &a);
+	return b.dir && a.dir;
+}
+
+static bool under(const char *path, const char *top)
+{
+	size_t len = strlen(top);
+
+	return !strcmp(path, top) ||
+	       (!strncmp(path, top, len) && path[len] == '/');
+}
+
+/*
+ * A file is renamed by a set of the new key right before the delete of
+ * the old one (do_rename()'s order): without it, a transaction that sets
+ * one key and deletes another is no rename.
+ */
+static bool adjacent(struct change **b, size_t n, const char *to,
+		     const char *from)
+{
+	size_t i;
+
+	for (i = 0; i + 1 < n; i++)
+		if ((b[i]->type == USTATE_EVENT_CREATED ||
+		     b[i]->type == USTATE_EVENT_UPDATED) &&
+		    b[i + 1]->type == USTATE_EVENT_DELETED &&
+		    !strcmp(b[i]->key, to) && !strcmp(b[i + 1]->key, from))
+			return true;
+	return false;
+}
+
+/*
+ * The renames among the n changes of one revision, into out (at most
+ * MAX_TOPS); their number. The view is left as it was.
+ */
+static size_t find_renames(struct change **b, size_t n, struct rename *out)
+{
+	struct renames r = {0};
+	struct group *g, *m;
+	size_t i, j, k = 0;
+	bool ok = true;
+
+	ndropped = 0;
+	for (i = 0; ok && i < n; i++) {
+		ok = view_trial_apply(b[i]->type, b[i]->key) == 0;
+		if (b[i]->type == USTATE_EVENT_DIR_DELETED &&
+		    ndropped < MAX_TOPS)
+			dropped[ndropped++] = b[i]->key;
+	}
+	if (ok)
+		view_trial_each(group_path, &r);
+	ndropped = 0;
+	for (i = 0; ok && !r.overflow && i < r.ngone; i++) {
+		g = &r.gone[i];
+		for (j = 0; j < r.nmade; j++) {
+			m = &r.made[j];
+			if (m->taken || m->count != g->count ||
+			    m->sum != g->sum || m->file != g->file ||
+			    under(m->path, g->path) ||
+			    under(g->path, m->path) || !parent_stays(g->path) ||
+			    !parent_stays(m->path) ||
+			    (g->file && !adjacent(b, n, m->path, g->path)))
+				continue;
+			m->taken = true;
+			out[k].from = g->path;
+			out[k].to = m->path;
+			out[k].tried = out[k].ok = false;
+			g->path = NULL; /* now the pair's */
+			m->path = NULL;
+			k++;
+			break;
+		}
+	}
+	for (i = 0; i < r.ngone; i++)
+		free(r.gone[i].path);
+	for (i = 0; i < r.nmade; i++)
+		free(r.made[i].path);
+	view_trial_end();
+	return k;
+}
+
+/*
+ * Replay the rename of the changes b[] (of revision rev) at or below
+ * p->from to p->to, as one rename through the mount; false when the
+ * kernel refused it (the changes are then replayed one by one).
+ */
+static bool replay_rename(struct rename *p, struct change **b, size_t n,
+			  uint64_t rev)
+{
+	char anc[MAX_INTENT][FS_PATH_MAX], vpath[FS_PATH_MAX];
+	struct view_state f, t;
+	size_t na, i;
+	int rc;
+
+	replaying = rev;
+	view_state(p->from, &f);
+	view_state(p->to, &t);
+	/* Writers of the keys moved and of a file replaced lose the name. */
+	for (i = 0; i < n; i++) {
+		if (b[i]->type != USTATE_EVENT_DELETED ||
+		    !under(b[i]->key, p->from))
+			continue;
+		value_path(b[i]->key, vpath);
+		node_deleted(b[i]->key, rev);
+		node_deleted(vpath, rev);
+	}
+	if (t.value)
+		node_deleted(p->to, rev);
+	na = ancestors(p->from, anc);
+	for (i = 0; i < na; i++)
+		intent_set(anc[i], KIND_DIR);
+	na = ancestors(p->to, anc);
+	for (i = 0; i < na; i++)
+		intent_set(anc[i], KIND_DIR);
+	intent_set(p->from, f.dir ? KIND_DIR : KIND_FILE);
+	intent_set(p->to, !t.exists ? KIND_NONE : t.dir ? KIND_DIR : KIND_FILE);
+	forget_path(p->from);
+	forget_path(p->to);
+	rc = helper_do2(H_RENAME, p->from, p->to);
+	intent_clear();
+	if (rc) {
+		log_msg(LOG_NOTICE, "replay of rename %s to %s: %s", p->from,
+			p->to, rc < 0 ? "no helper" : strerror(rc));
+		return false;
+	}
+	/* A file's value has a new revision: its size may not be trusted. */
+	if (!f.dir)
+		own_forget_attrs(p->to, rev);
+	return true;
+}
+
+/* ---- the changes of one revision -------------------------------------- */
+
+/*
+ * Replay a revision's changes b[0..n) (silent: only apply them to the
+ * view, for changes the kernel already has).
+ */
+static void replay_batch(struct change **b, size_t n, bool silent)
+{
+	struct rename ren[MAX_TOPS], *p;
+	size_t i, j, nren = 0;
+	bool others = false;
+
+	for (i = 0; i < n; i++) {
+		/* Silent: the view as loaded has it, and no token can. */
+		b[i]->own = silent ||
+			    own_take(b[i]->key,
+				     b[i]->type >= USTATE_EVENT_DIR_CREATED
+					     ? DIR_TOKEN
+					     : b[i]->version);
+		others = others || !b[i]->own;
+	}
+	/* A revision is one commit: another's whole, or this mount's. */
+	if (others && n > 1) {
+		for (i = 0; i < n && !b[i]->own; i++)
+			;
+		if (i == n)
+			nren = find_renames(b, n, ren);
+	}
+	for (i = 0; i < n; i++) {
+		if (b[i]->own) {
+			view_apply(b[i]->type, b[i]->key);
+			continue;
+		}
+		for (p = NULL, j = 0; j < nren && !p; j++)
+			if (under(b[i]->key, ren[j].from) ||
+			    under(b[i]->key, ren[j].to))
+				p = &ren[j];
+		if (p && !p->tried) {
+			p->tried = true;
+			p->ok = replay_rename(p, b, n, b[i]->revision);
+		}
+		if (p && p->ok)
+			view_apply(b[i]->type, b[i]->key);
+		else
+			replay_one(b[i]);
+	}
+	for (j = 0; j < nren; j++) {
+		free((char *)ren[j].from);
+		free((char *)ren[j].to);
+	}
+}
+
 static uint64_t silent_until; /* changes up to it are in the view as
 			       * loaded; set by the watcher thread only */
 
@@ -668,14 +1048,69 @@ static int follow(void)
 	return rc;
 }
 
+/* The changes of one revision, read so far: n of them in b. */
+struct batch {
+	struct change **b;
+	size_t n, cap;
+};
+
+static void batch_replay(struct batch *bt)
+{
+	size_t i;
+
+	if (!bt->n)
+		return;
+	replay_batch(bt->b, bt->n, bt->b[0]->revision <= silent_until);
+	for (i = 0; i < bt->n; i++)
+		free(bt->b[i]);
+	bt->n = 0;
+}
+
+static void batch_add(struct batch *bt, const ustate_event *ev)
+{
+	size_t len = strlen(ev->key) + 1;
+	struct change *c, **grown;
+
+	if (bt->n == bt->cap) {
+		grown = realloc(bt->b,
+				(bt->cap ? bt->cap * 2 : 16) * sizeof(*grown));
+		/* Out of memory: the revision so far is replayed alone. */
+		if (!grown) {
+			batch_replay(bt);
+		} else {
+			bt->b = grown;
+			bt->cap = bt->cap ? bt->cap * 2 : 16;
+		}
+	}
+	c = malloc(sizeof(*c) + len);
+	if (!c || bt->n == bt->cap) {
+		free(c);
+		log_msg(LOG_WARNING, "replay of %s: out of memory", ev->key);
+		return;
+	}
+	c->next = NULL;
+	c->own = false;
+	c->type = ev->type;
+	c->version = ev->version;
+	c->revision = ev->revision;
+	memcpy(c->key, ev->key, len);
+	bt->b[bt->n++] = c;
+}
+
 static void *watcher_main(void *arg)
 {
+	struct batch bt = {0};
 	struct pollfd pfd;
 	ustate_event ev;
 	int rc;
 
 	while (fs.watching) {
 		rc = ustate_watch_next(fs.watch, &ev, 0);
+		/* A revision is committed whole: it ends with the next. */
+		if (rc == 0 && bt.n && ev.revision != bt.b[0]->revision)
+			batch_replay(&bt);
+		if (rc < 0)
+			batch_replay(&bt);
 		if (rc == -EAGAIN) {
 			/*
 			 * Nothing new. Once signaled, let the burst it may
@@ -721,16 +1156,10 @@ static void *watcher_main(void *arg)
 				break;
 			continue;
 		}
-		/* This mount's own change: the kernel has it already. */
-		if (ev.revision <= silent_until ||
-		    own_take(ev.key, ev.type >= USTATE_EVENT_DIR_CREATED
-					     ? DIR_TOKEN
-					     : ev.version)) {
-			view_apply(ev.type, ev.key);
-			continue;
-		}
-		replay_one(&ev);
+		batch_add(&bt, &ev);
 	}
+	batch_replay(&bt);
+	free(bt.b);
 	return NULL;
 }
 

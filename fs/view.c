@@ -9,7 +9,10 @@
  * possibly many changes later.
  *
  * It is loaded once from the store (view_load()) and then follows every
- * change, this mount's own included. Only the replay's thread uses it.
+ * change, this mount's own included. A batch (the changes of one
+ * revision) can be applied tentatively: view_begin() starts a journal of
+ * the states each path had before, view_rollback() restores them, and
+ * view_before() reads them meanwhile. Only the replay's thread uses it.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -25,14 +28,19 @@ struct ventry {
 	uint32_t nchild; /* names directly below that exist */
 	uint8_t flags;	 /* V_VALUE, V_RECORD */
 	struct ventry *next;
+	struct ventry *next_all; /* a trial's entries, in order of touch */
 };
 
 struct table {
 	struct ventry **b;
 	size_t nb, n;
+	bool trial;		    /* copies of the view's entries, kept even
+				     * when empty: the paths a batch touched */
+	struct ventry *all, **tail; /* trial: every entry */
 };
 
 static struct table view;
+static struct table trial = {.trial = true};
 
 /* FNV-1a, as the inode numbers use. */
 static uint64_t hash_str(const char *p)
@@ -77,10 +85,13 @@ static void grow(struct table *t)
 	t->nb = n;
 }
 
-/* The entry of path in t, made (empty) when missing; NULL on ENOMEM. */
+/*
+ * The entry of path in t, made when missing (in a trial, as a copy of the
+ * view's); NULL on ENOMEM.
+ */
 static struct ventry *get(struct table *t, const char *path)
 {
-	struct ventry *e = find(t, path);
+	struct ventry *e = find(t, path), *v;
 	size_t i;
 
 	if (e)
@@ -94,19 +105,27 @@ static struct ventry *get(struct table *t, const char *path)
 		free(e);
 		return NULL;
 	}
+	if (t->trial && (v = find(&view, path))) {
+		e->flags = v->flags;
+		e->nchild = v->nchild;
+	}
 	i = hash_str(path) & (t->nb - 1);
 	e->next = t->b[i];
 	t->b[i] = e;
 	t->n++;
+	if (t->trial) {
+		*t->tail = e;
+		t->tail = &e->next_all;
+	}
 	return e;
 }
 
-/* Drop e when nothing is left of it (never the root). */
+/* Drop e from the view when nothing is left of it (never the root). */
 static void prune(struct table *t, struct ventry *e)
 {
 	struct ventry **pp;
 
-	if (e->flags || e->nchild || !strcmp(e->path, "/"))
+	if (t->trial || e->flags || e->nchild || !strcmp(e->path, "/"))
 		return;
 	for (pp = &t->b[hash_str(e->path) & (t->nb - 1)]; *pp != e;
 	     pp = &(*pp)->next)
@@ -140,7 +159,7 @@ static int set_flag(struct table *t, const char *path, uint8_t flag, bool on)
 	int delta;
 
 	e = find(t, path);
-	if (!e && !on)
+	if (!e && !on && !t->trial)
 		return 0;
 	e = e ? e : get(t, path);
 	if (!e)
@@ -202,6 +221,7 @@ static void state_of(const struct ventry *e, const char *path,
 static void table_free(struct table *t)
 {
 	struct ventry *e, *next;
+	bool is_trial = t->trial;
 	size_t i;
 
 	for (i = 0; i < t->nb; i++) {
@@ -212,7 +232,8 @@ static void table_free(struct table *t)
 		}
 	}
 	free(t->b);
-	*t = (struct table){0};
+	*t = (struct table){.trial = is_trial};
+	t->tail = &t->all;
 }
 
 int view_apply(ustate_event_type type, const char *key)
@@ -255,4 +276,33 @@ int view_load(uint64_t *first, uint64_t *last)
 	if (rc < 0)
 		view_clear();
 	return rc;
+}
+
+/* ---- trials ----------------------------------------------------------- */
+
+int view_trial_apply(ustate_event_type type, const char *key)
+{
+	if (!trial.tail)
+		trial.tail = &trial.all;
+	return apply(&trial, type, key);
+}
+
+void view_trial_state(const char *path, struct view_state *st)
+{
+	struct ventry *e = find(&trial, path);
+
+	state_of(e ? e : find(&view, path), path, st);
+}
+
+void view_trial_each(void (*fn)(void *arg, const char *path), void *arg)
+{
+	struct ventry *e;
+
+	for (e = trial.all; e; e = e->next_all)
+		fn(arg, e->path);
+}
+
+void view_trial_end(void)
+{
+	table_free(&trial);
 }
