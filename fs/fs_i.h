@@ -86,6 +86,7 @@ struct fs {
 	bool read_only;
 	bool permissions; /* default_permissions: others may come in */
 	bool debug;
+	bool single;	     /* -s: one thread serves every request */
 	double timeout;	     /* entry cache, seconds */
 	double attr_timeout; /* attribute cache, seconds */
 	bool direct_io;	     /* no page cache for readers either */
@@ -311,6 +312,12 @@ bool replay_request(fuse_req_t req);
 bool replay_intent(const char *path, enum node_kind *kind);
 int watcher_start(void);
 void watcher_stop(void);
+/*
+ * Wait (a short while at most) until the follower has read every change
+ * up to store revision rev and made the kernel forget the names they
+ * removed: a request that saw such a change then finds none of them.
+ */
+void replay_seen(uint64_t rev);
 
 /*
  * view.c: the key space as of the last change the replay applied. A

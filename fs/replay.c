@@ -4,23 +4,25 @@
  * in step with changes it did not make through its own requests: commits
  * of /.txn, other processes writing the database, other mounts.
  *
- * The watcher thread follows every change of the store (a libustate
- * watch on "*"). The changes this mount made through ordinary requests
- * (close, unlink, rename, truncate) were announced by the kernel already:
- * their handlers note them as (key, version) tokens, and the watcher
- * drops the event that matches a token. For every other change it first
- * invalidates the kernel's caches of the path, then performs the matching
- * operation on the mount itself: open for writing and close (updated),
- * create and close (created), unlink (deleted), mkdir and rmdir for
- * directories that appear or vanish with the key. The kernel then sends
- * every inotify watcher the native events. Those requests carry the
- * helper's process id; the handlers recognise them (replay_request())
- * and answer them without touching the store, seeing the path as the
- * replay needs it (absent before a create, present before an unlink).
+ * Two threads follow every change of the store (a libustate watch on
+ * "*"): the follower reads them as they are committed, and the replayer
+ * replays them (see "following the store" below). The changes this mount
+ * made through ordinary requests (close, unlink, rename, truncate) were
+ * announced by the kernel already: their handlers note them as (key,
+ * version) tokens, and the replayer drops the event that matches a
+ * token. For every other change it first invalidates the kernel's caches
+ * of the path, then performs the matching operation on the mount itself:
+ * open for writing and close (updated), create and close (created),
+ * unlink (deleted), mkdir and rmdir for directories that appear or vanish
+ * with the key, rename (renamed). The kernel then sends every inotify
+ * watcher the native events. Those requests carry the helper's process
+ * id; the handlers recognise them (replay_request()) and answer them
+ * without touching the store, seeing the path as the replay needs it
+ * (absent before a create, present before an unlink).
  *
  * What a change did to the tree (which directories appeared or vanished
  * with it, whether the path was a directory) is decided from the view
- * (view.c): the key space as of the change before it, which the watcher
+ * (view.c): the key space as of the change before it, which the replayer
  * keeps by applying every change, its own included. The store itself may
  * be many changes ahead, and would tell the tree as it is now: a replay
  * that lags behind a quick sequence of changes then made directories
@@ -43,17 +45,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fs_i.h"
 
 #define MAX_INTENT 64 /* path components a replay can touch */
-/* How long the watcher lets a burst of commits land before reading it. */
+/* How long the follower lets a burst of commits land before reading it. */
 #define WATCH_SETTLE_US 1000
 /* The version of the token of a directory record's change. */
 #define DIR_TOKEN UINT64_MAX
@@ -65,7 +68,7 @@ struct token {
 };
 
 /*
- * Own changes not yet seen by the watcher, oldest first: the watcher
+ * Own changes not yet seen by the replayer, oldest first: the replayer
  * meets them in the order they were committed, so it usually finds its
  * token at the head.
  */
@@ -73,7 +76,7 @@ static pthread_mutex_t own_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct token *tokens;		     /* protected by own_lock */
 static struct token **tokens_tail = &tokens; /* protected by own_lock */
 
-/* What the replayer's lookups must see, set by the watcher thread only. */
+/* What the helper's lookups must see, set by the replayer thread only. */
 static pthread_mutex_t intent_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct {
 	char *path;
@@ -82,16 +85,16 @@ static struct {
 static size_t nintent;	     /* protected by intent_lock */
 static pid_t replayer;	     /* the helper process, set before threads */
 static uint64_t replaying;   /* the revision of the change replayed, set
-			      * by the watcher thread only */
+			      * by the replayer thread only */
 static int helper_fd = -1;   /* the daemon's end of the helper socket */
 
 /*
  * Commits in progress, in two phases (as a grace period): a commit counts
  * itself in the current phase from before it lands until its tokens are
- * noted. A watcher that cannot tell whether a change was ours switches
+ * noted. A replayer that cannot tell whether a change was ours switches
  * the phase and waits for the old one to drain: the commit that made the
  * change, which it has read, started before the switch. Later commits go
- * on meanwhile; only the watcher switches.
+ * on meanwhile; only the replayer switches.
  */
 static pthread_mutex_t phase_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t phase_drained = PTHREAD_COND_INITIALIZER;
@@ -330,7 +333,7 @@ static void intent_clear(void)
 
 /* ---- replaying -------------------------------------------------------- */
 
-/* A change read from the store, kept with its revision's. */
+/* A change read from the store, queued for its replay. */
 struct change {
 	struct change *next;
 	ustate_event_type type;
@@ -1030,61 +1033,40 @@ static void replay_batch(struct change **b, size_t n, bool silent)
 	}
 }
 
-static uint64_t silent_until; /* changes up to it are in the view as
-			       * loaded; set by the watcher thread only */
+/* ---- following the store ---------------------------------------------- */
 
 /*
- * Follow the store from the view: loaded, then exact once the changes
- * after the revision it starts from are applied up to silent_until.
+ * Two threads. The follower reads the store's changes as soon as they
+ * are committed, makes the kernel forget at once the names they remove
+ * (pre_forget()), and queues them; the replayer takes each revision
+ * whole from the queue and replays it, which takes requests through the
+ * mount and may wait. So a name another writer removed is gone from this
+ * mount's dentries a moment after the commit, not only once the replay
+ * reaches it, and replay_seen() can wait for that moment.
  */
-static int follow(void)
-{
-	uint64_t first;
-	int rc;
+static pthread_mutex_t q_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t q_more = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t q_seen_cond = PTHREAD_COND_INITIALIZER;
+static struct change *q_head;		 /* protected by q_lock */
+static struct change **q_tail = &q_head; /* protected by q_lock */
+static uint64_t q_seen;	   /* every change up to it is queued (or was
+			    * replayed), protected by q_lock */
+static unsigned q_waiters; /* in replay_seen(), protected by q_lock */
+static bool q_reset;	   /* the follower lost track: the replayer
+			    * loads its view again, protected by q_lock */
+static int kick_fd = -1;   /* wakes the follower for a waiter */
+static pthread_t follower;
+static uint64_t silent_until; /* replayer only: changes up to it are in
+			       * the view as loaded */
 
-	rc = view_load(&first, &silent_until);
-	if (rc == 0)
-		rc = ustate_watch_open(&fs.watch, fs.store, "*", first + 1);
-	return rc;
-}
+#define SEEN_WAIT_MS 250 /* longest wait of replay_seen() */
 
-/* The changes of one revision, read so far: n of them in b. */
-struct batch {
-	struct change **b;
-	size_t n, cap;
-};
-
-static void batch_replay(struct batch *bt)
-{
-	size_t i;
-
-	if (!bt->n)
-		return;
-	replay_batch(bt->b, bt->n, bt->b[0]->revision <= silent_until);
-	for (i = 0; i < bt->n; i++)
-		free(bt->b[i]);
-	bt->n = 0;
-}
-
-static void batch_add(struct batch *bt, const ustate_event *ev)
+static void queue_push(const ustate_event *ev)
 {
 	size_t len = strlen(ev->key) + 1;
-	struct change *c, **grown;
+	struct change *c = malloc(sizeof(*c) + len);
 
-	if (bt->n == bt->cap) {
-		grown = realloc(bt->b,
-				(bt->cap ? bt->cap * 2 : 16) * sizeof(*grown));
-		/* Out of memory: the revision so far is replayed alone. */
-		if (!grown) {
-			batch_replay(bt);
-		} else {
-			bt->b = grown;
-			bt->cap = bt->cap ? bt->cap * 2 : 16;
-		}
-	}
-	c = malloc(sizeof(*c) + len);
-	if (!c || bt->n == bt->cap) {
-		free(c);
+	if (!c) {
 		log_msg(LOG_WARNING, "replay of %s: out of memory", ev->key);
 		return;
 	}
@@ -1094,91 +1076,319 @@ static void batch_add(struct batch *bt, const ustate_event *ev)
 	c->version = ev->version;
 	c->revision = ev->revision;
 	memcpy(c->key, ev->key, len);
-	bt->b[bt->n++] = c;
+	pthread_mutex_lock(&q_lock);
+	*q_tail = c;
+	q_tail = &c->next;
+	pthread_mutex_unlock(&q_lock);
 }
 
-static void *watcher_main(void *arg)
+/* Every change up to rev is queued: tell the replayer and the waiters. */
+static void publish_seen(uint64_t rev)
 {
-	struct batch bt = {0};
-	struct pollfd pfd;
+	pthread_mutex_lock(&q_lock);
+	if (rev > q_seen) {
+		q_seen = rev;
+		pthread_cond_broadcast(&q_seen_cond);
+		pthread_cond_signal(&q_more);
+	}
+	pthread_mutex_unlock(&q_lock);
+}
+
+static void queue_drop(void)
+{
+	struct change *c;
+
+	while ((c = q_head)) {
+		q_head = c->next;
+		free(c);
+	}
+	q_tail = &q_head;
+}
+
+/* Whether (key, version) is a token of this mount's own, not taken. */
+static bool own_peek(const char *key, uint64_t version)
+{
+	struct token *t;
+	bool found = false;
+
+	pthread_mutex_lock(&own_lock);
+	for (t = tokens; t && !found; t = t->next)
+		found = t->version == version && !strcmp(t->key, key);
+	pthread_mutex_unlock(&own_lock);
+	return found;
+}
+
+/*
+ * At once, before its replay: the kernel forgets the highest name that
+ * a delete by another writer removed (by the store as it is now), with
+ * every dentry below it. Nothing else is changed; the replay then makes
+ * the events. last holds the name last forgotten in this revision.
+ */
+static void pre_forget(const ustate_event *ev, char *last)
+{
+	char cur[FS_PATH_MAX], dir[FS_PATH_MAX], top[FS_PATH_MAX];
+	const char *name;
+	unsigned flags;
+	fuse_ino_t pino;
+
+	if (ev->type != USTATE_EVENT_DELETED &&
+	    ev->type != USTATE_EVENT_DIR_DELETED)
+		return;
+	if (*last && under(ev->key, last))
+		return;
+	if (own_peek(ev->key,
+		     ev->type == USTATE_EVENT_DIR_DELETED ? DIR_TOKEN : 0))
+		return;
+	top[0] = '\0';
+	strcpy(cur, ev->key);
+	/* Bounded by the depth of the key: one step up per segment. */
+	while (strcmp(cur, "/") && ustate_node(fs.store, cur, &flags) == 0 &&
+	       !flags) {
+		strcpy(top, cur);
+		path_split(cur, dir);
+		strcpy(cur, dir);
+	}
+	if (!top[0])
+		return;
+	name = path_split(top, dir);
+	pino = node_find(dir);
+	if (pino)
+		kernel_forget_entry(pino, name);
+	strcpy(last, top);
+}
+
+/* (Re)open the watch from the store's revision now; 0 or -errno. */
+static int follow_from_now(void)
+{
+	uint64_t rev;
+	unsigned flags;
+	int rc;
+
+	rc = ustate_node_get(fs.store, "/", &flags, &rev, NULL);
+	if (rc == 0)
+		rc = ustate_watch_open(&fs.watch, fs.store, "*", rev + 1);
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(&q_lock);
+	q_seen = rev;
+	pthread_cond_broadcast(&q_seen_cond);
+	pthread_mutex_unlock(&q_lock);
+	return 0;
+}
+
+/* Lost track (history trimmed, store errors): start again from now. */
+static void follow_again(int rc)
+{
+	if (rc == -EOVERFLOW)
+		log_msg(LOG_WARNING, "watch fell behind the history; "
+				     "following from now");
+	else
+		log_msg(LOG_ERR, "watch: %s; retrying", ustate_strerror(rc));
+	ustate_watch_close(fs.watch);
+	fs.watch = NULL;
+	pthread_mutex_lock(&q_lock);
+	queue_drop();
+	q_reset = true;
+	pthread_cond_signal(&q_more);
+	pthread_mutex_unlock(&q_lock);
+	/* The kernel's caches time out meanwhile. */
+	while (fs.watching && follow_from_now() < 0)
+		sleep(1);
+}
+
+static void *follower_main(void *arg)
+{
+	char last[FS_PATH_MAX] = "";
+	struct pollfd pfd[2];
+	uint64_t cur = 0, drain;
 	ustate_event ev;
+	unsigned waiters;
 	int rc;
 
 	while (fs.watching) {
-		rc = ustate_watch_next(fs.watch, &ev, 0);
-		/* A revision is committed whole: it ends with the next. */
-		if (rc == 0 && bt.n && ev.revision != bt.b[0]->revision)
-			batch_replay(&bt);
-		if (rc < 0)
-			batch_replay(&bt);
+		rc = fs.watch ? ustate_watch_next(fs.watch, &ev, 0) : -EIO;
 		if (rc == -EAGAIN) {
+			/* All of revision cur is read. */
+			if (cur)
+				publish_seen(cur);
+			pfd[0] =
+				(struct pollfd){.fd = ustate_watch_fd(fs.watch),
+						.events = POLLIN};
+			pfd[1] = (struct pollfd){.fd = kick_fd,
+						 .events = POLLIN};
+			if (poll(pfd, 2, 200) <= 0)
+				continue;
+			if (pfd[1].revents &&
+			    read(kick_fd, &drain, sizeof(drain)) < 0) {
+				/* EAGAIN: another read took it */
+			}
+			pthread_mutex_lock(&q_lock);
+			waiters = q_waiters;
+			pthread_mutex_unlock(&q_lock);
 			/*
-			 * Nothing new. Once signaled, let the burst it may
-			 * start land, and read it in one go: under a stream of
-			 * commits through the mount, one read of the history
-			 * then takes many of them, where it took one each.
+			 * Nobody waiting: let the burst the signal may start
+			 * land, and read it in one go.
 			 */
-			pfd = (struct pollfd){.fd = ustate_watch_fd(fs.watch),
-					      .events = POLLIN};
-			if (poll(&pfd, 1, 200) > 0)
+			if (!waiters)
 				usleep(WATCH_SETTLE_US);
 			continue;
 		}
 		if (rc == -EINTR)
 			continue;
-		if (rc == -EOVERFLOW) {
-			/* Lost track: start again from now; drop old tokens. */
-			log_msg(LOG_WARNING, "watch fell behind the history; "
-					     "following from now");
-			ustate_watch_close(fs.watch);
-			own_clear();
-			fs.watch = NULL;
-			if (follow() < 0)
-				rc = -EIO;
-			else
-				continue;
-		}
 		if (rc < 0) {
-			/*
-			 * The store failed us (a lock held too long, an I/O
-			 * error): say so, wait, and follow it again from now;
-			 * the kernel's caches time out meanwhile.
-			 */
-			log_msg(LOG_ERR, "watch: %s; retrying",
-				ustate_strerror(rc));
-			sleep(1);
-			ustate_watch_close(fs.watch);
-			own_clear();
-			fs.watch = NULL;
-			while (fs.watching && follow() < 0)
+			if (rc != -EOVERFLOW)
 				sleep(1);
-			if (!fs.watch)
-				break;
+			follow_again(rc);
+			cur = 0;
 			continue;
 		}
-		batch_add(&bt, &ev);
+		if (ev.revision != cur) {
+			if (cur)
+				publish_seen(cur);
+			cur = ev.revision;
+			last[0] = '\0';
+		}
+		pre_forget(&ev, last);
+		queue_push(&ev);
 	}
-	batch_replay(&bt);
-	free(bt.b);
+	return NULL;
+}
+
+void replay_seen(uint64_t rev)
+{
+	struct timespec until;
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&q_lock);
+	if (q_seen >= rev || !fs.watching) {
+		pthread_mutex_unlock(&q_lock);
+		return;
+	}
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_nsec += SEEN_WAIT_MS * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	q_waiters++;
+	if (write(kick_fd, &one, sizeof(one)) < 0) {
+		/* the counter is full: the follower is awake anyway */
+	}
+	while (q_seen < rev && fs.watching)
+		if (pthread_cond_timedwait(&q_seen_cond, &q_lock, &until) ==
+		    ETIMEDOUT) {
+			log_msg(LOG_DEBUG,
+				"replay: revision %llu not read "
+				"in time",
+				(unsigned long long)rev);
+			break;
+		}
+	q_waiters--;
+	pthread_mutex_unlock(&q_lock);
+}
+
+/* Take the next whole revision from the queue into *b (n of them). */
+static int take_revision(struct change ***b, size_t *n)
+{
+	struct change *c, **v = NULL, **grown;
+	size_t cnt = 0, cap = 0;
+	uint64_t rev;
+
+	rev = q_head->revision;
+	while ((c = q_head) && c->revision == rev) {
+		if (cnt == cap) {
+			cap = cap ? cap * 2 : 16;
+			grown = realloc(v, cap * sizeof(*v));
+			if (!grown)
+				break; /* the rest comes as another batch */
+			v = grown;
+		}
+		q_head = c->next;
+		if (!q_head)
+			q_tail = &q_head;
+		v[cnt++] = c;
+	}
+	*b = v;
+	*n = cnt;
+	return cnt ? 0 : -ENOMEM;
+}
+
+static void *replayer_main(void *arg)
+{
+	struct change **b;
+	struct timespec until;
+	uint64_t first;
+	size_t n, i;
+	bool reset;
+
+	while (fs.watching) {
+		pthread_mutex_lock(&q_lock);
+		while (fs.watching && !q_reset &&
+		       !(q_head && q_head->revision <= q_seen)) {
+			clock_gettime(CLOCK_REALTIME, &until);
+			until.tv_sec++;
+			pthread_cond_timedwait(&q_more, &q_lock, &until);
+		}
+		reset = q_reset;
+		q_reset = false;
+		if (!fs.watching || reset || take_revision(&b, &n) < 0) {
+			pthread_mutex_unlock(&q_lock);
+			if (reset) {
+				own_clear();
+				if (view_load(&first, &silent_until) < 0)
+					log_msg(LOG_ERR, "replay: cannot "
+							 "read the store");
+			}
+			continue;
+		}
+		pthread_mutex_unlock(&q_lock);
+		replay_batch(b, n, b[0]->revision <= silent_until);
+		for (i = 0; i < n; i++)
+			free(b[i]);
+		free(b);
+	}
 	return NULL;
 }
 
 int watcher_start(void)
 {
+	uint64_t first;
 	int rc;
 
-	rc = follow();
-	if (rc < 0) {
-		view_clear();
-		return rc;
-	}
+	kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (kick_fd < 0)
+		return -errno;
+	/*
+	 * The view from one moment between first and silent_until; the
+	 * changes after first make it exact up to silent_until, and are
+	 * replayed after it.
+	 */
+	rc = view_load(&first, &silent_until);
+	if (rc == 0)
+		rc = ustate_watch_open(&fs.watch, fs.store, "*", first + 1);
+	if (rc < 0)
+		goto fail_view;
+	q_seen = first;
 	fs.watching = true;
-	rc = -pthread_create(&fs.watcher, NULL, watcher_main, NULL);
+	rc = -pthread_create(&follower, NULL, follower_main, NULL);
+	if (rc < 0)
+		goto fail_watch;
+	rc = -pthread_create(&fs.watcher, NULL, replayer_main, NULL);
 	if (rc < 0) {
 		fs.watching = false;
-		ustate_watch_close(fs.watch);
-		view_clear();
+		pthread_join(follower, NULL);
+		goto fail_watch;
 	}
+	return 0;
+
+fail_watch:
+	fs.watching = false;
+	ustate_watch_close(fs.watch);
+	fs.watch = NULL;
+fail_view:
+	view_clear();
+	close(kick_fd);
+	kick_fd = -1;
 	return rc;
 }
 
@@ -1186,9 +1396,20 @@ void watcher_stop(void)
 {
 	if (!fs.watching)
 		return;
+	pthread_mutex_lock(&q_lock);
 	fs.watching = false;
+	pthread_cond_broadcast(&q_more);
+	pthread_cond_broadcast(&q_seen_cond);
+	pthread_mutex_unlock(&q_lock);
 	pthread_join(fs.watcher, NULL);
+	pthread_join(follower, NULL);
 	ustate_watch_close(fs.watch);
+	fs.watch = NULL;
+	pthread_mutex_lock(&q_lock);
+	queue_drop();
+	pthread_mutex_unlock(&q_lock);
 	own_clear();
 	view_clear();
+	close(kick_fd);
+	kick_fd = -1;
 }
