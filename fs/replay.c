@@ -1118,18 +1118,31 @@ static bool own_peek(const char *key, uint64_t version)
 	return found;
 }
 
+/* The kernel forgets the dentry of path (and every one below it). */
+static void forget_name(const char *path)
+{
+	char dir[FS_PATH_MAX];
+	const char *name;
+	fuse_ino_t pino;
+
+	name = path_split(path, dir);
+	pino = node_find(dir);
+	if (pino)
+		kernel_forget_entry(pino, name);
+}
+
 /*
- * At once, before its replay: the kernel forgets the highest name that
- * a delete by another writer removed (by the store as it is now), with
- * every dentry below it. Nothing else is changed; the replay then makes
- * the events. last holds the name last forgotten in this revision.
+ * At once, before its replay: the kernel forgets the name that a delete
+ * by another writer removed, by the store as it is now: the highest path
+ * that nothing is left at (a directory may go with its last key), or the
+ * DIR/.value of a key that keeps children. Nothing else is changed; the
+ * replay then makes the events. last holds the name last forgotten in
+ * this revision (a tree's keys go together).
  */
 static void pre_forget(const ustate_event *ev, char *last)
 {
-	char cur[FS_PATH_MAX], dir[FS_PATH_MAX], top[FS_PATH_MAX];
-	const char *name;
+	char cur[FS_PATH_MAX], dir[FS_PATH_MAX];
 	unsigned flags;
-	fuse_ino_t pino;
 
 	if (ev->type != USTATE_EVENT_DELETED &&
 	    ev->type != USTATE_EVENT_DIR_DELETED)
@@ -1139,22 +1152,26 @@ static void pre_forget(const ustate_event *ev, char *last)
 	if (own_peek(ev->key,
 		     ev->type == USTATE_EVENT_DIR_DELETED ? DIR_TOKEN : 0))
 		return;
-	top[0] = '\0';
+	if (ustate_node(fs.store, ev->key, &flags) < 0)
+		return;
+	if (flags_dir(flags) && ev->type == USTATE_EVENT_DELETED &&
+	    !(flags & USTATE_NODE_VALUE)) {
+		value_path(ev->key, cur);
+		forget_name(cur);
+	}
+	if (flags)
+		return; /* still there (or there again): the replay's */
 	strcpy(cur, ev->key);
 	/* Bounded by the depth of the key: one step up per segment. */
-	while (strcmp(cur, "/") && ustate_node(fs.store, cur, &flags) == 0 &&
-	       !flags) {
-		strcpy(top, cur);
+	for (;;) {
 		path_split(cur, dir);
+		if (!strcmp(dir, "/") ||
+		    ustate_node(fs.store, dir, &flags) < 0 || flags)
+			break;
 		strcpy(cur, dir);
 	}
-	if (!top[0])
-		return;
-	name = path_split(top, dir);
-	pino = node_find(dir);
-	if (pino)
-		kernel_forget_entry(pino, name);
-	strcpy(last, top);
+	forget_name(cur);
+	strcpy(last, cur);
 }
 
 /* (Re)open the watch from the store's revision now; 0 or -errno. */
