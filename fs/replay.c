@@ -699,9 +699,9 @@ static void replay_one(const struct change *c)
  * The changes of the revision are first applied to a trial copy of the
  * view (view_trial_*()): the paths whose names vanished and appeared are
  * grouped under their highest such path, and a group that vanished is
- * paired with one that appeared (or a file, or an empty directory, that
- * a change of the revision replaced) whose paths and kinds below it are
- * the same, compared by a count and a sum of hashes.
+ * paired with one that appeared (or an empty directory that the revision
+ * dropped and made again) whose paths and kinds below it are the same,
+ * compared by a count and a sum of hashes.
  */
 #define MAX_TOPS 32 /* groups looked at in one revision; more: no rename */
 

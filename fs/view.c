@@ -9,10 +9,10 @@
  * possibly many changes later.
  *
  * It is loaded once from the store (view_load()) and then follows every
- * change, this mount's own included. A batch (the changes of one
- * revision) can be applied tentatively: view_begin() starts a journal of
- * the states each path had before, view_rollback() restores them, and
- * view_before() reads them meanwhile. Only the replay's thread uses it.
+ * change, this mount's own included. The changes of one revision can be
+ * tried first (view_trial_*()): applied to copies of the entries they
+ * touch, which then tell the states after them while the view keeps the
+ * states before. Only the replayer's thread uses it.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -177,8 +177,10 @@ static int set_flag(struct table *t, const char *path, uint8_t flag, bool on)
 		e = get(t, dir);
 		if (!e)
 			return -ENOMEM;
-		if (delta < 0 && !e->nchild)
-			break; /* a view out of step: never below 0 */
+		if (delta < 0 && !e->nchild) {
+			prune(t, e); /* a view out of step: never below 0 */
+			break;
+		}
 		was = exists_e(e);
 		e->nchild += delta;
 		is = exists_e(e);
