@@ -249,8 +249,12 @@ static void easy_put(struct ustate_etcd_conn *c, CURL *e)
 	pthread_mutex_unlock(&c->lock);
 }
 
-/* The headers of a request: JSON, and the auth token if there is one. */
-static struct curl_slist *headers(struct ustate_etcd_conn *c)
+/*
+ * The headers of a request: JSON, and the auth token if there is one and
+ * token is set. etcd checks a token sent with /v3/auth/authenticate too,
+ * so the request that replaces a token the server forgot must not send it.
+ */
+static struct curl_slist *headers(struct ustate_etcd_conn *c, bool token)
 {
 	struct curl_slist *hdr, *h;
 	char auth[1024];
@@ -260,7 +264,7 @@ static struct curl_slist *headers(struct ustate_etcd_conn *c)
 		return NULL;
 	pthread_mutex_lock(&c->lock);
 	auth[0] = '\0';
-	if (c->token)
+	if (c->token && token)
 		snprintf(auth, sizeof(auth), "Authorization: %s", c->token);
 	pthread_mutex_unlock(&c->lock);
 	if (!auth[0])
@@ -393,8 +397,8 @@ static long ms_since(const struct timespec *t0)
  * error came from etcd itself (its code, or -1).
  */
 static int attempt(struct ustate_etcd_conn *c, size_t ep, const char *path,
-		   const char *body, long timeout, json_t **out, bool *sent,
-		   int *grpc, char **msg)
+		   const char *body, long timeout, bool token, json_t **out,
+		   bool *sent, int *grpc, char **msg)
 {
 	struct curl_slist *hdr = NULL;
 	char url[512];
@@ -412,7 +416,7 @@ static int attempt(struct ustate_etcd_conn *c, size_t ep, const char *path,
 	if (!e)
 		return -ENOMEM;
 	snprintf(url, sizeof(url), "%s%s", c->urls[ep], path);
-	hdr = headers(c);
+	hdr = headers(c, token);
 	if (!hdr) {
 		rc = -ENOMEM;
 		goto out;
@@ -465,6 +469,9 @@ out:
 	return rc;
 }
 
+/* A flag of call_body() besides USTATE_ETCD_READ: send no auth token. */
+#define NO_TOKEN 0x100
+
 static int call_body(struct ustate_etcd_conn *c, const char *path,
 		     const char *body, unsigned flags, json_t **out,
 		     bool reauth);
@@ -484,8 +491,8 @@ int ustate_etcd_authenticate(struct ustate_etcd_conn *c)
 	json_decref(req);
 	if (!body)
 		return -ENOMEM;
-	rc = call_body(c, "/v3/auth/authenticate", body, USTATE_ETCD_READ,
-		       &resp, false);
+	rc = call_body(c, "/v3/auth/authenticate", body,
+		       USTATE_ETCD_READ | NO_TOKEN, &resp, false);
 	sodium_memzero(body, strlen(body));
 	free(body);
 	if (rc == -EINVAL) {
@@ -538,7 +545,8 @@ static int call_body(struct ustate_etcd_conn *c, const char *path,
 		ep = (first + i) % c->nurls;
 		free(msg);
 		msg = NULL;
-		rc = attempt(c, ep, path, body, left, out, &sent, &grpc, &msg);
+		rc = attempt(c, ep, path, body, left, !(flags & NO_TOKEN), out,
+			     &sent, &grpc, &msg);
 		if (rc == 0) {
 			pthread_mutex_lock(&c->lock);
 			c->cur = ep;
@@ -713,7 +721,7 @@ int ustate_etcd_stream_run(struct ustate_etcd_stream *st, size_t ep,
 		return -ENOMEM;
 	e = curl_easy_init();
 	body = json_dumps(req, JSON_COMPACT);
-	hdr = headers(c);
+	hdr = headers(c, true);
 	if (!e || !body || !hdr) {
 		rc = -ENOMEM;
 		goto out;
