@@ -306,7 +306,9 @@ int ustate_etcd_errno(long long grpc_code, long long http_code, const char *msg,
 			return -E2BIG;
 		if (has(msg, "request is too large"))
 			return -EFBIG;
-		if (has(msg, "authentication failed"))
+		/* A request without a token to a cluster with auth on. */
+		if (has(msg, "authentication failed") ||
+		    has(msg, "user name is empty"))
 			return -EACCES;
 		return -EINVAL;
 	case GRPC_RESOURCE_EXHAUSTED:
