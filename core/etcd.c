@@ -1711,11 +1711,17 @@ static int on_watch(void *arg, json_t *result)
 	struct etcd_backend *e = arg;
 	json_t *evs = json_object_get(result, "events"), *ev;
 	uint64_t rev, last = 0;
+	const char *why;
 	size_t i;
 	int rc = 0;
 
 	if (json_is_true(json_object_get(result, "canceled"))) {
 		rev = ustate_etcd_get_u64(result, "compact_revision");
+		why = json_string_value(
+			json_object_get(result, "cancel_reason"));
+		/* "invalid auth token": the member forgot it (a restart). */
+		if (!rev && why && strstr(why, "auth"))
+			return -EACCES;
 		if (!rev)
 			return -ECANCELED;
 		pthread_mutex_lock(&e->lock);
@@ -1783,6 +1789,13 @@ static void *stream_main(void *arg)
 		rc = req ? ustate_etcd_stream_run(e->st, ep, req, on_watch, e)
 			 : -ENOMEM;
 		json_decref(req);
+		/*
+		 * A watch refused for its token is tried again with a new
+		 * one: calls log in again by themselves, but a handle that
+		 * only watches makes none (a no-op without a user).
+		 */
+		if (rc == -EACCES)
+			ustate_etcd_authenticate(e->conn);
 
 		pthread_mutex_lock(&e->lock);
 		if (e->stopping) {
