@@ -1806,8 +1806,8 @@ static void *stream_main(void *arg)
 			/* Compacted past us: what we missed is gone. */
 			ustate_log(&e->opts, LOG_WARNING,
 				   "%s: etcd compacted its history at revision "
-				   "%llu, past this watch's %llu: watches that "
-				   "need those changes get ENODATA",
+				   "%llu, past this watch's %llu: the watches "
+				   "reading before it get EOVERFLOW",
 				   e->source, (unsigned long long)e->compacted,
 				   (unsigned long long)from);
 			if (!e->restart)
@@ -1911,7 +1911,12 @@ static int etcd_history(void *b, uint64_t from, size_t skip, size_t max,
 		if (rc < 0)
 			goto out;
 	}
-	if (from < e->compacted) {
+	/*
+	 * Below a compaction: a watch that starts there is -ENODATA; one
+	 * that reads on gets what the ring holds, from its oldest, past
+	 * from, and the front says -EOVERFLOW (ustate_compact()'s contract).
+	 */
+	if (from < e->compacted && !max) {
 		rc = -ENODATA;
 		goto out;
 	}
