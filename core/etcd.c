@@ -1816,6 +1816,8 @@ static void *stream_main(void *arg)
 			pthread_mutex_unlock(&e->lock);
 			continue;
 		}
+		/* Where the next run starts: past what this one gave. */
+		from = e->applied + 1;
 		pthread_mutex_unlock(&e->lock);
 		/* 0: stopped for a restart, which the loop's top makes. */
 		if (rc != 0) {
