@@ -20,6 +20,13 @@
 #   etcd_leader              print the index of the leader (fails if none)
 #   etcd_wait_for SECS CMD.. poll CMD until it succeeds, at most SECS
 #
+# TLS: set ETCD_TLS_CERT and ETCD_TLS_KEY (a server certificate for
+# 127.0.0.1 and its key) and ETCD_TLS_CA (its CA) before
+# etcd_cluster_start, and the members serve clients over https only (the
+# peers keep http), and etcd_ctl trusts that CA (etcd_leader does not
+# speak TLS). Plain shell variables: do not export them (etcd would read
+# ETCD_* of its environment).
+#
 # Cleanup at exit: when tests/integration/lib.sh's at_exit is defined, the
 # cluster is stopped through it (newest first, with the mounts); otherwise
 # this file chains its own handler in front of any EXIT trap already set.
@@ -40,6 +47,9 @@ fi
 
 ETCD_DIR=""
 ETCD_ENDPOINTS=""
+ETCD_TLS_CERT=${ETCD_TLS_CERT:-}
+ETCD_TLS_KEY=${ETCD_TLS_KEY:-}
+ETCD_TLS_CA=${ETCD_TLS_CA:-}
 ETCD_MEMBER_ENDPOINT=()
 ETCD_MEMBER_PID=()
 _etcd_peer=()	     # member index -> peer URL
@@ -62,7 +72,8 @@ etcd_wait_for() {
 
 # etcdctl with bounded waits: nothing in a test may hang on a dead member.
 _etcdctl() {
-	etcdctl --dial-timeout=1s --command-timeout=2s "$@"
+	etcdctl --dial-timeout=1s --command-timeout=2s \
+		${ETCD_TLS_CA:+--cacert="$ETCD_TLS_CA"} "$@"
 }
 etcd_ctl() { _etcdctl --endpoints="$ETCD_ENDPOINTS" "$@"; }
 etcd_member_ctl() {
@@ -97,10 +108,14 @@ _etcd_alive() {
 # its log. Inherited ETCD_* variables are dropped: etcd reads them as
 # flags, and ETCD_ENDPOINTS is ours.
 _etcd_spawn() {
-	local i=$1 client=http://${ETCD_MEMBER_ENDPOINT[$1]}
+	local i=$1 client=http://${ETCD_MEMBER_ENDPOINT[$1]} tls=()
+	if [ -n "$ETCD_TLS_CERT" ]; then
+		client=https://${ETCD_MEMBER_ENDPOINT[$1]}
+		tls=(--cert-file "$ETCD_TLS_CERT" --key-file "$ETCD_TLS_KEY")
+	fi
 	(
 		for v in $(compgen -e ETCD_); do unset "$v"; done
-		exec etcd --name "m$i" --data-dir "$ETCD_DIR/m$i" \
+		exec etcd --name "m$i" --data-dir "$ETCD_DIR/m$i" "${tls[@]}" \
 			--listen-client-urls "$client" \
 			--advertise-client-urls "$client" \
 			--listen-peer-urls "${_etcd_peer[$i]}" \
