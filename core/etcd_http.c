@@ -315,6 +315,9 @@ int ustate_etcd_errno(long long grpc_code, long long http_code, const char *msg,
 		/* The request limit, on the gateway's side of the call. */
 		if (has(msg, "larger than max") || has(msg, "too large"))
 			return -EFBIG;
+		/* The preflight check of a member that lags: not proposed. */
+		if (has(msg, "too many requests"))
+			return -ENOTCONN;
 		return -ENOSPC; /* "mvcc: database space exceeded" */
 	case GRPC_PERMISSION_DENIED:
 	case GRPC_UNAUTHENTICATED:
@@ -329,8 +332,7 @@ int ustate_etcd_errno(long long grpc_code, long long http_code, const char *msg,
 		return -EINVAL;
 	case GRPC_UNAVAILABLE:
 		/* Refused before it was proposed: surely not applied. */
-		if (!write || has(msg, "no leader") ||
-		    has(msg, "not capable") || has(msg, "too many requests"))
+		if (!write || has(msg, "no leader") || has(msg, "not capable"))
 			return -ENOTCONN;
 		return -ETIMEDOUT; /* "leader changed" and the like */
 	case GRPC_DEADLINE_EXCEEDED:
