@@ -532,11 +532,12 @@ static int call_body(struct ustate_etcd_conn *c, const char *path,
 		     bool reauth)
 {
 	bool read = flags & USTATE_ETCD_READ, sent, unknown = false;
+	bool slow = false;
 	int rc = -ENOTCONN, grpc;
 	struct timespec t0;
 	size_t i, ep = 0, first;
 	char *msg = NULL;
-	long left;
+	long left, share;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	first = ustate_etcd_current(c);
@@ -549,8 +550,18 @@ static int call_body(struct ustate_etcd_conn *c, const char *path,
 		ep = (first + i) % c->nurls;
 		free(msg);
 		msg = NULL;
-		rc = attempt(c, ep, path, body, left, !(flags & NO_TOKEN), out,
-			     &sent, &grpc, &msg);
+		/*
+		 * A read may be sent again: it gives each endpoint left an
+		 * equal share of the time, so that a member that takes the
+		 * connection and never answers (hung, stopped) does not use
+		 * it all before a healthy one is tried. A write keeps all of
+		 * it: once sent, it goes nowhere else.
+		 */
+		share = read ? left / (long)(c->nurls - i) : left;
+		rc = attempt(c, ep, path, body, share ? share : 1,
+			     !(flags & NO_TOKEN), out, &sent, &grpc, &msg);
+		if (read && rc == -ETIMEDOUT && grpc < 0)
+			slow = true;
 		if (rc == 0) {
 			pthread_mutex_lock(&c->lock);
 			c->cur = ep;
@@ -590,6 +601,10 @@ static int call_body(struct ustate_etcd_conn *c, const char *path,
 	/* -ETIMEDOUT says "may have been applied": not if never sent. */
 	if (!read && rc == -ETIMEDOUT && !unknown)
 		rc = -ENOTCONN;
+	/* A read that one endpoint let wait and the others refused. */
+	if (read && slow &&
+	    (rc == -ECONNREFUSED || rc == -EHOSTUNREACH || rc == -ENETUNREACH))
+		rc = -ETIMEDOUT;
 	if (rc < 0) {
 		pthread_mutex_lock(&c->lock);
 		snprintf(c->error, sizeof(c->error), "%s%s%s",
