@@ -3,7 +3,8 @@
  * This file implements the client half of the etcd fault tests: the
  * scenarios of test_faults.sh, which owns the cluster and does to its
  * members what this program asks, when it asks. A request is one line
- * "@ WORDS" on stdout ("@ kill 1", "@ start 1", "@ stop 0", "@ compact
+ * "@ WORDS" on stdout ("@ kill 1", "@ start 1", "@ stop 0", "@ pause 1"
+ * and "@ resume 1" (SIGSTOP, SIGCONT), "@ compact
  * REV", "@ put KEY VALUE" with etcdctl, "@ mark", "@ same": whether etcd's
  * keys and revision are as at the mark), answered by one line on stdin,
  * "ok" or anything else for a failure, within ASK_MS. Everything else
@@ -16,6 +17,7 @@
  *        etcd_faults watch SOURCE_WATCH SOURCE_WRITE VICTIM EVENTS
  *        etcd_faults lagging SOURCE_WATCH SOURCE_WRITE VICTIM
  *        etcd_faults noquorum SOURCE KILL1 KILL2
+ *        etcd_faults hung SOURCE FIRST
  *        etcd_faults limits HOST:PORT
  *        etcd_faults auth HOST:PORT USER PASSWORD
  *        etcd_faults tls HOST:PORT CA OTHER_CA
@@ -891,6 +893,55 @@ static int noquorum(int argc, char **argv)
 	return 0;
 }
 
+/* ---- a member that hangs ---------------------------------------------- */
+
+static int hung(int argc, char **argv)
+{
+	const unsigned timeout = 3000;
+	ustate_options o = options(timeout);
+	ustate *s, *s2 = NULL;
+	ustate_entry *e;
+	int64_t t;
+	int rc;
+
+	if (argc != 2)
+		return 2;
+	s = open_store(argv[0], &o);
+	if (!s)
+		return 1;
+	rc = ustate_set(s, "/h/0", "0", 1, NULL);
+	check(rc == 0, "a write on the first endpoint: %s", ename(rc));
+	if (!ask("pause %s", argv[1]))
+		return 1;
+
+	/* Its connections are made and never answered. */
+	t = now_ms();
+	rc = ustate_get(s, "/h/0", &e);
+	t = now_ms() - t;
+	check(rc == 0, "a read on the open handle fails over: %s", ename(rc));
+	if (rc == 0)
+		ustate_entry_free(e);
+	check(t <= timeout + SLACK_MS, "within the bound (%" PRId64 " ms)", t);
+	rc = ustate_set(s, "/h/1", "1", 1, NULL);
+	check(rc == 0, "then a write: %s", ename(rc));
+
+	t = now_ms();
+	rc = ustate_open(&s2, argv[0], &o);
+	t = now_ms() - t;
+	check(rc == 0, "open with the hung member first: %s (%" PRId64 " ms)",
+	      ename(rc), t);
+	if (rc == 0) {
+		check(has_value(s2, "/h/1", "1"), "its handle reads");
+		rc = ustate_set(s2, "/h/2", "2", 1, NULL);
+		check(rc == 0, "and writes: %s", ename(rc));
+		ustate_close(s2);
+	}
+	if (!ask("resume %s", argv[1]))
+		return 1;
+	ustate_close(s);
+	return 0;
+}
+
 /* ---- bad input against the server's limits ---------------------------- */
 
 static int limits(int argc, char **argv)
@@ -1118,10 +1169,9 @@ int main(int argc, char **argv)
 		const char *name;
 		int (*fn)(int, char **);
 	} cmds[] = {
-		{"failover", failover}, {"watch", watch},
-		{"lagging", lagging},	{"noquorum", noquorum},
-		{"limits", limits},	{"auth", auth},
-		{"tls", tls},
+		{"failover", failover}, {"watch", watch}, {"lagging", lagging},
+		{"noquorum", noquorum}, {"hung", hung},	  {"limits", limits},
+		{"auth", auth},		{"tls", tls},
 	};
 	size_t i;
 	int rc;
@@ -1139,6 +1189,6 @@ int main(int argc, char **argv)
 		return rc || failures ? 1 : 0;
 	}
 	fprintf(stderr, "usage: etcd_faults failover|watch|lagging|noquorum|"
-			"limits|auth|tls ARGS (see its source)\n");
+			"hung|limits|auth|tls ARGS (see its source)\n");
 	return 2;
 }

@@ -12,6 +12,9 @@
 #   etcd_member_stop I       SIGTERM member I, wait for it (SIGKILL after 10 s)
 #   etcd_member_start I      restart member I on its data dir and ports,
 #                            wait until it is healthy
+#   etcd_member_pause I      SIGSTOP member I: it hangs, its sockets stay
+#                            open (a cleanup or kill resumes it first)
+#   etcd_member_resume I     SIGCONT member I
 #   etcd_cluster_stop        stop every member (SIGKILL after 1 s), remove
 #                            ETCD_DIR
 #   etcd_cleanup             the same, for a caller's own EXIT trap
@@ -196,7 +199,9 @@ _etcd_none_alive() {
 _etcd_stop_all() {
 	local i
 	for ((i = 0; i < _etcd_n; i++)); do
-		_etcd_alive "$i" && kill -TERM "${ETCD_MEMBER_PID[$i]}" 2>/dev/null
+		_etcd_alive "$i" || continue
+		kill -CONT "${ETCD_MEMBER_PID[$i]}" 2>/dev/null
+		kill -TERM "${ETCD_MEMBER_PID[$i]}" 2>/dev/null
 	done
 	etcd_wait_for 1 _etcd_none_alive || true
 	for ((i = 0; i < _etcd_n; i++)); do
@@ -279,8 +284,22 @@ etcd_member_kill() {
 # etcd_member_stop I: SIGTERM member I and wait for it to exit.
 etcd_member_stop() {
 	_etcd_check_index "$1" || return 1
-	_etcd_alive "$1" && kill -TERM "${ETCD_MEMBER_PID[$1]}" 2>/dev/null
+	_etcd_alive "$1" && kill -CONT "${ETCD_MEMBER_PID[$1]}" 2>/dev/null &&
+		kill -TERM "${ETCD_MEMBER_PID[$1]}" 2>/dev/null
 	_etcd_reap "$1" 10
+}
+
+# etcd_member_pause I: SIGSTOP member I, as a hung process (its listening
+# and open sockets stay, so connections are made and never answered).
+etcd_member_pause() {
+	_etcd_check_index "$1" || return 1
+	_etcd_alive "$1" && kill -STOP "${ETCD_MEMBER_PID[$1]}"
+}
+
+# etcd_member_resume I: SIGCONT member I.
+etcd_member_resume() {
+	_etcd_check_index "$1" || return 1
+	_etcd_alive "$1" && kill -CONT "${ETCD_MEMBER_PID[$1]}"
 }
 
 # etcd_member_start I: start member I again (same name, data directory

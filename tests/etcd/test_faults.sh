@@ -30,6 +30,11 @@
 #            lists, the revision and a watch fail within request_timeout
 #            (2 s) + 3 s; both back, the same handle writes at once; a
 #            refused write was not applied.
+#  hung      3 members; the first endpoint of a client, a follower, is
+#            SIGSTOPped (connections are made, never answered): a read on
+#            the open handle still succeeds within request_timeout + 3 s,
+#            then a write; ustate_open() with it first succeeds, and its
+#            handle reads and writes.
 #  limits    1 member; a value of the library's max_value_size with the
 #            longest key is taken, one byte more is -EFBIG; a transaction
 #            of 42 SETs (what etcd.c says fits etcd's 128) is; raised limits
@@ -89,6 +94,8 @@ serve() {
 	kill) etcd_member_kill "$2" ;;
 	stop) etcd_member_stop "$2" ;;
 	start) etcd_member_start "$2" ;;
+	pause) etcd_member_pause "$2" ;;
+	resume) etcd_member_resume "$2" ;;
 	compact) etcd_ctl compact "$2" >/dev/null ;;
 	put) etcd_ctl put "$2" "$3" >/dev/null ;;
 	mark) etcd_state >"$T/mark" ;;
@@ -238,6 +245,13 @@ noquorum)
 	L=$(etcd_leader)
 	A=$(other "$L") B=$(other "$L" "$A")
 	drive noquorum "$(source_of /nq "$L" "$A" "$B")" "$A" "$B" ||
+		fail "the client's checks (above)"
+	;;
+hung)
+	etcd_cluster_start 3
+	L=$(etcd_leader)
+	F=$(other "$L") O=$(other "$L" "$F")
+	drive hung "$(source_of /hu "$F" "$L" "$O")" "$F" ||
 		fail "the client's checks (above)"
 	;;
 limits)
