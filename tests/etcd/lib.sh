@@ -27,8 +27,11 @@
 # 127.0.0.1 and its key) and ETCD_TLS_CA (its CA) before
 # etcd_cluster_start, and the members serve clients over https only (the
 # peers keep http), and etcd_ctl trusts that CA (etcd_leader does not
-# speak TLS). Plain shell variables: do not export them (etcd would read
-# ETCD_* of its environment).
+# speak TLS). With ETCD_TLS_CLIENT_CERT and ETCD_TLS_CLIENT_KEY set too
+# (signed by that CA), members take only clients with a certificate of
+# that CA (--client-cert-auth), and etcd_ctl shows that one. Plain shell
+# variables: do not export them (etcd would read ETCD_* of its
+# environment).
 #
 # Cleanup at exit: when tests/integration/lib.sh's at_exit is defined, the
 # cluster is stopped through it (newest first, with the mounts); otherwise
@@ -53,6 +56,8 @@ ETCD_ENDPOINTS=""
 ETCD_TLS_CERT=${ETCD_TLS_CERT:-}
 ETCD_TLS_KEY=${ETCD_TLS_KEY:-}
 ETCD_TLS_CA=${ETCD_TLS_CA:-}
+ETCD_TLS_CLIENT_CERT=${ETCD_TLS_CLIENT_CERT:-}
+ETCD_TLS_CLIENT_KEY=${ETCD_TLS_CLIENT_KEY:-}
 ETCD_MEMBER_ENDPOINT=()
 ETCD_MEMBER_PID=()
 _etcd_peer=()	     # member index -> peer URL
@@ -76,7 +81,9 @@ etcd_wait_for() {
 # etcdctl with bounded waits: nothing in a test may hang on a dead member.
 _etcdctl() {
 	etcdctl --dial-timeout=1s --command-timeout=2s \
-		${ETCD_TLS_CA:+--cacert="$ETCD_TLS_CA"} "$@"
+		${ETCD_TLS_CA:+--cacert="$ETCD_TLS_CA"} \
+		${ETCD_TLS_CLIENT_CERT:+--cert="$ETCD_TLS_CLIENT_CERT"} \
+		${ETCD_TLS_CLIENT_KEY:+--key="$ETCD_TLS_CLIENT_KEY"} "$@"
 }
 etcd_ctl() { _etcdctl --endpoints="$ETCD_ENDPOINTS" "$@"; }
 etcd_member_ctl() {
@@ -115,6 +122,8 @@ _etcd_spawn() {
 	if [ -n "$ETCD_TLS_CERT" ]; then
 		client=https://${ETCD_MEMBER_ENDPOINT[$1]}
 		tls=(--cert-file "$ETCD_TLS_CERT" --key-file "$ETCD_TLS_KEY")
+		[ -z "$ETCD_TLS_CLIENT_CERT" ] ||
+			tls+=(--client-cert-auth --trusted-ca-file "$ETCD_TLS_CA")
 	fi
 	(
 		for v in $(compgen -e ETCD_); do unset "$v"; done
