@@ -1711,11 +1711,17 @@ static int on_watch(void *arg, json_t *result)
 	struct etcd_backend *e = arg;
 	json_t *evs = json_object_get(result, "events"), *ev;
 	uint64_t rev, last = 0;
+	const char *why;
 	size_t i;
 	int rc = 0;
 
 	if (json_is_true(json_object_get(result, "canceled"))) {
 		rev = ustate_etcd_get_u64(result, "compact_revision");
+		why = json_string_value(
+			json_object_get(result, "cancel_reason"));
+		/* "invalid auth token": the member forgot it (a restart). */
+		if (!rev && why && strstr(why, "auth"))
+			return -EACCES;
 		if (!rev)
 			return -ECANCELED;
 		pthread_mutex_lock(&e->lock);
@@ -1783,6 +1789,13 @@ static void *stream_main(void *arg)
 		rc = req ? ustate_etcd_stream_run(e->st, ep, req, on_watch, e)
 			 : -ENOMEM;
 		json_decref(req);
+		/*
+		 * A watch refused for its token is tried again with a new
+		 * one: calls log in again by themselves, but a handle that
+		 * only watches makes none (a no-op without a user).
+		 */
+		if (rc == -EACCES)
+			ustate_etcd_authenticate(e->conn);
 
 		pthread_mutex_lock(&e->lock);
 		if (e->stopping) {
@@ -1793,8 +1806,8 @@ static void *stream_main(void *arg)
 			/* Compacted past us: what we missed is gone. */
 			ustate_log(&e->opts, LOG_WARNING,
 				   "%s: etcd compacted its history at revision "
-				   "%llu, past this watch's %llu: watches that "
-				   "need those changes get ENODATA",
+				   "%llu, past this watch's %llu: the watches "
+				   "reading before it get EOVERFLOW",
 				   e->source, (unsigned long long)e->compacted,
 				   (unsigned long long)from);
 			if (!e->restart)
@@ -1803,6 +1816,8 @@ static void *stream_main(void *arg)
 			pthread_mutex_unlock(&e->lock);
 			continue;
 		}
+		/* Where the next run starts: past what this one gave. */
+		from = e->applied + 1;
 		pthread_mutex_unlock(&e->lock);
 		/* 0: stopped for a restart, which the loop's top makes. */
 		if (rc != 0) {
@@ -1898,7 +1913,12 @@ static int etcd_history(void *b, uint64_t from, size_t skip, size_t max,
 		if (rc < 0)
 			goto out;
 	}
-	if (from < e->compacted) {
+	/*
+	 * Below a compaction: a watch that starts there is -ENODATA; one
+	 * that reads on gets what the ring holds, from its oldest, past
+	 * from, and the front says -EOVERFLOW (ustate_compact()'s contract).
+	 */
+	if (from < e->compacted && !max) {
 		rc = -ENODATA;
 		goto out;
 	}

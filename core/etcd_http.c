@@ -249,8 +249,12 @@ static void easy_put(struct ustate_etcd_conn *c, CURL *e)
 	pthread_mutex_unlock(&c->lock);
 }
 
-/* The headers of a request: JSON, and the auth token if there is one. */
-static struct curl_slist *headers(struct ustate_etcd_conn *c)
+/*
+ * The headers of a request: JSON, and the auth token if there is one and
+ * token is set. etcd checks a token sent with /v3/auth/authenticate too,
+ * so the request that replaces a token the server forgot must not send it.
+ */
+static struct curl_slist *headers(struct ustate_etcd_conn *c, bool token)
 {
 	struct curl_slist *hdr, *h;
 	char auth[1024];
@@ -260,7 +264,7 @@ static struct curl_slist *headers(struct ustate_etcd_conn *c)
 		return NULL;
 	pthread_mutex_lock(&c->lock);
 	auth[0] = '\0';
-	if (c->token)
+	if (c->token && token)
 		snprintf(auth, sizeof(auth), "Authorization: %s", c->token);
 	pthread_mutex_unlock(&c->lock);
 	if (!auth[0])
@@ -302,13 +306,18 @@ int ustate_etcd_errno(long long grpc_code, long long http_code, const char *msg,
 			return -E2BIG;
 		if (has(msg, "request is too large"))
 			return -EFBIG;
-		if (has(msg, "authentication failed"))
+		/* A request without a token to a cluster with auth on. */
+		if (has(msg, "authentication failed") ||
+		    has(msg, "user name is empty"))
 			return -EACCES;
 		return -EINVAL;
 	case GRPC_RESOURCE_EXHAUSTED:
 		/* The request limit, on the gateway's side of the call. */
 		if (has(msg, "larger than max") || has(msg, "too large"))
 			return -EFBIG;
+		/* The preflight check of a member that lags: not proposed. */
+		if (has(msg, "too many requests"))
+			return -ENOTCONN;
 		return -ENOSPC; /* "mvcc: database space exceeded" */
 	case GRPC_PERMISSION_DENIED:
 	case GRPC_UNAUTHENTICATED:
@@ -323,8 +332,7 @@ int ustate_etcd_errno(long long grpc_code, long long http_code, const char *msg,
 		return -EINVAL;
 	case GRPC_UNAVAILABLE:
 		/* Refused before it was proposed: surely not applied. */
-		if (!write || has(msg, "no leader") ||
-		    has(msg, "not capable") || has(msg, "too many requests"))
+		if (!write || has(msg, "no leader") || has(msg, "not capable"))
 			return -ENOTCONN;
 		return -ETIMEDOUT; /* "leader changed" and the like */
 	case GRPC_DEADLINE_EXCEEDED:
@@ -393,8 +401,8 @@ static long ms_since(const struct timespec *t0)
  * error came from etcd itself (its code, or -1).
  */
 static int attempt(struct ustate_etcd_conn *c, size_t ep, const char *path,
-		   const char *body, long timeout, json_t **out, bool *sent,
-		   int *grpc, char **msg)
+		   const char *body, long timeout, bool token, json_t **out,
+		   bool *sent, int *grpc, char **msg)
 {
 	struct curl_slist *hdr = NULL;
 	char url[512];
@@ -412,7 +420,7 @@ static int attempt(struct ustate_etcd_conn *c, size_t ep, const char *path,
 	if (!e)
 		return -ENOMEM;
 	snprintf(url, sizeof(url), "%s%s", c->urls[ep], path);
-	hdr = headers(c);
+	hdr = headers(c, token);
 	if (!hdr) {
 		rc = -ENOMEM;
 		goto out;
@@ -465,6 +473,9 @@ out:
 	return rc;
 }
 
+/* A flag of call_body() besides USTATE_ETCD_READ: send no auth token. */
+#define NO_TOKEN 0x100
+
 static int call_body(struct ustate_etcd_conn *c, const char *path,
 		     const char *body, unsigned flags, json_t **out,
 		     bool reauth);
@@ -484,8 +495,8 @@ int ustate_etcd_authenticate(struct ustate_etcd_conn *c)
 	json_decref(req);
 	if (!body)
 		return -ENOMEM;
-	rc = call_body(c, "/v3/auth/authenticate", body, USTATE_ETCD_READ,
-		       &resp, false);
+	rc = call_body(c, "/v3/auth/authenticate", body,
+		       USTATE_ETCD_READ | NO_TOKEN, &resp, false);
 	sodium_memzero(body, strlen(body));
 	free(body);
 	if (rc == -EINVAL) {
@@ -521,11 +532,12 @@ static int call_body(struct ustate_etcd_conn *c, const char *path,
 		     bool reauth)
 {
 	bool read = flags & USTATE_ETCD_READ, sent, unknown = false;
+	bool slow = false;
 	int rc = -ENOTCONN, grpc;
 	struct timespec t0;
 	size_t i, ep = 0, first;
 	char *msg = NULL;
-	long left;
+	long left, share;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	first = ustate_etcd_current(c);
@@ -538,7 +550,18 @@ static int call_body(struct ustate_etcd_conn *c, const char *path,
 		ep = (first + i) % c->nurls;
 		free(msg);
 		msg = NULL;
-		rc = attempt(c, ep, path, body, left, out, &sent, &grpc, &msg);
+		/*
+		 * A read may be sent again: it gives each endpoint left an
+		 * equal share of the time, so that a member that takes the
+		 * connection and never answers (hung, stopped) does not use
+		 * it all before a healthy one is tried. A write keeps all of
+		 * it: once sent, it goes nowhere else.
+		 */
+		share = read ? left / (long)(c->nurls - i) : left;
+		rc = attempt(c, ep, path, body, share ? share : 1,
+			     !(flags & NO_TOKEN), out, &sent, &grpc, &msg);
+		if (read && rc == -ETIMEDOUT && grpc < 0)
+			slow = true;
 		if (rc == 0) {
 			pthread_mutex_lock(&c->lock);
 			c->cur = ep;
@@ -578,6 +601,10 @@ static int call_body(struct ustate_etcd_conn *c, const char *path,
 	/* -ETIMEDOUT says "may have been applied": not if never sent. */
 	if (!read && rc == -ETIMEDOUT && !unknown)
 		rc = -ENOTCONN;
+	/* A read that one endpoint let wait and the others refused. */
+	if (read && slow &&
+	    (rc == -ECONNREFUSED || rc == -EHOSTUNREACH || rc == -ENETUNREACH))
+		rc = -ETIMEDOUT;
 	if (rc < 0) {
 		pthread_mutex_lock(&c->lock);
 		snprintf(c->error, sizeof(c->error), "%s%s%s",
@@ -713,7 +740,7 @@ int ustate_etcd_stream_run(struct ustate_etcd_stream *st, size_t ep,
 		return -ENOMEM;
 	e = curl_easy_init();
 	body = json_dumps(req, JSON_COMPACT);
-	hdr = headers(c);
+	hdr = headers(c, true);
 	if (!e || !body || !hdr) {
 		rc = -ENOMEM;
 		goto out;

@@ -70,7 +70,9 @@ int ustate_etcd_authenticate(struct ustate_etcd_conn *c);
  * -ENOSPC (etcd's space quota), -ENODATA (a compacted revision); and
  * -ETIMEDOUT when the outcome is unknown: a write was sent and no answer
  * came in time, or the connection broke after it was sent. Reads get
- * -ETIMEDOUT when no endpoint answered in time.
+ * -ETIMEDOUT when no endpoint answered in time; a read gives each endpoint
+ * it tries an equal share of the time left, so that one that hangs does
+ * not keep it from the others.
  */
 int ustate_etcd_call(struct ustate_etcd_conn *c, const char *path, json_t *req,
 		     unsigned flags, json_t **out);
