@@ -35,9 +35,11 @@ struct ustate_etcd_config {
 #define USTATE_ETCD_READ 0x1 /* idempotent: may be sent again elsewhere */
 
 /**
- * ustate_etcd_conn_new() - prepare a connection (nothing is sent yet).
+ * ustate_etcd_conn_new() - prepare a connection (nothing is sent yet). The
+ * first one loads libcurl (libcurl.so.4), which the library does not link.
  * @out: receives it; free with ustate_etcd_conn_free().
- * Return: 0; -EINVAL (no endpoint); -ENOMEM; -EIO (libcurl failed).
+ * Return: 0; -EINVAL (no endpoint); -ENOMEM; -ELIBACC (libcurl cannot be
+ * loaded: logged with the reason); -EIO (libcurl failed).
  */
 int ustate_etcd_conn_new(struct ustate_etcd_conn **out,
 			 const struct ustate_etcd_config *cfg);
