@@ -734,7 +734,7 @@ int main(int argc, char **argv)
 	}
 
 	printf("\nCPU time per operation, us (medians): the client is this "
-	       "process, all its threads;\netcd %s. direct, mapped: the "
+	       "process, all its\nthreads; etcd %s.\ndirect, mapped: the "
 	       "direct client's two requests, as above.\n\n",
 	       etcd_pid ? "the server's process (from its clock ticks)"
 			: "not measured (no -p)");
