@@ -269,7 +269,11 @@ void node_move(const char *from, const char *to)
 	/* Take the nodes out first: their new paths hash elsewhere. */
 	for (i = 0; i < nbuckets; i++) {
 		for (n = by_ino[i]; n; n = n->next_ino) {
-			if (strncmp(n->path, from, flen) ||
+			/*
+			 * A replaced node is out of the path index and keeps
+			 * its path: its open files are no longer that name's.
+			 */
+			if (n->orphan || strncmp(n->path, from, flen) ||
 			    (n->path[flen] && n->path[flen] != '/'))
 				continue;
 			/* Too long to be a path any more: it stays behind. */

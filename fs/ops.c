@@ -385,12 +385,15 @@ static void op_forget_multi(fuse_req_t req, size_t count,
 	fuse_reply_none(req);
 }
 
+static bool open_size_of(fuse_ino_t ino, off_t *size);
+
 static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 		       struct fuse_file_info *fi)
 {
 	char path[FS_PATH_MAX];
 	struct handle *h = fi ? fh(fi) : NULL;
 	enum node_kind kind;
+	off_t size = 0;
 	struct stat st;
 	uint64_t rev;
 	int rc;
@@ -407,6 +410,20 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 		rc = fill_attr(ino, path, &st, &rev);
 	if (rc == 0 && !node_type_is(ino, st.st_mode))
 		rc = -ESTALE;
+	/*
+	 * An open file whose key is gone (deleted, renamed over) keeps its
+	 * snapshot: the kernel asks for its size before it reads, fstat()
+	 * without saying which open file.
+	 */
+	if (rc == -ENOENT &&
+	    ((h && (h->kind == H_READ || h->kind == H_WRITE)) ||
+	     open_size_of(ino, &size))) {
+		attr_base(&st, ino);
+		st.st_mode = S_IFREG;
+		st.st_size = size;
+		rc = meta_attr(path, KIND_FILE, NULL, &st);
+		rev = 0;
+	}
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;
@@ -560,6 +577,28 @@ static int ensure_cap(struct handle *h, size_t need)
 /* Every open file, so that a shutdown can finish what RELEASE did not. */
 static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct handle *open_files; /* protected by open_lock */
+
+/*
+ * Whether node ino has an open file (read or write); its size into
+ * *size, for an fstat() that does not say which open file asks.
+ */
+static bool open_size_of(fuse_ino_t ino, off_t *size)
+{
+	struct handle *h;
+
+	pthread_mutex_lock(&open_lock);
+	for (h = open_files; h; h = h->next)
+		if (h->node->ino == ino &&
+		    (h->kind == H_READ || h->kind == H_WRITE))
+			break;
+	if (h) {
+		pthread_mutex_lock(&h->lock);
+		*size = (off_t)h->len;
+		pthread_mutex_unlock(&h->lock);
+	}
+	pthread_mutex_unlock(&open_lock);
+	return h;
+}
 
 static struct handle *handle_new(enum handle_kind kind, struct node *n)
 {

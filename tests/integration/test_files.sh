@@ -74,6 +74,13 @@ echo after-a-longer-value > "$M/snap"
 check "reader keeps its snapshot" before "$(cat <&3)"
 exec 3<&-
 check "new reader sees the commit" after-a-longer-value "$(cat "$M/snap")"
+# ... and keeps it when the key is deleted (cat asks fstat() first)
+exec 3< "$M/snap"
+rm "$M/snap"
+check "a reader of a deleted key keeps its snapshot" \
+	"21 after-a-longer-value" \
+	"$(stat -L -c %s /dev/stdin <&3) $(cat <&3)"
+exec 3<&-
 
 # -- a file being written is empty until its close --
 # (python holds one descriptor and starts no process: a close of any

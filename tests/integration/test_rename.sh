@@ -69,3 +69,17 @@ for i in 1 2 3; do
 done
 check "vim: one version a save" "a=1xxx 4" "$(cat "$M/vimmed") $(xattr version "$M/vimmed")"
 check "vim leaves no swap key" "" "$(keys | tr ' ' '\n' | grep -F .sw || true)"
+
+# A file replaced by a rename while a reader holds it open keeps its node
+# (an orphan, out of the path index) for that reader; a rename of the new
+# file on must move only the new file's node (it crashed the daemon).
+echo old > "$M/held"
+echo new > "$M/fresh"
+exec 3< "$M/held"
+mv "$M/fresh" "$M/held"
+mv "$M/held" "$M/moved"
+check "rename of a file whose replaced one is still open" "new old" \
+	"$(cat "$M/moved") $(cat <&3)"
+exec 3<&-
+check "the daemon still serves, and the old name is gone" "new no" \
+	"$(cat "$M/moved") $([ -e "$M/held" ] && echo yes || echo no)"
