@@ -68,8 +68,11 @@ struct node {
 	uint64_t deleted;    /* store revision of the last delete of the
 			      * path by another process that the replay
 			      * heard of, protected by the table lock */
-	bool orphan;	     /* replaced by a rename: out of the
-			      * path index, protected by the table lock */
+	bool orphan;	     /* replaced by a rename, or a ghost: out of
+			      * the path index, protected by the table
+			      * lock */
+	bool ghost;	     /* made for the replayer alone (see
+			      * node_ghost()), set at creation */
 	bool has_meta;	     /* owner and mode of a key being created, */
 	ustate_meta meta;    /* till its first commit; protected by the
 			      * table lock */
@@ -140,6 +143,14 @@ const char *path_split(const char *path, char *dir);
 fuse_ino_t node_ino_for(const char *path);
 /* After a rename: every live node at or below from moves to to. */
 void node_move(const char *from, const char *to);
+/*
+ * A node for the replayer alone, looked up once: of path, but out of the
+ * path index, with a number no path is given. What the replayer's entry
+ * tells of a file that the store does not have (any more) goes to it, and
+ * never to the inode that readers of the key share.
+ */
+struct node *node_ghost(const char *path);
+bool node_is_ghost(fuse_ino_t ino);
 /* The live node of path, or 0. */
 fuse_ino_t node_find(const char *path);
 /* Creating writers: count them, and find them for lookup and readdir. */

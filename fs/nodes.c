@@ -79,12 +79,15 @@ static struct node *find_path(const char *path)
 	return NULL;
 }
 
+/* Into the indexes: by number, and by path unless it is an orphan. */
 static void link_node(struct node *n)
 {
 	size_t i = slot_ino(n->ino), j = slot_path(n->path);
 
 	n->next_ino = by_ino[i];
 	by_ino[i] = n;
+	if (n->orphan)
+		return;
 	n->next_path = by_path[j];
 	by_path[j] = n;
 }
@@ -199,6 +202,40 @@ struct node *node_lookup(const char *path)
 out:
 	pthread_mutex_unlock(&lock);
 	return n;
+}
+
+struct node *node_ghost(const char *path)
+{
+	struct node *n = calloc(1, sizeof(*n));
+
+	if (!n || !(n->path = strdup(path))) {
+		free(n);
+		return NULL;
+	}
+	n->orphan = true;
+	n->ghost = true;
+	n->nlookup = 1;
+	pthread_mutex_lock(&lock);
+	/* A number no path has or will have: from the counter. */
+	n->ino = next_fallback++;
+	if (count >= nbuckets)
+		grow();
+	link_node(n);
+	count++;
+	pthread_mutex_unlock(&lock);
+	return n;
+}
+
+bool node_is_ghost(fuse_ino_t ino)
+{
+	struct node *n;
+	bool yes;
+
+	pthread_mutex_lock(&lock);
+	n = find_ino(ino);
+	yes = n && n->ghost;
+	pthread_mutex_unlock(&lock);
+	return yes;
 }
 
 struct node *node_of(fuse_ino_t ino)

@@ -258,25 +258,55 @@ static int fill_attr(fuse_ino_t ino, const char *path, struct stat *st,
 
 /*
  * Attributes for the replayer, which must see path as kind: the real
- * ones when the store agrees (a size of 0 would cut short a reader of
- * the page cache), else made up. The kernel must not keep them.
+ * ones when the store agrees (true), else made up (false). The kernel
+ * must not keep them.
  */
-static void replay_attr(fuse_ino_t ino, const char *path, enum node_kind kind,
-			struct stat *st)
+static bool replay_attr(fuse_ino_t ino, const char *path, enum node_kind kind,
+			struct stat *st, uint64_t *rev)
 {
-	uint64_t rev;
+	if (attr_of(ino, path, st, rev) == 0 &&
+	    S_ISDIR(st->st_mode) == (kind == KIND_DIR))
+		return true;
+	attr_base(st, ino);
+	st->st_mode = kind == KIND_DIR ? S_IFDIR | 0755 : S_IFREG | 0644;
+	st->st_nlink = kind == KIND_DIR ? 2 : 1;
+	*rev = 0;
+	return false;
+}
 
-	if (attr_of(ino, path, st, &rev) < 0 ||
-	    S_ISDIR(st->st_mode) != (kind == KIND_DIR)) {
-		attr_base(st, ino);
-		st->st_mode =
-			kind == KIND_DIR ? S_IFDIR | 0755 : S_IFREG | 0644;
-		st->st_nlink = kind == KIND_DIR ? 2 : 1;
-		rev = 0;
+/*
+ * The node of the replayer's entry for path, as kind, with its attributes
+ * into st. A file that the store does not have there (deleted or turned
+ * into a directory by a later change) gets a ghost (node_ghost()): made
+ * up attributes of the path's own node would reach the inode that the
+ * key's next incarnation shares (the same number), whose size the kernel
+ * then believes; a reader whose own refreshes of the size the kernel
+ * drops (it drops every attribute reply that an invalidation or the
+ * replay's unlink overtook) read that value as empty. So does every
+ * created file (ghost true): the kernel applies a create's attributes
+ * without that check. Directories have no size to be wrong about. The
+ * caller replies, then calls node_reply_done().
+ */
+static struct node *replay_node(const char *path, enum node_kind kind,
+				bool ghost, struct stat *st)
+{
+	struct node *n = node_lookup(path);
+	uint64_t rev;
+	bool real;
+
+	if (!n)
+		return NULL;
+	real = replay_attr(n->ino, path, kind, st, &rev);
+	if (kind != KIND_DIR && (ghost || !real)) {
+		node_forget(n->ino, 1);
+		n = node_ghost(path);
+		if (!n)
+			return NULL;
+		st->st_ino = n->ino;
 	}
-	/* The caller replies, then calls node_reply_done(). */
-	node_reply_begin(ino, rev);
-	node_attr_drop(ino);
+	node_reply_begin(n->ino, rev);
+	node_attr_drop(n->ino);
+	return n;
 }
 
 static void reply_entry_for(fuse_req_t req, const char *path)
@@ -316,12 +346,11 @@ static void synth_entry(fuse_req_t req, const char *path, enum node_kind kind)
 	struct node *n;
 	int rc;
 
-	n = node_lookup(path);
+	n = replay_node(path, kind, false, &e.attr);
 	if (!n) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	replay_attr(n->ino, path, kind, &e.attr);
 	e.ino = n->ino;
 	node_set_type(n->ino, e.attr.st_mode);
 	/* Once the entry is sent, a FORGET may free n at any moment. */
@@ -401,7 +430,18 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 	rc = node_path(ino, path);
 	if (rc == 0 && replay_request(req) && replay_intent(path, &kind) &&
 	    kind != KIND_NONE) {
-		replay_attr(ino, path, kind, &st);
+		/*
+		 * Made-up attributes only for a ghost or a directory (see
+		 * replay_node()): a key's own file that the store no longer
+		 * has is stale, and the kernel looks the path up again.
+		 */
+		if (!replay_attr(ino, path, kind, &st, &rev) &&
+		    kind != KIND_DIR && !node_is_ghost(ino)) {
+			fuse_reply_err(req, ESTALE);
+			return;
+		}
+		node_reply_begin(ino, rev);
+		node_attr_drop(ino);
 		fuse_reply_attr(req, &st, 0);
 		node_reply_done(ino);
 		return;
@@ -852,15 +892,16 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		goto fail;
 	if (replay_request(req)) {
 		/* The key exists already: only the kernel is told. */
-		n = node_lookup(path);
+		n = replay_node(path, KIND_FILE, true, &e.attr);
 		h = n ? handle_new(H_REPLAY, n) : NULL;
 		if (!h) {
+			if (n)
+				node_reply_done(n->ino);
 			rc = -ENOMEM;
 			goto fail;
 		}
 		fi->direct_io = 1;
 		fi->fh = (uintptr_t)h;
-		replay_attr(n->ino, path, KIND_FILE, &e.attr);
 		e.ino = n->ino;
 		node_set_type(n->ino, S_IFREG);
 		rc = fuse_reply_create(req, &e, fi);
