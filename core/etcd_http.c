@@ -18,8 +18,13 @@
 #include <syslog.h>
 #include <time.h>
 
+/* The functions are reached through cu, not linked: no type-check macros. */
+#define CURL_DISABLE_TYPECHECK
 #include <curl/curl.h>
+#include <dlfcn.h>
 #include <sodium.h>
+
+#define CURL_SONAME "libcurl.so.4"
 
 #include "etcd_http_i.h"
 #include "etcd_stream_i.h"
@@ -47,12 +52,84 @@ struct buf {
 	size_t len, cap;
 };
 
+/*
+ * libcurl, loaded the first time an etcd store opens. Linked, it and what
+ * it links (TLS, Kerberos, LDAP, SSH... 31 libraries) cost every process
+ * of the library some 10 to 20 ms at start, measured; a program that
+ * opens only SQLite or memory stores now pays nothing. systemd loads its
+ * heavy optional libraries the same way.
+ */
+static struct {
+	CURLcode (*global_init)(long flags);
+	CURL *(*easy_init)(void);
+	CURLcode (*easy_setopt)(CURL *e, CURLoption o, ...);
+	CURLcode (*easy_perform)(CURL *e);
+	CURLcode (*easy_getinfo)(CURL *e, CURLINFO i, ...);
+	void (*easy_cleanup)(CURL *e);
+	const char *(*easy_strerror)(CURLcode c);
+	struct curl_slist *(*slist_append)(struct curl_slist *l, const char *s);
+	void (*slist_free_all)(struct curl_slist *l);
+	CURLM *(*multi_init)(void);
+	CURLMcode (*multi_add_handle)(CURLM *m, CURL *e);
+	CURLMcode (*multi_remove_handle)(CURLM *m, CURL *e);
+	CURLMcode (*multi_perform)(CURLM *m, int *running);
+	CURLMcode (*multi_poll)(CURLM *m, struct curl_waitfd fds[], unsigned n,
+				int timeout_ms, int *ret);
+	CURLMsg *(*multi_info_read)(CURLM *m, int *left);
+	CURLMcode (*multi_wakeup)(CURLM *m);
+	CURLMcode (*multi_cleanup)(CURLM *m);
+} cu;
+
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static int curl_ok;
+static int curl_rc = -ELIBACC; /* of the load: 0 once libcurl is there */
+static char curl_why[256];
+
+/* Resolve one function of libcurl into *fn; false when it lacks it. */
+static bool curl_sym(void *lib, const char *name, void *fn)
+{
+	void *p = dlsym(lib, name);
+
+	memcpy(fn, &p, sizeof(p));
+	if (!p)
+		snprintf(curl_why, sizeof(curl_why), "libcurl lacks %s", name);
+	return p != NULL;
+}
 
 static void curl_init_once(void)
 {
-	curl_ok = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
+	void *lib;
+
+	/* Never closed: libcurl keeps state for the process's life. */
+	lib = dlopen(CURL_SONAME, RTLD_NOW | RTLD_LOCAL);
+	if (!lib) {
+		snprintf(curl_why, sizeof(curl_why), "%s", dlerror());
+		return;
+	}
+	if (!curl_sym(lib, "curl_global_init", &cu.global_init) ||
+	    !curl_sym(lib, "curl_easy_init", &cu.easy_init) ||
+	    !curl_sym(lib, "curl_easy_setopt", &cu.easy_setopt) ||
+	    !curl_sym(lib, "curl_easy_perform", &cu.easy_perform) ||
+	    !curl_sym(lib, "curl_easy_getinfo", &cu.easy_getinfo) ||
+	    !curl_sym(lib, "curl_easy_cleanup", &cu.easy_cleanup) ||
+	    !curl_sym(lib, "curl_easy_strerror", &cu.easy_strerror) ||
+	    !curl_sym(lib, "curl_slist_append", &cu.slist_append) ||
+	    !curl_sym(lib, "curl_slist_free_all", &cu.slist_free_all) ||
+	    !curl_sym(lib, "curl_multi_init", &cu.multi_init) ||
+	    !curl_sym(lib, "curl_multi_add_handle", &cu.multi_add_handle) ||
+	    !curl_sym(lib, "curl_multi_remove_handle",
+		      &cu.multi_remove_handle) ||
+	    !curl_sym(lib, "curl_multi_perform", &cu.multi_perform) ||
+	    !curl_sym(lib, "curl_multi_poll", &cu.multi_poll) ||
+	    !curl_sym(lib, "curl_multi_info_read", &cu.multi_info_read) ||
+	    !curl_sym(lib, "curl_multi_wakeup", &cu.multi_wakeup) ||
+	    !curl_sym(lib, "curl_multi_cleanup", &cu.multi_cleanup))
+		return;
+	if (cu.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		snprintf(curl_why, sizeof(curl_why), "curl_global_init failed");
+		curl_rc = -EIO;
+		return;
+	}
+	curl_rc = 0;
 }
 
 static int buf_add(struct buf *b, const char *p, size_t n)
@@ -95,8 +172,12 @@ int ustate_etcd_conn_new(struct ustate_etcd_conn **out,
 	if (!cfg->nendpoints)
 		return -EINVAL;
 	pthread_once(&curl_once, curl_init_once);
-	if (!curl_ok)
-		return -EIO;
+	if (curl_rc < 0) {
+		ustate_log(cfg->log, LOG_ERR,
+			   "etcd: cannot load libcurl (%s): %s", CURL_SONAME,
+			   curl_why);
+		return curl_rc;
+	}
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
@@ -140,7 +221,7 @@ void ustate_etcd_conn_free(struct ustate_etcd_conn *c)
 	if (!c)
 		return;
 	for (i = 0; i < c->nidle; i++)
-		curl_easy_cleanup(c->idle[i]);
+		cu.easy_cleanup(c->idle[i]);
 	free(c->idle);
 	for (i = 0; i < c->nurls; i++)
 		free(c->urls[i]);
@@ -197,21 +278,20 @@ static void move_on(struct ustate_etcd_conn *c, size_t from)
 /* Settings every handle has, the same for calls and streams. */
 static void easy_common(struct ustate_etcd_conn *c, CURL *e)
 {
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-	curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, 2L);
-	curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, 1L);
-	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, c->tls ? "https" : "http");
-	curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
-			 c->tls ? CURL_HTTP_VERSION_2TLS
-				: CURL_HTTP_VERSION_1_1);
+	cu.easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	cu.easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+	cu.easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+	cu.easy_setopt(e, CURLOPT_TCP_KEEPIDLE, 2L);
+	cu.easy_setopt(e, CURLOPT_TCP_KEEPINTVL, 1L);
+	cu.easy_setopt(e, CURLOPT_PROTOCOLS_STR, c->tls ? "https" : "http");
+	cu.easy_setopt(e, CURLOPT_HTTP_VERSION,
+		       c->tls ? CURL_HTTP_VERSION_2TLS : CURL_HTTP_VERSION_1_1);
 	if (c->tls_ca)
-		curl_easy_setopt(e, CURLOPT_CAINFO, c->tls_ca);
+		cu.easy_setopt(e, CURLOPT_CAINFO, c->tls_ca);
 	if (c->tls_cert)
-		curl_easy_setopt(e, CURLOPT_SSLCERT, c->tls_cert);
+		cu.easy_setopt(e, CURLOPT_SSLCERT, c->tls_cert);
 	if (c->tls_key)
-		curl_easy_setopt(e, CURLOPT_SSLKEY, c->tls_key);
+		cu.easy_setopt(e, CURLOPT_SSLKEY, c->tls_key);
 }
 
 static CURL *easy_get(struct ustate_etcd_conn *c)
@@ -224,7 +304,7 @@ static CURL *easy_get(struct ustate_etcd_conn *c)
 	pthread_mutex_unlock(&c->lock);
 	if (e)
 		return e;
-	e = curl_easy_init();
+	e = cu.easy_init();
 	if (e)
 		easy_common(c, e);
 	return e;
@@ -239,7 +319,7 @@ static void easy_put(struct ustate_etcd_conn *c, CURL *e)
 		g = realloc(c->idle, (c->cap ? c->cap * 2 : 8) * sizeof(*g));
 		if (!g) {
 			pthread_mutex_unlock(&c->lock);
-			curl_easy_cleanup(e);
+			cu.easy_cleanup(e);
 			return;
 		}
 		c->idle = g;
@@ -249,25 +329,29 @@ static void easy_put(struct ustate_etcd_conn *c, CURL *e)
 	pthread_mutex_unlock(&c->lock);
 }
 
-/* The headers of a request: JSON, and the auth token if there is one. */
-static struct curl_slist *headers(struct ustate_etcd_conn *c)
+/*
+ * The headers of a request: JSON, and the auth token if there is one and
+ * token is set. etcd checks a token sent with /v3/auth/authenticate too,
+ * so the request that replaces a token the server forgot must not send it.
+ */
+static struct curl_slist *headers(struct ustate_etcd_conn *c, bool token)
 {
 	struct curl_slist *hdr, *h;
 	char auth[1024];
 
-	hdr = curl_slist_append(NULL, "Content-Type: application/json");
+	hdr = cu.slist_append(NULL, "Content-Type: application/json");
 	if (!hdr)
 		return NULL;
 	pthread_mutex_lock(&c->lock);
 	auth[0] = '\0';
-	if (c->token)
+	if (c->token && token)
 		snprintf(auth, sizeof(auth), "Authorization: %s", c->token);
 	pthread_mutex_unlock(&c->lock);
 	if (!auth[0])
 		return hdr;
-	h = curl_slist_append(hdr, auth);
+	h = cu.slist_append(hdr, auth);
 	if (!h)
-		curl_slist_free_all(hdr);
+		cu.slist_free_all(hdr);
 	return h;
 }
 
@@ -302,13 +386,18 @@ int ustate_etcd_errno(long long grpc_code, long long http_code, const char *msg,
 			return -E2BIG;
 		if (has(msg, "request is too large"))
 			return -EFBIG;
-		if (has(msg, "authentication failed"))
+		/* A request without a token to a cluster with auth on. */
+		if (has(msg, "authentication failed") ||
+		    has(msg, "user name is empty"))
 			return -EACCES;
 		return -EINVAL;
 	case GRPC_RESOURCE_EXHAUSTED:
 		/* The request limit, on the gateway's side of the call. */
 		if (has(msg, "larger than max") || has(msg, "too large"))
 			return -EFBIG;
+		/* The preflight check of a member that lags: not proposed. */
+		if (has(msg, "too many requests"))
+			return -ENOTCONN;
 		return -ENOSPC; /* "mvcc: database space exceeded" */
 	case GRPC_PERMISSION_DENIED:
 	case GRPC_UNAUTHENTICATED:
@@ -323,8 +412,7 @@ int ustate_etcd_errno(long long grpc_code, long long http_code, const char *msg,
 		return -EINVAL;
 	case GRPC_UNAVAILABLE:
 		/* Refused before it was proposed: surely not applied. */
-		if (!write || has(msg, "no leader") ||
-		    has(msg, "not capable") || has(msg, "too many requests"))
+		if (!write || has(msg, "no leader") || has(msg, "not capable"))
 			return -ENOTCONN;
 		return -ETIMEDOUT; /* "leader changed" and the like */
 	case GRPC_DEADLINE_EXCEEDED:
@@ -350,8 +438,8 @@ static int curl_errno(CURL *e, CURLcode cc, bool *sent)
 {
 	long oserr = 0, reqsize = 0;
 
-	curl_easy_getinfo(e, CURLINFO_OS_ERRNO, &oserr);
-	curl_easy_getinfo(e, CURLINFO_REQUEST_SIZE, &reqsize);
+	cu.easy_getinfo(e, CURLINFO_OS_ERRNO, &oserr);
+	cu.easy_getinfo(e, CURLINFO_REQUEST_SIZE, &reqsize);
 	*sent = reqsize > 0;
 	switch (cc) {
 	case CURLE_COULDNT_RESOLVE_HOST:
@@ -393,8 +481,8 @@ static long ms_since(const struct timespec *t0)
  * error came from etcd itself (its code, or -1).
  */
 static int attempt(struct ustate_etcd_conn *c, size_t ep, const char *path,
-		   const char *body, long timeout, json_t **out, bool *sent,
-		   int *grpc, char **msg)
+		   const char *body, long timeout, bool token, json_t **out,
+		   bool *sent, int *grpc, char **msg)
 {
 	struct curl_slist *hdr = NULL;
 	char url[512];
@@ -412,30 +500,29 @@ static int attempt(struct ustate_etcd_conn *c, size_t ep, const char *path,
 	if (!e)
 		return -ENOMEM;
 	snprintf(url, sizeof(url), "%s%s", c->urls[ep], path);
-	hdr = headers(c);
+	hdr = headers(c, token);
 	if (!hdr) {
 		rc = -ENOMEM;
 		goto out;
 	}
-	curl_easy_setopt(e, CURLOPT_URL, url);
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdr);
-	curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
-	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(e, CURLOPT_WRITEDATA, &resp);
-	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout);
-	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
-			 timeout < (long)c->dial_timeout
-				 ? timeout
-				 : (long)c->dial_timeout);
-	cc = curl_easy_perform(e);
+	cu.easy_setopt(e, CURLOPT_URL, url);
+	cu.easy_setopt(e, CURLOPT_HTTPHEADER, hdr);
+	cu.easy_setopt(e, CURLOPT_POSTFIELDS, body);
+	cu.easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+	cu.easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+	cu.easy_setopt(e, CURLOPT_WRITEDATA, &resp);
+	cu.easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout);
+	cu.easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+		       timeout < (long)c->dial_timeout ? timeout
+						       : (long)c->dial_timeout);
+	cc = cu.easy_perform(e);
 	if (cc != CURLE_OK) {
 		rc = curl_errno(e, cc, sent);
-		*msg = strdup(curl_easy_strerror(cc));
+		*msg = strdup(cu.easy_strerror(cc));
 		goto out;
 	}
 	*sent = true;
-	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+	cu.easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
 	j = resp.p ? json_loadb(resp.p, resp.len, 0, &jerr) : NULL;
 	if (!json_is_object(j)) {
 		rc = status == 200 ? -EPROTO : -EIO;
@@ -458,12 +545,15 @@ static int attempt(struct ustate_etcd_conn *c, size_t ep, const char *path,
 out:
 	json_decref(j);
 	free(resp.p);
-	curl_slist_free_all(hdr);
+	cu.slist_free_all(hdr);
 	/* The header list is freed: no later transfer may point to it. */
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL);
+	cu.easy_setopt(e, CURLOPT_HTTPHEADER, NULL);
 	easy_put(c, e);
 	return rc;
 }
+
+/* A flag of call_body() besides USTATE_ETCD_READ: send no auth token. */
+#define NO_TOKEN 0x100
 
 static int call_body(struct ustate_etcd_conn *c, const char *path,
 		     const char *body, unsigned flags, json_t **out,
@@ -484,8 +574,8 @@ int ustate_etcd_authenticate(struct ustate_etcd_conn *c)
 	json_decref(req);
 	if (!body)
 		return -ENOMEM;
-	rc = call_body(c, "/v3/auth/authenticate", body, USTATE_ETCD_READ,
-		       &resp, false);
+	rc = call_body(c, "/v3/auth/authenticate", body,
+		       USTATE_ETCD_READ | NO_TOKEN, &resp, false);
 	sodium_memzero(body, strlen(body));
 	free(body);
 	if (rc == -EINVAL) {
@@ -521,11 +611,12 @@ static int call_body(struct ustate_etcd_conn *c, const char *path,
 		     bool reauth)
 {
 	bool read = flags & USTATE_ETCD_READ, sent, unknown = false;
+	bool slow = false;
 	int rc = -ENOTCONN, grpc;
 	struct timespec t0;
 	size_t i, ep = 0, first;
 	char *msg = NULL;
-	long left;
+	long left, share;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	first = ustate_etcd_current(c);
@@ -538,7 +629,18 @@ static int call_body(struct ustate_etcd_conn *c, const char *path,
 		ep = (first + i) % c->nurls;
 		free(msg);
 		msg = NULL;
-		rc = attempt(c, ep, path, body, left, out, &sent, &grpc, &msg);
+		/*
+		 * A read may be sent again: it gives each endpoint left an
+		 * equal share of the time, so that a member that takes the
+		 * connection and never answers (hung, stopped) does not use
+		 * it all before a healthy one is tried. A write keeps all of
+		 * it: once sent, it goes nowhere else.
+		 */
+		share = read ? left / (long)(c->nurls - i) : left;
+		rc = attempt(c, ep, path, body, share ? share : 1,
+			     !(flags & NO_TOKEN), out, &sent, &grpc, &msg);
+		if (read && rc == -ETIMEDOUT && grpc < 0)
+			slow = true;
 		if (rc == 0) {
 			pthread_mutex_lock(&c->lock);
 			c->cur = ep;
@@ -578,6 +680,10 @@ static int call_body(struct ustate_etcd_conn *c, const char *path,
 	/* -ETIMEDOUT says "may have been applied": not if never sent. */
 	if (!read && rc == -ETIMEDOUT && !unknown)
 		rc = -ENOTCONN;
+	/* A read that one endpoint let wait and the others refused. */
+	if (read && slow &&
+	    (rc == -ECONNREFUSED || rc == -EHOSTUNREACH || rc == -ENETUNREACH))
+		rc = -ETIMEDOUT;
 	if (rc < 0) {
 		pthread_mutex_lock(&c->lock);
 		snprintf(c->error, sizeof(c->error), "%s%s%s",
@@ -631,7 +737,7 @@ int ustate_etcd_stream_new(struct ustate_etcd_stream **out,
 	if (!st)
 		return -ENOMEM;
 	st->c = c;
-	st->multi = curl_multi_init();
+	st->multi = cu.multi_init();
 	if (!st->multi) {
 		free(st);
 		return -EIO;
@@ -645,7 +751,7 @@ void ustate_etcd_stream_free(struct ustate_etcd_stream *st)
 {
 	if (!st)
 		return;
-	curl_multi_cleanup(st->multi);
+	cu.multi_cleanup(st->multi);
 	pthread_mutex_destroy(&st->lock);
 	free(st);
 }
@@ -655,7 +761,7 @@ void ustate_etcd_stream_stop(struct ustate_etcd_stream *st)
 	pthread_mutex_lock(&st->lock);
 	st->stop = true;
 	pthread_mutex_unlock(&st->lock);
-	curl_multi_wakeup(st->multi);
+	cu.multi_wakeup(st->multi);
 }
 
 static bool stopping(struct ustate_etcd_stream *st)
@@ -711,32 +817,32 @@ int ustate_etcd_stream_run(struct ustate_etcd_stream *st, size_t ep,
 
 	if (ustate_etcd_splitter_init(&r.sp, STREAM_MAX_LINE) < 0)
 		return -ENOMEM;
-	e = curl_easy_init();
+	e = cu.easy_init();
 	body = json_dumps(req, JSON_COMPACT);
-	hdr = headers(c);
+	hdr = headers(c, true);
 	if (!e || !body || !hdr) {
 		rc = -ENOMEM;
 		goto out;
 	}
 	easy_common(c, e);
 	snprintf(url, sizeof(url), "%s/v3/watch", c->urls[ep]);
-	curl_easy_setopt(e, CURLOPT_URL, url);
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdr);
-	curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_stream);
-	curl_easy_setopt(e, CURLOPT_WRITEDATA, &r);
-	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)c->dial_timeout);
-	curl_multi_add_handle(st->multi, e);
+	cu.easy_setopt(e, CURLOPT_URL, url);
+	cu.easy_setopt(e, CURLOPT_HTTPHEADER, hdr);
+	cu.easy_setopt(e, CURLOPT_POSTFIELDS, body);
+	cu.easy_setopt(e, CURLOPT_WRITEFUNCTION, on_stream);
+	cu.easy_setopt(e, CURLOPT_WRITEDATA, &r);
+	cu.easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)c->dial_timeout);
+	cu.multi_add_handle(st->multi, e);
 	rc = 0;
 	while (running && !stopping(st)) {
-		if (curl_multi_perform(st->multi, &running) != CURLM_OK) {
+		if (cu.multi_perform(st->multi, &running) != CURLM_OK) {
 			rc = -EIO;
 			break;
 		}
 		if (!running)
 			break;
 		/* A second at most: stop() also wakes the poll. */
-		curl_multi_poll(st->multi, NULL, 0, 1000, NULL);
+		cu.multi_poll(st->multi, NULL, 0, 1000, NULL);
 	}
 	if (stopping(st)) {
 		/* A stop ends one run: the next starts afresh. */
@@ -752,15 +858,15 @@ int ustate_etcd_stream_run(struct ustate_etcd_stream *st, size_t ep,
 				r.rc = rc;
 		}
 		rc = r.rc ? r.rc : -ENOTCONN;
-		while ((m = curl_multi_info_read(st->multi, &left)))
+		while ((m = cu.multi_info_read(st->multi, &left)))
 			if (m->msg == CURLMSG_DONE &&
 			    m->data.result != CURLE_OK && !r.rc)
 				rc = curl_errno(e, m->data.result, &sent);
 	}
-	curl_multi_remove_handle(st->multi, e);
+	cu.multi_remove_handle(st->multi, e);
 out:
-	curl_easy_cleanup(e);
-	curl_slist_free_all(hdr);
+	cu.easy_cleanup(e);
+	cu.slist_free_all(hdr);
 	free(body);
 	ustate_etcd_splitter_free(&r.sp);
 	return rc;

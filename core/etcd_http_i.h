@@ -35,9 +35,11 @@ struct ustate_etcd_config {
 #define USTATE_ETCD_READ 0x1 /* idempotent: may be sent again elsewhere */
 
 /**
- * ustate_etcd_conn_new() - prepare a connection (nothing is sent yet).
+ * ustate_etcd_conn_new() - prepare a connection (nothing is sent yet). The
+ * first one loads libcurl (libcurl.so.4), which the library does not link.
  * @out: receives it; free with ustate_etcd_conn_free().
- * Return: 0; -EINVAL (no endpoint); -ENOMEM; -EIO (libcurl failed).
+ * Return: 0; -EINVAL (no endpoint); -ENOMEM; -ELIBACC (libcurl cannot be
+ * loaded: logged with the reason); -EIO (libcurl failed).
  */
 int ustate_etcd_conn_new(struct ustate_etcd_conn **out,
 			 const struct ustate_etcd_config *cfg);
@@ -70,7 +72,9 @@ int ustate_etcd_authenticate(struct ustate_etcd_conn *c);
  * -ENOSPC (etcd's space quota), -ENODATA (a compacted revision); and
  * -ETIMEDOUT when the outcome is unknown: a write was sent and no answer
  * came in time, or the connection broke after it was sent. Reads get
- * -ETIMEDOUT when no endpoint answered in time.
+ * -ETIMEDOUT when no endpoint answered in time; a read gives each endpoint
+ * it tries an equal share of the time left, so that one that hangs does
+ * not keep it from the others.
  */
 int ustate_etcd_call(struct ustate_etcd_conn *c, const char *path, json_t *req,
 		     unsigned flags, json_t **out);

@@ -1202,9 +1202,15 @@ static void *dispatch(void *arg)
 
 		c = NULL;
 		n = 0;
+		/*
+		 * Nothing new, unless the history was trimmed past from with
+		 * nothing kept after it (etcd compacted while its watch was
+		 * cut off): the watches reading there must still hear of it,
+		 * and from must move on, or it stays stuck there for good.
+		 */
 		if (s->ops->history(s->be, from + 1, 0, DISPATCH_BATCH, &c, &n,
 				    &oldest) < 0 ||
-		    !n) {
+		    (!n && oldest <= from + 1)) {
 			pthread_mutex_lock(&s->wlock);
 			continue;
 		}
@@ -1213,7 +1219,7 @@ static void *dispatch(void *arg)
 		 * woken then, so going on after it loses nothing.
 		 */
 		all = n == DISPATCH_BATCH || oldest > from + 1;
-		last = c[n - 1].revision;
+		last = n ? c[n - 1].revision : oldest - 1;
 		pthread_mutex_lock(&s->wlock);
 		signal_matching(s, c, n, all);
 		ustate_changes_free(c, n);

@@ -565,9 +565,9 @@ int ustate_watch_fd(ustate_watch *w);
  *
  * Return: 0; -EAGAIN when none arrived in time; -EOVERFLOW when the watch
  * fell behind the retained history and events were lost:
- * reopen it from ustate_revision() after re-reading state; -ENODATA (etcd)
- * when etcd compacted away revisions the watch had not read (the client
- * was cut off meanwhile): the same remedy; -EINTR.
+ * reopen it from ustate_revision() after re-reading state (on etcd, also
+ * when etcd compacted away revisions the watch had not read while its
+ * client was cut off); -EINTR.
  */
 int ustate_watch_next(ustate_watch *w, ustate_event *ev, int timeout_ms);
 

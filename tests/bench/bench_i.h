@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * This file declares what the load drivers of scripts/bench share: a
- * monotonic clock, fatal errors, the 100-byte values, and a harness that
- * runs one operation in a loop in N worker processes, started together,
- * for a fixed time.
+ * monotonic clock, fatal errors, the 100-byte values, a harness that runs
+ * one operation in a loop in N worker processes, started together, for a
+ * fixed time, and a minimal HTTP client for etcd's HTTP/JSON gateway.
  */
 #ifndef BENCH_I_H
 #define BENCH_I_H
@@ -45,5 +45,27 @@ struct bench_job {
  * or exits if a worker failed.
  */
 double bench_run(const struct bench_job *j);
+
+/* One keep-alive HTTP/1.1 connection on a plain socket (bench_http.c). */
+struct bench_http;
+
+/* Connect to hostport, "A.B.C.D:PORT"; exits on failure. */
+struct bench_http *bench_http_open(const char *hostport);
+
+/* Close the connection; NULL is a no-op. */
+void bench_http_close(struct bench_http *c);
+
+/*
+ * POST the JSON body to path ("/v3/kv/put") and read the whole reply; the
+ * start of its body, at most n - 1 bytes and NUL-terminated, goes to out.
+ * Returns the HTTP status; exits if the connection breaks or the reply is
+ * no HTTP.
+ */
+int bench_http_post(struct bench_http *c, const char *path, const char *body,
+		    char *out, size_t n);
+
+/* The base64 of n bytes of in, NUL-terminated: 4 * ((n + 2) / 3) + 1 bytes
+ * of out. */
+void bench_b64(char *out, const void *in, size_t n);
 
 #endif

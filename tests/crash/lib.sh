@@ -25,6 +25,11 @@ crash_cycle() {
 			pids+=($!)
 		done
 	done
+	# The kill lands at a random moment once every writer has had an
+	# operation acknowledged, not at a fixed time after their start: a
+	# loaded machine (or a sanitizer build) can take longer than the
+	# sleep just to start them.
+	wait_for 20 _all_acked || true
 	sleep "0.$((RANDOM % 8 + 2))"
 	pkill -9 -o -f "^$USTATEFS -o sync=$sync $DB" || true
 	# A killed daemon must really go, whatever it was doing (its replay
@@ -36,6 +41,16 @@ crash_cycle() {
 	wait "${pids[@]}" 2>/dev/null || true
 	# Recovering a mountpoint after SIGKILL: unmount, then mount again.
 	fusermount3 -uz "$M"
+}
+
+# _all_acked: every writer of the cycle has an acknowledgement in $T/ack.
+_all_acked() {
+	local kind i
+	for i in 1 2; do
+		for kind in file txn rename; do
+			[ -s "$T/ack/$kind.$i" ] || return 1
+		done
+	done
 }
 
 # count_acks: add the operations acknowledged in $T/ack to acks.

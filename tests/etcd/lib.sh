@@ -12,6 +12,9 @@
 #   etcd_member_stop I       SIGTERM member I, wait for it (SIGKILL after 10 s)
 #   etcd_member_start I      restart member I on its data dir and ports,
 #                            wait until it is healthy
+#   etcd_member_pause I      SIGSTOP member I: it hangs, its sockets stay
+#                            open (a cleanup or kill resumes it first)
+#   etcd_member_resume I     SIGCONT member I
 #   etcd_cluster_stop        stop every member (SIGKILL after 1 s), remove
 #                            ETCD_DIR
 #   etcd_cleanup             the same, for a caller's own EXIT trap
@@ -19,6 +22,16 @@
 #   etcd_member_ctl I ARGS.. etcdctl on member I only
 #   etcd_leader              print the index of the leader (fails if none)
 #   etcd_wait_for SECS CMD.. poll CMD until it succeeds, at most SECS
+#
+# TLS: set ETCD_TLS_CERT and ETCD_TLS_KEY (a server certificate for
+# 127.0.0.1 and its key) and ETCD_TLS_CA (its CA) before
+# etcd_cluster_start, and the members serve clients over https only (the
+# peers keep http), and etcd_ctl trusts that CA (etcd_leader does not
+# speak TLS). With ETCD_TLS_CLIENT_CERT and ETCD_TLS_CLIENT_KEY set too
+# (signed by that CA), members take only clients with a certificate of
+# that CA (--client-cert-auth), and etcd_ctl shows that one. Plain shell
+# variables: do not export them (etcd would read ETCD_* of its
+# environment).
 #
 # Cleanup at exit: when tests/integration/lib.sh's at_exit is defined, the
 # cluster is stopped through it (newest first, with the mounts); otherwise
@@ -40,6 +53,11 @@ fi
 
 ETCD_DIR=""
 ETCD_ENDPOINTS=""
+ETCD_TLS_CERT=${ETCD_TLS_CERT:-}
+ETCD_TLS_KEY=${ETCD_TLS_KEY:-}
+ETCD_TLS_CA=${ETCD_TLS_CA:-}
+ETCD_TLS_CLIENT_CERT=${ETCD_TLS_CLIENT_CERT:-}
+ETCD_TLS_CLIENT_KEY=${ETCD_TLS_CLIENT_KEY:-}
 ETCD_MEMBER_ENDPOINT=()
 ETCD_MEMBER_PID=()
 _etcd_peer=()	     # member index -> peer URL
@@ -62,7 +80,10 @@ etcd_wait_for() {
 
 # etcdctl with bounded waits: nothing in a test may hang on a dead member.
 _etcdctl() {
-	etcdctl --dial-timeout=1s --command-timeout=2s "$@"
+	etcdctl --dial-timeout=1s --command-timeout=2s \
+		${ETCD_TLS_CA:+--cacert="$ETCD_TLS_CA"} \
+		${ETCD_TLS_CLIENT_CERT:+--cert="$ETCD_TLS_CLIENT_CERT"} \
+		${ETCD_TLS_CLIENT_KEY:+--key="$ETCD_TLS_CLIENT_KEY"} "$@"
 }
 etcd_ctl() { _etcdctl --endpoints="$ETCD_ENDPOINTS" "$@"; }
 etcd_member_ctl() {
@@ -97,10 +118,16 @@ _etcd_alive() {
 # its log. Inherited ETCD_* variables are dropped: etcd reads them as
 # flags, and ETCD_ENDPOINTS is ours.
 _etcd_spawn() {
-	local i=$1 client=http://${ETCD_MEMBER_ENDPOINT[$1]}
+	local i=$1 client=http://${ETCD_MEMBER_ENDPOINT[$1]} tls=()
+	if [ -n "$ETCD_TLS_CERT" ]; then
+		client=https://${ETCD_MEMBER_ENDPOINT[$1]}
+		tls=(--cert-file "$ETCD_TLS_CERT" --key-file "$ETCD_TLS_KEY")
+		[ -z "$ETCD_TLS_CLIENT_CERT" ] ||
+			tls+=(--client-cert-auth --trusted-ca-file "$ETCD_TLS_CA")
+	fi
 	(
 		for v in $(compgen -e ETCD_); do unset "$v"; done
-		exec etcd --name "m$i" --data-dir "$ETCD_DIR/m$i" \
+		exec etcd --name "m$i" --data-dir "$ETCD_DIR/m$i" "${tls[@]}" \
 			--listen-client-urls "$client" \
 			--advertise-client-urls "$client" \
 			--listen-peer-urls "${_etcd_peer[$i]}" \
@@ -181,7 +208,9 @@ _etcd_none_alive() {
 _etcd_stop_all() {
 	local i
 	for ((i = 0; i < _etcd_n; i++)); do
-		_etcd_alive "$i" && kill -TERM "${ETCD_MEMBER_PID[$i]}" 2>/dev/null
+		_etcd_alive "$i" || continue
+		kill -CONT "${ETCD_MEMBER_PID[$i]}" 2>/dev/null
+		kill -TERM "${ETCD_MEMBER_PID[$i]}" 2>/dev/null
 	done
 	etcd_wait_for 1 _etcd_none_alive || true
 	for ((i = 0; i < _etcd_n; i++)); do
@@ -264,8 +293,22 @@ etcd_member_kill() {
 # etcd_member_stop I: SIGTERM member I and wait for it to exit.
 etcd_member_stop() {
 	_etcd_check_index "$1" || return 1
-	_etcd_alive "$1" && kill -TERM "${ETCD_MEMBER_PID[$1]}" 2>/dev/null
+	_etcd_alive "$1" && kill -CONT "${ETCD_MEMBER_PID[$1]}" 2>/dev/null &&
+		kill -TERM "${ETCD_MEMBER_PID[$1]}" 2>/dev/null
 	_etcd_reap "$1" 10
+}
+
+# etcd_member_pause I: SIGSTOP member I, as a hung process (its listening
+# and open sockets stay, so connections are made and never answered).
+etcd_member_pause() {
+	_etcd_check_index "$1" || return 1
+	_etcd_alive "$1" && kill -STOP "${ETCD_MEMBER_PID[$1]}"
+}
+
+# etcd_member_resume I: SIGCONT member I.
+etcd_member_resume() {
+	_etcd_check_index "$1" || return 1
+	_etcd_alive "$1" && kill -CONT "${ETCD_MEMBER_PID[$1]}"
 }
 
 # etcd_member_start I: start member I again (same name, data directory

@@ -5187,6 +5187,42 @@ static void test_memory_backup(void **state)
 	assert_int_equal(access("/tmp/never.db", F_OK), -1);
 }
 
+/*
+ * An etcd store backs up into a SQLite file: one snapshot of every key
+ * (value, version, times) and directory record, which ustate opens as it
+ * would any store, sound by its check.
+ */
+static void test_etcd_backup(void **state)
+{
+	struct fixture *f = *state;
+	char dir[] = "/tmp/ustate-etcd-backup-XXXXXX", path[PATH_MAX];
+	struct progress p = {0};
+	char *before, *after;
+	struct stat st;
+
+	fill_admin(f->s);
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/backup.db", dir);
+	assert_int_equal(ustate_backup(f->s, path, 0, on_progress, &p), 0);
+	assert_int_equal(p.done, p.total);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	assert_int_equal(ustate_open_sqlite(&f->s2, path, NULL), 0);
+	before = export_text(f->s);
+	after = export_text(f->s2);
+	assert_string_equal(after, before);
+	free(before);
+	free(after);
+	assert_int_equal(ustate_check(f->s2, NULL, NULL), 0);
+	ustate_close(f->s2);
+	f->s2 = NULL;
+	/* An existing file stays unless forced. */
+	assert_int_equal(ustate_backup(f->s, path, 0, NULL, NULL), -EEXIST);
+	assert_int_equal(
+		ustate_backup(f->s, path, USTATE_BACKUP_FORCE, NULL, NULL), 0);
+	remove_dir(dir);
+}
+
 /* ---- tables ------------------------------------------------------------ */
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -5256,6 +5292,7 @@ static const struct CMUnitTest memory_cases[] = {
 
 static const struct CMUnitTest etcd_cases[] = {
 	COMMON_CASES,
+	T(test_etcd_backup),
 };
 
 int main(int argc, char **argv)

@@ -904,6 +904,20 @@ static void test_error_codes(void **state)
 					   true),
 			 -E2BIG);
 	assert_int_equal(ustate_etcd_errno(-1, 504, NULL, false), -ETIMEDOUT);
+	/* etcd's ErrGRPCRequestTooManyRequests: refused, not "no space". */
+	assert_int_equal(
+		ustate_etcd_errno(8, -1, "etcdserver: too many requests", true),
+		-ENOTCONN);
+	assert_int_equal(ustate_etcd_errno(8, -1,
+					   "etcdserver: mvcc: database space "
+					   "exceeded",
+					   true),
+			 -ENOSPC);
+	/* No token where auth is on: credentials, not a bad request. */
+	assert_int_equal(ustate_etcd_errno(3, -1,
+					   "etcdserver: user name is empty",
+					   false),
+			 -EACCES);
 }
 
 /* Lines that are no message: -EPROTO, *out untouched, *msg NULL. */
