@@ -86,6 +86,7 @@ struct fs {
 	bool read_only;
 	bool permissions; /* default_permissions: others may come in */
 	bool debug;
+	bool single;	     /* -s: one thread serves every request */
 	double timeout;	     /* entry cache, seconds */
 	double attr_timeout; /* attribute cache, seconds */
 	bool direct_io;	     /* no page cache for readers either */
@@ -311,6 +312,40 @@ bool replay_request(fuse_req_t req);
 bool replay_intent(const char *path, enum node_kind *kind);
 int watcher_start(void);
 void watcher_stop(void);
+/*
+ * Wait (a short while at most) until the follower has read every change
+ * up to store revision rev and made the kernel forget the names they
+ * removed: a request that saw such a change then finds none of them.
+ */
+void replay_seen(uint64_t rev);
+
+/*
+ * view.c: the key space as of the last change the replay applied. A
+ * path's state: a value, a directory record (always for "/"), how many
+ * names exist directly below it; a directory has a record or names
+ * below, and it exists if it is a directory or has a value.
+ */
+struct view_state {
+	bool value, record, dir, exists;
+	uint32_t nchild;
+};
+/*
+ * Load it from the store: *first and *last are store revisions before
+ * and after the reads, so it is exact once the changes after *first up
+ * to *last are applied.
+ */
+int view_load(uint64_t *first, uint64_t *last);
+void view_clear(void);
+int view_apply(ustate_event_type type, const char *key);
+void view_state(const char *path, struct view_state *st);
+/*
+ * A trial: changes applied to a copy, the view unchanged; the states the
+ * trial gives, and every path it touched (in order of first touch).
+ */
+int view_trial_apply(ustate_event_type type, const char *key);
+void view_trial_state(const char *path, struct view_state *st);
+void view_trial_each(void (*fn)(void *arg, const char *path), void *arg);
+void view_trial_end(void);
 
 /*
  * log.c: the daemon's messages, at syslog's levels (LOG_ERR ... LOG_DEBUG),

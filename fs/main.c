@@ -583,6 +583,7 @@ int main(int argc, char *argv[])
 		goto out_args;
 	}
 	fs.debug = copts.debug;
+	fs.single = copts.singlethread;
 	fs.timeout = o.timeout;
 	/*
 	 * Entries, attributes and pages are cached; every commit of this

@@ -827,6 +827,12 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		rc = classify_get(path, &kind, key, &rev, trunc ? NULL : &e);
 	}
 	/*
+	 * A value another writer made: once it is read here, no name that
+	 * writer removed before it may be left in the kernel's dentries.
+	 */
+	if (rc == 0 && e && !fs.single)
+		replay_seen(e->mod_revision);
+	/*
 	 * The kernel still trusts a name whose key is gone (a creation whose
 	 * commit failed leaves no key; another process deleted it and the
 	 * replay has not yet told the kernel): ESTALE makes it look the name
@@ -1780,6 +1786,12 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		rc = child_path(dir, name, from);
 	if (rc == 0)
 		rc = creatable(ndir, newname, to);
+	if (rc == 0 && replay_request(req)) {
+		/* Moved in the store already: the nodes move with the names. */
+		node_move(from, to);
+		fuse_reply_err(req, 0);
+		return;
+	}
 	if (rc == 0 && (!strcmp(name, ".txn") || !strcmp(name, ".value")))
 		rc = -EPERM;
 	if (rc == 0 && fs.read_only)

@@ -5,7 +5,9 @@
 # ustatefs mount, each logged with its invocation and completion times
 # (CLOCK_MONOTONIC, shared by every process), its arguments and its result,
 # in the format lincheck.py reads.
-#   linhistory.py [--procs N] [--keys N] [--seed N] MOUNT OUT OPS
+#   linhistory.py [--procs N] [--keys N] [--seed N] [--deletes W] MOUNT OUT OPS
+# (W: the weight of deletes among the operations below, 0.06 unless said;
+# more of them replay more deletes and re-creations on a second mount)
 # Operations, each on a random key:
 #   get via file  open, read to the end, close: the value, version unseen
 #   get via txn   a /.txn "get": value and version
@@ -115,11 +117,11 @@ def one(mnt, f, via, key, value, expect):
     return {"ok": False, "version": r.found}
 
 
-def worker(mnt, p, n, keys, seed, out):
+def worker(mnt, p, n, keys, seed, out, deletes):
     rng = random.Random(seed * 1000 + p)
     known = {k: 1 for k in keys}  # the version last seen of each key
     kinds = [(f, via) for f, via, _ in KINDS]
-    weights = [w for _, _, w in KINDS]
+    weights = [deletes / 2 if f == "delete" else w for f, _, w in KINDS]
     with open(out, "w") as log:
         for i in range(n):
             f, via = rng.choices(kinds, weights)[0]
@@ -148,6 +150,7 @@ def main():
     ap.add_argument("--procs", type=int, default=4)
     ap.add_argument("--keys", type=int, default=3)
     ap.add_argument("--seed", type=int, default=int(time.time()))
+    ap.add_argument("--deletes", type=float, default=0.06)
     ap.add_argument("mnt", help="a mount, or several of one store, "
                     "separated by commas (process p uses mount p mod n)")
     ap.add_argument("out")
@@ -175,7 +178,7 @@ def main():
     ws = [subprocess.Popen([sys.executable, __file__, "--worker",
                             mounts[p % len(mounts)],
                             str(p), str(per[p]), ",".join(keys),
-                            str(a.seed), outs[p]])
+                            str(a.seed), outs[p], str(a.deletes)])
           for p in range(a.procs)]
     bad = [p for p, w in enumerate(ws) if w.wait() != 0]
     secs = time.monotonic() - t
@@ -212,6 +215,7 @@ def main():
 if __name__ == "__main__":
     if sys.argv[1] == "--worker":
         worker(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]),
-               sys.argv[5].split(","), int(sys.argv[6]), sys.argv[7])
+               sys.argv[5].split(","), int(sys.argv[6]), sys.argv[7],
+               float(sys.argv[8]))
     else:
         main()

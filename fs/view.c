@@ -1,0 +1,310 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * This file implements the replay's view of the key space: for every path
+ * that exists, whether it holds a value, a directory record, and how many
+ * names lie directly below it, as of the last change the replay applied.
+ * The replay decides from it what each change did to the tree (which
+ * directories appeared or vanished with a key, whether a transaction was
+ * a rename), where the store itself can only say what the tree is now,
+ * possibly many changes later.
+ *
+ * It is loaded once from the store (view_load()) and then follows every
+ * change, this mount's own included. The changes of one revision can be
+ * tried first (view_trial_*()): applied to copies of the entries they
+ * touch, which then tell the states after them while the view keeps the
+ * states before. Only the replayer's thread uses it.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs_i.h"
+
+#define V_VALUE 0x1
+#define V_RECORD 0x2
+
+struct ventry {
+	char *path;
+	uint32_t nchild; /* names directly below that exist */
+	uint8_t flags;	 /* V_VALUE, V_RECORD */
+	struct ventry *next;
+	struct ventry *next_all; /* a trial's entries, in order of touch */
+};
+
+struct table {
+	struct ventry **b;
+	size_t nb, n;
+	bool trial;		    /* copies of the view's entries, kept even
+				     * when empty: the paths a batch touched */
+	struct ventry *all, **tail; /* trial: every entry */
+};
+
+static struct table view;
+static struct table trial = {.trial = true};
+
+/* FNV-1a, as the inode numbers use. */
+static uint64_t hash_str(const char *p)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	for (; *p; p++)
+		h = (h ^ (unsigned char)*p) * 0x100000001b3ull;
+	return h;
+}
+
+static struct ventry *find(const struct table *t, const char *path)
+{
+	struct ventry *e;
+
+	if (!t->nb)
+		return NULL;
+	for (e = t->b[hash_str(path) & (t->nb - 1)]; e; e = e->next)
+		if (!strcmp(e->path, path))
+			return e;
+	return NULL;
+}
+
+static void grow(struct table *t)
+{
+	struct ventry **nb, *e, *next;
+	size_t n = t->nb ? t->nb * 2 : 1024, i, j;
+
+	nb = calloc(n, sizeof(*nb));
+	if (!nb)
+		return; /* longer chains, still correct */
+	for (i = 0; i < t->nb; i++) {
+		for (e = t->b[i]; e; e = next) {
+			next = e->next;
+			j = hash_str(e->path) & (n - 1);
+			e->next = nb[j];
+			nb[j] = e;
+		}
+	}
+	free(t->b);
+	t->b = nb;
+	t->nb = n;
+}
+
+/*
+ * The entry of path in t, made when missing (in a trial, as a copy of the
+ * view's); NULL on ENOMEM.
+ */
+static struct ventry *get(struct table *t, const char *path)
+{
+	struct ventry *e = find(t, path), *v;
+	size_t i;
+
+	if (e)
+		return e;
+	if (t->n >= t->nb)
+		grow(t);
+	if (!t->nb)
+		return NULL;
+	e = calloc(1, sizeof(*e));
+	if (!e || !(e->path = strdup(path))) {
+		free(e);
+		return NULL;
+	}
+	if (t->trial && (v = find(&view, path))) {
+		e->flags = v->flags;
+		e->nchild = v->nchild;
+	}
+	i = hash_str(path) & (t->nb - 1);
+	e->next = t->b[i];
+	t->b[i] = e;
+	t->n++;
+	if (t->trial) {
+		*t->tail = e;
+		t->tail = &e->next_all;
+	}
+	return e;
+}
+
+/* Drop e from the view when nothing is left of it (never the root). */
+static void prune(struct table *t, struct ventry *e)
+{
+	struct ventry **pp;
+
+	if (t->trial || e->flags || e->nchild || !strcmp(e->path, "/"))
+		return;
+	for (pp = &t->b[hash_str(e->path) & (t->nb - 1)]; *pp != e;
+	     pp = &(*pp)->next)
+		;
+	*pp = e->next;
+	t->n--;
+	free(e->path);
+	free(e);
+}
+
+static bool exists_e(const struct ventry *e)
+{
+	return e && (e->flags || e->nchild);
+}
+
+/* The parent of path into dir (FS_PATH_MAX bytes); false for the root. */
+static bool parent_of(const char *path, char *dir)
+{
+	if (!strcmp(path, "/"))
+		return false;
+	path_split(path, dir);
+	return true;
+}
+
+/* Set or clear flag on path in t, and count its name in its ancestors. */
+static int set_flag(struct table *t, const char *path, uint8_t flag, bool on)
+{
+	char cur[FS_PATH_MAX], dir[FS_PATH_MAX];
+	struct ventry *e;
+	bool was, is;
+	int delta;
+
+	e = find(t, path);
+	if (!e && !on && !t->trial)
+		return 0;
+	e = e ? e : get(t, path);
+	if (!e)
+		return -ENOMEM;
+	was = exists_e(e);
+	e->flags = on ? e->flags | flag : e->flags & ~flag;
+	is = exists_e(e);
+	prune(t, e);
+	if (was == is)
+		return 0;
+	delta = is ? 1 : -1;
+	strcpy(cur, path);
+	/* Bounded by the depth of the path: one step up per segment. */
+	while (parent_of(cur, dir)) {
+		e = get(t, dir);
+		if (!e)
+			return -ENOMEM;
+		if (delta < 0 && !e->nchild) {
+			prune(t, e); /* a view out of step: never below 0 */
+			break;
+		}
+		was = exists_e(e);
+		e->nchild += delta;
+		is = exists_e(e);
+		prune(t, e);
+		if (was == is || !strcmp(dir, "/"))
+			break;
+		strcpy(cur, dir);
+	}
+	return 0;
+}
+
+static int apply(struct table *t, ustate_event_type type, const char *key)
+{
+	switch (type) {
+	case USTATE_EVENT_CREATED:
+	case USTATE_EVENT_UPDATED:
+		return set_flag(t, key, V_VALUE, true);
+	case USTATE_EVENT_DELETED:
+		return set_flag(t, key, V_VALUE, false);
+	case USTATE_EVENT_DIR_CREATED:
+		return set_flag(t, key, V_RECORD, true);
+	case USTATE_EVENT_DIR_DELETED:
+		return set_flag(t, key, V_RECORD, false);
+	}
+	return 0;
+}
+
+static void state_of(const struct ventry *e, const char *path,
+		     struct view_state *st)
+{
+	bool root = !strcmp(path, "/");
+
+	st->value = e && (e->flags & V_VALUE);
+	st->record = root || (e && (e->flags & V_RECORD));
+	st->nchild = e ? e->nchild : 0;
+	st->dir = st->record || st->nchild;
+	st->exists = st->value || st->dir;
+}
+
+static void table_free(struct table *t)
+{
+	struct ventry *e, *next;
+	bool is_trial = t->trial;
+	size_t i;
+
+	for (i = 0; i < t->nb; i++) {
+		for (e = t->b[i]; e; e = next) {
+			next = e->next;
+			free(e->path);
+			free(e);
+		}
+	}
+	free(t->b);
+	*t = (struct table){.trial = is_trial};
+	t->tail = &t->all;
+}
+
+int view_apply(ustate_event_type type, const char *key)
+{
+	return apply(&view, type, key);
+}
+
+void view_state(const char *path, struct view_state *st)
+{
+	state_of(find(&view, path), path, st);
+}
+
+void view_clear(void)
+{
+	table_free(&view);
+}
+
+int view_load(uint64_t *first, uint64_t *last)
+{
+	char **keys = NULL, **dirs = NULL;
+	size_t nkeys = 0, ndirs = 0, i;
+	unsigned flags;
+	int rc;
+
+	view_clear();
+	rc = ustate_node_get(fs.store, "/", &flags, first, NULL);
+	if (rc == 0)
+		rc = ustate_list(fs.store, "/", &keys, &nkeys);
+	if (rc == 0)
+		rc = ustate_list_dirs(fs.store, "/", &dirs, &ndirs);
+	for (i = 0; rc == 0 && i < nkeys; i++)
+		rc = set_flag(&view, keys[i], V_VALUE, true);
+	for (i = 0; rc == 0 && i < ndirs; i++)
+		if (strcmp(dirs[i], "/"))
+			rc = set_flag(&view, dirs[i], V_RECORD, true);
+	if (rc == 0)
+		rc = ustate_node_get(fs.store, "/", &flags, last, NULL);
+	ustate_list_free(keys, nkeys);
+	ustate_list_free(dirs, ndirs);
+	if (rc < 0)
+		view_clear();
+	return rc;
+}
+
+/* ---- trials ----------------------------------------------------------- */
+
+int view_trial_apply(ustate_event_type type, const char *key)
+{
+	if (!trial.tail)
+		trial.tail = &trial.all;
+	return apply(&trial, type, key);
+}
+
+void view_trial_state(const char *path, struct view_state *st)
+{
+	struct ventry *e = find(&trial, path);
+
+	state_of(e ? e : find(&view, path), path, st);
+}
+
+void view_trial_each(void (*fn)(void *arg, const char *path), void *arg)
+{
+	struct ventry *e;
+
+	for (e = trial.all; e; e = e->next_all)
+		fn(arg, e->path);
+}
+
+void view_trial_end(void)
+{
+	table_free(&trial);
+}
