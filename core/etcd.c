@@ -874,6 +874,7 @@ struct tkey {
 	int meta;	/* 0 untouched, 1 set by meta_op, 2 dropped */
 	int meta_op;
 	bool checked; /* a CHECK_VERSION names its state before */
+	bool built;   /* its writes are in the Txn */
 	uint64_t v0;  /* the version before, once read */
 	int src;      /* where a committed Txn tells v0 (SRC_*) */
 	size_t at;    /* ... at this index of success (or of nest) */
@@ -1532,9 +1533,22 @@ static int txn_send(struct etcd_backend *e, struct plan *p, json_t **resp,
 					       true));
 		}
 	}
-	for (k = 0; k < p->nkeys && rc == 0; k++)
-		if (p->keys[k].written)
-			rc = build_key(e, p, &p->keys[k], now, nest, w);
+	/*
+	 * The writes in the order of each key's first write, so that the
+	 * watch tells a revision's changes in the order of the ops, as the
+	 * other backends' histories do (a mount's replay pairs the set and
+	 * the delete of a rename by it).
+	 */
+	for (i = 0; i < p->n && rc == 0; i++) {
+		if (!op_on_key(ops[i].type) ||
+		    ops[i].type == USTATE_OP_CHECK_VERSION)
+			continue;
+		t = &p->keys[p->slot[i]];
+		if (!t->built) {
+			t->built = true;
+			rc = build_key(e, p, t, now, nest, w);
+		}
+	}
 	for (k = 0; k < p->ndirs && rc == 0; k++)
 		rc = build_dir(e, p, &p->dirs[k], nest, w);
 	if (rc) {
