@@ -68,9 +68,10 @@ struct ustate_script {
 	size_t line_len;
 	struct sc_op *ops;
 	size_t n, cap;
-	size_t data_left; /* bytes of the current value still to come */
-	size_t bytes;	  /* value bytes buffered so far */
-	int result;	  /* 1 committed, <0 failed, 0 not yet */
+	size_t data_left;  /* bytes of the current value still to come */
+	size_t bytes;	   /* value bytes buffered so far */
+	int result;	   /* 1 committed, <0 failed, 0 not yet */
+	uint64_t revision; /* of the commit, once committed */
 	char *reply;
 	size_t reply_len, reply_cap;
 	ustate_script_check_fn check; /* may veto each op, or NULL */
@@ -597,6 +598,11 @@ static int run(ustate_script *sc)
 	if (rc == 0) {
 		reply_ok(sc, res.revision, vers, got);
 		sc->result = 1;
+		for (i = 0; i < sc->n; i++)
+			if (sc->ops[i].op.type == USTATE_OP_SET ||
+			    sc->ops[i].op.type == USTATE_OP_CREATE ||
+			    sc->ops[i].op.type == USTATE_OP_DELETE)
+				sc->revision = res.revision;
 		rc = 1;
 		goto out;
 	}
@@ -635,4 +641,9 @@ const char *ustate_script_reply(ustate_script *sc, size_t *len)
 int ustate_script_result(ustate_script *sc)
 {
 	return sc->result;
+}
+
+uint64_t ustate_script_revision(ustate_script *sc)
+{
+	return sc->result == 1 ? sc->revision : 0;
 }

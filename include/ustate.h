@@ -658,6 +658,13 @@ void ustate_script_set_owner(ustate_script *sc, const ustate_meta *m);
 /** ustate_script_result() - 1 committed, 0 not finished, <0 failed. */
 int ustate_script_result(ustate_script *sc);
 
+/**
+ * ustate_script_revision() - the store revision of the script's commit
+ * when it wrote a key; 0 when it only read or checked, or while it has not
+ * committed (or failed). Since 0.3.
+ */
+uint64_t ustate_script_revision(ustate_script *sc);
+
 /** ustate_script_free() - discard a script. NULL is a no-op. */
 void ustate_script_free(ustate_script *sc);
 

@@ -386,6 +386,12 @@ static int script_run(ustate *s, const char *text, char **reply)
 	r = ustate_script_reply(sc, &len);
 	*reply = strndup(r, len);
 	assert_int_equal(ustate_script_result(sc), rc);
+	/* A commit that wrote is the store's last revision; nothing else. */
+	if (rc != 1)
+		assert_int_equal(ustate_script_revision(sc), 0);
+	else if (ustate_script_revision(sc))
+		assert_int_equal(ustate_script_revision(sc),
+				 ustate_revision(s));
 	ustate_script_free(sc);
 	return rc;
 }
@@ -2907,8 +2913,10 @@ static void test_script(void **state)
 	for (i = 0; i + 1 < sizeof(text2) - 1; i++)
 		assert_int_equal(ustate_script_feed(sc, &text2[i], 1), 0);
 	assert_int_equal(ustate_revision(s), REV(1));
+	assert_int_equal(ustate_script_revision(sc), 0);
 	assert_int_equal(ustate_script_feed(sc, &text2[i], 1), 1);
 	assert_int_equal(ustate_script_result(sc), 1);
+	assert_int_equal(ustate_script_revision(sc), REV(2));
 	r = ustate_script_reply(sc, &len);
 	assert_int_equal(len, strlen(reply2));
 	assert_memory_equal(r, reply2, len);
