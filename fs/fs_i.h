@@ -318,6 +318,12 @@ void watcher_stop(void);
  * removed: a request that saw such a change then finds none of them.
  */
 void replay_seen(uint64_t rev);
+/*
+ * Wait (a second at most) until the replayer has replayed every change up
+ * to revision rev: a /.txn commit's events are delivered, on this mount
+ * too, before its write() returns.
+ */
+void replay_done(uint64_t rev);
 
 /*
  * view.c: the key space as of the last change the replay applied. A

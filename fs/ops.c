@@ -10,7 +10,8 @@
  * with O_TRUNC); write() edits it; the value is committed as one set at
  * the first flush (close) or fsync after data was written, or at release
  * when the file was truncated or created and nothing else committed it.
- * O_CREAT|O_EXCL commits with create_if_not_exists. Reads serve the value
+ * O_CREAT|O_EXCL commits the empty key with create_if_not_exists at open,
+ * so that it claims the name everywhere at once. Reads serve the value
  * as it was at open(). Write handles use direct I/O, so nothing written
  * but not committed ever reaches the page cache that readers share.
  *
@@ -964,6 +965,19 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	e.attr.st_mode = S_IFREG;
 	meta_attr(strcmp(name, ".value") ? path : dir, KIND_FILE,
 		  h->creating ? n : NULL, &e.attr);
+	/*
+	 * O_EXCL claims the name at open, in the store: another mount (or
+	 * node) racing for it must find it there and fail, as on a local
+	 * file system, not at its close. The empty value is the key's first
+	 * version; the data written is its next, at the first flush.
+	 */
+	if (h->excl) {
+		pthread_mutex_lock(&h->lock);
+		rc = commit(h);
+		pthread_mutex_unlock(&h->lock);
+		if (rc < 0)
+			goto fail;
+	}
 	e.attr.st_nlink = 1;
 	e.attr.st_size = (off_t)h->len;
 	e.ino = n->ino;
@@ -1050,6 +1064,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 {
 	struct handle *h = fh(fi);
 	struct txn_caller caller;
+	uint64_t committed = 0;
 	size_t end;
 	int rc;
 
@@ -1069,6 +1084,8 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 			txn_caller_begin(&caller, h->script, req);
 			rc = ustate_script_feed(h->script, buf, size);
 			txn_caller_end(&caller, h->script);
+			if (rc == 1)
+				committed = ustate_script_revision(h->script);
 		}
 		if (rc >= 0)
 			rc = 0;
@@ -1096,6 +1113,9 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		}
 	}
 	pthread_mutex_unlock(&h->lock);
+	/* The commit's events come first, as a file's close gives its own. */
+	if (committed)
+		replay_done(committed);
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
 	else

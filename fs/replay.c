@@ -1049,9 +1049,12 @@ static pthread_cond_t q_more = PTHREAD_COND_INITIALIZER;
 static pthread_cond_t q_seen_cond = PTHREAD_COND_INITIALIZER;
 static struct change *q_head;		 /* protected by q_lock */
 static struct change **q_tail = &q_head; /* protected by q_lock */
-static uint64_t q_seen;	   /* every change up to it is queued (or was
-			    * replayed), protected by q_lock */
-static unsigned q_waiters; /* in replay_seen(), protected by q_lock */
+static uint64_t q_seen; /* every change up to it is queued (or was
+			 * replayed), protected by q_lock */
+static pthread_cond_t q_done_cond = PTHREAD_COND_INITIALIZER;
+static uint64_t q_done;	   /* every change up to it was replayed (or was
+			    * in the view as loaded), protected by q_lock */
+static unsigned q_waiters; /* in wait_revision(), protected by q_lock */
 static bool q_reset;	   /* the follower lost track: the replayer
 			    * loads its view again, protected by q_lock */
 static int kick_fd = -1;   /* wakes the follower for a waiter */
@@ -1059,7 +1062,8 @@ static pthread_t follower;
 static uint64_t silent_until; /* replayer only: changes up to it are in
 			       * the view as loaded */
 
-#define SEEN_WAIT_MS 250 /* longest wait of replay_seen() */
+#define SEEN_WAIT_MS 250  /* longest wait of replay_seen() */
+#define DONE_WAIT_MS 1000 /* longest wait of replay_done() */
 
 static void queue_push(const ustate_event *ev)
 {
@@ -1271,18 +1275,24 @@ static void *follower_main(void *arg)
 	return NULL;
 }
 
-void replay_seen(uint64_t rev)
+/*
+ * Wait, ms at most, until *upto (q_seen or q_done, signalled by cond)
+ * reaches rev; the follower is woken to read at once.
+ */
+static void wait_revision(const uint64_t *upto, pthread_cond_t *cond,
+			  uint64_t rev, long ms, const char *what)
 {
 	struct timespec until;
 	uint64_t one = 1;
 
 	pthread_mutex_lock(&q_lock);
-	if (q_seen >= rev || !fs.watching) {
+	if (*upto >= rev || !fs.watching) {
 		pthread_mutex_unlock(&q_lock);
 		return;
 	}
 	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_nsec += SEEN_WAIT_MS * 1000000L;
+	until.tv_sec += ms / 1000;
+	until.tv_nsec += ms % 1000 * 1000000L;
 	if (until.tv_nsec >= 1000000000L) {
 		until.tv_sec++;
 		until.tv_nsec -= 1000000000L;
@@ -1291,16 +1301,36 @@ void replay_seen(uint64_t rev)
 	if (write(kick_fd, &one, sizeof(one)) < 0) {
 		/* the counter is full: the follower is awake anyway */
 	}
-	while (q_seen < rev && fs.watching)
-		if (pthread_cond_timedwait(&q_seen_cond, &q_lock, &until) ==
+	while (*upto < rev && fs.watching)
+		if (pthread_cond_timedwait(cond, &q_lock, &until) ==
 		    ETIMEDOUT) {
 			log_msg(LOG_DEBUG,
-				"replay: revision %llu not read "
-				"in time",
-				(unsigned long long)rev);
+				"replay: revision %llu not %s in time",
+				(unsigned long long)rev, what);
 			break;
 		}
 	q_waiters--;
+	pthread_mutex_unlock(&q_lock);
+}
+
+void replay_seen(uint64_t rev)
+{
+	wait_revision(&q_seen, &q_seen_cond, rev, SEEN_WAIT_MS, "read");
+}
+
+void replay_done(uint64_t rev)
+{
+	wait_revision(&q_done, &q_done_cond, rev, DONE_WAIT_MS, "replayed");
+}
+
+/* The replayer has replayed (or loaded) every change up to rev. */
+static void set_done(uint64_t rev)
+{
+	pthread_mutex_lock(&q_lock);
+	if (rev > q_done) {
+		q_done = rev;
+		pthread_cond_broadcast(&q_done_cond);
+	}
 	pthread_mutex_unlock(&q_lock);
 }
 
@@ -1355,11 +1385,14 @@ static void *replayer_main(void *arg)
 				if (view_load(&first, &silent_until) < 0)
 					log_msg(LOG_ERR, "replay: cannot "
 							 "read the store");
+				else
+					set_done(silent_until);
 			}
 			continue;
 		}
 		pthread_mutex_unlock(&q_lock);
 		replay_batch(b, n, b[0]->revision <= silent_until);
+		set_done(b[0]->revision);
 		for (i = 0; i < n; i++)
 			free(b[i]);
 		free(b);
@@ -1386,6 +1419,7 @@ int watcher_start(void)
 	if (rc < 0)
 		goto fail_view;
 	q_seen = first;
+	q_done = silent_until;
 	fs.watching = true;
 	rc = -pthread_create(&follower, NULL, follower_main, NULL);
 	if (rc < 0)
@@ -1417,6 +1451,7 @@ void watcher_stop(void)
 	fs.watching = false;
 	pthread_cond_broadcast(&q_more);
 	pthread_cond_broadcast(&q_seen_cond);
+	pthread_cond_broadcast(&q_done_cond);
 	pthread_mutex_unlock(&q_lock);
 	pthread_join(fs.watcher, NULL);
 	pthread_join(follower, NULL);

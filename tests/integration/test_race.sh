@@ -23,8 +23,10 @@ except FileExistsError:
 	wait
 	check "round $round: exactly one O_EXCL creator wins" 1 \
 		"$(cat "$T"/r$round.* | grep -c won)"
-	check "round $round: the key holds the winner's value" 1 \
-		"$(xattr version "$M/lock$round")"
+	# Claimed at open (version 1), the winner's value at its close (2).
+	won=$(grep -l won "$T"/r$round.*)
+	check "round $round: the key holds the winner's value" "2 ${won##*.}" \
+		"$(xattr version "$M/lock$round") $(cat "$M/lock$round")"
 done
 
 # 8 writers of 64 KiB values made of one repeated letter, 4 readers.
