@@ -6,7 +6,8 @@
 # linearizable (a versioned register per key). Then the same history with
 # one read made stale must fail, so the check is known to bite on real
 # data. Once on a SQLite file, once on :memory:, once through two mounts
-# of one SQLite file.
+# of one SQLite file, and (LIN_RUNS=etcd, under tests/etcd/with-etcd.sh)
+# through two mounts of one store on etcd.
 #   LIN_OPS (1000), LIN_PROCS (4), LIN_KEYS (3): the size of each history
 #   (scripts/stress --linearizability N runs long ones); LIN_DELETES: the
 #   weight of deletes (linhistory.py --deletes); LIN_RUNS: which of
@@ -54,3 +55,4 @@ runs=" ${LIN_RUNS:-sqlite memory two-mounts} "
 # Two daemons on one file: each hears of the other's changes through the
 # store's change history, a few milliseconds late.
 [[ $runs != *" two-mounts "* ]] || run two-mounts "$T/two.db" "$T/mnt" "$T/mnt2"
+[[ $runs != *" etcd "* ]] || run etcd "etcd://$USTATE_TEST_ETCD/lin" "$T/mnt" "$T/mnt2"

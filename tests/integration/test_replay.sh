@@ -6,12 +6,15 @@
 # with one cookie; a tree removed, as its own removals), on the root and
 # on a subdirectory; and once a renamed tree reads right on B, its old
 # name is gone from B.
+#   REPLAY_SOURCES: A's and B's SOURCE, space-separated (the cluster
+#   tests mount two etcd endpoints of one store); default one SQLite file.
 . "$(dirname "$0")/lib.sh"
 
 A=$T/a
 B=$T/b
-mount_fs "$T/state.db" "$A"
-mount_fs "$T/state.db" "$B"
+read -r srcA srcB <<< "${REPLAY_SOURCES:-$T/state.db $T/state.db}"
+mount_fs "$srcA" "$A"
+mount_fs "$srcB" "$B"
 EVENTS=create,delete,moved_from,moved_to,close_write
 
 # watch NAME DIR: a non-recursive watcher of DIR into $T/NAME, stopped at
