@@ -13,6 +13,13 @@ sed "s|^ExecStart=[^ ]*ustatefs |ExecStart=$USTATEFS |" "$USTATEFS_UNIT" \
 	> "$T/units/ustatefs@.service"
 check "systemd-analyze verify" "" \
 	"$(systemd-analyze verify "$T/units/ustatefs@.service" 2>&1)"
+# The etcd node's unit, with a configuration of its own.
+etcd_unit=${USTATEFS_UNIT%/*}/ustatefs-etcd@.service
+sed "s|^ExecStart=[^ ]*ustatefs |ExecStart=$USTATEFS |; s|/etc/ustate/%i.conf|$T/%i.conf|" \
+	"$etcd_unit" > "$T/units/ustatefs-etcd@.service"
+printf 'SOURCE=etcd://127.0.0.1:2379/t\nOPTIONS=-o request_timeout=5000\n' > "$T/t.conf"
+check "systemd-analyze verify, the etcd node's unit" "" \
+	"$(systemd-analyze verify "$T/units/ustatefs-etcd@t.service" 2>&1)"
 
 # A notify socket that records what the daemon says, with arrival times.
 M=$T/mnt
