@@ -289,6 +289,16 @@ struct txn_caller {
 void txn_caller_begin(struct txn_caller *c, ustate_script *sc, fuse_req_t req);
 void txn_caller_end(struct txn_caller *c, ustate_script *sc);
 
+/*
+ * guard.c: a child that aborts the mount's FUSE connection if the daemon
+ * dies without unmounting. guard_init() forks it (before any thread and
+ * before the mount), guard_arm() tells it the mount's connection,
+ * guard_exit() (after the unmount) ends it.
+ */
+int guard_init(void);
+void guard_arm(const char *mountpoint);
+void guard_exit(void);
+
 /* ops.c */
 extern const struct fuse_lowlevel_ops ustatefs_ops;
 /* After the loop: commit and free the files no RELEASE closed. */

@@ -604,7 +604,12 @@ int main(int argc, char *argv[])
 			goto out_args;
 		}
 	}
-	/* Fork the replay helper now, while the daemon has one thread. */
+	/* Fork the guard and the replay helper now, with one thread. */
+	err = guard_init();
+	if (err < 0) {
+		log_msg(LOG_ERR, "guard: %s", strerror(-err));
+		goto out_report;
+	}
 	err = replay_init();
 	if (err < 0) {
 		log_msg(LOG_ERR, "replay helper: %s", strerror(-err));
@@ -625,6 +630,7 @@ int main(int argc, char *argv[])
 		goto out_session;
 	if (fuse_session_mount(fs.se, copts.mountpoint) != 0)
 		goto out_signals;
+	guard_arm(fs.mountpoint);
 	err = watcher_start();
 	if (err < 0) {
 		log_msg(LOG_ERR, "watch: %s", ustate_strerror(err));
@@ -680,6 +686,7 @@ out_store:
 out_replay:
 	replay_exit();
 out_report:
+	guard_exit();
 	report(notify, 1);
 out_args:
 	free(copts.mountpoint);

@@ -14,7 +14,7 @@ mkdir -p "$M" "$T/ack"
 # daemon's environment plus the VAR=VALUEs), run concurrent writers, kill
 # the daemon with SIGKILL at a random moment, recover the mountpoint.
 crash_cycle() {
-	local c=$1 sync=$2 i kind pids=()
+	local c=$1 sync=$2 i kind pid pids=()
 	shift 2
 	env "$@" "$USTATEFS" -o "sync=$sync" "$DB" "$M"
 	mkdir -p "$M/c" "$M/r" "$M/t"
@@ -31,10 +31,12 @@ crash_cycle() {
 	# sleep just to start them.
 	wait_for 20 _all_acked || true
 	sleep "0.$((RANDOM % 8 + 2))"
-	pkill -9 -o -f "^$USTATEFS -o sync=$sync $DB" || true
+	pid=$(pgrep -o -f "^$USTATEFS -o sync=$sync $DB" || true)
+	[ -n "$pid" ] && kill -9 "$pid"
 	# A killed daemon must really go, whatever it was doing (its replay
-	# helper follows it).
-	if ! wait_for 10 bash -c "! pgrep -f '^$USTATEFS -o sync=$sync $DB'"; then
+	# helper and its guard follow it): its process, not only its command
+	# line, which a process stuck in its exit no longer shows.
+	if ! wait_for 10 bash -c "! [ -e /proc/$pid ] && ! pgrep -f '^$USTATEFS -o sync=$sync $DB'"; then
 		fail "cycle $c: the killed daemon did not exit"
 		exit 1
 	fi
