@@ -11,6 +11,8 @@
 #    each file's value readable when its event arrives;
 #  - a daemon killed with SIGKILL under writers loses no write whose
 #    close() returned.
+# test_lin.sh checks linearizability through the three nodes while a
+# member dies, test_replay.sh the replay's exact events on two nodes.
 . "$(dirname "$0")/lib.sh"
 
 cluster_start

@@ -5,9 +5,16 @@
 # ustatefs mount, each logged with its invocation and completion times
 # (CLOCK_MONOTONIC, shared by every process), its arguments and its result,
 # in the format lincheck.py reads.
-#   linhistory.py [--procs N] [--keys N] [--seed N] [--deletes W] MOUNT OUT OPS
+#   linhistory.py [--procs N] [--keys N] [--seed N] [--deletes W] [--faults]
+#                 MOUNT OUT OPS
 # (W: the weight of deletes among the operations below, 0.06 unless said;
 # more of them replay more deletes and re-creations on a second mount)
+# With --faults (a cluster losing members meanwhile), an operation that
+# fails as no operation otherwise may is recorded as what its errno says:
+# ETIMEDOUT of a write, outcome unknown: never completed ("ret": null),
+# it may or may not have happened; ENOTCONN, ECONNREFUSED, EHOSTUNREACH
+# (never sent), or any failed read: "error", no effect. Anything else
+# still stops the run.
 # Operations, each on a random key:
 #   get via file  open, read to the end, close: the value, version unseen
 #   get via txn   a /.txn "get": value and version
@@ -117,7 +124,25 @@ def one(mnt, f, via, key, value, expect):
     return {"ok": False, "version": r.found}
 
 
-def worker(mnt, p, n, keys, seed, out, deletes):
+NOT_SENT = ("ENOTCONN", "ECONNREFUSED", "EHOSTUNREACH")
+
+
+def fault(e, f):
+    """What a failure under --faults means: "unknown", "error" or None
+    (a failure no fault explains)."""
+    if isinstance(e, OSError):
+        code = errno.errorcode.get(e.errno, "")
+    else:
+        code = next((c for c in ("ETIMEDOUT",) + NOT_SENT if c in str(e)),
+                    "")
+    if not code:
+        return None, ""
+    if f == "get" or code in NOT_SENT:
+        return "error", code
+    return ("unknown", code) if code == "ETIMEDOUT" else (None, code)
+
+
+def worker(mnt, p, n, keys, seed, out, deletes, faults):
     rng = random.Random(seed * 1000 + p)
     known = {k: 1 for k in keys}  # the version last seen of each key
     kinds = [(f, via) for f, via, _ in KINDS]
@@ -134,9 +159,21 @@ def worker(mnt, p, n, keys, seed, out, deletes):
                 d["expect"] = (known[key] if r < 0.7 else known[key] + 1
                                if r < 0.85 else rng.randint(0, known[key]))
             d["call"] = now()
-            d["out"] = one(mnt, f, via, key, d.get("value"), d.get("expect"))
+            try:
+                d["out"] = one(mnt, f, via, key, d.get("value"),
+                               d.get("expect"))
+            except (OSError, txnfs.TxnError) as e:
+                what, code = fault(e, f) if faults else (None, "")
+                if what is None:
+                    raise
+                d["out"] = {"error": code}
+                if what == "unknown":
+                    d["unknown"] = code
             d["ret"] = now()
-            if "error" in d["out"]:
+            if "unknown" in d:
+                d.pop("out")
+                d["ret"] = None
+            elif "error" in d["out"]:
                 d["error"] = d.pop("out")["error"]
             elif d["out"].get("version") is not None:
                 known[key] = d["out"]["version"]
@@ -151,6 +188,7 @@ def main():
     ap.add_argument("--keys", type=int, default=3)
     ap.add_argument("--seed", type=int, default=int(time.time()))
     ap.add_argument("--deletes", type=float, default=0.06)
+    ap.add_argument("--faults", action="store_true")
     ap.add_argument("mnt", help="a mount, or several of one store, "
                     "separated by commas (process p uses mount p mod n)")
     ap.add_argument("out")
@@ -178,7 +216,8 @@ def main():
     ws = [subprocess.Popen([sys.executable, __file__, "--worker",
                             mounts[p % len(mounts)],
                             str(p), str(per[p]), ",".join(keys),
-                            str(a.seed), outs[p], str(a.deletes)])
+                            str(a.seed), outs[p], str(a.deletes),
+                            "1" if a.faults else "0"])
           for p in range(a.procs)]
     bad = [p for p, w in enumerate(ws) if w.wait() != 0]
     secs = time.monotonic() - t
@@ -194,7 +233,7 @@ def main():
         sys.exit("workers %s failed" % bad)
     # How concurrent the history is: the most operations in flight at once.
     ev = sorted([(d["call"], 1) for d in hist] +
-                [(d["ret"], -1) for d in hist])
+                [(d["ret"], -1) for d in hist if d["ret"] is not None])
     depth = most = 0
     for _, x in ev:
         depth += x
@@ -202,7 +241,9 @@ def main():
     count = {}
     for d in hist[a.keys:]:
         k = "%s-%s" % (d["f"], d["via"])
-        if "error" in d:
+        if "unknown" in d:
+            k += "-" + d["unknown"]
+        elif "error" in d:
             k += "-" + d["error"]
         elif d["f"] in ("cas", "delete"):
             k += "-ok" if d["out"]["ok"] else "-refused"
@@ -216,6 +257,6 @@ if __name__ == "__main__":
     if sys.argv[1] == "--worker":
         worker(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]),
                sys.argv[5].split(","), int(sys.argv[6]), sys.argv[7],
-               float(sys.argv[8]))
+               float(sys.argv[8]), sys.argv[9] == "1")
     else:
         main()
