@@ -23,6 +23,10 @@
 #   etcd_leader              print the index of the leader (fails if none)
 #   etcd_wait_for SECS CMD.. poll CMD until it succeeds, at most SECS
 #
+# ETCD_LISTEN_ALSO (a plain shell variable, set before etcd_cluster_start):
+# more addresses where each member serves clients on its client port, such
+# as the host end of a test namespace's veth pair.
+#
 # TLS: set ETCD_TLS_CERT and ETCD_TLS_KEY (a server certificate for
 # 127.0.0.1 and its key) and ETCD_TLS_CA (its CA) before
 # etcd_cluster_start, and the members serve clients over https only (the
@@ -53,6 +57,9 @@ fi
 
 ETCD_DIR=""
 ETCD_ENDPOINTS=""
+# Addresses, besides 127.0.0.1, where members also serve clients on their
+# client port (a test's network namespaces reach them so); plain http.
+ETCD_LISTEN_ALSO=${ETCD_LISTEN_ALSO:-}
 ETCD_TLS_CERT=${ETCD_TLS_CERT:-}
 ETCD_TLS_KEY=${ETCD_TLS_KEY:-}
 ETCD_TLS_CA=${ETCD_TLS_CA:-}
@@ -118,7 +125,11 @@ _etcd_alive() {
 # its log. Inherited ETCD_* variables are dropped: etcd reads them as
 # flags, and ETCD_ENDPOINTS is ours.
 _etcd_spawn() {
-	local i=$1 client=http://${ETCD_MEMBER_ENDPOINT[$1]} tls=()
+	local i=$1 client=http://${ETCD_MEMBER_ENDPOINT[$1]} tls=() extra=""
+	local port=${ETCD_MEMBER_ENDPOINT[$1]##*:} h
+	for h in $ETCD_LISTEN_ALSO; do
+		extra+=",http://$h:$port"
+	done
 	if [ -n "$ETCD_TLS_CERT" ]; then
 		client=https://${ETCD_MEMBER_ENDPOINT[$1]}
 		tls=(--cert-file "$ETCD_TLS_CERT" --key-file "$ETCD_TLS_KEY")
@@ -128,7 +139,7 @@ _etcd_spawn() {
 	(
 		for v in $(compgen -e ETCD_); do unset "$v"; done
 		exec etcd --name "m$i" --data-dir "$ETCD_DIR/m$i" "${tls[@]}" \
-			--listen-client-urls "$client" \
+			--listen-client-urls "$client$extra" \
 			--advertise-client-urls "$client" \
 			--listen-peer-urls "${_etcd_peer[$i]}" \
 			--initial-advertise-peer-urls "${_etcd_peer[$i]}" \

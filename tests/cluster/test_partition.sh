@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# A node cut off from the cluster, and healed. Node A's daemon runs in a
+# network namespace of this test's own (ip netns, a veth pair to the
+# host; nsenter --net keeps its mount visible here) and reaches the
+# three members only through the veth; node B is on loopback. With the
+# link down:
+#  - a write on A fails, with ETIMEDOUT when its outcome is unknown or an
+#    errno that says it was not sent, and is not applied (checked in etcd);
+#  - an open on A fails the same way rather than serve stale data;
+#  - B goes on writing.
+# With the link up again, A catches up by itself: B's changes made while
+# A was away arrive as A's inotify events (the update, the create, the
+# delete), and A reads the values B wrote.
+# Only loopback and this namespace's addresses are ever used.
+. "$(dirname "$0")/lib.sh"
+
+if ! ip netns add "ustate-probe-$$" 2>/dev/null; then
+	echo "SKIP: cannot create network namespaces here"
+	exit 77
+fi
+ip netns del "ustate-probe-$$"
+
+NS=ustate-$$
+host=usv$$h ns_if=usv$$n
+net=10.251.$(($$ % 250))
+ip netns add "$NS"
+at_exit "ip netns del $NS"
+ip link add "$host" type veth peer name "$ns_if"
+at_exit "ip link del $host"
+ip link set "$ns_if" netns "$NS"
+ip addr add "$net.1/30" dev "$host"
+ip link set "$host" up
+ip -n "$NS" addr add "$net.2/30" dev "$ns_if"
+ip -n "$NS" link set "$ns_if" up
+ip -n "$NS" link set lo up
+
+ETCD_LISTEN_ALSO=$net.1
+etcd_cluster_start 3
+eps=""
+for i in 0 1 2; do eps+=${eps:+,}$net.1:${ETCD_MEMBER_ENDPOINT[i]##*:}; done
+A=$T/a B=$T/b
+mkdir -p "$A" "$B"
+nsenter --net="/run/netns/$NS" "$USTATEFS" -o request_timeout=2000,dial_timeout=1000 \
+	"etcd://$eps$PREFIX" "$A"
+at_exit "fusermount3 -uz '$A'"
+mount_fs "etcd://${ETCD_MEMBER_ENDPOINT[1]}$PREFIX" "$B"
+
+echo 1 > "$A/k"
+echo gone > "$A/old"
+wait_for 5 bash -c "[ \"\$(cat '$B/k' 2>/dev/null)\" = 1 ]" || fail "B reads A's write"
+inotifywait -m -e create,delete,close_write --format '%e %f' "$A" \
+	> "$T/events" 2> "$T/events.err" &
+at_exit "kill $!"
+wait_for 5 grep -q "Watches established" "$T/events.err" || fail "no watcher on A"
+
+# -- cut ----------------------------------------------------------------------
+ip link set "$host" down
+# errno NAME of a write of $2 to A/$1, or "ok" (python: close() tells).
+write_a() {
+	timeout 30 python3 -c '
+import errno, os, sys
+try:
+    fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, sys.argv[2].encode())
+    finally:
+        os.close(fd)
+    print("ok")
+except OSError as e:
+    print(errno.errorcode[e.errno])' "$A/$1" "$2"
+}
+w=$(write_a k cut)
+case $w in
+ETIMEDOUT | ENOTCONN | ECONNREFUSED | EHOSTUNREACH | ENETUNREACH)
+	echo "ok: a write on the cut-off node fails: $w" ;;
+*) fail "a write on the cut-off node: $w, expected a network errno" ;;
+esac
+check "... and is not in etcd" 1 "$(etcd_ctl get --print-value-only "$PREFIX/k")"
+r=$(timeout 30 cat "$A/k" 2>&1 || true)
+case $r in
+*"timed out"* | *"not connected"* | *"unreachable"* | *"refused"*)
+	echo "ok: an open on the cut-off node fails rather than serve stale data: $r" ;;
+*) fail "an open on the cut-off node: [$r], expected a network error" ;;
+esac
+echo 2 > "$B/k"
+echo new > "$B/fresh"
+rm "$B/old"
+
+# -- heal -----------------------------------------------------------------------
+ip link set "$host" up
+caught() { [ "$(cat "$A/k" 2>/dev/null)" = 2 ] && [ "$(cat "$A/fresh" 2>/dev/null)" = new ]; }
+wait_for 30 caught || fail "A did not catch up with B's changes"
+has() { grep -qx "$1" "$T/events"; }
+wait_for 30 has "DELETE old" || true
+check "A reads B's values, and the deleted key is gone" "2 new no" \
+	"$(cat "$A/k") $(cat "$A/fresh") $([ -e "$A/old" ] && echo yes || echo no)"
+check "A's watcher: B's changes made while A was away, as events" \
+	"CLOSE_WRITE,CLOSE k
+CREATE fresh
+CLOSE_WRITE,CLOSE fresh
+DELETE old" "$(grep -v -e "^CREATE k$" "$T/events" | grep -e " k$" -e " fresh$" -e " old$")"
+umount_fs "$B"
+umount_fs "$A"
