@@ -618,7 +618,7 @@ static void replay_one(const struct change *c)
 	value_path(c->key, vpath);
 	view_state(c->key, &was);
 	appearing(anc, n, &first, valued);
-	view_apply(c->type, c->key);
+	view_apply(c->type, c->key, c->revision);
 	view_state(c->key, &is);
 	/*
 	 * The store may be changes ahead: the replayer sees every ancestor
@@ -1011,7 +1011,7 @@ static void replay_batch(struct change **b, size_t n, bool silent)
 	}
 	for (i = 0; i < n; i++) {
 		if (b[i]->own) {
-			view_apply(b[i]->type, b[i]->key);
+			view_apply(b[i]->type, b[i]->key, b[i]->revision);
 			continue;
 		}
 		for (p = NULL, j = 0; j < nren && !p; j++)
@@ -1023,7 +1023,7 @@ static void replay_batch(struct change **b, size_t n, bool silent)
 			p->ok = replay_rename(p, b, n, b[i]->revision);
 		}
 		if (p && p->ok)
-			view_apply(b[i]->type, b[i]->key);
+			view_apply(b[i]->type, b[i]->key, b[i]->revision);
 		else
 			replay_one(b[i]);
 	}
@@ -1360,6 +1360,80 @@ static int take_revision(struct change ***b, size_t *n)
 	return cnt ? 0 : -ENOMEM;
 }
 
+struct resync {
+	struct change **b;
+	size_t n, cap;
+	uint64_t rev;
+	bool failed;
+};
+
+static void resync_add(void *arg, ustate_event_type type, const char *path)
+{
+	struct resync *r = arg;
+	size_t len = strlen(path) + 1;
+	struct change *c, **grown;
+
+	if (r->failed)
+		return;
+	if (r->n == r->cap) {
+		grown = realloc(r->b,
+				(r->cap ? r->cap * 2 : 64) * sizeof(*grown));
+		if (!grown) {
+			r->failed = true;
+			return;
+		}
+		r->b = grown;
+		r->cap = r->cap ? r->cap * 2 : 64;
+	}
+	c = calloc(1, sizeof(*c) + len);
+	if (!c) {
+		r->failed = true;
+		return;
+	}
+	c->type = type;
+	c->revision = r->rev;
+	memcpy(c->key, path, len);
+	r->b[r->n++] = c;
+}
+
+/*
+ * The follower lost track of the changes (etcd compacted the revisions
+ * it had not read, or the history was trimmed): read the store again and
+ * replay what differs from the view as one change, so that watchers see
+ * the net difference (a key changed twice meanwhile: one update with its
+ * last value; deleted: one delete), and follow from there.
+ */
+static void resync(uint64_t *first)
+{
+	struct resync r = {0};
+	size_t i;
+	int rc;
+
+	own_clear();
+	r.rev = ~0ull; /* set below, before any change is replayed */
+	rc = view_resync(first, &silent_until, resync_add, &r);
+	if (rc < 0 || r.failed) {
+		log_msg(LOG_ERR, "replay: cannot read the store again: %s",
+			ustate_strerror(rc < 0 ? rc : -ENOMEM));
+		/* Without a view nothing can be told apart: start afresh. */
+		if (view_load(first, &silent_until) == 0)
+			set_done(silent_until);
+	} else {
+		for (i = 0; i < r.n; i++)
+			r.b[i]->revision = silent_until;
+		log_msg(LOG_NOTICE,
+			"replay: read the store again at revision %llu: "
+			"%zu changes since the last one followed",
+			(unsigned long long)silent_until, r.n);
+		if (r.n)
+			replay_batch(r.b, r.n, false);
+		set_done(silent_until);
+	}
+	for (i = 0; i < r.n; i++)
+		free(r.b[i]);
+	free(r.b);
+}
+
 static void *replayer_main(void *arg)
 {
 	struct change **b;
@@ -1380,14 +1454,8 @@ static void *replayer_main(void *arg)
 		q_reset = false;
 		if (!fs.watching || reset || take_revision(&b, &n) < 0) {
 			pthread_mutex_unlock(&q_lock);
-			if (reset) {
-				own_clear();
-				if (view_load(&first, &silent_until) < 0)
-					log_msg(LOG_ERR, "replay: cannot "
-							 "read the store");
-				else
-					set_done(silent_until);
-			}
+			if (reset)
+				resync(&first);
 			continue;
 		}
 		pthread_mutex_unlock(&q_lock);

@@ -27,6 +27,7 @@ struct ventry {
 	char *path;
 	uint32_t nchild; /* names directly below that exist */
 	uint8_t flags;	 /* V_VALUE, V_RECORD */
+	uint64_t rev;	 /* V_VALUE: the revision of its last change */
 	struct ventry *next;
 	struct ventry *next_all; /* a trial's entries, in order of touch */
 };
@@ -238,9 +239,16 @@ static void table_free(struct table *t)
 	t->tail = &t->all;
 }
 
-int view_apply(ustate_event_type type, const char *key)
+int view_apply(ustate_event_type type, const char *key, uint64_t rev)
 {
-	return apply(&view, type, key);
+	struct ventry *e;
+	int rc = apply(&view, type, key);
+
+	if (rc == 0 &&
+	    (type == USTATE_EVENT_CREATED || type == USTATE_EVENT_UPDATED) &&
+	    (e = find(&view, key)))
+		e->rev = rev;
+	return rc;
 }
 
 void view_state(const char *path, struct view_state *st)
@@ -253,30 +261,157 @@ void view_clear(void)
 	table_free(&view);
 }
 
-int view_load(uint64_t *first, uint64_t *last)
+/* An export's record into the table arg (a key with its revision). */
+static int load_record(void *arg, const ustate_record *r)
 {
-	char **keys = NULL, **dirs = NULL;
-	size_t nkeys = 0, ndirs = 0, i;
+	struct table *t = arg;
+	struct ventry *e;
+	int rc;
+
+	if (r->type == USTATE_RECORD_DIR)
+		return strcmp(r->key, "/") ? set_flag(t, r->key, V_RECORD, true)
+					   : 0;
+	rc = set_flag(t, r->key, V_VALUE, true);
+	if (rc == 0 && (e = find(t, r->key)))
+		e->rev = r->mod_revision;
+	return rc;
+}
+
+/* The store into t, between revisions *first and *last. */
+static int load(struct table *t, uint64_t *first, uint64_t *last)
+{
 	unsigned flags;
 	int rc;
 
-	view_clear();
 	rc = ustate_node_get(fs.store, "/", &flags, first, NULL);
 	if (rc == 0)
-		rc = ustate_list(fs.store, "/", &keys, &nkeys);
-	if (rc == 0)
-		rc = ustate_list_dirs(fs.store, "/", &dirs, &ndirs);
-	for (i = 0; rc == 0 && i < nkeys; i++)
-		rc = set_flag(&view, keys[i], V_VALUE, true);
-	for (i = 0; rc == 0 && i < ndirs; i++)
-		if (strcmp(dirs[i], "/"))
-			rc = set_flag(&view, dirs[i], V_RECORD, true);
+		rc = ustate_export(fs.store, "/", load_record, t);
 	if (rc == 0)
 		rc = ustate_node_get(fs.store, "/", &flags, last, NULL);
-	ustate_list_free(keys, nkeys);
-	ustate_list_free(dirs, ndirs);
 	if (rc < 0)
-		view_clear();
+		table_free(t);
+	return rc;
+}
+
+int view_load(uint64_t *first, uint64_t *last)
+{
+	view_clear();
+	return load(&view, first, last);
+}
+
+struct diff {
+	char **path;
+	uint8_t *kind;
+	size_t n, cap;
+};
+
+enum { D_DIR_MADE, D_MADE, D_CHANGED, D_GONE, D_DIR_GONE };
+
+static int diff_add(struct diff *d, const char *path, uint8_t kind)
+{
+	char **np;
+	uint8_t *nk;
+
+	if (d->n == d->cap) {
+		size_t cap = d->cap ? d->cap * 2 : 64;
+
+		np = realloc(d->path, cap * sizeof(*np));
+		if (np)
+			d->path = np;
+		nk = realloc(d->kind, cap * sizeof(*nk));
+		if (nk)
+			d->kind = nk;
+		if (!np || !nk)
+			return -ENOMEM;
+		d->cap = cap;
+	}
+	d->path[d->n] = strdup(path);
+	if (!d->path[d->n])
+		return -ENOMEM;
+	d->kind[d->n++] = kind;
+	return 0;
+}
+
+/* Differences of a's entries against b's: made, changed; or gone. */
+static int diff_table(struct diff *d, const struct table *a,
+		      const struct table *b, bool gone)
+{
+	const struct ventry *e, *o;
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; rc == 0 && i < a->nb; i++)
+		for (e = a->b[i]; rc == 0 && e; e = e->next) {
+			o = find(b, e->path);
+			if ((e->flags & V_RECORD) &&
+			    !(o && (o->flags & V_RECORD)))
+				rc = diff_add(d, e->path,
+					      gone ? D_DIR_GONE : D_DIR_MADE);
+			if (rc || !(e->flags & V_VALUE))
+				continue;
+			if (!(o && (o->flags & V_VALUE)))
+				rc = diff_add(d, e->path,
+					      gone ? D_GONE : D_MADE);
+			else if (!gone && o->rev != e->rev)
+				rc = diff_add(d, e->path, D_CHANGED);
+		}
+	return rc;
+}
+
+static const struct diff *sorting;
+
+/*
+ * Made before changed before gone, records made first and dropped last;
+ * what is made goes parents first, what goes children first.
+ */
+static int diff_cmp(const void *x, const void *y)
+{
+	size_t i = *(const size_t *)x, j = *(const size_t *)y;
+	int c = sorting->kind[i] - sorting->kind[j];
+
+	if (c)
+		return c;
+	c = strcmp(sorting->path[i], sorting->path[j]);
+	return sorting->kind[i] >= D_GONE ? -c : c;
+}
+
+int view_resync(uint64_t *first, uint64_t *last,
+		void (*fn)(void *arg, ustate_event_type type, const char *path),
+		void *arg)
+{
+	static const ustate_event_type type[] = {
+		[D_DIR_MADE] = USTATE_EVENT_DIR_CREATED,
+		[D_MADE] = USTATE_EVENT_CREATED,
+		[D_CHANGED] = USTATE_EVENT_UPDATED,
+		[D_GONE] = USTATE_EVENT_DELETED,
+		[D_DIR_GONE] = USTATE_EVENT_DIR_DELETED,
+	};
+	struct table fresh = {0};
+	struct diff d = {0};
+	size_t *order = NULL, i;
+	int rc;
+
+	rc = load(&fresh, first, last);
+	if (rc == 0)
+		rc = diff_table(&d, &fresh, &view, false);
+	if (rc == 0)
+		rc = diff_table(&d, &view, &fresh, true);
+	if (rc == 0 && d.n && !(order = malloc(d.n * sizeof(*order))))
+		rc = -ENOMEM;
+	if (rc == 0) {
+		for (i = 0; i < d.n; i++)
+			order[i] = i;
+		sorting = &d;
+		qsort(order, d.n, sizeof(*order), diff_cmp);
+		for (i = 0; i < d.n; i++)
+			fn(arg, type[d.kind[order[i]]], d.path[order[i]]);
+	}
+	for (i = 0; i < d.n; i++)
+		free(d.path[i]);
+	free(d.path);
+	free(d.kind);
+	free(order);
+	table_free(&fresh);
 	return rc;
 }
 
