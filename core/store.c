@@ -1560,25 +1560,28 @@ int ustate_lease_expire_now(ustate *s)
 /*
  * The expiry thread of a writable store: it expires each lease within
  * LEASE_POLL_MS of its deadline (or of the time another process set it)
- * until ustate_close() stops it. An error (a busy database) is logged
- * and tried again at the next turn.
+ * until ustate_close() stops it. An error (a busy database, a file
+ * deleted underneath) is logged when it first happens and tried again at
+ * every turn.
  */
 static void *lease_thread(void *arg)
 {
 	ustate *s = arg;
 	struct timespec ts;
 	int64_t next, now, wait;
-	int rc;
+	int rc, last = 0;
 
 	pthread_mutex_lock(&s->llock);
 	while (!s->lstop) {
 		pthread_mutex_unlock(&s->llock);
 		next = INT64_MAX;
 		rc = leases_expire(s, &next);
-		if (rc < 0)
+		/* Once per kind of failure, not twice a second. */
+		if (rc < 0 && rc != last)
 			ustate_log(&s->opts, LOG_WARNING,
 				   "lease expiry: %s (tried again)",
 				   ustate_strerror(rc));
+		last = rc;
 		now = ustate_clock_ms();
 		wait = next > now ? next - now : 0;
 		if (wait > LEASE_POLL_MS || rc < 0)
@@ -1677,11 +1680,15 @@ int ustate_lease_get(ustate *s, const char *name, ustate_lease_info **out)
 
 	if (rc < 0)
 		return rc;
+	if (!out)
+		return -EINVAL;
 	return s->ops->lease_get(s->be, name, ustate_clock_ms(), out);
 }
 
 int ustate_lease_list(ustate *s, char ***names, size_t *n)
 {
+	if (!names || !n)
+		return -EINVAL;
 	if (!s->ops->lease_list)
 		return -EOPNOTSUPP;
 	return s->ops->lease_list(s->be, ustate_clock_ms(), names, n);

@@ -638,8 +638,8 @@ int ustate_lease_revoke(ustate *s, const char *name);
  *       (ustate_lease_info_free()).
  *
  * Return: 0; -ENOENT when there is no such lease (or it expired);
- * -EINVAL, -ENAMETOOLONG for a bad name; -ENOMEM; -EOPNOTSUPP; backend
- * errors.
+ * -EINVAL, -ENAMETOOLONG for a bad name, -EINVAL for a NULL out; -ENOMEM;
+ * -EOPNOTSUPP; backend errors.
  */
 int ustate_lease_get(ustate *s, const char *name, ustate_lease_info **out);
 
@@ -648,7 +648,8 @@ int ustate_lease_get(ustate *s, const char *name, ustate_lease_info **out);
  * @names: receives a new array of *n names, owned by the caller
  *         (ustate_list_free()); NULL when *n is 0.
  *
- * Return: 0; -ENOMEM; -EOPNOTSUPP; backend errors.
+ * Return: 0; -EINVAL for a NULL names or n; -ENOMEM; -EOPNOTSUPP; backend
+ * errors.
  */
 int ustate_lease_list(ustate *s, char ***names, size_t *n);
 
