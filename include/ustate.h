@@ -572,7 +572,11 @@ int ustate_transaction(ustate *s, const ustate_op *ops, size_t n,
  *  - A read-only store never expires leases; it reports those past their
  *    deadline as gone, while their keys stay until a writer comes.
  *  - A backend without leases answers every call here, and a SET or
- *    CREATE with a lease, -EOPNOTSUPP (the etcd backend, for now).
+ *    CREATE with a lease, -EOPNOTSUPP. The etcd backend maps leases onto
+ *    etcd's own: the server keeps the clock and expires them; its TTL has
+ *    a minimum (about 2 s, a shorter one is raised and the TTL granted is
+ *    reported), a grant of a live lease keeps its first TTL, and time
+ *    left is told in whole seconds.
  */
 
 #define USTATE_LEASE_TTL_MAX 315360000 /* seconds in a TTL: ten years */

@@ -5460,11 +5460,15 @@ static void test_lease_revoke(void **state)
 			 -ENOENT);
 	assert_snapshot(f->s, before);
 	free(before);
-	/* A lease without keys ends without a revision. */
+	/*
+	 * A lease without keys ends without a revision (on etcd, its record
+	 * goes in one: etcd's revision moves with side keys too).
+	 */
 	assert_int_equal(ustate_lease_grant(f->s, "empty", 5, NULL), 0);
 	rev = ustate_revision(f->s);
 	assert_int_equal(ustate_lease_revoke(f->s, "empty"), 0);
-	assert_int_equal(ustate_revision(f->s), rev);
+	assert_int_equal(ustate_revision(f->s),
+			 rev + (f->kind == BACKEND_ETCD));
 	assert_no_lease(f->s, "empty");
 	assert_leases(f->s, NULL, 0);
 }
@@ -5546,9 +5550,14 @@ static void test_lease_errors(void **state)
 	assert_int_equal(ustate_lease_grant(f->s, "ok", 30, NULL), 0);
 	assert_int_equal(ustate_set_leased(f->s, "/e/k", "k", 1, "ok", NULL),
 			 0);
-	before = snapshot(f->s);
+	/* The longest name is a name (etcd's revision moves with it). */
 	memset(long_name, 'n', sizeof(long_name) - 1);
+	long_name[USTATE_SEGMENT_MAX] = '\0';
+	assert_int_equal(ustate_lease_grant(f->s, long_name, 5, NULL), 0);
+	assert_int_equal(ustate_lease_revoke(f->s, long_name), 0);
+	long_name[USTATE_SEGMENT_MAX] = 'n'; /* one byte too long */
 	long_name[sizeof(long_name) - 1] = '\0';
+	before = snapshot(f->s);
 
 	for (i = 0; i < ARRAY_SIZE(bad); i++) {
 		assert_int_equal(ustate_lease_grant(f->s, bad[i], 5, &li),
@@ -5564,9 +5573,6 @@ static void test_lease_errors(void **state)
 	assert_int_equal(ustate_lease_grant(f->s, NULL, 5, &li), -EINVAL);
 	assert_int_equal(ustate_lease_grant(f->s, long_name, 5, &li),
 			 -ENAMETOOLONG);
-	long_name[USTATE_SEGMENT_MAX] = '\0';
-	assert_int_equal(ustate_lease_grant(f->s, long_name, 5, NULL), 0);
-	assert_int_equal(ustate_lease_revoke(f->s, long_name), 0);
 	/* TTLs: 1 .. USTATE_LEASE_TTL_MAX; a refresh with a bad one fails. */
 	assert_int_equal(ustate_lease_grant(f->s, "t", 0, &li), -EINVAL);
 	assert_int_equal(ustate_lease_grant(f->s, "t", -1, &li), -EINVAL);
@@ -5631,6 +5637,7 @@ static void test_lease_read_only(void **state)
 struct contender {
 	ustate *s;
 	int id;
+	int64_t ttl;
 	int rc; /* of its create */
 	pthread_barrier_t *start;
 };
@@ -5642,7 +5649,7 @@ static void *contend(void *arg)
 	char name[16];
 
 	snprintf(name, sizeof(name), "c%d", c->id);
-	c->rc = ustate_lease_grant(c->s, name, 5, NULL);
+	c->rc = ustate_lease_grant(c->s, name, c->ttl, NULL);
 	pthread_barrier_wait(c->start);
 	if (c->rc == 0) {
 		ustate_op op = {.type = USTATE_OP_CREATE,
@@ -5707,25 +5714,39 @@ static void test_lease_leader_election(void **state)
 	struct fixture *f = *state;
 	struct contender c[CONTENDERS];
 	ustate_options o = fast_options();
-	int i, first, second;
+	int i, first, second, round;
 	char name[16];
 
+	bool etcd = f->kind == BACKEND_ETCD;
+
 	for (i = 0; i < CONTENDERS; i++) {
-		c[i] = (struct contender){.s = f->s, .id = i};
+		/* etcd's clock is the server's: its shortest TTL, for real. */
+		c[i] = (struct contender){
+			.s = f->s, .id = i, .ttl = etcd ? 2 : 5};
 		if (f->kind != BACKEND_MEMORY)
 			assert_int_equal(ustate_open(&c[i].s, f->path, &o), 0);
 	}
 	first = elect(c, -1);
-	/* The holder stops its keepalives; the others keep theirs. */
-	clock_forward(3000);
-	for (i = 0; i < CONTENDERS; i++) {
-		snprintf(name, sizeof(name), "c%d", i);
-		if (i != first)
-			assert_int_equal(
-				ustate_lease_keepalive(c[i].s, name, NULL), 0);
+	/*
+	 * The holder stops its keepalives; the others keep theirs until
+	 * /leader falls free (on etcd, within 8 s of real time).
+	 */
+	for (round = 0; round < (etcd ? 80 : 2); round++) {
+		if (etcd)
+			usleep(100000);
+		else
+			clock_forward(3000);
+		for (i = 0; i < CONTENDERS && (!etcd || round % 5 == 0); i++) {
+			snprintf(name, sizeof(name), "c%d", i);
+			if (i != first)
+				assert_int_equal(ustate_lease_keepalive(
+							 c[i].s, name, NULL),
+						 0);
+		}
+		assert_int_equal(ustate_lease_expire_now(f->s), 0);
+		if (ustate_exists(f->s, "/leader") == 0)
+			break;
 	}
-	clock_forward(2500);
-	assert_int_equal(ustate_lease_expire_now(f->s), 0);
 	assert_absent(f->s, "/leader");
 	second = elect(c, first);
 	assert_true(second != first);
@@ -5944,30 +5965,65 @@ static void test_sqlite_lease_expire_once(void **state)
 }
 
 /*
- * The etcd backend has no leases yet: every lease call, and a write that
- * names a lease, says -EOPNOTSUPP and changes nothing (a difference the
- * README states, not a skip).
+ * etcd: its leases, with the server's clock. A grant reports the TTL etcd
+ * granted (it raises one under its minimum, 2 s here); a grant of a live
+ * lease keeps it alive, and keeps its TTL (etcd cannot change a lease's
+ * TTL: a difference of this backend).
  */
-static void test_etcd_lease_unsupported(void **state)
+static void test_etcd_lease_grant(void **state)
 {
 	struct fixture *f = *state;
 	ustate_lease_info *li = NULL;
-	char **v = NULL, *before;
-	size_t n = 0;
 
-	put(f->s, "/k", "v", 1);
-	before = snapshot(f->s);
-	assert_int_equal(ustate_lease_grant(f->s, "l", 5, &li), -EOPNOTSUPP);
-	assert_int_equal(ustate_lease_keepalive(f->s, "l", &li), -EOPNOTSUPP);
-	assert_int_equal(ustate_lease_revoke(f->s, "l"), -EOPNOTSUPP);
-	assert_int_equal(ustate_lease_get(f->s, "l", &li), -EOPNOTSUPP);
-	assert_int_equal(ustate_lease_list(f->s, &v, &n), -EOPNOTSUPP);
-	assert_int_equal(ustate_set_leased(f->s, "/k", "w", 1, "l", NULL),
-			 -EOPNOTSUPP);
-	assert_null(li);
-	assert_null(v);
-	assert_snapshot(f->s, before);
-	free(before);
+	assert_leases(f->s, NULL, 0);
+	assert_int_equal(ustate_lease_grant(f->s, "node-1", 10, &li), 0);
+	assert_string_equal(li->name, "node-1");
+	assert_int_equal(li->ttl, 10);
+	assert_true(li->remaining_ms > 9000 && li->remaining_ms <= 10000);
+	ustate_lease_info_free(li);
+	li = NULL;
+	/* What etcd granted: its minimum depends on its heartbeat. */
+	assert_int_equal(ustate_lease_grant(f->s, "short", 1, &li), 0);
+	assert_true(li->ttl >= 1 && li->ttl <= 2);
+	ustate_lease_info_free(li);
+	assert_leases(f->s, (const char *const[]){"node-1", "short"}, 2);
+	li = lease_info(f->s, "node-1");
+	assert_int_equal(li->ttl, 10);
+	/* etcd tells whole seconds left. */
+	assert_true(li->remaining_ms >= 8000 && li->remaining_ms <= 10000);
+	ustate_lease_info_free(li);
+	li = NULL;
+	assert_int_equal(ustate_lease_keepalive(f->s, "node-1", &li), 0);
+	assert_int_equal(li->ttl, 10);
+	ustate_lease_info_free(li);
+	li = NULL;
+	assert_int_equal(ustate_lease_grant(f->s, "node-1", 60, &li), 0);
+	assert_int_equal(li->ttl, 10);
+	ustate_lease_info_free(li);
+	assert_int_equal(ustate_lease_revoke(f->s, "short"), 0);
+	assert_no_lease(f->s, "short");
+	assert_int_equal(ustate_lease_keepalive(f->s, "short", NULL), -ENOENT);
+	assert_leases(f->s, (const char *const[]){"node-1"}, 1);
+}
+
+/*
+ * etcd: a leased key's side keys go with it (they are attached to the
+ * lease too), and the lease's record: nothing is left behind.
+ */
+static void test_etcd_lease_side_keys(void **state)
+{
+	struct fixture *f = *state;
+
+	assert_int_equal(ustate_lease_grant(f->s, "s", 30, NULL), 0);
+	assert_int_equal(ustate_set_leased(f->s, "/s/a", "1", 1, "s", NULL), 0);
+	assert_int_equal(
+		ustate_create_if_not_exists(f->s, "/s/b", "2", 1, NULL), 0);
+	assert_key_lease(f->s, "/s/a", "s");
+	assert_int_equal(ustate_lease_revoke(f->s, "s"), 0);
+	assert_absent(f->s, "/s/a");
+	assert_value(f->s, "/s/b", "2", 1);
+	assert_int_equal(ustate_check(f->s, NULL, NULL), 0);
+	assert_leases(f->s, NULL, 0);
 }
 
 /* ---- tables ------------------------------------------------------------ */
@@ -6007,7 +6063,10 @@ static void test_etcd_lease_unsupported(void **state)
 		T(test_meta_dirs), T(test_meta_invalid), T(test_script_check), \
 		T(test_script_owner)
 
-/* The lease cases: SQLite and memory (the etcd backend has none yet). */
+/*
+ * The lease cases of SQLite and memory. etcd runs those that need no
+ * clock of ours (its leases run on the server's), and real-time variants.
+ */
 #define LEASE_CASES                                                            \
 	T(test_lease_grant_get_list), T(test_lease_attach_detach),             \
 		T(test_lease_revoke), T(test_lease_expiry),                    \
@@ -6055,7 +6114,14 @@ static const struct CMUnitTest memory_cases[] = {
 static const struct CMUnitTest etcd_cases[] = {
 	COMMON_CASES,
 	T(test_etcd_backup),
-	T(test_etcd_lease_unsupported),
+	T(test_etcd_lease_grant),
+	T(test_lease_attach_detach),
+	T(test_lease_revoke),
+	T(test_lease_errors),
+	T(test_lease_read_only),
+	T(test_lease_leader_election),
+	T(test_lease_thread_expires),
+	T(test_etcd_lease_side_keys),
 };
 
 int main(int argc, char **argv)
