@@ -237,6 +237,7 @@ static int store_open(ustate **out, enum source_kind kind, const char *source,
 	char *strings = NULL;
 	size_t strings_len = 0;
 	ustate_options o;
+	ustate *s;
 	void *be;
 	int rc;
 
@@ -251,17 +252,18 @@ static int store_open(ustate **out, enum source_kind kind, const char *source,
 	rc = backend_open(kind, source, &o, &be, &ops);
 	if (rc < 0)
 		goto out;
-	rc = store_new(out, &o, strings, strings_len, be, ops);
+	rc = store_new(&s, &o, strings, strings_len, be, ops);
 	if (rc < 0) {
 		ops->close(be);
 		goto out;
 	}
 	strings = NULL; /* the store's now */
-	rc = leases_start(*out);
-	if (rc < 0) {
-		ustate_close(*out);
-		*out = NULL;
-	}
+	/* Leases that ran out while it was closed go before any write. */
+	rc = leases_start(s);
+	if (rc < 0)
+		ustate_close(s);
+	else
+		*out = s;
 out:
 	strings_free(strings, strings_len);
 	return rc;

@@ -283,7 +283,10 @@ int ustate_open(ustate **out, const char *source, const ustate_options *opts);
  * Return: 0; -EINVAL for bad options, an empty path or ":memory:";
  * -EUCLEAN when the file is not a SQLite database or is corrupt; -EROFS
  * when read-only and the file lacks the store's tables; an errno from the
- * file system (-ENOENT, -EACCES ...).
+ * file system (-ENOENT, -EACCES ...); -EBUSY, -EIO, -ENOSPC when a
+ * writable open cannot expire the leases that ran out while the file was
+ * closed (see ustate_lease_grant()): it then fails rather than let a
+ * write come first.
  */
 int ustate_open_sqlite(ustate **out, const char *path,
 		       const ustate_options *opts);
