@@ -13,7 +13,10 @@
  * all; a record made or dropped is a change of the revision, in the
  * history like a key's. The metadata (owner and mode) that a node of
  * either map may carry, and the root's, change with their transaction
- * too, but make no revision and no history.
+ * too, but make no revision and no history. Leases are a sorted array of
+ * names with their TTL and deadline; a key's node points to its lease,
+ * which ends only together with every key attached to it (one
+ * transaction of deletes, found by a scan of the keys).
  */
 #include <errno.h>
 #include <pthread.h>

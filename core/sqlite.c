@@ -20,6 +20,12 @@
  * that table existed gets it (and the triggers) at its next writable
  * open.
  *
+ * Leases live in ustate_leases and ustate_lease_keys (see lease_sql):
+ * triggers detach a key that any program writes without attaching it,
+ * and every lease write, or expiry, runs under the writer with the
+ * overdue leases ended first in the same transaction, each in one
+ * revision of its own.
+ *
  * Connections: one writer, guarded by a mutex, and a pool of readers (WAL
  * lets them read while the writer commits). Every statement is prepared
  * once per connection; no SQLite code leaves this file (sq_errno()).
