@@ -580,6 +580,10 @@ int ustate_transaction(ustate *s, const ustate_op *ops, size_t n,
  *    a minimum (about 2 s, a shorter one is raised and the TTL granted is
  *    reported), a grant of a live lease keeps its first TTL, and time
  *    left is told in whole seconds.
+ *
+ * Threads: every call below is safe from any thread, as all store calls
+ * are; several threads (or processes) may grant, keep alive and revoke
+ * the same lease, each call taking effect whole.
  */
 
 #define USTATE_LEASE_TTL_MAX 315360000 /* seconds in a TTL: ten years */
