@@ -155,13 +155,13 @@ static int cmd_get(ustate *s, int argc, char **argv)
 	if (rc < 0)
 		return fail(argv[0], rc);
 	if (cli.json) {
-		rc = print_json(
-			json_pack("{s:s, s:o, s:I, s:I, s:I, s:I}", "key",
-				  e->key, "value", value_json(e), "version",
-				  (json_int_t)e->version, "created_at",
-				  (json_int_t)e->created_at, "updated_at",
-				  (json_int_t)e->updated_at, "revision",
-				  (json_int_t)e->mod_revision));
+		rc = print_json(json_pack(
+			"{s:s, s:o, s:I, s:I, s:I, s:I, s:s*}", "key", e->key,
+			"value", value_json(e), "version",
+			(json_int_t)e->version, "created_at",
+			(json_int_t)e->created_at, "updated_at",
+			(json_int_t)e->updated_at, "revision",
+			(json_int_t)e->mod_revision, "lease", e->lease));
 	} else {
 		rc = fwrite(e->value, 1, e->value_len, stdout) == e->value_len
 			     ? 0

@@ -22,6 +22,10 @@ check "get lists the keys" "key /nodes/extra key /nodes/node-1" \
 check "get --json" '{"name":"node-1","ttl":30' \
 	"$(u --json lease get node-1 | cut -d, -f1-2)"
 check "list" "node-1" "$(u lease list)"
+check "get --json of a key names its lease" '"lease":"node-1"}' \
+	"$(u --json get /nodes/node-1 | grep -o '"lease":.*')"
+check "... and a key without one has none" "" \
+	"$(u --json get /plain | grep -o '"lease":.*' || true)"
 check "keepalive of a live lease" 0 "$(code u lease keepalive node-1)"
 check "a set without --lease detaches" "key /nodes/node-1" \
 	"$(u set /nodes/extra y >/dev/null; u lease get node-1 | grep '^key')"

@@ -6006,6 +6006,27 @@ static void test_etcd_lease_grant(void **state)
 	assert_leases(f->s, (const char *const[]){"node-1"}, 1);
 }
 
+/* etcd: a client's restart keeps the lease, its TTL and its keys. */
+static void test_etcd_lease_reopen(void **state)
+{
+	struct fixture *f = *state;
+	ustate_options o = fast_options();
+	ustate_lease_info *li;
+
+	assert_int_equal(ustate_lease_grant(f->s, "keep", 30, NULL), 0);
+	assert_int_equal(
+		ustate_set_leased(f->s, "/keep/k", "v", 1, "keep", NULL), 0);
+	ustate_close(f->s);
+	f->s = NULL;
+	assert_int_equal(ustate_open(&f->s, f->path, &o), 0);
+	li = lease_info(f->s, "keep");
+	assert_int_equal(li->ttl, 30);
+	assert_true(li->remaining_ms > 20000);
+	ustate_lease_info_free(li);
+	assert_lease_keys(f->s, "keep", (const char *const[]){"/keep/k"}, 1);
+	assert_key_lease(f->s, "/keep/k", "keep");
+}
+
 /*
  * etcd: a leased key's side keys go with it (they are attached to the
  * lease too), and the lease's record: nothing is left behind.
@@ -6122,6 +6143,7 @@ static const struct CMUnitTest etcd_cases[] = {
 	T(test_lease_leader_election),
 	T(test_lease_thread_expires),
 	T(test_etcd_lease_side_keys),
+	T(test_etcd_lease_reopen),
 };
 
 int main(int argc, char **argv)
