@@ -2,12 +2,14 @@
 /*
  * This file declares what the two parts of the `ustate` command share: its
  * exit codes, the options parsed from the command line, error reporting
- * and JSON output (ustate.c), and the operator commands (admin.c).
+ * and JSON output (ustate.c), the operator commands (admin.c) and the
+ * lease commands (lease.c).
  */
 #ifndef USTATE_CLI_I_H
 #define USTATE_CLI_I_H
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <jansson.h>
@@ -30,6 +32,8 @@ struct cli_opts {
 	uint64_t keep;
 	int revision_set; /* compact --revision */
 	uint64_t revision;
+	const char *lease; /* set, create --lease */
+	int64_t ttl;	   /* lease run --ttl */
 };
 
 extern struct cli_opts cli;
@@ -46,6 +50,7 @@ int cmd_restore(ustate *s, int argc, char **argv);
 int cmd_backup(ustate *s, int argc, char **argv);
 int cmd_check(ustate *s, int argc, char **argv);
 int cmd_compact(ustate *s, int argc, char **argv);
+int cmd_lease(ustate *s, int argc, char **argv); /* lease.c */
 
 /*
  * What check says, and its exit code, when the store does not open; -1

@@ -8,7 +8,8 @@
  * libustate.
  *
  * Exit codes: 0 success; 1 an error (the message says which); 2 bad
- * usage; 3 the key does not exist (get, delete, exists); 4 a version
+ * usage; 3 the key does not exist (get, delete, exists), or the lease
+ * (lease, set --lease, create --lease); 4 a version
  * conflict, an existing key or a failed transaction (cas, create, txn),
  * or a restore into a store that is not empty; 5 check found problems.
  * The operator commands (dump, restore, backup, check, compact) are in
@@ -65,6 +66,19 @@ volatile sig_atomic_t interrupted;
 static void on_signal(int sig)
 {
 	interrupted = 1;
+}
+
+/*
+ * A write with --lease that failed -ENOENT: the lease is what is missing
+ * (a missing key is no error for set and create).
+ */
+static int lease_missing(int rc)
+{
+	if (rc != -ENOENT || !cli.lease)
+		return 0;
+	fprintf(stderr, "ustate: lease %s: no such lease (or it expired)\n",
+		cli.lease);
+	return 1;
 }
 
 /* Map a library error to a message and an exit code. */
@@ -141,13 +155,13 @@ static int cmd_get(ustate *s, int argc, char **argv)
 	if (rc < 0)
 		return fail(argv[0], rc);
 	if (cli.json) {
-		rc = print_json(
-			json_pack("{s:s, s:o, s:I, s:I, s:I, s:I}", "key",
-				  e->key, "value", value_json(e), "version",
-				  (json_int_t)e->version, "created_at",
-				  (json_int_t)e->created_at, "updated_at",
-				  (json_int_t)e->updated_at, "revision",
-				  (json_int_t)e->mod_revision));
+		rc = print_json(json_pack(
+			"{s:s, s:o, s:I, s:I, s:I, s:I, s:s*}", "key", e->key,
+			"value", value_json(e), "version",
+			(json_int_t)e->version, "created_at",
+			(json_int_t)e->created_at, "updated_at",
+			(json_int_t)e->updated_at, "revision",
+			(json_int_t)e->mod_revision, "lease", e->lease));
 	} else {
 		rc = fwrite(e->value, 1, e->value_len, stdout) == e->value_len
 			     ? 0
@@ -174,8 +188,10 @@ static int cmd_set(ustate *s, int argc, char **argv)
 
 	rc = read_value(argc, argv, 1, &buf, &len);
 	if (rc == 0)
-		rc = ustate_set(s, argv[0], buf, len, &v);
+		rc = ustate_set_leased(s, argv[0], buf, len, cli.lease, &v);
 	free(buf);
+	if (lease_missing(rc))
+		return EXIT_MISSING;
 	return rc < 0 ? fail(argv[0], rc) : print_version(v);
 }
 
@@ -186,13 +202,24 @@ static int cmd_create(ustate *s, int argc, char **argv)
 	char *buf;
 	int rc;
 
+	ustate_op op = {.type = USTATE_OP_CREATE, .key = argv[0]};
+	ustate_txn_result res = {.versions = &v};
+
 	rc = read_value(argc, argv, 1, &buf, &len);
-	if (rc == 0)
-		rc = ustate_create_if_not_exists(s, argv[0], buf, len, &v);
+	if (rc == 0) {
+		op.value = buf;
+		op.value_len = len;
+		op.lease = cli.lease;
+		rc = ustate_transaction(s, &op, 1, &res);
+		if (rc == -EEXIST)
+			v = res.found;
+	}
 	free(buf);
 	if (rc == -EEXIST)
 		fprintf(stderr, "ustate: %s exists at version %llu\n", argv[0],
 			(unsigned long long)v);
+	if (lease_missing(rc))
+		return EXIT_MISSING;
 	return rc < 0 ? fail(argv[0], rc) : print_version(v);
 }
 
@@ -389,6 +416,18 @@ static const struct option compact_opts[] = {
 	{NULL, 0, NULL, 0},
 };
 
+static const struct option set_opts[] = {
+	COMMON_OPTS,
+	{"lease", required_argument, NULL, 'L'},
+	{NULL, 0, NULL, 0},
+};
+
+static const struct option lease_opts[] = {
+	COMMON_OPTS,
+	{"ttl", required_argument, NULL, 'T'},
+	{NULL, 0, NULL, 0},
+};
+
 static const struct cmd cmds[] = {
 	{.name = "get",
 	 .args = "KEY",
@@ -397,12 +436,16 @@ static const struct cmd cmds[] = {
 	 .min = 1,
 	 .max = 1},
 	{.name = "set",
-	 .args = "KEY [VALUE]",
+	 .args = "KEY [VALUE] [--lease L]",
 	 .help = "write KEY (VALUE or stdin); print its version",
+	 .details = "  --lease L  attach KEY to lease L (exit 3 if L does not "
+		    "exist);\n"
+		    "             without it, KEY is attached to none\n",
 	 .run = cmd_set,
 	 .min = 1,
 	 .max = 2,
-	 .open = OPEN_WRITE},
+	 .open = OPEN_WRITE,
+	 .opts = set_opts},
 	{.name = "delete",
 	 .args = "KEY",
 	 .help = "remove KEY",
@@ -436,12 +479,44 @@ static const struct cmd cmds[] = {
 	 .max = 3,
 	 .open = OPEN_WRITE},
 	{.name = "create",
-	 .args = "KEY [VALUE]",
+	 .args = "KEY [VALUE] [--lease L]",
 	 .help = "write KEY only if missing; exit 4 if it exists",
+	 .details = "  --lease L  attach KEY to lease L (exit 3 if L does not "
+		    "exist)\n",
 	 .run = cmd_create,
 	 .min = 1,
 	 .max = 2,
-	 .open = OPEN_WRITE},
+	 .open = OPEN_WRITE,
+	 .opts = set_opts},
+	{.name = "lease",
+	 .args = "SUBCOMMAND ...",
+	 .help = "grant, keep alive, revoke, show, list or hold leases",
+	 .details =
+		 "  grant NAME TTL   make lease NAME, or refresh it: TTL "
+		 "seconds from now\n"
+		 "  keepalive NAME   NAME lasts its TTL from now (exit 3 if "
+		 "gone)\n"
+		 "  revoke NAME      end NAME now: its keys are deleted, in "
+		 "one revision\n"
+		 "  get NAME         print its TTL, time left and keys\n"
+		 "  list             print the live leases\n"
+		 "  run NAME --ttl N [--] CMD [ARGS]\n"
+		 "                   grant NAME, keep it alive while CMD "
+		 "runs, revoke it\n"
+		 "                   when CMD exits; exit with CMD's status. "
+		 "CMD gets\n"
+		 "                   USTATE_LEASE=NAME. If ustate is killed, "
+		 "NAME expires\n"
+		 "                   after N seconds; if NAME is lost, CMD "
+		 "gets SIGTERM\n"
+		 "                   and ustate exits 1.\n"
+		 "  At the deadline, every key attached to NAME (set --lease) "
+		 "is deleted.\n",
+	 .run = cmd_lease,
+	 .min = 1,
+	 .max = 1 << 20,
+	 .open = OPEN_WRITE,
+	 .opts = lease_opts},
 	{.name = "txn",
 	 .args = "",
 	 .help = "run a transaction script from stdin (the /.txn grammar); "
@@ -721,7 +796,7 @@ static int open_failed(const struct cmd *c, const char *db, int rc)
 static int cmd_options(const struct cmd *c, int argc, char **argv)
 {
 	const char *what = NULL;
-	uint64_t *num = NULL;
+	uint64_t *num = NULL, ttl;
 	int ch;
 
 	optind = 0;
@@ -753,6 +828,20 @@ static int cmd_options(const struct cmd *c, int argc, char **argv)
 			what = "--revision";
 			num = &cli.revision;
 			cli.revision_set = 1;
+			break;
+		case 'L':
+			cli.lease = optarg;
+			break;
+		case 'T':
+			if (parse_u64(optarg, &ttl) < 0 || ttl < 1 ||
+			    ttl > USTATE_LEASE_TTL_MAX) {
+				fprintf(stderr,
+					"ustate: --ttl: bad TTL \"%s\": "
+					"whole seconds, 1 to %d\n",
+					optarg, USTATE_LEASE_TTL_MAX);
+				return EXIT_USAGE;
+			}
+			cli.ttl = (int64_t)ttl;
 			break;
 		case 'h':
 			cmd_usage(stdout, c, true);

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * This file implements the small helpers shared by the backends: the
- * entry a get returns, the release of a history batch, the report of a
- * problem to a check's callback, and the library's log (the caller's
+ * entry a get returns, a lease's description, the lease clock, the
+ * release of a history batch, the report of a problem to a check's
+ * callback, and the library's log (the caller's
  * ustate_log_fn, or stderr). A backend reaches the rest of the
  * library only through these and the public API of ustate.h, never
  * through the store front (store.c), so that a new backend (etcd) needs
@@ -13,16 +14,26 @@
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <time.h>
 
 #include "backend_i.h"
 
 ustate_entry *ustate_entry_new(const char *key, const void *val, size_t len)
 {
-	size_t klen = strlen(key);
+	return ustate_entry_new_leased(key, val, len, NULL);
+}
+
+ustate_entry *ustate_entry_new_leased(const char *key, const void *val,
+				      size_t len, const char *lease)
+{
+	size_t klen = strlen(key), llen = lease ? strlen(lease) + 1 : 0;
 	ustate_entry *e;
 
-	/* One block: the entry, then the key, then the value and its NUL. */
-	e = malloc(sizeof(*e) + klen + 1 + len + 1);
+	/*
+	 * One block: the entry, then the key, then the value and its NUL,
+	 * then the lease's name.
+	 */
+	e = malloc(sizeof(*e) + klen + 1 + len + 1 + llen);
 	if (!e)
 		return NULL;
 	memset(e, 0, sizeof(*e));
@@ -33,7 +44,60 @@ ustate_entry *ustate_entry_new(const char *key, const void *val, size_t len)
 		memcpy(e->value, val, len);
 	((char *)e->value)[len] = '\0';
 	e->value_len = len;
+	if (lease) {
+		memcpy((char *)e->value + len + 1, lease, llen);
+		e->lease = (char *)e->value + len + 1;
+	}
 	return e;
+}
+
+ustate_lease_info *ustate_lease_info_new(const char *name, int64_t ttl,
+					 int64_t deadline, int64_t now)
+{
+	ustate_lease_info *li;
+
+	li = calloc(1, sizeof(*li));
+	if (!li)
+		return NULL;
+	li->name = strdup(name);
+	if (!li->name) {
+		free(li);
+		return NULL;
+	}
+	li->ttl = ttl;
+	li->deadline = deadline;
+	li->remaining_ms = deadline > now ? deadline - now : 0;
+	return li;
+}
+
+void ustate_lease_info_free(ustate_lease_info *li)
+{
+	size_t i;
+
+	if (!li)
+		return;
+	for (i = 0; i < li->nkeys; i++)
+		free(li->keys[i]);
+	free(li->keys);
+	free(li->name);
+	free(li);
+}
+
+/* Milliseconds that ustate_clock_advance() added; tests only. */
+static _Atomic int64_t clock_offset_ms;
+
+int64_t ustate_clock_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 +
+	       clock_offset_ms;
+}
+
+void ustate_clock_advance(int64_t ms)
+{
+	clock_offset_ms += ms;
 }
 
 void ustate_changes_free(struct ustate_change *c, size_t n)

@@ -24,9 +24,9 @@
  * Version 2 appended the optional operations (export to compact): a
  * backend leaves those it cannot do NULL and the front answers
  * -EOPNOTSUPP. Version 3 appended meta_get (ownership), version 4 node.
- * Version 5 appended watch_from.
+ * Version 5 appended watch_from, version 6 the lease operations.
  */
-#define USTATE_BACKEND_VERSION 5
+#define USTATE_BACKEND_VERSION 6
 
 /* Whether an op only checks (CHECK_VERSION, CHECK_CHILDREN). */
 static inline int ustate_op_is_check(ustate_op_type type)
@@ -169,6 +169,42 @@ struct ustate_backend_ops {
 	 * however late its first call comes. NULL: the history is there.
 	 */
 	int (*watch_from)(void *b, uint64_t rev);
+
+	/* ---- optional (version 6): leases; NULL: -EOPNOTSUPP ---- */
+
+	/*
+	 * The lease calls of ustate.h, name and ttl already checked, at the
+	 * time now (unix ms, ustate_clock_ms()). A backend that has them
+	 * also honours ustate_op.lease in txn: a SET or CREATE naming a
+	 * lease that is absent or whose deadline is <= ustate_clock_ms()
+	 * fails the transaction with -ENOENT (res->failed naming the op,
+	 * res->found 0), and a SET or CREATE without one detaches its key.
+	 * Each call that writes first expires, as lease_expire does, every
+	 * lease overdue at now, in the same atomic step where it can, so no
+	 * key of an overdue lease is ever attached to a lease granted again
+	 * under its name. A lease overdue at now counts as absent.
+	 * lease_revoke's *revision gets the revision of the deletion of the
+	 * keys (0 when there were none).
+	 */
+	int (*lease_grant)(void *b, const char *name, int64_t ttl, int64_t now,
+			   ustate_lease_info **out);
+	int (*lease_keepalive)(void *b, const char *name, int64_t now,
+			       ustate_lease_info **out);
+	int (*lease_revoke)(void *b, const char *name, int64_t now,
+			    uint64_t *revision);
+	int (*lease_get)(void *b, const char *name, int64_t now,
+			 ustate_lease_info **out);
+	int (*lease_list)(void *b, int64_t now, char ***names, size_t *n);
+
+	/*
+	 * End every lease whose deadline is <= now: each one's keys deleted
+	 * in one transaction of their own (one revision), exactly once even
+	 * when other processes expire the same store. *expired receives how
+	 * many leases ended, *next the earliest deadline still to come
+	 * (INT64_MAX: none), which may be one another process sets later.
+	 */
+	int (*lease_expire)(void *b, int64_t now, unsigned *expired,
+			    int64_t *next);
 };
 
 /*
@@ -212,6 +248,34 @@ int ustate_etcd_backend_open(void **b, const struct ustate_backend_ops **ops,
  * owns and frees with ustate_entry_free(). NULL when out of memory.
  */
 ustate_entry *ustate_entry_new(const char *key, const void *val, size_t len);
+
+/*
+ * ustate_entry_new(), with a copy of lease (NULL: none) in the same
+ * block, as e->lease.
+ */
+ustate_entry *ustate_entry_new_leased(const char *key, const void *val,
+				      size_t len, const char *lease);
+
+/*
+ * A new lease description of name (keys NULL), or NULL when out of
+ * memory; remaining_ms is computed from deadline and now.
+ */
+ustate_lease_info *ustate_lease_info_new(const char *name, int64_t ttl,
+					 int64_t deadline, int64_t now);
+
+/*
+ * The wall clock of leases: CLOCK_REALTIME in unix milliseconds, plus
+ * whatever ustate_clock_advance() added in this process. Safe from any
+ * thread.
+ */
+int64_t ustate_clock_ms(void);
+
+/*
+ * For tests only: move this process's lease clock forward by ms (or
+ * back, when negative). Lease deadlines are kept in the store in wall
+ * clock time, so a test moves time instead of sleeping through a TTL.
+ */
+void ustate_clock_advance(int64_t ms);
 
 /* Free n changes of a history batch and their keys; NULL, 0 is a no-op. */
 void ustate_changes_free(struct ustate_change *c, size_t n);

@@ -12,6 +12,12 @@
  *   PREFIX + "//k" + K + "\tm" K's owner and mode ("uid gid mode", octal)
  *   PREFIX + "//d" + P       the directory record of P ("" or its owner
  *                            and mode); "//d/" holds the root's
+ *   PREFIX + "//l/" + NAME   lease NAME: the decimal ID of its etcd lease,
+ *                            attached to that lease, so it goes with it
+ *
+ * A key attached to a lease is put with the etcd lease, and so are the
+ * side keys its write puts (times), so that they go with it. Expiry and
+ * revoke are etcd's own: all of a lease's keys in one revision.
  *
  * No key of the store can collide with a side key: a key has no empty
  * segment, so never starts with "//". A key's side keys are one range
@@ -413,6 +419,8 @@ static int entry_of(const char *key, json_t *kv, json_t *sides,
 	return 0;
 }
 
+static int entry_lease(struct etcd_backend *e, json_t *kv, ustate_entry **en);
+
 static int etcd_get(void *b, const char *key, ustate_entry **out)
 {
 	struct etcd_backend *e = b;
@@ -437,6 +445,8 @@ static int etcd_get(void *b, const char *key, ustate_entry **out)
 			json_object_get(txn_resp(resp, 1, "response_range"),
 					"kvs"),
 			out);
+	if (rc == 0)
+		rc = entry_lease(e, kv, out);
 	json_decref(resp);
 	return rc;
 }
@@ -773,6 +783,8 @@ static int etcd_node(void *b, const char *path, unsigned *flags,
 					txn_resp(resp, 4, "response_range"),
 					"kvs"),
 				&en);
+		if (entry && rc == 0)
+			rc = entry_lease(e, kv, &en);
 	}
 	if (first_kv(txn_resp(resp, 1, "response_range")) ||
 	    first_kv(txn_resp(resp, 2, "response_range")))
@@ -858,6 +870,11 @@ static int etcd_meta_get(void *b, const char *path, unsigned which,
 	return rc;
 }
 
+struct plan;
+static json_t *lease_jkey(const struct etcd_backend *e, const char *name);
+static int lease_resolve(struct etcd_backend *e, struct plan *p,
+			 ustate_txn_result *res);
+
 /* ---- transactions ----------------------------------------------------- */
 
 enum { UNKNOWN, PRESENT, ABSENT };
@@ -919,6 +936,8 @@ struct plan {
 	uint64_t read_rev;    /* the revision of that read */
 	size_t nest_at, w_at; /* where nest and the writes begin in success */
 	bool single_set;      /* one SET: a Txn of its own shape (txn_send) */
+	int64_t *lease_id;    /* per op: the etcd lease of its write, or 0 */
+	uint64_t *lease_crev; /* ... and the create revision of its record */
 };
 
 static bool op_on_key(ustate_op_type t)
@@ -945,6 +964,8 @@ static void plan_free(struct plan *p)
 	free(p->slot);
 	free(p->count);
 	free(p->cfail);
+	free(p->lease_id);
+	free(p->lease_crev);
 }
 
 /* Walk the ops with the state before unknown: what the Txn must say. */
@@ -961,8 +982,10 @@ static int plan_make(struct plan *p, const ustate_op *ops, size_t n)
 	p->count = calloc(n, sizeof(*p->count));
 	p->cfail = calloc(n, sizeof(*p->cfail));
 	p->kids = calloc(n, sizeof(*p->kids));
+	p->lease_id = calloc(n, sizeof(*p->lease_id));
+	p->lease_crev = calloc(n, sizeof(*p->lease_crev));
 	if (!p->keys || !p->dirs || !p->slot || !p->count || !p->cfail ||
-	    !p->kids)
+	    !p->kids || !p->lease_id || !p->lease_crev)
 		return -ENOMEM;
 	/*
 	 * A check is a compare on the state before: where the Txn commits,
@@ -986,7 +1009,7 @@ static int plan_make(struct plan *p, const ustate_op *ops, size_t n)
 	}
 	/* Both of its branches carry the value: a small one only. */
 	p->single_set = n == 1 && ops[0].type == USTATE_OP_SET &&
-			ops[0].value_len <= SINGLE_SET_MAX;
+			ops[0].value_len <= SINGLE_SET_MAX && !ops[0].lease;
 	for (i = 0; i < n; i++) {
 		const ustate_op *op = &ops[i];
 		struct tkey *t;
@@ -1220,6 +1243,19 @@ static json_t *one(json_t *o)
 	return a;
 }
 
+/* Attach a put request to etcd lease id (0: none, as it is). */
+static json_t *leased(json_t *put, int64_t id)
+{
+	char buf[24];
+
+	if (put && id) {
+		snprintf(buf, sizeof(buf), "%lld", (long long)id);
+		json_object_set_new(json_object_get(put, "request_put"),
+				    "lease", json_string(buf));
+	}
+	return put;
+}
+
 /* A put that also answers with what it replaced (prev_kv). */
 static json_t *req_put_prev(json_t *key, const char *v)
 {
@@ -1240,6 +1276,7 @@ static int build_key(struct etcd_backend *e, const struct plan *p,
 		     struct tkey *t, const char *now, json_t *nest, json_t *w)
 {
 	const ustate_op *op;
+	int64_t lease = 0;
 	char m[64];
 	json_t *inner;
 	int rc = 0;
@@ -1252,18 +1289,25 @@ static int build_key(struct etcd_backend *e, const struct plan *p,
 	}
 	if (t->value_op >= 0) {
 		op = &p->ops[t->value_op];
-		rc |= add(w, req_put(jkey(e, 0, t->key, NULL), op->value,
-				     op->value_len));
-		rc |= add(w, req_put_str(jkey(e, 'k', t->key, "\tu"), now));
+		lease = p->lease_id[t->value_op];
+		rc |= add(w, leased(req_put(jkey(e, 0, t->key, NULL), op->value,
+					    op->value_len),
+				    lease));
+		rc |= add(w,
+			  leased(req_put_str(jkey(e, 'k', t->key, "\tu"), now),
+				 lease));
 	}
 	if (t->recreated) {
-		rc |= add(w, req_put_str(jkey(e, 'k', t->key, "\tc"), now));
+		rc |= add(w,
+			  leased(req_put_str(jkey(e, 'k', t->key, "\tc"), now),
+				 lease));
 	} else if (t->src == SRC_NEST) {
 		/*
 		 * Created only if absent, decided inside the Txn before the
 		 * put; its failure branch reads the version before.
 		 */
-		inner = one(req_put_str(jkey(e, 'k', t->key, "\tc"), now));
+		inner = one(leased(
+			req_put_str(jkey(e, 'k', t->key, "\tc"), now), lease));
 		t->at = json_array_size(nest);
 		rc |= add(nest, nested(one(cmp(jkey(e, 0, t->key, NULL), NULL,
 					       "VERSION", "EQUAL", 0)),
@@ -1533,6 +1577,11 @@ static int txn_send(struct etcd_backend *e, struct plan *p, json_t **resp,
 					       true));
 		}
 	}
+	/* Each lease named is the incarnation resolved (lease_resolve()). */
+	for (i = 0; i < p->n; i++)
+		if (p->lease_id[i])
+			rc |= add(c, cmp(lease_jkey(e, ops[i].lease), NULL,
+					 "CREATE", "EQUAL", p->lease_crev[i]));
 	/*
 	 * The writes in the order of each key's first write, so that the
 	 * watch tells a revision's changes in the order of the ops, as the
@@ -1653,6 +1702,8 @@ static int etcd_txn(void *b, const ustate_op *ops, size_t n,
 	int rc;
 
 	rc = plan_make(&p, ops, n);
+	if (rc == 0)
+		rc = lease_resolve(e, &p, res);
 	if (rc < 0)
 		goto out;
 	if (p.single_set) {
@@ -1702,6 +1753,10 @@ static int etcd_txn(void *b, const ustate_op *ops, size_t n,
 			rc = 0;
 			goto out;
 		}
+		/* A lease gone meanwhile fails the op that names it. */
+		rc = lease_resolve(e, &p, res);
+		if (rc < 0)
+			goto out;
 		/* What the compares saw, read in the same step. */
 		for (k = 0; k < p.nkeys; k++)
 			p.keys[k].v0 = ustate_etcd_get_u64(
@@ -2506,6 +2561,441 @@ static void etcd_close(void *b)
 	free(e);
 }
 
+/* ---- leases ----------------------------------------------------------- */
+
+#define LEASE_TRIES 8 /* grants that raced another grant of the name */
+
+/* JSON of the etcd key of lease name's record, PREFIX//l/NAME. */
+static json_t *lease_jkey(const struct etcd_backend *e, const char *name)
+{
+	char path[USTATE_SEGMENT_MAX + 2];
+
+	snprintf(path, sizeof(path), "/%s", name);
+	return jkey(e, 'l', path, NULL);
+}
+
+/* A signed decimal field of an etcd response (IDs, TTLs), or 0. */
+static int64_t get_i64(json_t *o, const char *name)
+{
+	json_t *v = json_object_get(o, name);
+
+	if (json_is_string(v))
+		return strtoll(json_string_value(v), NULL, 10);
+	return json_is_integer(v) ? (int64_t)json_integer_value(v) : 0;
+}
+
+/*
+ * The etcd lease ID of lease name and the create revision of its record;
+ * -ENOENT when it has none (it expired, or was never granted).
+ */
+static int lease_lookup(struct etcd_backend *e, const char *name, int64_t *id,
+			uint64_t *crev)
+{
+	json_t *resp = NULL, *kv;
+	char *v;
+	size_t n;
+	int rc;
+
+	rc = call(e, "/v3/kv/range",
+		  op_range(lease_jkey(e, name), NULL, false, false, 0),
+		  USTATE_ETCD_READ, &resp);
+	if (rc < 0)
+		return rc;
+	kv = first_kv(resp);
+	rc = kv ? ustate_etcd_get_bytes(kv, "value", &v, &n) : -ENOENT;
+	if (rc == 0) {
+		*id = strtoll(v, NULL, 10);
+		free(v);
+		if (crev)
+			*crev = ustate_etcd_get_u64(kv, "create_revision");
+		rc = *id > 0 ? 0 : -ENOENT;
+	}
+	json_decref(resp);
+	return rc;
+}
+
+/*
+ * The etcd lease of each op that names one, into p; -ENOENT for the first
+ * op whose lease does not exist (res->failed names it).
+ */
+static int lease_resolve(struct etcd_backend *e, struct plan *p,
+			 ustate_txn_result *res)
+{
+	const ustate_op *ops = p->ops;
+	size_t i, j;
+	int rc;
+
+	for (i = 0; i < p->n; i++) {
+		p->lease_id[i] = 0;
+		if ((ops[i].type != USTATE_OP_SET &&
+		     ops[i].type != USTATE_OP_CREATE) ||
+		    !ops[i].lease)
+			continue;
+		for (j = 0; j < i; j++)
+			if (p->lease_id[j] &&
+			    !strcmp(ops[j].lease, ops[i].lease))
+				break;
+		if (j < i) {
+			p->lease_id[i] = p->lease_id[j];
+			p->lease_crev[i] = p->lease_crev[j];
+			continue;
+		}
+		rc = lease_lookup(e, ops[i].lease, &p->lease_id[i],
+				  &p->lease_crev[i]);
+		if (rc == -ENOENT) {
+			res->failed = i;
+			res->found = 0;
+		}
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/*
+ * The name of etcd lease id among the records (a range of //l/), or NULL:
+ * an entry names its lease.
+ */
+static int lease_name_of(struct etcd_backend *e, int64_t id, char **name)
+{
+	char *lo = ekey(e, 'l', "/"), *hi, *v, *k;
+	json_t *resp = NULL, *kv;
+	const char *path;
+	size_t i, n, kn;
+	int rc;
+
+	*name = NULL;
+	hi = lo ? range_end(lo, strlen(lo)) : NULL;
+	rc = lo && hi ? 0 : -ENOMEM;
+	if (rc == 0)
+		rc = call(e, "/v3/kv/range",
+			  op_range(ustate_etcd_b64s(lo), ustate_etcd_b64s(hi),
+				   false, false, 0),
+			  USTATE_ETCD_READ, &resp);
+	free(lo);
+	free(hi);
+	if (rc < 0)
+		return rc;
+	json_array_foreach(json_object_get(resp, "kvs"), i, kv)
+	{
+		if (get_i64(kv, "lease") != id ||
+		    ustate_etcd_get_bytes(kv, "value", &v, &n) < 0)
+			continue;
+		if (strtoll(v, NULL, 10) == id &&
+		    ustate_etcd_get_bytes(kv, "key", &k, &kn) == 0) {
+			if (classify(e, k, kn, &path) == 'l')
+				*name = strdup(path + 1);
+			free(k);
+		}
+		free(v);
+		if (*name)
+			break;
+	}
+	json_decref(resp);
+	return 0;
+}
+
+/* Give *en the name of the lease kv is attached to, if any. */
+static int entry_lease(struct etcd_backend *e, json_t *kv, ustate_entry **en)
+{
+	int64_t id = get_i64(kv, "lease");
+	ustate_entry *x, *old = *en;
+	char *name;
+	int rc;
+
+	if (!id)
+		return 0;
+	rc = lease_name_of(e, id, &name);
+	if (rc < 0 || !name)
+		goto fail;
+	x = ustate_entry_new_leased(old->key, old->value, old->value_len, name);
+	free(name);
+	if (!x) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	x->version = old->version;
+	x->created_at = old->created_at;
+	x->updated_at = old->updated_at;
+	x->mod_revision = old->mod_revision;
+	ustate_entry_free(old);
+	*en = x;
+	return 0;
+fail:
+	ustate_entry_free(old);
+	*en = NULL;
+	return rc;
+}
+
+/* POST a lease request {"ID": id}, plus keys when asked. */
+static int lease_call(struct etcd_backend *e, const char *path, int64_t id,
+		      bool keys, bool read, json_t **resp)
+{
+	json_t *req = json_object();
+	char buf[24];
+
+	snprintf(buf, sizeof(buf), "%lld", (long long)id);
+	if (req) {
+		json_object_set_new(req, "ID", json_string(buf));
+		if (keys)
+			json_object_set_new(req, "keys", json_true());
+	}
+	return call(e, path, req, read ? USTATE_ETCD_READ : 0, resp);
+}
+
+/*
+ * A keepalive of etcd lease id: the gateway answers its stream with one
+ * message, {"result": {..., "TTL"}}; a TTL of 0 means the lease is gone.
+ */
+static int lease_touch(struct etcd_backend *e, int64_t id, int64_t *ttl)
+{
+	json_t *resp = NULL;
+	int rc;
+
+	/* Sending it twice only keeps it alive twice. */
+	rc = lease_call(e, "/v3/lease/keepalive", id, false, true, &resp);
+	if (rc < 0)
+		return rc;
+	*ttl = get_i64(json_object_get(resp, "result"), "TTL");
+	json_decref(resp);
+	return *ttl > 0 ? 0 : -ENOENT;
+}
+
+static int lease_out(const char *name, int64_t ttl, int64_t now,
+		     ustate_lease_info **out)
+{
+	ustate_lease_info *li;
+
+	if (!out)
+		return 0;
+	li = ustate_lease_info_new(name, ttl, now + ttl * 1000, now);
+	if (!li)
+		return -ENOMEM;
+	*out = li;
+	return 0;
+}
+
+/*
+ * Put the record of lease name, attached to etcd lease id, if no record
+ * exists: false in *made when another grant got there first.
+ */
+static int lease_record(struct etcd_backend *e, const char *name, int64_t id,
+			bool *made)
+{
+	json_t *req = json_object(), *resp = NULL;
+	char buf[24];
+	int rc = 0;
+
+	snprintf(buf, sizeof(buf), "%lld", (long long)id);
+	if (!req)
+		return -ENOMEM;
+	rc |= json_object_set_new(
+		req, "compare",
+		one(cmp(lease_jkey(e, name), NULL, "VERSION", "EQUAL", 0)));
+	rc |= json_object_set_new(
+		req, "success",
+		one(leased(req_put_str(lease_jkey(e, name), buf), id)));
+	if (rc) {
+		json_decref(req);
+		return -ENOMEM;
+	}
+	rc = call(e, "/v3/kv/txn", req, 0, &resp);
+	if (rc == 0) {
+		*made = json_is_true(json_object_get(resp, "succeeded"));
+		if (*made)
+			note_commit(e, header_rev(resp));
+	}
+	json_decref(resp);
+	return rc;
+}
+
+/*
+ * A live lease is kept alive: etcd cannot change the TTL of a lease, so
+ * its first TTL stays (reported in *out). Else a new etcd lease, whose
+ * TTL etcd may raise to its minimum (about 2 s), and its record.
+ */
+static int etcd_lease_grant(void *b, const char *name, int64_t ttl, int64_t now,
+			    ustate_lease_info **out)
+{
+	struct etcd_backend *e = b;
+	json_t *req, *resp = NULL;
+	int64_t id, got;
+	unsigned tries;
+	bool made;
+	int rc;
+
+	for (tries = 0; tries < LEASE_TRIES; tries++) {
+		rc = lease_lookup(e, name, &id, NULL);
+		if (rc == 0)
+			rc = lease_touch(e, id, &got);
+		if (rc == 0)
+			return lease_out(name, got, now, out);
+		if (rc != -ENOENT)
+			return rc;
+		req = json_pack("{s:I}", "TTL", (json_int_t)ttl);
+		rc = call(e, "/v3/lease/grant", req, 0, &resp);
+		if (rc < 0)
+			return rc;
+		id = get_i64(resp, "ID");
+		got = get_i64(resp, "TTL");
+		json_decref(resp);
+		resp = NULL;
+		if (id <= 0 || got <= 0)
+			return -EIO;
+		rc = lease_record(e, name, id, &made);
+		if (rc == 0 && made)
+			return lease_out(name, got, now, out);
+		/* Another grant of the name won: ours goes, and theirs is
+		 * kept alive at the next turn. */
+		lease_call(e, "/v3/lease/revoke", id, false, false, &resp);
+		json_decref(resp);
+		resp = NULL;
+		if (rc < 0)
+			return rc;
+	}
+	return -EBUSY;
+}
+
+static int etcd_lease_keepalive(void *b, const char *name, int64_t now,
+				ustate_lease_info **out)
+{
+	struct etcd_backend *e = b;
+	int64_t id, ttl;
+	int rc;
+
+	rc = lease_lookup(e, name, &id, NULL);
+	if (rc == 0)
+		rc = lease_touch(e, id, &ttl);
+	return rc < 0 ? rc : lease_out(name, ttl, now, out);
+}
+
+/* etcd deletes the lease's keys, side keys and record in one revision. */
+static int etcd_lease_revoke(void *b, const char *name, int64_t now,
+			     uint64_t *revision)
+{
+	struct etcd_backend *e = b;
+	json_t *resp = NULL;
+	int64_t id;
+	int rc;
+
+	*revision = 0;
+	rc = lease_lookup(e, name, &id, NULL);
+	if (rc == 0)
+		rc = lease_call(e, "/v3/lease/revoke", id, false, false, &resp);
+	if (rc == 0) {
+		*revision = header_rev(resp);
+		note_commit(e, *revision);
+	}
+	json_decref(resp);
+	return rc;
+}
+
+static int key_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The store keys among the etcd keys of a timetolive answer, sorted. */
+static int lease_keys_of(struct etcd_backend *e, json_t *keys,
+			 ustate_lease_info *li)
+{
+	const char *path;
+	size_t i, n, nk = json_array_size(keys);
+	json_t *k;
+	char *raw;
+
+	if (!nk)
+		return 0;
+	li->keys = calloc(nk, sizeof(*li->keys));
+	if (!li->keys)
+		return -ENOMEM;
+	json_array_foreach(keys, i, k)
+	{
+		json_t *one_key = json_pack("{s:O}", "k", k);
+
+		raw = NULL;
+		if (!one_key || ustate_etcd_get_bytes(one_key, "k", &raw, &n)) {
+			json_decref(one_key);
+			return -ENOMEM;
+		}
+		json_decref(one_key);
+		if (classify(e, raw, n, &path) == 0 &&
+		    ustate_key_valid(path) == 0) {
+			li->keys[li->nkeys] = strdup(path);
+			if (!li->keys[li->nkeys]) {
+				free(raw);
+				return -ENOMEM;
+			}
+			li->nkeys++;
+		}
+		free(raw);
+	}
+	qsort(li->keys, li->nkeys, sizeof(*li->keys), key_cmp);
+	if (!li->nkeys) {
+		free(li->keys);
+		li->keys = NULL;
+	}
+	return 0;
+}
+
+/* etcd tells the time left in whole seconds. */
+static int etcd_lease_get(void *b, const char *name, int64_t now,
+			  ustate_lease_info **out)
+{
+	struct etcd_backend *e = b;
+	ustate_lease_info *li = NULL;
+	json_t *resp = NULL;
+	int64_t id, left;
+	int rc;
+
+	rc = lease_lookup(e, name, &id, NULL);
+	if (rc == 0)
+		rc = lease_call(e, "/v3/lease/timetolive", id, true, true,
+				&resp);
+	if (rc < 0)
+		return rc;
+	left = get_i64(resp, "TTL");
+	if (left < 0) {
+		rc = -ENOENT;
+		goto out;
+	}
+	li = ustate_lease_info_new(name, get_i64(resp, "grantedTTL"),
+				   now + left * 1000, now);
+	rc = li ? lease_keys_of(e, json_object_get(resp, "keys"), li) : -ENOMEM;
+	if (rc == 0) {
+		*out = li;
+		li = NULL;
+	}
+out:
+	ustate_lease_info_free(li);
+	json_decref(resp);
+	return rc;
+}
+
+/* The records under //l/ are the live leases (each goes with its lease). */
+static int etcd_lease_list(void *b, int64_t now, char ***names, size_t *n)
+{
+	struct etcd_backend *e = b;
+	struct names l = {0};
+	uint64_t rev = 0;
+	size_t i;
+	int rc;
+
+	/* The paths of the records, "/" + NAME, sorted. */
+	rc = scan_range(e, 'l', "/", 1, "0", 1, SIZE_MAX, &rev, &l);
+	for (i = 0; rc == 0 && i < l.n; i++)
+		memmove(l.v[i], l.v[i] + 1, strlen(l.v[i]));
+	if (rc < 0) {
+		ustate_list_free(l.v, l.n);
+		return rc;
+	}
+	*names = l.n ? l.v : NULL;
+	if (!l.n)
+		free(l.v);
+	*n = l.n;
+	return 0;
+}
+
 static const struct ustate_backend_ops etcd_ops = {
 	.version = USTATE_BACKEND_VERSION,
 	.name = "etcd",
@@ -2526,6 +3016,13 @@ static const struct ustate_backend_ops etcd_ops = {
 	.meta_get = etcd_meta_get,
 	.node = etcd_node,
 	.watch_from = etcd_watch_from,
+	.lease_grant = etcd_lease_grant,
+	.lease_keepalive = etcd_lease_keepalive,
+	.lease_revoke = etcd_lease_revoke,
+	.lease_get = etcd_lease_get,
+	.lease_list = etcd_lease_list,
+	/* etcd expires its leases itself. */
+	.lease_expire = NULL,
 };
 
 /*

@@ -13,7 +13,10 @@
  * all; a record made or dropped is a change of the revision, in the
  * history like a key's. The metadata (owner and mode) that a node of
  * either map may carry, and the root's, change with their transaction
- * too, but make no revision and no history.
+ * too, but make no revision and no history. Leases are a sorted array of
+ * names with their TTL and deadline; a key's node points to its lease,
+ * which ends only together with every key attached to it (one
+ * transaction of deletes, found by a scan of the keys).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -42,7 +45,10 @@ struct mem_node {
 	uint64_t mod_revision;
 	bool has_meta; /* owner and mode (USTATE_OP_META, MKDIR) */
 	ustate_meta meta;
-	int level; /* links in next[] */
+	struct mem_lease *lease; /* the key's lease, or NULL: a lease ends
+				  * only with all its keys, so it outlives
+				  * every node that points to it */
+	int level;		 /* links in next[] */
 	struct mem_node *next[];
 };
 
@@ -52,17 +58,26 @@ struct mem_map {
 	int level;	       /* levels in use, >= 1 */
 };
 
+/* A lease: its name, TTL (seconds) and deadline (unix ms). */
+struct mem_lease {
+	int64_t ttl;
+	int64_t deadline;
+	char name[];
+};
+
 struct mem_backend {
 	pthread_rwlock_t lock;
-	uint64_t keep;	       /* revisions of history; constant */
-	struct mem_map keys;   /* protected by m->lock */
-	struct mem_map dirs;   /* protected by m->lock */
-	uint64_t rng;	       /* protected by m->lock, for writing */
-	uint64_t rev;	       /* protected by m->lock */
-	bool has_root_meta;    /* protected by m->lock */
-	ustate_meta root_meta; /* protected by m->lock */
-	uint64_t compacted;    /* protected by m->lock: history before it
-				* was dropped by ustate_compact() */
+	struct mem_lease **leases; /* nleases, by name, protected by m->lock */
+	size_t nleases;		   /* protected by m->lock */
+	uint64_t keep;		   /* revisions of history; constant */
+	struct mem_map keys;	   /* protected by m->lock */
+	struct mem_map dirs;	   /* protected by m->lock */
+	uint64_t rng;		   /* protected by m->lock, for writing */
+	uint64_t rev;		   /* protected by m->lock */
+	bool has_root_meta;	   /* protected by m->lock */
+	ustate_meta root_meta;	   /* protected by m->lock */
+	uint64_t compacted;	   /* protected by m->lock: history before it
+				    * was dropped by ustate_compact() */
 	/* A ring of hcap changes, hlen of them from hhead, by revision. */
 	struct ustate_change *hist; /* protected by m->lock */
 	size_t hcap;		    /* protected by m->lock */
@@ -263,6 +278,9 @@ static void mem_close(void *b)
 
 	map_destroy(&m->keys);
 	map_destroy(&m->dirs);
+	for (i = 0; i < m->nleases; i++)
+		free(m->leases[i]);
+	free(m->leases);
 	for (i = 0; i < m->hlen; i++)
 		free(hist_at(m, i)->key);
 	free(m->hist);
@@ -285,7 +303,8 @@ static int mem_get(void *b, const char *key, ustate_entry **out)
 		rc = -ENOENT;
 		goto out;
 	}
-	e = ustate_entry_new(x->key, x->value, x->value_len);
+	e = ustate_entry_new_leased(x->key, x->value, x->value_len,
+				    x->lease ? x->lease->name : NULL);
 	if (!e) {
 		rc = -ENOMEM;
 		goto out;
@@ -422,6 +441,7 @@ struct txn_key {
 	struct mem_node *fresh; /* the node to link when the key is new */
 	bool has_meta;		/* the metadata after the transaction */
 	ustate_meta meta;
+	struct mem_lease *lease; /* the lease after the transaction */
 };
 
 /* What a transaction does to one directory record. */
@@ -673,6 +693,7 @@ static void txn_commit(struct mem_backend *m, const ustate_op *ops,
 		x->mod_revision = m->rev;
 		x->has_meta = keys[k].has_meta;
 		x->meta = keys[k].meta;
+		x->lease = keys[k].lease;
 	}
 }
 
@@ -802,24 +823,53 @@ static void txn_history(struct mem_backend *m, const ustate_op *ops, size_t n,
 	}
 }
 
-static int mem_txn(void *b, const ustate_op *ops, size_t n,
-		   ustate_txn_result *res, unsigned flags)
+static struct mem_lease *lease_live(struct mem_backend *m, const char *name,
+				    int64_t now);
+
+/* The lease an op attaches its key to, or NULL. */
+static const char *op_lease(const ustate_op *op)
 {
-	struct mem_backend *m = b;
+	return op->type == USTATE_OP_SET || op->type == USTATE_OP_CREATE
+		       ? op->lease
+		       : NULL;
+}
+
+/*
+ * Every op that names a lease must find it live, else -ENOENT for the
+ * first that does not.
+ */
+static int txn_leases(struct mem_backend *m, const ustate_op *ops, size_t n,
+		      ustate_txn_result *res, int64_t now_ms)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (op_lease(&ops[i]) && !lease_live(m, ops[i].lease, now_ms)) {
+			res->failed = i;
+			res->found = 0;
+			return -ENOENT;
+		}
+	}
+	return 0;
+}
+
+/* mem_txn() under the write lock, which the caller holds. */
+static int txn_locked(struct mem_backend *m, const ustate_op *ops, size_t n,
+		      ustate_txn_result *res)
+{
 	struct txn_slot *slot = NULL, *sl;
 	struct txn_key *keys = NULL;
 	struct txn_dir *dirs = NULL;
 	struct ustate_change *chg = NULL;
 	size_t nw = 0, nk = 0, nkw, nd = 0, ndirs = 0, ndc, kw, kd, i;
-	int64_t now;
+	int64_t now, now_ms = ustate_clock_ms();
 	int rc;
 
-	rc = -pthread_rwlock_wrlock(&m->lock);
-	if (rc < 0)
-		return rc;
 	now = time(NULL);
 	res->revision = m->rev;
 	rc = txn_check(m, ops, n, res);
+	if (rc == 0)
+		rc = txn_leases(m, ops, n, res, now_ms);
 	if (rc < 0)
 		goto out;
 	for (i = 0; i < n; i++) {
@@ -858,6 +908,11 @@ static int mem_txn(void *b, const ustate_op *ops, size_t n,
 	if (rc < 0)
 		goto out;
 	txn_stage_dirs(m, ops, slot + nw, nd, dirs, &ndirs, chg, res);
+	for (i = 0; i < nk; i++)
+		if (keys[i].written && keys[i].version &&
+		    op_lease(&ops[keys[i].last]))
+			keys[i].lease =
+				lease_live(m, ops[keys[i].last].lease, now_ms);
 	if (nk) {
 		rc = txn_prepare(m, ops, n, nw, keys, nk, chg);
 		if (rc < 0)
@@ -883,7 +938,6 @@ static int mem_txn(void *b, const ustate_op *ops, size_t n,
 	hist_trim(m);
 	res->revision = m->rev;
 out:
-	pthread_rwlock_unlock(&m->lock);
 	for (i = 0; i < nk; i++) {
 		free(keys[i].value);
 		free(keys[i].fresh);
@@ -896,6 +950,20 @@ out:
 	free(dirs);
 	free(keys);
 	free(slot);
+	return rc;
+}
+
+static int mem_txn(void *b, const ustate_op *ops, size_t n,
+		   ustate_txn_result *res, unsigned flags)
+{
+	struct mem_backend *m = b;
+	int rc;
+
+	rc = -pthread_rwlock_wrlock(&m->lock);
+	if (rc < 0)
+		return rc;
+	rc = txn_locked(m, ops, n, res);
+	pthread_rwlock_unlock(&m->lock);
 	return rc;
 }
 
@@ -1238,6 +1306,7 @@ static void restore_commit(struct mem_backend *m, struct staged *st,
 		free(old->value);
 		old->value = x->value;
 		x->value = NULL;
+		old->lease = NULL; /* a restored key has no lease */
 		old->value_len = x->value_len;
 		old->version = x->version;
 		old->created_at = x->created_at;
@@ -1486,6 +1555,330 @@ static int mem_meta_get(void *b, const char *path, unsigned which,
 	return has ? 0 : -ENOENT;
 }
 
+/* ---- leases ------------------------------------------------------------ */
+
+/* The index of name in m->leases, or where it would go (*found false). */
+static size_t lease_index(struct mem_backend *m, const char *name, bool *found)
+{
+	size_t lo = 0, hi = m->nleases, mid;
+	int c;
+
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		c = strcmp(m->leases[mid]->name, name);
+		if (!c) {
+			*found = true;
+			return mid;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*found = false;
+	return lo;
+}
+
+/* Lease name if it is live at now (deadline after it), else NULL. */
+static struct mem_lease *lease_live(struct mem_backend *m, const char *name,
+				    int64_t now)
+{
+	bool found;
+	size_t i = lease_index(m, name, &found);
+
+	return found && m->leases[i]->deadline > now ? m->leases[i] : NULL;
+}
+
+/*
+ * The keys attached to l, in order (a scan of every key: O(N)). The
+ * array borrows the nodes' keys, valid while the lock is held.
+ */
+static int lease_keys(struct mem_backend *m, const struct mem_lease *l,
+		      const char ***out, size_t *n)
+{
+	const char **v = NULL, **nv;
+	size_t len = 0, cap = 0;
+	struct mem_node *x;
+
+	for (x = m->keys.head->next[0]; x; x = x->next[0]) {
+		if (x->lease != l)
+			continue;
+		if (len == cap) {
+			cap = cap ? 2 * cap : 8;
+			nv = realloc(v, cap * sizeof(*v));
+			if (!nv) {
+				free(v);
+				return -ENOMEM;
+			}
+			v = nv;
+		}
+		v[len++] = x->key;
+	}
+	*out = v;
+	*n = len;
+	return 0;
+}
+
+/*
+ * End lease i under the write lock: its keys deleted in one transaction
+ * (one revision; *rev receives it, 0 when it had no keys), then the lease.
+ * On an error (ENOMEM) nothing changed.
+ */
+static int lease_end(struct mem_backend *m, size_t i, uint64_t *rev)
+{
+	ustate_txn_result res = {0};
+	struct mem_lease *l = m->leases[i];
+	ustate_op *ops = NULL;
+	const char **keys = NULL;
+	size_t n = 0, k;
+	int rc;
+
+	*rev = 0;
+	rc = lease_keys(m, l, &keys, &n);
+	if (rc < 0 || !n)
+		goto drop;
+	ops = calloc(n, sizeof(*ops));
+	res.versions = calloc(n, sizeof(*res.versions));
+	if (!ops || !res.versions) {
+		rc = -ENOMEM;
+		goto drop;
+	}
+	for (k = 0; k < n; k++)
+		ops[k] = (ustate_op){.type = USTATE_OP_DELETE, .key = keys[k]};
+	rc = txn_locked(m, ops, n, &res);
+	if (rc == 0)
+		*rev = res.revision;
+drop:
+	if (rc == 0) {
+		memmove(&m->leases[i], &m->leases[i + 1],
+			(m->nleases - i - 1) * sizeof(*m->leases));
+		m->nleases--;
+		free(l);
+	}
+	free(res.versions);
+	free(ops);
+	free(keys);
+	return rc;
+}
+
+/* End every lease overdue at now, under the write lock. */
+static int leases_due(struct mem_backend *m, int64_t now, unsigned *expired)
+{
+	uint64_t rev;
+	size_t i = 0;
+	int rc;
+
+	while (i < m->nleases) {
+		if (m->leases[i]->deadline > now) {
+			i++;
+			continue;
+		}
+		rc = lease_end(m, i, &rev);
+		if (rc < 0)
+			return rc;
+		++*expired;
+	}
+	return 0;
+}
+
+/* A description of l, keys aside. */
+static int lease_info(const struct mem_lease *l, int64_t now,
+		      ustate_lease_info **out)
+{
+	ustate_lease_info *li;
+
+	if (!out)
+		return 0;
+	li = ustate_lease_info_new(l->name, l->ttl, l->deadline, now);
+	if (!li)
+		return -ENOMEM;
+	*out = li;
+	return 0;
+}
+
+static int mem_lease_grant(void *b, const char *name, int64_t ttl, int64_t now,
+			   ustate_lease_info **out)
+{
+	struct mem_backend *m = b;
+	struct mem_lease *l, **nl;
+	unsigned expired = 0;
+	bool found;
+	size_t i;
+	int rc;
+
+	rc = -pthread_rwlock_wrlock(&m->lock);
+	if (rc < 0)
+		return rc;
+	rc = leases_due(m, now, &expired);
+	if (rc < 0)
+		goto out;
+	i = lease_index(m, name, &found);
+	if (!found) {
+		l = calloc(1, sizeof(*l) + strlen(name) + 1);
+		nl = realloc(m->leases, (m->nleases + 1) * sizeof(*nl));
+		if (nl)
+			m->leases = nl;
+		if (!l || !nl) {
+			free(l);
+			rc = -ENOMEM;
+			goto out;
+		}
+		strcpy(l->name, name);
+		memmove(&m->leases[i + 1], &m->leases[i],
+			(m->nleases - i) * sizeof(*m->leases));
+		m->leases[i] = l;
+		m->nleases++;
+	}
+	l = m->leases[i];
+	l->ttl = ttl;
+	l->deadline = now + ttl * 1000;
+	rc = lease_info(l, now, out);
+out:
+	pthread_rwlock_unlock(&m->lock);
+	return rc;
+}
+
+static int mem_lease_keepalive(void *b, const char *name, int64_t now,
+			       ustate_lease_info **out)
+{
+	struct mem_backend *m = b;
+	unsigned expired = 0;
+	struct mem_lease *l;
+	int rc;
+
+	rc = -pthread_rwlock_wrlock(&m->lock);
+	if (rc < 0)
+		return rc;
+	rc = leases_due(m, now, &expired);
+	l = rc < 0 ? NULL : lease_live(m, name, now);
+	if (l) {
+		l->deadline = now + l->ttl * 1000;
+		rc = lease_info(l, now, out);
+	} else if (rc == 0) {
+		rc = -ENOENT;
+	}
+	pthread_rwlock_unlock(&m->lock);
+	return rc;
+}
+
+static int mem_lease_revoke(void *b, const char *name, int64_t now,
+			    uint64_t *revision)
+{
+	struct mem_backend *m = b;
+	unsigned expired = 0;
+	bool found;
+	size_t i;
+	int rc;
+
+	*revision = 0;
+	rc = -pthread_rwlock_wrlock(&m->lock);
+	if (rc < 0)
+		return rc;
+	rc = leases_due(m, now, &expired);
+	if (rc == 0) {
+		i = lease_index(m, name, &found);
+		rc = found ? lease_end(m, i, revision) : -ENOENT;
+	}
+	pthread_rwlock_unlock(&m->lock);
+	return rc;
+}
+
+static int mem_lease_get(void *b, const char *name, int64_t now,
+			 ustate_lease_info **out)
+{
+	struct mem_backend *m = b;
+	ustate_lease_info *li = NULL;
+	const char **keys = NULL;
+	struct mem_lease *l;
+	size_t n = 0, k;
+	int rc;
+
+	rc = -pthread_rwlock_rdlock(&m->lock);
+	if (rc < 0)
+		return rc;
+	l = lease_live(m, name, now);
+	rc = l ? lease_info(l, now, &li) : -ENOENT;
+	if (rc == 0)
+		rc = lease_keys(m, l, &keys, &n);
+	if (rc == 0 && n) {
+		li->keys = calloc(n, sizeof(*li->keys));
+		rc = li->keys ? 0 : -ENOMEM;
+		for (k = 0; rc == 0 && k < n; k++) {
+			li->keys[k] = strdup(keys[k]);
+			if (!li->keys[k])
+				rc = -ENOMEM;
+			else
+				li->nkeys++;
+		}
+	}
+	pthread_rwlock_unlock(&m->lock);
+	free(keys);
+	if (rc < 0) {
+		ustate_lease_info_free(li);
+		return rc;
+	}
+	*out = li;
+	return 0;
+}
+
+static int mem_lease_list(void *b, int64_t now, char ***names, size_t *n)
+{
+	struct mem_backend *m = b;
+	char **v = NULL;
+	size_t i, len = 0;
+	int rc;
+
+	rc = -pthread_rwlock_rdlock(&m->lock);
+	if (rc < 0)
+		return rc;
+	if (m->nleases) {
+		v = calloc(m->nleases, sizeof(*v));
+		if (!v)
+			rc = -ENOMEM;
+	}
+	for (i = 0; rc == 0 && i < m->nleases; i++) {
+		if (m->leases[i]->deadline <= now)
+			continue;
+		v[len] = strdup(m->leases[i]->name);
+		if (!v[len])
+			rc = -ENOMEM;
+		else
+			len++;
+	}
+	pthread_rwlock_unlock(&m->lock);
+	if (rc < 0) {
+		ustate_list_free(v, len);
+		return rc;
+	}
+	if (!len) {
+		free(v);
+		v = NULL;
+	}
+	*names = v;
+	*n = len;
+	return 0;
+}
+
+static int mem_lease_expire(void *b, int64_t now, unsigned *expired,
+			    int64_t *next)
+{
+	struct mem_backend *m = b;
+	size_t i;
+	int rc;
+
+	*expired = 0;
+	*next = INT64_MAX;
+	rc = -pthread_rwlock_wrlock(&m->lock);
+	if (rc < 0)
+		return rc;
+	rc = leases_due(m, now, expired);
+	for (i = 0; i < m->nleases; i++)
+		if (m->leases[i]->deadline < *next)
+			*next = m->leases[i]->deadline;
+	pthread_rwlock_unlock(&m->lock);
+	return rc;
+}
+
 static const struct ustate_backend_ops mem_ops = {
 	.version = USTATE_BACKEND_VERSION,
 	.name = "memory",
@@ -1501,6 +1894,12 @@ static const struct ustate_backend_ops mem_ops = {
 	.check = mem_check,
 	.compact = mem_compact,
 	.meta_get = mem_meta_get,
+	.lease_grant = mem_lease_grant,
+	.lease_keepalive = mem_lease_keepalive,
+	.lease_revoke = mem_lease_revoke,
+	.lease_get = mem_lease_get,
+	.lease_list = mem_lease_list,
+	.lease_expire = mem_lease_expire,
 };
 
 int ustate_memory_backend_open(void **b, const struct ustate_backend_ops **ops,

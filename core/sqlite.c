@@ -20,6 +20,12 @@
  * that table existed gets it (and the triggers) at its next writable
  * open.
  *
+ * Leases live in ustate_leases and ustate_lease_keys (see lease_sql):
+ * triggers detach a key that any program writes without attaching it,
+ * and every lease write, or expiry, runs under the writer with the
+ * overdue leases ended first in the same transaction, each in one
+ * revision of its own.
+ *
  * Connections: one writer, guarded by a mutex, and a pool of readers (WAL
  * lets them read while the writer commits). Every statement is prepared
  * once per connection; no SQLite code leaves this file (sq_errno()).
@@ -77,6 +83,19 @@ enum {
 	ST_META_SET,
 	ST_META_DROP,
 	ST_NODE,
+	ST_GET_L,
+	ST_NODE_L,
+	ST_LEASE_ALIVE,
+	ST_LEASE_ATTACH,
+	ST_LEASE_UPSERT,
+	ST_LEASE_TOUCH,
+	ST_LEASE_GET,
+	ST_LEASE_KEYS,
+	ST_LEASE_LIST,
+	ST_LEASE_DUE,
+	ST_LEASE_NEXT,
+	ST_LEASE_DEL_KEYS,
+	ST_LEASE_DROP,
 	ST_COUNT
 };
 
@@ -169,6 +188,45 @@ static const char *const sql_text[ST_COUNT] = {
 		"OR version IS NOT excluded.version "
 		"OR created_at IS NOT excluded.created_at "
 		"OR updated_at IS NOT excluded.updated_at",
+	/* ST_GET and ST_NODE with the key's lease as one more column. */
+	[ST_GET_L] = "SELECT k.value, k.version, k.created_at, k.updated_at, "
+		     "r.mod_revision, l.lease FROM kv_store k LEFT JOIN "
+		     "ustate_keyrev r ON r.key = k.key LEFT JOIN "
+		     "ustate_lease_keys l ON l.key = k.key WHERE k.key = ?1",
+	[ST_NODE_L] = "SELECT (SELECT revision FROM ustate_state), "
+		      "EXISTS (SELECT 1 FROM kv_store WHERE key >= ?2 AND "
+		      "key < ?3), EXISTS (SELECT 1 FROM ustate_dirs WHERE "
+		      "path >= ?2 AND path < ?3), EXISTS (SELECT 1 FROM "
+		      "ustate_dirs WHERE path = ?1), k.value, k.version, "
+		      "k.created_at, k.updated_at, r.mod_revision, l.lease "
+		      "FROM (SELECT 1) LEFT JOIN kv_store k ON k.key = ?1 "
+		      "LEFT JOIN ustate_keyrev r ON r.key = ?1 LEFT JOIN "
+		      "ustate_lease_keys l ON l.key = k.key",
+	/* Leases: ?1 a name, ?2 the time now (unix ms). */
+	[ST_LEASE_ALIVE] = "SELECT 1 FROM ustate_leases WHERE name = ?1 AND "
+			   "deadline > ?2",
+	[ST_LEASE_ATTACH] = "INSERT INTO ustate_lease_keys VALUES (?1, ?2) "
+			    "ON CONFLICT(key) DO UPDATE SET "
+			    "lease = excluded.lease",
+	[ST_LEASE_UPSERT] = "INSERT INTO ustate_leases VALUES (?1, ?3, "
+			    "?2 + ?3 * 1000) ON CONFLICT(name) DO UPDATE SET "
+			    "ttl = excluded.ttl, deadline = excluded.deadline "
+			    "RETURNING ttl, deadline",
+	[ST_LEASE_TOUCH] = "UPDATE ustate_leases SET deadline = ?2 + ttl * "
+			   "1000 WHERE name = ?1 AND deadline > ?2 "
+			   "RETURNING ttl, deadline",
+	[ST_LEASE_GET] = "SELECT ttl, deadline FROM ustate_leases WHERE "
+			 "name = ?1 AND deadline > ?2",
+	[ST_LEASE_KEYS] = "SELECT key FROM ustate_lease_keys WHERE "
+			  "lease = ?1 ORDER BY key",
+	[ST_LEASE_LIST] = "SELECT name FROM ustate_leases WHERE "
+			  "deadline > ?1 ORDER BY name",
+	[ST_LEASE_DUE] = "SELECT name FROM ustate_leases WHERE "
+			 "deadline <= ?1 ORDER BY deadline LIMIT 1",
+	[ST_LEASE_NEXT] = "SELECT min(deadline) FROM ustate_leases",
+	[ST_LEASE_DEL_KEYS] = "DELETE FROM kv_store WHERE key IN (SELECT key "
+			      "FROM ustate_lease_keys WHERE lease = ?1)",
+	[ST_LEASE_DROP] = "DELETE FROM ustate_leases WHERE name = ?1",
 };
 
 /*
@@ -296,6 +354,49 @@ static const char meta_sql[] =
 	" DELETE FROM ustate_meta WHERE path = OLD.path AND dir = 1;"
 	" END;";
 
+/*
+ * Leases: ustate_leases holds each lease's TTL (seconds) and deadline
+ * (unix ms, the wall clock), ustate_lease_keys the key each attached key
+ * belongs to. kv_store is not touched: the triggers detach a key at
+ * every write of its row that does not attach it again (our SET or
+ * CREATE without a lease, and any write by a program that knows no
+ * leases: the Rust crate, the sqlite3 shell), at its delete and at its
+ * rename by an UPDATE; an attaching write inserts its mapping after its
+ * row. A lease dropped by hand takes its mappings along, not its keys.
+ * Made in one transaction at every writable open: a file from before
+ * gets them whole or not at all.
+ */
+static const char lease_sql[] =
+	"BEGIN IMMEDIATE;"
+	"CREATE TABLE IF NOT EXISTS ustate_leases ("
+	" name TEXT PRIMARY KEY NOT NULL,"
+	" ttl INTEGER NOT NULL,"
+	" deadline INTEGER NOT NULL) WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS ustate_leases_deadline"
+	" ON ustate_leases(deadline);"
+	"CREATE TABLE IF NOT EXISTS ustate_lease_keys ("
+	" key TEXT PRIMARY KEY NOT NULL,"
+	" lease TEXT NOT NULL) WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS ustate_lease_keys_lease"
+	" ON ustate_lease_keys(lease, key);"
+	"CREATE TRIGGER IF NOT EXISTS ustate_lease_kv_insert"
+	" AFTER INSERT ON kv_store BEGIN"
+	" DELETE FROM ustate_lease_keys WHERE key = NEW.key;"
+	" END;"
+	"CREATE TRIGGER IF NOT EXISTS ustate_lease_kv_update"
+	" AFTER UPDATE ON kv_store BEGIN"
+	" DELETE FROM ustate_lease_keys WHERE key = OLD.key OR key = NEW.key;"
+	" END;"
+	"CREATE TRIGGER IF NOT EXISTS ustate_lease_kv_delete"
+	" AFTER DELETE ON kv_store BEGIN"
+	" DELETE FROM ustate_lease_keys WHERE key = OLD.key;"
+	" END;"
+	"CREATE TRIGGER IF NOT EXISTS ustate_lease_drop"
+	" AFTER DELETE ON ustate_leases BEGIN"
+	" DELETE FROM ustate_lease_keys WHERE lease = OLD.name;"
+	" END;"
+	"COMMIT";
+
 struct conn {
 	sqlite3 *db;
 	sqlite3_stmt *st[ST_COUNT];
@@ -327,7 +428,8 @@ struct sq {
 	bool leading; /* a thread commits a group, protected by glock */
 	dev_t dev;    /* the database file the writer opened */
 	ino_t ino;
-	bool has_meta; /* ustate_meta exists; atomic */
+	bool has_meta;	 /* ustate_meta exists; atomic */
+	bool has_leases; /* the lease tables exist; set at open */
 };
 
 /*
@@ -563,6 +665,20 @@ static int schema_setup(struct conn *c)
 	return rc;
 }
 
+/* Give the file the lease tables and triggers, if it lacks them. */
+static int leases_setup(struct conn *c)
+{
+	int rc;
+
+	rc = sqlite3_exec(c->db, lease_sql, NULL, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		rc = sq_errno(c->db, rc);
+		if (!sqlite3_get_autocommit(c->db))
+			sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+	}
+	return rc;
+}
+
 /*
  * Create a missing database file with mode 0600 before SQLite opens it.
  * A symbolic link to nothing is -ENOENT: SQLite would create its target
@@ -655,15 +771,19 @@ static void sq_close(void *b)
 
 /*
  * The entry of key from the columns value, version, created_at,
- * updated_at and mod_revision of st's row, from column i on; NULL when
- * out of memory.
+ * updated_at, mod_revision (and lease, when st has it) of st's row, from
+ * column i on; NULL when out of memory.
  */
 static ustate_entry *entry_of_row(sqlite3_stmt *st, int i, const char *key)
 {
+	const char *lease = NULL;
 	ustate_entry *e;
 
-	e = ustate_entry_new(key, sqlite3_column_blob(st, i),
-			     sqlite3_column_bytes(st, i));
+	/* ST_GET_L and ST_NODE_L give the lease in one more column. */
+	if (sqlite3_column_count(st) > i + 5)
+		lease = (const char *)sqlite3_column_text(st, i + 5);
+	e = ustate_entry_new_leased(key, sqlite3_column_blob(st, i),
+				    sqlite3_column_bytes(st, i), lease);
 	if (e) {
 		e->version = sqlite3_column_int64(st, i + 1);
 		e->created_at = sqlite3_column_int64(st, i + 2);
@@ -684,7 +804,7 @@ static int sq_get(void *b, const char *key, ustate_entry **out)
 	c = reader_get(q, &rc);
 	if (!c)
 		return rc;
-	rc = stmt(c, ST_GET, &st);
+	rc = stmt(c, q->has_leases ? ST_GET_L : ST_GET, &st);
 	if (rc < 0)
 		goto out;
 	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
@@ -800,7 +920,7 @@ static int sq_node(void *b, const char *path, unsigned *flags,
 	c = reader_get(q, &rc);
 	if (!c)
 		return rc;
-	rc = stmt(c, ST_NODE, &st);
+	rc = stmt(c, q->has_leases ? ST_NODE_L : ST_NODE, &st);
 	if (rc < 0)
 		goto out;
 	sqlite3_bind_text(st, 1, path, len, SQLITE_STATIC);
@@ -1104,6 +1224,64 @@ static int meta_op(struct conn *c, const ustate_op *op, uint64_t *v,
 	return rc < 0 ? rc : meta_set(c, op, 0);
 }
 
+/* Bind the text ?1 and the integer ?2 of st (either may be absent). */
+static void bind_name_at(sqlite3_stmt *st, const char *name, int64_t at)
+{
+	if (name)
+		sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, at);
+}
+
+/* Whether lease name is live at now on c: 0 or -ENOENT. */
+static int lease_alive(struct conn *c, const char *name, int64_t now)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = stmt(c, ST_LEASE_ALIVE, &st);
+	if (rc < 0)
+		return rc;
+	bind_name_at(st, name, now);
+	rc = sqlite3_step(st);
+	rc = rc == SQLITE_ROW	 ? 0
+	     : rc == SQLITE_DONE ? -ENOENT
+				 : sq_errno(c->db, rc);
+	done(st);
+	return rc;
+}
+
+/*
+ * A SET or CREATE (statement i) that attaches its key to op->lease,
+ * which must be live: the row first (its triggers detach the key), then
+ * the mapping. Several statements: its caller must undo it on failure.
+ */
+static int leased_write(struct conn *c, int i, const ustate_op *op, int64_t now,
+			uint64_t *v, ustate_txn_result *res)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = lease_alive(c, op->lease, ustate_clock_ms());
+	if (rc == -ENOENT) {
+		*v = 0;
+		res->found = 0;
+		return -ENOENT;
+	}
+	if (rc == 0)
+		rc = write_step(c, i, op, now, v);
+	if (rc < 0 || *v == 0)
+		return rc;
+	rc = stmt(c, ST_LEASE_ATTACH, &st);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_text(st, 1, op->key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, op->lease, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	rc = rc == SQLITE_DONE ? 0 : sq_errno(c->db, rc);
+	done(st);
+	return rc;
+}
+
 /* Apply one write op; on failure res->found tells what the key held. */
 static int apply_op(struct conn *c, const ustate_op *op, int64_t now,
 		    uint64_t *v, ustate_txn_result *res)
@@ -1113,9 +1291,14 @@ static int apply_op(struct conn *c, const ustate_op *op, int64_t now,
 
 	switch (op->type) {
 	case USTATE_OP_SET:
+		if (op->lease)
+			return leased_write(c, ST_UPSERT, op, now, v, res);
 		return write_step(c, ST_UPSERT, op, now, v);
 	case USTATE_OP_CREATE:
-		rc = write_step(c, ST_INSERT, op, now, v);
+		if (op->lease)
+			rc = leased_write(c, ST_INSERT, op, now, v, res);
+		else
+			rc = write_step(c, ST_INSERT, op, now, v);
 		if (rc == 0 && *v == 0) {
 			rc = version_on(c, op->key, &res->found);
 			rc = rc < 0 ? rc : -EEXIST;
@@ -1226,6 +1409,14 @@ static int txn_apply(struct sq *q, struct conn *c, const ustate_op *ops,
 	return rc;
 }
 
+/* The lease an op attaches its key to, or NULL. */
+static const char *op_lease(const ustate_op *op)
+{
+	return op->type == USTATE_OP_SET || op->type == USTATE_OP_CREATE
+		       ? op->lease
+		       : NULL;
+}
+
 /*
  * Whether a failure of the transaction can leave nothing of it behind
  * without a savepoint: one write, of a key, which is one statement (a
@@ -1239,7 +1430,7 @@ static bool one_statement(const ustate_op *ops, size_t n)
 	for (i = 0; i < n; i++) {
 		if (ustate_op_is_check(ops[i].type))
 			continue;
-		if (!ustate_op_writes_key(ops[i].type))
+		if (!ustate_op_writes_key(ops[i].type) || op_lease(&ops[i]))
 			return false;
 		writes++;
 	}
@@ -1284,7 +1475,7 @@ static int txn_alone(struct sq *q, const ustate_op *ops, size_t n,
 	uint64_t compacted;
 	int rc;
 
-	if (n == 1 && !ustate_op_is_check(ops[0].type) &&
+	if (n == 1 && !ustate_op_is_check(ops[0].type) && !op_lease(ops) &&
 	    (flags & USTATE_TXN_NO_REVISION))
 		return txn_single(q, c, ops, res);
 	rc = exec1(c, ST_BEGIN);
@@ -2215,6 +2406,384 @@ out:
 	return rc;
 }
 
+/* ---- leases ------------------------------------------------------------ */
+
+/* Run statement i with ?1 name and ?2 at, and ignore its rows. */
+static int exec_name_at(struct conn *c, int i, const char *name, int64_t at)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = stmt(c, i, &st);
+	if (rc < 0)
+		return rc;
+	bind_name_at(st, name, at);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		;
+	rc = rc == SQLITE_DONE ? 0 : sq_errno(c->db, rc);
+	done(st);
+	return rc;
+}
+
+/*
+ * End lease name inside the writer's transaction: its keys deleted in
+ * one revision of their own (*rev receives it, 0 when it had none), then
+ * the lease itself.
+ */
+static int lease_end(struct conn *c, const char *name, uint64_t *rev)
+{
+	uint64_t compacted;
+	int changes, rc;
+
+	*rev = 0;
+	rc = exec1(c, ST_PENDING_ON);
+	if (rc == 0)
+		rc = exec_name_at(c, ST_LEASE_DEL_KEYS, name, 0);
+	changes = sqlite3_changes(c->db);
+	if (rc == 0)
+		rc = exec1(c, ST_PENDING_OFF);
+	if (rc == 0 && !changes)
+		rc = exec1(c, ST_REVISION_BACK);
+	if (rc == 0 && changes)
+		rc = state_on(c, rev, &compacted);
+	if (rc == 0)
+		rc = exec_name_at(c, ST_LEASE_DROP, name, 0);
+	return rc;
+}
+
+/* End every lease overdue at now, in the writer's transaction. */
+static int leases_due(struct conn *c, int64_t now, unsigned *expired)
+{
+	sqlite3_stmt *st = NULL;
+	char *name;
+	uint64_t rev;
+	int rc;
+
+	for (;;) {
+		rc = stmt(c, ST_LEASE_DUE, &st);
+		if (rc < 0)
+			return rc;
+		sqlite3_bind_int64(st, 1, now);
+		rc = sqlite3_step(st);
+		name = NULL;
+		if (rc == SQLITE_ROW) {
+			name = strdup((const char *)sqlite3_column_text(st, 0));
+			rc = name ? 0 : -ENOMEM;
+		} else {
+			rc = rc == SQLITE_DONE ? 0 : sq_errno(c->db, rc);
+		}
+		done(st);
+		if (rc < 0 || !name)
+			return rc;
+		rc = lease_end(c, name, &rev);
+		free(name);
+		if (rc < 0)
+			return rc;
+		++*expired;
+	}
+}
+
+/* What sq_lease_write() does once the overdue leases are gone. */
+enum lease_act { LEASE_GRANT, LEASE_KEEPALIVE, LEASE_REVOKE, LEASE_EXPIRE };
+
+/* A lease write, alone in a transaction of its own: BEGIN ... COMMIT. */
+struct lease_write {
+	enum lease_act act;
+	const char *name;
+	int64_t ttl, now;
+	unsigned expired;	 /* leases ended, overdue or revoked */
+	uint64_t revision;	 /* LEASE_REVOKE: of the keys' deletion */
+	int64_t got_ttl, got_dl; /* GRANT, KEEPALIVE: the lease after */
+};
+
+/* Run ST_LEASE_UPSERT or ST_LEASE_TOUCH: -ENOENT when no row. */
+static int lease_set(struct conn *c, int i, struct lease_write *w)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = stmt(c, i, &st);
+	if (rc < 0)
+		return rc;
+	bind_name_at(st, w->name, w->now);
+	if (i == ST_LEASE_UPSERT)
+		sqlite3_bind_int64(st, 3, w->ttl);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		w->got_ttl = sqlite3_column_int64(st, 0);
+		w->got_dl = sqlite3_column_int64(st, 1);
+		rc = sqlite3_step(st);
+	} else if (rc == SQLITE_DONE) {
+		rc = SQLITE_NOTFOUND; /* no row */
+	}
+	rc = rc == SQLITE_DONE	     ? 0
+	     : rc == SQLITE_NOTFOUND ? -ENOENT
+				     : sq_errno(c->db, rc);
+	done(st);
+	return rc;
+}
+
+/* The body of sq_lease_write(), in the writer's transaction. */
+static int lease_write_body(struct conn *c, struct lease_write *w)
+{
+	int rc;
+
+	rc = leases_due(c, w->now, &w->expired);
+	if (rc < 0)
+		return rc;
+	switch (w->act) {
+	case LEASE_GRANT:
+		return lease_set(c, ST_LEASE_UPSERT, w);
+	case LEASE_KEEPALIVE:
+		return lease_set(c, ST_LEASE_TOUCH, w);
+	case LEASE_REVOKE:
+		rc = lease_alive(c, w->name, w->now);
+		if (rc == 0)
+			rc = lease_end(c, w->name, &w->revision);
+		if (rc == 0)
+			w->expired++;
+		return rc;
+	case LEASE_EXPIRE:
+		return 0;
+	}
+	return -EINVAL;
+}
+
+/*
+ * Every lease write takes the writer, as a transaction does, and expires
+ * the overdue leases first in the same transaction. An -ENOENT of the
+ * act itself still commits the expiry that came before it.
+ */
+static int sq_lease_write(struct sq *q, struct lease_write *w)
+{
+	struct conn *c = q->writer;
+	int rc, act;
+
+	pthread_mutex_lock(&q->wlock);
+	rc = file_check(c);
+	if (rc == 0)
+		rc = exec1(c, ST_BEGIN);
+	if (rc < 0)
+		goto out;
+	act = lease_write_body(c, w);
+	rc = act == -ENOENT ? 0 : act;
+	if (rc == 0)
+		rc = exec1(c, ST_COMMIT);
+	if (rc < 0 && !sqlite3_get_autocommit(c->db))
+		exec1(c, ST_ROLLBACK);
+	if (rc < 0)
+		w->expired = 0;
+	else
+		rc = act;
+out:
+	pthread_mutex_unlock(&q->wlock);
+	return rc;
+}
+
+/* The description of a lease that sq_lease_write() left in w. */
+static int lease_info_of(struct lease_write *w, ustate_lease_info **out)
+{
+	ustate_lease_info *li;
+
+	if (!out)
+		return 0;
+	li = ustate_lease_info_new(w->name, w->got_ttl, w->got_dl, w->now);
+	if (!li)
+		return -ENOMEM;
+	*out = li;
+	return 0;
+}
+
+static int sq_lease_grant(void *b, const char *name, int64_t ttl, int64_t now,
+			  ustate_lease_info **out)
+{
+	struct lease_write w = {
+		.act = LEASE_GRANT, .name = name, .ttl = ttl, .now = now};
+	int rc = sq_lease_write(b, &w);
+
+	return rc < 0 ? rc : lease_info_of(&w, out);
+}
+
+static int sq_lease_keepalive(void *b, const char *name, int64_t now,
+			      ustate_lease_info **out)
+{
+	struct lease_write w = {
+		.act = LEASE_KEEPALIVE, .name = name, .now = now};
+	int rc = sq_lease_write(b, &w);
+
+	return rc < 0 ? rc : lease_info_of(&w, out);
+}
+
+static int sq_lease_revoke(void *b, const char *name, int64_t now,
+			   uint64_t *revision)
+{
+	struct lease_write w = {.act = LEASE_REVOKE, .name = name, .now = now};
+	int rc = sq_lease_write(b, &w);
+
+	*revision = w.revision;
+	return rc;
+}
+
+/* Read column 0 of every row of st into a new array; st is reset. */
+static int rows_text(struct conn *c, sqlite3_stmt *st, char ***out, size_t *n)
+{
+	char **v = NULL, **nv;
+	size_t len = 0, cap = 0;
+	int rc;
+
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (len == cap) {
+			cap = cap ? 2 * cap : 8;
+			nv = realloc(v, cap * sizeof(*v));
+			if (!nv)
+				break;
+			v = nv;
+		}
+		v[len] = strdup((const char *)sqlite3_column_text(st, 0));
+		if (!v[len])
+			break;
+		len++;
+	}
+	rc = rc == SQLITE_DONE	? 0
+	     : rc == SQLITE_ROW ? -ENOMEM
+				: sq_errno(c->db, rc);
+	done(st);
+	if (rc < 0) {
+		ustate_list_free(v, len);
+		return rc;
+	}
+	*out = len ? v : NULL;
+	if (!len)
+		free(v);
+	*n = len;
+	return 0;
+}
+
+/* sq_lease_get() on reader c, inside one read transaction. */
+static int lease_get_on(struct conn *c, const char *name, int64_t now,
+			ustate_lease_info **out)
+{
+	sqlite3_stmt *st = NULL;
+	ustate_lease_info *li = NULL;
+	int rc;
+
+	rc = stmt(c, ST_LEASE_GET, &st);
+	if (rc < 0)
+		return rc;
+	bind_name_at(st, name, now);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		li = ustate_lease_info_new(name, sqlite3_column_int64(st, 0),
+					   sqlite3_column_int64(st, 1), now);
+		rc = li ? 0 : -ENOMEM;
+	} else {
+		rc = rc == SQLITE_DONE ? -ENOENT : sq_errno(c->db, rc);
+	}
+	done(st);
+	if (rc == 0)
+		rc = stmt(c, ST_LEASE_KEYS, &st);
+	if (rc == 0) {
+		sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+		rc = rows_text(c, st, &li->keys, &li->nkeys);
+	}
+	if (rc < 0) {
+		ustate_lease_info_free(li);
+		return rc;
+	}
+	*out = li;
+	return 0;
+}
+
+static int sq_lease_get(void *b, const char *name, int64_t now,
+			ustate_lease_info **out)
+{
+	struct sq *q = b;
+	struct conn *c;
+	int rc;
+
+	if (!q->has_leases)
+		return -ENOENT;
+	c = reader_get(q, &rc);
+	if (!c)
+		return rc;
+	rc = exec1(c, ST_BEGIN_READ);
+	if (rc == 0) {
+		rc = lease_get_on(c, name, now, out);
+		exec1(c, ST_COMMIT);
+	}
+	reader_put(q, c);
+	return rc;
+}
+
+static int sq_lease_list(void *b, int64_t now, char ***names, size_t *n)
+{
+	sqlite3_stmt *st = NULL;
+	struct sq *q = b;
+	struct conn *c;
+	int rc;
+
+	if (!q->has_leases) {
+		*names = NULL;
+		*n = 0;
+		return 0;
+	}
+	c = reader_get(q, &rc);
+	if (!c)
+		return rc;
+	rc = stmt(c, ST_LEASE_LIST, &st);
+	if (rc == 0) {
+		sqlite3_bind_int64(st, 1, now);
+		rc = rows_text(c, st, names, n);
+	}
+	reader_put(q, c);
+	return rc;
+}
+
+/* The earliest deadline of any lease, INT64_MAX for none, on a reader. */
+static int lease_next(struct sq *q, int64_t *next)
+{
+	sqlite3_stmt *st = NULL;
+	struct conn *c;
+	int rc;
+
+	c = reader_get(q, &rc);
+	if (!c)
+		return rc;
+	rc = stmt(c, ST_LEASE_NEXT, &st);
+	if (rc == 0) {
+		rc = sqlite3_step(st);
+		*next = rc == SQLITE_ROW && sqlite3_column_type(st, 0) !=
+						    SQLITE_NULL
+				? sqlite3_column_int64(st, 0)
+				: INT64_MAX;
+		rc = rc == SQLITE_ROW ? 0 : sq_errno(c->db, rc);
+		done(st);
+	}
+	reader_put(q, c);
+	return rc;
+}
+
+/*
+ * A read finds whether anything is due (the thread asks twice a second);
+ * only then does it take the writer, and under the database's write lock
+ * it looks again, so of several processes only the first ends a lease.
+ */
+static int sq_lease_expire(void *b, int64_t now, unsigned *expired,
+			   int64_t *next)
+{
+	struct lease_write w = {.act = LEASE_EXPIRE, .now = now};
+	struct sq *q = b;
+	int rc;
+
+	*expired = 0;
+	rc = lease_next(q, next);
+	if (rc < 0 || *next > now)
+		return rc;
+	rc = sq_lease_write(q, &w);
+	*expired = w.expired;
+	return rc < 0 ? rc : lease_next(q, next);
+}
+
 static const struct ustate_backend_ops sqlite_ops = {
 	.version = USTATE_BACKEND_VERSION,
 	.name = "sqlite",
@@ -2232,6 +2801,12 @@ static const struct ustate_backend_ops sqlite_ops = {
 	.compact = sq_compact,
 	.meta_get = sq_meta_get,
 	.node = sq_node,
+	.lease_grant = sq_lease_grant,
+	.lease_keepalive = sq_lease_keepalive,
+	.lease_revoke = sq_lease_revoke,
+	.lease_get = sq_lease_get,
+	.lease_list = sq_lease_list,
+	.lease_expire = sq_lease_expire,
 };
 
 int ustate_sqlite_global_tune(unsigned flags)
@@ -2303,9 +2878,15 @@ int ustate_sqlite_backend_open(void **b, const struct ustate_backend_ops **ops,
 		rc = table_present(q->writer, "ustate_state", &present);
 		if (rc == 0 && !present)
 			rc = -EROFS;
+		if (rc == 0)
+			rc = table_present(q->writer, "ustate_lease_keys",
+					   &q->has_leases);
 	} else {
 		rc = schema_setup(q->writer);
 		q->has_meta = rc == 0;
+		if (rc == 0)
+			rc = leases_setup(q->writer);
+		q->has_leases = rc == 0;
 	}
 	if (rc < 0)
 		goto fail;

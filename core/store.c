@@ -58,6 +58,13 @@ struct ustate {
 	uint64_t ahead;		      /* bit i: revision seen + 2 + i was
 				       * signaled too, protected by wlock */
 	pthread_t dispatcher;
+
+	/* lease expiry (see lease_thread()) */
+	pthread_mutex_t llock;
+	pthread_cond_t lcond; /* on the monotonic clock */
+	bool leasing;	      /* the thread runs; set before it starts */
+	bool lstop;	      /* protected by llock */
+	pthread_t lease_thread;
 };
 
 struct ustate_watch {
@@ -190,10 +197,14 @@ static int store_new(ustate **out, const ustate_options *o, char *strings,
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&s->wcond, &ca);
+	pthread_cond_init(&s->lcond, &ca);
 	pthread_condattr_destroy(&ca);
+	pthread_mutex_init(&s->llock, NULL);
 	*out = s;
 	return 0;
 }
+
+static int leases_start(ustate *s);
 
 /* The backends a source may name. */
 enum source_kind { SOURCE_SQLITE, SOURCE_MEMORY, SOURCE_ETCD };
@@ -226,6 +237,7 @@ static int store_open(ustate **out, enum source_kind kind, const char *source,
 	char *strings = NULL;
 	size_t strings_len = 0;
 	ustate_options o;
+	ustate *s;
 	void *be;
 	int rc;
 
@@ -240,12 +252,18 @@ static int store_open(ustate **out, enum source_kind kind, const char *source,
 	rc = backend_open(kind, source, &o, &be, &ops);
 	if (rc < 0)
 		goto out;
-	rc = store_new(out, &o, strings, strings_len, be, ops);
+	rc = store_new(&s, &o, strings, strings_len, be, ops);
 	if (rc < 0) {
 		ops->close(be);
 		goto out;
 	}
 	strings = NULL; /* the store's now */
+	/* Leases that ran out while it was closed go before any write. */
+	rc = leases_start(s);
+	if (rc < 0)
+		ustate_close(s);
+	else
+		*out = s;
 out:
 	strings_free(strings, strings_len);
 	return rc;
@@ -315,10 +333,19 @@ void ustate_close(ustate *s)
 	pthread_mutex_unlock(&s->wlock);
 	if (join)
 		pthread_join(s->dispatcher, NULL);
+	if (s->leasing) {
+		pthread_mutex_lock(&s->llock);
+		s->lstop = true;
+		pthread_cond_signal(&s->lcond);
+		pthread_mutex_unlock(&s->llock);
+		pthread_join(s->lease_thread, NULL);
+	}
 	s->ops->close(s->be);
 	strings_free(s->strings, s->strings_len);
 	pthread_cond_destroy(&s->wcond);
 	pthread_mutex_destroy(&s->wlock);
+	pthread_cond_destroy(&s->lcond);
+	pthread_mutex_destroy(&s->llock);
 	free(s);
 }
 
@@ -792,7 +819,12 @@ static int op_check(const ustate *s, const ustate_op *op)
 			return -EFBIG;
 		if (op->value_len && !op->value)
 			return -EINVAL;
-		return 0;
+		if (!op->lease)
+			return 0;
+		rc = ustate_lease_name_valid(op->lease);
+		if (rc == 0 && !s->ops->lease_grant)
+			rc = -EOPNOTSUPP;
+		return rc;
 	}
 	return -EINVAL;
 }
@@ -852,8 +884,53 @@ static int txn_run(ustate *s, const ustate_op *ops, size_t n,
 	return rc;
 }
 
-int ustate_transaction(ustate *s, const ustate_op *ops, size_t n,
-		       ustate_txn_result *res)
+/*
+ * ustate_transaction() has two versions in the shared library: libustate
+ * 0.3 appended ustate_op.lease, so a program built before passes arrays of
+ * the shorter op of struct ustate_op_v1 to ustate_transaction@USTATE_0.1,
+ * which copies them into ops without a lease. Programs built since (and
+ * static links) call ustate_transaction@@USTATE_0.3.
+ */
+struct ustate_op_v1 {
+	ustate_op_type type;
+	const char *key;
+	uint64_t version;
+	const void *value;
+	size_t value_len;
+};
+
+int ustate_transaction_v1(ustate *s, const struct ustate_op_v1 *ops, size_t n,
+			  ustate_txn_result *res);
+int ustate_transaction_v3(ustate *s, const ustate_op *ops, size_t n,
+			  ustate_txn_result *res);
+
+__asm__(".symver ustate_transaction_v1, ustate_transaction@USTATE_0.1");
+int ustate_transaction_v1(ustate *s, const struct ustate_op_v1 *ops, size_t n,
+			  ustate_txn_result *res)
+{
+	ustate_op *cp;
+	size_t i;
+	int rc;
+
+	if (n > s->opts.max_txn_ops || (n && !ops))
+		return txn_run(s, NULL, n, res, 0);
+	cp = calloc(n ? n : 1, sizeof(*cp));
+	if (!cp)
+		return -ENOMEM;
+	for (i = 0; i < n; i++)
+		cp[i] = (ustate_op){.type = ops[i].type,
+				    .key = ops[i].key,
+				    .version = ops[i].version,
+				    .value = ops[i].value,
+				    .value_len = ops[i].value_len};
+	rc = txn_run(s, cp, n, res, 0);
+	free(cp);
+	return rc;
+}
+
+__asm__(".symver ustate_transaction_v3, ustate_transaction@@USTATE_0.3");
+int ustate_transaction_v3(ustate *s, const ustate_op *ops, size_t n,
+			  ustate_txn_result *res)
 {
 	return txn_run(s, ops, n, res, 0);
 }
@@ -874,6 +951,18 @@ static int write_one(ustate *s, const ustate_op *op, uint64_t *version,
 		 (rc == -ECANCELED || rc == -EEXIST))
 		*version = res.found;
 	return rc;
+}
+
+int ustate_set_leased(ustate *s, const char *key, const void *val, size_t len,
+		      const char *lease, uint64_t *version)
+{
+	ustate_op op = {.type = USTATE_OP_SET,
+			.key = key,
+			.value = val,
+			.value_len = len,
+			.lease = lease};
+
+	return write_one(s, &op, version, false);
 }
 
 int ustate_set(ustate *s, const char *key, const void *val, size_t len,
@@ -1425,4 +1514,184 @@ int ustate_watch_next(ustate_watch *w, ustate_event *ev, int timeout_ms)
 		if (rc < 0 && errno == EINTR)
 			return -EINTR;
 	}
+}
+
+/* ---- leases ------------------------------------------------------------ */
+
+#define LEASE_POLL_MS 500 /* how often to look for deadlines others set */
+
+int ustate_lease_name_valid(const char *name)
+{
+	char key[USTATE_SEGMENT_MAX + 3];
+	size_t len;
+
+	if (!name || strchr(name, '/'))
+		return -EINVAL;
+	len = strnlen(name, USTATE_SEGMENT_MAX + 1);
+	if (len > USTATE_SEGMENT_MAX)
+		return -ENAMETOOLONG;
+	key[0] = '/';
+	memcpy(key + 1, name, len + 1);
+	return ustate_key_valid(key);
+}
+
+/*
+ * Expire what is overdue now and wake the watches' dispatcher, which
+ * reads the deletions like any commit. *next gets the next deadline.
+ */
+static int leases_expire(ustate *s, int64_t *next)
+{
+	unsigned expired = 0;
+	int rc;
+
+	rc = s->ops->lease_expire(s->be, ustate_clock_ms(), &expired, next);
+	if (expired)
+		kick(s);
+	return rc;
+}
+
+int ustate_lease_expire_now(ustate *s)
+{
+	int64_t next;
+
+	if (s->opts.read_only || !s->ops->lease_expire)
+		return 0;
+	return leases_expire(s, &next);
+}
+
+/*
+ * The expiry thread of a writable store: it expires each lease within
+ * LEASE_POLL_MS of its deadline (or of the time another process set it)
+ * until ustate_close() stops it. An error (a busy database, a file
+ * deleted underneath) is logged when it first happens and tried again at
+ * every turn.
+ */
+static void *lease_thread(void *arg)
+{
+	ustate *s = arg;
+	struct timespec ts;
+	int64_t next, now, wait;
+	int rc, last = 0;
+
+	pthread_mutex_lock(&s->llock);
+	while (!s->lstop) {
+		pthread_mutex_unlock(&s->llock);
+		next = INT64_MAX;
+		rc = leases_expire(s, &next);
+		/* Once per kind of failure, not twice a second. */
+		if (rc < 0 && rc != last)
+			ustate_log(&s->opts, LOG_WARNING,
+				   "lease expiry: %s (tried again)",
+				   ustate_strerror(rc));
+		last = rc;
+		now = ustate_clock_ms();
+		wait = next > now ? next - now : 0;
+		if (wait > LEASE_POLL_MS || rc < 0)
+			wait = LEASE_POLL_MS;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += wait / 1000;
+		ts.tv_nsec += (wait % 1000) * 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_mutex_lock(&s->llock);
+		if (!s->lstop)
+			pthread_cond_timedwait(&s->lcond, &s->llock, &ts);
+	}
+	pthread_mutex_unlock(&s->llock);
+	return NULL;
+}
+
+/*
+ * At the open of a writable store whose backend has leases: expire what
+ * ran out while it was closed, before the opener can write, then start
+ * the thread that expires the rest.
+ */
+static int leases_start(ustate *s)
+{
+	int64_t next;
+	int rc;
+
+	if (s->opts.read_only || !s->ops->lease_expire)
+		return 0;
+	rc = leases_expire(s, &next);
+	if (rc < 0)
+		return rc;
+	rc = -pthread_create(&s->lease_thread, NULL, lease_thread, s);
+	if (rc == 0)
+		s->leasing = true;
+	return rc;
+}
+
+/* The checks every lease call makes, name and backend. */
+static int lease_check(ustate *s, const char *name, bool writes)
+{
+	int rc = ustate_lease_name_valid(name);
+
+	if (rc < 0)
+		return rc;
+	if (!s->ops->lease_grant)
+		return -EOPNOTSUPP;
+	if (writes && s->opts.read_only)
+		return -EROFS;
+	return 0;
+}
+
+int ustate_lease_grant(ustate *s, const char *name, int64_t ttl,
+		       ustate_lease_info **out)
+{
+	int rc = lease_check(s, name, true);
+
+	if (rc < 0)
+		return rc;
+	if (ttl < 1 || ttl > USTATE_LEASE_TTL_MAX)
+		return -EINVAL;
+	rc = s->ops->lease_grant(s->be, name, ttl, ustate_clock_ms(), out);
+	/* Leases it found overdue may have taken keys with them. */
+	kick(s);
+	return rc;
+}
+
+int ustate_lease_keepalive(ustate *s, const char *name, ustate_lease_info **out)
+{
+	int rc = lease_check(s, name, true);
+
+	if (rc < 0)
+		return rc;
+	rc = s->ops->lease_keepalive(s->be, name, ustate_clock_ms(), out);
+	kick(s);
+	return rc;
+}
+
+int ustate_lease_revoke(ustate *s, const char *name)
+{
+	uint64_t rev = 0;
+	int rc = lease_check(s, name, true);
+
+	if (rc < 0)
+		return rc;
+	rc = s->ops->lease_revoke(s->be, name, ustate_clock_ms(), &rev);
+	kick(s);
+	return rc;
+}
+
+int ustate_lease_get(ustate *s, const char *name, ustate_lease_info **out)
+{
+	int rc = lease_check(s, name, false);
+
+	if (rc < 0)
+		return rc;
+	if (!out)
+		return -EINVAL;
+	return s->ops->lease_get(s->be, name, ustate_clock_ms(), out);
+}
+
+int ustate_lease_list(ustate *s, char ***names, size_t *n)
+{
+	if (!names || !n)
+		return -EINVAL;
+	if (!s->ops->lease_list)
+		return -EOPNOTSUPP;
+	return s->ops->lease_list(s->be, ustate_clock_ms(), names, n);
 }

@@ -26,4 +26,14 @@ int ustate_pattern_parse(const char *pattern, char *prefix, bool *is_prefix);
 bool ustate_pattern_match(const char *prefix, size_t plen, bool is_prefix,
 			  const char *key);
 
+/* A lease name: one key segment; -EINVAL or -ENAMETOOLONG otherwise. */
+int ustate_lease_name_valid(const char *name);
+
+/*
+ * For tests (and a daemon that wants it at once): expire the leases
+ * overdue now, as the expiry thread of a writable store does at its next
+ * turn. 0 on a read-only store or a backend without leases.
+ */
+int ustate_lease_expire_now(ustate *s);
+
 #endif /* USTATE_STORE_I_H */

@@ -137,6 +137,10 @@ typedef struct ustate_entry {
 	int64_t created_at;    /* unix seconds */
 	int64_t updated_at;    /* unix seconds */
 	uint64_t mod_revision; /* store revision of the last change */
+	/* since libustate 0.3; an entry is only ever made by the library */
+	const char *lease; /* the lease the key is attached to (see
+			    * ustate_lease_grant()), or NULL; it lives in
+			    * the entry's own block */
 } ustate_entry;
 
 /** Kinds of operation inside ustate_transaction(). */
@@ -152,7 +156,16 @@ typedef enum ustate_op_type {
 	USTATE_OP_META,		     /* set (or drop) key's owner and mode */
 } ustate_op_type;
 
-/** One operation of a transaction; every pointer is borrowed. */
+/*
+ * One operation of a transaction; every pointer is borrowed.
+ *
+ * ABI: libustate 0.3 appended lease. A program built against an older
+ * ustate.h passes arrays of the shorter struct to the USTATE_0.1 version
+ * of ustate_transaction(), which reads them as such (no lease); programs
+ * built since bind to the USTATE_0.3 one. Initialise ops with designated
+ * initialisers ({.type = ..., .key = ...}) so that fields appended later
+ * are zero.
+ */
 typedef struct ustate_op {
 	ustate_op_type type;
 	const char *key;
@@ -160,6 +173,10 @@ typedef struct ustate_op {
 	const void *value; /* SET and CREATE; a ustate_meta for META and
 			    * MKDIR (see below) */
 	size_t value_len;
+	const char *lease; /* SET and CREATE: attach the key to this lease
+			    * (a live one, else -ENOENT); NULL: the key is
+			    * attached to none after the op (see
+			    * ustate_lease_grant()). Ignored by other ops. */
 } ustate_op;
 
 /*
@@ -266,7 +283,10 @@ int ustate_open(ustate **out, const char *source, const ustate_options *opts);
  * Return: 0; -EINVAL for bad options, an empty path or ":memory:";
  * -EUCLEAN when the file is not a SQLite database or is corrupt; -EROFS
  * when read-only and the file lacks the store's tables; an errno from the
- * file system (-ENOENT, -EACCES ...).
+ * file system (-ENOENT, -EACCES ...); -EBUSY, -EIO, -ENOSPC when a
+ * writable open cannot expire the leases that ran out while the file was
+ * closed (see ustate_lease_grant()): it then fails rather than let a
+ * write come first.
  */
 int ustate_open_sqlite(ustate **out, const char *path,
 		       const ustate_options *opts);
@@ -524,6 +544,136 @@ int ustate_create_if_not_exists(ustate *s, const char *key, const void *val,
  */
 int ustate_transaction(ustate *s, const ustate_op *ops, size_t n,
 		       ustate_txn_result *res);
+
+/*
+ * Leases: keys that live only as long as their owner keeps a lease alive
+ * (etcd's leases, ZooKeeper's ephemeral nodes). A lease has a name, one
+ * key segment ("node-1": the rules of a segment of a key, no "/"), a TTL
+ * in whole seconds and a deadline on the wall clock (CLOCK_REALTIME, unix
+ * time in milliseconds), kept in the store: it survives a restart.
+ *
+ *  - A SET or CREATE op with .lease attaches its key to the lease; a later
+ *    SET or CREATE without one detaches it (etcd's rule), and so does a
+ *    delete of the key. A write by another program that knows no leases
+ *    (the sqlite3 shell, the Rust univrs-state) detaches the key too. A
+ *    lease may have no keys. The library has no rename: a rename is a
+ *    transaction of a DELETE and a SET, and the key keeps its lease only
+ *    if that SET names it again.
+ *  - At the deadline, or at ustate_lease_revoke(), the lease ends and
+ *    every key attached to it is deleted in one transaction: one
+ *    revision, whose USTATE_EVENT_DELETED events watchers get as for any
+ *    delete (none when it had no keys, and then no revision either).
+ *  - Every store open for writing expires the leases whose deadline has
+ *    passed: at open, before ustate_open*() returns (so a lease that ran
+ *    out while no process had the store open is gone before the opener
+ *    writes anything), and from then on within a second of each deadline,
+ *    from a thread of its own, for as long as it is open. Several
+ *    processes may have one SQLite file open: whichever comes first
+ *    expires the lease, exactly once. A lease past its deadline and not
+ *    yet expired counts as expired: writes naming it fail with -ENOENT,
+ *    ustate_lease_get() and ustate_lease_keepalive() say -ENOENT.
+ *  - A read-only store never expires leases; it reports those past their
+ *    deadline as gone, while their keys stay until a writer comes.
+ *  - A backend without leases answers every call here, and a SET or
+ *    CREATE with a lease, -EOPNOTSUPP. The etcd backend maps leases onto
+ *    etcd's own: the server keeps the clock and expires them; its TTL has
+ *    a minimum (about 2 s, a shorter one is raised and the TTL granted is
+ *    reported), a grant of a live lease keeps its first TTL, and time
+ *    left is told in whole seconds.
+ *
+ * Threads: every call below is safe from any thread, as all store calls
+ * are; several threads (or processes) may grant, keep alive and revoke
+ * the same lease, each call taking effect whole.
+ */
+
+#define USTATE_LEASE_TTL_MAX 315360000 /* seconds in a TTL: ten years */
+
+/** What a lease is, as ustate_lease_get() and the others report it. */
+typedef struct ustate_lease_info {
+	char *name;	      /* the lease's name */
+	int64_t ttl;	      /* seconds, as granted */
+	int64_t deadline;     /* unix time in ms when it expires */
+	int64_t remaining_ms; /* ms left when the store answered, >= 0 */
+	char **keys;	      /* ustate_lease_get() only: the keys attached,
+			       * in byte order; NULL when nkeys is 0 */
+	size_t nkeys;
+} ustate_lease_info;
+
+/**
+ * ustate_lease_info_free() - free a lease description and all it points
+ * to. NULL is a no-op.
+ */
+void ustate_lease_info_free(ustate_lease_info *info);
+
+/**
+ * ustate_lease_grant() - make a lease, or refresh one: its TTL becomes
+ * ttl and its deadline now + ttl. The keys of an existing lease stay
+ * attached.
+ * @name: the lease's name, one key segment.
+ * @ttl:  seconds, 1 .. USTATE_LEASE_TTL_MAX.
+ * @out:  if not NULL, receives a new description (without keys), owned
+ *        by the caller (ustate_lease_info_free()).
+ *
+ * Return: 0; -EINVAL for a bad name or ttl; -ENAMETOOLONG for a name over
+ * USTATE_SEGMENT_MAX bytes; -EROFS; -ENOMEM; -EOPNOTSUPP; the errors of
+ * ustate_set(). On an error nothing changed.
+ */
+int ustate_lease_grant(ustate *s, const char *name, int64_t ttl,
+		       ustate_lease_info **out);
+
+/**
+ * ustate_lease_keepalive() - move the deadline of a live lease to now +
+ * its TTL.
+ * @out: as for ustate_lease_grant().
+ *
+ * Return: 0; -ENOENT when there is no such lease (or it expired);
+ * -EINVAL, -ENAMETOOLONG for a bad name; the errors of
+ * ustate_lease_grant().
+ */
+int ustate_lease_keepalive(ustate *s, const char *name,
+			   ustate_lease_info **out);
+
+/**
+ * ustate_lease_revoke() - end a lease now: its keys are deleted in one
+ * transaction (one revision), and the lease is gone.
+ *
+ * Return: 0; -ENOENT when there is no such lease (or it expired: its keys
+ * are gone then too); -EINVAL, -ENAMETOOLONG for a bad name; -EROFS;
+ * -EOPNOTSUPP; the errors of ustate_set().
+ */
+int ustate_lease_revoke(ustate *s, const char *name);
+
+/**
+ * ustate_lease_get() - describe a live lease, with its keys.
+ * @out: receives a new description, owned by the caller
+ *       (ustate_lease_info_free()).
+ *
+ * Return: 0; -ENOENT when there is no such lease (or it expired);
+ * -EINVAL, -ENAMETOOLONG for a bad name, -EINVAL for a NULL out; -ENOMEM;
+ * -EOPNOTSUPP; backend errors.
+ */
+int ustate_lease_get(ustate *s, const char *name, ustate_lease_info **out);
+
+/**
+ * ustate_lease_list() - the names of the live leases, in byte order.
+ * @names: receives a new array of *n names, owned by the caller
+ *         (ustate_list_free()); NULL when *n is 0.
+ *
+ * Return: 0; -EINVAL for a NULL names or n; -ENOMEM; -EOPNOTSUPP; backend
+ * errors.
+ */
+int ustate_lease_list(ustate *s, char ***names, size_t *n);
+
+/**
+ * ustate_set_leased() - ustate_set() that attaches the key to a lease
+ * (lease NULL: detaches it, as ustate_set() does).
+ *
+ * Return: the codes of ustate_set(); -ENOENT when the lease does not
+ * exist or expired (nothing is written); -EINVAL, -ENAMETOOLONG for a bad
+ * lease name; -EOPNOTSUPP.
+ */
+int ustate_set_leased(ustate *s, const char *key, const void *val, size_t len,
+		      const char *lease, uint64_t *version);
 
 /**
  * ustate_revision() - the current store revision: the number of committed

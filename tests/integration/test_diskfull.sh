@@ -30,8 +30,17 @@ check "the value that does not fit fails with ENOSPC at close()" \
 	"close ENOSPC" "$(tail -1 "$T/fill.out")"
 check "some values fitted first" 1 $((n > 50))
 check "the failed value was not committed" "" "$(ls "$M/fill" | grep -x "f$((n + 1))")"
-check "a small value fails too, not silently" "close ENOSPC" \
-	"$(python3 "$P" "$M/small" 100)"
+# A small value may still fit: the WAL, once checkpointed, is written
+# again from its start in the space it already holds (where its cycle
+# stands depends on the schema's pages). Either it fails with ENOSPC, or
+# it is there; never a silent loss.
+small=$(python3 "$P" "$M/small" 100)
+if [ "$small" = ok ]; then
+	check "a small value that still fits is really there" 100 \
+		"$(stat -c %s "$M/small")"
+else
+	check "a small value fails too, not silently" "close ENOSPC" "$small"
+fi
 check "the daemon still answers" "v2|2" "$(cat "$M/keep")|$(xattr version "$M/keep")"
 check "every value that fitted is there" "$n" "$(ls "$M/fill" | wc -l)"
 check "... intact" "$(python3 -c 'import sys; p=sys.argv[1]; print(((p + "\n") * 65536)[:65536], end="")' "$M/fill/f$n" | md5sum)" \

@@ -4,7 +4,9 @@
  * an older ustate.h: one built with version 1 of ustate_options (libustate
  * 0.1) opens stores with its smaller struct and calls the USTATE_0.1
  * version of ustate_options_get(), which must write no byte past that
- * struct. It links libustate.so, not the static archive, since symbol
+ * struct; and one built with the ustate_op of before leases calls the
+ * USTATE_0.1 version of ustate_transaction(), which reads its shorter
+ * ops. It links libustate.so, not the static archive, since symbol
  * versions exist only there.
  */
 #include <errno.h>
@@ -65,6 +67,56 @@ static void test_options_get_v1(void **state)
 	ustate_close(s);
 }
 
+/* ustate_op as libustate 0.1 and 0.2 declared it, before lease. */
+struct op_v1 {
+	ustate_op_type type;
+	const char *key;
+	uint64_t version;
+	const void *value;
+	size_t value_len;
+};
+
+/* What a program built against 0.1 binds ustate_transaction() to. */
+int transaction_0_1(ustate *s, const struct op_v1 *ops, size_t n,
+		    ustate_txn_result *res);
+__asm__(".symver transaction_0_1, ustate_transaction@USTATE_0.1");
+
+/*
+ * An array of the shorter ops reads as such: the second op is where the
+ * old struct puts it, and no lease is read out of it.
+ */
+static void test_transaction_v1(void **state)
+{
+	struct op_v1 ops[3] = {
+		{.type = USTATE_OP_SET,
+		 .key = "/a",
+		 .value = "1",
+		 .value_len = 1},
+		{.type = USTATE_OP_CREATE,
+		 .key = "/b",
+		 .value = "22",
+		 .value_len = 2},
+		{.type = USTATE_OP_CHECK_VERSION, .key = "/c", .version = 0},
+	};
+	uint64_t v[3] = {0, 0, 0};
+	ustate_txn_result res = {.versions = v};
+	ustate_entry *e = NULL;
+	ustate *s;
+
+	assert_int_equal(ustate_open_memory(&s, NULL), 0);
+	assert_int_equal(transaction_0_1(s, ops, 3, &res), 0);
+	assert_int_equal(v[0], 1);
+	assert_int_equal(v[1], 1);
+	assert_int_equal(ustate_get(s, "/b", &e), 0);
+	assert_int_equal(e->value_len, 2);
+	assert_null(e->lease);
+	ustate_entry_free(e);
+	ops[2].version = 5;
+	assert_int_equal(transaction_0_1(s, ops, 3, &res), -ECANCELED);
+	assert_int_equal(res.failed, 2);
+	ustate_close(s);
+}
+
 /* The default version, which this program's own calls bind to. */
 static void test_options_get_v2(void **state)
 {
@@ -87,6 +139,7 @@ int main(void)
 	static const struct CMUnitTest cases[] = {
 		cmocka_unit_test(test_options_get_v1),
 		cmocka_unit_test(test_options_get_v2),
+		cmocka_unit_test(test_transaction_v1),
 	};
 
 	return cmocka_run_group_tests_name("abi", cases, NULL, NULL);

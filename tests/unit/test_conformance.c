@@ -43,6 +43,7 @@
 #include <sqlite3.h>
 
 #include "backend_i.h" /* ustate_log(), the backends' way to the log */
+#include "store_i.h"   /* ustate_lease_expire_now() */
 #include "ustate.h"
 #include "ustate_json.h"
 
@@ -168,10 +169,14 @@ fail:
 	return -1;
 }
 
+static int64_t clock_moved;
+
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
 
+	ustate_clock_advance(-clock_moved);
+	clock_moved = 0;
 	ustate_watch_close(f->w);
 	ustate_watch_close(f->w2);
 	ustate_close(f->s2);
@@ -253,6 +258,8 @@ static char *snapshot(ustate *s)
 			e->updated_at);
 		for (j = 0; j < e->value_len; j++)
 			fprintf(fp, "%02x", ((unsigned char *)e->value)[j]);
+		if (e->lease)
+			fprintf(fp, " lease %s", e->lease);
 		fputc('\n', fp);
 		ustate_entry_free(e);
 	}
@@ -5231,6 +5238,823 @@ static void test_etcd_backup(void **state)
 	remove_dir(dir);
 }
 
+/* ---- leases ------------------------------------------------------------ */
+
+/*
+ * The lease clock moves by ustate_clock_advance() (tests only), for the
+ * whole process: each case that moves it records how far, and teardown
+ * moves it back, so a failed case leaves the next its real clock.
+ */
+static void clock_forward(int64_t ms)
+{
+	ustate_clock_advance(ms);
+	clock_moved += ms;
+}
+
+/* The description of a live lease; the caller frees it. */
+static ustate_lease_info *lease_info(ustate *s, const char *name)
+{
+	ustate_lease_info *li = NULL;
+
+	assert_int_equal(ustate_lease_get(s, name, &li), 0);
+	assert_non_null(li);
+	assert_string_equal(li->name, name);
+	return li;
+}
+
+/* Lease name does not exist (or expired). */
+static void assert_no_lease(ustate *s, const char *name)
+{
+	ustate_lease_info *li = NULL;
+
+	assert_int_equal(ustate_lease_get(s, name, &li), -ENOENT);
+	assert_null(li);
+}
+
+/* The keys attached to lease name are exactly want[]. */
+static void assert_lease_keys(ustate *s, const char *name,
+			      const char *const *want, size_t nwant)
+{
+	ustate_lease_info *li = lease_info(s, name);
+	size_t i;
+
+	assert_int_equal(li->nkeys, nwant);
+	if (!nwant)
+		assert_null(li->keys);
+	for (i = 0; i < nwant; i++)
+		assert_string_equal(li->keys[i], want[i]);
+	ustate_lease_info_free(li);
+}
+
+/* The lease of key (NULL: none) as its entry tells. */
+static void assert_key_lease(ustate *s, const char *key, const char *lease)
+{
+	ustate_entry *e = NULL;
+
+	assert_int_equal(ustate_get(s, key, &e), 0);
+	if (lease)
+		assert_string_equal(e->lease, lease);
+	else
+		assert_null(e->lease);
+	ustate_entry_free(e);
+}
+
+static void assert_leases(ustate *s, const char *const *want, size_t nwant)
+{
+	char **v = (char **)1;
+	size_t n = 99, i;
+
+	assert_int_equal(ustate_lease_list(s, &v, &n), 0);
+	assert_int_equal(n, nwant);
+	if (!n)
+		assert_null(v);
+	for (i = 0; i < n; i++)
+		assert_string_equal(v[i], want[i]);
+	ustate_list_free(v, n);
+}
+
+static void test_lease_grant_get_list(void **state)
+{
+	struct fixture *f = *state;
+	ustate_lease_info *li = NULL;
+	int64_t now = ustate_clock_ms();
+
+	assert_leases(f->s, NULL, 0);
+	assert_int_equal(ustate_lease_grant(f->s, "node-1", 10, &li), 0);
+	assert_string_equal(li->name, "node-1");
+	assert_int_equal(li->ttl, 10);
+	assert_true(li->deadline >= now + 10000);
+	assert_true(li->deadline <= ustate_clock_ms() + 10000);
+	assert_true(li->remaining_ms > 9000 && li->remaining_ms <= 10000);
+	assert_null(li->keys);
+	assert_int_equal(li->nkeys, 0);
+	ustate_lease_info_free(li);
+	/* NULL: no description wanted. */
+	assert_int_equal(ustate_lease_grant(f->s, "a", 3, NULL), 0);
+	assert_leases(f->s, (const char *const[]){"a", "node-1"}, 2);
+
+	/* Time passes: less is left; a keepalive gives the whole TTL. */
+	clock_forward(4000);
+	li = lease_info(f->s, "node-1");
+	assert_int_equal(li->ttl, 10);
+	assert_true(li->remaining_ms > 5000 && li->remaining_ms <= 6000);
+	ustate_lease_info_free(li);
+	li = NULL;
+	assert_int_equal(ustate_lease_keepalive(f->s, "node-1", &li), 0);
+	assert_true(li->remaining_ms > 9000 && li->remaining_ms <= 10000);
+	ustate_lease_info_free(li);
+	/* "a" (3 s) ran out meanwhile: gone for every call. */
+	assert_int_equal(ustate_lease_keepalive(f->s, "a", NULL), -ENOENT);
+	assert_int_equal(ustate_lease_get(f->s, "a", &li), -ENOENT);
+	assert_leases(f->s, (const char *const[]){"node-1"}, 1);
+
+	/* A grant of an existing lease refreshes it with the new TTL. */
+	li = NULL;
+	assert_int_equal(ustate_lease_grant(f->s, "node-1", 60, &li), 0);
+	assert_int_equal(li->ttl, 60);
+	assert_true(li->remaining_ms > 59000);
+	ustate_lease_info_free(li);
+	assert_int_equal(ustate_lease_keepalive(f->s, "node-1", NULL), 0);
+	li = lease_info(f->s, "node-1");
+	assert_int_equal(li->ttl, 60);
+	ustate_lease_info_free(li);
+}
+
+static void test_lease_attach_detach(void **state)
+{
+	struct fixture *f = *state;
+	ustate_op ops[2] = {
+		{.type = USTATE_OP_CREATE,
+		 .key = "/n/c",
+		 .value = "c",
+		 .value_len = 1,
+		 .lease = "l1"},
+		{.type = USTATE_OP_SET,
+		 .key = "/n/d",
+		 .value = "d",
+		 .value_len = 1,
+		 .lease = "l2"},
+	};
+	uint64_t v = 0;
+
+	assert_int_equal(ustate_lease_grant(f->s, "l1", 30, NULL), 0);
+	assert_int_equal(ustate_lease_grant(f->s, "l2", 30, NULL), 0);
+	/* A lease may have no keys. */
+	assert_lease_keys(f->s, "l1", NULL, 0);
+
+	assert_int_equal(ustate_set_leased(f->s, "/n/a", "1", 1, "l1", &v), 0);
+	assert_int_equal(v, 1);
+	assert_key_lease(f->s, "/n/a", "l1");
+	assert_int_equal(ustate_transaction(f->s, ops, 2, NULL), 0);
+	assert_key_lease(f->s, "/n/c", "l1");
+	assert_key_lease(f->s, "/n/d", "l2");
+	assert_lease_keys(f->s, "l1", (const char *const[]){"/n/a", "/n/c"}, 2);
+	assert_lease_keys(f->s, "l2", (const char *const[]){"/n/d"}, 1);
+
+	/* A write without a lease detaches (etcd's rule)... */
+	put(f->s, "/n/a", "2", 2);
+	assert_key_lease(f->s, "/n/a", NULL);
+	assert_lease_keys(f->s, "l1", (const char *const[]){"/n/c"}, 1);
+	/* ... one with another lease moves the key ... */
+	assert_int_equal(ustate_set_leased(f->s, "/n/c", "3", 1, "l2", &v), 0);
+	assert_int_equal(v, 2);
+	assert_lease_keys(f->s, "l1", NULL, 0);
+	assert_lease_keys(f->s, "l2", (const char *const[]){"/n/c", "/n/d"}, 2);
+	/* ... and a delete detaches: created again, the key has none. */
+	assert_int_equal(ustate_delete(f->s, "/n/d"), 0);
+	assert_lease_keys(f->s, "l2", (const char *const[]){"/n/c"}, 1);
+	put(f->s, "/n/d", "again", 1);
+	assert_key_lease(f->s, "/n/d", NULL);
+	/* A create that finds its key changes nothing, the lease neither. */
+	assert_int_equal(ustate_transaction(f->s, ops, 1, NULL), -EEXIST);
+	assert_key_lease(f->s, "/n/c", "l2");
+	/* A rename is a delete and a set: the set says the lease. */
+	ops[0] = (ustate_op){.type = USTATE_OP_DELETE, .key = "/n/c"};
+	ops[1] = (ustate_op){.type = USTATE_OP_SET,
+			     .key = "/n/moved",
+			     .value = "3",
+			     .value_len = 1,
+			     .lease = "l2"};
+	assert_int_equal(ustate_transaction(f->s, ops, 2, NULL), 0);
+	assert_lease_keys(f->s, "l2", (const char *const[]){"/n/moved"}, 1);
+	/* ustate_set_leased() with NULL is ustate_set(). */
+	assert_int_equal(ustate_set_leased(f->s, "/n/moved", "4", 1, NULL, &v),
+			 0);
+	assert_key_lease(f->s, "/n/moved", NULL);
+	assert_lease_keys(f->s, "l2", NULL, 0);
+}
+
+/* Keys /r/1 and /r/2 on lease r, /r/3 on none, and a watch on /r/. */
+static void revoke_setup(struct fixture *f)
+{
+	assert_int_equal(ustate_lease_grant(f->s, "r", 30, NULL), 0);
+	assert_int_equal(ustate_set_leased(f->s, "/r/1", "a", 1, "r", NULL), 0);
+	assert_int_equal(ustate_set_leased(f->s, "/r/2", "b", 1, "r", NULL), 0);
+	put(f->s, "/r/3", "c", 1);
+	assert_int_equal(ustate_watch_open(&f->w, f->s, "/r/*", 0), 0);
+}
+
+/* The lease's two keys went in revision rev, one revision, and no more. */
+static void expect_lease_deleted(struct fixture *f, uint64_t rev)
+{
+	assert_int_equal(ustate_revision(f->s), rev);
+	expect_events_of_revision(
+		f->w, rev,
+		(const ustate_event[]){
+			{.type = USTATE_EVENT_DELETED, .key = "/r/1"},
+			{.type = USTATE_EVENT_DELETED, .key = "/r/2"}},
+		2);
+	expect_no_event(f->w);
+	assert_absent(f->s, "/r/1");
+	assert_absent(f->s, "/r/2");
+	assert_value(f->s, "/r/3", "c", 1);
+	assert_leases(f->s, NULL, 0);
+}
+
+static void test_lease_revoke(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t rev;
+	char *before;
+
+	revoke_setup(f);
+	rev = ustate_revision(f->s);
+	assert_int_equal(ustate_lease_revoke(f->s, "r"), 0);
+	expect_lease_deleted(f, rev + 1);
+	/* Gone: a second revoke, and a write naming it, change nothing. */
+	before = snapshot(f->s);
+	assert_int_equal(ustate_lease_revoke(f->s, "r"), -ENOENT);
+	assert_int_equal(ustate_set_leased(f->s, "/r/1", "x", 1, "r", NULL),
+			 -ENOENT);
+	assert_snapshot(f->s, before);
+	free(before);
+	/*
+	 * A lease without keys ends without a revision (on etcd, its record
+	 * goes in one: etcd's revision moves with side keys too).
+	 */
+	assert_int_equal(ustate_lease_grant(f->s, "empty", 5, NULL), 0);
+	rev = ustate_revision(f->s);
+	assert_int_equal(ustate_lease_revoke(f->s, "empty"), 0);
+	assert_int_equal(ustate_revision(f->s),
+			 rev + (f->kind == BACKEND_ETCD));
+	assert_no_lease(f->s, "empty");
+	assert_leases(f->s, NULL, 0);
+}
+
+static void test_lease_expiry(void **state)
+{
+	struct fixture *f = *state;
+	ustate_lease_info *li = NULL;
+	uint64_t rev;
+	char *before;
+
+	revoke_setup(f);
+	rev = ustate_revision(f->s);
+	/* Not yet: a keepalive at 20 s makes it last until 50 s. */
+	clock_forward(20000);
+	assert_int_equal(ustate_lease_expire_now(f->s), 0);
+	assert_int_equal(ustate_lease_keepalive(f->s, "r", NULL), 0);
+	clock_forward(29000);
+	assert_int_equal(ustate_lease_expire_now(f->s), 0);
+	assert_int_equal(ustate_revision(f->s), rev);
+	assert_value(f->s, "/r/1", "a", 1);
+
+	/*
+	 * Past the deadline, before the store expires it: it counts as gone,
+	 * and a write naming it fails whole.
+	 */
+	clock_forward(2000);
+	before = snapshot(f->s);
+	assert_int_equal(ustate_set_leased(f->s, "/r/9", "x", 1, "r", NULL),
+			 -ENOENT);
+	assert_int_equal(ustate_lease_get(f->s, "r", &li), -ENOENT);
+	assert_null(li);
+	assert_leases(f->s, NULL, 0);
+	assert_snapshot(f->s, before);
+	free(before);
+	assert_int_equal(ustate_lease_expire_now(f->s), 0);
+	expect_lease_deleted(f, rev + 1);
+	/* Expired, the name is free: a grant makes a new, empty lease. */
+	assert_int_equal(ustate_lease_grant(f->s, "r", 5, NULL), 0);
+	assert_lease_keys(f->s, "r", NULL, 0);
+}
+
+/* A keepalive that finds its lease overdue expires it: no key stays. */
+static void test_lease_grant_after_deadline(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t rev;
+
+	revoke_setup(f);
+	rev = ustate_revision(f->s);
+	clock_forward(31000);
+	assert_int_equal(ustate_lease_keepalive(f->s, "r", NULL), -ENOENT);
+	expect_lease_deleted(f, rev + 1);
+	assert_int_equal(ustate_lease_grant(f->s, "r", 30, NULL), 0);
+	assert_lease_keys(f->s, "r", NULL, 0);
+}
+
+static void test_lease_errors(void **state)
+{
+	static const char *const bad[] = {"", "a/b", "/a", "..", ".", "a\n"};
+	struct fixture *f = *state;
+	ustate_lease_info *li = NULL;
+	ustate_txn_result res = {0};
+	char long_name[USTATE_SEGMENT_MAX + 2];
+	ustate_op ops[2] = {
+		{.type = USTATE_OP_SET,
+		 .key = "/e/x",
+		 .value = "x",
+		 .value_len = 1},
+		{.type = USTATE_OP_CREATE,
+		 .key = "/e/y",
+		 .value = "y",
+		 .value_len = 1,
+		 .lease = "nope"},
+	};
+	char *before, **v = NULL;
+	size_t i, n = 0;
+
+	assert_int_equal(ustate_lease_grant(f->s, "ok", 30, NULL), 0);
+	assert_int_equal(ustate_set_leased(f->s, "/e/k", "k", 1, "ok", NULL),
+			 0);
+	/* The longest name is a name (etcd's revision moves with it). */
+	memset(long_name, 'n', sizeof(long_name) - 1);
+	long_name[USTATE_SEGMENT_MAX] = '\0';
+	assert_int_equal(ustate_lease_grant(f->s, long_name, 5, NULL), 0);
+	assert_int_equal(ustate_lease_revoke(f->s, long_name), 0);
+	long_name[USTATE_SEGMENT_MAX] = 'n'; /* one byte too long */
+	long_name[sizeof(long_name) - 1] = '\0';
+	before = snapshot(f->s);
+
+	for (i = 0; i < ARRAY_SIZE(bad); i++) {
+		assert_int_equal(ustate_lease_grant(f->s, bad[i], 5, &li),
+				 -EINVAL);
+		assert_int_equal(ustate_lease_keepalive(f->s, bad[i], &li),
+				 -EINVAL);
+		assert_int_equal(ustate_lease_revoke(f->s, bad[i]), -EINVAL);
+		assert_int_equal(ustate_lease_get(f->s, bad[i], &li), -EINVAL);
+		assert_int_equal(
+			ustate_set_leased(f->s, "/e/z", "z", 1, bad[i], NULL),
+			-EINVAL);
+	}
+	assert_int_equal(ustate_lease_grant(f->s, NULL, 5, &li), -EINVAL);
+	assert_int_equal(ustate_lease_grant(f->s, long_name, 5, &li),
+			 -ENAMETOOLONG);
+	/* TTLs: 1 .. USTATE_LEASE_TTL_MAX; a refresh with a bad one fails. */
+	assert_int_equal(ustate_lease_grant(f->s, "t", 0, &li), -EINVAL);
+	assert_int_equal(ustate_lease_grant(f->s, "t", -1, &li), -EINVAL);
+	assert_int_equal(
+		ustate_lease_grant(f->s, "t", USTATE_LEASE_TTL_MAX + 1, &li),
+		-EINVAL);
+	assert_int_equal(ustate_lease_grant(f->s, "ok", 0, &li), -EINVAL);
+	assert_null(li);
+	/* Unknown leases. */
+	assert_int_equal(ustate_lease_keepalive(f->s, "nope", &li), -ENOENT);
+	assert_int_equal(ustate_lease_revoke(f->s, "nope"), -ENOENT);
+	assert_int_equal(ustate_lease_get(f->s, "nope", &li), -ENOENT);
+	assert_null(li);
+	assert_int_equal(ustate_set_leased(f->s, "/e/k", "2", 1, "nope", NULL),
+			 -ENOENT);
+	/* A transaction with one op naming no lease fails whole. */
+	assert_int_equal(ustate_transaction(f->s, ops, 2, &res), -ENOENT);
+	assert_int_equal(res.failed, 1);
+	assert_int_equal(res.found, 0);
+	ops[1].lease = "bad/name";
+	assert_int_equal(ustate_transaction(f->s, ops, 2, &res), -EINVAL);
+	assert_int_equal(res.failed, 1);
+	assert_snapshot(f->s, before);
+	free(before);
+	assert_int_equal(ustate_lease_list(f->s, &v, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(v[0], "ok");
+	ustate_list_free(v, n);
+	assert_lease_keys(f->s, "ok", (const char *const[]){"/e/k"}, 1);
+}
+
+/* Lease-writing calls on a read-only store: -EROFS, nothing changes. */
+static void test_lease_read_only(void **state)
+{
+	struct fixture *f = *state;
+	ustate_options o = fast_options();
+	ustate_lease_info *li = NULL;
+
+	if (f->kind == BACKEND_MEMORY) {
+		/* A read-only memory store is a new, empty one. */
+		o.read_only = 1;
+		assert_int_equal(ustate_open_memory(&f->s2, &o), 0);
+	} else {
+		assert_int_equal(ustate_lease_grant(f->s, "ro", 30, NULL), 0);
+		o.read_only = 1;
+		assert_int_equal(ustate_open(&f->s2, f->path, &o), 0);
+		li = lease_info(f->s2, "ro");
+		assert_int_equal(li->ttl, 30);
+		ustate_lease_info_free(li);
+		li = NULL;
+	}
+	assert_int_equal(ustate_lease_grant(f->s2, "x", 5, &li), -EROFS);
+	assert_int_equal(ustate_lease_keepalive(f->s2, "ro", &li), -EROFS);
+	assert_int_equal(ustate_lease_revoke(f->s2, "ro"), -EROFS);
+	assert_int_equal(ustate_set_leased(f->s2, "/k", "v", 1, "ro", NULL),
+			 -EROFS);
+	assert_null(li);
+}
+
+#define CONTENDERS 8
+
+struct contender {
+	ustate *s;
+	int id;
+	int64_t ttl;
+	int rc; /* of its create */
+	pthread_barrier_t *start;
+};
+
+/* Grant its own lease, then try to be the leader with it. */
+static void *contend(void *arg)
+{
+	struct contender *c = arg;
+	char name[16];
+
+	snprintf(name, sizeof(name), "c%d", c->id);
+	c->rc = ustate_lease_grant(c->s, name, c->ttl, NULL);
+	pthread_barrier_wait(c->start);
+	if (c->rc == 0) {
+		ustate_op op = {.type = USTATE_OP_CREATE,
+				.key = "/leader",
+				.value = name,
+				.value_len = strlen(name),
+				.lease = name};
+
+		c->rc = ustate_transaction(c->s, &op, 1, NULL);
+	}
+	return NULL;
+}
+
+/*
+ * One race of the contenders not excluded (-1: none): exactly one wins,
+ * the others see -EEXIST; the winner's index.
+ */
+static int elect(struct contender *c, int excluded)
+{
+	pthread_barrier_t start;
+	pthread_t t[CONTENDERS];
+	int i, n = 0, winner = -1;
+	ustate_entry *e = NULL;
+
+	for (i = 0; i < CONTENDERS; i++)
+		n += i != excluded;
+	pthread_barrier_init(&start, NULL, n);
+	for (i = 0; i < CONTENDERS; i++) {
+		c[i].start = &start;
+		c[i].rc = 1;
+		if (i != excluded)
+			assert_int_equal(
+				pthread_create(&t[i], NULL, contend, &c[i]), 0);
+	}
+	for (i = 0; i < CONTENDERS; i++) {
+		if (i == excluded)
+			continue;
+		pthread_join(t[i], NULL);
+		if (c[i].rc == 0) {
+			assert_int_equal(winner, -1);
+			winner = i;
+		} else {
+			assert_int_equal(c[i].rc, -EEXIST);
+		}
+	}
+	pthread_barrier_destroy(&start);
+	assert_true(winner >= 0);
+	assert_int_equal(ustate_get(c[0].s, "/leader", &e), 0);
+	assert_int_equal(atoi(e->lease + 1), winner);
+	assert_int_equal(atoi((const char *)e->value + 1), winner);
+	ustate_entry_free(e);
+	return winner;
+}
+
+/*
+ * Leader election: create /leader with a lease. Each contender has a
+ * store of its own where the backend allows (a handle on the same SQLite
+ * file or etcd prefix); memory stores share the case's.
+ */
+static void test_lease_leader_election(void **state)
+{
+	struct fixture *f = *state;
+	struct contender c[CONTENDERS];
+	ustate_options o = fast_options();
+	int i, first, second, round;
+	char name[16];
+
+	bool etcd = f->kind == BACKEND_ETCD;
+
+	for (i = 0; i < CONTENDERS; i++) {
+		/* etcd's clock is the server's: its shortest TTL, for real. */
+		c[i] = (struct contender){
+			.s = f->s, .id = i, .ttl = etcd ? 2 : 5};
+		if (f->kind != BACKEND_MEMORY)
+			assert_int_equal(ustate_open(&c[i].s, f->path, &o), 0);
+	}
+	first = elect(c, -1);
+	/*
+	 * The holder stops its keepalives; the others keep theirs until
+	 * /leader falls free (on etcd, within 8 s of real time).
+	 */
+	for (round = 0; round < (etcd ? 80 : 2); round++) {
+		if (etcd)
+			usleep(100000);
+		else
+			clock_forward(3000);
+		for (i = 0; i < CONTENDERS && (!etcd || round % 5 == 0); i++) {
+			snprintf(name, sizeof(name), "c%d", i);
+			if (i != first)
+				assert_int_equal(ustate_lease_keepalive(
+							 c[i].s, name, NULL),
+						 0);
+		}
+		assert_int_equal(ustate_lease_expire_now(f->s), 0);
+		if (ustate_exists(f->s, "/leader") == 0)
+			break;
+	}
+	assert_absent(f->s, "/leader");
+	second = elect(c, first);
+	assert_true(second != first);
+	for (i = 0; i < CONTENDERS; i++)
+		if (c[i].s != f->s)
+			ustate_close(c[i].s);
+}
+
+/*
+ * The expiry thread, in real time: a 1 s lease ends within a second of
+ * its deadline. The bound is generous (the machine is shared); it fails
+ * only when no expiry comes at all.
+ */
+static void test_lease_thread_expires(void **state)
+{
+	struct fixture *f = *state;
+	ustate_event ev;
+
+	assert_int_equal(ustate_lease_grant(f->s, "short", 1, NULL), 0);
+	assert_int_equal(
+		ustate_set_leased(f->s, "/short/k", "v", 1, "short", NULL), 0);
+	assert_int_equal(ustate_watch_open(&f->w, f->s, "/short/*", 0), 0);
+	assert_int_equal(ustate_watch_next(f->w, &ev, 4000), 0);
+	assert_int_equal(ev.type, USTATE_EVENT_DELETED);
+	assert_string_equal(ev.key, "/short/k");
+	assert_absent(f->s, "/short/k");
+	assert_no_lease(f->s, "short");
+	assert_leases(f->s, NULL, 0);
+}
+
+/*
+ * A lease that ran out while no one had the file open is expired by the
+ * next writable open, before it returns: the first write after it finds
+ * the keys gone. A read-only open reports the lease gone and the keys
+ * still there (it never writes).
+ */
+static void test_sqlite_lease_expired_while_closed(void **state)
+{
+	struct fixture *f = *state;
+	ustate_options o = fast_options();
+	uint64_t rev;
+
+	revoke_setup(f);
+	ustate_watch_close(f->w);
+	f->w = NULL;
+	rev = ustate_revision(f->s);
+	ustate_close(f->s);
+	f->s = NULL;
+	clock_forward(3600 * 1000);
+
+	o.read_only = 1;
+	assert_int_equal(ustate_open_sqlite(&f->s2, f->path, &o), 0);
+	assert_int_equal(ustate_lease_expire_now(f->s2), 0);
+	assert_leases(f->s2, NULL, 0);
+	assert_value(f->s2, "/r/1", "a", 1);
+
+	assert_int_equal(ustate_open_sqlite(&f->s, f->path, NULL), 0);
+	assert_int_equal(ustate_revision(f->s), rev + 1);
+	assert_absent(f->s, "/r/1");
+	assert_absent(f->s, "/r/2");
+	assert_value(f->s, "/r/3", "c", 1);
+	assert_int_equal(ustate_watch_open(&f->w, f->s, "/r/*", rev + 1), 0);
+	expect_events_of_revision(
+		f->w, rev + 1,
+		(const ustate_event[]){
+			{.type = USTATE_EVENT_DELETED, .key = "/r/1"},
+			{.type = USTATE_EVENT_DELETED, .key = "/r/2"}},
+		2);
+	assert_absent(f->s2, "/r/1");
+}
+
+/* A restart keeps each lease with its deadline and its keys. */
+static void test_sqlite_lease_restart(void **state)
+{
+	struct fixture *f = *state;
+	ustate_lease_info *li;
+	int64_t deadline;
+
+	assert_int_equal(ustate_lease_grant(f->s, "keep", 100, NULL), 0);
+	assert_int_equal(
+		ustate_set_leased(f->s, "/keep/k", "v", 1, "keep", NULL), 0);
+	li = lease_info(f->s, "keep");
+	deadline = li->deadline;
+	ustate_lease_info_free(li);
+	ustate_close(f->s);
+	f->s = NULL;
+	clock_forward(30000);
+	assert_int_equal(ustate_open_sqlite(&f->s, f->path, NULL), 0);
+	li = lease_info(f->s, "keep");
+	assert_int_equal(li->deadline, deadline);
+	assert_int_equal(li->ttl, 100);
+	assert_true(li->remaining_ms <= 70000 && li->remaining_ms > 60000);
+	ustate_lease_info_free(li);
+	assert_lease_keys(f->s, "keep", (const char *const[]){"/keep/k"}, 1);
+	assert_key_lease(f->s, "/keep/k", "keep");
+}
+
+/*
+ * Programs that know no leases (the sqlite3 shell, the Rust crate)
+ * detach the keys they write: triggers drop the mapping.
+ */
+static void test_sqlite_lease_outside_write(void **state)
+{
+	struct fixture *f = *state;
+	sqlite3 *db;
+
+	assert_int_equal(ustate_lease_grant(f->s, "l", 30, NULL), 0);
+	assert_int_equal(ustate_set_leased(f->s, "/o/up", "1", 1, "l", NULL),
+			 0);
+	assert_int_equal(ustate_set_leased(f->s, "/o/rep", "1", 1, "l", NULL),
+			 0);
+	assert_int_equal(ustate_set_leased(f->s, "/o/mv", "1", 1, "l", NULL),
+			 0);
+	assert_int_equal(ustate_set_leased(f->s, "/o/stay", "1", 1, "l", NULL),
+			 0);
+	assert_int_equal(
+		sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READWRITE, NULL),
+		SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	exec_sql(db, "UPDATE kv_store SET value = x'32', version = 2 "
+		     "WHERE key = '/o/up'");
+	exec_sql(db, "INSERT OR REPLACE INTO kv_store VALUES('/o/rep', x'32', "
+		     "2, 0, 0)");
+	exec_sql(db, "UPDATE kv_store SET key = '/o/moved' WHERE "
+		     "key = '/o/mv'");
+	sqlite3_close(db);
+	assert_key_lease(f->s, "/o/up", NULL);
+	assert_key_lease(f->s, "/o/rep", NULL);
+	assert_key_lease(f->s, "/o/moved", NULL);
+	assert_key_lease(f->s, "/o/stay", "l");
+	assert_lease_keys(f->s, "l", (const char *const[]){"/o/stay"}, 1);
+	/* Only the attached key goes with the lease. */
+	assert_int_equal(ustate_lease_revoke(f->s, "l"), 0);
+	assert_absent(f->s, "/o/stay");
+	assert_value(f->s, "/o/up", "2", 2);
+}
+
+/*
+ * A file from before leases: read-only, it reads (no key has a lease,
+ * no lease exists); the first writable open adds the tables.
+ */
+static void test_sqlite_lease_old_file(void **state)
+{
+	struct fixture *f = *state;
+	ustate_options o = fast_options();
+	sqlite3 *db;
+
+	put(f->s, "/old", "v", 1);
+	ustate_close(f->s);
+	f->s = NULL;
+	assert_int_equal(
+		sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READWRITE, NULL),
+		SQLITE_OK);
+	exec_sql(db, "DROP TRIGGER ustate_lease_kv_insert;"
+		     "DROP TRIGGER ustate_lease_kv_update;"
+		     "DROP TRIGGER ustate_lease_kv_delete;"
+		     "DROP TRIGGER ustate_lease_drop;"
+		     "DROP TABLE ustate_lease_keys; DROP TABLE ustate_leases");
+	sqlite3_close(db);
+
+	o.read_only = 1;
+	assert_int_equal(ustate_open_sqlite(&f->s2, f->path, &o), 0);
+	assert_key_lease(f->s2, "/old", NULL);
+	assert_leases(f->s2, NULL, 0);
+	assert_no_lease(f->s2, "x");
+	assert_int_equal(ustate_lease_get(f->s2, "x", NULL), -EINVAL);
+	assert_int_equal(ustate_open_sqlite(&f->s, f->path, NULL), 0);
+	assert_int_equal(ustate_lease_grant(f->s, "x", 30, NULL), 0);
+	assert_int_equal(ustate_set_leased(f->s, "/old", "w", 1, "x", NULL), 0);
+	assert_key_lease(f->s, "/old", "x");
+	assert_int_equal(ustate_check(f->s, NULL, NULL), 0);
+}
+
+struct expirer {
+	ustate *s;
+	pthread_barrier_t *start;
+	int rc;
+};
+
+static void *expire_main(void *arg)
+{
+	struct expirer *x = arg;
+
+	pthread_barrier_wait(x->start);
+	x->rc = ustate_lease_expire_now(x->s);
+	return NULL;
+}
+
+/* Two handles expire at once: the lease ends once, in one revision. */
+static void test_sqlite_lease_expire_once(void **state)
+{
+	struct fixture *f = *state;
+	struct expirer x[2];
+	pthread_barrier_t start;
+	pthread_t t[2];
+	uint64_t rev;
+	int i;
+
+	revoke_setup(f);
+	assert_int_equal(ustate_open_sqlite(&f->s2, f->path, NULL), 0);
+	rev = ustate_revision(f->s);
+	clock_forward(31000);
+	pthread_barrier_init(&start, NULL, 2);
+	for (i = 0; i < 2; i++) {
+		x[i] = (struct expirer){.s = i ? f->s2 : f->s, .start = &start};
+		assert_int_equal(
+			pthread_create(&t[i], NULL, expire_main, &x[i]), 0);
+	}
+	for (i = 0; i < 2; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(x[i].rc, 0);
+	}
+	pthread_barrier_destroy(&start);
+	expect_lease_deleted(f, rev + 1);
+	assert_int_equal(ustate_revision(f->s2), rev + 1);
+}
+
+/*
+ * etcd: its leases, with the server's clock. A grant reports the TTL etcd
+ * granted (it raises one under its minimum, 2 s here); a grant of a live
+ * lease keeps it alive, and keeps its TTL (etcd cannot change a lease's
+ * TTL: a difference of this backend).
+ */
+static void test_etcd_lease_grant(void **state)
+{
+	struct fixture *f = *state;
+	ustate_lease_info *li = NULL;
+
+	assert_leases(f->s, NULL, 0);
+	assert_int_equal(ustate_lease_grant(f->s, "node-1", 10, &li), 0);
+	assert_string_equal(li->name, "node-1");
+	assert_int_equal(li->ttl, 10);
+	assert_true(li->remaining_ms > 9000 && li->remaining_ms <= 10000);
+	ustate_lease_info_free(li);
+	li = NULL;
+	/* What etcd granted: its minimum depends on its heartbeat. */
+	assert_int_equal(ustate_lease_grant(f->s, "short", 1, &li), 0);
+	assert_true(li->ttl >= 1 && li->ttl <= 2);
+	ustate_lease_info_free(li);
+	assert_leases(f->s, (const char *const[]){"node-1", "short"}, 2);
+	li = lease_info(f->s, "node-1");
+	assert_int_equal(li->ttl, 10);
+	/* etcd tells whole seconds left. */
+	assert_true(li->remaining_ms >= 8000 && li->remaining_ms <= 10000);
+	ustate_lease_info_free(li);
+	li = NULL;
+	assert_int_equal(ustate_lease_keepalive(f->s, "node-1", &li), 0);
+	assert_int_equal(li->ttl, 10);
+	ustate_lease_info_free(li);
+	li = NULL;
+	assert_int_equal(ustate_lease_grant(f->s, "node-1", 60, &li), 0);
+	assert_int_equal(li->ttl, 10);
+	ustate_lease_info_free(li);
+	assert_int_equal(ustate_lease_revoke(f->s, "short"), 0);
+	assert_no_lease(f->s, "short");
+	assert_int_equal(ustate_lease_keepalive(f->s, "short", NULL), -ENOENT);
+	assert_leases(f->s, (const char *const[]){"node-1"}, 1);
+}
+
+/* etcd: a client's restart keeps the lease, its TTL and its keys. */
+static void test_etcd_lease_reopen(void **state)
+{
+	struct fixture *f = *state;
+	ustate_options o = fast_options();
+	ustate_lease_info *li;
+
+	assert_int_equal(ustate_lease_grant(f->s, "keep", 30, NULL), 0);
+	assert_int_equal(
+		ustate_set_leased(f->s, "/keep/k", "v", 1, "keep", NULL), 0);
+	ustate_close(f->s);
+	f->s = NULL;
+	assert_int_equal(ustate_open(&f->s, f->path, &o), 0);
+	li = lease_info(f->s, "keep");
+	assert_int_equal(li->ttl, 30);
+	assert_true(li->remaining_ms > 20000);
+	ustate_lease_info_free(li);
+	assert_lease_keys(f->s, "keep", (const char *const[]){"/keep/k"}, 1);
+	assert_key_lease(f->s, "/keep/k", "keep");
+}
+
+/*
+ * etcd: a leased key's side keys go with it (they are attached to the
+ * lease too), and the lease's record: nothing is left behind.
+ */
+static void test_etcd_lease_side_keys(void **state)
+{
+	struct fixture *f = *state;
+
+	assert_int_equal(ustate_lease_grant(f->s, "s", 30, NULL), 0);
+	assert_int_equal(ustate_set_leased(f->s, "/s/a", "1", 1, "s", NULL), 0);
+	assert_int_equal(
+		ustate_create_if_not_exists(f->s, "/s/b", "2", 1, NULL), 0);
+	assert_key_lease(f->s, "/s/a", "s");
+	assert_int_equal(ustate_lease_revoke(f->s, "s"), 0);
+	assert_absent(f->s, "/s/a");
+	assert_value(f->s, "/s/b", "2", 1);
+	assert_int_equal(ustate_check(f->s, NULL, NULL), 0);
+	assert_leases(f->s, NULL, 0);
+}
+
 /* ---- tables ------------------------------------------------------------ */
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -5268,8 +6092,25 @@ static void test_etcd_backup(void **state)
 		T(test_meta_dirs), T(test_meta_invalid), T(test_script_check), \
 		T(test_script_owner)
 
+/*
+ * The lease cases of SQLite and memory. etcd runs those that need no
+ * clock of ours (its leases run on the server's), and real-time variants.
+ */
+#define LEASE_CASES                                                            \
+	T(test_lease_grant_get_list), T(test_lease_attach_detach),             \
+		T(test_lease_revoke), T(test_lease_expiry),                    \
+		T(test_lease_grant_after_deadline), T(test_lease_errors),      \
+		T(test_lease_read_only), T(test_lease_leader_election),        \
+		T(test_lease_thread_expires)
+
 static const struct CMUnitTest sqlite_cases[] = {
 	COMMON_CASES,
+	LEASE_CASES,
+	T(test_sqlite_lease_expired_while_closed),
+	T(test_sqlite_lease_restart),
+	T(test_sqlite_lease_outside_write),
+	T(test_sqlite_lease_old_file),
+	T(test_sqlite_lease_expire_once),
 	T(test_sqlite_process_cas_race),
 	T(test_sqlite_process_watch),
 	T(test_sqlite_not_a_database),
@@ -5293,6 +6134,7 @@ static const struct CMUnitTest sqlite_cases[] = {
 
 static const struct CMUnitTest memory_cases[] = {
 	COMMON_CASES,
+	LEASE_CASES,
 	T(test_memory_stores_are_separate),
 	T(test_memory_open_source),
 	T(test_memory_backup),
@@ -5301,6 +6143,15 @@ static const struct CMUnitTest memory_cases[] = {
 static const struct CMUnitTest etcd_cases[] = {
 	COMMON_CASES,
 	T(test_etcd_backup),
+	T(test_etcd_lease_grant),
+	T(test_lease_attach_detach),
+	T(test_lease_revoke),
+	T(test_lease_errors),
+	T(test_lease_read_only),
+	T(test_lease_leader_election),
+	T(test_lease_thread_expires),
+	T(test_etcd_lease_side_keys),
+	T(test_etcd_lease_reopen),
 };
 
 int main(int argc, char **argv)
