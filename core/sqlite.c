@@ -33,13 +33,25 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "backend_i.h"
+#include "sqlite_turns_i.h"
 
 #define SEQ_BITS 20 /* changes one revision may hold: 2^20 */
 #define BUSY_TIMEOUT_MS 5000
+
+/*
+ * Pauses for writers outside libustate (see pace()): while one has the
+ * file open, the write lock is left free for GAP_PER_HOLD times as long
+ * as it was held (a third of the time), at most GAP_MAX_NS at once;
+ * whether one has it open is looked up every LOOK_NS at most.
+ */
+#define GAP_PER_HOLD 0.5
+#define GAP_MAX_NS 100000000ull
+#define LOOK_NS 100000000ull
 
 enum {
 	ST_GET,
@@ -328,6 +340,13 @@ struct sq {
 	dev_t dev;    /* the database file the writer opened */
 	ino_t ino;
 	bool has_meta; /* ustate_meta exists; atomic */
+	/* Turns between processes; NULL: SQLite's busy handler alone. */
+	struct ustate_turns *turns; /* taken under wlock */
+	char *shm_path;	    /* the -shm that SQLite's connections lock */
+	uint64_t gap_until; /* ns: no group before; protected by glock */
+	uint64_t looked;    /* ns: the last look, protected by leading */
+	bool foreign;	    /* an outside process has the file open,
+			       protected by leading */
 };
 
 /*
@@ -584,6 +603,54 @@ static int file_create(const char *path)
 	return stat(path, &st) < 0 ? -errno : 0;
 }
 
+/*
+ * Take the write side: wlock, then the turn of this process among those
+ * that write the file. A turn not given in time is done without: SQLite's
+ * lock still excludes, and its busy handler decides.
+ */
+static void writer_lock(struct sq *q)
+{
+	pthread_mutex_lock(&q->wlock);
+	ustate_turn_take(q->turns, BUSY_TIMEOUT_MS);
+}
+
+static void writer_unlock(struct sq *q)
+{
+	ustate_turn_give(q->turns);
+	pthread_mutex_unlock(&q->wlock);
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/*
+ * When the next group may start, after one that held the write lock from
+ * start to end (ns). The turns serve libustate processes; a writer outside
+ * them (the sqlite3 shell, the Rust crate) only polls, between sleeps of
+ * up to 100 ms, and gets in when a poll finds the lock free. While such a
+ * process has the file open, the lock is left free a third of the time,
+ * so that each poll finds it free with odds of one in three whatever the
+ * load; nobody else there, groups follow each other at once. Leader only.
+ */
+static uint64_t pace(struct sq *q, uint64_t start, uint64_t end)
+{
+	uint64_t gap;
+
+	if (end - q->looked >= LOOK_NS) {
+		q->looked = end;
+		q->foreign = ustate_turns_foreign(q->turns, q->shm_path);
+	}
+	if (!q->foreign)
+		return 0;
+	gap = (uint64_t)((double)(end - start) * GAP_PER_HOLD);
+	return end + (gap < GAP_MAX_NS ? gap : GAP_MAX_NS);
+}
+
 static struct conn *reader_get(struct sq *q, int *rc)
 {
 	struct conn *c;
@@ -646,6 +713,8 @@ static void sq_close(void *b)
 		sqlite3_exec(q->writer->db, "PRAGMA wal_checkpoint(TRUNCATE)",
 			     NULL, NULL, NULL);
 	conn_close(q->writer);
+	ustate_turns_close(q->turns);
+	free(q->shm_path);
 	pthread_mutex_destroy(&q->wlock);
 	pthread_mutex_destroy(&q->plock);
 	pthread_mutex_destroy(&q->glock);
@@ -1381,6 +1450,7 @@ static int sq_txn(void *b, const ustate_op *ops, size_t n,
 	struct group_req me = {ops, n,	   res,	 flags,
 			       0,   false, NULL, PTHREAD_COND_INITIALIZER};
 	struct group_req *g, *r, *next;
+	uint64_t start, end, now;
 	struct sq *q = b;
 	size_t i;
 	int rc;
@@ -1394,6 +1464,13 @@ static int sq_txn(void *b, const ustate_op *ops, size_t n,
 			continue;
 		}
 		q->leading = true;
+		/* A pause left for outside writers (pace()). */
+		now = q->gap_until ? mono_ns() : 0;
+		if (now < q->gap_until) {
+			pthread_mutex_unlock(&q->glock);
+			usleep((q->gap_until - now) / 1000 + 1);
+			pthread_mutex_lock(&q->glock);
+		}
 		g = q->queue;
 		for (r = g, i = 1; r->next && i < GROUP_MAX; r = r->next)
 			i++;
@@ -1403,7 +1480,8 @@ static int sq_txn(void *b, const ustate_op *ops, size_t n,
 		r->next = NULL;
 		pthread_mutex_unlock(&q->glock);
 
-		pthread_mutex_lock(&q->wlock);
+		writer_lock(q);
+		start = mono_ns();
 		/* A database moved or replaced underneath takes no writes. */
 		rc = file_check(q->writer);
 		for (r = g; rc < 0 && r; r = r->next)
@@ -1412,9 +1490,12 @@ static int sq_txn(void *b, const ustate_op *ops, size_t n,
 			g->rc = txn_alone(q, g->ops, g->n, g->res, g->flags);
 		else if (rc == 0)
 			txn_group(q, g);
-		pthread_mutex_unlock(&q->wlock);
+		end = mono_ns();
+		writer_unlock(q);
+		end = pace(q, start, end);
 
 		pthread_mutex_lock(&q->glock);
+		q->gap_until = end;
 		for (r = g; r; r = next) {
 			/* Once done, r may return and leave the stack. */
 			next = r->next;
@@ -1753,7 +1834,7 @@ static int sq_restore(void *b, ustate_import_fn next, void *arg, unsigned flags,
 	struct restore r = {.res = res};
 	int rc;
 
-	pthread_mutex_lock(&q->wlock);
+	writer_lock(q);
 	r.c = q->writer;
 	rc = exec1(r.c, ST_BEGIN);
 	if (rc < 0)
@@ -1767,7 +1848,7 @@ static int sq_restore(void *b, ustate_import_fn next, void *arg, unsigned flags,
 	if (rc < 0 && !sqlite3_get_autocommit(r.c->db))
 		exec1(r.c, ST_ROLLBACK);
 out:
-	pthread_mutex_unlock(&q->wlock);
+	writer_unlock(q);
 	return rc;
 }
 
@@ -2153,7 +2234,7 @@ static int sq_compact(void *b, uint64_t revision, uint64_t *removed)
 	struct conn *c;
 	int rc;
 
-	pthread_mutex_lock(&q->wlock);
+	writer_lock(q);
 	c = q->writer;
 	rc = exec1(c, ST_BEGIN);
 	if (rc < 0)
@@ -2170,7 +2251,7 @@ static int sq_compact(void *b, uint64_t revision, uint64_t *removed)
 	if (rc == 0 && removed)
 		*removed = n;
 out:
-	pthread_mutex_unlock(&q->wlock);
+	writer_unlock(q);
 	return rc;
 }
 
@@ -2309,6 +2390,21 @@ int ustate_sqlite_backend_open(void **b, const struct ustate_backend_ops **ops,
 	}
 	if (rc < 0)
 		goto fail;
+	if (!opts->read_only) {
+		if (asprintf(&q->shm_path, "%s-shm", q->path) < 0) {
+			q->shm_path = NULL;
+			rc = -ENOMEM;
+			goto fail;
+		}
+		/* Without turns (a full queue, a read-only folder), writes
+		 * are ordered by SQLite's busy handler alone, as before. */
+		rc = ustate_turns_open(&q->turns, q->path);
+		if (rc < 0)
+			ustate_log(&q->opts, LOG_DEBUG,
+				   "%s: no turns between processes: %s",
+				   q->path, strerror(-rc));
+		q->looked = mono_ns();
+	}
 	*b = q;
 	*ops = &sqlite_ops;
 	return 0;
