@@ -2390,21 +2390,23 @@ int ustate_sqlite_backend_open(void **b, const struct ustate_backend_ops **ops,
 	}
 	if (rc < 0)
 		goto fail;
-	if (!opts->read_only) {
-		if (asprintf(&q->shm_path, "%s-shm", q->path) < 0) {
-			q->shm_path = NULL;
-			rc = -ENOMEM;
-			goto fail;
-		}
-		/* Without turns (a full queue, a read-only folder), writes
-		 * are ordered by SQLite's busy handler alone, as before. */
-		rc = ustate_turns_open(&q->turns, q->path);
-		if (rc < 0)
-			ustate_log(&q->opts, LOG_DEBUG,
-				   "%s: no turns between processes: %s",
-				   q->path, strerror(-rc));
-		q->looked = mono_ns();
+	if (asprintf(&q->shm_path, "%s-shm", q->path) < 0) {
+		q->shm_path = NULL;
+		rc = -ENOMEM;
+		goto fail;
 	}
+	/*
+	 * Without turns (a full queue, a read-only folder), writes are
+	 * ordered by SQLite's busy handler alone, as before. A read-only
+	 * store joins an existing queue only to be known as no outside
+	 * writer (see pace()); it never takes a turn.
+	 */
+	rc = ustate_turns_open(&q->turns, q->path, !opts->read_only);
+	if (rc < 0 && !opts->read_only)
+		ustate_log(&q->opts, LOG_DEBUG,
+			   "%s: no turns between processes: %s", q->path,
+			   strerror(-rc));
+	q->looked = mono_ns();
 	*b = q;
 	*ops = &sqlite_ops;
 	return 0;

@@ -100,7 +100,7 @@ static bool place_alive(const struct ustate_turns *t, int i)
 	return fl.l_type != F_UNLCK;
 }
 
-int ustate_turns_open(struct ustate_turns **out, const char *db)
+int ustate_turns_open(struct ustate_turns **out, const char *db, bool create)
 {
 	struct ustate_turns *t;
 	struct flock fl;
@@ -118,7 +118,8 @@ int ustate_turns_open(struct ustate_turns **out, const char *db)
 		goto fail;
 	}
 	/* Whoever may write the database may take turns on it. */
-	t->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
+	t->fd = open(path,
+		     O_RDWR | (create ? O_CREAT : 0) | O_CLOEXEC | O_NOFOLLOW,
 		     stat(db, &st) == 0 ? st.st_mode & 0666 : 0600);
 	rc = t->fd < 0 ? -errno : 0;
 	free(path);

@@ -17,12 +17,12 @@ struct ustate_turns;
 
 /*
  * Join the queue of the database file db: DB-ulock beside it, created
- * (with the mode of the database) when missing. *out receives the caller's
- * place, which ustate_turns_close() frees. Returns 0, -ENOMEM, -ENOSPC when the
- * queue already has its 64 places taken, or the errno of the lock file's open,
- * mmap or lock.
+ * (with the mode of the database) when missing if create is set. *out receives
+ * the caller's place, which ustate_turns_close() frees. Returns 0, -ENOMEM,
+ * -ENOSPC when the queue already has its 64 places taken, or the errno of the
+ * lock file's open, mmap or lock.
  */
-int ustate_turns_open(struct ustate_turns **out, const char *db);
+int ustate_turns_open(struct ustate_turns **out, const char *db, bool create);
 
 /* Leave the queue; a turn held is given first. NULL is a no-op. */
 void ustate_turns_close(struct ustate_turns *t);
