@@ -2,16 +2,18 @@
 # SPDX-License-Identifier: MIT
 """Writers of other processes against a saturated mount.
 
-fair.py USTATE DB MOUNT WRITERS CLI_WRITES SHELL_WRITES SECONDS
+fair.py USTATE FAIR_CAPI DB MOUNT WRITERS CLI_WRITES SHELL_WRITES SECONDS
 
 WRITERS processes (not threads: one interpreter would serialise them)
 rewrite files of the mount without pause, alone for
 SECONDS, then while another process makes CLI_WRITES writes through
-`ustate -d DB set` (one process each, as a script would) and the sqlite3
+`ustate -d DB set` (one process each, as a script would), fair_capi makes as many in one
+libustate process (each call timed: the library's own wait) and the sqlite3
 shell, one session with `.timeout 5000`, makes SHELL_WRITES upserts into
-kv_store the way a program outside libustate writes. Prints one line
-per side (failures, p50/p99/max wait) and the mount's own rate alone and
-with the others; exits 1 when any outside write failed. Every loop is
+kv_store the way a program outside libustate writes; then, for SECONDS,
+a sqlite3 shell holds the file open without writing. Prints one line per
+side (failures, p50/p99/max wait) and the mount's own rate alone, with
+the others and beside the idle shell; exits 1 when any outside write failed. Every loop is
 bounded in count and in time.
 """
 import multiprocessing
@@ -66,6 +68,13 @@ def cli_side(ustate, db, n, out):
     out["cli"] = (times, fails)
 
 
+def capi_side(capi, db, n, out):
+    r = subprocess.run([capi, db, str(n)], stdout=subprocess.PIPE,
+                       timeout=LIMIT)
+    out["capi"] = r.stdout.decode().strip() or "no output"
+    out["capi_failed"] = r.returncode != 0
+
+
 def shell_side(db, n, out):
     # .timer prints "Run Time: real S ..." after each statement: the
     # wait of each write, measured by the shell itself.
@@ -91,9 +100,9 @@ def shell_side(db, n, out):
 
 
 def main():
-    ustate, db, mount = sys.argv[1:4]
-    writers, ncli, nshell = (int(a) for a in sys.argv[4:7])
-    secs = float(sys.argv[7])
+    ustate, capi, db, mount = sys.argv[1:5]
+    writers, ncli, nshell = (int(a) for a in sys.argv[5:8])
+    secs = float(sys.argv[8])
     stop = multiprocessing.Event()
     counts = multiprocessing.Array("q", writers, lock=False)
     ws = [multiprocessing.Process(target=writer, args=(mount, i, stop, counts))
@@ -108,6 +117,8 @@ def main():
         out = {}
         sides = [threading.Thread(target=cli_side,
                                   args=(ustate, db, ncli, out)),
+                 threading.Thread(target=capi_side,
+                                  args=(capi, db, ncli, out)),
                  threading.Thread(target=shell_side,
                                   args=(db, nshell, out))]
         c0, t0 = sum(counts), time.monotonic()
@@ -117,17 +128,31 @@ def main():
             s.join(2 * LIMIT)
         shared = (sum(counts) - c0) / (time.monotonic() - t0)
         took = time.monotonic() - t0
+        # A shell that has the file open and writes nothing.
+        idle_shell = subprocess.Popen(["sqlite3", db], stdin=subprocess.PIPE,
+                                      stdout=subprocess.DEVNULL)
+        idle_shell.stdin.write(b"SELECT count(*) FROM kv_store;\n")
+        idle_shell.stdin.flush()
+        time.sleep(0.5)
+        c0, t0 = sum(counts), time.monotonic()
+        time.sleep(secs)
+        idle = (sum(counts) - c0) / (time.monotonic() - t0)
+        idle_shell.stdin.close()
+        idle_shell.wait(LIMIT)
     finally:
         stop.set()
         for w in ws:
             w.join(LIMIT)
     report("ustate set", *out.get("cli", ([], ncli)))
+    print("libustate calls: %s" % out.get("capi", "did not finish"))
     report("sqlite3 shell", *out.get("shell", ([], nshell)))
     print("mount: %d writers, %.0f writes/s alone, %.0f writes/s with the "
           "others (%.2fx) over %.1f s" %
           (writers, alone, shared, shared / alone if alone else 0, took))
+    print("mount: %.0f writes/s with an idle sqlite3 shell open on the file "
+          "(%.2fx)" % (idle, idle / alone if alone else 0))
     fails = out.get("cli", ([], ncli))[1] + out.get("shell", ([], nshell))[1]
-    return 1 if fails else 0
+    return 1 if fails or out.get("capi_failed", True) else 0
 
 
 if __name__ == "__main__":
