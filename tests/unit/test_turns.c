@@ -3,7 +3,8 @@
  * This file tests the turns of the SQLite backend (core/sqlite_turns.c):
  * turns come in the order they were asked for, a holder or a waiter
  * killed with SIGKILL leaves nothing stuck (the next one gets the turn,
- * not the timeout), and a waiter that gives up passes its turn on. Each
+ * not the timeout), a waiter that gives up passes its turn on, and a
+ * process outside the queue is told from members by its locks. Each
  * open place is a separate description of the lock file, so places of
  * one process stand for processes where no kill is needed.
  */
@@ -12,6 +13,7 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -220,6 +222,81 @@ static void test_give_up(void **state)
 	ustate_turns_close(t);
 }
 
+/*
+ * A child that locks a byte of path with a POSIX lock, as SQLite locks
+ * the -shm, having joined the queue first when member is set; it says so
+ * on a pipe and hangs.
+ */
+static pid_t child_locking(const char *path, bool member)
+{
+	struct flock fl = {.l_type = F_RDLCK,
+			   .l_whence = SEEK_SET,
+			   .l_start = 128,
+			   .l_len = 1};
+	struct ustate_turns *t;
+	int p[2], fd;
+	pid_t pid;
+	char c;
+
+	assert_int_equal(pipe(p), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(p[0]);
+		if (member && ustate_turns_open(&t, db, true) < 0)
+			_exit(1);
+		fd = open(path, O_RDWR | O_CREAT, 0600);
+		if (fd < 0 || fcntl(fd, F_SETLK, &fl) < 0 ||
+		    write(p[1], "x", 1) != 1)
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	close(p[1]);
+	assert_int_equal(read(p[0], &c, 1), 1);
+	close(p[0]);
+	return pid;
+}
+
+/*
+ * An outside process with a lock on the file is foreign; a member of the
+ * queue, the caller itself, or nobody is not.
+ */
+static void test_foreign(void **state)
+{
+	struct flock fl = {.l_type = F_RDLCK,
+			   .l_whence = SEEK_SET,
+			   .l_start = 128,
+			   .l_len = 1};
+	struct ustate_turns *t;
+	char path[80];
+	pid_t pid;
+	int fd;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/s.db-shm", dir);
+	assert_int_equal(ustate_turns_open(&t, db, true), 0);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	assert_false(ustate_turns_foreign(t, path));
+	assert_int_equal(fcntl(fd, F_SETLK, &fl), 0);
+	assert_false(ustate_turns_foreign(t, path));
+	pid = child_locking(path, false);
+	assert_true(ustate_turns_foreign(t, path));
+	assert_true(ustate_turns_foreign(NULL, path));
+	kill_child(pid);
+	assert_false(ustate_turns_foreign(t, path));
+	pid = child_locking(path, true);
+	assert_false(ustate_turns_foreign(t, path));
+	/* Without the queue, every other process is foreign. */
+	assert_true(ustate_turns_foreign(NULL, path));
+	kill_child(pid);
+	close(fd);
+	unlink(path);
+	assert_false(ustate_turns_foreign(t, path));
+	ustate_turns_close(t);
+}
+
 /* No file and no right to create it: an error, nothing made. */
 static void test_open_missing(void **state)
 {
@@ -245,6 +322,7 @@ int main(void)
 		cmocka_unit_test(test_holder_killed),
 		cmocka_unit_test(test_waiter_killed),
 		cmocka_unit_test(test_give_up),
+		cmocka_unit_test(test_foreign),
 		cmocka_unit_test(test_open_missing),
 	};
 
