@@ -1526,8 +1526,11 @@ static int sq_txn(void *b, const ustate_op *ops, size_t n,
 		end = mono_ns();
 		if (q->foreign)
 			others_committed(q, end);
-		writer_unlock(q);
+		/* Set before the turn is given: the next one keeps it. */
 		end = pace(q, start, end);
+		if (end)
+			ustate_turns_pause(q->turns, end);
+		writer_unlock(q);
 
 		pthread_mutex_lock(&q->glock);
 		q->gap_until = end;

@@ -47,6 +47,7 @@
 #define TURN_LOCKS 4096	     /* the byte of place i is TURN_LOCKS + i */
 #define TURN_LOOK_MS 20	     /* a waiter looks at the holder this often */
 #define CLAIMED (1ull << 32) /* claim: CLAIMED | ticket, or 0 */
+#define TURN_PAUSE_MAX_NS 100000000ull
 
 struct turn_place {
 	uint64_t claim; /* the ticket held or waited for */
@@ -58,7 +59,9 @@ struct turn_file {
 	uint32_t next;	   /* the next ticket handed out */
 	uint32_t serving;  /* the ticket whose turn it is; a futex */
 	uint32_t sleepers; /* waiters asleep on serving */
-	uint32_t pad[13];
+	uint32_t pad;
+	uint64_t free_until; /* CLOCK_MONOTONIC ns: no turn starts before */
+	uint32_t pad2[10];
 	struct turn_place place[TURN_PLACES];
 };
 
@@ -70,12 +73,17 @@ struct ustate_turns {
 	bool held;
 };
 
-static uint64_t now_ms(void)
+static uint64_t now_ns(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (uint64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static uint64_t now_ms(void)
+{
+	return now_ns() / 1000000;
 }
 
 /* An OFD lock on the byte of place i: F_SETLK to take, F_GETLK to test. */
@@ -220,7 +228,7 @@ int ustate_turn_take(struct ustate_turns *t, unsigned timeout_ms)
 {
 	struct turn_place *p;
 	struct timespec ts;
-	uint64_t end = 0, now;
+	uint64_t end = 0, now, until;
 	uint32_t s, last = 0;
 	unsigned unclaimed = 0;
 	long wait;
@@ -270,6 +278,20 @@ int ustate_turn_take(struct ustate_turns *t, unsigned timeout_ms)
 		/* Skipped while we slept (stopped, say): ask again. */
 	}
 	t->held = true;
+	/*
+	 * A pause left for writers outside the queue holds for every member
+	 * (it would be filled by the next one otherwise); a clock of
+	 * another time namespace is bounded by the cap.
+	 */
+	now = now_ns();
+	until = __atomic_load_n(&t->f->free_until, __ATOMIC_RELAXED);
+	if (until > now) {
+		until -= now;
+		until = until < TURN_PAUSE_MAX_NS ? until : TURN_PAUSE_MAX_NS;
+		ts.tv_sec = until / 1000000000;
+		ts.tv_nsec = until % 1000000000;
+		nanosleep(&ts, NULL);
+	}
 	return 0;
 }
 
@@ -285,6 +307,19 @@ void ustate_turn_give(struct ustate_turns *t)
 				    __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&t->f->place[t->me].claim, 0, __ATOMIC_SEQ_CST);
 	wake_all(t->f);
+}
+
+void ustate_turns_pause(struct ustate_turns *t, uint64_t until)
+{
+	uint64_t cur;
+
+	if (!t)
+		return;
+	cur = __atomic_load_n(&t->f->free_until, __ATOMIC_RELAXED);
+	while (cur < until && !__atomic_compare_exchange_n(
+				      &t->f->free_until, &cur, until, false,
+				      __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		;
 }
 
 /* Whether pid owns a live place of the queue. */

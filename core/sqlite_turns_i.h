@@ -12,6 +12,7 @@
 #define USTATE_SQLITE_TURNS_I_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 struct ustate_turns;
 
@@ -35,6 +36,14 @@ void ustate_turns_close(struct ustate_turns *t);
  * goes on under SQLite's lock alone). t NULL: 0 at once.
  */
 int ustate_turn_take(struct ustate_turns *t, unsigned timeout_ms);
+
+/*
+ * Let no turn of any member start before until (CLOCK_MONOTONIC, ns): a
+ * pause left for writers outside the queue, which the next member would
+ * fill otherwise. A turn that comes earlier waits (100 ms at most).
+ * t NULL: no-op.
+ */
+void ustate_turns_pause(struct ustate_turns *t, uint64_t until);
 
 /* Give the turn taken (if any) to the next in the queue. */
 void ustate_turn_give(struct ustate_turns *t);

@@ -294,6 +294,13 @@ static void test_foreign(void **state)
 	close(fd);
 	unlink(path);
 	assert_false(ustate_turns_foreign(t, path));
+	/*
+	 * A pause holds for every member, up to its cap whatever the clock
+	 * says (the last use of this file: it stays paused).
+	 */
+	ustate_turns_pause(t, UINT64_MAX);
+	assert_int_equal(ustate_turn_take(t, WAIT_MS), 0);
+	ustate_turn_give(t);
 	ustate_turns_close(t);
 }
 
