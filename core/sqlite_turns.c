@@ -111,10 +111,11 @@ static bool place_alive(const struct ustate_turns *t, int i)
 int ustate_turns_open(struct ustate_turns **out, const char *db, bool create)
 {
 	struct ustate_turns *t;
+	int rc, i, flags;
 	struct flock fl;
 	struct stat st;
+	mode_t mode;
 	char *path;
-	int rc, i;
 
 	t = calloc(1, sizeof(*t));
 	if (!t)
@@ -125,10 +126,20 @@ int ustate_turns_open(struct ustate_turns **out, const char *db, bool create)
 		rc = -ENOMEM;
 		goto fail;
 	}
-	/* Whoever may write the database may take turns on it. */
-	t->fd = open(path,
-		     O_RDWR | (create ? O_CREAT : 0) | O_CLOEXEC | O_NOFOLLOW,
-		     stat(db, &st) == 0 ? st.st_mode & 0666 : 0600);
+	/*
+	 * Whoever may write the database may take turns on it: made with
+	 * its mode, whatever the umask.
+	 */
+	mode = stat(db, &st) == 0 ? st.st_mode & 0666 : 0600;
+	flags = O_RDWR | O_CLOEXEC | O_NOFOLLOW;
+	t->fd = create ? open(path, flags | O_CREAT | O_EXCL, mode) : -1;
+	if (t->fd >= 0 && fchmod(t->fd, mode) < 0) {
+		rc = -errno;
+		free(path);
+		goto fail;
+	}
+	if (t->fd < 0)
+		t->fd = open(path, flags);
 	rc = t->fd < 0 ? -errno : 0;
 	free(path);
 	if (rc < 0)
