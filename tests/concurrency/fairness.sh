@@ -13,7 +13,9 @@
 command -v sqlite3 >/dev/null || { echo "SKIP: no sqlite3 shell"; exit 77; }
 
 M=$T/mnt
-mount_fs "$T/state.db" "$M"
+# FAIR_MOUNT_OPTS: e.g. "-o sync=normal", where commits are shortest.
+# shellcheck disable=SC2086
+mount_fs "$T/state.db" "$M" ${FAIR_MOUNT_OPTS:-}
 python3 "$(dirname "$0")/fair.py" "$USTATE" "$FAIR_CAPI" "$T/state.db" "$M" \
 	"${FAIR_WRITERS:-16}" "${FAIR_CLI:-2000}" "${FAIR_SHELL:-500}" \
 	"${FAIR_SECONDS:-3}" > "$T/out" || fail "an outside write failed"
