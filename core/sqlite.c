@@ -55,6 +55,7 @@
 #define SERVE_NS 1000000000ull
 #define GAP_MAX_NS 100000000ull
 #define LOOK_NS 100000000ull
+#define WAL_CHECKPOINT_PAGES 1000 /* SQLite's default autocheckpoint */
 
 enum {
 	ST_GET,
@@ -354,6 +355,9 @@ struct sq {
 	bool foreign;	      /* an outside process has the file open,
 				 protected by leading */
 	int64_t data_version; /* protected by wlock */
+	bool holding;	      /* a group holds the turn, under wlock */
+	uint64_t hold_start;  /* ns: since when, under wlock */
+	uint64_t gap_end;     /* ns: its pause ends, under wlock */
 	uint64_t served;      /* ns: another's last commit seen, under wlock */
 };
 
@@ -682,6 +686,50 @@ static uint64_t pace(struct sq *q, uint64_t start, uint64_t end)
 	gap = (uint64_t)((double)(end - start) *
 			 (end - q->served < SERVE_NS ? GAP_SERVE : GAP_WATCH));
 	return end + (gap < GAP_MAX_NS ? gap : GAP_MAX_NS);
+}
+
+/*
+ * A group's BEGIN IMMEDIATE got SQLite's lock: its hold starts now, not
+ * while its busy handler waited for another process's (the pause after
+ * it is for the time we held the lock). Under wlock.
+ */
+static void held_from(struct sq *q)
+{
+	if (q->holding && q->foreign)
+		q->hold_start = mono_ns();
+}
+
+/*
+ * The write lock of a group is free again: set the pause that follows it
+ * (for every member of the queue, so before the turn goes) and give the
+ * turn. Under wlock.
+ */
+static void hold_over(struct sq *q)
+{
+	q->gap_end = 0;
+	if (q->holding) {
+		q->holding = false;
+		q->gap_end = pace(q, q->hold_start, mono_ns());
+		if (q->gap_end)
+			ustate_turns_pause(q->turns, q->gap_end);
+	}
+	ustate_turn_give(q->turns);
+}
+
+/*
+ * The writer's WAL hook, run once a commit has released SQLite's write
+ * lock: the turn goes at once, and this connection checkpoints (as
+ * SQLite's own hook does at 1000 pages, which ours replaces) after it,
+ * while the next in turn writes; a checkpoint copies pages and syncs the
+ * file, and took every other process's turn with it otherwise.
+ */
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
+{
+	hold_over(arg);
+	if (pages >= WAL_CHECKPOINT_PAGES)
+		sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE,
+					  NULL, NULL);
+	return SQLITE_OK;
 }
 
 static struct conn *reader_get(struct sq *q, int *rc)
@@ -1392,6 +1440,7 @@ static int txn_alone(struct sq *q, const ustate_op *ops, size_t n,
 	rc = exec1(c, ST_BEGIN);
 	if (rc < 0)
 		return rc;
+	held_from(q);
 	rc = txn_apply(q, c, ops, n, res, true);
 	if (rc == 0)
 		rc = exec1(c, ST_COMMIT);
@@ -1420,6 +1469,8 @@ static void txn_group(struct sq *q, struct group_req *g)
 	int rc;
 
 	rc = exec1(c, ST_BEGIN);
+	if (rc == 0)
+		held_from(q);
 	for (r = g; rc == 0 && r; r = r->next) {
 		sp = !one_statement(r->ops, r->n);
 		r->rc = sp ? exec1(c, ST_SAVEPOINT) : 0;
@@ -1483,7 +1534,7 @@ static int sq_txn(void *b, const ustate_op *ops, size_t n,
 	struct group_req me = {ops, n,	   res,	 flags,
 			       0,   false, NULL, PTHREAD_COND_INITIALIZER};
 	struct group_req *g, *r, *next;
-	uint64_t start, end, now;
+	uint64_t end, now;
 	struct sq *q = b;
 	size_t i;
 	int rc;
@@ -1514,7 +1565,8 @@ static int sq_txn(void *b, const ustate_op *ops, size_t n,
 		pthread_mutex_unlock(&q->glock);
 
 		writer_lock(q);
-		start = mono_ns();
+		q->hold_start = mono_ns();
+		q->holding = true;
 		/* A database moved or replaced underneath takes no writes. */
 		rc = file_check(q->writer);
 		for (r = g; rc < 0 && r; r = r->next)
@@ -1523,13 +1575,11 @@ static int sq_txn(void *b, const ustate_op *ops, size_t n,
 			g->rc = txn_alone(q, g->ops, g->n, g->res, g->flags);
 		else if (rc == 0)
 			txn_group(q, g);
-		end = mono_ns();
+		/* Unless the commit's hook did (no commit, or no write). */
+		hold_over(q);
 		if (q->foreign)
-			others_committed(q, end);
-		/* Set before the turn is given: the next one keeps it. */
-		end = pace(q, start, end);
-		if (end)
-			ustate_turns_pause(q->turns, end);
+			others_committed(q, mono_ns());
+		end = q->gap_end;
 		writer_unlock(q);
 
 		pthread_mutex_lock(&q->glock);
@@ -2440,6 +2490,8 @@ int ustate_sqlite_backend_open(void **b, const struct ustate_backend_ops **ops,
 	 * writer (see pace()); it never takes a turn.
 	 */
 	rc = ustate_turns_open(&q->turns, q->path, !opts->read_only);
+	if (rc == 0 && !opts->read_only)
+		sqlite3_wal_hook(q->writer->db, wal_hook, q);
 	if (rc < 0 && !opts->read_only)
 		ustate_log(&q->opts, LOG_DEBUG,
 			   "%s: no turns between processes: %s", q->path,
