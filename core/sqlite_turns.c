@@ -56,10 +56,14 @@ struct turn_place {
 };
 
 struct turn_file {
-	uint32_t next;	   /* the next ticket handed out */
-	uint32_t serving;  /* the ticket whose turn it is; a futex */
-	uint32_t sleepers; /* waiters asleep on serving */
-	uint32_t pad;
+	uint32_t next;	  /* the next ticket handed out */
+	uint32_t serving; /* the ticket whose turn it is; a futex */
+	/*
+	 * Places asleep on serving, a bit each: one killed asleep leaves its
+	 * bit, cleared when its ticket is skipped or its place taken again,
+	 * so that a crash costs no wakeup call for ever after.
+	 */
+	uint64_t asleep;
 	uint64_t free_until; /* CLOCK_MONOTONIC ns: no turn starts before */
 	uint32_t pad2[10];
 	struct turn_place place[TURN_PLACES];
@@ -171,6 +175,7 @@ int ustate_turns_open(struct ustate_turns **out, const char *db, bool create)
 	t->me = i - 1;
 	/* A dead owner's claim may be left: it is ours now. */
 	__atomic_store_n(&t->f->place[t->me].claim, 0, __ATOMIC_SEQ_CST);
+	__atomic_fetch_and(&t->f->asleep, ~(1ull << t->me), __ATOMIC_SEQ_CST);
 	__atomic_store_n(&t->f->place[t->me].pid, (uint32_t)getpid(),
 			 __ATOMIC_SEQ_CST);
 	*out = t;
@@ -197,7 +202,7 @@ void ustate_turns_close(struct ustate_turns *t)
 
 static void wake_all(struct turn_file *f)
 {
-	if (__atomic_load_n(&f->sleepers, __ATOMIC_SEQ_CST))
+	if (__atomic_load_n(&f->asleep, __ATOMIC_SEQ_CST))
 		syscall(SYS_futex, &f->serving, FUTEX_WAKE, INT_MAX, NULL, NULL,
 			0);
 }
@@ -225,8 +230,11 @@ static void look(struct ustate_turns *t, uint32_t s, unsigned *unclaimed)
 						  __ATOMIC_SEQ_CST) != want)
 			continue;
 		*unclaimed = 0;
-		if (!place_alive(t, i))
+		if (!place_alive(t, i)) {
+			__atomic_fetch_and(&t->f->asleep, ~(1ull << i),
+					   __ATOMIC_SEQ_CST);
 			skip(t->f, s);
+		}
 		return;
 	}
 	if (++*unclaimed >= 2) {
@@ -269,11 +277,11 @@ int ustate_turn_take(struct ustate_turns *t, unsigned timeout_ms)
 							: TURN_LOOK_MS;
 			ts.tv_sec = 0;
 			ts.tv_nsec = wait * 1000000;
-			__atomic_fetch_add(&t->f->sleepers, 1,
-					   __ATOMIC_SEQ_CST);
+			__atomic_fetch_or(&t->f->asleep, 1ull << t->me,
+					  __ATOMIC_SEQ_CST);
 			syscall(SYS_futex, &t->f->serving, FUTEX_WAIT, s, &ts,
 				NULL, 0);
-			__atomic_fetch_sub(&t->f->sleepers, 1,
+			__atomic_fetch_and(&t->f->asleep, ~(1ull << t->me),
 					   __ATOMIC_SEQ_CST);
 			if (__atomic_load_n(&t->f->serving, __ATOMIC_SEQ_CST) ==
 			    s) {

@@ -33,19 +33,25 @@
 static char dir[] = "/tmp/ustate-turns.XXXXXX";
 static char db[64];
 
-/* The ticket dispenser, the file's first word: how many were asked. */
-static uint32_t asked(void)
+/* A word of the lock file at off, of size bytes (4 or 8). */
+static uint64_t word(off_t off, size_t size)
 {
+	uint64_t v = 0;
 	char path[80];
-	uint32_t next = 0;
 	int fd;
 
 	snprintf(path, sizeof(path), "%s-ulock", db);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	assert_true(fd >= 0);
-	assert_int_equal(pread(fd, &next, sizeof(next), 0), sizeof(next));
+	assert_int_equal(pread(fd, &v, size, off), size);
 	close(fd);
-	return next;
+	return v;
+}
+
+/* The ticket dispenser, the file's first word: how many were asked. */
+static uint32_t asked(void)
+{
+	return (uint32_t)word(0, 4);
 }
 
 /* Wait, at most 10 s, until n tickets were asked for. */
@@ -195,6 +201,8 @@ static void test_waiter_killed(void **state)
 	ustate_turn_give(holder);
 	pthread_join(th, NULL);
 	assert_int_equal(k.rc, 0);
+	/* Nobody asleep, the killed child's mark too: no wakeup calls. */
+	assert_int_equal(word(8, 8), 0);
 	ustate_turns_close(k.t);
 	ustate_turns_close(holder);
 }
