@@ -23,6 +23,11 @@
  * Connections: one writer, guarded by a mutex, and a pool of readers (WAL
  * lets them read while the writer commits). Every statement is prepared
  * once per connection; no SQLite code leaves this file (sq_errno()).
+ *
+ * Processes: the writer takes turns with those of other libustate
+ * processes on the same file (sqlite_turns.c), from its BEGIN to the end
+ * of its COMMIT (the WAL hook), and leaves pauses for programs outside
+ * libustate while one has the file open (pace()).
  */
 #include <errno.h>
 #include <fcntl.h>

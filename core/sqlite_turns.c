@@ -24,6 +24,12 @@
  * not given within the caller's timeout is given up, and the caller
  * writes under SQLite's lock alone.
  *
+ * The file also keeps the end of a pause that a member leaves for writers
+ * outside the queue (free_until, see ustate_turns_pause()): whoever takes
+ * the next turn keeps it too, so that members do not fill each other's.
+ * And there is ustate_turns_foreign(), which tells whether such a writer
+ * is there at all.
+ *
  * All of the file starts as zeros, a valid empty queue: two processes
  * that create it at once need no initialisation to agree on.
  */
