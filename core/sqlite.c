@@ -711,7 +711,6 @@ static void held_from(struct sq *q)
  */
 static void hold_over(struct sq *q)
 {
-	q->gap_end = 0;
 	if (q->holding) {
 		q->holding = false;
 		q->gap_end = pace(q, q->hold_start, mono_ns());
@@ -1572,6 +1571,7 @@ static int sq_txn(void *b, const ustate_op *ops, size_t n,
 		writer_lock(q);
 		q->hold_start = mono_ns();
 		q->holding = true;
+		q->gap_end = 0;
 		/* A database moved or replaced underneath takes no writes. */
 		rc = file_check(q->writer);
 		for (r = g; rc < 0 && r; r = r->next)
@@ -1580,7 +1580,8 @@ static int sq_txn(void *b, const ustate_op *ops, size_t n,
 			g->rc = txn_alone(q, g->ops, g->n, g->res, g->flags);
 		else if (rc == 0)
 			txn_group(q, g);
-		/* Unless the commit's hook did (no commit, or no write). */
+		/* Unless the commit's hook did (no commit, or no write);
+		 * a second call keeps the pause the first one set. */
 		hold_over(q);
 		if (q->foreign)
 			others_committed(q, mono_ns());
