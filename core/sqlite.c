@@ -52,12 +52,14 @@
  * Pauses for writers outside libustate (see pace()): while one has the
  * file open, the write lock is left free GAP_WATCH times as long as it was
  * held (a fifth of the time), GAP_SERVE times (a third) for SERVE_NS after
- * a commit of another connection was seen, at most GAP_MAX_NS at once;
+ * a commit of another connection was seen, at least GAP_MIN_NS (shorter
+ * pauses add up until they reach it) and at most GAP_MAX_NS at once;
  * whether one has the file open is looked up every LOOK_NS at most.
  */
 #define GAP_WATCH 0.25
 #define GAP_SERVE 0.5
 #define SERVE_NS 1000000000ull
+#define GAP_MIN_NS 1000000ull
 #define GAP_MAX_NS 100000000ull
 #define LOOK_NS 100000000ull
 #define WAL_CHECKPOINT_PAGES 1000 /* SQLite's default autocheckpoint */
@@ -364,6 +366,8 @@ struct sq {
 	uint64_t hold_start;  /* ns: since when, under wlock */
 	uint64_t gap_end;     /* ns: its pause ends, under wlock */
 	uint64_t served;      /* ns: another's last commit seen, under wlock */
+	uint64_t owed;	      /* ns: pause not yet left, under wlock */
+	uint64_t last_end;    /* ns: the last hold's end, under wlock */
 };
 
 /*
@@ -680,17 +684,32 @@ static void others_committed(struct sq *q, uint64_t now)
  */
 static uint64_t pace(struct sq *q, uint64_t start, uint64_t end)
 {
-	uint64_t gap;
+	uint64_t gap, idle;
 
 	if (end - q->looked >= LOOK_NS) {
 		q->looked = end;
 		q->foreign = ustate_turns_foreign(q->turns, q->shm_path);
 	}
-	if (!q->foreign)
+	if (!q->foreign) {
+		q->owed = q->last_end = 0;
 		return 0;
-	gap = (uint64_t)((double)(end - start) *
-			 (end - q->served < SERVE_NS ? GAP_SERVE : GAP_WATCH));
-	return end + (gap < GAP_MAX_NS ? gap : GAP_MAX_NS);
+	}
+	/*
+	 * The pause owed builds up over short holds (a sleep of a few
+	 * microseconds lasts far longer than asked), and time the lock was
+	 * free anyway pays it off.
+	 */
+	idle = q->last_end && start > q->last_end ? start - q->last_end : 0;
+	q->owed = q->owed > idle ? q->owed - idle : 0;
+	q->owed += (uint64_t)((double)(end - start) *
+			      (end - q->served < SERVE_NS ? GAP_SERVE
+							  : GAP_WATCH));
+	q->last_end = end;
+	if (q->owed < GAP_MIN_NS)
+		return 0;
+	gap = q->owed < GAP_MAX_NS ? q->owed : GAP_MAX_NS;
+	q->owed = 0;
+	return end + gap;
 }
 
 /*
