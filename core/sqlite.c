@@ -29,6 +29,11 @@
  * Connections: one writer, guarded by a mutex, and a pool of readers (WAL
  * lets them read while the writer commits). Every statement is prepared
  * once per connection; no SQLite code leaves this file (sq_errno()).
+ *
+ * Processes: the writer takes turns with those of other libustate
+ * processes on the same file (sqlite_turns.c), from its BEGIN to the end
+ * of its COMMIT (the WAL hook), and leaves pauses for programs outside
+ * libustate while one has the file open (pace()).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -39,13 +44,31 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "backend_i.h"
+#include "sqlite_turns_i.h"
 
 #define SEQ_BITS 20 /* changes one revision may hold: 2^20 */
 #define BUSY_TIMEOUT_MS 5000
+
+/*
+ * Pauses for writers outside libustate (see pace()): while one has the
+ * file open, the write lock is left free GAP_WATCH times as long as it was
+ * held (a fifth of the time), GAP_SERVE times (a third) for SERVE_NS after
+ * a commit of another connection was seen, at least GAP_MIN_NS (shorter
+ * pauses add up until they reach it) and at most GAP_MAX_NS at once;
+ * whether one has the file open is looked up every LOOK_NS at most.
+ */
+#define GAP_WATCH 0.25
+#define GAP_SERVE 0.5
+#define SERVE_NS 1000000000ull
+#define GAP_MIN_NS 1000000ull
+#define GAP_MAX_NS 100000000ull
+#define LOOK_NS 100000000ull
+#define WAL_CHECKPOINT_PAGES 1000 /* SQLite's default autocheckpoint */
 
 enum {
 	ST_GET,
@@ -96,6 +119,7 @@ enum {
 	ST_LEASE_NEXT,
 	ST_LEASE_DEL_KEYS,
 	ST_LEASE_DROP,
+	ST_DATA_VERSION,
 	ST_COUNT
 };
 
@@ -175,6 +199,8 @@ static const char *const sql_text[ST_COUNT] = {
 			"EXISTS (SELECT 1 FROM ustate_dirs)",
 	/* The rows that follow join the revision of the current one. */
 	[ST_PENDING_SET] = "UPDATE ustate_state SET pending = 1",
+	/* Changes when another connection commits (see pace()). */
+	[ST_DATA_VERSION] = "PRAGMA data_version",
 	[ST_REVISION_BACK] = "UPDATE ustate_state SET revision = revision - 1",
 	/* A row is written only when it differs, so it may change nothing. */
 	[ST_RESTORE_PUT] =
@@ -430,6 +456,20 @@ struct sq {
 	ino_t ino;
 	bool has_meta;	 /* ustate_meta exists; atomic */
 	bool has_leases; /* the lease tables exist; set at open */
+	/* Turns between processes; NULL: SQLite's busy handler alone. */
+	struct ustate_turns *turns; /* taken under wlock */
+	char *shm_path;	      /* the -shm that SQLite's connections lock */
+	uint64_t gap_until;   /* ns: no group before; protected by glock */
+	uint64_t looked;      /* ns: the last look, protected by leading */
+	bool foreign;	      /* an outside process has the file open,
+				 protected by leading */
+	int64_t data_version; /* protected by wlock */
+	bool holding;	      /* a group holds the turn, under wlock */
+	uint64_t hold_start;  /* ns: since when, under wlock */
+	uint64_t gap_end;     /* ns: its pause ends, under wlock */
+	uint64_t served;      /* ns: another's last commit seen, under wlock */
+	uint64_t owed;	      /* ns: pause not yet left, under wlock */
+	uint64_t last_end;    /* ns: the last hold's end, under wlock */
 };
 
 /*
@@ -700,6 +740,137 @@ static int file_create(const char *path)
 	return stat(path, &st) < 0 ? -errno : 0;
 }
 
+/*
+ * Take the write side: wlock, then the turn of this process among those
+ * that write the file. A turn not given in time is done without: SQLite's
+ * lock still excludes, and its busy handler decides.
+ */
+static void writer_lock(struct sq *q)
+{
+	pthread_mutex_lock(&q->wlock);
+	ustate_turn_take(q->turns, BUSY_TIMEOUT_MS);
+}
+
+static void writer_unlock(struct sq *q)
+{
+	ustate_turn_give(q->turns);
+	pthread_mutex_unlock(&q->wlock);
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/*
+ * Note, at now (ns), whether a connection other than the writer committed
+ * since the last call (PRAGMA data_version moved). Under wlock.
+ */
+static void others_committed(struct sq *q, uint64_t now)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t v;
+
+	if (stmt(q->writer, ST_DATA_VERSION, &st) < 0)
+		return;
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		v = sqlite3_column_int64(st, 0);
+		if (v != q->data_version)
+			q->served = now;
+		q->data_version = v;
+	}
+	done(st);
+}
+
+/*
+ * When the next group may start, after one that held the write lock from
+ * start to end (ns). The turns serve libustate processes; a writer outside
+ * them (the sqlite3 shell, the Rust crate) only polls, between sleeps of
+ * up to 100 ms, and gets in when a poll finds the lock free. While such a
+ * process has the file open, the lock is left free a fifth of the time:
+ * each poll finds it free with odds of one in five whatever the load (a
+ * first write waits 1 s with odds of 1.4%, 5 s with odds of 2 in a
+ * million); for a second after another connection's commit was seen
+ * (the writer is at work), a third of the time (the rest of its writes
+ * wait 1 s with odds of 1 in 2,000). Nobody else there, groups follow
+ * each other at once. Leader only.
+ */
+static uint64_t pace(struct sq *q, uint64_t start, uint64_t end)
+{
+	uint64_t gap, idle;
+
+	if (end - q->looked >= LOOK_NS) {
+		q->looked = end;
+		q->foreign = ustate_turns_foreign(q->turns, q->shm_path);
+	}
+	if (!q->foreign) {
+		q->owed = q->last_end = 0;
+		return 0;
+	}
+	/*
+	 * The pause owed builds up over short holds (a sleep of a few
+	 * microseconds lasts far longer than asked), and time the lock was
+	 * free anyway pays it off.
+	 */
+	idle = q->last_end && start > q->last_end ? start - q->last_end : 0;
+	q->owed = q->owed > idle ? q->owed - idle : 0;
+	q->owed += (uint64_t)((double)(end - start) *
+			      (end - q->served < SERVE_NS ? GAP_SERVE
+							  : GAP_WATCH));
+	q->last_end = end;
+	if (q->owed < GAP_MIN_NS)
+		return 0;
+	gap = q->owed < GAP_MAX_NS ? q->owed : GAP_MAX_NS;
+	q->owed = 0;
+	return end + gap;
+}
+
+/*
+ * A group's BEGIN IMMEDIATE got SQLite's lock: its hold starts now, not
+ * while its busy handler waited for another process's (the pause after
+ * it is for the time we held the lock). Under wlock.
+ */
+static void held_from(struct sq *q)
+{
+	if (q->holding && q->foreign)
+		q->hold_start = mono_ns();
+}
+
+/*
+ * The write lock of a group is free again: set the pause that follows it
+ * (for every member of the queue, so before the turn goes) and give the
+ * turn. Under wlock.
+ */
+static void hold_over(struct sq *q)
+{
+	if (q->holding) {
+		q->holding = false;
+		q->gap_end = pace(q, q->hold_start, mono_ns());
+		if (q->gap_end)
+			ustate_turns_pause(q->turns, q->gap_end);
+	}
+	ustate_turn_give(q->turns);
+}
+
+/*
+ * The writer's WAL hook, run once a commit has released SQLite's write
+ * lock: the turn goes at once, and this connection checkpoints (as
+ * SQLite's own hook does at 1000 pages, which ours replaces) after it,
+ * while the next in turn writes; a checkpoint copies pages and syncs the
+ * file, and took every other process's turn with it otherwise.
+ */
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
+{
+	hold_over(arg);
+	if (pages >= WAL_CHECKPOINT_PAGES)
+		sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE,
+					  NULL, NULL);
+	return SQLITE_OK;
+}
+
 static struct conn *reader_get(struct sq *q, int *rc)
 {
 	struct conn *c;
@@ -762,6 +933,8 @@ static void sq_close(void *b)
 		sqlite3_exec(q->writer->db, "PRAGMA wal_checkpoint(TRUNCATE)",
 			     NULL, NULL, NULL);
 	conn_close(q->writer);
+	ustate_turns_close(q->turns);
+	free(q->shm_path);
 	pthread_mutex_destroy(&q->wlock);
 	pthread_mutex_destroy(&q->plock);
 	pthread_mutex_destroy(&q->glock);
@@ -1481,6 +1654,7 @@ static int txn_alone(struct sq *q, const ustate_op *ops, size_t n,
 	rc = exec1(c, ST_BEGIN);
 	if (rc < 0)
 		return rc;
+	held_from(q);
 	rc = txn_apply(q, c, ops, n, res, true);
 	if (rc == 0)
 		rc = exec1(c, ST_COMMIT);
@@ -1509,6 +1683,8 @@ static void txn_group(struct sq *q, struct group_req *g)
 	int rc;
 
 	rc = exec1(c, ST_BEGIN);
+	if (rc == 0)
+		held_from(q);
 	for (r = g; rc == 0 && r; r = r->next) {
 		sp = !one_statement(r->ops, r->n);
 		r->rc = sp ? exec1(c, ST_SAVEPOINT) : 0;
@@ -1572,6 +1748,7 @@ static int sq_txn(void *b, const ustate_op *ops, size_t n,
 	struct group_req me = {ops, n,	   res,	 flags,
 			       0,   false, NULL, PTHREAD_COND_INITIALIZER};
 	struct group_req *g, *r, *next;
+	uint64_t end, now;
 	struct sq *q = b;
 	size_t i;
 	int rc;
@@ -1585,6 +1762,13 @@ static int sq_txn(void *b, const ustate_op *ops, size_t n,
 			continue;
 		}
 		q->leading = true;
+		/* A pause left for outside writers (pace()). */
+		now = q->gap_until ? mono_ns() : 0;
+		if (now < q->gap_until) {
+			pthread_mutex_unlock(&q->glock);
+			usleep((q->gap_until - now) / 1000 + 1);
+			pthread_mutex_lock(&q->glock);
+		}
 		g = q->queue;
 		for (r = g, i = 1; r->next && i < GROUP_MAX; r = r->next)
 			i++;
@@ -1594,7 +1778,10 @@ static int sq_txn(void *b, const ustate_op *ops, size_t n,
 		r->next = NULL;
 		pthread_mutex_unlock(&q->glock);
 
-		pthread_mutex_lock(&q->wlock);
+		writer_lock(q);
+		q->hold_start = mono_ns();
+		q->holding = true;
+		q->gap_end = 0;
 		/* A database moved or replaced underneath takes no writes. */
 		rc = file_check(q->writer);
 		for (r = g; rc < 0 && r; r = r->next)
@@ -1603,9 +1790,16 @@ static int sq_txn(void *b, const ustate_op *ops, size_t n,
 			g->rc = txn_alone(q, g->ops, g->n, g->res, g->flags);
 		else if (rc == 0)
 			txn_group(q, g);
-		pthread_mutex_unlock(&q->wlock);
+		/* Unless the commit's hook did (no commit, or no write);
+		 * a second call keeps the pause the first one set. */
+		hold_over(q);
+		if (q->foreign)
+			others_committed(q, mono_ns());
+		end = q->gap_end;
+		writer_unlock(q);
 
 		pthread_mutex_lock(&q->glock);
+		q->gap_until = end;
 		for (r = g; r; r = next) {
 			/* Once done, r may return and leave the stack. */
 			next = r->next;
@@ -1944,7 +2138,7 @@ static int sq_restore(void *b, ustate_import_fn next, void *arg, unsigned flags,
 	struct restore r = {.res = res};
 	int rc;
 
-	pthread_mutex_lock(&q->wlock);
+	writer_lock(q);
 	r.c = q->writer;
 	rc = exec1(r.c, ST_BEGIN);
 	if (rc < 0)
@@ -1958,7 +2152,7 @@ static int sq_restore(void *b, ustate_import_fn next, void *arg, unsigned flags,
 	if (rc < 0 && !sqlite3_get_autocommit(r.c->db))
 		exec1(r.c, ST_ROLLBACK);
 out:
-	pthread_mutex_unlock(&q->wlock);
+	writer_unlock(q);
 	return rc;
 }
 
@@ -2344,7 +2538,7 @@ static int sq_compact(void *b, uint64_t revision, uint64_t *removed)
 	struct conn *c;
 	int rc;
 
-	pthread_mutex_lock(&q->wlock);
+	writer_lock(q);
 	c = q->writer;
 	rc = exec1(c, ST_BEGIN);
 	if (rc < 0)
@@ -2361,7 +2555,7 @@ static int sq_compact(void *b, uint64_t revision, uint64_t *removed)
 	if (rc == 0 && removed)
 		*removed = n;
 out:
-	pthread_mutex_unlock(&q->wlock);
+	writer_unlock(q);
 	return rc;
 }
 
@@ -2890,6 +3084,25 @@ int ustate_sqlite_backend_open(void **b, const struct ustate_backend_ops **ops,
 	}
 	if (rc < 0)
 		goto fail;
+	if (asprintf(&q->shm_path, "%s-shm", q->path) < 0) {
+		q->shm_path = NULL;
+		rc = -ENOMEM;
+		goto fail;
+	}
+	/*
+	 * Without turns (a full queue, a read-only folder), writes are
+	 * ordered by SQLite's busy handler alone, as before. A read-only
+	 * store joins an existing queue only to be known as no outside
+	 * writer (see pace()); it never takes a turn.
+	 */
+	rc = ustate_turns_open(&q->turns, q->path, !opts->read_only);
+	if (rc == 0 && !opts->read_only)
+		sqlite3_wal_hook(q->writer->db, wal_hook, q);
+	if (rc < 0 && !opts->read_only)
+		ustate_log(&q->opts, LOG_DEBUG,
+			   "%s: no turns between processes: %s", q->path,
+			   strerror(-rc));
+	q->looked = mono_ns();
 	*b = q;
 	*ops = &sqlite_ops;
 	return 0;

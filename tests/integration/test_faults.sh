@@ -83,7 +83,7 @@ check "... the key holds the old value or the failed one, whole" 1 \
 # -- the database file deleted under the mount --
 mount_fs "$T/del.db" "$M"
 put "$M/a" 10 >/dev/null
-rm "$T/del.db" "$T/del.db-wal" "$T/del.db-shm"
+rm "$T/del.db" "$T/del.db-wal" "$T/del.db-shm" "$T/del.db-ulock"
 check "the database deleted: close() fails" "close EIO" "$(put "$M/a" 20)"
 check "... a new file too" "close EIO" "$(put "$M/b" 20)"
 check "... a .txn commit" EIO "$(txn)"
