@@ -352,14 +352,15 @@ struct view_state {
  */
 int view_load(uint64_t *first, uint64_t *last);
 void view_clear(void);
-int view_apply(ustate_event_type type, const char *key, uint64_t rev);
+int view_apply(ustate_event_type type, const char *key);
 /*
  * Read the store again (between revisions *first and *last) and give fn
- * each change that takes the view to it, in an order that can be replayed
- * (directories made, keys made, changed, deleted, directories dropped);
- * the view itself is left as it was, for the replay to apply them.
+ * each change that takes the view, as of revision since, to it, in an
+ * order that can be replayed (directories made, keys made, keys changed
+ * after since, keys deleted, directories dropped); the view itself is
+ * left as it was, for the replay to apply them.
  */
-int view_resync(uint64_t *first, uint64_t *last,
+int view_resync(uint64_t since, uint64_t *first, uint64_t *last,
 		void (*fn)(void *arg, ustate_event_type type, const char *path),
 		void *arg);
 void view_state(const char *path, struct view_state *st);

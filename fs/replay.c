@@ -618,7 +618,7 @@ static void replay_one(const struct change *c)
 	value_path(c->key, vpath);
 	view_state(c->key, &was);
 	appearing(anc, n, &first, valued);
-	view_apply(c->type, c->key, c->revision);
+	view_apply(c->type, c->key);
 	view_state(c->key, &is);
 	/*
 	 * The store may be changes ahead: the replayer sees every ancestor
@@ -1011,7 +1011,7 @@ static void replay_batch(struct change **b, size_t n, bool silent)
 	}
 	for (i = 0; i < n; i++) {
 		if (b[i]->own) {
-			view_apply(b[i]->type, b[i]->key, b[i]->revision);
+			view_apply(b[i]->type, b[i]->key);
 			continue;
 		}
 		for (p = NULL, j = 0; j < nren && !p; j++)
@@ -1023,7 +1023,7 @@ static void replay_batch(struct change **b, size_t n, bool silent)
 			p->ok = replay_rename(p, b, n, b[i]->revision);
 		}
 		if (p && p->ok)
-			view_apply(b[i]->type, b[i]->key, b[i]->revision);
+			view_apply(b[i]->type, b[i]->key);
 		else
 			replay_one(b[i]);
 	}
@@ -1401,17 +1401,22 @@ static void resync_add(void *arg, ustate_event_type type, const char *path)
  * it had not read, or the history was trimmed): read the store again and
  * replay what differs from the view as one change, so that watchers see
  * the net difference (a key changed twice meanwhile: one update with its
- * last value; deleted: one delete), and follow from there.
+ * last value; deleted: one delete), and follow from there. A key changed
+ * is one whose mod revision is past the last revision replayed.
  */
 static void resync(uint64_t *first)
 {
 	struct resync r = {0};
+	uint64_t since;
 	size_t i;
 	int rc;
 
 	own_clear();
 	r.rev = ~0ull; /* set below, before any change is replayed */
-	rc = view_resync(first, &silent_until, resync_add, &r);
+	pthread_mutex_lock(&q_lock);
+	since = q_done;
+	pthread_mutex_unlock(&q_lock);
+	rc = view_resync(since, first, &silent_until, resync_add, &r);
 	if (rc < 0 || r.failed) {
 		log_msg(LOG_ERR, "replay: cannot read the store again: %s",
 			ustate_strerror(rc < 0 ? rc : -ENOMEM));

@@ -27,7 +27,7 @@ struct ventry {
 	char *path;
 	uint32_t nchild; /* names directly below that exist */
 	uint8_t flags;	 /* V_VALUE, V_RECORD */
-	uint64_t rev;	 /* V_VALUE: the revision of its last change */
+	uint64_t rev;	 /* V_VALUE, in a resync's table: its mod revision */
 	struct ventry *next;
 	struct ventry *next_all; /* a trial's entries, in order of touch */
 };
@@ -239,16 +239,9 @@ static void table_free(struct table *t)
 	t->tail = &t->all;
 }
 
-int view_apply(ustate_event_type type, const char *key, uint64_t rev)
+int view_apply(ustate_event_type type, const char *key)
 {
-	struct ventry *e;
-	int rc = apply(&view, type, key);
-
-	if (rc == 0 &&
-	    (type == USTATE_EVENT_CREATED || type == USTATE_EVENT_UPDATED) &&
-	    (e = find(&view, key)))
-		e->rev = rev;
-	return rc;
+	return apply(&view, type, key);
 }
 
 void view_state(const char *path, struct view_state *st)
@@ -277,8 +270,12 @@ static int load_record(void *arg, const ustate_record *r)
 	return rc;
 }
 
-/* The store into t, between revisions *first and *last. */
-static int load(struct table *t, uint64_t *first, uint64_t *last)
+/*
+ * The store into t, with each key's mod revision (an export: it reads
+ * the values too, so only a resync does it), between revisions *first
+ * and *last.
+ */
+static int load_revs(struct table *t, uint64_t *first, uint64_t *last)
 {
 	unsigned flags;
 	int rc;
@@ -295,8 +292,29 @@ static int load(struct table *t, uint64_t *first, uint64_t *last)
 
 int view_load(uint64_t *first, uint64_t *last)
 {
+	char **keys = NULL, **dirs = NULL;
+	size_t nkeys = 0, ndirs = 0, i;
+	unsigned flags;
+	int rc;
+
 	view_clear();
-	return load(&view, first, last);
+	rc = ustate_node_get(fs.store, "/", &flags, first, NULL);
+	if (rc == 0)
+		rc = ustate_list(fs.store, "/", &keys, &nkeys);
+	if (rc == 0)
+		rc = ustate_list_dirs(fs.store, "/", &dirs, &ndirs);
+	for (i = 0; rc == 0 && i < nkeys; i++)
+		rc = set_flag(&view, keys[i], V_VALUE, true);
+	for (i = 0; rc == 0 && i < ndirs; i++)
+		if (strcmp(dirs[i], "/"))
+			rc = set_flag(&view, dirs[i], V_RECORD, true);
+	if (rc == 0)
+		rc = ustate_node_get(fs.store, "/", &flags, last, NULL);
+	ustate_list_free(keys, nkeys);
+	ustate_list_free(dirs, ndirs);
+	if (rc < 0)
+		view_clear();
+	return rc;
 }
 
 struct diff {
@@ -332,9 +350,12 @@ static int diff_add(struct diff *d, const char *path, uint8_t kind)
 	return 0;
 }
 
-/* Differences of a's entries against b's: made, changed; or gone. */
+/*
+ * Differences of a's entries against b's: made, or changed after since
+ * (a's revisions); or, with gone, what of a is gone from b.
+ */
 static int diff_table(struct diff *d, const struct table *a,
-		      const struct table *b, bool gone)
+		      const struct table *b, bool gone, uint64_t since)
 {
 	const struct ventry *e, *o;
 	size_t i;
@@ -352,7 +373,7 @@ static int diff_table(struct diff *d, const struct table *a,
 			if (!(o && (o->flags & V_VALUE)))
 				rc = diff_add(d, e->path,
 					      gone ? D_GONE : D_MADE);
-			else if (!gone && o->rev != e->rev)
+			else if (!gone && e->rev > since)
 				rc = diff_add(d, e->path, D_CHANGED);
 		}
 	return rc;
@@ -375,7 +396,7 @@ static int diff_cmp(const void *x, const void *y)
 	return sorting->kind[i] >= D_GONE ? -c : c;
 }
 
-int view_resync(uint64_t *first, uint64_t *last,
+int view_resync(uint64_t since, uint64_t *first, uint64_t *last,
 		void (*fn)(void *arg, ustate_event_type type, const char *path),
 		void *arg)
 {
@@ -391,11 +412,11 @@ int view_resync(uint64_t *first, uint64_t *last,
 	size_t *order = NULL, i;
 	int rc;
 
-	rc = load(&fresh, first, last);
+	rc = load_revs(&fresh, first, last);
 	if (rc == 0)
-		rc = diff_table(&d, &fresh, &view, false);
+		rc = diff_table(&d, &fresh, &view, false, since);
 	if (rc == 0)
-		rc = diff_table(&d, &view, &fresh, true);
+		rc = diff_table(&d, &view, &fresh, true, since);
 	if (rc == 0 && d.n && !(order = malloc(d.n * sizeof(*order))))
 		rc = -ENOMEM;
 	if (rc == 0) {
