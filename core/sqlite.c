@@ -448,6 +448,8 @@ struct sq {
 	struct conn *writer; /* protected by wlock */
 	pthread_mutex_t plock;
 	struct conn *readers; /* free readers, protected by plock */
+	pthread_cond_t pcond; /* a reader came back to the pool */
+	unsigned nreaders;    /* readers opened, protected by plock */
 	unsigned lone_writes; /* protected by wlock */
 	pthread_mutex_t glock;
 	struct group_req *queue, **qtail; /* waiting, protected by glock */
@@ -871,8 +873,15 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
 	return SQLITE_OK;
 }
 
+/*
+ * A free reader, or a new one. When the database file was deleted or
+ * replaced, no new reader may open (conn_open()), but the store still
+ * answers from the file it opened: the caller then waits (2 s at most)
+ * for a reader of the pool to come back.
+ */
 static struct conn *reader_get(struct sq *q, int *rc)
 {
+	struct timespec until;
 	struct conn *c;
 
 	pthread_mutex_lock(&q->plock);
@@ -881,8 +890,26 @@ static struct conn *reader_get(struct sq *q, int *rc)
 		q->readers = c->next;
 	pthread_mutex_unlock(&q->plock);
 	*rc = 0;
-	if (!c)
-		*rc = conn_open(q, &c);
+	if (c)
+		return c;
+	*rc = conn_open(q, &c);
+	pthread_mutex_lock(&q->plock);
+	if (*rc == 0) {
+		q->nreaders++;
+	} else if (*rc == -EIO && q->nreaders) {
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += 2;
+		while (!q->readers &&
+		       pthread_cond_timedwait(&q->pcond, &q->plock, &until) ==
+			       0)
+			;
+		c = q->readers;
+		if (c) {
+			q->readers = c->next;
+			*rc = 0;
+		}
+	}
+	pthread_mutex_unlock(&q->plock);
 	return c;
 }
 
@@ -891,6 +918,7 @@ static void reader_put(struct sq *q, struct conn *c)
 	pthread_mutex_lock(&q->plock);
 	c->next = q->readers;
 	q->readers = c;
+	pthread_cond_signal(&q->pcond);
 	pthread_mutex_unlock(&q->plock);
 }
 
@@ -937,6 +965,7 @@ static void sq_close(void *b)
 	free(q->shm_path);
 	pthread_mutex_destroy(&q->wlock);
 	pthread_mutex_destroy(&q->plock);
+	pthread_cond_destroy(&q->pcond);
 	pthread_mutex_destroy(&q->glock);
 	free(q->path);
 	free(q);
@@ -3033,6 +3062,7 @@ int ustate_sqlite_backend_open(void **b, const struct ustate_backend_ops **ops,
 	q->opts = *opts;
 	pthread_mutex_init(&q->wlock, NULL);
 	pthread_mutex_init(&q->plock, NULL);
+	pthread_cond_init(&q->pcond, NULL);
 	pthread_mutex_init(&q->glock, NULL);
 	q->qtail = &q->queue;
 	/*

@@ -89,6 +89,16 @@ check "... a new file too" "close EIO" "$(put "$M/b" 20)"
 check "... a .txn commit" EIO "$(txn)"
 check_err "... mkdir" "Input/output error" mkdir "$M/d"
 check "... the daemon still answers, from the store it opened" "10|1" "$(state "$M/a")"
+# More readers at once than the pool had: none may open the deleted file
+# anew, so they wait for the pool's (once they failed with EIO, at times).
+pids=()
+for i in $(seq 8); do
+	(for j in $(seq 5); do state "$M/a"; done > "$T/par.$i") &
+	pids+=($!)
+done
+wait "${pids[@]}"
+check "... to 8 readers at once" "40 10|1" \
+	"$(cat "$T"/par.* | wc -l) $(sort -u "$T"/par.*)"
 umount_fs "$M"
 check "... and unmounts cleanly" 0 "$(wait_for 5 _no_daemon; echo $?)"
 check "... without making a database again" "" "$(ls "$T"/del.db* 2>/dev/null)"
