@@ -103,7 +103,7 @@ static const char *const op_names[NOPS] = {"get", "set", "cas",
 static const char *const sent[NV][NOPS] = {
 	{"libustate", "libustate", "libustate", "libustate"},
 	{"1 range", "1 put", "Txn: cmp, put", "Txn: cmp, 3 puts"},
-	{"Txn: 2 ranges", "Txn: cmp, 3|3", "Txn: cmp, 2 ops",
+	{"Txn: 2 ranges", "Txn: cmp, 3 ops", "Txn: cmp, 2 ops",
 	 "Txn: cmp, 8 ops"},
 };
 
