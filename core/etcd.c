@@ -192,17 +192,17 @@ static json_t *op_range(json_t *key, json_t *end, bool keys_only,
 
 	if (!r || !key)
 		goto fail;
-	json_object_set_new(r, "key", key);
+	json_object_set_new_nocheck(r, "key", key);
 	key = NULL;
 	if (end)
-		json_object_set_new(r, "range_end", end);
+		json_object_set_new_nocheck(r, "range_end", end);
 	end = NULL;
 	if (keys_only)
-		json_object_set_new(r, "keys_only", json_true());
+		json_object_set_new_nocheck(r, "keys_only", json_true());
 	if (count_only)
-		json_object_set_new(r, "count_only", json_true());
+		json_object_set_new_nocheck(r, "count_only", json_true());
 	if (limit)
-		json_object_set_new(r, "limit", ustate_etcd_u64(limit));
+		json_object_set_new_nocheck(r, "limit", ustate_etcd_u64(limit));
 	return r;
 fail:
 	json_decref(key);
@@ -218,7 +218,7 @@ static json_t *wrap(const char *what, json_t *o)
 	if (!o)
 		return NULL;
 	w = json_object();
-	if (!w || json_object_set_new(w, what, o) < 0) {
+	if (!w || json_object_set_new_nocheck(w, what, o) < 0) {
 		json_decref(w);
 		return NULL;
 	}
@@ -239,8 +239,8 @@ static json_t *req_put(json_t *key, const void *val, size_t len)
 		json_decref(r);
 		return NULL;
 	}
-	json_object_set_new(r, "key", key);
-	json_object_set_new(r, "value", ustate_etcd_b64(val, len));
+	json_object_set_new_nocheck(r, "key", key);
+	json_object_set_new_nocheck(r, "value", ustate_etcd_b64(val, len));
 	return wrap("request_put", r);
 }
 
@@ -259,9 +259,9 @@ static json_t *req_del(json_t *key, json_t *end)
 		json_decref(r);
 		return NULL;
 	}
-	json_object_set_new(r, "key", key);
+	json_object_set_new_nocheck(r, "key", key);
 	if (end)
-		json_object_set_new(r, "range_end", end);
+		json_object_set_new_nocheck(r, "range_end", end);
 	return wrap("request_delete_range", r);
 }
 
@@ -277,16 +277,17 @@ static json_t *cmp(json_t *key, json_t *end, const char *target,
 		json_decref(c);
 		return NULL;
 	}
-	json_object_set_new(c, "key", key);
+	json_object_set_new_nocheck(c, "key", key);
 	if (end)
-		json_object_set_new(c, "range_end", end);
-	json_object_set_new(c, "target", json_string(target));
-	json_object_set_new(c, "result", json_string(result));
-	json_object_set_new(c,
-			    !strcmp(target, "VERSION")	? "version"
-			    : !strcmp(target, "CREATE") ? "create_revision"
-							: "mod_revision",
-			    ustate_etcd_u64(v));
+		json_object_set_new_nocheck(c, "range_end", end);
+	json_object_set_new_nocheck(c, "target", json_string_nocheck(target));
+	json_object_set_new_nocheck(c, "result", json_string_nocheck(result));
+	json_object_set_new_nocheck(c,
+				    !strcmp(target, "VERSION") ? "version"
+				    : !strcmp(target, "CREATE")
+					    ? "create_revision"
+					    : "mod_revision",
+				    ustate_etcd_u64(v));
 	return c;
 }
 
@@ -349,7 +350,7 @@ static int read_txn(struct etcd_backend *e, json_t *ops, json_t **out)
 		json_decref(ops);
 		return -ENOMEM;
 	}
-	json_object_set_new(req, "success", ops);
+	json_object_set_new_nocheck(req, "success", ops);
 	return call(e, "/v3/kv/txn", req, USTATE_ETCD_READ, out);
 }
 
@@ -549,7 +550,8 @@ static int walk_fetch(struct walk *w)
 	r = op_range(ustate_etcd_b64(w->start, w->slen),
 		     ustate_etcd_b64s(w->end), w->keys_only, false, lim);
 	if (r && w->rev)
-		json_object_set_new(r, "revision", ustate_etcd_u64(w->rev));
+		json_object_set_new_nocheck(r, "revision",
+					    ustate_etcd_u64(w->rev));
 	rc = call(w->e, "/v3/kv/range", r, USTATE_ETCD_READ, &resp);
 	if (rc < 0)
 		return rc;
@@ -1226,9 +1228,9 @@ static json_t *nested(json_t *compare, json_t *success, json_t *failure)
 		json_decref(failure);
 		return NULL;
 	}
-	json_object_set_new(t, "compare", compare);
-	json_object_set_new(t, "success", success);
-	json_object_set_new(t, "failure", failure);
+	json_object_set_new_nocheck(t, "compare", compare);
+	json_object_set_new_nocheck(t, "success", success);
+	json_object_set_new_nocheck(t, "failure", failure);
 	return wrap("request_txn", t);
 }
 
@@ -1262,8 +1264,8 @@ static json_t *req_put_prev(json_t *key, const char *v)
 	json_t *r = req_put_str(key, v);
 
 	if (r)
-		json_object_set_new(json_object_get(r, "request_put"),
-				    "prev_kv", json_true());
+		json_object_set_new_nocheck(json_object_get(r, "request_put"),
+					    "prev_kv", json_true());
 	return r;
 }
 
@@ -1504,23 +1506,31 @@ static int single_set_send(struct etcd_backend *e, const ustate_op *op,
 			   json_t **resp, bool *ok)
 {
 	json_t *req = json_object(), *c = json_array(), *s = json_array(),
-	       *f = json_array();
+	       *f = json_array(), *key, *put, *put_u;
 	char now[24];
 	int rc = 0;
 
 	snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
 	if (!req || !c || !s || !f)
 		rc = -ENOMEM;
-	rc |= add(c,
-		  cmp(jkey(e, 0, op->key, NULL), NULL, "VERSION", "EQUAL", 0));
-	rc |= add(s,
-		  req_put(jkey(e, 0, op->key, NULL), op->value, op->value_len));
-	rc |= add(s, req_put_str(jkey(e, 'k', op->key, "\tu"), now));
+	/*
+	 * Both branches put the same value and updated_at: one tree of each
+	 * in both arrays (jansson counts the references), so the value is
+	 * encoded, and the key built, once.
+	 */
+	key = jkey(e, 0, op->key, NULL);
+	put = req_put(json_incref(key), op->value, op->value_len);
+	put_u = req_put_str(jkey(e, 'k', op->key, "\tu"), now);
+	rc |= add(c, cmp(json_incref(key), NULL, "VERSION", "EQUAL", 0));
+	rc |= add(s, json_incref(put));
+	rc |= add(s, json_incref(put_u));
 	rc |= add(s, req_put_str(jkey(e, 'k', op->key, "\tc"), now));
-	rc |= add(f, req_range(jkey(e, 0, op->key, NULL), NULL, true));
-	rc |= add(f,
-		  req_put(jkey(e, 0, op->key, NULL), op->value, op->value_len));
-	rc |= add(f, req_put_str(jkey(e, 'k', op->key, "\tu"), now));
+	rc |= add(f, req_range(json_incref(key), NULL, true));
+	rc |= add(f, json_incref(put));
+	rc |= add(f, json_incref(put_u));
+	json_decref(key);
+	json_decref(put);
+	json_decref(put_u);
 	if (rc) {
 		json_decref(req);
 		json_decref(c);
@@ -1528,9 +1538,9 @@ static int single_set_send(struct etcd_backend *e, const ustate_op *op,
 		json_decref(f);
 		return -ENOMEM;
 	}
-	json_object_set_new(req, "compare", c);
-	json_object_set_new(req, "success", s);
-	json_object_set_new(req, "failure", f);
+	json_object_set_new_nocheck(req, "compare", c);
+	json_object_set_new_nocheck(req, "success", s);
+	json_object_set_new_nocheck(req, "failure", f);
 	rc = call(e, "/v3/kv/txn", req, 0, resp);
 	if (rc == 0)
 		*ok = json_is_true(json_object_get(*resp, "succeeded"));
@@ -1609,9 +1619,9 @@ static int txn_send(struct etcd_backend *e, struct plan *p, json_t **resp,
 	p->w_at = p->nest_at + json_array_size(nest);
 	json_array_extend(s, nest);
 	json_array_extend(s, w);
-	json_object_set_new(req, "compare", c);
-	json_object_set_new(req, "success", s);
-	json_object_set_new(req, "failure", f);
+	json_object_set_new_nocheck(req, "compare", c);
+	json_object_set_new_nocheck(req, "success", s);
+	json_object_set_new_nocheck(req, "failure", f);
 	c = s = f = NULL;
 	rc = call(e, "/v3/kv/txn", req, 0, resp);
 	req = NULL;
@@ -1938,11 +1948,12 @@ static void *stream_main(void *arg)
 		cr = json_object();
 		req = wrap("create_request", cr);
 		if (cr) {
-			json_object_set_new(cr, "key", jkey(e, 0, "/", NULL));
-			json_object_set_new(cr, "range_end",
-					    jend(e, 0, "/", NULL));
-			json_object_set_new(cr, "start_revision",
-					    ustate_etcd_u64(from));
+			json_object_set_new_nocheck(cr, "key",
+						    jkey(e, 0, "/", NULL));
+			json_object_set_new_nocheck(cr, "range_end",
+						    jend(e, 0, "/", NULL));
+			json_object_set_new_nocheck(cr, "start_revision",
+						    ustate_etcd_u64(from));
 		}
 		rc = req ? ustate_etcd_stream_run(e->st, ep, req, on_watch, e)
 			 : -ENOMEM;
@@ -2031,7 +2042,8 @@ static int still_kept(struct etcd_backend *e, uint64_t rev)
 
 	r = op_range(jkey(e, 'v', "/", NULL), NULL, true, true, 0);
 	if (r)
-		json_object_set_new(r, "revision", ustate_etcd_u64(rev));
+		json_object_set_new_nocheck(r, "revision",
+					    ustate_etcd_u64(rev));
 	rc = call(e, "/v3/kv/range", r, USTATE_ETCD_READ, &resp);
 	json_decref(resp);
 	/* A future revision (a watch from now) is no loss either. */

@@ -1000,15 +1000,19 @@ json_t *ustate_etcd_b64(const void *buf, size_t len)
 {
 	size_t n =
 		sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL);
+	char small[512], *s = small;
 	json_t *j;
-	char *s;
 
-	s = malloc(n);
-	if (!s)
-		return NULL;
+	/* Keys and short values (most of them) need no buffer of their own. */
+	if (n > sizeof(small)) {
+		s = malloc(n);
+		if (!s)
+			return NULL;
+	}
 	sodium_bin2base64(s, n, buf, len, sodium_base64_VARIANT_ORIGINAL);
 	j = json_stringn_nocheck(s, n - 1);
-	free(s);
+	if (s != small)
+		free(s);
 	return j;
 }
 
@@ -1058,5 +1062,5 @@ json_t *ustate_etcd_u64(uint64_t v)
 	char s[24];
 
 	snprintf(s, sizeof(s), "%llu", (unsigned long long)v);
-	return json_string(s);
+	return json_string_nocheck(s);
 }
