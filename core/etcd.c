@@ -127,35 +127,56 @@ static char *range_end(const char *k, size_t n)
 	return r;
 }
 
+#define KEY_TEXT_MAX (USTATE_KEY_MAX * 2 + 64)
+
+/* Append n bytes of s at *len in buf (KEY_TEXT_MAX), cut at its end. */
+static void key_add(char *buf, size_t *len, const char *s, size_t n)
+{
+	if (n > KEY_TEXT_MAX - 1 - *len)
+		n = KEY_TEXT_MAX - 1 - *len;
+	memcpy(buf + *len, s, n);
+	*len += n;
+}
+
+/*
+ * The text of an etcd key into buf (KEY_TEXT_MAX bytes), as ekey() with
+ * suffix appended, and its length. memcpy, not snprintf: this runs for
+ * each key of every request, and three snprintf calls cost more than
+ * the base64 encoding that follows.
+ */
+static size_t key_text(char *buf, const struct etcd_backend *e, char tag,
+		       const char *path, const char *suffix)
+{
+	char side[3] = {'/', '/', tag};
+	size_t n = 0;
+
+	key_add(buf, &n, e->prefix, e->plen);
+	if (tag)
+		key_add(buf, &n, side, sizeof(side));
+	key_add(buf, &n, path, strlen(path));
+	if (suffix)
+		key_add(buf, &n, suffix, strlen(suffix));
+	buf[n] = '\0';
+	return n;
+}
+
 /* JSON of an etcd key; tag as for ekey(); suffix appended ("/" or NULL). */
 static json_t *jkey(const struct etcd_backend *e, char tag, const char *path,
 		    const char *suffix)
 {
-	char buf[USTATE_KEY_MAX * 2 + 64];
-	size_t n = 0;
+	char buf[KEY_TEXT_MAX];
 
-	n += (size_t)snprintf(buf, sizeof(buf), "%s", e->prefix);
-	if (tag)
-		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "//%c", tag);
-	n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%s", path,
-			      suffix ? suffix : "");
-	return ustate_etcd_b64(buf, n);
+	return ustate_etcd_b64(buf, key_text(buf, e, tag, path, suffix));
 }
 
 /* JSON of the range end of all keys starting with tag, path, suffix. */
 static json_t *jend(const struct etcd_backend *e, char tag, const char *path,
 		    const char *suffix)
 {
-	char buf[USTATE_KEY_MAX * 2 + 64], *r;
-	size_t n = 0;
+	char buf[KEY_TEXT_MAX], *r;
 	json_t *j;
 
-	n += (size_t)snprintf(buf, sizeof(buf), "%s", e->prefix);
-	if (tag)
-		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "//%c", tag);
-	n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%s", path,
-			      suffix ? suffix : "");
-	r = range_end(buf, n);
+	r = range_end(buf, key_text(buf, e, tag, path, suffix));
 	if (!r)
 		return NULL;
 	j = ustate_etcd_b64s(r);
@@ -192,17 +213,17 @@ static json_t *op_range(json_t *key, json_t *end, bool keys_only,
 
 	if (!r || !key)
 		goto fail;
-	json_object_set_new(r, "key", key);
+	json_object_set_new_nocheck(r, "key", key);
 	key = NULL;
 	if (end)
-		json_object_set_new(r, "range_end", end);
+		json_object_set_new_nocheck(r, "range_end", end);
 	end = NULL;
 	if (keys_only)
-		json_object_set_new(r, "keys_only", json_true());
+		json_object_set_new_nocheck(r, "keys_only", json_true());
 	if (count_only)
-		json_object_set_new(r, "count_only", json_true());
+		json_object_set_new_nocheck(r, "count_only", json_true());
 	if (limit)
-		json_object_set_new(r, "limit", ustate_etcd_u64(limit));
+		json_object_set_new_nocheck(r, "limit", ustate_etcd_u64(limit));
 	return r;
 fail:
 	json_decref(key);
@@ -218,7 +239,7 @@ static json_t *wrap(const char *what, json_t *o)
 	if (!o)
 		return NULL;
 	w = json_object();
-	if (!w || json_object_set_new(w, what, o) < 0) {
+	if (!w || json_object_set_new_nocheck(w, what, o) < 0) {
 		json_decref(w);
 		return NULL;
 	}
@@ -230,18 +251,34 @@ static json_t *req_range(json_t *key, json_t *end, bool keys_only)
 	return wrap("request_range", op_range(key, end, keys_only, false, 0));
 }
 
-static json_t *req_put(json_t *key, const void *val, size_t len)
+/* A put of key with value b64, already encoded; takes both references. */
+static json_t *req_put_b64(json_t *key, json_t *b64)
 {
 	json_t *r = json_object();
 
-	if (!r || !key) {
+	if (!r || !key || !b64) {
 		json_decref(key);
+		json_decref(b64);
 		json_decref(r);
 		return NULL;
 	}
-	json_object_set_new(r, "key", key);
-	json_object_set_new(r, "value", ustate_etcd_b64(val, len));
+	json_object_set_new_nocheck(r, "key", key);
+	json_object_set_new_nocheck(r, "value", b64);
 	return wrap("request_put", r);
+}
+
+static json_t *req_put(json_t *key, const void *val, size_t len)
+{
+	return req_put_b64(key, ustate_etcd_b64(val, len));
+}
+
+/* The time now, as the value of a side key (base64 of its decimal text). */
+static json_t *jnow(void)
+{
+	char now[24];
+
+	snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
+	return ustate_etcd_b64s(now);
 }
 
 static json_t *req_put_str(json_t *key, const char *s)
@@ -259,9 +296,9 @@ static json_t *req_del(json_t *key, json_t *end)
 		json_decref(r);
 		return NULL;
 	}
-	json_object_set_new(r, "key", key);
+	json_object_set_new_nocheck(r, "key", key);
 	if (end)
-		json_object_set_new(r, "range_end", end);
+		json_object_set_new_nocheck(r, "range_end", end);
 	return wrap("request_delete_range", r);
 }
 
@@ -277,16 +314,17 @@ static json_t *cmp(json_t *key, json_t *end, const char *target,
 		json_decref(c);
 		return NULL;
 	}
-	json_object_set_new(c, "key", key);
+	json_object_set_new_nocheck(c, "key", key);
 	if (end)
-		json_object_set_new(c, "range_end", end);
-	json_object_set_new(c, "target", json_string(target));
-	json_object_set_new(c, "result", json_string(result));
-	json_object_set_new(c,
-			    !strcmp(target, "VERSION")	? "version"
-			    : !strcmp(target, "CREATE") ? "create_revision"
-							: "mod_revision",
-			    ustate_etcd_u64(v));
+		json_object_set_new_nocheck(c, "range_end", end);
+	json_object_set_new_nocheck(c, "target", json_string_nocheck(target));
+	json_object_set_new_nocheck(c, "result", json_string_nocheck(result));
+	json_object_set_new_nocheck(c,
+				    !strcmp(target, "VERSION") ? "version"
+				    : !strcmp(target, "CREATE")
+					    ? "create_revision"
+					    : "mod_revision",
+				    ustate_etcd_u64(v));
 	return c;
 }
 
@@ -349,7 +387,7 @@ static int read_txn(struct etcd_backend *e, json_t *ops, json_t **out)
 		json_decref(ops);
 		return -ENOMEM;
 	}
-	json_object_set_new(req, "success", ops);
+	json_object_set_new_nocheck(req, "success", ops);
 	return call(e, "/v3/kv/txn", req, USTATE_ETCD_READ, out);
 }
 
@@ -549,7 +587,8 @@ static int walk_fetch(struct walk *w)
 	r = op_range(ustate_etcd_b64(w->start, w->slen),
 		     ustate_etcd_b64s(w->end), w->keys_only, false, lim);
 	if (r && w->rev)
-		json_object_set_new(r, "revision", ustate_etcd_u64(w->rev));
+		json_object_set_new_nocheck(r, "revision",
+					    ustate_etcd_u64(w->rev));
 	rc = call(w->e, "/v3/kv/range", r, USTATE_ETCD_READ, &resp);
 	if (rc < 0)
 		return rc;
@@ -896,6 +935,7 @@ struct tkey {
 	int src;      /* where a committed Txn tells v0 (SRC_*) */
 	size_t at;    /* ... at this index of success (or of nest) */
 	size_t fail;  /* its read in the failure branch */
+	json_t *jk;   /* its etcd key as JSON, while txn_send builds */
 };
 
 /* How a committed Txn tells the version a key had before. */
@@ -1226,9 +1266,9 @@ static json_t *nested(json_t *compare, json_t *success, json_t *failure)
 		json_decref(failure);
 		return NULL;
 	}
-	json_object_set_new(t, "compare", compare);
-	json_object_set_new(t, "success", success);
-	json_object_set_new(t, "failure", failure);
+	json_object_set_new_nocheck(t, "compare", compare);
+	json_object_set_new_nocheck(t, "success", success);
+	json_object_set_new_nocheck(t, "failure", failure);
 	return wrap("request_txn", t);
 }
 
@@ -1262,8 +1302,8 @@ static json_t *req_put_prev(json_t *key, const char *v)
 	json_t *r = req_put_str(key, v);
 
 	if (r)
-		json_object_set_new(json_object_get(r, "request_put"),
-				    "prev_kv", json_true());
+		json_object_set_new_nocheck(json_object_get(r, "request_put"),
+					    "prev_kv", json_true());
 	return r;
 }
 
@@ -1273,7 +1313,7 @@ static json_t *req_put_prev(json_t *key, const char *v)
  * for a write, two for a delete.
  */
 static int build_key(struct etcd_backend *e, const struct plan *p,
-		     struct tkey *t, const char *now, json_t *nest, json_t *w)
+		     struct tkey *t, json_t *now, json_t *nest, json_t *w)
 {
 	const ustate_op *op;
 	int64_t lease = 0;
@@ -1282,7 +1322,7 @@ static int build_key(struct etcd_backend *e, const struct plan *p,
 	int rc = 0;
 
 	if (t->state == ABSENT) {
-		rc |= add(w, req_del(jkey(e, 0, t->key, NULL), NULL));
+		rc |= add(w, req_del(json_incref(t->jk), NULL));
 		rc |= add(w, req_del(jkey(e, 'k', t->key, "\t"),
 				     jend(e, 'k', t->key, "\t")));
 		return rc ? -ENOMEM : 0;
@@ -1290,30 +1330,31 @@ static int build_key(struct etcd_backend *e, const struct plan *p,
 	if (t->value_op >= 0) {
 		op = &p->ops[t->value_op];
 		lease = p->lease_id[t->value_op];
-		rc |= add(w, leased(req_put(jkey(e, 0, t->key, NULL), op->value,
+		rc |= add(w, leased(req_put(json_incref(t->jk), op->value,
 					    op->value_len),
 				    lease));
-		rc |= add(w,
-			  leased(req_put_str(jkey(e, 'k', t->key, "\tu"), now),
-				 lease));
+		rc |= add(w, leased(req_put_b64(jkey(e, 'k', t->key, "\tu"),
+						json_incref(now)),
+				    lease));
 	}
 	if (t->recreated) {
-		rc |= add(w,
-			  leased(req_put_str(jkey(e, 'k', t->key, "\tc"), now),
-				 lease));
+		rc |= add(w, leased(req_put_b64(jkey(e, 'k', t->key, "\tc"),
+						json_incref(now)),
+				    lease));
 	} else if (t->src == SRC_NEST) {
 		/*
 		 * Created only if absent, decided inside the Txn before the
 		 * put; its failure branch reads the version before.
 		 */
-		inner = one(leased(
-			req_put_str(jkey(e, 'k', t->key, "\tc"), now), lease));
+		inner = one(leased(req_put_b64(jkey(e, 'k', t->key, "\tc"),
+					       json_incref(now)),
+				   lease));
 		t->at = json_array_size(nest);
-		rc |= add(nest, nested(one(cmp(jkey(e, 0, t->key, NULL), NULL,
+		rc |= add(nest, nested(one(cmp(json_incref(t->jk), NULL,
 					       "VERSION", "EQUAL", 0)),
 				       inner,
-				       one(req_range(jkey(e, 0, t->key, NULL),
-						     NULL, true))));
+				       one(req_range(json_incref(t->jk), NULL,
+						     true))));
 	}
 	if (t->meta == 1) {
 		meta_text(m, sizeof(m), p->ops[t->meta_op].value);
@@ -1504,23 +1545,31 @@ static int single_set_send(struct etcd_backend *e, const ustate_op *op,
 			   json_t **resp, bool *ok)
 {
 	json_t *req = json_object(), *c = json_array(), *s = json_array(),
-	       *f = json_array();
-	char now[24];
+	       *f = json_array(), *now = jnow(), *key, *put, *put_u;
 	int rc = 0;
 
-	snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
 	if (!req || !c || !s || !f)
 		rc = -ENOMEM;
-	rc |= add(c,
-		  cmp(jkey(e, 0, op->key, NULL), NULL, "VERSION", "EQUAL", 0));
+	/*
+	 * Both branches put the same value and updated_at: one tree of each
+	 * in both arrays (jansson counts the references), so the value is
+	 * encoded, and the key built, once.
+	 */
+	key = jkey(e, 0, op->key, NULL);
+	put = req_put(json_incref(key), op->value, op->value_len);
+	put_u = req_put_b64(jkey(e, 'k', op->key, "\tu"), json_incref(now));
+	rc |= add(c, cmp(json_incref(key), NULL, "VERSION", "EQUAL", 0));
+	rc |= add(s, json_incref(put));
+	rc |= add(s, json_incref(put_u));
 	rc |= add(s,
-		  req_put(jkey(e, 0, op->key, NULL), op->value, op->value_len));
-	rc |= add(s, req_put_str(jkey(e, 'k', op->key, "\tu"), now));
-	rc |= add(s, req_put_str(jkey(e, 'k', op->key, "\tc"), now));
-	rc |= add(f, req_range(jkey(e, 0, op->key, NULL), NULL, true));
-	rc |= add(f,
-		  req_put(jkey(e, 0, op->key, NULL), op->value, op->value_len));
-	rc |= add(f, req_put_str(jkey(e, 'k', op->key, "\tu"), now));
+		  req_put_b64(jkey(e, 'k', op->key, "\tc"), json_incref(now)));
+	rc |= add(f, req_range(json_incref(key), NULL, true));
+	rc |= add(f, json_incref(put));
+	rc |= add(f, json_incref(put_u));
+	json_decref(key);
+	json_decref(put);
+	json_decref(put_u);
+	json_decref(now);
 	if (rc) {
 		json_decref(req);
 		json_decref(c);
@@ -1528,9 +1577,9 @@ static int single_set_send(struct etcd_backend *e, const ustate_op *op,
 		json_decref(f);
 		return -ENOMEM;
 	}
-	json_object_set_new(req, "compare", c);
-	json_object_set_new(req, "success", s);
-	json_object_set_new(req, "failure", f);
+	json_object_set_new_nocheck(req, "compare", c);
+	json_object_set_new_nocheck(req, "success", s);
+	json_object_set_new_nocheck(req, "failure", f);
 	rc = call(e, "/v3/kv/txn", req, 0, resp);
 	if (rc == 0)
 		*ok = json_is_true(json_object_get(*resp, "succeeded"));
@@ -1544,8 +1593,8 @@ static int txn_send(struct etcd_backend *e, struct plan *p, json_t **resp,
 	json_t *req = json_object(), *c = json_array(), *s = json_array(),
 	       *f = json_array(), *nest = json_array(), *w = json_array();
 	const ustate_op *ops = p->ops;
+	json_t *now = NULL;
 	struct tkey *t;
-	char now[24];
 	size_t i, k;
 	int rc = 0;
 
@@ -1553,28 +1602,41 @@ static int txn_send(struct etcd_backend *e, struct plan *p, json_t **resp,
 		rc = -ENOMEM;
 		goto out;
 	}
-	snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
+	/*
+	 * The time and each key's name go into several operations: each is
+	 * encoded once, and its tree shared (jansson counts references).
+	 */
+	now = jnow();
+	for (k = 0; k < p->nkeys; k++) {
+		p->keys[k].jk = jkey(e, 0, p->keys[k].key, NULL);
+		if (!p->keys[k].jk)
+			rc = -ENOMEM;
+	}
+	if (!now || rc) {
+		rc = -ENOMEM;
+		goto out;
+	}
 	for (i = 0; i < p->n; i++) {
 		if (ops[i].type == USTATE_OP_CHECK_VERSION)
-			rc |= add(c, cmp(jkey(e, 0, ops[i].key, NULL), NULL,
-					 "VERSION", "EQUAL", ops[i].version));
+			rc |= add(c,
+				  cmp(json_incref(p->keys[p->slot[i]].jk), NULL,
+				      "VERSION", "EQUAL", ops[i].version));
 		else if (ops[i].type == USTATE_OP_CHECK_CHILDREN)
 			rc |= build_children(e, p, i, c, f);
 	}
 	for (k = 0; k < p->nkeys; k++) {
 		t = &p->keys[k];
 		if (t->need == ABSENT)
-			rc |= add(c, cmp(jkey(e, 0, t->key, NULL), NULL,
-					 "VERSION", "EQUAL", 0));
+			rc |= add(c, cmp(json_incref(t->jk), NULL, "VERSION",
+					 "EQUAL", 0));
 		else if (t->need == PRESENT)
-			rc |= add(c, cmp(jkey(e, 0, t->key, NULL), NULL,
-					 "VERSION", "GREATER", 0));
+			rc |= add(c, cmp(json_incref(t->jk), NULL, "VERSION",
+					 "GREATER", 0));
 		t->fail = json_array_size(f);
-		rc |= add(f, req_range(jkey(e, 0, t->key, NULL), NULL, true));
+		rc |= add(f, req_range(json_incref(t->jk), NULL, true));
 		if (t->src == SRC_RANGE) {
 			t->at = json_array_size(s);
-			rc |= add(s, req_range(jkey(e, 0, t->key, NULL), NULL,
-					       true));
+			rc |= add(s, req_range(json_incref(t->jk), NULL, true));
 		}
 	}
 	/* Each lease named is the incarnation resolved (lease_resolve()). */
@@ -1609,15 +1671,20 @@ static int txn_send(struct etcd_backend *e, struct plan *p, json_t **resp,
 	p->w_at = p->nest_at + json_array_size(nest);
 	json_array_extend(s, nest);
 	json_array_extend(s, w);
-	json_object_set_new(req, "compare", c);
-	json_object_set_new(req, "success", s);
-	json_object_set_new(req, "failure", f);
+	json_object_set_new_nocheck(req, "compare", c);
+	json_object_set_new_nocheck(req, "success", s);
+	json_object_set_new_nocheck(req, "failure", f);
 	c = s = f = NULL;
 	rc = call(e, "/v3/kv/txn", req, 0, resp);
 	req = NULL;
 	if (rc == 0)
 		*ok = json_is_true(json_object_get(*resp, "succeeded"));
 out:
+	for (k = 0; k < p->nkeys; k++) {
+		json_decref(p->keys[k].jk);
+		p->keys[k].jk = NULL;
+	}
+	json_decref(now);
 	json_decref(req);
 	json_decref(c);
 	json_decref(s);
@@ -1938,11 +2005,12 @@ static void *stream_main(void *arg)
 		cr = json_object();
 		req = wrap("create_request", cr);
 		if (cr) {
-			json_object_set_new(cr, "key", jkey(e, 0, "/", NULL));
-			json_object_set_new(cr, "range_end",
-					    jend(e, 0, "/", NULL));
-			json_object_set_new(cr, "start_revision",
-					    ustate_etcd_u64(from));
+			json_object_set_new_nocheck(cr, "key",
+						    jkey(e, 0, "/", NULL));
+			json_object_set_new_nocheck(cr, "range_end",
+						    jend(e, 0, "/", NULL));
+			json_object_set_new_nocheck(cr, "start_revision",
+						    ustate_etcd_u64(from));
 		}
 		rc = req ? ustate_etcd_stream_run(e->st, ep, req, on_watch, e)
 			 : -ENOMEM;
@@ -2031,7 +2099,8 @@ static int still_kept(struct etcd_backend *e, uint64_t rev)
 
 	r = op_range(jkey(e, 'v', "/", NULL), NULL, true, true, 0);
 	if (r)
-		json_object_set_new(r, "revision", ustate_etcd_u64(rev));
+		json_object_set_new_nocheck(r, "revision",
+					    ustate_etcd_u64(rev));
 	rc = call(e, "/v3/kv/range", r, USTATE_ETCD_READ, &resp);
 	json_decref(resp);
 	/* A future revision (a watch from now) is no loss either. */

@@ -40,17 +40,34 @@ struct ustate_etcd_conn {
 	const ustate_options *log;
 
 	pthread_mutex_t lock;
-	size_t cur;	   /* the endpoint to try first, protected by lock */
-	char *token;	   /* auth token or NULL, protected by lock */
-	CURL **idle;	   /* handles not in use, protected by lock */
-	char error[512];   /* the last call's failure, protected by lock */
-	size_t nidle, cap; /* protected by lock */
+	size_t cur;	      /* the endpoint to try first, protected by lock */
+	char *token;	      /* auth token or NULL, protected by lock */
+	unsigned token_gen;   /* bumped by each new token, protected by lock */
+	struct handle **idle; /* handles not in use, protected by lock */
+	char error[512];      /* the last call's failure, protected by lock */
+	size_t nidle, cap;    /* protected by lock */
 };
 
 struct buf {
 	char *p;
 	size_t len, cap;
 };
+
+/*
+ * A pooled easy handle (so one kept-alive connection) and what its
+ * requests reuse: the header list, rebuilt only when the token changes,
+ * and the buffers of the request body and of the response, kept between
+ * requests up to BUF_KEEP bytes.
+ */
+struct handle {
+	CURL *e;
+	struct curl_slist *hdr; /* NULL: not built yet */
+	bool hdr_token;		/* hdr has the token of generation gen */
+	unsigned gen;
+	struct buf body, resp;
+};
+
+#define BUF_KEEP (64u << 10)
 
 /*
  * libcurl, loaded the first time an etcd store opens. Linked, it and what
@@ -163,6 +180,29 @@ static char *dup_or_null(const char *s)
 	return s ? strdup(s) : NULL;
 }
 
+static void handle_free(struct handle *h)
+{
+	if (!h)
+		return;
+	cu.easy_cleanup(h->e);
+	if (h->hdr)
+		cu.slist_free_all(h->hdr);
+	free(h->body.p);
+	free(h->resp.p);
+	free(h);
+}
+
+/* Empty a buffer for the next request; one grown past BUF_KEEP shrinks. */
+static void buf_reset(struct buf *b)
+{
+	if (b->cap > BUF_KEEP) {
+		free(b->p);
+		b->p = NULL;
+		b->cap = 0;
+	}
+	b->len = 0;
+}
+
 int ustate_etcd_conn_new(struct ustate_etcd_conn **out,
 			 const struct ustate_etcd_config *cfg)
 {
@@ -221,7 +261,7 @@ void ustate_etcd_conn_free(struct ustate_etcd_conn *c)
 	if (!c)
 		return;
 	for (i = 0; i < c->nidle; i++)
-		cu.easy_cleanup(c->idle[i]);
+		handle_free(c->idle[i]);
 	free(c->idle);
 	for (i = 0; i < c->nurls; i++)
 		free(c->urls[i]);
@@ -294,58 +334,78 @@ static void easy_common(struct ustate_etcd_conn *c, CURL *e)
 		cu.easy_setopt(e, CURLOPT_SSLKEY, c->tls_key);
 }
 
-static CURL *easy_get(struct ustate_etcd_conn *c)
+static struct handle *easy_get(struct ustate_etcd_conn *c)
 {
-	CURL *e = NULL;
+	struct handle *h = NULL;
 
 	pthread_mutex_lock(&c->lock);
 	if (c->nidle)
-		e = c->idle[--c->nidle];
+		h = c->idle[--c->nidle];
 	pthread_mutex_unlock(&c->lock);
-	if (e)
-		return e;
-	e = cu.easy_init();
-	if (e)
-		easy_common(c, e);
-	return e;
+	if (h)
+		return h;
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return NULL;
+	h->e = cu.easy_init();
+	if (!h->e) {
+		free(h);
+		return NULL;
+	}
+	easy_common(c, h->e);
+	/* The response goes to the handle's buffer, whatever the request. */
+	cu.easy_setopt(h->e, CURLOPT_WRITEFUNCTION, on_body);
+	cu.easy_setopt(h->e, CURLOPT_WRITEDATA, &h->resp);
+	return h;
 }
 
-static void easy_put(struct ustate_etcd_conn *c, CURL *e)
+static void easy_put(struct ustate_etcd_conn *c, struct handle *h)
 {
-	CURL **g;
+	struct handle **g;
 
+	buf_reset(&h->body);
+	buf_reset(&h->resp);
 	pthread_mutex_lock(&c->lock);
 	if (c->nidle == c->cap) {
 		g = realloc(c->idle, (c->cap ? c->cap * 2 : 8) * sizeof(*g));
 		if (!g) {
 			pthread_mutex_unlock(&c->lock);
-			cu.easy_cleanup(e);
+			handle_free(h);
 			return;
 		}
 		c->idle = g;
 		c->cap = c->cap ? c->cap * 2 : 8;
 	}
-	c->idle[c->nidle++] = e;
+	c->idle[c->nidle++] = h;
 	pthread_mutex_unlock(&c->lock);
 }
 
 /*
- * The headers of a request: JSON, and the auth token if there is one and
- * token is set. etcd checks a token sent with /v3/auth/authenticate too,
- * so the request that replaces a token the server forgot must not send it.
+ * The headers of a request: JSON, no "Expect: 100-continue" (libcurl asks
+ * for it above 1 MiB of body, and waits for the answer: a round trip for
+ * nothing, etcd takes the body anyway), and the auth token if there is one
+ * and token is set. etcd checks a token sent with /v3/auth/authenticate
+ * too, so the request that replaces a token the server forgot must not
+ * send it. *gen: the generation of the token it holds.
  */
-static struct curl_slist *headers(struct ustate_etcd_conn *c, bool token)
+static struct curl_slist *headers(struct ustate_etcd_conn *c, bool token,
+				  unsigned *gen)
 {
 	struct curl_slist *hdr, *h;
 	char auth[1024];
 
 	hdr = cu.slist_append(NULL, "Content-Type: application/json");
-	if (!hdr)
+	h = hdr ? cu.slist_append(hdr, "Expect:") : NULL;
+	if (!h) {
+		if (hdr)
+			cu.slist_free_all(hdr);
 		return NULL;
+	}
 	pthread_mutex_lock(&c->lock);
 	auth[0] = '\0';
 	if (c->token && token)
 		snprintf(auth, sizeof(auth), "Authorization: %s", c->token);
+	*gen = c->token_gen;
 	pthread_mutex_unlock(&c->lock);
 	if (!auth[0])
 		return hdr;
@@ -353,6 +413,37 @@ static struct curl_slist *headers(struct ustate_etcd_conn *c, bool token)
 	if (!h)
 		cu.slist_free_all(hdr);
 	return h;
+}
+
+/*
+ * Give handle h the headers of a request with or without the token: the
+ * list it has unless the token changed since it was built (a request
+ * would otherwise build and free a list of two or three strings).
+ */
+static int handle_headers(struct ustate_etcd_conn *c, struct handle *h,
+			  bool token)
+{
+	struct curl_slist *hdr;
+	unsigned gen;
+	bool same;
+
+	pthread_mutex_lock(&c->lock);
+	token = token && c->token;
+	same = h->hdr && h->hdr_token == token &&
+	       (!token || h->gen == c->token_gen);
+	pthread_mutex_unlock(&c->lock);
+	if (same)
+		return 0;
+	hdr = headers(c, token, &gen);
+	if (!hdr)
+		return -ENOMEM;
+	cu.easy_setopt(h->e, CURLOPT_HTTPHEADER, hdr);
+	if (h->hdr)
+		cu.slist_free_all(h->hdr);
+	h->hdr = hdr;
+	h->hdr_token = token;
+	h->gen = gen;
+	return 0;
 }
 
 /* gRPC status codes, as etcd's gateway reports them in "code". */
@@ -480,37 +571,28 @@ static long ms_since(const struct timespec *t0)
  * whether the request may have reached the member, *grpc whether the
  * error came from etcd itself (its code, or -1).
  */
-static int attempt(struct ustate_etcd_conn *c, size_t ep, const char *path,
-		   const char *body, long timeout, bool token, json_t **out,
-		   bool *sent, int *grpc, char **msg)
+static int attempt(struct ustate_etcd_conn *c, struct handle *h, size_t ep,
+		   const char *path, const struct buf *body, long timeout,
+		   bool token, json_t **out, bool *sent, int *grpc, char **msg)
 {
-	struct curl_slist *hdr = NULL;
 	char url[512];
-	struct buf resp = {0};
 	json_error_t jerr;
 	json_t *j = NULL, *code;
 	long status = 0;
+	CURL *e = h->e;
 	CURLcode cc;
-	CURL *e;
 	int rc;
 
 	*grpc = -1;
 	*sent = false;
-	e = easy_get(c);
-	if (!e)
-		return -ENOMEM;
+	h->resp.len = 0;
 	snprintf(url, sizeof(url), "%s%s", c->urls[ep], path);
-	hdr = headers(c, token);
-	if (!hdr) {
-		rc = -ENOMEM;
-		goto out;
-	}
+	rc = handle_headers(c, h, token);
+	if (rc < 0)
+		return rc;
 	cu.easy_setopt(e, CURLOPT_URL, url);
-	cu.easy_setopt(e, CURLOPT_HTTPHEADER, hdr);
-	cu.easy_setopt(e, CURLOPT_POSTFIELDS, body);
-	cu.easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
-	cu.easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-	cu.easy_setopt(e, CURLOPT_WRITEDATA, &resp);
+	cu.easy_setopt(e, CURLOPT_POSTFIELDS, body->p);
+	cu.easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)body->len);
 	cu.easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout);
 	cu.easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
 		       timeout < (long)c->dial_timeout ? timeout
@@ -519,11 +601,11 @@ static int attempt(struct ustate_etcd_conn *c, size_t ep, const char *path,
 	if (cc != CURLE_OK) {
 		rc = curl_errno(e, cc, sent);
 		*msg = strdup(cu.easy_strerror(cc));
-		goto out;
+		return rc;
 	}
 	*sent = true;
 	cu.easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-	j = resp.p ? json_loadb(resp.p, resp.len, 0, &jerr) : NULL;
+	j = h->resp.len ? json_loadb(h->resp.p, h->resp.len, 0, &jerr) : NULL;
 	if (!json_is_object(j)) {
 		rc = status == 200 ? -EPROTO : -EIO;
 		*msg = strdup(status == 200 ? "a response that is no JSON"
@@ -544,24 +626,52 @@ static int attempt(struct ustate_etcd_conn *c, size_t ep, const char *path,
 	rc = 0;
 out:
 	json_decref(j);
-	free(resp.p);
-	cu.slist_free_all(hdr);
-	/* The header list is freed: no later transfer may point to it. */
-	cu.easy_setopt(e, CURLOPT_HTTPHEADER, NULL);
-	easy_put(c, e);
 	return rc;
+}
+
+/*
+ * Write j as compact JSON into b, reused from request to request:
+ * json_dumps grew a new string buffer from scratch for every request and
+ * handed it over to be freed. json_dumpb says how much it needs when b is
+ * too small; b then grows once and j is dumped again.
+ */
+static int dump(struct buf *b, json_t *j)
+{
+	size_t n, cap;
+	char *g;
+
+	b->len = 0;
+	n = json_dumpb(j, b->p, b->cap, JSON_COMPACT);
+	if (n == 0)
+		return -ENOMEM;
+	if (n >= b->cap) {
+		cap = b->cap ? b->cap : 1024;
+		while (cap < n + 1)
+			cap *= 2;
+		g = realloc(b->p, cap);
+		if (!g)
+			return -ENOMEM;
+		b->p = g;
+		b->cap = cap;
+		if (json_dumpb(j, b->p, b->cap, JSON_COMPACT) != n)
+			return -ENOMEM;
+	}
+	b->len = n;
+	b->p[n] = '\0';
+	return 0;
 }
 
 /* A flag of call_body() besides USTATE_ETCD_READ: send no auth token. */
 #define NO_TOKEN 0x100
 
-static int call_body(struct ustate_etcd_conn *c, const char *path,
-		     const char *body, unsigned flags, json_t **out,
-		     bool reauth);
+static int call_body(struct ustate_etcd_conn *c, struct handle *h,
+		     const char *path, const struct buf *body, unsigned flags,
+		     json_t **out, bool reauth);
 
 int ustate_etcd_authenticate(struct ustate_etcd_conn *c)
 {
 	json_t *req, *resp = NULL;
+	struct handle *h;
 	const char *tok;
 	char *body;
 	int rc;
@@ -574,10 +684,18 @@ int ustate_etcd_authenticate(struct ustate_etcd_conn *c)
 	json_decref(req);
 	if (!body)
 		return -ENOMEM;
-	rc = call_body(c, "/v3/auth/authenticate", body,
-		       USTATE_ETCD_READ | NO_TOKEN, &resp, false);
+	h = easy_get(c);
+	rc = h ? buf_add(&h->body, body, strlen(body)) : -ENOMEM;
 	sodium_memzero(body, strlen(body));
 	free(body);
+	if (rc == 0)
+		rc = call_body(c, h, "/v3/auth/authenticate", &h->body,
+			       USTATE_ETCD_READ | NO_TOKEN, &resp, false);
+	if (h) {
+		/* The password stays in no buffer a later request reuses. */
+		sodium_memzero(h->body.p, h->body.len);
+		easy_put(c, h);
+	}
 	if (rc == -EINVAL) {
 		/* Credentials a cluster without auth does not need. */
 		pthread_mutex_lock(&c->lock);
@@ -600,15 +718,16 @@ int ustate_etcd_authenticate(struct ustate_etcd_conn *c)
 	pthread_mutex_lock(&c->lock);
 	free(c->token);
 	c->token = strdup(tok);
+	c->token_gen++;
 	rc = c->token ? 0 : -ENOMEM;
 	pthread_mutex_unlock(&c->lock);
 	json_decref(resp);
 	return rc;
 }
 
-static int call_body(struct ustate_etcd_conn *c, const char *path,
-		     const char *body, unsigned flags, json_t **out,
-		     bool reauth)
+static int call_body(struct ustate_etcd_conn *c, struct handle *h,
+		     const char *path, const struct buf *body, unsigned flags,
+		     json_t **out, bool reauth)
 {
 	bool read = flags & USTATE_ETCD_READ, sent, unknown = false;
 	bool slow = false;
@@ -637,7 +756,7 @@ static int call_body(struct ustate_etcd_conn *c, const char *path,
 		 * it: once sent, it goes nowhere else.
 		 */
 		share = read ? left / (long)(c->nurls - i) : left;
-		rc = attempt(c, ep, path, body, share ? share : 1,
+		rc = attempt(c, h, ep, path, body, share ? share : 1,
 			     !(flags & NO_TOKEN), out, &sent, &grpc, &msg);
 		if (read && rc == -ETIMEDOUT && grpc < 0)
 			slow = true;
@@ -653,7 +772,7 @@ static int call_body(struct ustate_etcd_conn *c, const char *path,
 			    has(msg, "invalid auth token")) {
 				rc = ustate_etcd_authenticate(c);
 				if (rc == 0)
-					rc = call_body(c, path, body, flags,
+					rc = call_body(c, h, path, body, flags,
 						       out, false);
 				break;
 			}
@@ -701,14 +820,16 @@ static int call_body(struct ustate_etcd_conn *c, const char *path,
 int ustate_etcd_call(struct ustate_etcd_conn *c, const char *path, json_t *req,
 		     unsigned flags, json_t **out)
 {
-	char *body;
+	struct handle *h;
 	int rc;
 
-	body = json_dumps(req, JSON_COMPACT);
-	if (!body)
+	h = easy_get(c);
+	if (!h)
 		return -ENOMEM;
-	rc = call_body(c, path, body, flags, out, true);
-	free(body);
+	rc = dump(&h->body, req);
+	if (rc == 0)
+		rc = call_body(c, h, path, &h->body, flags, out, true);
+	easy_put(c, h);
 	return rc;
 }
 
@@ -811,6 +932,7 @@ int ustate_etcd_stream_run(struct ustate_etcd_stream *st, size_t ep,
 	struct stream_run r = {.fn = fn, .arg = arg};
 	char url[512], *body = NULL;
 	int running = 1, rc, left;
+	unsigned gen;
 	bool sent;
 	CURLMsg *m;
 	CURL *e;
@@ -819,7 +941,7 @@ int ustate_etcd_stream_run(struct ustate_etcd_stream *st, size_t ep,
 		return -ENOMEM;
 	e = cu.easy_init();
 	body = json_dumps(req, JSON_COMPACT);
-	hdr = headers(c, true);
+	hdr = headers(c, true, &gen);
 	if (!e || !body || !hdr) {
 		rc = -ENOMEM;
 		goto out;
@@ -878,15 +1000,19 @@ json_t *ustate_etcd_b64(const void *buf, size_t len)
 {
 	size_t n =
 		sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL);
+	char small[512], *s = small;
 	json_t *j;
-	char *s;
 
-	s = malloc(n);
-	if (!s)
-		return NULL;
+	/* Keys and short values (most of them) need no buffer of their own. */
+	if (n > sizeof(small)) {
+		s = malloc(n);
+		if (!s)
+			return NULL;
+	}
 	sodium_bin2base64(s, n, buf, len, sodium_base64_VARIANT_ORIGINAL);
 	j = json_stringn_nocheck(s, n - 1);
-	free(s);
+	if (s != small)
+		free(s);
 	return j;
 }
 
@@ -936,5 +1062,5 @@ json_t *ustate_etcd_u64(uint64_t v)
 	char s[24];
 
 	snprintf(s, sizeof(s), "%llu", (unsigned long long)v);
-	return json_string(s);
+	return json_string_nocheck(s);
 }

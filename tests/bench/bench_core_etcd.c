@@ -24,11 +24,17 @@
  *              compare and a put; the transaction one Txn of that compare
  *              and three puts;
  *   mapped     the direct client sending the request core/etcd.c sends,
- *              operation for operation: a get is a Txn of two ranges (the
- *              value, its side keys); a write of a key is three operations
- *              (a nested Txn that writes created_at if the key is new, the
- *              put of the value, the put of updated_at), and a Txn with a
- *              compare reads each key it writes in its failure branch.
+ *              operation for operation (checked against strace of the
+ *              library): a get is a Txn of two ranges (the value, its side
+ *              keys); a set a Txn whose compare asks whether the key is
+ *              new, writing the value and updated_at in either branch (and
+ *              created_at on success, after a read of the version on
+ *              failure); a CAS a Txn of the compare, the put and the put
+ *              of updated_at (the compare decides that the key exists);
+ *              the transaction the same for the task key, and for each
+ *              node key the put, updated_at's put and a nested Txn that
+ *              writes created_at if the key is new; a Txn with a compare
+ *              reads each key it writes in its failure branch.
  *
  * mapped / direct is what the side keys cost (etcd's work and the bytes);
  * libustate / mapped is what the library costs as a client (libcurl,
@@ -52,8 +58,9 @@
  * client's CPU, or etcd's work on the request.
  *
  * The figures: 100-byte values. set: each thread writes its own 100 keys
- * in turn, all written once before (so the nested Txn of a mapped write
- * finds its key and writes no created_at: the steady state). get: one key
+ * in turn, all written once before (so a set finds its key and takes
+ * the failure branch of its Txn, and a nested Txn writes no created_at:
+ * the steady state). get: one key
  * that all threads read, with its side keys. CAS: each thread its own key.
  * The transaction is an orchestrator's move of a task: CHECK_VERSION of
  * the thread's task key, and SETs of it and of two node keys. Each round
@@ -96,7 +103,8 @@ static const char *const op_names[NOPS] = {"get", "set", "cas",
 static const char *const sent[NV][NOPS] = {
 	{"libustate", "libustate", "libustate", "libustate"},
 	{"1 range", "1 put", "Txn: cmp, put", "Txn: cmp, 3 puts"},
-	{"Txn: 2 ranges", "Txn: 3 ops", "Txn: cmp, 3 ops", "Txn: cmp, 9 ops"},
+	{"Txn: 2 ranges", "Txn: cmp, 3 ops", "Txn: cmp, 2 ops",
+	 "Txn: cmp, 8 ops"},
 };
 
 static const char *addr;
@@ -303,15 +311,20 @@ static void op_set(struct worker *w, int v, long i)
 		post(w, "/v3/kv/put", "\"revision\"");
 		break;
 	case V_MAPPED:
+		/* The key exists: the failure branch runs (no "succeeded"). */
 		snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
-		add(w, "{\"compare\":[],\"success\":[");
-		add_created(w, v, key, now);
-		add(w, ",");
+		add(w, "{\"compare\":[");
+		add_cmp(w, v, key, 0);
+		add(w, "],\"success\":[");
 		add_write(w, v, key, now);
+		add(w, ",");
+		add_put(w, v, key, "\tc", now, strlen(now));
 		add(w, "],\"failure\":[");
 		add_range(w, v, key, 0, 1);
+		add(w, ",");
+		add_write(w, v, key, now);
 		add(w, "]}");
-		post(w, "/v3/kv/txn", "\"succeeded\":true");
+		post(w, "/v3/kv/txn", "\"response_put\"");
 		break;
 	}
 }
@@ -343,8 +356,6 @@ static void op_cas(struct worker *w, int v, long i)
 		add(w, "{\"compare\":[");
 		add_cmp(w, v, key, *ver);
 		add(w, "],\"success\":[");
-		add_created(w, v, key, now);
-		add(w, ",");
 		add_write(w, v, key, now);
 		add(w, "],\"failure\":[");
 		add_range(w, v, key, 0, 1);
@@ -398,7 +409,8 @@ static void op_txn(struct worker *w, int v, long i)
 		add(w, "{\"compare\":[");
 		add_cmp(w, v, keys[0], *ver);
 		add(w, "],\"success\":[");
-		for (k = 0; k < 3; k++) {
+		/* The compare decides that the task key exists. */
+		for (k = 1; k < 3; k++) {
 			add_created(w, v, keys[k], now);
 			add(w, ",");
 		}
