@@ -1793,12 +1793,17 @@ static int move_meta(struct oplist *l, const char *k, const char *nk)
 static int move_key(struct oplist *l, const char *k, char *nk, bool noreplace)
 {
 	ustate_entry *e = NULL;
+	char *lease = NULL;
+	size_t llen = 0;
 	void *val = NULL;
 	int rc;
 
 	rc = nk ? ustate_get(fs.store, k, &e) : -ENOMEM;
 	if (rc == 0) {
-		val = malloc(e->value_len + 1);
+		/* Its lease, if any, goes along (after the value): a set
+		 * without one would detach the key. */
+		llen = e->lease ? strlen(e->lease) + 1 : 0;
+		val = malloc(e->value_len + 1 + llen);
 		rc = val ? 0 : -ENOMEM;
 	}
 	if (rc < 0) {
@@ -1807,6 +1812,10 @@ static int move_key(struct oplist *l, const char *k, char *nk, bool noreplace)
 		return rc;
 	}
 	memcpy(val, e->value, e->value_len);
+	if (llen) {
+		lease = (char *)val + e->value_len + 1;
+		memcpy(lease, e->lease, llen);
+	}
 	rc = oplist_add(l,
 			(ustate_op){.type = USTATE_OP_CHECK_VERSION,
 				    .key = k,
@@ -1818,7 +1827,8 @@ static int move_key(struct oplist *l, const char *k, char *nk, bool noreplace)
 							      : USTATE_OP_SET,
 					    .key = nk,
 					    .value = val,
-					    .value_len = e->value_len},
+					    .value_len = e->value_len,
+					    .lease = lease},
 				nk, val);
 	else
 		free(nk), free(val);
@@ -2269,14 +2279,89 @@ static int xattr_value(fuse_ino_t ino, int i, char *buf)
 	return snprintf(buf, 32, "%llu", (unsigned long long)v);
 }
 
+/*
+ * user.lease: the key's lease (ENODATA when none), listed only when set.
+ * Setting it attaches the key to a live lease, removing it detaches the
+ * key: a set of the same value naming the lease, or none, checked
+ * against the version read (retried on a race). The kernel checked write
+ * permission on the file, as for any user.* attribute.
+ */
+#define XATTR_LEASE "user.lease"
+
+/* The lease of ino's key into buf (USTATE_SEGMENT_MAX + 1 bytes). */
+static int xattr_lease(fuse_ino_t ino, char *buf)
+{
+	ustate_entry *e;
+	int rc;
+
+	rc = xattr_entry(ino, &e);
+	if (rc < 0)
+		return rc;
+	rc = -ENODATA;
+	if (e->lease && strlen(e->lease) <= USTATE_SEGMENT_MAX) {
+		strcpy(buf, e->lease);
+		rc = (int)strlen(buf);
+	}
+	ustate_entry_free(e);
+	return rc;
+}
+
+/* Attach ino's key to lease (NULL: detach it). */
+static int xattr_lease_set(fuse_ino_t ino, const char *lease, int flags)
+{
+	char path[FS_PATH_MAX], key[FS_PATH_MAX];
+	enum node_kind kind;
+	ustate_op ops[2];
+	ustate_entry *e;
+	int rc, i;
+
+	if (fs.read_only)
+		return -EROFS;
+	rc = node_path(ino, path);
+	if (rc == 0) {
+		node_settle(path);
+		rc = classify(path, &kind, key);
+	}
+	if (rc == 0 && kind != KIND_FILE && kind != KIND_VALUE)
+		rc = -EPERM;
+	for (i = 0; rc == 0 && i < RENAME_RETRIES; i++) {
+		rc = ustate_get(fs.store, key, &e);
+		if (rc < 0)
+			break;
+		if ((flags & XATTR_CREATE) && e->lease)
+			rc = -EEXIST;
+		else if (((flags & XATTR_REPLACE) || !lease) && !e->lease)
+			rc = -ENODATA;
+		if (rc == 0) {
+			ops[0] = (ustate_op){.type = USTATE_OP_CHECK_VERSION,
+					     .key = key,
+					     .version = e->version};
+			ops[1] = (ustate_op){.type = USTATE_OP_SET,
+					     .key = key,
+					     .value = e->value,
+					     .value_len = e->value_len,
+					     .lease = lease};
+			rc = own_transaction(ops, 2);
+		}
+		ustate_entry_free(e);
+		if (rc != -ECANCELED)
+			return rc;
+		rc = 0;
+	}
+	return rc ? rc : -EBUSY;
+}
+
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			size_t size)
 {
-	char buf[32];
+	char buf[USTATE_SEGMENT_MAX + 1];
 	int i, len;
 
 	i = xattr_index(name);
-	len = i < 0 ? -ENODATA : xattr_value(ino, i, buf);
+	if (!strcmp(name, XATTR_LEASE))
+		len = xattr_lease(ino, buf);
+	else
+		len = i < 0 ? -ENODATA : xattr_value(ino, i, buf);
 	if (len < 0)
 		fuse_reply_err(req, -len);
 	else if (size == 0)
@@ -2289,7 +2374,7 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 
 static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	char buf[128];
+	char buf[128 + sizeof(XATTR_LEASE)];
 	ustate_entry *e;
 	size_t len = 0, i;
 	int rc;
@@ -2301,12 +2386,16 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 		fuse_reply_err(req, -rc);
 		return;
 	} else {
-		ustate_entry_free(e);
 		for (i = 0; i < NXATTR; i++) {
 			memcpy(buf + len, xattr_names[i],
 			       strlen(xattr_names[i]) + 1);
 			len += strlen(xattr_names[i]) + 1;
 		}
+		if (e->lease) {
+			memcpy(buf + len, XATTR_LEASE, sizeof(XATTR_LEASE));
+			len += sizeof(XATTR_LEASE);
+		}
+		ustate_entry_free(e);
 	}
 	if (size == 0)
 		fuse_reply_xattr(req, len);
@@ -2327,9 +2416,21 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			const char *value, size_t size, int flags)
 {
-	char buf[32];
+	char buf[USTATE_SEGMENT_MAX + 1];
 	int i, len;
 
+	if (!strcmp(name, XATTR_LEASE)) {
+		len = size && size < sizeof(buf) ? 0 : -EINVAL;
+		if (len == 0) {
+			memcpy(buf, value, size);
+			buf[size] = '\0';
+			len = strlen(buf) == size ? 0 : -EINVAL;
+		}
+		if (len == 0)
+			len = xattr_lease_set(ino, buf, flags);
+		fuse_reply_err(req, len < 0 ? -len : 0);
+		return;
+	}
 	i = xattr_index(name);
 	if (i < 0) {
 		fuse_reply_err(req, ENOTSUP);
@@ -2350,6 +2451,11 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	char buf[32];
 	int i, len;
 
+	if (!strcmp(name, XATTR_LEASE)) {
+		len = xattr_lease_set(ino, NULL, 0);
+		fuse_reply_err(req, len < 0 ? -len : 0);
+		return;
+	}
 	i = xattr_index(name);
 	len = i < 0 ? -ENOTSUP : xattr_value(ino, i, buf);
 	fuse_reply_err(req, len < 0 ? -len : 0);

@@ -63,6 +63,30 @@ check_err "rename of a lease: EPERM" "Operation not permitted" \
 check_err "rm of no lease: ENOENT" "No such file" rm "$L/nope"
 check "nothing changed" "$before" "$(u dump; u lease list; u revision)"
 
+# user.lease: a key's lease, attached and detached with setfattr; a
+# rename keeps it.
+check "getfattr -n user.lease" "node-1" \
+	"$(xattr lease "$M/nodes/node-1/status")"
+u set /nodes/plain p >/dev/null
+check_err "... of a key without one: ENODATA" "No such attribute" \
+	getfattr -n user.lease "$M/nodes/plain"
+check "getfattr -d lists it only when set" "1 0" \
+	"$(getfattr -d "$M/nodes/node-1/status" | grep -c user.lease) $(getfattr -d "$M/nodes/plain" | grep -c user.lease)"
+check "setfattr attaches a key" "node-1 p" \
+	"$(setfattr -n user.lease -v node-1 "$M/nodes/plain"; xattr lease "$M/nodes/plain") $(cat "$M/nodes/plain")"
+check "... which the lease lists" "key /nodes/plain" \
+	"$(grep -x 'key /nodes/plain' "$L/node-1")"
+check "setfattr -x detaches it" "" \
+	"$(setfattr -x user.lease "$M/nodes/plain"; xattr lease "$M/nodes/plain" || true)"
+mv "$M/nodes/node-1/addr" "$M/nodes/node-1/address"
+check "mv keeps the lease" "node-1" "$(xattr lease "$M/nodes/node-1/address")"
+before=$(u dump; u lease list; u revision)
+check_err "setfattr of no lease: ENOENT" "No such file" \
+	setfattr -n user.lease -v nope "$M/nodes/plain"
+check_err "setfattr of a bad lease name: EINVAL" "Invalid argument" \
+	setfattr -n user.lease -v a/b "$M/nodes/plain"
+check "nothing changed" "$before" "$(u dump; u lease list; u revision)"
+
 # touch keeps it alive; so does any write.
 sleep 1.2
 touch "$L/node-1"
@@ -70,14 +94,15 @@ check "touch keeps it alive" 1 "$(sed -n 's/^left \([0-9.]*\)$/\1/p' "$L/node-1"
 	awk '{ print ($1 > 2.5) }')"
 
 # rm revokes: its keys go in one revision, as IN_DELETE events.
+setfattr -x user.lease "$M/nodes/plain" 2>/dev/null || true
 watch_start
 rev=$(u revision)
 check "rm revokes" 0 "$(rm "$L/node-1"; echo $?)"
 check "... its keys are gone" "no no" \
-	"$(for k in status addr; do [ -e "$M/nodes/node-1/$k" ] && echo yes || echo no; done | xargs)"
+	"$(for k in status address; do [ -e "$M/nodes/node-1/$k" ] && echo yes || echo no; done | xargs)"
 check "... in one revision" "$((rev + 1))" "$(u revision)"
 wait_for 5 seen "DELETE $M/nodes/node-1/status" &&
-	wait_for 5 seen "DELETE $M/nodes/node-1/addr" ||
+	wait_for 5 seen "DELETE $M/nodes/node-1/address" ||
 	fail "no IN_DELETE events after rm: $(cat "$T/events")"
 echo "ok: rm: IN_DELETE events"
 check "... and the lease" "" "$(ls "$L" | grep -x node-1 || true)"
