@@ -1263,12 +1263,15 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 			rc = 0;
 		h->reply_off = 0;
 	} else if (h->kind == H_LEASE) {
-		/* A TTL: a few digits, at the end of what was written. */
+		/*
+		 * A TTL: a few digits. An append (>>) starts at the size of
+		 * the text shown: it goes on from what this open wrote.
+		 */
+		if ((size_t)off > h->len)
+			off = (off_t)h->len;
 		end = (size_t)off + size;
 		rc = end > LEASE_WRITE_MAX ? -EINVAL : ensure_cap(h, end + 1);
 		if (rc == 0) {
-			if ((size_t)off > h->len)
-				memset(h->buf + h->len, 0, off - h->len);
 			memcpy(h->buf + off, buf, size);
 			if (end > h->len)
 				h->len = end;
@@ -1544,8 +1547,16 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	if (rc == 0 && !strcmp(dir, "/.leases")) {
-		/* rm revokes: the keys go, their events come from the watch. */
-		fuse_reply_err(req, -lease_revoke(name));
+		/*
+		 * rm revokes: the keys go, their events come from the watch,
+		 * delivered on this mount before the unlink returns (as a
+		 * /.txn commit's are), so that the keys are gone for whatever
+		 * the caller does next.
+		 */
+		rc = lease_revoke(name);
+		if (rc == 0)
+			replay_done(ustate_revision(fs.store));
+		fuse_reply_err(req, -rc);
 		return;
 	}
 	if (rc == 0 && !strcmp(dir, "/") &&

@@ -45,7 +45,10 @@ check "the creator owns it, mode from the umask" "$(id -u) 640" \
 check "echo 3 refreshes with the new TTL" "ttl 3" \
 	"$(echo 3 > "$L/node-1"; head -1 "$L/node-1")"
 check "... and keeps the keys" "up" "$(cat "$M/nodes/node-1/status")"
-echo 10 > "$L/node-1"
+check "echo >> refreshes too" "ttl 10" \
+	"$(echo 10 >> "$L/node-1"; head -1 "$L/node-1")"
+check_err "touch of no lease makes none: ENOENT" "No such file" \
+	touch "$L/none"
 
 # Bad input: a clear error, nothing changed.
 before=$(u dump; u lease list; u revision)
@@ -91,7 +94,7 @@ check "nothing changed" "$before" "$(u dump; u lease list; u revision)"
 # /.txn: set and create take lease=NAME as their last word.
 txn() { txn_run "$M/.txn" "$1"; }
 check "/.txn: set and create with lease=" "write ok" \
-	"$(txn $'set /nodes/t1 2 lease=node-1\nhi\ncreate /nodes/t 2 2 lease=node-1\nyo\ncommit\n' | head -1)"
+	"$(txn $'set /nodes/t1 2 lease=node-1\nhi\ncreate /nodes/t 2 2 lease=node-1\nyo\ncommit\n' | sed -n 1p)"
 check "... attach their keys" "node-1 node-1 hi" \
 	"$(xattr lease "$M/nodes/t1") $(xattr lease "$M/nodes/t 2") $(cat "$M/nodes/t1")"
 before=$(u dump; u lease list; u revision)
