@@ -131,38 +131,59 @@ static int keepalive(const char *name)
 	return rc;
 }
 
+/*
+ * The text of info into buf (cap bytes, NULL when 0), cut short if it
+ * does not fit; its whole length.
+ */
+static size_t render(const ustate_lease_info *info, char *buf, size_t cap)
+{
+	size_t used, i;
+	int n;
+
+	n = snprintf(buf, cap,
+		     "ttl %" PRId64 "\nleft %" PRId64 ".%03" PRId64 "\n",
+		     info->ttl, info->remaining_ms / 1000,
+		     info->remaining_ms % 1000);
+	used = n > 0 ? (size_t)n : 0;
+	for (i = 0; i < info->nkeys; i++) {
+		n = snprintf(used < cap ? buf + used : NULL,
+			     used < cap ? cap - used : 0, "key %s\n",
+			     info->keys[i]);
+		used += n > 0 ? (size_t)n : 0;
+	}
+	return used;
+}
+
 int lease_attr(const char *name, struct stat *st)
 {
-	ustate_lease_info *info;
-	struct lease_rec *r;
 	ustate_meta m = {.uid = fs.uid, .gid = fs.gid, .mode = 0644};
-	char *text;
-	size_t len;
+	ustate_lease_info *info = NULL;
+	struct lease_rec *r;
 	int rc;
 
-	rc = lease_text(name, &text, &len);
-	if (rc < 0)
-		return rc;
-	free(text);
 	rc = ustate_lease_get(fs.store, name, &info);
+	pthread_mutex_lock(&lock);
+	r = rec_find(name, false);
+	if (r && rc == -ENOENT) {
+		/* Ended: a lease of that name granted later is another's. */
+		r->has_meta = false;
+		rec_trim(name);
+	} else if (r && r->has_meta) {
+		m = r->meta;
+	}
+	pthread_mutex_unlock(&lock);
 	if (rc < 0)
 		return rc;
-	st->st_mode = S_IFREG;
+	st->st_mode = S_IFREG | (m.mode & (fs.read_only ? 07555 : 07777));
 	st->st_nlink = 1;
-	st->st_size = (off_t)len;
+	st->st_size = (off_t)render(info, NULL, 0);
 	/* The last grant or keepalive. */
 	st->st_mtim.tv_sec = st->st_ctim.tv_sec = st->st_atim.tv_sec =
 		(time_t)((info->deadline - info->ttl * 1000) / 1000);
 	st->st_mtim.tv_nsec = st->st_ctim.tv_nsec = st->st_atim.tv_nsec = 0;
-	ustate_lease_info_free(info);
-	pthread_mutex_lock(&lock);
-	r = rec_find(name, false);
-	if (r && r->has_meta)
-		m = r->meta;
-	pthread_mutex_unlock(&lock);
 	st->st_uid = m.uid;
 	st->st_gid = m.gid;
-	st->st_mode |= m.mode & (fs.read_only ? 07555 : 07777);
+	ustate_lease_info_free(info);
 	return 0;
 }
 
@@ -175,35 +196,21 @@ void lease_dir_attr(struct stat *st)
 int lease_text(const char *name, char **text, size_t *len)
 {
 	ustate_lease_info *info;
-	size_t cap, used, i;
 	char *buf;
-	int rc, n;
+	int rc;
 
 	*text = NULL;
 	*len = 0;
 	rc = ustate_lease_get(fs.store, name, &info);
 	if (rc < 0)
 		return rc;
-	cap = 64;
-	for (i = 0; i < info->nkeys; i++)
-		cap += strlen(info->keys[i]) + 5;
-	buf = malloc(cap);
-	if (!buf) {
-		ustate_lease_info_free(info);
-		return -ENOMEM;
-	}
-	n = snprintf(buf, cap,
-		     "ttl %" PRId64 "\nleft %" PRId64 ".%03" PRId64 "\n",
-		     info->ttl, info->remaining_ms / 1000,
-		     info->remaining_ms % 1000);
-	used = (size_t)n;
-	for (i = 0; i < info->nkeys; i++)
-		used += (size_t)snprintf(buf + used, cap - used, "key %s\n",
-					 info->keys[i]);
+	*len = render(info, NULL, 0);
+	buf = malloc(*len + 1);
+	if (buf)
+		render(info, buf, *len + 1);
 	ustate_lease_info_free(info);
 	*text = buf;
-	*len = used;
-	return 0;
+	return buf ? 0 : -ENOMEM;
 }
 
 int lease_open(const char *name, bool write)
