@@ -190,6 +190,9 @@ static int classify_get(const char *path, enum node_kind *kind, char *key,
 		*kind = KIND_LEASE;
 		rc = ustate_lease_get(fs.store, lease_name_of(path), &info);
 		ustate_lease_info_free(info);
+		/* Being created: granted by its first write. */
+		if (rc == -ENOENT && node_is_creating(path))
+			rc = 0;
 		return rc == -EINVAL || rc == -ENAMETOOLONG ? -ENOENT : rc;
 	}
 	value_path = is_value_path(path, key);
@@ -263,7 +266,13 @@ static int attr_of(fuse_ino_t ino, const char *path, struct stat *st,
 	}
 	if (kind == KIND_LEASE) {
 		*rev = 0; /* its size and time change without a revision */
-		return lease_attr(lease_name_of(path), st);
+		rc = lease_attr(lease_name_of(path), st);
+		if (rc != -ENOENT || !node_is_creating(path))
+			return rc;
+		/* Not yet granted: empty, its creator's. */
+		st->st_mode = S_IFREG;
+		st->st_nlink = 1;
+		return meta_attr(path, KIND_FILE, node_of(ino), st);
 	}
 	if (kind == KIND_DIR || kind == KIND_TXN) {
 		ustate_entry_free(e);
@@ -1011,6 +1020,12 @@ static void create_lease(fuse_req_t req, const char *name, mode_t mode,
 	rc = open_lease(n, name, fi, exists ? NULL : &m, &h);
 	if (rc < 0)
 		goto fail;
+	if (!exists) {
+		/* Until its grant, lookups and stats find it, empty. */
+		node_set_meta(n, &m);
+		h->creating = true;
+		node_creating(n, 1);
+	}
 	attr_base(&e.attr, n->ino);
 	if (!exists || lease_attr(name, &e.attr) < 0) {
 		e.attr.st_mode = S_IFREG | m.mode;

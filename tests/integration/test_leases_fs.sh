@@ -179,3 +179,30 @@ check "... with its deadline" "$deadline" \
 	"$(u --json lease get durable | grep -o '"deadline_ms":[0-9]*')"
 wait_for 6 gone "$M/nodes/durable" || fail "the lease outlived its deadline"
 echo "ok: ... and it expires at it"
+
+# With allow_other the kernel checks lease files like any file: a lease
+# is its creator's, its mode from the umask, and /.leases is sticky.
+if id -u nobody > /dev/null 2>&1 && command -v setpriv > /dev/null; then
+	as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+	umount_fs "$M"
+	wait_for 5 _no_daemon
+	chmod 0755 "$T" # nobody must reach the mountpoint
+	mount_fs "$T/state.db" "$M" -o allow_other
+	(umask 022; echo 30 > "$L/roots")
+	check_err "nobody may not refresh root's 0644 lease" \
+		"Permission denied" as_nobody bash -c "echo 5 > '$L/roots'"
+	check_err "... nor revoke it (/.leases is sticky)" \
+		"Operation not permitted" as_nobody rm -f "$L/roots"
+	check "... but may read it" "ttl 30" \
+		"$(as_nobody head -1 "$L/roots")"
+	as_nobody bash -c "umask 077; echo 30 > '$L/nobodys'"
+	check "a lease nobody grants is nobody's, mode from its umask" \
+		"65534 600" "$(stat -c '%u %a' "$L/nobodys")"
+	check "... which it may refresh" "ttl 7" \
+		"$(as_nobody bash -c "echo 7 > '$L/nobodys'; head -1 '$L/nobodys'")"
+	check "... and revoke" "" \
+		"$(as_nobody rm "$L/nobodys"; ls "$L" | grep -x nobodys || true)"
+	rm "$L/roots"
+else
+	echo "skipped: the permission checks need the nobody user and setpriv"
+fi
