@@ -6,8 +6,13 @@
  * ustate_transaction() at "commit" and writes a reply. The grammar:
  *
  *   check KEY VERSION   KEY must be at VERSION (0: must not exist)
- *   set KEY LEN         then exactly LEN raw bytes and a newline
- *   create KEY LEN      like set; fails if KEY exists
+ *   set KEY LEN [lease=NAME]
+ *                       then exactly LEN raw bytes and a newline; with
+ *                       lease=, the key is attached to lease NAME (a
+ *                       script naming a lease that does not exist fails
+ *                       whole with ENOENT and its line)
+ *   create KEY LEN [lease=NAME]
+ *                       like set; fails if KEY exists
  *   delete KEY          fails if KEY does not exist
  *   get KEY             reply with KEY's value and version as found
  *   commit              run everything above, all or nothing
@@ -55,6 +60,7 @@ struct sc_op {
 	size_t line;
 	char *key;   /* owned */
 	void *value; /* owned */
+	char *lease; /* owned, or NULL */
 };
 
 struct ustate_script {
@@ -120,6 +126,7 @@ void ustate_script_free(ustate_script *sc)
 	for (i = 0; i < sc->n; i++) {
 		free(sc->ops[i].key);
 		free(sc->ops[i].value);
+		free(sc->ops[i].lease);
 	}
 	free(sc->ops);
 	free(sc->reply);
@@ -282,7 +289,7 @@ static int parse_line(ustate_script *sc, char *line)
 		{"delete", USTATE_OP_DELETE, false, false},
 		{"get", USTATE_OP_CHECK_VERSION, false, true},
 	};
-	char *arg, *num = NULL, *key;
+	char *arg, *num = NULL, *key, *lease = NULL;
 	struct sc_op *o = NULL;
 	uint64_t v = 0;
 	size_t i, klen;
@@ -307,6 +314,18 @@ static int parse_line(ustate_script *sc, char *line)
 			    "line %zu: %s needs a key", sc->lineno, line);
 	key = arg;
 	klen = strlen(arg);
+	/* set and create: an optional last word names a lease. */
+	if (cmds[i].type == USTATE_OP_SET || cmds[i].type == USTATE_OP_CREATE) {
+		num = strrchr(arg, ' ');
+		if (num && !strncmp(num + 1, "lease=", 6)) {
+			lease = num + 7;
+			*num = '\0';
+			if (!*lease)
+				return fail(sc, -EINVAL, sc->lineno, NULL,
+					    "line %zu: lease= needs a name",
+					    sc->lineno);
+		}
+	}
 	if (cmds[i].number) {
 		num = strrchr(arg, ' ');
 		if (!num || !parse_u64(num + 1, &v))
@@ -323,6 +342,13 @@ static int parse_line(ustate_script *sc, char *line)
 	rc = op_add(sc, cmds[i].type, key, klen, cmds[i].get, &o);
 	if (rc < 0)
 		return rc;
+	if (lease) {
+		o->lease = strdup(lease);
+		if (!o->lease)
+			return fail(sc, -ENOMEM, sc->lineno, NULL,
+				    "out of memory");
+		o->op.lease = o->lease;
+	}
 	if (cmds[i].type == USTATE_OP_CHECK_VERSION) {
 		o->op.version = v;
 	} else if (cmds[i].number) {
@@ -614,6 +640,9 @@ static int run(ustate_script *sc)
 	} else if (o->is_get) {
 		fail_found(sc, rc, o->line, o->key, res.found,
 			   "%s kept changing under the transaction", o->key);
+	} else if (rc == -ENOENT && o->lease) {
+		fail_found(sc, rc, o->line, o->key, res.found,
+			   "line %zu: no such lease: %s", o->line, o->lease);
 	} else if (rc == -ECANCELED) {
 		fail_found(sc, rc, o->line, o->key, res.found,
 			   "version conflict: %s is at version %llu, not %llu",

@@ -27,10 +27,12 @@
 /* What a path of the mount is. */
 enum node_kind {
 	KIND_NONE = 0,
-	KIND_DIR,   /* a directory: keys or records below, or the root */
-	KIND_FILE,  /* a key without children */
-	KIND_VALUE, /* DIR/.value: the value of a key that has children */
-	KIND_TXN,   /* /.txn */
+	KIND_DIR,    /* a directory: keys or records below, or the root */
+	KIND_FILE,   /* a key without children */
+	KIND_VALUE,  /* DIR/.value: the value of a key that has children */
+	KIND_TXN,    /* /.txn */
+	KIND_LEASES, /* /.leases */
+	KIND_LEASE,  /* /.leases/NAME */
 };
 
 struct node {
@@ -288,6 +290,37 @@ struct txn_caller {
 };
 void txn_caller_begin(struct txn_caller *c, ustate_script *sc, fuse_req_t req);
 void txn_caller_end(struct txn_caller *c, ustate_script *sc);
+
+/*
+ * leases.c: /.leases/ (see the comment there). lease_name_of() gives the
+ * name of /.leases/NAME, NULL for other paths. lease_attr() fills st for
+ * a live lease (-ENOENT when none), lease_dir_attr() for /.leases.
+ * lease_text() renders its state into a new buffer (the caller frees it).
+ * lease_open() and lease_close() count the open descriptors of its file,
+ * which keep it alive (an open for writing keeps it alive at once).
+ * lease_live() is 0 while it lives, else -ENOENT. lease_write() grants it the
+ * TTL written (-EINVAL: not one), made by creator when created (else the lease
+ * must still be live: -ENOENT). lease_setattr() stores its owner and mode, or
+ * keeps it alive. lease_revoke() ends it. lease_list() gives the live ones as
+ * directory entries (caller frees: ustate_dirents_free()). leases_start()
+ * starts the thread that keeps the held ones alive, leases_stop() ends it.
+ */
+const char *lease_name_of(const char *path);
+/* The TTL in text: whole seconds in decimal, blanks around; 0 if none. */
+int64_t lease_ttl_parse(const char *text, size_t len);
+int lease_attr(const char *name, struct stat *st);
+void lease_dir_attr(struct stat *st);
+int lease_text(const char *name, char **text, size_t *len);
+int lease_open(const char *name, bool write);
+void lease_close(const char *name);
+int lease_live(const char *name);
+int lease_write(const char *name, const char *text, size_t len, bool created,
+		const ustate_meta *creator);
+int lease_setattr(const char *name, const struct stat *attr, int to_set);
+int lease_revoke(const char *name);
+int lease_list(ustate_dirent **ents, size_t *n);
+int leases_start(void);
+void leases_stop(void);
 
 /*
  * guard.c: a child that aborts the mount's FUSE connection if the daemon

@@ -636,6 +636,11 @@ int main(int argc, char *argv[])
 		log_msg(LOG_ERR, "watch: %s", ustate_strerror(err));
 		goto out_unmount;
 	}
+	err = leases_start();
+	if (err < 0) {
+		log_msg(LOG_ERR, "leases: %s", strerror(-err));
+		goto out_watcher;
+	}
 	report(notify, 0);
 	notify = -1;
 	log_msg(LOG_INFO, "serving %s at %s (%ssync=%s)", o.source,
@@ -672,6 +677,7 @@ out_watcher:
 	notify_stop();
 	watcher_stop();
 	handles_shutdown();
+	leases_stop();
 	goto out_signals;
 out_unmount:
 	fuse_session_unmount(fs.se);

@@ -68,7 +68,7 @@
 #define ATTR_STATIC UINT64_MAX
 
 /* H_REPLAY: an open by the replayer, which reads and writes nothing. */
-enum handle_kind { H_READ, H_WRITE, H_TXN, H_REPLAY };
+enum handle_kind { H_READ, H_WRITE, H_TXN, H_REPLAY, H_LEASE };
 
 struct handle {
 	enum handle_kind kind;
@@ -92,7 +92,18 @@ struct handle {
 	uint64_t opened; /* H_WRITE: store revision at open (node_deleted) */
 	ustate_script *script; /* H_TXN */
 	size_t reply_off;      /* H_TXN: bytes of the reply already read */
+	char *lease;	       /* H_LEASE: the lease's name (buf: the TTL
+				* written since the last grant) */
+	char *text;	       /* H_LEASE: its state at open, for reads */
+	size_t text_len;
+	bool held;		/* H_LEASE: counted by lease_open() */
+	bool lease_new;		/* H_LEASE: created by this open, not yet
+				 * granted */
+	ustate_meta lease_meta; /* ... its creator */
 };
+
+/* Longest TTL text a lease file takes. */
+#define LEASE_WRITE_MAX 32
 
 struct dir_handle {
 	ustate_dirent *ents;
@@ -136,6 +147,12 @@ static bool is_value_path(const char *path, char *key)
 	return true;
 }
 
+/* /.leases or a path below it: no key of the store. */
+static bool is_lease_path(const char *path)
+{
+	return !strcmp(path, "/.leases") || lease_name_of(path);
+}
+
 /*
  * What path is, and for files the key that holds its value. A key's own
  * value shows as a file when it has no children, else as DIR/.value.
@@ -162,6 +179,21 @@ static int classify_get(const char *path, enum node_kind *kind, char *key,
 	if (!strcmp(path, "/.txn")) {
 		*kind = KIND_TXN;
 		return 0;
+	}
+	if (!strcmp(path, "/.leases")) {
+		*kind = KIND_LEASES;
+		return 0;
+	}
+	if (lease_name_of(path)) {
+		ustate_lease_info *info = NULL;
+
+		*kind = KIND_LEASE;
+		rc = ustate_lease_get(fs.store, lease_name_of(path), &info);
+		ustate_lease_info_free(info);
+		/* Being created: granted by its first write. */
+		if (rc == -ENOENT && node_is_creating(path))
+			rc = 0;
+		return rc == -EINVAL || rc == -ENAMETOOLONG ? -ENOENT : rc;
 	}
 	value_path = is_value_path(path, key);
 	if (!value_path)
@@ -228,6 +260,20 @@ static int attr_of(fuse_ino_t ino, const char *path, struct stat *st,
 		return rc;
 	attr_base(st, ino);
 	*rev = ATTR_STATIC;
+	if (kind == KIND_LEASES) {
+		lease_dir_attr(st);
+		return 0;
+	}
+	if (kind == KIND_LEASE) {
+		*rev = 0; /* its size and time change without a revision */
+		rc = lease_attr(lease_name_of(path), st);
+		if (rc != -ENOENT || !node_is_creating(path))
+			return rc;
+		/* Not yet granted: empty, its creator's. */
+		st->st_mode = S_IFREG;
+		st->st_nlink = 1;
+		return meta_attr(path, KIND_FILE, node_of(ino), st);
+	}
 	if (kind == KIND_DIR || kind == KIND_TXN) {
 		ustate_entry_free(e);
 		st->st_mode = kind == KIND_DIR ? S_IFDIR : S_IFREG;
@@ -679,6 +725,10 @@ static void handle_free(struct handle *h)
 		node_writer(h->node, -1);
 	__atomic_sub_fetch(&buffered, h->charged, __ATOMIC_RELAXED);
 	ustate_script_free(h->script);
+	if (h->held)
+		lease_close(h->lease);
+	free(h->lease);
+	free(h->text);
 	pthread_mutex_destroy(&h->lock);
 	free(h->buf);
 	free(h);
@@ -796,6 +846,64 @@ static int open_file(struct node *n, enum node_kind kind,
 	return 0;
 }
 
+/*
+ * Open /.leases/NAME for fi->flags: a snapshot of its text to read, a
+ * buffer for a TTL to write; the open keeps the lease alive (leases.c).
+ * creator: a lease this open creates (its first write grants it).
+ */
+static int open_lease(struct node *n, const char *name,
+		      struct fuse_file_info *fi, const ustate_meta *creator,
+		      struct handle **out)
+{
+	int acc = fi->flags & O_ACCMODE;
+	struct handle *h;
+	int rc;
+
+	if (acc != O_RDONLY && fs.read_only)
+		return -EROFS;
+	h = handle_new(H_LEASE, n);
+	if (!h)
+		return -ENOMEM;
+	h->lease = strdup(name);
+	rc = h->lease ? 0 : -ENOMEM;
+	if (rc == 0 && creator) {
+		h->lease_new = true;
+		h->lease_meta = *creator;
+	} else if (rc == 0) {
+		rc = lease_text(name, &h->text, &h->text_len);
+	}
+	if (rc == 0 && !fs.read_only) {
+		rc = lease_open(name, acc != O_RDONLY);
+		h->held = rc == 0;
+	}
+	if (rc < 0) {
+		handle_free(h);
+		return rc;
+	}
+	fi->direct_io = 1;
+	fi->noflush = acc == O_RDONLY;
+	fi->fh = (uintptr_t)h;
+	if (out)
+		*out = h;
+	return 0;
+}
+
+/* Grant what h wrote, if anything (see lease_write()). */
+static int lease_commit(struct handle *h)
+{
+	int rc;
+
+	if (h->error || !h->dirty)
+		return h->error;
+	rc = lease_write(h->lease, h->buf, h->len, h->lease_new,
+			 &h->lease_meta);
+	h->dirty = false;
+	h->len = 0;
+	if (rc == 0)
+		h->lease_new = false;
+	return rc;
+}
+
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	char path[FS_PATH_MAX], key[FS_PATH_MAX];
@@ -843,9 +951,11 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	 */
 	if (rc == -ENOENT && (fi->flags & O_ACCMODE) != O_RDONLY)
 		rc = -ESTALE;
-	if (rc == 0 && kind == KIND_DIR)
+	if (rc == 0 && (kind == KIND_DIR || kind == KIND_LEASES))
 		rc = node_type_is(ino, S_IFDIR) ? -EISDIR : -ESTALE;
-	if (rc == 0)
+	if (rc == 0 && kind == KIND_LEASE)
+		rc = open_lease(n, lease_name_of(path), fi, NULL, NULL);
+	else if (rc == 0)
 		rc = open_file(n, kind, fi, rev, e);
 	ustate_entry_free(e);
 	if (rc < 0) {
@@ -866,7 +976,76 @@ static int creatable(const char *dir, const char *name, char *path)
 		return rc;
 	if (!strcmp(name, ".value") || !strcmp(name, ".txn"))
 		return -EINVAL;
+	if (is_lease_path(path))
+		return -EPERM;
 	return ustate_key_valid(path);
+}
+
+/* O_CREAT in /.leases: a new lease, granted by its first write. */
+static void create_lease(fuse_req_t req, const char *name, mode_t mode,
+			 struct fuse_file_info *fi)
+{
+	char path[FS_PATH_MAX];
+	struct fuse_entry_param e = {0};
+	ustate_lease_info *info = NULL;
+	struct handle *h = NULL;
+	struct node *n = NULL;
+	ustate_meta m;
+	bool exists;
+	int rc;
+
+	rc = child_path("/.leases", name, path);
+	if (rc == 0)
+		rc = ustate_key_valid(path);
+	if (rc == 0 && !S_ISREG(mode))
+		rc = -EPERM;
+	if (rc == 0 && fs.read_only)
+		rc = -EROFS;
+	if (rc < 0)
+		goto fail;
+	rc = ustate_lease_get(fs.store, name, &info);
+	ustate_lease_info_free(info);
+	if (rc < 0 && rc != -ENOENT)
+		goto fail;
+	exists = rc == 0;
+	rc = exists && (fi->flags & O_EXCL) ? -EEXIST : 0;
+	if (rc < 0)
+		goto fail;
+	n = node_lookup(path);
+	if (!n) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	meta_new(req, "/.leases", mode, false, &m);
+	rc = open_lease(n, name, fi, exists ? NULL : &m, &h);
+	if (rc < 0)
+		goto fail;
+	if (!exists) {
+		/* Until its grant, lookups and stats find it, empty. */
+		node_set_meta(n, &m);
+		h->creating = true;
+		node_creating(n, 1);
+	}
+	attr_base(&e.attr, n->ino);
+	if (!exists || lease_attr(name, &e.attr) < 0) {
+		e.attr.st_mode = S_IFREG | m.mode;
+		e.attr.st_nlink = 1;
+		e.attr.st_uid = m.uid;
+		e.attr.st_gid = m.gid;
+	}
+	e.ino = n->ino;
+	e.attr_timeout = 0;
+	e.entry_timeout = 0;
+	node_set_type(n->ino, S_IFREG);
+	if (fuse_reply_create(req, &e, fi) != 0) {
+		handle_free(h);
+		node_forget(n->ino, 1);
+	}
+	return;
+fail:
+	if (n)
+		node_forget(n->ino, 1);
+	fuse_reply_err(req, -rc);
 }
 
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
@@ -883,6 +1062,10 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	int rc;
 
 	rc = node_path(parent, dir);
+	if (rc == 0 && !strcmp(dir, "/.leases") && !replay_request(req)) {
+		create_lease(req, name, mode, fi);
+		return;
+	}
 	if (rc == 0 && !strcmp(name, ".value")) {
 		/* DIR/.value: write the directory key's own value. */
 		rc = child_path(dir, name, path);
@@ -1050,6 +1233,10 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			len = size;
 		fuse_reply_buf(req, reply + h->reply_off, len);
 		h->reply_off += len;
+	} else if (h->kind == H_LEASE) {
+		len = (size_t)off < h->text_len ? h->text_len - (size_t)off : 0;
+		fuse_reply_buf(req, h->text + (len ? off : 0),
+			       len < size ? len : size);
 	} else if ((size_t)off >= h->len) {
 		fuse_reply_buf(req, NULL, 0);
 	} else {
@@ -1090,6 +1277,28 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		if (rc >= 0)
 			rc = 0;
 		h->reply_off = 0;
+	} else if (h->kind == H_LEASE) {
+		/*
+		 * A TTL: a few digits. An append (>>) starts at the size of
+		 * the text shown: it goes on from what this open wrote.
+		 */
+		if ((size_t)off > h->len)
+			off = (off_t)h->len;
+		end = (size_t)off + size;
+		rc = end > LEASE_WRITE_MAX ? -EINVAL : ensure_cap(h, end + 1);
+		if (rc == 0) {
+			memcpy(h->buf + off, buf, size);
+			if (end > h->len)
+				h->len = end;
+			h->dirty = true;
+			/* Refused at the write: shells ignore close()'s. */
+			if (!lease_ttl_parse(h->buf, h->len))
+				rc = -EINVAL;
+			else if (!h->lease_new)
+				rc = lease_live(h->lease);
+		}
+		if (rc < 0)
+			h->error = rc;
 	} else if (h->kind != H_WRITE) {
 		rc = -EBADF;
 	} else {
@@ -1142,7 +1351,9 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	pthread_mutex_lock(&h->lock);
-	if (h->kind == H_WRITE && h->error) {
+	if (h->kind == H_LEASE) {
+		rc = lease_commit(h);
+	} else if (h->kind == H_WRITE && h->error) {
 		rc = h->error; /* a refused write: nothing commits */
 	} else if (h->kind == H_WRITE && h->dirty) {
 		rc = commit(h);
@@ -1166,7 +1377,9 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 		return;
 	}
 	pthread_mutex_lock(&h->lock);
-	if (h->kind == H_WRITE && (h->dirty || h->trunc || h->creating))
+	if (h->kind == H_LEASE)
+		rc = lease_commit(h);
+	else if (h->kind == H_WRITE && (h->dirty || h->trunc || h->creating))
 		rc = commit(h);
 	pthread_mutex_unlock(&h->lock);
 	fuse_reply_err(req, -rc);
@@ -1186,7 +1399,9 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 	 * "touch k") commits here; its error cannot reach close() any more.
 	 */
 	pthread_mutex_lock(&h->lock);
-	if (h->kind == H_WRITE && (h->dirty || h->trunc || h->creating))
+	if (h->kind == H_LEASE)
+		lease_commit(h);
+	else if (h->kind == H_WRITE && (h->dirty || h->trunc || h->creating))
 		commit(h);
 	pthread_mutex_unlock(&h->lock);
 	handle_free(h);
@@ -1242,6 +1457,18 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		goto out;
 	if (fs.read_only) {
 		rc = -EROFS;
+		goto out;
+	}
+	if (kind == KIND_LEASE) {
+		/* A truncation is the start of a write: nothing to do. */
+		rc = lease_setattr(lease_name_of(path), attr, to_set);
+		goto out;
+	}
+	if (kind == KIND_LEASES) {
+		rc = to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID |
+			       FUSE_SET_ATTR_GID)
+			     ? -EPERM
+			     : 0;
 		goto out;
 	}
 	if ((to_set & FUSE_SET_ATTR_SIZE) && kind != KIND_FILE &&
@@ -1334,7 +1561,21 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, 0);
 		return;
 	}
-	if (rc == 0 && !strcmp(name, ".txn") && !strcmp(dir, "/"))
+	if (rc == 0 && !strcmp(dir, "/.leases")) {
+		/*
+		 * rm revokes: the keys go, their events come from the watch,
+		 * delivered on this mount before the unlink returns (as a
+		 * /.txn commit's are), so that the keys are gone for whatever
+		 * the caller does next.
+		 */
+		rc = lease_revoke(name);
+		if (rc == 0)
+			replay_done(ustate_revision(fs.store));
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	if (rc == 0 && !strcmp(dir, "/") &&
+	    (!strcmp(name, ".txn") || !strcmp(name, ".leases")))
 		rc = -EPERM;
 	else if (rc == 0 && !strcmp(name, ".value"))
 		strcpy(path, dir); /* the directory key's own value */
@@ -1430,6 +1671,8 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	}
 	if (rc == 0)
 		rc = child_path(dir, name, path);
+	if (rc == 0 && (!strcmp(path, "/.leases") || lease_name_of(path)))
+		rc = lease_name_of(path) ? -ENOTDIR : -EPERM;
 	if (rc == 0 && fs.read_only)
 		rc = -EROFS;
 	if (rc == 0)
@@ -1576,12 +1819,17 @@ static int move_meta(struct oplist *l, const char *k, const char *nk)
 static int move_key(struct oplist *l, const char *k, char *nk, bool noreplace)
 {
 	ustate_entry *e = NULL;
+	char *lease = NULL;
+	size_t llen = 0;
 	void *val = NULL;
 	int rc;
 
 	rc = nk ? ustate_get(fs.store, k, &e) : -ENOMEM;
 	if (rc == 0) {
-		val = malloc(e->value_len + 1);
+		/* Its lease, if any, goes along (after the value): a set
+		 * without one would detach the key. */
+		llen = e->lease ? strlen(e->lease) + 1 : 0;
+		val = malloc(e->value_len + 1 + llen);
 		rc = val ? 0 : -ENOMEM;
 	}
 	if (rc < 0) {
@@ -1590,6 +1838,10 @@ static int move_key(struct oplist *l, const char *k, char *nk, bool noreplace)
 		return rc;
 	}
 	memcpy(val, e->value, e->value_len);
+	if (llen) {
+		lease = (char *)val + e->value_len + 1;
+		memcpy(lease, e->lease, llen);
+	}
 	rc = oplist_add(l,
 			(ustate_op){.type = USTATE_OP_CHECK_VERSION,
 				    .key = k,
@@ -1601,7 +1853,8 @@ static int move_key(struct oplist *l, const char *k, char *nk, bool noreplace)
 							      : USTATE_OP_SET,
 					    .key = nk,
 					    .value = val,
-					    .value_len = e->value_len},
+					    .value_len = e->value_len,
+					    .lease = lease},
 				nk, val);
 	else
 		free(nk), free(val);
@@ -1812,7 +2065,8 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		fuse_reply_err(req, 0);
 		return;
 	}
-	if (rc == 0 && (!strcmp(name, ".txn") || !strcmp(name, ".value")))
+	if (rc == 0 && (!strcmp(name, ".txn") || !strcmp(name, ".value") ||
+			is_lease_path(from)))
 		rc = -EPERM;
 	if (rc == 0 && fs.read_only)
 		rc = -EROFS;
@@ -1869,9 +2123,11 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 	}
 	/* A snapshot at opendir, so offsets stay meaningful. */
 	rc = node_path(ino, d->path);
-	if (rc == 0)
+	if (rc == 0 && !strcmp(d->path, "/.leases"))
+		rc = lease_list(&d->ents, &d->n);
+	else if (rc == 0)
 		rc = ustate_readdir(fs.store, d->path, &d->ents, &d->n);
-	if (rc == 0) {
+	if (rc == 0 && strcmp(d->path, "/.leases")) {
 		acc = (struct creating_acc){d, 0};
 		node_each_creating(d->path, add_creating, &acc);
 		rc = acc.rc;
@@ -1890,7 +2146,10 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 	}
 }
 
-/* Entry number i of d: ".", "..", [".txn"], [".value"], then children. */
+/*
+ * Entry number i of d: ".", "..", [".txn", ".leases"], [".value"], then
+ * children.
+ */
 static bool dir_entry(struct dir_handle *d, size_t i, const char **name,
 		      mode_t *mode, char *path)
 {
@@ -1912,8 +2171,14 @@ static bool dir_entry(struct dir_handle *d, size_t i, const char **name,
 			strcpy(path, "/.txn");
 			return true;
 		}
-		i--;
-	} else {
+		if (i == 1) {
+			*name = ".leases";
+			*mode = S_IFDIR;
+			strcpy(path, "/.leases");
+			return true;
+		}
+		i -= 2;
+	} else if (strcmp(d->path, "/.leases")) {
 		extra = ustate_node(fs.store, d->path, &flags) == 0 &&
 			(flags & USTATE_NODE_VALUE);
 		if (extra && i == 0) {
@@ -2040,14 +2305,89 @@ static int xattr_value(fuse_ino_t ino, int i, char *buf)
 	return snprintf(buf, 32, "%llu", (unsigned long long)v);
 }
 
+/*
+ * user.lease: the key's lease (ENODATA when none), listed only when set.
+ * Setting it attaches the key to a live lease, removing it detaches the
+ * key: a set of the same value naming the lease, or none, checked
+ * against the version read (retried on a race). The kernel checked write
+ * permission on the file, as for any user.* attribute.
+ */
+#define XATTR_LEASE "user.lease"
+
+/* The lease of ino's key into buf (USTATE_SEGMENT_MAX + 1 bytes). */
+static int xattr_lease(fuse_ino_t ino, char *buf)
+{
+	ustate_entry *e;
+	int rc;
+
+	rc = xattr_entry(ino, &e);
+	if (rc < 0)
+		return rc;
+	rc = -ENODATA;
+	if (e->lease && strlen(e->lease) <= USTATE_SEGMENT_MAX) {
+		strcpy(buf, e->lease);
+		rc = (int)strlen(buf);
+	}
+	ustate_entry_free(e);
+	return rc;
+}
+
+/* Attach ino's key to lease (NULL: detach it). */
+static int xattr_lease_set(fuse_ino_t ino, const char *lease, int flags)
+{
+	char path[FS_PATH_MAX], key[FS_PATH_MAX];
+	enum node_kind kind;
+	ustate_op ops[2];
+	ustate_entry *e;
+	int rc, i;
+
+	if (fs.read_only)
+		return -EROFS;
+	rc = node_path(ino, path);
+	if (rc == 0) {
+		node_settle(path);
+		rc = classify(path, &kind, key);
+	}
+	if (rc == 0 && kind != KIND_FILE && kind != KIND_VALUE)
+		rc = -EPERM;
+	for (i = 0; rc == 0 && i < RENAME_RETRIES; i++) {
+		rc = ustate_get(fs.store, key, &e);
+		if (rc < 0)
+			break;
+		if ((flags & XATTR_CREATE) && e->lease)
+			rc = -EEXIST;
+		else if (((flags & XATTR_REPLACE) || !lease) && !e->lease)
+			rc = -ENODATA;
+		if (rc == 0) {
+			ops[0] = (ustate_op){.type = USTATE_OP_CHECK_VERSION,
+					     .key = key,
+					     .version = e->version};
+			ops[1] = (ustate_op){.type = USTATE_OP_SET,
+					     .key = key,
+					     .value = e->value,
+					     .value_len = e->value_len,
+					     .lease = lease};
+			rc = own_transaction(ops, 2);
+		}
+		ustate_entry_free(e);
+		if (rc != -ECANCELED)
+			return rc;
+		rc = 0;
+	}
+	return rc ? rc : -EBUSY;
+}
+
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			size_t size)
 {
-	char buf[32];
+	char buf[USTATE_SEGMENT_MAX + 1];
 	int i, len;
 
 	i = xattr_index(name);
-	len = i < 0 ? -ENODATA : xattr_value(ino, i, buf);
+	if (!strcmp(name, XATTR_LEASE))
+		len = xattr_lease(ino, buf);
+	else
+		len = i < 0 ? -ENODATA : xattr_value(ino, i, buf);
 	if (len < 0)
 		fuse_reply_err(req, -len);
 	else if (size == 0)
@@ -2060,7 +2400,7 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 
 static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	char buf[128];
+	char buf[128 + sizeof(XATTR_LEASE)];
 	ustate_entry *e;
 	size_t len = 0, i;
 	int rc;
@@ -2072,12 +2412,16 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 		fuse_reply_err(req, -rc);
 		return;
 	} else {
-		ustate_entry_free(e);
 		for (i = 0; i < NXATTR; i++) {
 			memcpy(buf + len, xattr_names[i],
 			       strlen(xattr_names[i]) + 1);
 			len += strlen(xattr_names[i]) + 1;
 		}
+		if (e->lease) {
+			memcpy(buf + len, XATTR_LEASE, sizeof(XATTR_LEASE));
+			len += sizeof(XATTR_LEASE);
+		}
+		ustate_entry_free(e);
 	}
 	if (size == 0)
 		fuse_reply_xattr(req, len);
@@ -2098,9 +2442,21 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			const char *value, size_t size, int flags)
 {
-	char buf[32];
+	char buf[USTATE_SEGMENT_MAX + 1];
 	int i, len;
 
+	if (!strcmp(name, XATTR_LEASE)) {
+		len = size && size < sizeof(buf) ? 0 : -EINVAL;
+		if (len == 0) {
+			memcpy(buf, value, size);
+			buf[size] = '\0';
+			len = strlen(buf) == size ? 0 : -EINVAL;
+		}
+		if (len == 0)
+			len = xattr_lease_set(ino, buf, flags);
+		fuse_reply_err(req, len < 0 ? -len : 0);
+		return;
+	}
 	i = xattr_index(name);
 	if (i < 0) {
 		fuse_reply_err(req, ENOTSUP);
@@ -2121,6 +2477,11 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	char buf[32];
 	int i, len;
 
+	if (!strcmp(name, XATTR_LEASE)) {
+		len = xattr_lease_set(ino, NULL, 0);
+		fuse_reply_err(req, len < 0 ? -len : 0);
+		return;
+	}
 	i = xattr_index(name);
 	len = i < 0 ? -ENOTSUP : xattr_value(ino, i, buf);
 	fuse_reply_err(req, len < 0 ? -len : 0);

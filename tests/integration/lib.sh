@@ -138,3 +138,20 @@ check_err() {
 }
 
 xattr() { getfattr --absolute-names --only-values -n "user.$1" "$2" 2>/dev/null; }
+
+# txn_run FILE SCRIPT: one write of SCRIPT to the /.txn FILE, then its
+# reply; the first line says "write ok" or "write ERRNO".
+txn_run() {
+	python3 - "$1" "$2" <<'PY'
+import errno, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+try:
+    os.write(fd, sys.argv[2].encode())
+    print("write ok")
+except OSError as e:
+    print("write", errno.errorcode[e.errno])
+sys.stdout.flush()
+sys.stdout.buffer.write(os.read(fd, 65536))
+os.close(fd)
+PY
+}

@@ -16,6 +16,14 @@ now_ms() { date +%s%3N; }
 check "grant prints the TTL" "ttl 30" "$(u lease grant node-1 30 | head -1)"
 check "set --lease attaches" 1 "$(u set --lease node-1 /nodes/node-1 up)"
 check "create --lease attaches" 1 "$(u create /nodes/extra x --lease node-1)"
+check "txn: set with lease= attaches" "ok" \
+	"$(printf 'set /nodes/txn 1 lease=node-1\nt\ncommit\n' | u txn | cut -d' ' -f1 | head -1)"
+check "... as get --json says" '"lease":"node-1"}' \
+	"$(u --json get /nodes/txn | grep -o '"lease":.*')"
+u delete /nodes/txn >/dev/null
+check "txn: lease= of no lease: exit 4, its line" "4 line 1: no such lease: nope" \
+	"$(printf 'set /x 1 lease=nope\nt\ncommit\n' | u txn 2>"$T/txn.err" >/dev/null
+	echo "$? $(tail -1 "$T/txn.err")")"
 u set /plain p >/dev/null
 check "get lists the keys" "key /nodes/extra key /nodes/node-1" \
 	"$(u lease get node-1 | grep '^key' | tr '\n' ' ' | sed 's/ $//')"

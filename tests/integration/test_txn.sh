@@ -11,20 +11,7 @@ echo 1 > "$M/a"
 echo hello > "$M/b"
 
 # Run a script through one descriptor; print the write's fate and the reply.
-txn() {
-	python3 - "$M/.txn" "$1" <<'PY'
-import errno, os, sys
-fd = os.open(sys.argv[1], os.O_RDWR)
-try:
-    os.write(fd, sys.argv[2].encode())
-    print("write ok")
-except OSError as e:
-    print("write", errno.errorcode[e.errno])
-sys.stdout.flush()
-sys.stdout.buffer.write(os.read(fd, 65536))
-os.close(fd)
-PY
-}
+txn() { txn_run "$M/.txn" "$1"; }
 
 out=$(txn $'check /a 1\nset /a 2\nhi\ncreate /c 0\n\ndelete /b\nget /a\ncommit\n')
 rev=$(sqlite3 "$T/state.db" 'SELECT revision FROM ustate_state')
