@@ -846,8 +846,51 @@ struct stream_run {
 	struct ustate_etcd_splitter sp;
 	ustate_etcd_stream_fn fn;
 	void *arg;
-	int rc; /* the first error of a message or of fn */
+	int rc;		       /* the first error of a message or of fn */
+	struct timespec heard; /* the member's last sign of life */
 };
+
+/*
+ * A watch stream says nothing while nothing changes, and a member that
+ * hangs (stopped, or its process wedged: the kernel still acknowledges
+ * the connection and its keepalives) says nothing either. After
+ * PROBE_IDLE_MS of silence, the stream's own endpoint is asked for its
+ * status; no answer within PROBE_TIMEOUT_MS ends the stream, and the
+ * watch resumes on the next endpoint.
+ */
+#define PROBE_IDLE_MS 5000
+#define PROBE_TIMEOUT_MS 3000
+
+/* Whether endpoint ep answers a status request in time. */
+static bool probe(struct ustate_etcd_conn *c, size_t ep)
+{
+	static char empty[] = "{}";
+	struct buf body = {.p = empty, .len = 2};
+	struct handle *h = easy_get(c);
+	json_t *out = NULL;
+	char *msg = NULL;
+	bool sent;
+	int rc, grpc;
+	long t = PROBE_TIMEOUT_MS;
+
+	if (!h)
+		return true; /* no memory: no verdict on the member */
+	if ((long)c->request_timeout < t)
+		t = (long)c->request_timeout;
+	rc = attempt(c, h, ep, "/v3/maintenance/status", &body, t, true, &out,
+		     &sent, &grpc, &msg);
+	json_decref(out);
+	if (rc < 0)
+		ustate_log(c->log, LOG_WARNING,
+			   "etcd %s: the watch stream is silent and the member "
+			   "does not answer (%s): moving on",
+			   ustate_etcd_endpoint(c, ep),
+			   msg ? msg : ustate_strerror(rc));
+	free(msg);
+	easy_put(c, h);
+	/* An error etcd itself sent is an answer: the member is alive. */
+	return rc == 0 || grpc >= 0;
+}
 
 int ustate_etcd_stream_new(struct ustate_etcd_stream **out,
 			   struct ustate_etcd_conn *c)
@@ -916,6 +959,7 @@ static size_t on_stream(char *p, size_t size, size_t n, void *arg)
 	struct stream_run *r = arg;
 	int rc;
 
+	clock_gettime(CLOCK_MONOTONIC, &r->heard);
 	rc = ustate_etcd_splitter_feed(&r->sp, p, size * n, on_line, r);
 	if (rc < 0) {
 		r->rc = rc;
@@ -956,6 +1000,7 @@ int ustate_etcd_stream_run(struct ustate_etcd_stream *st, size_t ep,
 	cu.easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)c->dial_timeout);
 	cu.multi_add_handle(st->multi, e);
 	rc = 0;
+	clock_gettime(CLOCK_MONOTONIC, &r.heard);
 	while (running && !stopping(st)) {
 		if (cu.multi_perform(st->multi, &running) != CURLM_OK) {
 			rc = -EIO;
@@ -965,6 +1010,13 @@ int ustate_etcd_stream_run(struct ustate_etcd_stream *st, size_t ep,
 			break;
 		/* A second at most: stop() also wakes the poll. */
 		cu.multi_poll(st->multi, NULL, 0, 1000, NULL);
+		if (ms_since(&r.heard) >= PROBE_IDLE_MS && !stopping(st)) {
+			if (!probe(c, ep)) {
+				r.rc = -ETIMEDOUT;
+				break;
+			}
+			clock_gettime(CLOCK_MONOTONIC, &r.heard);
+		}
 	}
 	if (stopping(st)) {
 		/* A stop ends one run: the next starts afresh. */

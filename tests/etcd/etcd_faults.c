@@ -901,6 +901,7 @@ static int hung(int argc, char **argv)
 	const unsigned timeout = 3000;
 	ustate_options o = options(timeout);
 	ustate *s, *s2 = NULL;
+	ustate_watch *w = NULL;
 	ustate_entry *e;
 	int64_t t;
 	int rc;
@@ -910,8 +911,11 @@ static int hung(int argc, char **argv)
 	s = open_store(argv[0], &o);
 	if (!s)
 		return 1;
+	rc = ustate_watch_open(&w, s, "/h/*", 0);
+	check(rc == 0, "a watch, on the first endpoint: %s", ename(rc));
 	rc = ustate_set(s, "/h/0", "0", 1, NULL);
 	check(rc == 0, "a write on the first endpoint: %s", ename(rc));
+	check(w && wait_key(w, "/h/0", 10), "the watch hears it");
 	if (!ask("pause %s", argv[1]))
 		return 1;
 
@@ -925,6 +929,18 @@ static int hung(int argc, char **argv)
 	check(t <= timeout + SLACK_MS, "within the bound (%" PRId64 " ms)", t);
 	rc = ustate_set(s, "/h/1", "1", 1, NULL);
 	check(rc == 0, "then a write: %s", ename(rc));
+	/*
+	 * The watch's stream stays on the hung member, silent: its probe
+	 * (5 s of silence, then 3 s for an answer) moves it on.
+	 */
+	t = now_ms();
+	rc = w && wait_key(w, "/h/1", 30);
+	t = now_ms() - t;
+	check(rc,
+	      "the watch leaves the hung member and hears the write "
+	      "(%" PRId64 " ms)",
+	      t);
+	ustate_watch_close(w);
 
 	t = now_ms();
 	rc = ustate_open(&s2, argv[0], &o);

@@ -34,7 +34,8 @@
 #            SIGSTOPped (connections are made, never answered): a read on
 #            the open handle still succeeds within request_timeout + 3 s,
 #            then a write; ustate_open() with it first succeeds, and its
-#            handle reads and writes.
+#            handle reads and writes; a watch whose stream was on the
+#            hung member moves on (its probe) and hears the write.
 #  limits    1 member; a value of the library's max_value_size with the
 #            longest key is taken, one byte more is -EFBIG; a transaction
 #            of 42 SETs (what etcd.c says fits etcd's 128) is; raised limits
