@@ -149,21 +149,29 @@ static void curl_init_once(void)
 	curl_rc = 0;
 }
 
-static int buf_add(struct buf *b, const char *p, size_t n)
+/* Room for need bytes in b, growing it by doubling. */
+static int buf_reserve(struct buf *b, size_t need)
 {
 	size_t cap;
 	char *g;
 
-	if (b->len + n + 1 > b->cap) {
-		cap = b->cap ? b->cap : 1024;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		g = realloc(b->p, cap);
-		if (!g)
-			return -ENOMEM;
-		b->p = g;
-		b->cap = cap;
-	}
+	if (need <= b->cap)
+		return 0;
+	cap = b->cap ? b->cap : 1024;
+	while (cap < need)
+		cap *= 2;
+	g = realloc(b->p, cap);
+	if (!g)
+		return -ENOMEM;
+	b->p = g;
+	b->cap = cap;
+	return 0;
+}
+
+static int buf_add(struct buf *b, const char *p, size_t n)
+{
+	if (buf_reserve(b, b->len + n + 1) < 0)
+		return -ENOMEM;
 	memcpy(b->p + b->len, p, n);
 	b->len += n;
 	b->p[b->len] = '\0';
@@ -637,23 +645,15 @@ out:
  */
 static int dump(struct buf *b, json_t *j)
 {
-	size_t n, cap;
-	char *g;
+	size_t n;
 
 	b->len = 0;
 	n = json_dumpb(j, b->p, b->cap, JSON_COMPACT);
 	if (n == 0)
 		return -ENOMEM;
 	if (n >= b->cap) {
-		cap = b->cap ? b->cap : 1024;
-		while (cap < n + 1)
-			cap *= 2;
-		g = realloc(b->p, cap);
-		if (!g)
-			return -ENOMEM;
-		b->p = g;
-		b->cap = cap;
-		if (json_dumpb(j, b->p, b->cap, JSON_COMPACT) != n)
+		if (buf_reserve(b, n + 1) < 0 ||
+		    json_dumpb(j, b->p, b->cap, JSON_COMPACT) != n)
 			return -ENOMEM;
 	}
 	b->len = n;
