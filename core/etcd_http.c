@@ -65,6 +65,9 @@ struct handle {
 	bool hdr_token;		/* hdr has the token of generation gen */
 	unsigned gen;
 	struct buf body, resp;
+	/* A write's body as libcurl reads it (body_read, body_seek). */
+	const struct buf *out;
+	size_t out_off;
 };
 
 #define BUF_KEEP (64u << 10)
@@ -342,6 +345,37 @@ static void easy_common(struct ustate_etcd_conn *c, CURL *e)
 		cu.easy_setopt(e, CURLOPT_SSLKEY, c->tls_key);
 }
 
+/*
+ * libcurl sends a request again on its own when the connection it reused
+ * dies before the first byte of the answer: it takes that for a
+ * connection the server had closed while idle. A member that dies (or a
+ * connection cut) after taking a write looks just the same, so a write
+ * sent again on a new connection, to the same endpoint or refused there
+ * and then failed over, was applied twice: a set at version 2, measured
+ * (tests/etcd/cutproxy.py). So the body of a write is given through a read
+ * callback, and libcurl may not rewind it once it has taken any of it:
+ * the transfer then fails with CURLE_SEND_FAIL_REWIND, whose outcome is
+ * unknown. Before it took any, the request never left whole, and
+ * libcurl's retry is safe. A read may be sent any number of times: its
+ * body stays CURLOPT_POSTFIELDS, which libcurl sends with the headers.
+ */
+static size_t body_read(char *p, size_t size, size_t n, void *arg)
+{
+	struct handle *h = arg;
+	size_t len = h->out->len - h->out_off;
+
+	if (len > size * n)
+		len = size * n;
+	memcpy(p, h->out->p + h->out_off, len);
+	h->out_off += len;
+	return len;
+}
+
+static int body_seek(void *arg, curl_off_t off, int origin)
+{
+	return CURL_SEEKFUNC_CANTSEEK;
+}
+
 static struct handle *easy_get(struct ustate_etcd_conn *c)
 {
 	struct handle *h = NULL;
@@ -364,6 +398,12 @@ static struct handle *easy_get(struct ustate_etcd_conn *c)
 	/* The response goes to the handle's buffer, whatever the request. */
 	cu.easy_setopt(h->e, CURLOPT_WRITEFUNCTION, on_body);
 	cu.easy_setopt(h->e, CURLOPT_WRITEDATA, &h->resp);
+	/* A POST; a write's body is read, and never rewound. */
+	cu.easy_setopt(h->e, CURLOPT_POST, 1L);
+	cu.easy_setopt(h->e, CURLOPT_READFUNCTION, body_read);
+	cu.easy_setopt(h->e, CURLOPT_READDATA, h);
+	cu.easy_setopt(h->e, CURLOPT_SEEKFUNCTION, body_seek);
+	cu.easy_setopt(h->e, CURLOPT_SEEKDATA, h);
 	return h;
 }
 
@@ -558,6 +598,10 @@ static int curl_errno(CURL *e, CURLcode cc, bool *sent)
 	case CURLE_SSL_CACERT_BADFILE:
 		*sent = false;
 		return -EACCES;
+	case CURLE_SEND_FAIL_REWIND:
+		/* Sent, and the connection died: see body_read(). */
+		*sent = true;
+		return -ETIMEDOUT;
 	case CURLE_OUT_OF_MEMORY:
 		return -ENOMEM;
 	default:
@@ -580,8 +624,9 @@ static long ms_since(const struct timespec *t0)
  * error came from etcd itself (its code, or -1).
  */
 static int attempt(struct ustate_etcd_conn *c, struct handle *h, size_t ep,
-		   const char *path, const struct buf *body, long timeout,
-		   bool token, json_t **out, bool *sent, int *grpc, char **msg)
+		   const char *path, const struct buf *body, bool once,
+		   long timeout, bool token, json_t **out, bool *sent,
+		   int *grpc, char **msg)
 {
 	char url[512];
 	json_error_t jerr;
@@ -599,7 +644,9 @@ static int attempt(struct ustate_etcd_conn *c, struct handle *h, size_t ep,
 	if (rc < 0)
 		return rc;
 	cu.easy_setopt(e, CURLOPT_URL, url);
-	cu.easy_setopt(e, CURLOPT_POSTFIELDS, body->p);
+	h->out = body;
+	h->out_off = 0;
+	cu.easy_setopt(e, CURLOPT_POSTFIELDS, once ? NULL : body->p);
 	cu.easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)body->len);
 	cu.easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout);
 	cu.easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
@@ -756,7 +803,7 @@ static int call_body(struct ustate_etcd_conn *c, struct handle *h,
 		 * it: once sent, it goes nowhere else.
 		 */
 		share = read ? left / (long)(c->nurls - i) : left;
-		rc = attempt(c, h, ep, path, body, share ? share : 1,
+		rc = attempt(c, h, ep, path, body, !read, share ? share : 1,
 			     !(flags & NO_TOKEN), out, &sent, &grpc, &msg);
 		if (read && rc == -ETIMEDOUT && grpc < 0)
 			slow = true;
@@ -877,8 +924,8 @@ static bool probe(struct ustate_etcd_conn *c, size_t ep)
 		return true; /* no memory: no verdict on the member */
 	if ((long)c->request_timeout < t)
 		t = (long)c->request_timeout;
-	rc = attempt(c, h, ep, "/v3/maintenance/status", &body, t, true, &out,
-		     &sent, &grpc, &msg);
+	rc = attempt(c, h, ep, "/v3/maintenance/status", &body, false, t, true,
+		     &out, &sent, &grpc, &msg);
 	json_decref(out);
 	if (rc < 0)
 		ustate_log(c->log, LOG_WARNING,

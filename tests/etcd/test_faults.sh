@@ -48,6 +48,14 @@
 #            open (logged with the endpoint); after a restart, which
 #            forgets the token, the same handle works; the CLI's --user
 #            and --password-file work, and etcdctl reads what it wrote.
+#  cut       1 member behind tests/etcd/cutproxy.py, which passes a write
+#            to etcd and then resets the client's connection before the
+#            answer (a member dying just after it took the write): a set,
+#            a cas, a create and a txn through the CLI each fail with the
+#            message of -ETIMEDOUT (outcome unknown) and are in etcd once
+#            (version 1), whether the proxy takes the next connection or
+#            refuses it and the client fails over to the member itself;
+#            a read cut so is sent again and answers.
 #  tls       1 member on https with a throwaway CA: etcds:// with the CA
 #            works; without it, or with another CA, open is -EACCES; then
 #            a member that requires client certificates: tls_cert and
@@ -170,6 +178,9 @@ failover)
 import base64, errno, json, sys
 d = lambda s: base64.b64decode(s).decode()
 kvs = {d(kv["key"]): d(kv.get("value", "")) for kv in json.load(open(sys.argv[2])).get("kvs", [])}
+# Each key is set once: a version above 1 is a write applied twice.
+vers = {d(kv["key"]): int(kv["version"]) for kv in json.load(open(sys.argv[2])).get("kvs", [])}
+twice = sum(1 for v in vers.values() if v != 1)
 lost = wrong = ghost = unknown_in = unknown_out = n = 0
 for line in open(sys.argv[1]):
     key, val, rc = line.split()
@@ -188,8 +199,8 @@ for line in open(sys.argv[1]):
     elif ek in kvs:
         ghost += 1
 print("# %d writes; -ETIMEDOUT: %d applied, %d not" % (n, unknown_in, unknown_out), file=sys.stderr)
-print("# lost %d, wrong value %d, refused but written %d" % (lost, wrong, ghost), file=sys.stderr)
-sys.exit(1 if lost or wrong or ghost or n == 0 else 0)
+print("# lost %d, wrong value %d, refused but written %d, applied twice %d" % (lost, wrong, ghost, twice), file=sys.stderr)
+sys.exit(1 if lost or wrong or ghost or twice or n == 0 else 0)
 EOF
 	;;
 watch)
@@ -298,6 +309,55 @@ auth)
 	check "the CLI with a wrong password fails" 1 "$rc"
 	grep -q "$EP" "$T/cli.err" ||
 		fail "its message names the endpoint: $(cat "$T/cli.err")"
+	;;
+cut)
+	etcd_cluster_start 1
+	EP=${ETCD_MEMBER_ENDPOINT[0]}
+	# version KEY: etcd's version of /cu/KEY (0: missing).
+	version() {
+		etcd_ctl get "/cu$1" -w json | python3 -c '
+import json, sys
+kvs = json.load(sys.stdin).get("kvs", [])
+print(kvs[0].get("version", 0) if kvs else 0)'
+	}
+	# through WHAT MODE KEY CMD...: run `ustate CMD...` through a new
+	# proxy (MODE: "" or --refuse) that cuts the request after the open's
+	# check; it must fail as a write of unknown outcome, applied once.
+	through() {
+		local what=$1 mode=$2 key=$3 src rc=0 pport got
+		shift 3
+		coproc PROXY { exec python3 "$here/cutproxy.py" $mode "${EP##*:}"; }
+		read -r pport <&"${PROXY[0]}"
+		src=etcd://127.0.0.1:$pport/cu
+		[ -z "$mode" ] || src=etcd://127.0.0.1:$pport,$EP/cu
+		timeout 20 "$USTATE_CLI" -d "$src" "$@" >"$T/out" 2>"$T/err" ||
+			rc=$?
+		exec {PROXY[1]}>&-
+		wait "$PROXY_PID" 2>/dev/null || true
+		got="rc $rc: $(cat "$T/out" "$T/err")"
+		[ "$rc" = 0 ] ||
+			! grep -q "may or may not have been applied" "$T/err" ||
+			got=unknown
+		check "$what ${mode:+(failing over) }fails as unknown" unknown \
+			"$got"
+		check "... and is in etcd once" 1 "$(version "$key")"
+	}
+	through "a set cut after etcd took it" "" /a set /a 1
+	through "a set" --refuse /b set /b 1
+	through "a cas" "" /c cas /c 0 1
+	through "a cas" --refuse /d cas /d 0 1
+	through "a create" "" /e create /e 1
+	printf 'set /f 1\n1\nset /g 1\n1\ncommit\n' >"$T/script"
+	through "a txn" --refuse /f txn <"$T/script"
+	check "... its other key is in etcd once" 1 "$(version /g)"
+	coproc PROXY { exec python3 "$here/cutproxy.py" "${EP##*:}"; }
+	read -r pport <&"${PROXY[0]}"
+	check "a read cut is sent again" 1 \
+		"$(timeout 20 "$USTATE_CLI" -d "etcd://127.0.0.1:$pport/cu" get /a)"
+	read -r what <&"${PROXY[0]}"
+	check "... it was cut" cut "$what"
+	exec {PROXY[1]}>&-
+	wait "$PROXY_PID" 2>/dev/null || true
 	;;
 tls)
 	if ! command -v openssl >/dev/null; then
