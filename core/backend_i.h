@@ -24,9 +24,10 @@
  * Version 2 appended the optional operations (export to compact): a
  * backend leaves those it cannot do NULL and the front answers
  * -EOPNOTSUPP. Version 3 appended meta_get (ownership), version 4 node.
- * Version 5 appended watch_from, version 6 the lease operations.
+ * Version 5 appended watch_from, version 6 the lease operations, version
+ * 7 barrier.
  */
-#define USTATE_BACKEND_VERSION 6
+#define USTATE_BACKEND_VERSION 7
 
 /* Whether an op only checks (CHECK_VERSION, CHECK_CHILDREN). */
 static inline int ustate_op_is_check(ustate_op_type type)
@@ -205,6 +206,15 @@ struct ustate_backend_ops {
 	 */
 	int (*lease_expire)(void *b, int64_t now, unsigned *expired,
 			    int64_t *next);
+
+	/* ---- optional (version 7); NULL: reads see every commit ---- */
+
+	/*
+	 * ustate_barrier(): make the reads that follow see every write that
+	 * completed before the call (a store whose reads may lag, a replica
+	 * read at USTATE_CONSISTENCY_LOCAL).
+	 */
+	int (*barrier)(void *b);
 };
 
 /*

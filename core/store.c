@@ -97,6 +97,8 @@ void ustate_list_free(char **keys, size_t n)
 
 /* The bytes of version 1 of the options: the fields up to max_txn_ops. */
 #define OPTIONS_V1_SIZE (offsetof(ustate_options, max_txn_ops) + sizeof(size_t))
+/* ... of version 2: up to log_arg. */
+#define OPTIONS_V2_SIZE (offsetof(ustate_options, log_arg) + sizeof(void *))
 
 /*
  * Check the caller's options (NULL: the defaults) into *o, at the current
@@ -110,6 +112,8 @@ static int options_check(ustate_options *o, const ustate_options *in)
 	*o = def;
 	if (in && in->version == 1)
 		memcpy(o, in, OPTIONS_V1_SIZE);
+	else if (in && in->version == 2)
+		memcpy(o, in, OPTIONS_V2_SIZE);
 	else if (in && in->version == USTATE_OPTIONS_VERSION)
 		*o = *in;
 	else if (in)
@@ -132,6 +136,9 @@ static int options_check(ustate_options *o, const ustate_options *in)
 	    o->request_timeout > USTATE_MAX_TIMEOUT_MS ||
 	    o->dial_timeout == 0 || o->dial_timeout > USTATE_MAX_TIMEOUT_MS)
 		return -EINVAL;
+	if (o->consistency != USTATE_CONSISTENCY_LINEARIZABLE &&
+	    o->consistency != USTATE_CONSISTENCY_LOCAL)
+		return -EINVAL;
 	return 0;
 }
 
@@ -141,8 +148,8 @@ static int options_check(ustate_options *o, const ustate_options *in)
  */
 static int options_own(ustate_options *o, char **block, size_t *len)
 {
-	const char **f[] = {&o->tls_ca, &o->tls_cert, &o->tls_key, &o->user,
-			    &o->password};
+	const char **f[] = {&o->tls_ca, &o->tls_cert, &o->tls_key,
+			    &o->user,	&o->password, &o->replica};
 	size_t i, n = 0, l;
 	char *p;
 
@@ -648,11 +655,13 @@ int ustate_readdir(ustate *s, const char *dir, ustate_dirent **out, size_t *n)
  * ustate_options_get() has two versions in the shared library. A program
  * built against libustate 0.1 has an ustate_options of the version 1 size
  * and calls ustate_options_get@USTATE_0.1, which writes that much only;
- * programs built since call the default, ustate_options_get@@USTATE_0.2.
- * (A static link takes the default too.)
+ * one built against 0.2 or 0.3 (version 2) calls @USTATE_0.2; programs
+ * built since call the default, ustate_options_get@@USTATE_0.4. (A
+ * static link takes the default too.)
  */
 void ustate_options_get_v1(const ustate *s, ustate_options *out);
 void ustate_options_get_v2(const ustate *s, ustate_options *out);
+void ustate_options_get_v3(const ustate *s, ustate_options *out);
 
 __asm__(".symver ustate_options_get_v1, ustate_options_get@USTATE_0.1");
 void ustate_options_get_v1(const ustate *s, ustate_options *out)
@@ -661,8 +670,15 @@ void ustate_options_get_v1(const ustate *s, ustate_options *out)
 	out->version = 1;
 }
 
-__asm__(".symver ustate_options_get_v2, ustate_options_get@@USTATE_0.2");
+__asm__(".symver ustate_options_get_v2, ustate_options_get@USTATE_0.2");
 void ustate_options_get_v2(const ustate *s, ustate_options *out)
+{
+	memcpy(out, &s->opts, OPTIONS_V2_SIZE);
+	out->version = 2;
+}
+
+__asm__(".symver ustate_options_get_v3, ustate_options_get@@USTATE_0.4");
+void ustate_options_get_v3(const ustate *s, ustate_options *out)
 {
 	*out = s->opts;
 }
@@ -675,6 +691,13 @@ size_t ustate_max_value_size(const ustate *s)
 size_t ustate_max_txn_ops(const ustate *s)
 {
 	return s->opts.max_txn_ops;
+}
+
+int ustate_barrier(ustate *s)
+{
+	if (!s->ops->barrier)
+		return 0;
+	return s->ops->barrier(s->be);
 }
 
 uint64_t ustate_revision(ustate *s)

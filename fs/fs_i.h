@@ -93,6 +93,8 @@ struct fs {
 	double attr_timeout; /* attribute cache, seconds */
 	bool direct_io;	     /* no page cache for readers either */
 	bool noopen;	     /* no OPEN requests (read-only) */
+	bool barrier;	     /* each open: ustate_barrier() (close-to-open
+			      * reads of an etcd replica) */
 	size_t max_value;    /* the store's maximum value size */
 	size_t max_buffered; /* bytes all open files may hold */
 	uid_t uid;

@@ -38,6 +38,8 @@ struct options {
 	char *tls_key;
 	char *user;
 	char *password_file;
+	char *replica;	   /* etcd: the replica's file, "none"; NULL: temp */
+	char *consistency; /* linearizable (NULL) or local */
 	double timeout;
 	double attr_timeout;
 	int direct_io;
@@ -66,6 +68,7 @@ static const struct fuse_opt opt_spec[] = {
 	OPT("dial_timeout=%u", dial_timeout), OPT("tls_ca=%s", tls_ca),
 	OPT("tls_cert=%s", tls_cert), OPT("tls_key=%s", tls_key),
 	OPT("user=%s", user), OPT("password_file=%s", password_file),
+	OPT("replica=%s", replica), OPT("consistency=%s", consistency),
 	OPT("attr_timeout=%lf", attr_timeout), OPT("direct_io", direct_io),
 	OPT("noopen", noopen), OPT("-h", help), OPT("--help", help),
 	OPT("-V", version), OPT("--version", version),
@@ -128,6 +131,15 @@ static void usage(const char *prog)
 	       "    -o password_file=FILE    its password: the first line of\n"
 	       "                             FILE, which only its owner may\n"
 	       "                             read\n"
+	       "    -o replica=FILE|none     etcd: keep the local replica\n"
+	       "                             reads come from in FILE, for\n"
+	       "                             the next mount (a private\n"
+	       "                             temporary file), or none\n"
+	       "    -o consistency=LEVEL     reads of the replica: an open\n"
+	       "                             sees every write completed\n"
+	       "                             before it (linearizable, the\n"
+	       "                             default), or no round trip at\n"
+	       "                             all (local)\n"
 	       "    -o debug, -d             trace every FUSE request\n"
 	       "    -f                       stay in the foreground\n"
 	       "    -s                       single-threaded\n"
@@ -330,7 +342,7 @@ static void library_log(void *arg, int priority, const char *msg)
 static int store_open(const struct options *o)
 {
 	ustate_options so = USTATE_OPTIONS_INIT, got;
-	char *real = NULL, *ca = NULL, *cert = NULL, *key = NULL;
+	char *real = NULL, *ca = NULL, *cert = NULL, *key = NULL, *rep = NULL;
 	char *password = NULL;
 	unsigned errors;
 	int rc;
@@ -357,11 +369,22 @@ static int store_open(const struct options *o)
 		rc = path_absolute(o->tls_cert, &cert);
 	if (rc == 0)
 		rc = path_absolute(o->tls_key, &key);
+	if (rc == 0 && o->replica && strcmp(o->replica, "none"))
+		rc = path_absolute(o->replica, &rep);
 	if (rc < 0) {
-		log_msg(LOG_ERR, "tls_ca=, tls_cert=, tls_key=: %s",
+		log_msg(LOG_ERR, "tls_ca=, tls_cert=, tls_key=, replica=: %s",
 			strerror(-rc));
 		goto out;
 	}
+	/*
+	 * A remote store reads a replica unless told not to, always at
+	 * local consistency: the default, close-to-open, is a barrier at
+	 * each open (ops.c), not a quorum read at each of its reads.
+	 */
+	so.replica = !o->replica ? "" : rep;
+	so.consistency = USTATE_CONSISTENCY_LOCAL;
+	fs.barrier = so.replica && !strncmp(o->source, "etcd", 4) &&
+		     !(o->consistency && !strcmp(o->consistency, "local"));
 	if (o->password_file) {
 		rc = password_read(o->password_file, &password);
 		if (rc < 0)
@@ -396,6 +419,7 @@ out:
 	free(ca);
 	free(cert);
 	free(key);
+	free(rep);
 	free(real);
 	return rc;
 }
@@ -527,6 +551,14 @@ int main(int argc, char *argv[])
 			"ustatefs: sync=%s: must be full, normal or "
 			"off\n",
 			o.sync);
+		goto out_args;
+	}
+	if (o.consistency && strcmp(o.consistency, "linearizable") &&
+	    strcmp(o.consistency, "local")) {
+		fprintf(stderr,
+			"ustatefs: consistency=%s: must be linearizable or "
+			"local\n",
+			o.consistency);
 		goto out_args;
 	}
 	if (!timeout_ok("request_timeout", o.request_timeout) ||
@@ -706,6 +738,8 @@ out_args:
 	free(o.tls_key);
 	free(o.user);
 	free(o.password_file);
+	free(o.replica);
+	free(o.consistency);
 	free(fsname);
 	free(fs.mountpoint);
 	return rc;

@@ -369,6 +369,15 @@ static void reply_entry_for(fuse_req_t req, const char *path)
 		return;
 	}
 	rc = fill_attr(n->ino, path, &e.attr, &rev);
+	/*
+	 * A name the replica does not have may be one created elsewhere
+	 * since its last barrier: an open(2) that resolves it must find it
+	 * (close-to-open), so a miss asks again after a barrier. A name it
+	 * has that is gone since, the open finds gone (ESTALE, see
+	 * op_open()), and the kernel looks it up again.
+	 */
+	if (rc == -ENOENT && fs.barrier && ustate_barrier(fs.store) == 0)
+		rc = fill_attr(n->ino, path, &e.attr, &rev);
 	if (rc < 0) {
 		node_forget(n->ino, 1);
 		fuse_reply_err(req, -rc);
@@ -930,6 +939,9 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	rc = n ? node_path(ino, path) : -ESTALE;
+	/* Close-to-open: what completed before the open, anywhere. */
+	if (rc == 0 && fs.barrier)
+		rc = ustate_barrier(fs.store);
 	if (rc == 0) {
 		node_settle(path);
 		/* What it is, the revision and the value: one read. */
@@ -2123,6 +2135,8 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 	}
 	/* A snapshot at opendir, so offsets stay meaningful. */
 	rc = node_path(ino, d->path);
+	if (rc == 0 && fs.barrier)
+		rc = ustate_barrier(fs.store);
 	if (rc == 0 && !strcmp(d->path, "/.leases"))
 		rc = lease_list(&d->ents, &d->n);
 	else if (rc == 0)

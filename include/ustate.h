@@ -64,16 +64,16 @@ typedef enum ustate_sync {
  */
 typedef void (*ustate_log_fn)(void *arg, int priority, const char *msg);
 
-#define USTATE_OPTIONS_VERSION 2
+#define USTATE_OPTIONS_VERSION 3
 
 /*
  * Options of a store; start from USTATE_OPTIONS_INIT and change fields.
  *
- * Versions: version 2 appended the fields after max_txn_ops. A program
- * built against version 1 passes a struct of the version 1 size with
- * .version = 1: the store then reads only the version 1 fields and gives
- * the others their USTATE_OPTIONS_INIT defaults. Any other version is
- * -EINVAL.
+ * Versions: version 2 appended the fields after max_txn_ops, version 3
+ * those after log_arg. A program built against an earlier version passes
+ * a struct of that version's size with .version set to it: the store then
+ * reads only that version's fields and gives the others their
+ * USTATE_OPTIONS_INIT defaults. Any other version is -EINVAL.
  *
  * Strings are borrowed for the call of ustate_open*() only: the store
  * copies those it keeps, so a caller may free or overwrite them (a
@@ -104,7 +104,45 @@ typedef struct ustate_options {
 	const char *password;	  /* ... and password */
 	ustate_log_fn log;	  /* NULL: messages go to stderr */
 	void *log_arg;		  /* passed to log */
+
+	/* version 3: a local replica of a remote store (etcd) */
+	const char *replica; /* NULL: none, every read asks etcd; "": a
+			      * private temporary file (in $TMPDIR, else
+			      * /var/tmp), removed at close; else the path
+			      * of a replica file, kept for the next open
+			      * (see "Replicas" below) */
+	int consistency;     /* reads from a replica:
+			      * USTATE_CONSISTENCY_LINEARIZABLE (0) or
+			      * USTATE_CONSISTENCY_LOCAL */
 } ustate_options;
+
+/*
+ * Replicas (etcd stores). With .replica set, the store keeps a copy of
+ * its PREFIX's etcd keys in a SQLite file of its own, loaded before
+ * ustate_open() returns (a progress line every 100,000 keys, through the
+ * log) and kept up to date by a watch. A
+ * file kept from an earlier open of the same PREFIX on the same cluster
+ * is live at once and catches up from its revision; one that etcd
+ * compacted past is loaded again, in the background (reads ask etcd
+ * meanwhile). Writes always go to etcd; the
+ * replica serves reads (get, key_version, list, node, meta_get):
+ *
+ *  - USTATE_CONSISTENCY_LINEARIZABLE: a read sees every write that
+ *    completed, anywhere, before the read began. Cost: one quorum read
+ *    of etcd's revision, shared by all reads waiting at the same moment,
+ *    then a wait for the replica to reach that revision. A replica that
+ *    does not reach it within 100 ms (a cluster whose revision other
+ *    clients move, outside PREFIX) is passed by: the read asks etcd.
+ *  - USTATE_CONSISTENCY_LOCAL: no round trip. Reads through one handle
+ *    never go back in time and always see the handle's own writes (a
+ *    read waits for the replica to reach them); they lag behind the
+ *    cluster by the watch's delay.
+ *
+ * When etcd cannot be reached, LINEARIZABLE reads fail as reads do
+ * without a replica; LOCAL reads go on from the replica.
+ */
+#define USTATE_CONSISTENCY_LINEARIZABLE 0
+#define USTATE_CONSISTENCY_LOCAL 1
 
 /* The largest max_txn_ops: the changes one revision can hold. */
 #define USTATE_MAX_TXN_OPS ((1u << 20) - 1)
@@ -126,6 +164,7 @@ typedef struct ustate_options {
 		.request_timeout = 5000, .dial_timeout = 2000, .tls_ca = NULL, \
 		.tls_cert = NULL, .tls_key = NULL, .user = NULL,               \
 		.password = NULL, .log = NULL, .log_arg = NULL,                \
+		.replica = NULL, .consistency = 0,                             \
 	}
 
 /** One key with its value and metadata. Free with ustate_entry_free(). */
@@ -674,6 +713,21 @@ int ustate_lease_list(ustate *s, char ***names, size_t *n);
  */
 int ustate_set_leased(ustate *s, const char *key, const void *val, size_t len,
 		      const char *lease, uint64_t *version);
+
+/**
+ * ustate_barrier() - make the reads that follow, through this handle, see
+ * every write that completed anywhere before the call. A store opened
+ * with a replica at USTATE_CONSISTENCY_LOCAL (see "Replicas") makes one
+ * quorum read of etcd's revision (shared by the calls waiting at the
+ * same moment), and its reads then wait for the replica to reach it (or
+ * ask etcd). Every other store's reads see every commit already: 0 at
+ * once. This is close-to-open consistency: ustatefs calls it at each
+ * open.
+ *
+ * Return: 0; -ETIMEDOUT, -ENOTCONN, -ECONNREFUSED when etcd gives no
+ * quorum revision (the reads that follow would be stale: refuse them).
+ */
+int ustate_barrier(ustate *s);
 
 /**
  * ustate_revision() - the current store revision: the number of committed

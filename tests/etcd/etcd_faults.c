@@ -22,6 +22,7 @@
  *        etcd_faults auth HOST:PORT USER PASSWORD
  *        etcd_faults tls HOST:PORT CA OTHER_CA
  *        etcd_faults tls-client HOST:PORT CA CERT KEY
+ *        etcd_faults replica SOURCE SOURCE_F F FILE OTHER
  * (test_faults.sh says what each scenario asserts.)
  */
 #include <errno.h>
@@ -1220,6 +1221,165 @@ static int tls_client(int argc, char **argv)
 	return 0;
 }
 
+/* Whether the library logged a line with what since log_reset(). */
+static bool logged(const char *what)
+{
+	bool yes;
+
+	pthread_mutex_lock(&log_lock);
+	yes = strstr(log_buf, what) != NULL;
+	pthread_mutex_unlock(&log_lock);
+	return yes;
+}
+
+/* The value of key, polled for at most secs seconds. */
+static bool reaches(ustate *s, const char *key, const char *val, int secs)
+{
+	int64_t until = now_ms() + secs * 1000;
+	int i;
+
+	for (i = 0; i < secs * 50 + 1; i++) {
+		if (has_value(s, key, val))
+			return true;
+		if (now_ms() >= until)
+			break;
+		sleep_ms(20);
+	}
+	return false;
+}
+
+static ustate *open_replica(const char *source, const char *file,
+			    int consistency)
+{
+	ustate_options o = options(2000);
+
+	o.replica = file;
+	o.consistency = consistency;
+	return open_store(source, &o);
+}
+
+/*
+ * Replicas: a writer w without one; lin, a replica read linearizably on
+ * every endpoint; loc, a replica in FILE read at local consistency, on
+ * the follower F alone (SOURCE_F); OTHER, a store of another PREFIX of
+ * the same cluster, whose writes move etcd's revision past this one's.
+ */
+static int replica(int argc, char **argv)
+{
+	ustate_options o = options(2000);
+	ustate *w, *lin, *loc, *lin_f, *other;
+	ustate_entry *e;
+	char val[32], line[160];
+	unsigned long long a, b, n;
+	const char *at;
+	int i, ok, rc;
+	uint64_t rev;
+
+	if (argc != 5)
+		return 2;
+	w = open_store(argv[0], &o);
+	other = open_store(argv[4], &o);
+	lin = open_replica(argv[0], "", USTATE_CONSISTENCY_LINEARIZABLE);
+	loc = open_replica(argv[1], argv[3], USTATE_CONSISTENCY_LOCAL);
+	lin_f = open_replica(argv[1], "", USTATE_CONSISTENCY_LINEARIZABLE);
+	if (!w || !other || !lin || !loc || !lin_f)
+		return 1;
+
+	/* Linearizable: a write that returned is read at once, anywhere. */
+	for (i = ok = 0; i < 50; i++) {
+		snprintf(val, sizeof(val), "%d", i);
+		rc = ustate_set(w, "/a", val, strlen(val), NULL);
+		ok += rc == 0 && has_value(lin, "/a", val);
+	}
+	check(ok == 50,
+	      "linearizable reads of a replica see each write "
+	      "(%d of 50)",
+	      ok);
+	/* ... also when other stores of the cluster write meanwhile. */
+	for (i = ok = 0; i < 50; i++) {
+		snprintf(val, sizeof(val), "o%d", i);
+		rc = ustate_set(w, "/a", val, strlen(val), NULL);
+		rc |= ustate_set(other, "/x", val, strlen(val), NULL);
+		ok += rc == 0 && has_value(lin, "/a", val);
+	}
+	check(ok == 50, "... with another PREFIX written after each (%d of 50)",
+	      ok);
+
+	/* Local: the handle's own writes at once, others' soon. */
+	for (i = ok = 0; i < 20; i++) {
+		snprintf(val, sizeof(val), "b%d", i);
+		rc = ustate_set(loc, "/b", val, strlen(val), NULL);
+		ok += rc == 0 && has_value(loc, "/b", val);
+	}
+	check(ok == 20, "a local replica reads its own writes (%d of 20)", ok);
+	rc = ustate_set(w, "/c", "x", 1, NULL);
+	check(rc == 0 && reaches(loc, "/c", "x", 5),
+	      "... and another handle's write within 5 s");
+
+	/* F hangs: the local replica reads on, linearizable reads fail. */
+	if (!ask("pause %s", argv[2]))
+		return 1;
+	check(has_value(loc, "/b", "b19"),
+	      "the follower hung, a local replica still reads");
+	e = NULL;
+	rc = ustate_get(lin_f, "/b", &e);
+	ustate_entry_free(e);
+	check(rc == -ETIMEDOUT || rc == -ENOTCONN || rc == -ECONNREFUSED,
+	      "... a linearizable one refuses: %s", ename(rc));
+	if (!ask("resume %s", argv[2]))
+		return 1;
+	ustate_close(lin_f);
+
+	/* The file is kept: live again at once, and it catches up. */
+	ustate_close(loc);
+	rc = ustate_set(w, "/d", "after", 5, NULL);
+	check(rc == 0, "a write while the replica is closed: %s", ename(rc));
+	log_reset();
+	loc = open_replica(argv[1], argv[3], USTATE_CONSISTENCY_LOCAL);
+	if (!loc)
+		return 1;
+	check(logged("resuming from revision"),
+	      "the replica file is resumed, not loaded again");
+	check(has_value(loc, "/b", "b19"), "... with what it held");
+	check(reaches(loc, "/d", "after", 5), "... and catches up");
+
+	/* Compacted past while its member was down: loaded again. */
+	if (!ask("kill %s", argv[2]))
+		return 1;
+	log_reset();
+	for (i = 0; i < 10; i++) {
+		snprintf(val, sizeof(val), "e%d", i);
+		set_retry(w, "/e", val, &rev, 10);
+	}
+	rc = ustate_set(w, "/e", "last", 4, &(uint64_t){0});
+	rev = ustate_revision(w);
+	check(rc == 0 && rev > 0, "writes while the follower is down");
+	if (!ask("compact %" PRIu64, rev) || !ask("start %s", argv[2]))
+		return 1;
+	check(reaches(loc, "/e", "last", 20),
+	      "compacted past, the replica is loaded again and reads the "
+	      "last write");
+	check(logged("loading it again"), "... and says so");
+	ustate_close(loc);
+
+	/* lin answered from its replica (its count is in the log). */
+	log_reset();
+	ustate_close(lin);
+	at = NULL;
+	pthread_mutex_lock(&log_lock);
+	at = strstr(log_buf, "the replica answered");
+	snprintf(line, sizeof(line), "%s", at ? at : "");
+	pthread_mutex_unlock(&log_lock);
+	n = sscanf(line, "the replica answered %llu reads, etcd %llu", &a, &b);
+	check(n == 2 && a >= 50,
+	      "the replica answered most linearizable "
+	      "reads (%s)",
+	      line);
+	ustate_close(other);
+	ustate_close(w);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct {
@@ -1235,6 +1395,7 @@ int main(int argc, char **argv)
 		{"auth", auth},
 		{"tls", tls},
 		{"tls-client", tls_client},
+		{"replica", replica},
 	};
 	size_t i;
 	int rc;

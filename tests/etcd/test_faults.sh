@@ -56,6 +56,14 @@
 #            (version 1), whether the proxy takes the next connection or
 #            refuses it and the client fails over to the member itself;
 #            a read cut so is sent again and answers.
+#  replica   3 members; stores that read a replica (consistency
+#            linearizable on every endpoint; local on a follower F only,
+#            in a file): each write is read at once linearizably (also
+#            while another PREFIX is written in between), the local one
+#            reads its own writes at once and another's within 5 s; with F
+#            hung, the local replica reads on and a linearizable one on F
+#            refuses; the file is resumed at the next open and catches
+#            up; compacted past while F was down, it is loaded again.
 #  tls       1 member on https with a throwaway CA: etcds:// with the CA
 #            works; without it, or with another CA, open is -EACCES; then
 #            a member that requires client certificates: tls_cert and
@@ -309,6 +317,14 @@ auth)
 	check "the CLI with a wrong password fails" 1 "$rc"
 	grep -q "$EP" "$T/cli.err" ||
 		fail "its message names the endpoint: $(cat "$T/cli.err")"
+	;;
+replica)
+	etcd_cluster_start 3
+	L=$(etcd_leader)
+	F=$(other "$L") O=$(other "$L" "$F")
+	drive replica "$(source_of /rp "$L" "$F" "$O")" "$(source_of /rp "$F")" \
+		"$F" "$T/replica.db" "$(source_of /other "$L" "$F" "$O")" ||
+		fail "the client's checks (above)"
 	;;
 cut)
 	etcd_cluster_start 1

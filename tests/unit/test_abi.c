@@ -4,9 +4,10 @@
  * an older ustate.h: one built with version 1 of ustate_options (libustate
  * 0.1) opens stores with its smaller struct and calls the USTATE_0.1
  * version of ustate_options_get(), which must write no byte past that
- * struct; and one built with the ustate_op of before leases calls the
- * USTATE_0.1 version of ustate_transaction(), which reads its shorter
- * ops. It links libustate.so, not the static archive, since symbol
+ * struct (and one built with version 2, 0.2 and 0.3, the USTATE_0.2
+ * version, no byte past its struct); and one built with the ustate_op of before
+ * leases calls the USTATE_0.1 version of ustate_transaction(), which reads its
+ * shorter ops. It links libustate.so, not the static archive, since symbol
  * versions exist only there.
  */
 #include <errno.h>
@@ -117,20 +118,85 @@ static void test_transaction_v1(void **state)
 	ustate_close(s);
 }
 
-/* The default version, which this program's own calls bind to. */
+/* ustate_options as libustate 0.2 and 0.3 declared it (version 2). */
+struct options_v2 {
+	struct options_v1 v1;
+	unsigned request_timeout;
+	unsigned dial_timeout;
+	const char *tls_ca;
+	const char *tls_cert;
+	const char *tls_key;
+	const char *user;
+	const char *password;
+	ustate_log_fn log;
+	void *log_arg;
+};
+
+/* What a program built against 0.2 or 0.3 binds ustate_options_get() to. */
+void options_get_0_2(const ustate *s, struct options_v2 *out);
+__asm__(".symver options_get_0_2, ustate_options_get@USTATE_0.2");
+
+/*
+ * A version 2 struct opens a store (the version 3 fields take their
+ * defaults), and the USTATE_0.2 ustate_options_get() writes not one byte
+ * past it.
+ */
 static void test_options_get_v2(void **state)
+{
+	struct options_v2 in = {.v1 = {.version = 2,
+				       .sync = USTATE_SYNC_OFF,
+				       .max_value_size = 999,
+				       .history = 12,
+				       .max_txn_ops = 3},
+				.request_timeout = 1234,
+				.dial_timeout = 99,
+				.user = "u"};
+	struct {
+		struct options_v2 o;
+		unsigned char after[64];
+	} out;
+	unsigned char canary[64];
+	ustate_options got;
+	ustate *s;
+	size_t i;
+
+	assert_int_equal(ustate_open_memory(&s, (const ustate_options *)&in),
+			 0);
+	memset(&out, 0x5a, sizeof(out));
+	memset(canary, 0x5a, sizeof(canary));
+	options_get_0_2(s, &out.o);
+	assert_int_equal(out.o.v1.version, 2);
+	assert_int_equal(out.o.v1.max_txn_ops, 3);
+	assert_int_equal(out.o.request_timeout, 1234);
+	assert_int_equal(out.o.dial_timeout, 99);
+	assert_string_equal(out.o.user, "u");
+	for (i = 0; i < sizeof(out.after); i++)
+		assert_int_equal(out.after[i], canary[i]);
+	/* The newer fields got their defaults. */
+	ustate_options_get(s, &got);
+	assert_null(got.replica);
+	assert_int_equal(got.consistency, USTATE_CONSISTENCY_LINEARIZABLE);
+	ustate_close(s);
+}
+
+/* The default version, which this program's own calls bind to. */
+static void test_options_get_v3(void **state)
 {
 	ustate_options in = USTATE_OPTIONS_INIT, got;
 	ustate *s;
 
 	in.request_timeout = 1234;
 	in.user = "u";
+	in.replica = "/nowhere";
+	in.consistency = USTATE_CONSISTENCY_LOCAL;
 	assert_int_equal(ustate_open_memory(&s, &in), 0);
 	memset(&got, 0, sizeof(got));
 	ustate_options_get(s, &got);
 	assert_int_equal(got.version, USTATE_OPTIONS_VERSION);
 	assert_int_equal(got.request_timeout, 1234);
 	assert_string_equal(got.user, "u");
+	assert_string_equal(got.replica, "/nowhere");
+	assert_int_equal(got.consistency, USTATE_CONSISTENCY_LOCAL);
 	ustate_close(s);
 }
 
@@ -139,6 +205,7 @@ int main(void)
 	static const struct CMUnitTest cases[] = {
 		cmocka_unit_test(test_options_get_v1),
 		cmocka_unit_test(test_options_get_v2),
+		cmocka_unit_test(test_options_get_v3),
 		cmocka_unit_test(test_transaction_v1),
 	};
 

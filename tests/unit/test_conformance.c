@@ -97,6 +97,19 @@ static int open_fresh(struct fixture *f, const ustate_options *o, ustate **out)
 		/* A new PREFIX of the run's etcd is a new store. */
 		snprintf(f->last, sizeof(f->last), "etcd://%s/conf/%d/%u",
 			 etcd_endpoint, (int)getpid(), stores++);
+		/*
+		 * USTATE_TEST_REPLICA: every case again, reading a replica
+		 * (but those that pass the options of an older version).
+		 */
+		if (getenv("USTATE_TEST_REPLICA") &&
+		    (!o || o->version == USTATE_OPTIONS_VERSION)) {
+			ustate_options r = USTATE_OPTIONS_INIT;
+
+			if (o)
+				r = *o;
+			r.replica = "";
+			return ustate_open(out, f->last, &r);
+		}
 		return ustate_open(out, f->last, o);
 	}
 	snprintf(f->last, sizeof(f->last), "%s/store%u.db", f->dir,
@@ -1511,7 +1524,10 @@ static void test_open_bad_sources(void **state)
 	o.request_timeout = 0;
 	assert_int_equal(ustate_open(&s, ":memory:", &o), -EINVAL);
 	o.request_timeout = 5000;
-	o.version = 3;
+	o.consistency = 2;
+	assert_int_equal(ustate_open(&s, ":memory:", &o), -EINVAL);
+	o.consistency = USTATE_CONSISTENCY_LOCAL;
+	o.version = USTATE_OPTIONS_VERSION + 1;
 	assert_int_equal(ustate_open(&s, ":memory:", &o), -EINVAL);
 	assert_ptr_equal(s, (ustate *)1);
 }

@@ -1,0 +1,1024 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * This file implements the replica of the etcd backend (etcd_mirror_i.h
+ * says what it promises): a SQLite file of etcd's keys in one range, fed
+ * by a watch of the range, answering etcd.c's reads with etcd's JSON. It
+ * sees the transport (etcd_http_i.h) and SQLite, nothing of the store.
+ *
+ * The file holds two tables:
+ *
+ *   kv(key BLOB PRIMARY KEY, value, create_rev, mod_rev, version, lease)
+ *            etcd's keys as they are; keys compare as bytes, as etcd's
+ *   meta(k TEXT PRIMARY KEY, v)
+ *            format (1), lo and hi (the range), cluster (etcd's cluster
+ *            ID), revision, and complete (1 once a load has finished)
+ *
+ * One connection, used by the replica's thread while it loads (reads are
+ * refused meanwhile) and under the lock afterwards, by it and by readers.
+ * The file is a cache: synchronous=OFF, and a file that is not complete,
+ * or of another cluster or range, is loaded again from scratch.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "etcd_mirror_i.h"
+
+#define FORMAT 1
+#define PAGE 1000	      /* keys a load asks for at once */
+#define PAGES_PER_COMMIT 100  /* ... and commits at once */
+#define PROGRESS_KEYS 100000u /* a progress line per this many keys */
+
+enum {
+	S_PUT,
+	S_DEL,
+	S_META,
+	S_ONE,
+	S_FROM,
+	S_RANGE,
+	S_COUNT_ONE,
+	S_COUNT_FROM,
+	S_COUNT_RANGE,
+	S_REV,
+	NSTMT
+};
+
+static const char *const sql[NSTMT] = {
+	[S_PUT] = "INSERT OR REPLACE INTO kv VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	[S_DEL] = "DELETE FROM kv WHERE key = ?1",
+	[S_META] = "INSERT OR REPLACE INTO meta VALUES (?1, ?2)",
+	[S_ONE] = "SELECT key, value, create_rev, mod_rev, version, lease "
+		  "FROM kv WHERE key = ?1",
+	[S_FROM] = "SELECT key, value, create_rev, mod_rev, version, lease "
+		   "FROM kv WHERE key >= ?1 ORDER BY key LIMIT ?3",
+	[S_RANGE] = "SELECT key, value, create_rev, mod_rev, version, lease "
+		    "FROM kv WHERE key >= ?1 AND key < ?2 ORDER BY key "
+		    "LIMIT ?3",
+	[S_COUNT_ONE] = "SELECT count(*) FROM kv WHERE key = ?1",
+	[S_COUNT_FROM] = "SELECT count(*) FROM kv WHERE key >= ?1",
+	[S_COUNT_RANGE] =
+		"SELECT count(*) FROM kv WHERE key >= ?1 AND key < ?2",
+	[S_REV] = "SELECT v FROM meta WHERE k = 'revision'",
+};
+
+#define READERS 16 /* reading connections kept */
+
+/* A connection of readers, with its statements. */
+struct reader {
+	sqlite3 *db;
+	sqlite3_stmt *st[NSTMT];
+};
+
+/* What a read sees: one reader's snapshot, at its revision. */
+struct view {
+	struct ustate_etcd_mirror *m;
+	struct reader *r;
+	uint64_t rev;
+};
+
+struct ustate_etcd_mirror {
+	struct ustate_etcd_conn *c;
+	const ustate_options *opts;
+	char *lo, *hi;
+	char *path;
+	bool temp; /* remove the file at close */
+	sqlite3 *db;
+	sqlite3_stmt *st[NSTMT];
+	struct ustate_etcd_stream *stream;
+	char cluster[32]; /* etcd's cluster ID, as etcd writes it */
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* the revision moved, or readiness changed */
+	uint64_t rev;	     /* protected by lock */
+	bool ready;	     /* loaded: reads may use db; protected by lock */
+	bool stopping;	     /* protected by lock */
+	bool tried;	     /* the first load or resume is over; by lock */
+	int first_rc;	     /* ... its outcome; by lock */
+	pthread_t thread;
+	bool started;
+
+	pthread_mutex_t plock;
+	struct reader *idle[READERS]; /* protected by plock */
+	size_t nidle;		      /* protected by plock */
+};
+
+/* ---- the file --------------------------------------------------------- */
+
+static int db_errno(struct ustate_etcd_mirror *m, int rc, const char *what)
+{
+	ustate_log(m->opts, LOG_ERR, "the replica %s: %s: %s", m->path, what,
+		   sqlite3_errmsg(m->db));
+	return rc == SQLITE_NOMEM  ? -ENOMEM
+	       : rc == SQLITE_FULL ? -ENOSPC
+				   : -EIO;
+}
+
+static int exec(struct ustate_etcd_mirror *m, const char *s)
+{
+	int rc = sqlite3_exec(m->db, s, NULL, NULL, NULL);
+
+	return rc == SQLITE_OK ? 0 : db_errno(m, rc, s);
+}
+
+static int meta_set(struct ustate_etcd_mirror *m, const char *k, const char *v)
+{
+	sqlite3_stmt *s = m->st[S_META];
+	int rc;
+
+	sqlite3_bind_text(s, 1, k, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, v, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? 0 : db_errno(m, rc, "meta");
+}
+
+static int meta_rev(struct ustate_etcd_mirror *m, uint64_t rev)
+{
+	char v[24];
+
+	snprintf(v, sizeof(v), "%" PRIu64, rev);
+	return meta_set(m, "revision", v);
+}
+
+/* meta k's value into buf ("" when absent). */
+static void meta_get(struct ustate_etcd_mirror *m, const char *k, char *buf,
+		     size_t len)
+{
+	sqlite3_stmt *s = NULL;
+	const unsigned char *v;
+
+	buf[0] = '\0';
+	if (sqlite3_prepare_v2(m->db, "SELECT v FROM meta WHERE k = ?1", -1, &s,
+			       NULL) != SQLITE_OK)
+		return;
+	sqlite3_bind_text(s, 1, k, -1, SQLITE_STATIC);
+	if (sqlite3_step(s) == SQLITE_ROW && (v = sqlite3_column_text(s, 0)))
+		snprintf(buf, len, "%s", (const char *)v);
+	sqlite3_finalize(s);
+}
+
+/* A connection to the file, with the statements prepared. */
+static int conn_open(struct ustate_etcd_mirror *m, sqlite3 **db,
+		     sqlite3_stmt **st)
+{
+	int rc, i;
+
+	rc = sqlite3_open_v2(m->path, db,
+			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+				     SQLITE_OPEN_NOMUTEX,
+			     NULL);
+	if (rc != SQLITE_OK) {
+		ustate_log(m->opts, LOG_ERR, "the replica %s: %s", m->path,
+			   *db ? sqlite3_errmsg(*db) : sqlite3_errstr(rc));
+		return rc == SQLITE_CANTOPEN ? -EACCES : -EIO;
+	}
+	sqlite3_busy_timeout(*db, 5000);
+	for (i = 0; i < NSTMT; i++)
+		if (sqlite3_prepare_v3(*db, sql[i], -1,
+				       SQLITE_PREPARE_PERSISTENT, &st[i],
+				       NULL) != SQLITE_OK) {
+			ustate_log(m->opts, LOG_ERR, "the replica %s: %s",
+				   m->path, sqlite3_errmsg(*db));
+			return -EIO;
+		}
+	return 0;
+}
+
+static void conn_close(sqlite3 *db, sqlite3_stmt **st)
+{
+	int i;
+
+	for (i = 0; i < NSTMT; i++)
+		sqlite3_finalize(st[i]);
+	sqlite3_close(db);
+}
+
+static int db_open(struct ustate_etcd_mirror *m)
+{
+	int rc;
+
+	rc = sqlite3_open_v2(m->path, &m->db,
+			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+				     SQLITE_OPEN_NOMUTEX,
+			     NULL);
+	if (rc != SQLITE_OK) {
+		ustate_log(m->opts, LOG_ERR, "the replica %s: %s", m->path,
+			   m->db ? sqlite3_errmsg(m->db) : sqlite3_errstr(rc));
+		return rc == SQLITE_CANTOPEN ? -EACCES : -EIO;
+	}
+	rc = exec(m,
+		  "PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF;"
+		  "CREATE TABLE IF NOT EXISTS kv (key BLOB PRIMARY KEY, "
+		  "value BLOB NOT NULL, create_rev INTEGER NOT NULL, "
+		  "mod_rev INTEGER NOT NULL, version INTEGER NOT NULL, "
+		  "lease INTEGER NOT NULL) WITHOUT ROWID;"
+		  "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v);");
+	sqlite3_close(m->db);
+	m->db = NULL;
+	return rc < 0 ? rc : conn_open(m, &m->db, m->st);
+}
+
+/* A kept file of this range, complete: its revision, or 0. */
+static uint64_t db_kept(struct ustate_etcd_mirror *m)
+{
+	char v[4096];
+
+	meta_get(m, "format", v, sizeof(v));
+	if (atoi(v) != FORMAT)
+		return 0;
+	meta_get(m, "lo", v, sizeof(v));
+	if (strcmp(v, m->lo))
+		return 0;
+	meta_get(m, "hi", v, sizeof(v));
+	if (strcmp(v, m->hi))
+		return 0;
+	meta_get(m, "complete", v, sizeof(v));
+	if (strcmp(v, "1"))
+		return 0;
+	meta_get(m, "cluster", m->cluster, sizeof(m->cluster));
+	meta_get(m, "revision", v, sizeof(v));
+	return strtoull(v, NULL, 10);
+}
+
+/* Put one etcd kv (a JSON object of a range or an event). */
+static int put_kv(struct ustate_etcd_mirror *m, json_t *kv)
+{
+	sqlite3_stmt *s = m->st[S_PUT];
+	char *k = NULL, *v = NULL;
+	size_t klen, vlen;
+	int rc;
+
+	rc = ustate_etcd_get_bytes(kv, "key", &k, &klen);
+	if (rc == 0)
+		rc = ustate_etcd_get_bytes(kv, "value", &v, &vlen);
+	if (rc < 0)
+		goto out;
+	sqlite3_bind_blob(s, 1, k, (int)klen, SQLITE_STATIC);
+	sqlite3_bind_blob(s, 2, v, (int)vlen, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3,
+			   (int64_t)ustate_etcd_get_u64(kv, "create_revision"));
+	sqlite3_bind_int64(s, 4,
+			   (int64_t)ustate_etcd_get_u64(kv, "mod_revision"));
+	sqlite3_bind_int64(s, 5, (int64_t)ustate_etcd_get_u64(kv, "version"));
+	sqlite3_bind_int64(s, 6, (int64_t)ustate_etcd_get_u64(kv, "lease"));
+	rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	rc = rc == SQLITE_DONE ? 0 : db_errno(m, rc, "put");
+out:
+	free(k);
+	free(v);
+	return rc;
+}
+
+static int del_kv(struct ustate_etcd_mirror *m, json_t *kv)
+{
+	sqlite3_stmt *s = m->st[S_DEL];
+	char *k = NULL;
+	size_t klen;
+	int rc;
+
+	rc = ustate_etcd_get_bytes(kv, "key", &k, &klen);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_blob(s, 1, k, (int)klen, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	free(k);
+	return rc == SQLITE_DONE ? 0 : db_errno(m, rc, "delete");
+}
+
+/* ---- loading ---------------------------------------------------------- */
+
+static double secs_since(const struct timespec *t0)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - t0->tv_sec) +
+	       (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* Loaded or resumed at revision rev: reads may come. */
+static int go_live(struct ustate_etcd_mirror *m, uint64_t rev)
+{
+	pthread_mutex_lock(&m->lock);
+	m->rev = rev;
+	m->ready = true;
+	pthread_cond_broadcast(&m->cond);
+	pthread_mutex_unlock(&m->lock);
+	return 0;
+}
+
+/* A range of [from, hi), PAGE keys, at revision rev (0: now). */
+static int page(struct ustate_etcd_mirror *m, const char *from, size_t flen,
+		uint64_t rev, json_t **resp)
+{
+	json_t *r = json_object();
+	int rc;
+
+	if (!r)
+		return -ENOMEM;
+	json_object_set_new_nocheck(r, "key", ustate_etcd_b64(from, flen));
+	json_object_set_new_nocheck(r, "range_end", ustate_etcd_b64s(m->hi));
+	json_object_set_new_nocheck(r, "limit", ustate_etcd_u64(PAGE));
+	if (rev)
+		json_object_set_new_nocheck(r, "revision",
+					    ustate_etcd_u64(rev));
+	rc = ustate_etcd_call(m->c, "/v3/kv/range", r, USTATE_ETCD_READ, resp);
+	json_decref(r);
+	return rc;
+}
+
+static void cluster_of(struct ustate_etcd_mirror *m, json_t *resp, char *buf,
+		       size_t len)
+{
+	json_t *id =
+		json_object_get(json_object_get(resp, "header"), "cluster_id");
+
+	snprintf(buf, len, "%s", json_string_value(id) ?: "");
+}
+
+/*
+ * Load the whole range at one revision, committing every PAGES_PER_COMMIT
+ * pages (the file says "not complete" until the end). Thread only.
+ */
+static int load(struct ustate_etcd_mirror *m)
+{
+	json_t *resp = NULL, *kvs, *kv;
+	char *from = NULL, *k;
+	size_t flen, klen, i, pages = 0;
+	uint64_t rev = 0, n = 0;
+	struct timespec t0;
+	char v[24];
+	int rc;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	from = strdup(m->lo);
+	if (!from)
+		return -ENOMEM;
+	flen = strlen(from);
+	rc = exec(m, "BEGIN; DELETE FROM kv; DELETE FROM meta;");
+	for (;;) {
+		if (rc < 0)
+			break;
+		rc = page(m, from, flen, rev, &resp);
+		if (rc < 0)
+			break;
+		if (!rev) {
+			rev = ustate_etcd_get_u64(
+				json_object_get(resp, "header"), "revision");
+			cluster_of(m, resp, m->cluster, sizeof(m->cluster));
+		}
+		kvs = json_object_get(resp, "kvs");
+		json_array_foreach(kvs, i, kv)
+		{
+			rc = put_kv(m, kv);
+			if (rc < 0)
+				break;
+			if (++n % PROGRESS_KEYS == 0)
+				ustate_log(m->opts, LOG_INFO,
+					   "the replica: %" PRIu64
+					   " keys loaded (%.1f s)",
+					   n, secs_since(&t0));
+		}
+		if (rc < 0 || !json_is_true(json_object_get(resp, "more")) ||
+		    !json_array_size(kvs))
+			break;
+		/* The next page starts just past the last key. */
+		rc = ustate_etcd_get_bytes(json_array_get(kvs, i - 1), "key",
+					   &k, &klen);
+		if (rc < 0)
+			break;
+		free(from);
+		from = realloc(k, klen + 1);
+		if (!from) {
+			free(k);
+			rc = -ENOMEM;
+			break;
+		}
+		from[klen] = '\0'; /* the smallest key after k */
+		flen = klen + 1;
+		json_decref(resp);
+		resp = NULL;
+		if (++pages % PAGES_PER_COMMIT == 0)
+			rc = exec(m, "COMMIT; BEGIN;");
+	}
+	json_decref(resp);
+	free(from);
+	snprintf(v, sizeof(v), "%d", FORMAT);
+	if (rc == 0)
+		rc = meta_set(m, "format", v);
+	if (rc == 0)
+		rc = meta_set(m, "lo", m->lo);
+	if (rc == 0)
+		rc = meta_set(m, "hi", m->hi);
+	if (rc == 0)
+		rc = meta_set(m, "cluster", m->cluster);
+	if (rc == 0)
+		rc = meta_rev(m, rev);
+	if (rc == 0)
+		rc = meta_set(m, "complete", "1");
+	if (rc == 0)
+		rc = exec(m, "COMMIT");
+	if (rc < 0) {
+		sqlite3_exec(m->db, "ROLLBACK", NULL, NULL, NULL);
+		return rc;
+	}
+	ustate_log(m->opts, n >= PROGRESS_KEYS ? LOG_NOTICE : LOG_INFO,
+		   "the replica: %" PRIu64 " keys at revision %" PRIu64
+		   ", loaded in %.1f s",
+		   n, rev, secs_since(&t0));
+	return go_live(m, rev);
+}
+
+/* A kept file: live at once if etcd is the same cluster. Thread only. */
+static int resume(struct ustate_etcd_mirror *m, uint64_t rev)
+{
+	json_t *resp = NULL;
+	char now[32];
+	int rc;
+
+	rc = page(m, m->lo, strlen(m->lo), 0, &resp);
+	if (rc < 0)
+		return rc;
+	cluster_of(m, resp, now, sizeof(now));
+	json_decref(resp);
+	if (strcmp(now, m->cluster)) {
+		ustate_log(m->opts, LOG_NOTICE,
+			   "the replica %s is of another etcd cluster: "
+			   "loading it again",
+			   m->path);
+		return -ESTALE;
+	}
+	ustate_log(m->opts, LOG_INFO,
+		   "the replica %s: resuming from revision %" PRIu64, m->path,
+		   rev);
+	return go_live(m, rev);
+}
+
+/* ---- the watch -------------------------------------------------------- */
+
+/* One watch message: its events in one SQLite transaction. */
+static int on_watch(void *arg, json_t *result)
+{
+	struct ustate_etcd_mirror *m = arg;
+	json_t *evs = json_object_get(result, "events"), *ev, *kv;
+	uint64_t rev, last = 0;
+	size_t i;
+	int rc = 0;
+
+	if (json_is_true(json_object_get(result, "canceled")))
+		return ustate_etcd_get_u64(result, "compact_revision")
+			       ? -ENODATA
+			       : -ECANCELED;
+	if (!json_array_size(evs))
+		return 0;
+	pthread_mutex_lock(&m->lock);
+	rc = exec(m, "BEGIN");
+	json_array_foreach(evs, i, ev)
+	{
+		if (rc < 0)
+			break;
+		kv = json_object_get(ev, "kv");
+		rev = ustate_etcd_get_u64(kv, "mod_revision");
+		/* etcd 3.4 may repeat events: never go back in time. */
+		if (rev <= m->rev)
+			continue;
+		rc = !strcmp(json_string_value(json_object_get(ev, "type"))
+				     ?: "PUT",
+			     "DELETE")
+			     ? del_kv(m, kv)
+			     : put_kv(m, kv);
+		last = rev;
+	}
+	if (rc == 0 && last)
+		rc = meta_rev(m, last);
+	if (rc == 0)
+		rc = exec(m, "COMMIT");
+	if (rc < 0) {
+		sqlite3_exec(m->db, "ROLLBACK", NULL, NULL, NULL);
+		/* A replica that cannot follow serves nothing. */
+		m->ready = false;
+	} else if (last) {
+		m->rev = last;
+	}
+	pthread_cond_broadcast(&m->cond);
+	pthread_mutex_unlock(&m->lock);
+	return rc;
+}
+
+static bool stopping(struct ustate_etcd_mirror *m)
+{
+	bool stop;
+
+	pthread_mutex_lock(&m->lock);
+	stop = m->stopping;
+	pthread_mutex_unlock(&m->lock);
+	return stop;
+}
+
+/* Sleep ms, but wake for a stop. */
+static void pause_ms(struct ustate_etcd_mirror *m, unsigned ms)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	t.tv_nsec += (long)ms * 1000000L;
+	t.tv_sec += t.tv_nsec / 1000000000L;
+	t.tv_nsec %= 1000000000L;
+	pthread_mutex_lock(&m->lock);
+	if (!m->stopping)
+		pthread_cond_timedwait(&m->cond, &m->lock, &t);
+	pthread_mutex_unlock(&m->lock);
+}
+
+static void *mirror_main(void *arg)
+{
+	struct ustate_etcd_mirror *m = arg;
+	unsigned backoff = 50, fails = 0;
+	size_t ep = ustate_etcd_current(m->c);
+	uint64_t kept = db_kept(m), from;
+	json_t *req, *cr;
+	bool ready;
+	int rc;
+
+	while (!stopping(m)) {
+		pthread_mutex_lock(&m->lock);
+		ready = m->ready;
+		from = m->rev + 1;
+		pthread_mutex_unlock(&m->lock);
+		if (!ready) {
+			rc = kept ? resume(m, kept) : -ESTALE;
+			kept = 0;
+			if (rc == -ESTALE)
+				rc = load(m);
+			pthread_mutex_lock(&m->lock);
+			if (!m->tried) {
+				m->tried = true;
+				m->first_rc = rc;
+				pthread_cond_broadcast(&m->cond);
+			}
+			pthread_mutex_unlock(&m->lock);
+			if (rc < 0) {
+				if (!fails++)
+					ustate_log(m->opts, LOG_WARNING,
+						   "the replica: loading "
+						   "failed (%s); reads go to "
+						   "etcd until it is loaded",
+						   strerror(-rc));
+				pause_ms(m, backoff);
+				backoff = backoff < 1000 ? backoff * 2 : 1000;
+				continue;
+			}
+			continue;
+		}
+		cr = json_object();
+		req = json_object();
+		if (!cr || !req ||
+		    json_object_set_new_nocheck(req, "create_request", cr)) {
+			json_decref(req);
+			pause_ms(m, backoff);
+			continue;
+		}
+		json_object_set_new_nocheck(cr, "key", ustate_etcd_b64s(m->lo));
+		json_object_set_new_nocheck(cr, "range_end",
+					    ustate_etcd_b64s(m->hi));
+		json_object_set_new_nocheck(cr, "start_revision",
+					    ustate_etcd_u64(from));
+		rc = ustate_etcd_stream_run(m->stream, ep, req, on_watch, m);
+		json_decref(req);
+		if (stopping(m))
+			break;
+		if (rc == -ENODATA) {
+			ustate_log(m->opts, LOG_WARNING,
+				   "the replica: etcd compacted its history "
+				   "past revision %" PRIu64
+				   ": loading it again (reads go to etcd "
+				   "meanwhile)",
+				   from);
+			pthread_mutex_lock(&m->lock);
+			m->ready = false;
+			pthread_cond_broadcast(&m->cond);
+			pthread_mutex_unlock(&m->lock);
+			continue;
+		}
+		if (rc == -EACCES)
+			ustate_etcd_authenticate(m->c);
+		if (rc != 0) {
+			if (!fails++)
+				ustate_log(m->opts, LOG_WARNING,
+					   "the replica: the watch on %s "
+					   "ended (%s); resuming",
+					   ustate_etcd_endpoint(m->c, ep),
+					   strerror(rc < 0 ? -rc : rc));
+			ep = (ep + 1) % ustate_etcd_nendpoints(m->c);
+			pause_ms(m, backoff);
+			backoff = backoff < 1000 ? backoff * 2 : 1000;
+		} else {
+			fails = 0;
+			backoff = 50;
+		}
+	}
+	return NULL;
+}
+
+/* ---- opening and closing ---------------------------------------------- */
+
+int ustate_etcd_mirror_open(struct ustate_etcd_mirror **out,
+			    struct ustate_etcd_conn *c, const char *lo,
+			    const char *hi, const char *path,
+			    const ustate_options *opts)
+{
+	struct ustate_etcd_mirror *m;
+	const char *dir;
+	int rc, fd;
+
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	m->c = c;
+	m->opts = opts;
+	pthread_mutex_init(&m->lock, NULL);
+	pthread_mutex_init(&m->plock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&m->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	m->lo = strdup(lo);
+	m->hi = strdup(hi);
+	if (path && *path) {
+		m->path = strdup(path);
+	} else if (m->lo) {
+		/* A private file: made here, removed at close. */
+		dir = getenv("TMPDIR") ?: "/var/tmp";
+		m->temp = true;
+		if (asprintf(&m->path, "%s/ustate-replica.XXXXXX", dir) < 0)
+			m->path = NULL;
+		fd = m->path ? mkstemp(m->path) : -1;
+		if (m->path && fd < 0) {
+			rc = -errno;
+			ustate_log(opts, LOG_ERR,
+				   "the replica: cannot make a file in %s: %s",
+				   dir, strerror(errno));
+			free(m->path);
+			m->path = NULL;
+			m->temp = false;
+			goto fail;
+		}
+		if (fd >= 0)
+			close(fd);
+	}
+	rc = m->lo && m->hi && m->path ? 0 : -ENOMEM;
+	if (rc == 0)
+		rc = db_open(m);
+	if (rc == 0)
+		rc = ustate_etcd_stream_new(&m->stream, c);
+	if (rc == 0) {
+		rc = -pthread_create(&m->thread, NULL, mirror_main, m);
+		m->started = rc == 0;
+	}
+	if (rc < 0)
+		goto fail;
+	/* The store opens with its replica loaded, or not at all. */
+	pthread_mutex_lock(&m->lock);
+	while (!m->tried)
+		pthread_cond_wait(&m->cond, &m->lock);
+	rc = m->first_rc;
+	pthread_mutex_unlock(&m->lock);
+	if (rc < 0)
+		goto fail;
+	*out = m;
+	return 0;
+fail:
+	ustate_etcd_mirror_close(m);
+	return rc;
+}
+
+void ustate_etcd_mirror_close(struct ustate_etcd_mirror *m)
+{
+	char *p;
+
+	if (!m)
+		return;
+	if (m->started) {
+		pthread_mutex_lock(&m->lock);
+		m->stopping = true;
+		pthread_cond_broadcast(&m->cond);
+		pthread_mutex_unlock(&m->lock);
+		ustate_etcd_stream_stop(m->stream);
+		pthread_join(m->thread, NULL);
+	}
+	ustate_etcd_stream_free(m->stream);
+	while (m->nidle--) {
+		conn_close(m->idle[m->nidle]->db, m->idle[m->nidle]->st);
+		free(m->idle[m->nidle]);
+	}
+	conn_close(m->db, m->st);
+	if (m->temp) {
+		unlink(m->path);
+		if (asprintf(&p, "%s-wal", m->path) >= 0) {
+			unlink(p);
+			p[strlen(p) - 3] = 's';
+			p[strlen(p) - 2] = 'h';
+			p[strlen(p) - 1] = 'm';
+			unlink(p);
+			free(p);
+		}
+	}
+	pthread_cond_destroy(&m->cond);
+	pthread_mutex_destroy(&m->lock);
+	pthread_mutex_destroy(&m->plock);
+	free(m->path);
+	free(m->lo);
+	free(m->hi);
+	free(m);
+}
+
+uint64_t ustate_etcd_mirror_revision(struct ustate_etcd_mirror *m)
+{
+	uint64_t rev;
+
+	pthread_mutex_lock(&m->lock);
+	rev = m->ready ? m->rev : 0;
+	pthread_mutex_unlock(&m->lock);
+	return rev;
+}
+
+/* ---- reads ------------------------------------------------------------ */
+
+static json_t *kv_json(sqlite3_stmt *s, bool keys_only)
+{
+	json_t *kv = json_object();
+	int64_t x;
+
+	if (!kv)
+		return NULL;
+	json_object_set_new_nocheck(
+		kv, "key",
+		ustate_etcd_b64(sqlite3_column_blob(s, 0),
+				(size_t)sqlite3_column_bytes(s, 0)));
+	json_object_set_new_nocheck(
+		kv, "create_revision",
+		ustate_etcd_u64((uint64_t)sqlite3_column_int64(s, 2)));
+	json_object_set_new_nocheck(
+		kv, "mod_revision",
+		ustate_etcd_u64((uint64_t)sqlite3_column_int64(s, 3)));
+	json_object_set_new_nocheck(
+		kv, "version",
+		ustate_etcd_u64((uint64_t)sqlite3_column_int64(s, 4)));
+	/* etcd leaves out what is at its default: an empty value, lease 0. */
+	if (!keys_only && sqlite3_column_bytes(s, 1))
+		json_object_set_new_nocheck(
+			kv, "value",
+			ustate_etcd_b64(sqlite3_column_blob(s, 1),
+					(size_t)sqlite3_column_bytes(s, 1)));
+	x = sqlite3_column_int64(s, 5);
+	if (x)
+		json_object_set_new_nocheck(kv, "lease",
+					    ustate_etcd_u64((uint64_t)x));
+	return kv;
+}
+
+static json_t *header(const struct view *v)
+{
+	json_t *h = json_object();
+
+	if (h) {
+		json_object_set_new_nocheck(h, "cluster_id",
+					    json_string(v->m->cluster));
+		json_object_set_new_nocheck(h, "revision",
+					    ustate_etcd_u64(v->rev));
+	}
+	return h;
+}
+
+/* The fields of a range the replica answers; any other is etcd's. */
+static bool range_plain(json_t *r)
+{
+	const char *name;
+	json_t *v;
+
+	json_object_foreach(r, name, v)
+	{
+		if (!strcmp(name, "key") || !strcmp(name, "range_end") ||
+		    !strcmp(name, "limit") || !strcmp(name, "keys_only") ||
+		    !strcmp(name, "count_only") || !strcmp(name, "revision") ||
+		    !strcmp(name, "serializable"))
+			continue;
+		return false;
+	}
+	return true;
+}
+
+/*
+ * A range's response at the replica's revision, or NULL with *rc. Under
+ * lock, with the replica ready. "count" is given for count_only and for a
+ * range answered whole; a range cut by its limit says "more" only (etcd.c
+ * reads no count there, and counting the rest costs a scan).
+ */
+static json_t *range(const struct view *v, json_t *r, int *rc)
+{
+	sqlite3_stmt *const *st = v->r->st;
+	bool keys_only = json_is_true(json_object_get(r, "keys_only"));
+	bool count_only = json_is_true(json_object_get(r, "count_only"));
+	uint64_t limit = ustate_etcd_get_u64(r, "limit");
+	uint64_t rev = ustate_etcd_get_u64(r, "revision");
+	char *k = NULL, *end = NULL;
+	size_t klen, elen = 0;
+	json_t *resp = NULL, *kvs = NULL, *kv;
+	sqlite3_stmt *s;
+	uint64_t n = 0;
+	bool more = false;
+	int step = SQLITE_DONE;
+
+	*rc = -EAGAIN;
+	if (!range_plain(r) || (rev && rev != v->rev))
+		return NULL;
+	*rc = ustate_etcd_get_bytes(r, "key", &k, &klen);
+	if (*rc == 0 && json_object_get(r, "range_end"))
+		*rc = ustate_etcd_get_bytes(r, "range_end", &end, &elen);
+	if (*rc < 0)
+		goto out;
+	/* range_end "\0": every key from key on. */
+	if (end && elen == 1 && end[0] == '\0')
+		s = st[count_only ? S_COUNT_FROM : S_FROM];
+	else if (end && elen)
+		s = st[count_only ? S_COUNT_RANGE : S_RANGE];
+	else
+		s = st[count_only ? S_COUNT_ONE : S_ONE];
+	sqlite3_bind_blob(s, 1, k, (int)klen, SQLITE_STATIC);
+	if (s == st[S_RANGE] || s == st[S_COUNT_RANGE])
+		sqlite3_bind_blob(s, 2, end, (int)elen, SQLITE_STATIC);
+	if (s == st[S_FROM] || s == st[S_RANGE])
+		sqlite3_bind_int64(s, 3, limit ? (int64_t)limit + 1 : -1);
+	resp = json_object();
+	kvs = json_array();
+	*rc = resp && kvs ? 0 : -ENOMEM;
+	while (*rc == 0 && (step = sqlite3_step(s)) == SQLITE_ROW) {
+		if (count_only) {
+			n = (uint64_t)sqlite3_column_int64(s, 0);
+			continue;
+		}
+		if (limit && n == limit) {
+			more = true;
+			break;
+		}
+		kv = kv_json(s, keys_only);
+		*rc = kv ? json_array_append_new(kvs, kv) : -ENOMEM;
+		n++;
+	}
+	if (*rc == 0 && !more && step != SQLITE_DONE)
+		*rc = -EAGAIN; /* the file failed: etcd answers */
+	sqlite3_reset(s);
+	if (*rc < 0)
+		goto out;
+	json_object_set_new_nocheck(resp, "header", header(v));
+	if (json_array_size(kvs))
+		json_object_set_new_nocheck(resp, "kvs", json_incref(kvs));
+	if (more)
+		json_object_set_new_nocheck(resp, "more", json_true());
+	else if (n)
+		json_object_set_new_nocheck(resp, "count", ustate_etcd_u64(n));
+out:
+	json_decref(kvs);
+	free(k);
+	free(end);
+	if (*rc < 0) {
+		json_decref(resp);
+		resp = NULL;
+	}
+	return resp;
+}
+
+/* A Txn of ranges only, no compare: its response, or NULL with *rc. */
+static json_t *txn(const struct view *v, json_t *req, int *rc)
+{
+	json_t *ops = json_object_get(req, "success"), *op, *r, *rs, *resp;
+	json_t *cmp = json_object_get(req, "compare");
+	size_t i;
+
+	*rc = -EAGAIN;
+	if (!json_is_array(ops) || (cmp && json_array_size(cmp)))
+		return NULL;
+	resp = json_object();
+	rs = json_array();
+	*rc = resp && rs ? 0 : -ENOMEM;
+	json_array_foreach(ops, i, op)
+	{
+		if (*rc < 0)
+			break;
+		r = json_object_get(op, "request_range");
+		if (!r || json_object_size(op) != 1) {
+			*rc = -EAGAIN;
+			break;
+		}
+		r = range(v, r, rc);
+		if (r)
+			*rc = json_array_append_new(
+				      rs,
+				      json_pack("{s:o}", "response_range", r))
+				      ? -ENOMEM
+				      : 0;
+	}
+	if (*rc < 0) {
+		json_decref(rs);
+		json_decref(resp);
+		return NULL;
+	}
+	json_object_set_new_nocheck(resp, "header", header(v));
+	json_object_set_new_nocheck(resp, "succeeded", json_true());
+	json_object_set_new_nocheck(resp, "responses", rs);
+	return resp;
+}
+
+/* An idle reading connection, or a new one; NULL when none can be made. */
+static struct reader *reader_get(struct ustate_etcd_mirror *m)
+{
+	struct reader *r = NULL;
+
+	pthread_mutex_lock(&m->plock);
+	if (m->nidle)
+		r = m->idle[--m->nidle];
+	pthread_mutex_unlock(&m->plock);
+	if (r)
+		return r;
+	r = calloc(1, sizeof(*r));
+	if (r && conn_open(m, &r->db, r->st) < 0) {
+		conn_close(r->db, r->st);
+		free(r);
+		r = NULL;
+	}
+	return r;
+}
+
+static void reader_put(struct ustate_etcd_mirror *m, struct reader *r)
+{
+	pthread_mutex_lock(&m->plock);
+	if (m->nidle < READERS) {
+		m->idle[m->nidle++] = r;
+		r = NULL;
+	}
+	pthread_mutex_unlock(&m->plock);
+	if (r) {
+		conn_close(r->db, r->st);
+		free(r);
+	}
+}
+
+int ustate_etcd_mirror_read(struct ustate_etcd_mirror *m, const char *path,
+			    json_t *req, uint64_t need, long wait_ms,
+			    json_t **out)
+{
+	struct view v = {.m = m};
+	sqlite3_stmt *s;
+	struct timespec t;
+	int rc = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	t.tv_sec += wait_ms / 1000;
+	t.tv_nsec += (wait_ms % 1000) * 1000000L;
+	t.tv_sec += t.tv_nsec / 1000000000L;
+	t.tv_nsec %= 1000000000L;
+	pthread_mutex_lock(&m->lock);
+	while (m->ready && m->rev < need && rc == 0)
+		rc = pthread_cond_timedwait(&m->cond, &m->lock, &t);
+	rc = m->ready && m->rev >= need ? 0 : -EAGAIN;
+	pthread_mutex_unlock(&m->lock);
+	if (rc < 0)
+		return rc;
+	/*
+	 * A snapshot of the file, at its own revision (the watch may have
+	 * moved it past need meanwhile: newer is as good). Readers run side
+	 * by side, and beside the watch's writes (WAL).
+	 */
+	v.r = reader_get(m);
+	if (!v.r)
+		return -EAGAIN;
+	rc = sqlite3_exec(v.r->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK
+		     ? 0
+		     : -EAGAIN;
+	s = v.r->st[S_REV];
+	if (rc == 0 && sqlite3_step(s) == SQLITE_ROW)
+		v.rev = (uint64_t)sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	if (rc == 0 && v.rev < need)
+		rc = -EAGAIN; /* a load again began since */
+	if (rc == 0 && !strcmp(path, "/v3/kv/range"))
+		*out = range(&v, req, &rc);
+	else if (rc == 0 && !strcmp(path, "/v3/kv/txn"))
+		*out = txn(&v, req, &rc);
+	else if (rc == 0)
+		rc = -EAGAIN;
+	sqlite3_exec(v.r->db, "COMMIT", NULL, NULL, NULL);
+	reader_put(m, v.r);
+	return rc;
+}
