@@ -241,6 +241,26 @@ static void attr_base(struct stat *st, fuse_ino_t ino)
 }
 
 /*
+ * The links of directory path, as on a local file system: 2 (its name
+ * and its ".") + one ".." per subdirectory, /.leases among the root's. A
+ * readdir of the store (O(names x log N)) at each GETATTR or LOOKUP of a
+ * directory that the kernel's cache does not answer; 2 when it fails.
+ */
+static nlink_t dir_links(const char *path)
+{
+	nlink_t links = !strcmp(path, "/") ? 3 : 2;
+	ustate_dirent *d;
+	size_t n, i;
+
+	if (ustate_readdir(fs.store, path, &d, &n) < 0)
+		return 2;
+	for (i = 0; i < n; i++)
+		links += flags_dir(d[i].flags);
+	ustate_dirents_free(d, n);
+	return links;
+}
+
+/*
  * The attributes of path into st, and into *rev the revision they show
  * (ATTR_STATIC for a directory or /.txn, 0 for a file being created).
  * attr_of() as the store has them now, fill_attr() once the commits of
@@ -277,7 +297,7 @@ static int attr_of(fuse_ino_t ino, const char *path, struct stat *st,
 	if (kind == KIND_DIR || kind == KIND_TXN) {
 		ustate_entry_free(e);
 		st->st_mode = kind == KIND_DIR ? S_IFDIR : S_IFREG;
-		st->st_nlink = kind == KIND_DIR ? 2 : 1;
+		st->st_nlink = kind == KIND_DIR ? dir_links(path) : 1;
 		return meta_attr(path, kind, NULL, st);
 	}
 	st->st_mode = S_IFREG;
