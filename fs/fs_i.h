@@ -260,8 +260,8 @@ bool node_meta(struct node *n, ustate_meta *m);
  * out of the path index (as an orphan), so that a key made again at its
  * path gets a node and an inode of its own, and keeps m, its owner and
  * mode, for the fstat() of its open files. node_unlinked() says whether
- * ino is such a file (an orphan other than a ghost) and gives its owner
- * and mode, when kept, into *m.
+ * ino is such a file (an orphan other than a ghost or a directory) and
+ * gives its owner and mode, when kept, into *m.
  */
 void node_gone(struct node *n, const ustate_meta *m);
 bool node_unlinked(fuse_ino_t ino, ustate_meta *m);

@@ -630,7 +630,8 @@ bool node_unlinked(fuse_ino_t ino, ustate_meta *m)
 
 	pthread_mutex_lock(&lock);
 	n = find_ino(ino);
-	yes = n && n->orphan && !n->ghost;
+	/* A directory renamed over keeps its old answers (no snapshot). */
+	yes = n && n->orphan && !n->ghost && n->type != S_IFDIR;
 	if (yes && n->gone)
 		*m = n->last;
 	pthread_mutex_unlock(&lock);
