@@ -206,86 +206,6 @@ int meta_create(struct node *n, const char *key, const void *val, size_t len,
 	return rc;
 }
 
-/*
- * Whether req's caller has CAP_FSETID (in its effective set, as /proc
- * tells); when /proc cannot say (a process gone, another pid namespace):
- * whether it is root.
- */
-static bool caller_fsetid(fuse_req_t req)
-{
-	const struct fuse_ctx *ctx = fuse_req_ctx(req);
-	unsigned long long caps;
-	char path[64], line[256];
-	bool yes = ctx->uid == 0;
-	FILE *f;
-
-	if (ctx->pid <= 0)
-		return yes;
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)ctx->pid);
-	f = fopen(path, "re");
-	if (!f)
-		return yes;
-	while (fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "CapEff: %llx", &caps) == 1) {
-			yes = caps & (1ull << CAP_FSETID);
-			break;
-		}
-	}
-	fclose(f);
-	return yes;
-}
-
-static void caller_load(struct txn_caller *c);
-static bool in_group(const struct txn_caller *c, gid_t gid);
-
-int meta_write_kill(fuse_req_t req, struct node *n, const char *key,
-		    bool *changed)
-{
-	struct txn_caller c = {.req = req};
-	bool creating;
-	ustate_meta m;
-	ustate_op op;
-	uint32_t kill;
-	int rc;
-
-	*changed = false;
-	/* Root writes as it likes, without a look at /proc or the store. */
-	if (fuse_req_ctx(req)->uid == 0 || fs.read_only || caller_fsetid(req))
-		return 0;
-	meta_lock(true);
-	creating = node_meta(n, &m);
-	rc = creating ? 0 : meta_of(key, false, &m);
-	kill = rc == 0 ? m.mode & S_ISUID : 0;
-	/* A set-group-ID file the group cannot execute is a mark of
-	 * mandatory locking, kept unless the writer is not of its group. */
-	if (rc == 0 && (m.mode & S_ISGID)) {
-		if (m.mode & S_IXGRP) {
-			kill |= S_ISGID;
-		} else {
-			caller_load(&c);
-			if (!in_group(&c, m.gid))
-				kill |= S_ISGID;
-			if (c.groups != c.small)
-				free(c.groups);
-		}
-	}
-	if (kill) {
-		m.mode &= ~kill;
-		if (creating) {
-			node_set_meta(n, &m);
-		} else {
-			op = (ustate_op){.type = USTATE_OP_META,
-					 .key = key,
-					 .value = &m,
-					 .value_len = sizeof(m)};
-			rc = own_transaction(&op, 1);
-		}
-		*changed = rc == 0;
-	}
-	meta_unlock();
-	return rc;
-}
-
 /* ---- /.txn ------------------------------------------------------------- */
 
 /* The caller's ids and groups; none of the groups when /proc fails. */
@@ -492,4 +412,85 @@ void txn_caller_end(struct txn_caller *c, ustate_script *sc)
 	ustate_script_set_check(sc, NULL, NULL);
 	if (c->groups != c->small)
 		free(c->groups);
+}
+
+/* ---- set-ID bits at a write -------------------------------------------- */
+
+/*
+ * Whether req's caller has CAP_FSETID (in its effective set, as /proc
+ * tells); when /proc cannot say (a process gone, another pid namespace):
+ * whether it is root.
+ */
+static bool caller_fsetid(fuse_req_t req)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	unsigned long long caps;
+	char path[64], line[256];
+	bool yes = ctx->uid == 0;
+	FILE *f;
+
+	if (ctx->pid <= 0)
+		return yes;
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)ctx->pid);
+	f = fopen(path, "re");
+	if (!f)
+		return yes;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "CapEff: %llx", &caps) == 1) {
+			yes = caps & (1ull << CAP_FSETID);
+			break;
+		}
+	}
+	fclose(f);
+	return yes;
+}
+
+int meta_write_kill(fuse_req_t req, struct node *n, const char *key,
+		    bool *changed)
+{
+	struct txn_caller c = {.req = req};
+	bool creating;
+	ustate_meta m;
+	ustate_op op;
+	uint32_t kill;
+	int rc;
+
+	*changed = false;
+	/* Root writes as it likes, without a look at /proc or the store. */
+	if (fuse_req_ctx(req)->uid == 0 || fs.read_only || caller_fsetid(req))
+		return 0;
+	meta_lock(true);
+	creating = node_meta(n, &m);
+	rc = creating ? 0 : meta_of(key, false, &m);
+	kill = rc == 0 ? m.mode & S_ISUID : 0;
+	/*
+	 * A set-group-ID file the group cannot execute is a mark of
+	 * mandatory locking, kept unless the writer is not of its group.
+	 */
+	if (rc == 0 && (m.mode & S_ISGID)) {
+		if (m.mode & S_IXGRP) {
+			kill |= S_ISGID;
+		} else {
+			caller_load(&c);
+			if (!in_group(&c, m.gid))
+				kill |= S_ISGID;
+			if (c.groups != c.small)
+				free(c.groups);
+		}
+	}
+	if (kill) {
+		m.mode &= ~kill;
+		if (creating) {
+			node_set_meta(n, &m);
+		} else {
+			op = (ustate_op){.type = USTATE_OP_META,
+					 .key = key,
+					 .value = &m,
+					 .value_len = sizeof(m)};
+			rc = own_transaction(&op, 1);
+		}
+		*changed = rc == 0;
+	}
+	meta_unlock();
+	return rc;
 }
