@@ -14,20 +14,10 @@
 # - a directory has 2 + its subdirectories links.
 . "$(dirname "$0")/lib.sh"
 
-NOBODY=65534
-PY=/usr/bin/python3 # nobody cannot run a python3 shim from /root
-if ! id -u nobody > /dev/null 2>&1 || [ ! -x "$PY" ] ||
-	! command -v setpriv > /dev/null; then
-	echo "SKIP: needs the nobody user, $PY and setpriv"
-	exit 77
-fi
-
-# Another user must reach the mountpoint: $T is 0700.
-chmod 0755 "$T"
+use_nobody
 umask 022
 M=$T/mnt
 DB=$T/state.db
-as_nobody() { setpriv --reuid=$NOBODY --regid=$NOBODY --clear-groups "$@"; }
 mode() { stat -c '%a' "$1"; }
 version() { xattr version "$1"; }
 
