@@ -93,7 +93,7 @@ check "a setgid directory keeps its bit" 2777 "$(mode "$M/sgid-dir")"
 # -- a writer sees its own writes --------------------------------------
 printf 'hello\n' > "$M/grow"
 out=$("$PY" - "$M/grow" <<'PY'
-import os, subprocess, sys
+import os, subprocess, sys, threading
 path = sys.argv[1]
 # The other process starts before the open: a child of the writer's
 # would close an inherited descriptor at exec, a flush, so a commit.
@@ -115,6 +115,12 @@ out.append("stat=%d" % os.stat(path).st_size)
 out.append("other=%s" % other_size())
 out.append("fstat-after-other=%d" % os.fstat(fd).st_size)
 out.append("seek-end=%d" % os.lseek(fd, 0, os.SEEK_END))
+# Another thread of the writer is the writer too (the kernel names it).
+got = []
+t = threading.Thread(target=lambda: got.append(os.stat(path).st_size))
+t.start()
+t.join(timeout=10)
+out.append("thread=%s" % got[0])
 os.ftruncate(fd, 3)
 out.append("ftruncate=%d" % os.fstat(fd).st_size)
 out.append("other=%s" % other_size())
@@ -135,7 +141,7 @@ print(" ".join(out))
 PY
 )
 check "fstat and stat tell the writer's buffer, others the committed size" \
-	"fstat=22 stat=22 other=6 fstat-after-other=22 seek-end=22 ftruncate=3 other=6 closed=5 other=5 new-fstat=10000 new-other=0 new-closed=10000" \
+	"fstat=22 stat=22 other=6 fstat-after-other=22 seek-end=22 thread=22 ftruncate=3 other=6 closed=5 other=5 new-fstat=10000 new-other=0 new-closed=10000" \
 	"$out"
 check "... the commit is the writer's" "hello" "$(cat "$M/grow")"
 
