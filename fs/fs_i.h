@@ -78,6 +78,9 @@ struct node {
 	bool has_meta;	     /* owner and mode of a key being created, */
 	ustate_meta meta;    /* till its first commit; protected by the
 			      * table lock */
+	bool gone;	     /* unlinked (or renamed over) while open, */
+	ustate_meta last;    /* with this owner and mode; protected by
+			      * the table lock */
 	struct node *next_ino, *next_path; /* hash chains */
 };
 
@@ -206,8 +209,9 @@ uint64_t node_generation(struct node *n);
  * the page-cache readers to close. node_attr_valid() records the
  * revision whose size an attribute reply tells the kernel and returns
  * how long the kernel may trust it: 0 while page-cache readers of
- * another revision are open. node_attr_is() says whether the kernel may
- * trust a size of rev; node_attr_drop() that it must not trust any.
+ * another revision are open, or a writer (whose own stats tell its
+ * edits). node_attr_is() says whether the kernel may trust a size of
+ * rev; node_attr_drop() that it must not trust any.
  */
 enum cache_use { CACHE_DIRECT, CACHE_KEEP, CACHE_INVAL };
 enum cache_use node_cache_open(struct node *n, uint64_t rev);
@@ -253,6 +257,16 @@ bool node_type_is(fuse_ino_t ino, mode_t mode);
  */
 void node_set_meta(struct node *n, const ustate_meta *m);
 bool node_meta(struct node *n, ustate_meta *m);
+/*
+ * A file unlinked or renamed over while it is open: node_gone() takes n
+ * out of the path index (as an orphan), so that a key made again at its
+ * path gets a node and an inode of its own, and keeps m, its owner and
+ * mode, for the fstat() of its open files. node_unlinked() says whether
+ * ino is such a file (an orphan other than a ghost or a directory) and
+ * gives its owner and mode, when kept, into *m.
+ */
+void node_gone(struct node *n, const ustate_meta *m);
+bool node_unlinked(fuse_ino_t ino, ustate_meta *m);
 
 /*
  * perm.c: owners and modes (see the comment there). meta_of() gives the
@@ -277,6 +291,17 @@ int meta_create(struct node *n, const char *key, const void *val, size_t len,
 		bool excl);
 void meta_lock(bool exclusive);
 void meta_unlock(void);
+/*
+ * A write by req's caller of the key that file node n holds: a caller
+ * without CAP_FSETID clears S_ISUID, and S_ISGID when the group may
+ * execute the file or the caller is not in its group, as the kernel does
+ * on a local file system. The mode is metadata: it changes at the write
+ * itself, takes no revision and makes no event; a key being created has
+ * it changed in its node. *changed says whether the mode changed (the
+ * caller then makes the kernel forget its attributes).
+ */
+int meta_write_kill(fuse_req_t req, struct node *n, const char *key,
+		    bool *changed);
 /*
  * /.txn: while a write of req feeds script sc, its ops are checked
  * against req's caller, and the keys it creates are the caller's.

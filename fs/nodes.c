@@ -545,7 +545,12 @@ double node_attr_valid(fuse_ino_t ino, uint64_t rev)
 
 	pthread_mutex_lock(&lock);
 	n = find_ino(ino);
-	if (n && (!rev || (n->pc_users && n->cached != rev)))
+	/*
+	 * Nor while a writer has it open: a writer's stat tells its own
+	 * edits, everyone else's the committed value, and the kernel keeps
+	 * one size for all (see own_size_of() in ops.c).
+	 */
+	if (n && (!rev || n->writers || (n->pc_users && n->cached != rev)))
 		valid = 0;
 	if (n)
 		n->attr_rev = valid > 0 ? rev : 0;
@@ -602,6 +607,33 @@ bool node_meta(struct node *n, ustate_meta *m)
 	yes = n->creating && n->has_meta;
 	if (yes)
 		*m = n->meta;
+	pthread_mutex_unlock(&lock);
+	return yes;
+}
+
+void node_gone(struct node *n, const ustate_meta *m)
+{
+	pthread_mutex_lock(&lock);
+	if (!n->orphan) {
+		unlink_path(n);
+		n->orphan = true;
+	}
+	n->gone = true;
+	n->last = *m;
+	pthread_mutex_unlock(&lock);
+}
+
+bool node_unlinked(fuse_ino_t ino, ustate_meta *m)
+{
+	struct node *n;
+	bool yes;
+
+	pthread_mutex_lock(&lock);
+	n = find_ino(ino);
+	/* A directory renamed over keeps its old answers (no snapshot). */
+	yes = n && n->orphan && !n->ghost && n->type != S_IFDIR;
+	if (yes && n->gone)
+		*m = n->last;
 	pthread_mutex_unlock(&lock);
 	return yes;
 }

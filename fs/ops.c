@@ -13,7 +13,9 @@
  * O_CREAT|O_EXCL commits the empty key with create_if_not_exists at open,
  * so that it claims the name everywhere at once. Reads serve the value
  * as it was at open(). Write handles use direct I/O, so nothing written
- * but not committed ever reaches the page cache that readers share.
+ * but not committed ever reaches the page cache that readers share; the
+ * writing process alone is told its buffer's size (own_size_of()). A file
+ * unlinked while open keeps its snapshot, with no link (node_gone()).
  *
  * Caching. A hot read is one synchronous request, OPEN: entries and
  * attributes are cached (timeout=, attr_timeout=) and a reader reads
@@ -88,8 +90,11 @@ struct handle {
 	bool paged;	 /* counted in node->pc_users */
 	bool writer;	 /* counted in node->writers */
 	uint64_t rev;	 /* H_READ: the revision of the snapshot */
+	int64_t updated; /* ... its update time (0: none loaded) */
 	uint64_t gen;	 /* node generation at open (see node_unlink_end) */
 	uint64_t opened; /* H_WRITE: store revision at open (node_deleted) */
+	bool killed;	 /* H_WRITE: set-ID bits seen to at a write (atomic) */
+	pid_t process;	 /* H_WRITE: the process that opened it */
 	ustate_script *script; /* H_TXN */
 	size_t reply_off;      /* H_TXN: bytes of the reply already read */
 	char *lease;	       /* H_LEASE: the lease's name (buf: the TTL
@@ -230,6 +235,8 @@ static int classify(const char *path, enum node_kind *kind, char *key)
 
 /* ---- attributes ------------------------------------------------------- */
 
+static bool own_size_of(fuse_req_t req, fuse_ino_t ino, off_t *size);
+
 static void attr_base(struct stat *st, fuse_ino_t ino)
 {
 	memset(st, 0, sizeof(*st));
@@ -238,6 +245,26 @@ static void attr_base(struct stat *st, fuse_ino_t ino)
 	st->st_gid = fs.gid;
 	st->st_blksize = 4096;
 	st->st_atim = st->st_mtim = st->st_ctim = fs.started;
+}
+
+/*
+ * The links of directory path, as on a local file system: 2 (its name
+ * and its ".") + one ".." per subdirectory, /.leases among the root's. A
+ * readdir of the store (O(names x log N)) at each GETATTR or LOOKUP of a
+ * directory that the kernel's cache does not answer; 2 when it fails.
+ */
+static nlink_t dir_links(const char *path)
+{
+	nlink_t links = !strcmp(path, "/") ? 3 : 2;
+	ustate_dirent *d;
+	size_t n, i;
+
+	if (ustate_readdir(fs.store, path, &d, &n) < 0)
+		return 2;
+	for (i = 0; i < n; i++)
+		links += flags_dir(d[i].flags);
+	ustate_dirents_free(d, n);
+	return links;
 }
 
 /*
@@ -277,7 +304,7 @@ static int attr_of(fuse_ino_t ino, const char *path, struct stat *st,
 	if (kind == KIND_DIR || kind == KIND_TXN) {
 		ustate_entry_free(e);
 		st->st_mode = kind == KIND_DIR ? S_IFDIR : S_IFREG;
-		st->st_nlink = kind == KIND_DIR ? 2 : 1;
+		st->st_nlink = kind == KIND_DIR ? dir_links(path) : 1;
 		return meta_attr(path, kind, NULL, st);
 	}
 	st->st_mode = S_IFREG;
@@ -360,6 +387,7 @@ static void reply_entry_for(fuse_req_t req, const char *path)
 {
 	struct fuse_entry_param e = {0};
 	struct node *n;
+	off_t size;
 	uint64_t rev;
 	int rc;
 
@@ -384,6 +412,11 @@ static void reply_entry_for(fuse_req_t req, const char *path)
 		return;
 	}
 	e.ino = n->ino;
+	/* A writer's own lookup, too, tells its edits (see op_getattr()). */
+	if (S_ISREG(e.attr.st_mode) && own_size_of(req, n->ino, &size)) {
+		e.attr.st_size = size;
+		rev = 0;
+	}
 	node_reply_begin(n->ino, rev);
 	e.attr_timeout = node_attr_valid(n->ino, rev);
 	e.entry_timeout = fs.timeout;
@@ -470,14 +503,50 @@ static void op_forget_multi(fuse_req_t req, size_t count,
 	fuse_reply_none(req);
 }
 
-static bool open_size_of(fuse_ino_t ino, off_t *size);
+static bool open_size_of(fuse_ino_t ino, off_t *size, int64_t *updated);
+
+/*
+ * The attributes of an open file whose key is gone: no link, its
+ * snapshot's (or its writer's) size and time, the owner and mode it had
+ * when this mount unlinked it (m), else (m NULL) those its key has (a key
+ * deleted elsewhere has none left: the defaults).
+ */
+static void gone_attr(fuse_ino_t ino, const char *path, const ustate_meta *m,
+		      off_t size, int64_t updated, struct stat *st)
+{
+	char key[FS_PATH_MAX];
+
+	attr_base(st, ino);
+	st->st_mode = S_IFREG | 0644;
+	st->st_nlink = 0;
+	st->st_size = size;
+	st->st_blocks = (blkcnt_t)((size + 511) / 512);
+	if (updated) {
+		st->st_mtim = (struct timespec){.tv_sec = updated};
+		st->st_ctim = st->st_atim = st->st_mtim;
+	}
+	if (m) {
+		st->st_uid = m->uid;
+		st->st_gid = m->gid;
+		st->st_mode =
+			S_IFREG | (m->mode & (fs.read_only ? 07555 : 07777));
+		return;
+	}
+	/* DIR/.value: the owner is the directory key's. */
+	if (!is_value_path(path, key))
+		strcpy(key, path);
+	meta_attr(key, KIND_FILE, NULL, st);
+}
 
 static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 		       struct fuse_file_info *fi)
 {
 	char path[FS_PATH_MAX];
 	struct handle *h = fi ? fh(fi) : NULL;
+	int64_t updated = 0;
 	enum node_kind kind;
+	bool unlinked;
+	ustate_meta gone;
 	off_t size = 0;
 	struct stat st;
 	uint64_t rev;
@@ -502,22 +571,33 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 		node_reply_done(ino);
 		return;
 	}
-	if (rc == 0)
+	/* Unlinked while open: whatever is at its path now is not it. */
+	gone = (ustate_meta){.uid = fs.uid, .gid = fs.gid, .mode = 0644};
+	unlinked = rc == 0 && node_unlinked(ino, &gone);
+	if (unlinked)
+		rc = -ENOENT;
+	else if (rc == 0)
 		rc = fill_attr(ino, path, &st, &rev);
 	if (rc == 0 && !node_type_is(ino, st.st_mode))
 		rc = -ESTALE;
 	/*
-	 * An open file whose key is gone (deleted, renamed over) keeps its
-	 * snapshot: the kernel asks for its size before it reads, fstat()
-	 * without saying which open file.
+	 * An open file whose key is gone (unlinked, renamed over, deleted
+	 * elsewhere) keeps its snapshot, with no link: the kernel asks for
+	 * its size before it reads, fstat() without saying which open file.
 	 */
-	if (rc == -ENOENT &&
-	    ((h && (h->kind == H_READ || h->kind == H_WRITE)) ||
-	     open_size_of(ino, &size))) {
-		attr_base(&st, ino);
-		st.st_mode = S_IFREG;
-		st.st_size = size;
-		rc = meta_attr(path, KIND_FILE, NULL, &st);
+	if (rc == -ENOENT && h && (h->kind == H_READ || h->kind == H_WRITE)) {
+		pthread_mutex_lock(&h->lock);
+		size = (off_t)h->len;
+		updated = h->updated;
+		pthread_mutex_unlock(&h->lock);
+		gone_attr(ino, path, unlinked ? &gone : NULL, size, updated,
+			  &st);
+		rc = 0;
+		rev = 0;
+	} else if (rc == -ENOENT && open_size_of(ino, &size, &updated)) {
+		gone_attr(ino, path, unlinked ? &gone : NULL, size, updated,
+			  &st);
+		rc = 0;
 		rev = 0;
 	}
 	if (rc < 0) {
@@ -540,6 +620,11 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 		pthread_mutex_unlock(&h->lock);
 		/* A direct reader's size, too, must not cut others short. */
 		node_reply_begin(ino, mine);
+	} else if (S_ISREG(st.st_mode) && own_size_of(req, ino, &size)) {
+		/* The caller writes it: its own edits, never cached. */
+		st.st_size = size;
+		rev = 0;
+		node_reply_begin(ino, 0);
 	} else {
 		node_reply_begin(ino, rev);
 	}
@@ -561,6 +646,79 @@ static int node_key(struct node *n, char *key)
 	if (!is_value_path(path, key))
 		strcpy(key, path);
 	return 0;
+}
+
+/*
+ * The set-user-ID and set-group-ID bits of h's key at a write by req's
+ * caller (see meta_write_kill()); the kernel must then forget the mode
+ * it caches. Called without h->lock (meta_lock() comes after open_lock).
+ */
+static int write_kill(fuse_req_t req, struct handle *h)
+{
+	char key[FS_PATH_MAX];
+	ustate_meta m;
+	bool changed;
+	int rc;
+
+	/* Unlinked: it commits nothing, and its path may be another key's. */
+	if (node_generation(h->node) != h->gen ||
+	    node_unlinked(h->node->ino, &m))
+		return 0;
+	rc = node_key(h->node, key);
+	if (rc == 0)
+		rc = meta_write_kill(req, h->node, key, &changed);
+	if (rc == 0 && changed) {
+		node_attr_drop(h->node->ino);
+		kernel_forget_inode(h->node->ino, -1, 0);
+	}
+	return rc;
+}
+
+/*
+ * The process (thread group) of req's caller: the kernel names the
+ * thread. The thread itself when /proc cannot say.
+ */
+static pid_t caller_process(fuse_req_t req)
+{
+	pid_t tid = fuse_req_ctx(req)->pid, tgid = tid;
+	char path[64], line[128];
+	FILE *f;
+	int v;
+
+	if (tid <= 0)
+		return tid;
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)tid);
+	f = fopen(path, "re");
+	if (!f)
+		return tid;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "Tgid: %d", &v) == 1) {
+			tgid = v;
+			break;
+		}
+	}
+	fclose(f);
+	return tgid;
+}
+
+/*
+ * A writer's open by req's caller: its process, for the stats it makes
+ * (own_size_of()), and an O_TRUNC of an existing key by a caller without
+ * CAP_FSETID clears the set-ID bits, as a truncation does on a local file
+ * system (the kernel does not when the truncation comes with OPEN).
+ */
+static int open_writer(fuse_req_t req, struct handle *h)
+{
+	int rc;
+
+	h->process = caller_process(req);
+	if (!h->trunc || h->creating)
+		return 0;
+	/* Not yet the kernel's: no lock (and none may be held, see op_write).
+	 */
+	rc = write_kill(req, h);
+	h->killed = rc == 0;
+	return rc;
 }
 
 /* h's commit no longer waits for its release. */
@@ -675,10 +833,11 @@ static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct handle *open_files; /* protected by open_lock */
 
 /*
- * Whether node ino has an open file (read or write); its size into
- * *size, for an fstat() that does not say which open file asks.
+ * Whether node ino has an open file (read or write); its size and the
+ * update time of the value it loaded (0: none) into *size and *updated,
+ * for an fstat() that does not say which open file asks.
  */
-static bool open_size_of(fuse_ino_t ino, off_t *size)
+static bool open_size_of(fuse_ino_t ino, off_t *size, int64_t *updated)
 {
 	struct handle *h;
 
@@ -686,6 +845,55 @@ static bool open_size_of(fuse_ino_t ino, off_t *size)
 	for (h = open_files; h; h = h->next)
 		if (h->node->ino == ino &&
 		    (h->kind == H_READ || h->kind == H_WRITE))
+			break;
+	if (h) {
+		pthread_mutex_lock(&h->lock);
+		*size = (off_t)h->len;
+		*updated = h->updated;
+		pthread_mutex_unlock(&h->lock);
+	}
+	pthread_mutex_unlock(&open_lock);
+	return h;
+}
+
+/* Whether n has an open file (read or write). */
+static bool node_has_open(struct node *n)
+{
+	struct handle *h;
+
+	pthread_mutex_lock(&open_lock);
+	for (h = open_files; h; h = h->next)
+		if (h->node == n && (h->kind == H_READ || h->kind == H_WRITE))
+			break;
+	pthread_mutex_unlock(&open_lock);
+	return h;
+}
+
+/*
+ * Whether req's caller has node ino open for writing: then the size of
+ * its buffer into *size. A writer sees its own writes in a stat or
+ * fstat(), which the kernel sends without saying which open file asks;
+ * other processes see the committed value. A process with several
+ * writers of the file sees the newest one's.
+ */
+static bool own_size_of(fuse_req_t req, fuse_ino_t ino, off_t *size)
+{
+	struct handle *h;
+	bool any = false;
+	pid_t me;
+
+	/* Most stats are of files nobody writes: no look at /proc. */
+	pthread_mutex_lock(&open_lock);
+	for (h = open_files; h && !any; h = h->next)
+		any = h->kind == H_WRITE && h->node->ino == ino;
+	pthread_mutex_unlock(&open_lock);
+	if (!any)
+		return false;
+	me = caller_process(req);
+	pthread_mutex_lock(&open_lock);
+	for (h = open_files; h; h = h->next)
+		if (h->kind == H_WRITE && h->node->ino == ino &&
+		    h->process == me)
 			break;
 	if (h) {
 		pthread_mutex_lock(&h->lock);
@@ -760,6 +968,7 @@ static int take_value(struct handle *h, const ustate_entry *e)
 		memcpy(h->buf, e->value, e->value_len);
 		h->len = e->value_len;
 		h->rev = e->mod_revision;
+		h->updated = e->updated_at;
 	}
 	return rc;
 }
@@ -970,6 +1179,11 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	else if (rc == 0)
 		rc = open_file(n, kind, fi, rev, e);
 	ustate_entry_free(e);
+	if (rc == 0 && fh(fi)->kind == H_WRITE) {
+		rc = open_writer(req, fh(fi));
+		if (rc < 0)
+			handle_free(fh(fi));
+	}
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;
@@ -1154,6 +1368,9 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	} else {
 		h->trunc = true;
 	}
+	rc = open_writer(req, h);
+	if (rc < 0)
+		goto fail;
 	fi->direct_io = 1;
 	fi->fh = (uintptr_t)h;
 	attr_base(&e.attr, n->ino);
@@ -1264,12 +1481,23 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 	struct handle *h = fh(fi);
 	struct txn_caller caller;
 	uint64_t committed = 0;
+	int rc, kill_rc = 0;
 	size_t end;
-	int rc;
 
 	if (!h) {
 		fuse_reply_err(req, EROFS); /* -o noopen: nothing to write */
 		return;
+	}
+	/*
+	 * Once an open: an unprivileged writer clears set-ID bits. Not under
+	 * h->lock, which others take under open_lock: meta_lock() must not
+	 * wait on a rename that waits for open_lock.
+	 */
+	if (h->kind == H_WRITE &&
+	    !__atomic_load_n(&h->killed, __ATOMIC_ACQUIRE)) {
+		kill_rc = write_kill(req, h);
+		if (kill_rc == 0)
+			__atomic_store_n(&h->killed, true, __ATOMIC_RELEASE);
 	}
 	pthread_mutex_lock(&h->lock);
 	if (h->kind == H_TXN) {
@@ -1318,6 +1546,8 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 			off = (off_t)h->len;
 		end = (size_t)off + size;
 		rc = end > fs.max_value ? -EFBIG : ensure_cap(h, end);
+		if (rc == 0)
+			rc = kill_rc;
 		if (rc == 0) {
 			if ((size_t)off > h->len)
 				memset(h->buf + h->len, 0, off - h->len);
@@ -1452,6 +1682,56 @@ static int truncate_key(const char *key, off_t size)
 	return -EBUSY;
 }
 
+/* ftruncate: part of the open file's next commit. */
+static int buffer_truncate(struct handle *h, off_t size)
+{
+	int rc;
+
+	pthread_mutex_lock(&h->lock);
+	rc = ensure_cap(h, (size_t)size + 1);
+	if (rc == 0) {
+		if ((size_t)size > h->len)
+			memset(h->buf + h->len, 0, (size_t)size - h->len);
+		h->len = (size_t)size;
+		h->dirty = true;
+	}
+	pthread_mutex_unlock(&h->lock);
+	return rc;
+}
+
+/*
+ * SETATTR of the open file h whose key is gone: an ftruncate edits a
+ * writer's buffer (which commits nothing any more), times are accepted
+ * as ever; its owner and mode are no longer kept anywhere: ENOENT.
+ */
+static void setattr_gone(fuse_req_t req, fuse_ino_t ino, const char *path,
+			 struct handle *h, const struct stat *attr, int to_set)
+{
+	ustate_meta m = {.uid = fs.uid, .gid = fs.gid, .mode = 0644};
+	bool unlinked = node_unlinked(ino, &m);
+	struct stat st;
+	int rc = 0;
+
+	if (to_set &
+	    (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))
+		rc = -ENOENT;
+	else if ((to_set & FUSE_SET_ATTR_SIZE) && h->kind != H_WRITE)
+		rc = -EBADF;
+	else if (to_set & FUSE_SET_ATTR_SIZE)
+		rc = buffer_truncate(h, attr->st_size);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	pthread_mutex_lock(&h->lock);
+	gone_attr(ino, path, unlinked ? &m : NULL, (off_t)h->len, h->updated,
+		  &st);
+	pthread_mutex_unlock(&h->lock);
+	node_reply_begin(ino, 0);
+	fuse_reply_attr(req, &st, 0);
+	node_reply_done(ino);
+}
+
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		       int to_set, struct fuse_file_info *fi)
 {
@@ -1459,12 +1739,23 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	struct handle *h = fi ? fh(fi) : NULL;
 	enum node_kind kind;
 	struct stat st;
+	off_t size;
 	uint64_t rev;
 	int rc;
 
 	rc = node_path(ino, path);
+	if (rc == 0 && h && (h->kind == H_READ || h->kind == H_WRITE) &&
+	    node_unlinked(ino, &(ustate_meta){0})) {
+		/* Unlinked while open: whatever is at its path is not it. */
+		setattr_gone(req, ino, path, h, attr, to_set);
+		return;
+	}
 	if (rc == 0)
 		rc = classify(path, &kind, key);
+	if (rc == -ENOENT && h && (h->kind == H_READ || h->kind == H_WRITE)) {
+		setattr_gone(req, ino, path, h, attr, to_set);
+		return;
+	}
 	if (rc < 0)
 		goto out;
 	if (fs.read_only) {
@@ -1489,17 +1780,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		goto out;
 	}
 	if ((to_set & FUSE_SET_ATTR_SIZE) && h && h->kind == H_WRITE) {
-		/* ftruncate: part of the open file's next commit. */
-		pthread_mutex_lock(&h->lock);
-		rc = ensure_cap(h, (size_t)attr->st_size + 1);
-		if (rc == 0) {
-			if ((size_t)attr->st_size > h->len)
-				memset(h->buf + h->len, 0,
-				       (size_t)attr->st_size - h->len);
-			h->len = (size_t)attr->st_size;
-			h->dirty = true;
-		}
-		pthread_mutex_unlock(&h->lock);
+		rc = buffer_truncate(h, attr->st_size);
 	} else if (to_set & FUSE_SET_ATTR_SIZE) {
 		struct node *n = node_of(ino);
 
@@ -1528,6 +1809,9 @@ out:
 		st.st_size = (off_t)h->len;
 		rev = 0;
 		pthread_mutex_unlock(&h->lock);
+	} else if (S_ISREG(st.st_mode) && own_size_of(req, ino, &size)) {
+		st.st_size = size;
+		rev = 0;
 	}
 	node_reply_begin(ino, rev);
 	fuse_reply_attr(req, &st, node_attr_valid(ino, rev));
@@ -1555,15 +1839,26 @@ static int only_child(const char *dir, const char *path, bool *alone)
 	return 0;
 }
 
+/* The owner and mode of key, for its open files once it is gone. */
+static void meta_gone(const char *key, ustate_meta *m)
+{
+	ustate_meta got;
+
+	*m = (ustate_meta){.uid = fs.uid, .gid = fs.gid, .mode = 0644};
+	if (meta_of(key, false, &got) == 0)
+		*m = got;
+}
+
 static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	char dir[FS_PATH_MAX], path[FS_PATH_MAX];
 	char npath[FS_PATH_MAX];
 	struct node *unlinking = NULL;
+	bool alone, creating, open = false;
+	ustate_meta gone;
 	ustate_op ops[2];
 	unsigned flags;
 	size_t n = 0;
-	bool alone, creating;
 	int rc;
 
 	rc = node_path(parent, dir);
@@ -1603,6 +1898,10 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	creating = node_is_creating(npath);
 	/* Waits for a commit under way, which the delete then removes. */
 	unlinking = node_unlink_begin(npath);
+	/* Its open files keep its owner and mode (see node_gone()). */
+	open = unlinking && node_has_open(unlinking);
+	if (open && !node_meta(unlinking, &gone))
+		meta_gone(path, &gone);
 	rc = ustate_node(fs.store, path, &flags);
 	if (rc < 0)
 		goto out;
@@ -1626,6 +1925,8 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		ops[n++] = (ustate_op){.type = USTATE_OP_MKDIR, .key = path};
 	rc = own_transaction(ops, n);
 out:
+	if (rc == 0 && open)
+		node_gone(unlinking, &gone);
 	node_unlink_end(unlinking, rc == 0);
 	fuse_reply_err(req, -rc);
 }
@@ -2036,8 +2337,14 @@ static int do_rename(const char *from, const char *to, unsigned int flags)
 				(tflags & USTATE_NODE_VALUE) && !fdir_is
 					? node_unlink_begin(to)
 					: NULL;
+			bool open = t && node_has_open(t);
+			ustate_meta gone;
 
+			if (open)
+				meta_gone(to, &gone);
 			rc = own_transaction(l.ops, l.n);
+			if (rc == 0 && open)
+				node_gone(t, &gone);
 			node_unlink_end(t, rc == 0);
 		}
 		oplist_free(&l);
@@ -2507,8 +2814,9 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
 	/*
-	 * The kernel, not the daemon, clears setuid and setgid bits on a
-	 * write or chown: it then sends the new mode as a SETATTR.
+	 * The kernel clears setuid and setgid bits on a chown or truncate:
+	 * it then sends the new mode as a SETATTR. Not on a write of a
+	 * direct-I/O file, nor an O_TRUNC open: the daemon does (perm.c).
 	 */
 	conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
 	/*

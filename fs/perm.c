@@ -32,9 +32,20 @@
  * checks see the store as it is before the transaction. Keys a
  * transaction creates belong to the caller, mode 0644. Uid 0 passes every
  * check, as CAP_DAC_OVERRIDE does.
+ *
+ * Set-user-ID and set-group-ID bits go as on a local file system. A chown
+ * (by anyone) clears them through the kernel, which sends the new mode
+ * with the new owner in one SETATTR (FUSE_CAP_HANDLE_KILLPRIV is off). A
+ * write clears them here: the kernel clears nothing on a write of a
+ * direct-I/O file (all of ours), and the FUSE_WRITE_KILL_SUIDGID flag it
+ * sends instead does not reach a file system through libfuse 3.14 (nor
+ * does killpriv_v2 exist there), so the daemon applies the kernel's rule
+ * to the caller of the WRITE itself (meta_write_kill()).
  */
 #include <errno.h>
+#include <linux/capability.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -401,4 +412,85 @@ void txn_caller_end(struct txn_caller *c, ustate_script *sc)
 	ustate_script_set_check(sc, NULL, NULL);
 	if (c->groups != c->small)
 		free(c->groups);
+}
+
+/* ---- set-ID bits at a write -------------------------------------------- */
+
+/*
+ * Whether req's caller has CAP_FSETID (in its effective set, as /proc
+ * tells); when /proc cannot say (a process gone, another pid namespace):
+ * whether it is root.
+ */
+static bool caller_fsetid(fuse_req_t req)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	unsigned long long caps;
+	char path[64], line[256];
+	bool yes = ctx->uid == 0;
+	FILE *f;
+
+	if (ctx->pid <= 0)
+		return yes;
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)ctx->pid);
+	f = fopen(path, "re");
+	if (!f)
+		return yes;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "CapEff: %llx", &caps) == 1) {
+			yes = caps & (1ull << CAP_FSETID);
+			break;
+		}
+	}
+	fclose(f);
+	return yes;
+}
+
+int meta_write_kill(fuse_req_t req, struct node *n, const char *key,
+		    bool *changed)
+{
+	struct txn_caller c = {.req = req};
+	bool creating;
+	ustate_meta m;
+	ustate_op op;
+	uint32_t kill;
+	int rc;
+
+	*changed = false;
+	/* Root writes as it likes, without a look at /proc or the store. */
+	if (fuse_req_ctx(req)->uid == 0 || fs.read_only || caller_fsetid(req))
+		return 0;
+	meta_lock(true);
+	creating = node_meta(n, &m);
+	rc = creating ? 0 : meta_of(key, false, &m);
+	kill = rc == 0 ? m.mode & S_ISUID : 0;
+	/*
+	 * A set-group-ID file the group cannot execute is a mark of
+	 * mandatory locking, kept unless the writer is not of its group.
+	 */
+	if (rc == 0 && (m.mode & S_ISGID)) {
+		if (m.mode & S_IXGRP) {
+			kill |= S_ISGID;
+		} else {
+			caller_load(&c);
+			if (!in_group(&c, m.gid))
+				kill |= S_ISGID;
+			if (c.groups != c.small)
+				free(c.groups);
+		}
+	}
+	if (kill) {
+		m.mode &= ~kill;
+		if (creating) {
+			node_set_meta(n, &m);
+		} else {
+			op = (ustate_op){.type = USTATE_OP_META,
+					 .key = key,
+					 .value = &m,
+					 .value_len = sizeof(m)};
+			rc = own_transaction(&op, 1);
+		}
+		*changed = rc == 0;
+	}
+	meta_unlock();
+	return rc;
 }

@@ -64,6 +64,10 @@ _on_exit() {
 		_failed=1
 	fi
 	rm -rf "$T"
+	# A skip (exit 77) after the start, as use_nobody's.
+	if [ $rc -eq 77 ] && [ $_failed -eq 0 ]; then
+		exit 77
+	fi
 	if [ $rc -ne 0 ] || [ $_failed -ne 0 ]; then
 		echo "FAILED: $(basename "$0")" >&2
 		exit 1
@@ -109,6 +113,24 @@ shim_preload() {
 umount_fs() {
 	wait_for 5 fusermount3 -u "$1" || fusermount3 -u "$1"
 }
+
+# For a test that acts as another user too: NOBODY (its uid), PY (a
+# python3 that user can run, not a shim in /root) and as_nobody COMMAND...
+# A skip (77) when the system has none of them. $T becomes 0755, for the
+# other user to reach the mountpoints: nothing in it but the test's files
+# and databases (0600).
+use_nobody() {
+	NOBODY=65534
+	PY=/usr/bin/python3
+	if ! id -u nobody > /dev/null 2>&1 || [ ! -x "$PY" ] ||
+		! command -v setpriv > /dev/null; then
+		echo "SKIP: needs the nobody user, $PY and setpriv"
+		exit 77
+	fi
+	chmod 0755 "$T"
+}
+
+as_nobody() { setpriv --reuid="$NOBODY" --regid="$NOBODY" --clear-groups "$@"; }
 
 fail() {
 	echo "not ok: $*" >&2

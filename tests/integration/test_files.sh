@@ -82,9 +82,11 @@ check "a reader of a deleted key keeps its snapshot" \
 	"$(stat -L -c %s /dev/stdin <&3) $(cat <&3)"
 exec 3<&-
 
-# -- a file being written is empty until its close --
+# -- a file being written is not a key until its close --
 # (python holds one descriptor and starts no process: a close of any
-# copy of it, even by exec in a child, is a flush and so a commit)
+# copy of it, even by exec in a child, is a flush and so a commit). The
+# writer's own stat tells what it wrote; others see it empty
+# (test_posix.sh).
 python3 - "$M/growing" <<'PY' > "$T/growing.out"
 import os, sys
 p = sys.argv[1]
@@ -99,7 +101,8 @@ except OSError:
 os.close(fd)
 print(size, ver)
 PY
-check "being created: visible, empty, not yet a key" "0 no-version" \
+check "being created: visible, its writer's size, not yet a key" \
+	"7 no-version" \
 	"$(cat "$T/growing.out")"
 check "created at close" "1 partial" \
 	"$(xattr version "$M/growing") $(cat "$M/growing")"

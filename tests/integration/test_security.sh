@@ -11,23 +11,11 @@
 # nothing refused), and no message holds a value.
 . "$(dirname "$0")/lib.sh"
 
-NOBODY=65534
-PY=/usr/bin/python3 # nobody cannot run a python3 shim from /root
-if ! id -u nobody > /dev/null 2>&1 || [ ! -x "$PY" ] ||
-	! command -v setpriv > /dev/null; then
-	echo "SKIP: needs the nobody user, $PY and setpriv"
-	exit 77
-fi
-
-# Another user must reach the mountpoints: $T is 0700. Nothing in it but
-# the databases (0600) and the test's files.
-chmod 0755 "$T"
+use_nobody
 umask 022
 M=$T/mnt
 DB=$T/state.db
 LOG=$T/daemon.log
-
-as_nobody() { setpriv --reuid=$NOBODY --regid=$NOBODY --clear-groups "$@"; }
 
 # A transaction from stdin, as nobody: the write's outcome, then the reply.
 cat > "$T/txn.py" <<'PY'
