@@ -18,6 +18,8 @@
 #ifndef USTATE_BACKEND_I_H
 #define USTATE_BACKEND_I_H
 
+#include <stdbool.h>
+
 #include "ustate.h"
 
 /*
@@ -25,7 +27,7 @@
  * backend leaves those it cannot do NULL and the front answers
  * -EOPNOTSUPP. Version 3 appended meta_get (ownership), version 4 node.
  * Version 5 appended watch_from, version 6 the lease operations, version
- * 7 barrier.
+ * 7 barrier and connected.
  */
 #define USTATE_BACKEND_VERSION 7
 
@@ -215,6 +217,9 @@ struct ustate_backend_ops {
 	 * read at USTATE_CONSISTENCY_LOCAL).
 	 */
 	int (*barrier)(void *b);
+
+	/* ustate_connected(); NULL: always (a local store). */
+	bool (*connected)(void *b);
 };
 
 /*

@@ -551,6 +551,14 @@ static int etcd_barrier(void *b)
 	return 0;
 }
 
+static bool etcd_connected(void *b)
+{
+	struct etcd_backend *e = b;
+
+	return e->mirror ? ustate_etcd_mirror_connected(e->mirror)
+			 : ustate_etcd_reachable(e->conn);
+}
+
 /* A Txn of reads only (no compare): one consistent snapshot, from the
  * replica when local (see read_call()), else from etcd. */
 static int read_txn(struct etcd_backend *e, json_t *ops, bool local,
@@ -3346,6 +3354,7 @@ static const struct ustate_backend_ops etcd_ops = {
 	/* etcd expires its leases itself. */
 	.lease_expire = NULL,
 	.barrier = etcd_barrier,
+	.connected = etcd_connected,
 };
 
 /*

@@ -45,6 +45,7 @@ struct ustate_etcd_conn {
 	unsigned token_gen;   /* bumped by each new token, protected by lock */
 	struct handle **idle; /* handles not in use, protected by lock */
 	char error[512];      /* the last call's failure, protected by lock */
+	bool unreachable;     /* the last call found no member; by lock */
 	size_t nidle, cap;    /* protected by lock */
 };
 
@@ -315,6 +316,16 @@ size_t ustate_etcd_current(struct ustate_etcd_conn *c)
 	cur = c->cur;
 	pthread_mutex_unlock(&c->lock);
 	return cur;
+}
+
+bool ustate_etcd_reachable(struct ustate_etcd_conn *c)
+{
+	bool down;
+
+	pthread_mutex_lock(&c->lock);
+	down = c->unreachable;
+	pthread_mutex_unlock(&c->lock);
+	return !down;
 }
 
 /* The endpoint a failed attempt used is not the one to try first. */
@@ -778,7 +789,7 @@ static int call_body(struct ustate_etcd_conn *c, struct handle *h,
 {
 	bool read = flags & USTATE_ETCD_READ, sent, unknown = false;
 	bool slow = false;
-	int rc = -ENOTCONN, grpc;
+	int rc = -ENOTCONN, grpc = -1;
 	struct timespec t0;
 	size_t i, ep = 0, first;
 	char *msg = NULL;
@@ -850,6 +861,12 @@ static int call_body(struct ustate_etcd_conn *c, struct handle *h,
 	if (read && slow &&
 	    (rc == -ECONNREFUSED || rc == -EHOSTUNREACH || rc == -ENETUNREACH))
 		rc = -ETIMEDOUT;
+	pthread_mutex_lock(&c->lock);
+	c->unreachable =
+		grpc < 0 &&
+		(rc == -ETIMEDOUT || rc == -ENOTCONN || rc == -ECONNREFUSED ||
+		 rc == -EHOSTUNREACH || rc == -ENETUNREACH);
+	pthread_mutex_unlock(&c->lock);
 	if (rc < 0) {
 		pthread_mutex_lock(&c->lock);
 		snprintf(c->error, sizeof(c->error), "%s%s%s",

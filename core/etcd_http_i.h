@@ -102,6 +102,8 @@ void ustate_etcd_last_error(struct ustate_etcd_conn *c, char *buf, size_t len);
 
 /* The endpoint a stream should use first: the one calls last succeeded on. */
 size_t ustate_etcd_current(struct ustate_etcd_conn *c);
+/* Whether the last request that ended found a member (no network error). */
+bool ustate_etcd_reachable(struct ustate_etcd_conn *c);
 size_t ustate_etcd_nendpoints(const struct ustate_etcd_conn *c);
 const char *ustate_etcd_endpoint(const struct ustate_etcd_conn *c, size_t i);
 

@@ -101,6 +101,7 @@ struct ustate_etcd_mirror {
 	bool ready;	     /* loaded: reads may use db; protected by lock */
 	bool stopping;	     /* protected by lock */
 	bool tried;	     /* the first load or resume is over; by lock */
+	bool connected;	     /* the watch hears its cluster; by lock */
 	int first_rc;	     /* ... its outcome; by lock */
 	pthread_t thread;
 	bool started;
@@ -312,6 +313,9 @@ static int go_live(struct ustate_etcd_mirror *m, uint64_t rev)
 	pthread_mutex_lock(&m->lock);
 	m->rev = rev;
 	m->ready = true;
+	/* (The first time, without a word: etcd answered the load.) */
+	if (!m->tried)
+		m->connected = true;
 	pthread_cond_broadcast(&m->cond);
 	pthread_mutex_unlock(&m->lock);
 	return 0;
@@ -466,6 +470,42 @@ static int resume(struct ustate_etcd_mirror *m, uint64_t rev)
 
 /* ---- the watch -------------------------------------------------------- */
 
+/* A change of connectedness, logged. */
+static void set_connected(struct ustate_etcd_mirror *m, bool up,
+			  const char *why)
+{
+	bool was;
+	uint64_t rev;
+
+	pthread_mutex_lock(&m->lock);
+	was = m->connected;
+	m->connected = up;
+	rev = m->rev;
+	pthread_mutex_unlock(&m->lock);
+	if (was == up)
+		return;
+	if (up)
+		ustate_log(m->opts, LOG_NOTICE,
+			   "the replica hears etcd again, from revision "
+			   "%" PRIu64,
+			   rev);
+	else
+		ustate_log(m->opts, LOG_WARNING,
+			   "the replica is cut off from etcd (%s): local "
+			   "reads go on at revision %" PRIu64,
+			   why, rev);
+}
+
+bool ustate_etcd_mirror_connected(struct ustate_etcd_mirror *m)
+{
+	bool up;
+
+	pthread_mutex_lock(&m->lock);
+	up = m->connected;
+	pthread_mutex_unlock(&m->lock);
+	return up;
+}
+
 /* One watch message: its events in one SQLite transaction. */
 static int on_watch(void *arg, json_t *result)
 {
@@ -479,6 +519,8 @@ static int on_watch(void *arg, json_t *result)
 		return ustate_etcd_get_u64(result, "compact_revision")
 			       ? -ENODATA
 			       : -ECANCELED;
+	/* The stream's first message (created) says the member is there. */
+	set_connected(m, true, NULL);
 	if (!json_array_size(evs))
 		return 0;
 	pthread_mutex_lock(&m->lock);
@@ -568,6 +610,7 @@ static void *mirror_main(void *arg)
 			}
 			pthread_mutex_unlock(&m->lock);
 			if (rc < 0) {
+				set_connected(m, false, strerror(-rc));
 				if (!fails++)
 					ustate_log(m->opts, LOG_WARNING,
 						   "the replica: loading "
@@ -612,6 +655,8 @@ static void *mirror_main(void *arg)
 		}
 		if (rc == -EACCES)
 			ustate_etcd_authenticate(m->c);
+		if (rc != 0 && rc != -EACCES)
+			set_connected(m, false, strerror(-rc));
 		if (rc != 0) {
 			if (!fails++)
 				ustate_log(m->opts, LOG_WARNING,

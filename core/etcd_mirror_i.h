@@ -60,6 +60,14 @@ int ustate_etcd_mirror_read(struct ustate_etcd_mirror *m, const char *path,
 			    json_t *req, uint64_t need, long wait_ms,
 			    json_t **out);
 
+/*
+ * Whether the replica's watch hears its cluster: false from the moment a
+ * watch stream ends in an error (a member gone or hung, a partition), or
+ * a load fails, until the next stream's first message. Each change is
+ * logged.
+ */
+bool ustate_etcd_mirror_connected(struct ustate_etcd_mirror *m);
+
 /* The replica's revision; 0 while it is not loaded. */
 uint64_t ustate_etcd_mirror_revision(struct ustate_etcd_mirror *m);
 

@@ -693,6 +693,13 @@ size_t ustate_max_txn_ops(const ustate *s)
 	return s->opts.max_txn_ops;
 }
 
+int ustate_connected(ustate *s)
+{
+	if (!s->ops->connected)
+		return 1;
+	return s->ops->connected(s->be) ? 1 : 0;
+}
+
 int ustate_barrier(ustate *s)
 {
 	if (!s->ops->barrier)

@@ -2698,6 +2698,14 @@ static int xattr_lease_set(fuse_ino_t ino, const char *lease, int flags)
 	return rc ? rc : -EBUSY;
 }
 
+/*
+ * user.connected, on the root only: "1" while the store reaches its
+ * server, "0" while a remote store is cut off from it (ustate_connected():
+ * at consistency=local, reads go on from the replica meanwhile). Read
+ * only, as the others.
+ */
+#define XATTR_CONNECTED "user.connected"
+
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			size_t size)
 {
@@ -2705,7 +2713,10 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	int i, len;
 
 	i = xattr_index(name);
-	if (!strcmp(name, XATTR_LEASE))
+	if (ino == FUSE_ROOT_ID && !strcmp(name, XATTR_CONNECTED))
+		len = snprintf(buf, sizeof(buf), "%d",
+			       ustate_connected(fs.store));
+	else if (!strcmp(name, XATTR_LEASE))
 		len = xattr_lease(ino, buf);
 	else
 		len = i < 0 ? -ENODATA : xattr_value(ino, i, buf);
@@ -2728,7 +2739,11 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 
 	rc = xattr_entry(ino, &e);
 	if (rc == -ENODATA) {
-		len = 0; /* directories have none */
+		len = 0; /* directories have none, but the root this one */
+		if (ino == FUSE_ROOT_ID) {
+			memcpy(buf, XATTR_CONNECTED, sizeof(XATTR_CONNECTED));
+			len = sizeof(XATTR_CONNECTED);
+		}
 	} else if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;

@@ -730,6 +730,16 @@ int ustate_set_leased(ustate *s, const char *key, const void *val, size_t len,
 int ustate_barrier(ustate *s);
 
 /**
+ * ustate_connected() - whether the store reaches its server: 1, or 0 for
+ * an etcd store whose replica's watch has lost its cluster (no member
+ * answered it; its reads at USTATE_CONSISTENCY_LOCAL go on from the
+ * replica, at the revision it had), or whose last request found no
+ * member (without a replica). A local store (SQLite, memory) is always
+ * connected: 1.
+ */
+int ustate_connected(ustate *s);
+
+/**
  * ustate_revision() - the current store revision: the number of committed
  * changes (a transaction counts once), including those of other processes
  * sharing the file. 0 for a new store; 0 also on a backend error.

@@ -8,10 +8,13 @@
 #  - a write on A fails, with ETIMEDOUT when its outcome is unknown or an
 #    errno that says it was not sent, and is not applied (checked in etcd);
 #  - an open on A fails the same way rather than serve stale data;
+#  - both mounts of A say they are cut off (user.connected 0 on the root),
+#    and A's second mount, at consistency=local, reads on from its replica;
 #  - B goes on writing.
 # With the link up again, A catches up by itself: B's changes made while
 # A was away arrive as A's inotify events (the update, the create, the
-# delete), and A reads the values B wrote. Then a longer cut, during
+# delete), A reads the values B wrote, and says it is connected again.
+# Then a longer cut, during
 # which B changes a key twice, makes a directory, deletes a key, and etcd
 # compacts away those revisions: once healed, A reads the store again and
 # replays the net difference (one update of the key changed twice, one
@@ -48,11 +51,24 @@ mkdir -p "$A" "$B"
 nsenter --net="/run/netns/$NS" "$USTATEFS" -o request_timeout=2000,dial_timeout=1000 \
 	"etcd://$eps$PREFIX" "$A"
 at_exit "fusermount3 -uz '$A'"
+# A second mount on node A, reading its replica at local consistency.
+AL=$T/al
+mkdir -p "$AL"
+nsenter --net="/run/netns/$NS" "$USTATEFS" \
+	-o request_timeout=2000,dial_timeout=1000,consistency=local \
+	"etcd://$eps$PREFIX" "$AL"
+at_exit "fusermount3 -uz '$AL'"
+# connected MOUNT: its root's user.connected.
+connected() { getfattr -n user.connected --only-values "$1" 2>/dev/null; }
 mount_fs "etcd://${ETCD_MEMBER_ENDPOINT[1]}$PREFIX" "$B"
 
 echo 1 > "$A/k"
 echo gone > "$A/old"
 wait_for 5 bash -c "[ \"\$(cat '$B/k' 2>/dev/null)\" = 1 ]" || fail "B reads A's write"
+wait_for 5 bash -c "[ \"\$(cat '$AL/k' 2>/dev/null)\" = 1 ]" ||
+	fail "A's local mount reads it"
+check "a mount that reaches etcd says so (user.connected)" "1 1" \
+	"$(connected "$A") $(connected "$AL")"
 inotifywait -m -e create,delete,close_write --format '%e %f' "$A" \
 	> "$T/events" 2> "$T/events.err" &
 at_exit "kill $!"
@@ -87,6 +103,13 @@ case $r in
 	echo "ok: an open on the cut-off node fails rather than serve stale data: $r" ;;
 *) fail "an open on the cut-off node: [$r], expected a network error" ;;
 esac
+# The watch of each replica finds the link gone (TCP keepalive, or its
+# probe of a silent stream: within 8 s), and the mount says so.
+cut_off() { [ "$(connected "$A")" = 0 ] && [ "$(connected "$AL")" = 0 ]; }
+wait_for 20 cut_off ||
+	fail "the cut-off node does not say it is disconnected: $(connected "$A") $(connected "$AL")"
+check "... a local-consistency mount reads on from its replica" 1 \
+	"$(timeout 30 cat "$AL/k" 2>&1)"
 echo 2 > "$B/k"
 echo new > "$B/fresh"
 rm "$B/old"
@@ -95,6 +118,10 @@ rm "$B/old"
 ip link set "$host" up
 caught() { [ "$(cat "$A/k" 2>/dev/null)" = 2 ] && [ "$(cat "$A/fresh" 2>/dev/null)" = new ]; }
 wait_for 30 caught || fail "A did not catch up with B's changes"
+healed() { [ "$(connected "$A")" = 1 ] && [ "$(connected "$AL")" = 1 ] &&
+	[ "$(cat "$AL/k" 2>/dev/null)" = 2 ]; }
+wait_for 30 healed ||
+	fail "healed, the node says it is connected and its local mount catches up"
 has() { grep -qx "$1" "$T/events"; }
 wait_for 30 has "DELETE old" || true
 check "A reads B's values, and the deleted key is gone" "2 new no" \
@@ -131,3 +158,4 @@ check "A reads it" "4 y no" \
 	"$(cat "$A/k") $(cat "$A/d/x") $([ -e "$A/fresh" ] && echo yes || echo no)"
 umount_fs "$B"
 umount_fs "$A"
+umount_fs "$AL"
