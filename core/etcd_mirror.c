@@ -582,16 +582,25 @@ static void pause_ms(struct ustate_etcd_mirror *m, unsigned ms)
 	pthread_mutex_unlock(&m->lock);
 }
 
+/* An error another try may not meet: no member answered in time. */
+static bool transient(int rc)
+{
+	return rc == -ETIMEDOUT || rc == -ENOTCONN || rc == -ECONNREFUSED ||
+	       rc == -EHOSTUNREACH || rc == -ENETUNREACH;
+}
+
 static void *mirror_main(void *arg)
 {
 	struct ustate_etcd_mirror *m = arg;
 	unsigned backoff = 50, fails = 0;
 	size_t ep = ustate_etcd_current(m->c);
 	uint64_t kept = db_kept(m), from;
+	struct timespec t0;
 	json_t *req, *cr;
 	bool ready;
 	int rc;
 
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	while (!stopping(m)) {
 		pthread_mutex_lock(&m->lock);
 		ready = m->ready;
@@ -599,10 +608,24 @@ static void *mirror_main(void *arg)
 		pthread_mutex_unlock(&m->lock);
 		if (!ready) {
 			rc = kept ? resume(m, kept) : -ESTALE;
-			kept = 0;
+			/* (A network error keeps the file for the next try.) */
+			if (rc == 0 || rc == -ESTALE)
+				kept = 0;
 			if (rc == -ESTALE)
 				rc = load(m);
 			pthread_mutex_lock(&m->lock);
+			/*
+			 * The open waits for the first load: a member that
+			 * did not answer in time is tried again, as a call
+			 * is, until request_timeout has passed.
+			 */
+			if (!m->tried && transient(rc) &&
+			    secs_since(&t0) * 1000 < m->opts->request_timeout) {
+				pthread_mutex_unlock(&m->lock);
+				pause_ms(m, backoff);
+				backoff = backoff < 1000 ? backoff * 2 : 1000;
+				continue;
+			}
 			if (!m->tried) {
 				m->tried = true;
 				m->first_rc = rc;
