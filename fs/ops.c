@@ -383,6 +383,18 @@ static struct node *replay_node(const char *path, enum node_kind kind,
 	return n;
 }
 
+/*
+ * Before an unlink, rmdir, rename or setattr, whose checks read the store
+ * first (is the name there, what is it, whose is it): a barrier, so that
+ * a replica at close-to-open consistency answers them as of now, not
+ * from a moment before a change made elsewhere (an unlink of a key a
+ * rename elsewhere just made was ENOENT, found by linearizability-etcd).
+ */
+static int fresh_reads(void)
+{
+	return fs.barrier ? ustate_barrier(fs.store) : 0;
+}
+
 static void reply_entry_for(fuse_req_t req, const char *path)
 {
 	struct fuse_entry_param e = {0};
@@ -1744,6 +1756,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	int rc;
 
 	rc = node_path(ino, path);
+	if (rc == 0 && !replay_request(req))
+		rc = fresh_reads();
 	if (rc == 0 && h && (h->kind == H_READ || h->kind == H_WRITE) &&
 	    node_unlinked(ino, &(ustate_meta){0})) {
 		/* Unlinked while open: whatever is at its path is not it. */
@@ -1868,6 +1882,8 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, 0);
 		return;
 	}
+	if (rc == 0)
+		rc = fresh_reads();
 	if (rc == 0 && !strcmp(dir, "/.leases")) {
 		/*
 		 * rm revokes: the keys go, their events come from the watch,
@@ -1982,6 +1998,8 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, 0); /* already gone from the store */
 		return;
 	}
+	if (rc == 0)
+		rc = fresh_reads();
 	if (rc == 0)
 		rc = child_path(dir, name, path);
 	if (rc == 0 && (!strcmp(path, "/.leases") || lease_name_of(path)))
@@ -2389,6 +2407,8 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		rc = -EPERM;
 	if (rc == 0 && fs.read_only)
 		rc = -EROFS;
+	if (rc == 0)
+		rc = fresh_reads();
 	if (rc == 0) {
 		/* No chmod between reading the owners and moving them. */
 		meta_lock(false);
