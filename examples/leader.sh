@@ -2,11 +2,12 @@
 # SPDX-License-Identifier: MIT
 # Leader election in bash on a ustatefs mount: every contender tries to
 # create DIR/leader with set -C (O_CREAT|O_EXCL, which ustatefs commits at
-# open, so exactly one create wins, on every mount of the store); the
-# winner attaches the key to its own lease (setfattr user.lease) and is
-# the leader while it lives. Each contender holds its lease file open,
-# so the lease, and with it the key, outlives the leader by one TTL at
-# most; the others wait for the key's IN_DELETE and try again.
+# open, so exactly one create wins, on every mount of the store). Each
+# contender holds its lease file open, and ustatefs attaches a key that
+# a holder of a lease file (or a child of one) creates to that lease, in
+# the create itself: the winner's key is leased from its first version,
+# and outlives the leader by one TTL at most; the others wait for the
+# key's IN_DELETE and try again.
 #
 #   leader.sh DIR NAME [TTL]
 #
@@ -15,10 +16,8 @@
 # TTL its lease's time to live (default 5). It prints "leader NAME" when
 # it wins, and then leads until it is killed.
 #
-# The key is claimed first and leased a moment later: a contender that
-# dies in between leaves a key without a lease. A one-step claim is a
-# /.txn "create KEY LEN lease=NAME", which the next contender could use
-# instead; set -C is what most shell scripts already do.
+# Hold exactly one lease file open: a process holding several gets no
+# lease on what it creates (see the README, "Leases on the mount").
 set -euo pipefail
 
 if [ $# -lt 2 ]; then
@@ -33,8 +32,7 @@ echo "$ttl" > "$mnt/.leases/$name"
 exec 9< "$mnt/.leases/$name"
 
 while :; do
-	if (set -C; echo "$name" > "$key") 2>/dev/null &&
-		setfattr -n user.lease -v "$name" "$key"; then
+	if (set -C; echo "$name" > "$key") 2>/dev/null; then
 		echo "leader $name"
 		# Lead until killed; the children close the lease's descriptor.
 		while :; do

@@ -277,8 +277,9 @@ bool node_unlinked(fuse_ino_t ino, ustate_meta *m);
  * (not NULL). meta_new() is what req's caller creates in dir with mode
  * (from which the kernel took the umask). meta_setattr() stores SETATTR's
  * mode, uid and gid. meta_create() commits the first value of the key
- * node n creates, with n's metadata. meta_lock() serialises the changes
- * of metadata (exclusive) with the renames that copy it (shared).
+ * node n creates, with n's metadata, attached to lease (NULL: none; a key
+ * another writer created meanwhile gets a plain set). meta_lock() serialises
+ * the changes of metadata (exclusive) with the renames that copy it (shared).
  */
 int meta_of(const char *path, bool dir, ustate_meta *m);
 int meta_attr(const char *at, enum node_kind kind, struct node *n,
@@ -288,7 +289,7 @@ void meta_new(fuse_req_t req, const char *dir, mode_t mode, bool isdir,
 int meta_setattr(struct node *n, const char *path, enum node_kind kind,
 		 const char *key, const struct stat *attr, int to_set);
 int meta_create(struct node *n, const char *key, const void *val, size_t len,
-		bool excl);
+		bool excl, const char *lease);
 void meta_lock(bool exclusive);
 void meta_unlock(void);
 /*
@@ -325,6 +326,11 @@ void txn_caller_end(struct txn_caller *c, ustate_script *sc);
  * lease_text() renders its state into a new buffer (the caller frees it).
  * lease_open() and lease_close() count the open descriptors of its file,
  * which keep it alive (an open for writing keeps it alive at once).
+ * lease_open() also notes the opener pid (a process, 0: none), which
+ * lease_close() forgets. lease_auto() finds the lease of a key that pid
+ * creates into name (USTATE_SEGMENT_MAX + 1 bytes): 1 when one, else 0
+ * (see the comment in leases.c). lease_held() says whether pid or one of
+ * its ancestors holds a file of lease name (NULL: any lease) open.
  * lease_live() is 0 while it lives, else -ENOENT. lease_write() grants it the
  * TTL written (-EINVAL: not one), made by creator when created (else the lease
  * must still be live: -ENOENT). lease_setattr() stores its owner and mode, or
@@ -338,8 +344,13 @@ int64_t lease_ttl_parse(const char *text, size_t len);
 int lease_attr(const char *name, struct stat *st);
 void lease_dir_attr(struct stat *st);
 int lease_text(const char *name, char **text, size_t *len);
-int lease_open(const char *name, bool write);
-void lease_close(const char *name);
+/* A number field ("Tgid", "PPid") of /proc/pid/status; 0 when none. */
+pid_t proc_status_id(pid_t pid, const char *field);
+#define LEASE_CHAIN_MAX 16 /* ancestors lease_auto() looks at */
+int lease_open(const char *name, bool write, pid_t pid);
+void lease_close(const char *name, pid_t pid);
+int lease_auto(pid_t pid, char *name);
+bool lease_held(pid_t pid, const char *name);
 int lease_live(const char *name);
 int lease_write(const char *name, const char *text, size_t len, bool created,
 		const ustate_meta *creator);
@@ -370,6 +381,9 @@ int own_transaction(const ustate_op *ops, size_t n);
 /* One set (or create, or a set checked against expected when non-zero). */
 int own_write(const char *key, const void *val, size_t len, bool create,
 	      uint64_t expected);
+/* The same, attaching the key to lease (NULL: none, which detaches it). */
+int own_write_lease(const char *key, const void *val, size_t len, bool create,
+		    uint64_t expected, const char *lease);
 /*
  * Start the replay helper process (before any thread exists), and end
  * it (after the watcher stopped).

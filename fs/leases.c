@@ -17,6 +17,17 @@
  * expires a TTL later. The library expires leases (and deletes their
  * keys); the watcher replays those deletes as everyone else's.
  *
+ * Holders: the daemon also remembers which process opened each descriptor
+ * for reading (the caller of OPEN or CREATE, its thread group; a write-only
+ * open, echo 10 > NAME, is a grant: its asynchronous RELEASE must not
+ * lease what the shell creates next). A key created through
+ * the mount gets the lease of the nearest process, from its creator up
+ * its ancestors (LEASE_CHAIN_MAX of them, by /proc/PID/status PPid), that
+ * holds a lease file open: exec 9< /.leases/node-1 in a shell leases what
+ * the shell and its children create. A process holding files of several
+ * leases gets none (no guess). A descriptor inherited by a process that
+ * outlives its opener counts for nobody's creations.
+ *
  * Owners: the store keeps no owner of a lease. The daemon remembers the
  * creator's uid, gid and mode (the umask taken off) of each lease it
  * granted, and later chmod and chown, in memory; a lease it does not know
@@ -48,7 +59,15 @@ struct lease_rec {
 	struct lease_rec *next;
 };
 
+/* An open descriptor of a lease file and the process that opened it. */
+struct lease_hold {
+	pid_t pid;
+	char *name;
+	struct lease_hold *next;
+};
+
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static struct lease_hold *holds; /* protected by lock */
 static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
 static struct lease_rec *recs; /* protected by lock */
 static bool stopping;	       /* protected by lock */
@@ -213,11 +232,23 @@ int lease_text(const char *name, char **text, size_t *len)
 	return buf ? 0 : -ENOMEM;
 }
 
-int lease_open(const char *name, bool write)
+int lease_open(const char *name, bool write, pid_t pid)
 {
 	ustate_lease_info *info = NULL;
+	struct lease_hold *hd = NULL;
 	struct lease_rec *r;
 	int rc;
+
+	if (pid > 0) {
+		hd = calloc(1, sizeof(*hd));
+		if (hd)
+			hd->name = strdup(name);
+		if (!hd || !hd->name) {
+			free(hd);
+			return -ENOMEM;
+		}
+		hd->pid = pid;
+	}
 
 	/* A write keeps it alive now; a read only from a TTL/3 on. */
 	rc = write ? ustate_lease_keepalive(fs.store, name, &info)
@@ -233,18 +264,36 @@ int lease_open(const char *name, bool write)
 		}
 		if (info)
 			r->ttl = info->ttl;
+		if (hd) {
+			hd->next = holds;
+			holds = hd;
+			hd = NULL;
+		}
 	}
 	pthread_mutex_unlock(&lock);
+	if (hd) {
+		free(hd->name);
+		free(hd);
+	}
 	ustate_lease_info_free(info);
 	return r ? 0 : -ENOMEM;
 }
 
-void lease_close(const char *name)
+void lease_close(const char *name, pid_t pid)
 {
+	struct lease_hold **p, *hd;
 	struct lease_rec *r;
 	bool last = false;
 
 	pthread_mutex_lock(&lock);
+	for (p = &holds; pid > 0 && (hd = *p); p = &hd->next) {
+		if (hd->pid == pid && !strcmp(hd->name, name)) {
+			*p = hd->next;
+			free(hd->name);
+			free(hd);
+			break;
+		}
+	}
 	r = rec_find(name, false);
 	/*
 	 * Held long enough for the thread to keep it alive: the TTL runs
@@ -410,6 +459,111 @@ int lease_list(ustate_dirent **ents, size_t *n)
 	return 0;
 }
 
+pid_t proc_status_id(pid_t pid, const char *field)
+{
+	char path[64], line[128];
+	size_t n = strlen(field);
+	pid_t id = 0;
+	FILE *f;
+	int v;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, field, n) && line[n] == ':' &&
+		    sscanf(line + n + 1, "%d", &v) == 1) {
+			id = v;
+			break;
+		}
+	}
+	fclose(f);
+	return id;
+}
+
+/*
+ * pid and its ancestors, nearest first, into chain (LEASE_CHAIN_MAX); how
+ * many. init (1) and the daemon's own line end it.
+ */
+static size_t chain_of(pid_t pid, pid_t *chain)
+{
+	size_t n = 0;
+
+	while (pid > 1 && n < LEASE_CHAIN_MAX) {
+		chain[n++] = pid;
+		pid = proc_status_id(pid, "PPid");
+	}
+	return n;
+}
+
+static bool any_holds(void)
+{
+	bool any;
+
+	pthread_mutex_lock(&lock);
+	any = holds != NULL;
+	pthread_mutex_unlock(&lock);
+	return any;
+}
+
+int lease_auto(pid_t pid, char *name)
+{
+	pid_t chain[LEASE_CHAIN_MAX];
+	struct lease_hold *hd;
+	const char *found;
+	size_t n, i;
+	int rc = 0;
+
+	if (pid <= 0 || !any_holds())
+		return 0;
+	n = chain_of(pid, chain);
+	pthread_mutex_lock(&lock);
+	for (i = 0; i < n; i++) {
+		found = NULL;
+		for (hd = holds; hd; hd = hd->next) {
+			if (hd->pid != chain[i])
+				continue;
+			if (found && strcmp(found, hd->name)) {
+				/* Several: no guess. */
+				rc = -EEXIST;
+				break;
+			}
+			found = hd->name;
+		}
+		if (rc < 0)
+			break;
+		if (!found)
+			continue;
+		if (strlen(found) <= USTATE_SEGMENT_MAX) {
+			strcpy(name, found);
+			rc = 1;
+		}
+		break;
+	}
+	pthread_mutex_unlock(&lock);
+	return rc < 0 ? 0 : rc;
+}
+
+bool lease_held(pid_t pid, const char *name)
+{
+	pid_t chain[LEASE_CHAIN_MAX];
+	struct lease_hold *hd;
+	bool held = false;
+	size_t n, i;
+
+	if (pid <= 0 || !any_holds())
+		return false;
+	n = chain_of(pid, chain);
+	pthread_mutex_lock(&lock);
+	for (i = 0; i < n && !held; i++)
+		for (hd = holds; hd && !held; hd = hd->next)
+			held = hd->pid == chain[i] &&
+			       (!name || !strcmp(hd->name, name));
+	pthread_mutex_unlock(&lock);
+	return held;
+}
+
 /* The thread: keep every held lease alive each third of its TTL. */
 static void *keeper(void *arg)
 {
@@ -494,5 +648,12 @@ void leases_stop(void)
 		recs = r->next;
 		free(r->name);
 		free(r);
+	}
+	while (holds) {
+		struct lease_hold *hd = holds;
+
+		holds = hd->next;
+		free(hd->name);
+		free(hd);
 	}
 }

@@ -84,17 +84,20 @@ struct handle {
 	bool creating; /* created by this open, not yet committed */
 	bool excl;     /* O_EXCL: the first commit must create */
 	bool append;
-	int error;	 /* a failed write: nothing of this open commits */
-	bool expects;	 /* counted in node->expecting */
-	size_t charged;	 /* bytes counted in buffered */
-	bool paged;	 /* counted in node->pc_users */
-	bool writer;	 /* counted in node->writers */
-	uint64_t rev;	 /* H_READ: the revision of the snapshot */
-	int64_t updated; /* ... its update time (0: none loaded) */
-	uint64_t gen;	 /* node generation at open (see node_unlink_end) */
-	uint64_t opened; /* H_WRITE: store revision at open (node_deleted) */
-	bool killed;	 /* H_WRITE: set-ID bits seen to at a write (atomic) */
-	pid_t process;	 /* H_WRITE: the process that opened it */
+	int error;	  /* a failed write: nothing of this open commits */
+	bool expects;	  /* counted in node->expecting */
+	size_t charged;	  /* bytes counted in buffered */
+	bool paged;	  /* counted in node->pc_users */
+	bool writer;	  /* counted in node->writers */
+	uint64_t rev;	  /* H_READ: the revision of the snapshot */
+	int64_t updated;  /* ... its update time (0: none loaded) */
+	uint64_t gen;	  /* node generation at open (see node_unlink_end) */
+	uint64_t opened;  /* H_WRITE: store revision at open (node_deleted) */
+	bool killed;	  /* H_WRITE: set-ID bits seen to at a write (atomic) */
+	pid_t process;	  /* H_WRITE: the process that opened it; H_LEASE:
+			   * the one counted as its holder */
+	char *auto_lease; /* H_WRITE: the lease its creation attached the
+			   * key to (lease_auto()), or NULL */
 	ustate_script *script; /* H_TXN */
 	size_t reply_off;      /* H_TXN: bytes of the reply already read */
 	char *lease;	       /* H_LEASE: the lease's name (buf: the TTL
@@ -692,25 +695,12 @@ static int write_kill(fuse_req_t req, struct handle *h)
  */
 static pid_t caller_process(fuse_req_t req)
 {
-	pid_t tid = fuse_req_ctx(req)->pid, tgid = tid;
-	char path[64], line[128];
-	FILE *f;
-	int v;
+	pid_t tid = fuse_req_ctx(req)->pid, tgid;
 
 	if (tid <= 0)
 		return tid;
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)tid);
-	f = fopen(path, "re");
-	if (!f)
-		return tid;
-	while (fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "Tgid: %d", &v) == 1) {
-			tgid = v;
-			break;
-		}
-	}
-	fclose(f);
-	return tgid;
+	tgid = proc_status_id(tid, "Tgid");
+	return tgid > 0 ? tgid : tid;
 }
 
 /*
@@ -749,6 +739,50 @@ static void creating_done(struct handle *h)
 		node_creating(h->node, -1);
 }
 
+/*
+ * A write of h's existing key: a key attached to a lease that h's writer
+ * (or an ancestor, see lease_held()) holds open, or that h's creation
+ * attached it to, stays attached; else a set naming no lease, which
+ * detaches it (etcd's rule). Checked against the version read.
+ */
+static int commit_keep(struct handle *h, const char *key)
+{
+	ustate_entry *e;
+	ustate_op ops[2];
+	bool keep;
+	int rc, i;
+
+	if (!h->auto_lease && !lease_held(h->process, NULL))
+		return own_write(key, h->buf, h->len, h->excl, 0);
+	for (i = 0; i < RENAME_RETRIES; i++) {
+		rc = ustate_get(fs.store, key, &e);
+		if (rc == -ENOENT)
+			return own_write(key, h->buf, h->len, h->excl, 0);
+		if (rc < 0)
+			return rc;
+		keep = e->lease &&
+		       ((h->auto_lease && !strcmp(e->lease, h->auto_lease)) ||
+			lease_held(h->process, e->lease));
+		if (!keep) {
+			ustate_entry_free(e);
+			return own_write(key, h->buf, h->len, h->excl, 0);
+		}
+		ops[0] = (ustate_op){.type = USTATE_OP_CHECK_VERSION,
+				     .key = key,
+				     .version = e->version};
+		ops[1] = (ustate_op){.type = USTATE_OP_SET,
+				     .key = key,
+				     .value = h->buf,
+				     .value_len = h->len,
+				     .lease = e->lease};
+		rc = own_transaction(ops, 2);
+		ustate_entry_free(e);
+		if (rc != -ECANCELED)
+			return rc;
+	}
+	return -EBUSY;
+}
+
 /* Commit the buffer of h as one set (or create). Called with h->lock. */
 static int commit(struct handle *h)
 {
@@ -764,8 +798,8 @@ static int commit(struct handle *h)
 	if (node_commit_begin(h->node, h->gen, h->opened)) {
 		/* A new key also gets its creator's owner and mode. */
 		rc = h->creating ? meta_create(h->node, key, h->buf, h->len,
-					       h->excl)
-				 : own_write(key, h->buf, h->len, h->excl, 0);
+					       h->excl, h->auto_lease)
+				 : commit_keep(h, key);
 		node_commit_end(h->node);
 	}
 	/*
@@ -955,8 +989,9 @@ static void handle_free(struct handle *h)
 	__atomic_sub_fetch(&buffered, h->charged, __ATOMIC_RELAXED);
 	ustate_script_free(h->script);
 	if (h->held)
-		lease_close(h->lease);
+		lease_close(h->lease, h->process);
 	free(h->lease);
+	free(h->auto_lease);
 	free(h->text);
 	pthread_mutex_destroy(&h->lock);
 	free(h->buf);
@@ -1079,9 +1114,10 @@ static int open_file(struct node *n, enum node_kind kind,
 /*
  * Open /.leases/NAME for fi->flags: a snapshot of its text to read, a
  * buffer for a TTL to write; the open keeps the lease alive (leases.c).
- * creator: a lease this open creates (its first write grants it).
+ * creator: a lease this open creates (its first write grants it). req's
+ * caller is its holder (lease_auto()) when it opens it for reading.
  */
-static int open_lease(struct node *n, const char *name,
+static int open_lease(fuse_req_t req, struct node *n, const char *name,
 		      struct fuse_file_info *fi, const ustate_meta *creator,
 		      struct handle **out)
 {
@@ -1103,7 +1139,10 @@ static int open_lease(struct node *n, const char *name,
 		rc = lease_text(name, &h->text, &h->text_len);
 	}
 	if (rc == 0 && !fs.read_only) {
-		rc = lease_open(name, acc != O_RDONLY);
+		/* Only a descriptor that reads holds it: echo 10 > it grants.
+		 */
+		h->process = acc != O_WRONLY ? caller_process(req) : 0;
+		rc = lease_open(name, acc != O_RDONLY, h->process);
 		h->held = rc == 0;
 	}
 	if (rc < 0) {
@@ -1187,7 +1226,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (rc == 0 && (kind == KIND_DIR || kind == KIND_LEASES))
 		rc = node_type_is(ino, S_IFDIR) ? -EISDIR : -ESTALE;
 	if (rc == 0 && kind == KIND_LEASE)
-		rc = open_lease(n, lease_name_of(path), fi, NULL, NULL);
+		rc = open_lease(req, n, lease_name_of(path), fi, NULL, NULL);
 	else if (rc == 0)
 		rc = open_file(n, kind, fi, rev, e);
 	ustate_entry_free(e);
@@ -1255,7 +1294,7 @@ static void create_lease(fuse_req_t req, const char *name, mode_t mode,
 		goto fail;
 	}
 	meta_new(req, "/.leases", mode, false, &m);
-	rc = open_lease(n, name, fi, exists ? NULL : &m, &h);
+	rc = open_lease(req, n, name, fi, exists ? NULL : &m, &h);
 	if (rc < 0)
 		goto fail;
 	if (!exists) {
@@ -1383,6 +1422,17 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	rc = open_writer(req, h);
 	if (rc < 0)
 		goto fail;
+	/* Created by a holder of a lease: attached to it (lease_auto()). */
+	if (h->creating) {
+		char lease[USTATE_SEGMENT_MAX + 1];
+
+		if (lease_auto(h->process, lease) == 1) {
+			h->auto_lease = strdup(lease);
+			rc = h->auto_lease ? 0 : -ENOMEM;
+			if (rc < 0)
+				goto fail;
+		}
+	}
 	fi->direct_io = 1;
 	fi->fh = (uintptr_t)h;
 	attr_base(&e.attr, n->ino);

@@ -177,7 +177,7 @@ int meta_setattr(struct node *n, const char *path, enum node_kind kind,
 }
 
 int meta_create(struct node *n, const char *key, const void *val, size_t len,
-		bool excl)
+		bool excl, const char *lease)
 {
 	ustate_op ops[3];
 	ustate_meta m;
@@ -185,14 +185,15 @@ int meta_create(struct node *n, const char *key, const void *val, size_t len,
 	int rc;
 
 	if (!node_meta(n, &m))
-		return own_write(key, val, len, excl, 0);
+		return own_write_lease(key, val, len, excl, 0, lease);
 	if (!excl)
 		ops[i++] = (ustate_op){.type = USTATE_OP_CHECK_VERSION,
 				       .key = key};
 	ops[i++] = (ustate_op){.type = excl ? USTATE_OP_CREATE : USTATE_OP_SET,
 			       .key = key,
 			       .value = val,
-			       .value_len = len};
+			       .value_len = len,
+			       .lease = lease};
 	ops[i++] = (ustate_op){.type = USTATE_OP_META,
 			       .key = key,
 			       .value = &m,

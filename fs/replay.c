@@ -263,6 +263,12 @@ int own_transaction(const ustate_op *ops, size_t n)
 int own_write(const char *key, const void *val, size_t len, bool create,
 	      uint64_t expected)
 {
+	return own_write_lease(key, val, len, create, expected, NULL);
+}
+
+int own_write_lease(const char *key, const void *val, size_t len, bool create,
+		    uint64_t expected, const char *lease)
+{
 	ustate_op ops[2];
 	size_t n = 0;
 
@@ -274,7 +280,8 @@ int own_write(const char *key, const void *val, size_t len, bool create,
 		(ustate_op){.type = create ? USTATE_OP_CREATE : USTATE_OP_SET,
 			    .key = key,
 			    .value = val,
-			    .value_len = len};
+			    .value_len = len,
+			    .lease = lease};
 	return own_transaction(ops, n);
 }
 

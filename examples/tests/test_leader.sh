@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # examples/leader.sh: 8 contenders, exactly one leader at any time; when
-# the leader dies (SIGKILL), a new one within TTL + 1 s, three times over.
+# the leader dies (SIGKILL), a new one within TTL + 1 s, three times over;
+# the key is on the leader's lease from its creation (no setfattr).
 . "$(dirname "$0")/lib.sh"
 
 M=$T/mnt
@@ -37,6 +38,9 @@ for round in 1 2 3; do
 		[ "$(wc -w <<< "$l")" = 1 ] || fail "round $round: leaders: [$l]"
 		[ "$(cat "$M/election/leader" 2>/dev/null)" = "$l" ] ||
 			fail "round $round: the key names another: $l"
+		[ "$(getfattr --absolute-names --only-values -n user.lease \
+			"$M/election/leader" 2>/dev/null)" = "$l" ] ||
+			fail "round $round: the key is not on $l's lease"
 		sleep 0.3
 	done
 	echo "ok: round $round: one leader, $l, named by the key"

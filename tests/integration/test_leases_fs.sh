@@ -4,7 +4,9 @@
 # state, ls lists, rm revokes (its keys go, as IN_DELETE events); expiry
 # deletes the keys at the deadline; a file held open keeps its lease
 # alive past several TTLs, and SIGKILL of the holder ends it within
-# TTL + 1 s; a restart of the daemon keeps leases and their deadlines;
+# TTL + 1 s; a key created by a holder of a lease file (or a child) is
+# attached to it at once, and goes with it; a restart of the daemon keeps
+# leases and their deadlines;
 # bad input is a clear error and changes nothing. Real TTLs of 1-3 s,
 # every wait bounded.
 . "$(dirname "$0")/lib.sh"
@@ -26,6 +28,16 @@ watch_start() {
 }
 watch_stop() { pkill -f "inotifywait -m -r --format %e %w%f $M/nodes" || true; }
 seen() { grep -qx "$1" "$T/events"; }
+# kill_holder PID KEY TTL WHAT: SIGKILL PID; KEY must go within TTL + 1 s.
+kill_holder() {
+	local killed took
+	kill -9 "$1"
+	wait "$1" 2>/dev/null || true
+	killed=$(date +%s%3N)
+	wait_for 5 gone "$2" || fail "$2 outlived the lease's holder"
+	took=$(($(date +%s%3N) - killed))
+	check "$4 within TTL + 1 s (${took} ms)" 1 "$((took <= ($3 + 1) * 1000))"
+}
 
 check "/.leases is a sticky directory" "drwxrwxrwt" \
 	"$(stat -c %A "$L")"
@@ -159,13 +171,79 @@ holder=$!
 at_exit "kill -9 $holder"
 sleep 3.5
 check "held open: alive after 3 TTLs" "v" "$(cat "$M/nodes/held" 2>&1)"
-kill -9 $holder
-wait $holder 2>/dev/null || true
-killed=$(date +%s%3N)
-wait_for 5 gone "$M/nodes/held" || fail "the lease outlived its holder"
-took=$(($(date +%s%3N) - killed))
-check "SIGKILL of the holder: gone within TTL + 1 s (${took} ms)" 1 \
-	"$((took <= 2000))"
+kill_holder "$holder" "$M/nodes/held" 1 "SIGKILL of the holder: gone"
+
+# A key created by a process holding a lease file open (or by one of its
+# children) is created attached to that lease, in the create's
+# transaction; the holder's later writes keep it attached.
+echo 2 > "$L/auto"
+bash -c "exec 9< '$L/auto'; set -C
+	echo me > '$M/nodes/leader' || exit 1
+	(echo child > '$M/nodes/child') || exit 1
+	echo again > '$M/nodes/again' && echo again2 >| '$M/nodes/again'
+	touch '$T/auto.ready'; exec sleep 30" &
+holder=$!
+at_exit "kill -9 $holder"
+wait_for 5 test -e "$T/auto.ready" || fail "the holder did not create its keys"
+check "set -C by a holder: leased at once, no setfattr" "auto me" \
+	"$(xattr lease "$M/nodes/leader") $(cat "$M/nodes/leader")"
+check "... by a child of the holder too" "auto child" \
+	"$(xattr lease "$M/nodes/child") $(cat "$M/nodes/child")"
+check "... a rewrite by the holder keeps the lease" "auto again2" \
+	"$(xattr lease "$M/nodes/again") $(cat "$M/nodes/again")"
+check "the lease lists its keys" "key /nodes/again key /nodes/child key /nodes/leader" \
+	"$(grep '^key' "$L/auto" | tr '\n' ' ' | sed 's/ $//')"
+check "a process holding no lease creates an unleased key" "free -" \
+	"$(echo free > "$M/nodes/free"; cat "$M/nodes/free") $(xattr lease "$M/nodes/free" || echo -)"
+check "a write by a non-holder detaches (etcd's rule)" "-" \
+	"$(echo mine > "$M/nodes/child"; xattr lease "$M/nodes/child" || echo -)"
+sleep 2.5
+check "held: the keys outlive the TTL" "me" "$(cat "$M/nodes/leader" 2>&1)"
+kill_holder "$holder" "$M/nodes/leader" 2 "SIGKILL of the holder: the key gone"
+check "... and the unleased keys stay" "free mine" \
+	"$(cat "$M/nodes/free") $(cat "$M/nodes/child")"
+u delete /nodes/free >/dev/null
+u delete /nodes/child >/dev/null
+
+# Only a descriptor open for reading holds: a grant (echo TTL >) does not.
+check "a create right after a grant is unleased" "-" \
+	"$(bash -c "echo 30 > '$L/w'; echo v > '$M/nodes/wonly'"
+	   xattr lease "$M/nodes/wonly" || echo -)"
+rm "$L/w"
+u delete /nodes/wonly >/dev/null
+
+# Holding several leases: no guess, the key gets none.
+echo 30 > "$L/la"
+echo 30 > "$L/lb"
+check "a holder of two leases creates an unleased key" "two -" \
+	"$(bash -c "exec 8< '$L/la' 9< '$L/lb'; echo two > '$M/nodes/two'"
+	   echo "$(cat "$M/nodes/two") $(xattr lease "$M/nodes/two" || echo -)")"
+check "... the nearest holder counts: a child holding one" "lb" \
+	"$(bash -c "exec 8< '$L/la'; bash -c \"exec 9< '$L/lb'; echo n > '$M/nodes/near'\"; :"
+	   xattr lease "$M/nodes/near")"
+check "setfattr still attaches" "la" \
+	"$(setfattr -n user.lease -v la "$M/nodes/two"; xattr lease "$M/nodes/two")"
+rm "$L/la" "$L/lb"
+
+# A lease that ended while held: the create fails with ENOENT, no key.
+echo 30 > "$L/ended"
+before=$(u dump)
+check_err "set -C under a revoked lease: ENOENT" "No such file" \
+	bash -c "exec 9< '$L/ended'; rm '$L/ended'; set -C; echo me > '$M/nodes/nokey'"
+check "... leaves no key" "no" \
+	"$([ -e "$M/nodes/nokey" ] && echo yes || echo no)"
+echo 30 > "$L/ended"
+bash -c "exec 9< '$L/ended'; rm '$L/ended'; echo me > '$M/nodes/nokey2'" 2>/dev/null || true
+check "... a plain create fails at close and leaves no key" "no" \
+	"$([ -e "$M/nodes/nokey2" ] && echo yes || echo no)"
+echo 30 > "$L/ended"
+check_err "... a lease ended by another process (ustate lease revoke): ENOENT" \
+	"No such file" bash -c "exec 9< '$L/ended'
+		'$USTATE_CLI' -d '$T/state.db' lease revoke ended >/dev/null
+		set -C; echo me > '$M/nodes/nokey3'"
+check "... no key" "no" \
+	"$([ -e "$M/nodes/nokey3" ] && echo yes || echo no)"
+check "... nothing changed" "$before" "$(u dump)"
 
 # A restart of the daemon keeps the leases and their deadlines.
 echo 3 > "$L/durable"
