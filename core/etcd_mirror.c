@@ -166,9 +166,12 @@ static void meta_get(struct ustate_etcd_mirror *m, const char *k, char *buf,
 	sqlite3_finalize(s);
 }
 
-/* A connection to the file, with the statements prepared. */
+/*
+ * A connection to the file, with the statements prepared, after the SQL
+ * schema (NULL: none) has run on it.
+ */
 static int conn_open(struct ustate_etcd_mirror *m, sqlite3 **db,
-		     sqlite3_stmt **st)
+		     sqlite3_stmt **st, const char *schema)
 {
 	int rc, i;
 
@@ -182,6 +185,12 @@ static int conn_open(struct ustate_etcd_mirror *m, sqlite3 **db,
 		return rc == SQLITE_CANTOPEN ? -EACCES : -EIO;
 	}
 	sqlite3_busy_timeout(*db, 5000);
+	if (schema &&
+	    sqlite3_exec(*db, schema, NULL, NULL, NULL) != SQLITE_OK) {
+		ustate_log(m->opts, LOG_ERR, "the replica %s: %s", m->path,
+			   sqlite3_errmsg(*db));
+		return sqlite3_errcode(*db) == SQLITE_FULL ? -ENOSPC : -EIO;
+	}
 	for (i = 0; i < NSTMT; i++)
 		if (sqlite3_prepare_v3(*db, sql[i], -1,
 				       SQLITE_PREPARE_PERSISTENT, &st[i],
@@ -202,29 +211,17 @@ static void conn_close(sqlite3 *db, sqlite3_stmt **st)
 	sqlite3_close(db);
 }
 
+/* The thread's connection, the schema made first (conn_open's SQL needs it). */
 static int db_open(struct ustate_etcd_mirror *m)
 {
-	int rc;
-
-	rc = sqlite3_open_v2(m->path, &m->db,
-			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-				     SQLITE_OPEN_NOMUTEX,
-			     NULL);
-	if (rc != SQLITE_OK) {
-		ustate_log(m->opts, LOG_ERR, "the replica %s: %s", m->path,
-			   m->db ? sqlite3_errmsg(m->db) : sqlite3_errstr(rc));
-		return rc == SQLITE_CANTOPEN ? -EACCES : -EIO;
-	}
-	rc = exec(m,
-		  "PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF;"
-		  "CREATE TABLE IF NOT EXISTS kv (key BLOB PRIMARY KEY, "
-		  "value BLOB NOT NULL, create_rev INTEGER NOT NULL, "
-		  "mod_rev INTEGER NOT NULL, version INTEGER NOT NULL, "
-		  "lease INTEGER NOT NULL) WITHOUT ROWID;"
-		  "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v);");
-	sqlite3_close(m->db);
-	m->db = NULL;
-	return rc < 0 ? rc : conn_open(m, &m->db, m->st);
+	return conn_open(m, &m->db, m->st,
+			 "PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF;"
+			 "CREATE TABLE IF NOT EXISTS kv (key BLOB PRIMARY KEY, "
+			 "value BLOB NOT NULL, create_rev INTEGER NOT NULL, "
+			 "mod_rev INTEGER NOT NULL, version INTEGER NOT NULL, "
+			 "lease INTEGER NOT NULL) WITHOUT ROWID;"
+			 "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, "
+			 "v);");
 }
 
 /* A kept file of this range, complete: its revision, or 0. */
@@ -567,15 +564,24 @@ static bool stopping(struct ustate_etcd_mirror *m)
 	return stop;
 }
 
-/* Sleep ms, but wake for a stop. */
-static void pause_ms(struct ustate_etcd_mirror *m, unsigned ms)
+/* The CLOCK_MONOTONIC time ms from now (m->cond waits on that clock). */
+static struct timespec deadline(long ms)
 {
 	struct timespec t;
 
 	clock_gettime(CLOCK_MONOTONIC, &t);
-	t.tv_nsec += (long)ms * 1000000L;
+	t.tv_sec += ms / 1000;
+	t.tv_nsec += (ms % 1000) * 1000000L;
 	t.tv_sec += t.tv_nsec / 1000000000L;
 	t.tv_nsec %= 1000000000L;
+	return t;
+}
+
+/* Sleep ms, but wake for a stop. */
+static void pause_ms(struct ustate_etcd_mirror *m, unsigned ms)
+{
+	struct timespec t = deadline(ms);
+
 	pthread_mutex_lock(&m->lock);
 	if (!m->stopping)
 		pthread_cond_timedwait(&m->cond, &m->lock, &t);
@@ -1020,7 +1026,7 @@ static struct reader *reader_get(struct ustate_etcd_mirror *m)
 	if (r)
 		return r;
 	r = calloc(1, sizeof(*r));
-	if (r && conn_open(m, &r->db, r->st) < 0) {
+	if (r && conn_open(m, &r->db, r->st, NULL) < 0) {
 		conn_close(r->db, r->st);
 		free(r);
 		r = NULL;
@@ -1051,11 +1057,7 @@ int ustate_etcd_mirror_read(struct ustate_etcd_mirror *m, const char *path,
 	struct timespec t;
 	int rc = 0;
 
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	t.tv_sec += wait_ms / 1000;
-	t.tv_nsec += (wait_ms % 1000) * 1000000L;
-	t.tv_sec += t.tv_nsec / 1000000000L;
-	t.tv_nsec %= 1000000000L;
+	t = deadline(wait_ms);
 	pthread_mutex_lock(&m->lock);
 	while (m->ready && m->rev < need && rc == 0)
 		rc = pthread_cond_timedwait(&m->cond, &m->lock, &t);
