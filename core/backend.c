@@ -85,14 +85,27 @@ void ustate_lease_info_free(ustate_lease_info *li)
 
 /* Milliseconds that ustate_clock_advance() added; tests only. */
 static _Atomic int64_t clock_offset_ms;
+/* The real clock's reading ustate_clock_freeze() kept, or 0: running. */
+static _Atomic int64_t clock_frozen_ms;
 
-int64_t ustate_clock_ms(void)
+static int64_t clock_real_ms(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 +
-	       clock_offset_ms;
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t ustate_clock_ms(void)
+{
+	int64_t frozen = clock_frozen_ms;
+
+	return (frozen ? frozen : clock_real_ms()) + clock_offset_ms;
+}
+
+void ustate_clock_freeze(bool frozen)
+{
+	clock_frozen_ms = frozen ? clock_real_ms() : 0;
 }
 
 void ustate_clock_advance(int64_t ms)

@@ -292,6 +292,15 @@ int64_t ustate_clock_ms(void);
  */
 void ustate_clock_advance(int64_t ms);
 
+/*
+ * For tests only: stop this process's lease clock where it is (frozen
+ * true) or let it run with the real clock again (false), keeping what
+ * ustate_clock_advance() added. A stopped clock makes a case that checks
+ * one second either side of a deadline immune to a stalled machine or a
+ * stepped CLOCK_REALTIME.
+ */
+void ustate_clock_freeze(bool frozen);
+
 /* Free n changes of a history batch and their keys; NULL, 0 is a no-op. */
 void ustate_changes_free(struct ustate_change *c, size_t n);
 
