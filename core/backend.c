@@ -10,6 +10,7 @@
  * nothing but backend_i.h.
  */
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,7 +106,13 @@ int64_t ustate_clock_ms(void)
 
 void ustate_clock_freeze(bool frozen)
 {
-	clock_frozen_ms = frozen ? clock_real_ms() : 0;
+	int64_t running = 0;
+
+	if (!frozen)
+		clock_frozen_ms = 0;
+	else /* a stopped clock stays where it stopped */
+		atomic_compare_exchange_strong(&clock_frozen_ms, &running,
+					       clock_real_ms());
 }
 
 void ustate_clock_advance(int64_t ms)

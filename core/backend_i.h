@@ -295,7 +295,8 @@ void ustate_clock_advance(int64_t ms);
 /*
  * For tests only: stop this process's lease clock where it is (frozen
  * true) or let it run with the real clock again (false), keeping what
- * ustate_clock_advance() added. A stopped clock makes a case that checks
+ * ustate_clock_advance() added; stopping a stopped clock leaves it
+ * where it stopped. A stopped clock makes a case that checks
  * one second either side of a deadline immune to a stalled machine or a
  * stepped CLOCK_REALTIME.
  */
