@@ -1027,29 +1027,46 @@ static int etcd_node(void *b, const char *path, unsigned *flags,
 	return rc;
 }
 
-/* Parse "uid gid mode" into m: 0, or -ENOENT for an empty or bad value. */
+/*
+ * Parse "uid gid mode[ flags mtime_ns ctime_ns]" into m: 0, or -ENOENT
+ * for an empty or bad value. Libraries before the times wrote the first
+ * three alone, and read those alone.
+ */
 static int meta_parse(json_t *kv, ustate_meta *m)
 {
-	unsigned uid, gid, mode;
+	unsigned uid, gid, mode, flags = 0;
+	long long mtime = 0, ctime = 0;
 	char *v;
 	size_t n;
-	int rc;
+	int rc, got;
 
 	rc = ustate_etcd_get_bytes(kv, "value", &v, &n);
 	if (rc < 0)
 		return rc;
-	rc = sscanf(v, "%u %u %o", &uid, &gid, &mode) == 3 && mode <= 07777
-		     ? 0
-		     : -ENOENT;
+	got = sscanf(v, "%u %u %o %u %lld %lld", &uid, &gid, &mode, &flags,
+		     &mtime, &ctime);
+	rc = (got == 3 || got == 6) && mode <= 07777 ? 0 : -ENOENT;
 	free(v);
 	if (rc == 0)
-		*m = (ustate_meta){.uid = uid, .gid = gid, .mode = mode};
+		*m = (ustate_meta){.uid = uid,
+				   .gid = gid,
+				   .mode = mode,
+				   .flags = flags & USTATE_META_MTIME,
+				   .mtime_ns = mtime,
+				   .ctime_ns = ctime};
 	return rc;
 }
 
+#define META_TEXT_MAX 96
+
 static void meta_text(char *buf, size_t len, const ustate_meta *m)
 {
-	snprintf(buf, len, "%u %u %04o", m->uid, m->gid, m->mode);
+	if (!m->flags && !m->ctime_ns)
+		snprintf(buf, len, "%u %u %04o", m->uid, m->gid, m->mode);
+	else
+		snprintf(buf, len, "%u %u %04o %u %lld %lld", m->uid, m->gid,
+			 m->mode, m->flags, (long long)m->mtime_ns,
+			 (long long)m->ctime_ns);
 }
 
 static int etcd_meta_get(void *b, const char *path, unsigned which,
@@ -1084,13 +1101,19 @@ static int etcd_meta_get(void *b, const char *path, unsigned which,
 		return rc;
 	kv = first_kv(txn_resp(resp, 0, "response_range"));
 	m = first_kv(txn_resp(resp, 1, "response_range"));
-	/* An owner older than the key's incarnation went with the old one. */
+	/*
+	 * An owner older than the key's incarnation went with the old one;
+	 * a time older than its last write went with that write.
+	 */
 	if (!kv || !m ||
 	    ustate_etcd_get_u64(m, "mod_revision") <
 		    ustate_etcd_get_u64(kv, "create_revision"))
 		rc = -ENOENT;
 	else
 		rc = meta_parse(m, out);
+	if (rc == 0 && ustate_etcd_get_u64(m, "mod_revision") <
+			       ustate_etcd_get_u64(kv, "mod_revision"))
+		out->flags &= ~(uint32_t)USTATE_META_MTIME;
 	json_decref(resp);
 	return rc;
 }
@@ -1504,7 +1527,7 @@ static int build_key(struct etcd_backend *e, const struct plan *p,
 {
 	const ustate_op *op;
 	int64_t lease = 0;
-	char m[64];
+	char m[META_TEXT_MAX];
 	json_t *inner;
 	int rc = 0;
 
@@ -1559,7 +1582,7 @@ static int build_key(struct etcd_backend *e, const struct plan *p,
 static int build_dir(struct etcd_backend *e, const struct plan *p,
 		     struct tdir *d, json_t *nest, json_t *w)
 {
-	char m[64];
+	char m[META_TEXT_MAX];
 	json_t *o;
 
 	d->at = json_array_size(w);

@@ -45,6 +45,8 @@ struct mem_node {
 	uint64_t mod_revision;
 	bool has_meta; /* owner and mode (USTATE_OP_META, MKDIR) */
 	ustate_meta meta;
+	uint64_t meta_pin;	 /* a key's version when meta.mtime_ns was
+				  * set: it holds until the next write */
 	struct mem_lease *lease; /* the key's lease, or NULL: a lease ends
 				  * only with all its keys, so it outlives
 				  * every node that points to it */
@@ -441,6 +443,7 @@ struct txn_key {
 	struct mem_node *fresh; /* the node to link when the key is new */
 	bool has_meta;		/* the metadata after the transaction */
 	ustate_meta meta;
+	uint64_t meta_pin;
 	struct mem_lease *lease; /* the lease after the transaction */
 };
 
@@ -569,8 +572,10 @@ static int txn_stage(struct mem_backend *m, const ustate_op *ops,
 		ver = t->node ? t->node->version : 0;
 		created = t->node ? t->node->created_at : now;
 		t->has_meta = t->node && t->node->has_meta;
-		if (t->has_meta)
+		if (t->has_meta) {
 			t->meta = t->node->meta;
+			t->meta_pin = t->node->meta_pin;
+		}
 		for (k = s; k < e; k++) {
 			i = slot[k].idx;
 			if (ops[i].type == USTATE_OP_META)
@@ -589,6 +594,7 @@ static int txn_stage(struct mem_backend *m, const ustate_op *ops,
 			res->versions[i] = ver;
 			if (ops[i].type == USTATE_OP_META) {
 				meta_take(&ops[i], &t->has_meta, &t->meta);
+				t->meta_pin = ver;
 				continue;
 			}
 			/* A delete takes the owner with the key. */
@@ -678,6 +684,7 @@ static void txn_commit(struct mem_backend *m, const ustate_op *ops,
 			/* Only META ops, which found the key: x exists. */
 			x->has_meta = keys[k].has_meta;
 			x->meta = keys[k].meta;
+			x->meta_pin = keys[k].meta_pin;
 			continue;
 		}
 		x = node_place(&m->keys, x, &keys[k].fresh, keys[k].version);
@@ -693,6 +700,7 @@ static void txn_commit(struct mem_backend *m, const ustate_op *ops,
 		x->mod_revision = m->rev;
 		x->has_meta = keys[k].has_meta;
 		x->meta = keys[k].meta;
+		x->meta_pin = keys[k].meta_pin;
 		x->lease = keys[k].lease;
 	}
 }
@@ -1550,6 +1558,10 @@ static int mem_meta_get(void *b, const char *path, unsigned which,
 		has = x && x->has_meta;
 		if (has)
 			*out = x->meta;
+		/* A key's time holds until its next write. */
+		if (has && which == USTATE_META_KEY &&
+		    x->meta_pin != x->version)
+			out->flags &= ~(uint32_t)USTATE_META_MTIME;
 	}
 	pthread_rwlock_unlock(&m->lock);
 	return has ? 0 : -ENOENT;

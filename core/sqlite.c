@@ -18,7 +18,11 @@
  * row per key or directory record that has any; triggers drop the row
  * when its key or record goes, whoever removes it. A file made before
  * that table existed gets it (and the triggers) at its next writable
- * open.
+ * open. The times of a row (ustate_meta.flags, mtime_ns, ctime_ns) live
+ * beside it in ustate_meta_times, so that ustate_meta keeps the columns
+ * older libraries insert into; a key's row there holds the version the
+ * key had when its mtime was set (pin), and the mtime holds while the
+ * key is still at that version, whoever writes it next.
  *
  * Leases live in ustate_leases and ustate_lease_keys (see lease_sql):
  * triggers detach a key that any program writes without attaching it,
@@ -103,8 +107,11 @@ enum {
 	ST_REVISION_BACK,
 	ST_RESTORE_PUT,
 	ST_META_GET,
+	ST_META_GET_TIMES,
 	ST_META_SET,
 	ST_META_DROP,
+	ST_TIMES_SET,
+	ST_TIMES_DROP,
 	ST_NODE,
 	ST_GET_L,
 	ST_NODE_L,
@@ -174,6 +181,18 @@ static const char *const sql_text[ST_COUNT] = {
 			"uid = excluded.uid, gid = excluded.gid, "
 			"mode = excluded.mode",
 	[ST_META_DROP] = "DELETE FROM ustate_meta WHERE path = ?1 AND dir = 0",
+	[ST_META_GET_TIMES] =
+		"SELECT m.uid, m.gid, m.mode, t.flags, t.mtime, t.ctime,"
+		" ?2 OR t.pin IS (SELECT version FROM kv_store WHERE key = ?1)"
+		" FROM ustate_meta m LEFT JOIN ustate_meta_times t"
+		" ON t.path = m.path AND t.dir = m.dir"
+		" WHERE m.path = ?1 AND m.dir = ?2",
+	[ST_TIMES_SET] = "INSERT INTO ustate_meta_times VALUES (?1, ?2, ?3, ?4,"
+			 " ?5, ?6) ON CONFLICT(path, dir) DO UPDATE SET "
+			 "flags = excluded.flags, mtime = excluded.mtime, "
+			 "pin = excluded.pin, ctime = excluded.ctime",
+	[ST_TIMES_DROP] = "DELETE FROM ustate_meta_times WHERE path = ?1 AND "
+			  "dir = ?2",
 	/*
 	 * ustate_node_get() in one read: ?1 the path, ?2 the path + "/", ?3
 	 * that + 0xff: the store revision, whether keys or records lie
@@ -378,6 +397,19 @@ static const char meta_sql[] =
 	"CREATE TRIGGER IF NOT EXISTS ustate_meta_rmdir"
 	" AFTER DELETE ON ustate_dirs BEGIN"
 	" DELETE FROM ustate_meta WHERE path = OLD.path AND dir = 1;"
+	" END;"
+	"CREATE TABLE IF NOT EXISTS ustate_meta_times ("
+	" path TEXT NOT NULL,"
+	" dir INTEGER NOT NULL,"
+	" flags INTEGER NOT NULL,"
+	" mtime INTEGER NOT NULL,"
+	" pin INTEGER NOT NULL,"
+	" ctime INTEGER NOT NULL,"
+	" PRIMARY KEY (path, dir)) WITHOUT ROWID;"
+	"CREATE TRIGGER IF NOT EXISTS ustate_meta_times_drop"
+	" AFTER DELETE ON ustate_meta BEGIN"
+	" DELETE FROM ustate_meta_times WHERE path = OLD.path"
+	"  AND dir = OLD.dir;"
 	" END;";
 
 /*
@@ -457,6 +489,7 @@ struct sq {
 	dev_t dev;    /* the database file the writer opened */
 	ino_t ino;
 	bool has_meta;	 /* ustate_meta exists; atomic */
+	bool has_times;	 /* ustate_meta_times exists; atomic */
 	bool has_leases; /* the lease tables exist; set at open */
 	/* Turns between processes; NULL: SQLite's busy handler alone. */
 	struct ustate_turns *turns; /* taken under wlock */
@@ -1389,8 +1422,36 @@ static int trim(struct sq *q, struct conn *c, uint64_t rev, uint64_t compacted)
 	return drop_history(c, rev - keep + 1, NULL);
 }
 
-/* Keep op's metadata (a ustate_meta) for its key (dir 0) or record. */
-static int meta_set(struct conn *c, const ustate_op *op, int dir)
+/* Keep m's times for path (dir 0: a key at version pin), or none. */
+static int times_set(struct conn *c, const char *path, int dir,
+		     const ustate_meta *m, uint64_t pin)
+{
+	bool keep = m->flags || m->ctime_ns;
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = stmt(c, keep ? ST_TIMES_SET : ST_TIMES_DROP, &st);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 2, dir);
+	if (keep) {
+		sqlite3_bind_int64(st, 3, m->flags);
+		sqlite3_bind_int64(st, 4, m->mtime_ns);
+		sqlite3_bind_int64(st, 5, (sqlite3_int64)pin);
+		sqlite3_bind_int64(st, 6, m->ctime_ns);
+	}
+	rc = sqlite3_step(st);
+	rc = rc == SQLITE_DONE ? 0 : sq_errno(c->db, rc);
+	done(st);
+	return rc;
+}
+
+/*
+ * Keep op's metadata (a ustate_meta) for its key (dir 0, now at version
+ * pin) or record; its trigger drops the times with the row.
+ */
+static int meta_set(struct conn *c, const ustate_op *op, int dir, uint64_t pin)
 {
 	const ustate_meta *m = op->value;
 	sqlite3_stmt *st = NULL;
@@ -1409,6 +1470,8 @@ static int meta_set(struct conn *c, const ustate_op *op, int dir)
 	rc = sqlite3_step(st);
 	rc = rc == SQLITE_DONE ? 0 : sq_errno(c->db, rc);
 	done(st);
+	if (rc == 0 && m)
+		rc = times_set(c, op->key, dir, m, pin);
 	return rc;
 }
 
@@ -1423,7 +1486,7 @@ static int meta_op(struct conn *c, const ustate_op *op, uint64_t *v,
 		res->found = 0;
 		rc = -ENOENT;
 	}
-	return rc < 0 ? rc : meta_set(c, op, 0);
+	return rc < 0 ? rc : meta_set(c, op, 0, *v);
 }
 
 /* Bind the text ?1 and the integer ?2 of st (either may be absent). */
@@ -1536,7 +1599,7 @@ static int apply_op(struct conn *c, const ustate_op *op, int64_t now,
 			done(st);
 		}
 		if (rc == 0 && op->type == USTATE_OP_MKDIR && op->value)
-			rc = meta_set(c, op, 1);
+			rc = meta_set(c, op, 1, 0);
 		return rc;
 	default:
 		return -EINVAL;
@@ -2594,7 +2657,7 @@ static int sq_meta_get(void *b, const char *path, unsigned which,
 	struct sq *q = b;
 	sqlite3_stmt *st = NULL;
 	struct conn *c;
-	bool present;
+	bool present, times;
 	int rc;
 
 	c = reader_get(q, &rc);
@@ -2609,16 +2672,33 @@ static int sq_meta_get(void *b, const char *path, unsigned which,
 			goto out;
 		__atomic_store_n(&q->has_meta, true, __ATOMIC_RELAXED);
 	}
-	rc = stmt(c, ST_META_GET, &st);
+	/* ... and the times' table, which came later. */
+	if (!__atomic_load_n(&q->has_times, __ATOMIC_RELAXED)) {
+		rc = table_present(c, "ustate_meta_times", &present);
+		if (rc < 0)
+			goto out;
+		__atomic_store_n(&q->has_times, present, __ATOMIC_RELAXED);
+	}
+	times = __atomic_load_n(&q->has_times, __ATOMIC_RELAXED);
+	rc = stmt(c, times ? ST_META_GET_TIMES : ST_META_GET, &st);
 	if (rc < 0)
 		goto out;
 	sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 2, which == USTATE_META_DIR);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
-		out->uid = (uint32_t)sqlite3_column_int64(st, 0);
-		out->gid = (uint32_t)sqlite3_column_int64(st, 1);
-		out->mode = (uint32_t)sqlite3_column_int64(st, 2);
+		*out = (ustate_meta){
+			.uid = (uint32_t)sqlite3_column_int64(st, 0),
+			.gid = (uint32_t)sqlite3_column_int64(st, 1),
+			.mode = (uint32_t)sqlite3_column_int64(st, 2)};
+		if (times) {
+			out->flags = (uint32_t)sqlite3_column_int64(st, 3);
+			out->mtime_ns = sqlite3_column_int64(st, 4);
+			out->ctime_ns = sqlite3_column_int64(st, 5);
+			/* A key's mtime holds until its next write. */
+			if (!sqlite3_column_int(st, 6))
+				out->flags &= ~(uint32_t)USTATE_META_MTIME;
+		}
 		rc = 0;
 	} else {
 		rc = rc == SQLITE_DONE ? -ENOENT : sq_errno(c->db, rc);
@@ -3108,6 +3188,7 @@ int ustate_sqlite_backend_open(void **b, const struct ustate_backend_ops **ops,
 	} else {
 		rc = schema_setup(q->writer);
 		q->has_meta = rc == 0;
+		q->has_times = rc == 0;
 		if (rc == 0)
 			rc = leases_setup(q->writer);
 		q->has_leases = rc == 0;

@@ -497,8 +497,32 @@ int ustate_node(ustate *s, const char *path, unsigned *flags)
 	return ustate_node_get(s, path, flags, NULL, NULL);
 }
 
-int ustate_meta_get(ustate *s, const char *path, unsigned which,
-		    ustate_meta *out)
+/*
+ * ustate_meta_get() has two versions in the shared library: libustate 0.5
+ * appended the times to ustate_meta, so a program built before calls
+ * ustate_meta_get@USTATE_0.1, which fills the owner and mode alone
+ * (USTATE_META_V1_SIZE bytes, all its struct has). Programs built since
+ * call ustate_meta_get@@USTATE_0.5.
+ */
+int ustate_meta_get_v1(ustate *s, const char *path, unsigned which, void *out);
+int ustate_meta_get_v5(ustate *s, const char *path, unsigned which,
+		       ustate_meta *out);
+
+__asm__(".symver ustate_meta_get_v1, ustate_meta_get@USTATE_0.1");
+int ustate_meta_get_v1(ustate *s, const char *path, unsigned which, void *out)
+{
+	ustate_meta m;
+	int rc;
+
+	rc = ustate_meta_get_v5(s, path, which, &m);
+	if (rc == 0)
+		memcpy(out, &m, USTATE_META_V1_SIZE);
+	return rc;
+}
+
+__asm__(".symver ustate_meta_get_v5, ustate_meta_get@@USTATE_0.5");
+int ustate_meta_get_v5(ustate *s, const char *path, unsigned which,
+		       ustate_meta *out)
 {
 	int rc;
 
@@ -816,8 +840,55 @@ static int meta_check(const ustate *s, const ustate_op *op)
 		return 0;
 	if (!s->ops->meta_get)
 		return -EOPNOTSUPP;
-	if (op->value_len != sizeof(*m) || (m->mode & ~07777u))
+	if (op->value_len == USTATE_META_V1_SIZE)
+		return m->mode & ~07777u ? -EINVAL : 0;
+	if (op->value_len != sizeof(*m) || (m->mode & ~07777u) ||
+	    (m->flags & ~(uint32_t)USTATE_META_MTIME))
 		return -EINVAL;
+	return 0;
+}
+
+/* Whether op carries the owner and mode of libustate 0.4 alone. */
+static bool meta_short(const ustate_op *op)
+{
+	return (op->type == USTATE_OP_META || op->type == USTATE_OP_MKDIR) &&
+	       op->value && op->value_len == USTATE_META_V1_SIZE;
+}
+
+/*
+ * Backends take one size of metadata: a copy of ops in *cp (free it),
+ * whose short metadata (USTATE_META_V1_SIZE) is widened into *wide (free
+ * it too) with no times; both NULL when no op has any.
+ */
+static int meta_widen(const ustate_op *ops, size_t n, ustate_op **cp,
+		      ustate_meta **wide)
+{
+	size_t i, k = 0;
+
+	*cp = NULL;
+	*wide = NULL;
+	for (i = 0; i < n; i++)
+		k += meta_short(&ops[i]);
+	if (!k)
+		return 0;
+	*cp = malloc(n * sizeof(**cp));
+	*wide = calloc(k, sizeof(**wide));
+	if (!*cp || !*wide) {
+		free(*cp);
+		free(*wide);
+		*cp = NULL;
+		*wide = NULL;
+		return -ENOMEM;
+	}
+	for (i = 0, k = 0; i < n; i++) {
+		(*cp)[i] = ops[i];
+		if (!meta_short(&ops[i]))
+			continue;
+		memcpy(&(*wide)[k], ops[i].value, USTATE_META_V1_SIZE);
+		(*cp)[i].value = &(*wide)[k];
+		(*cp)[i].value_len = sizeof(**wide);
+		k++;
+	}
 	return 0;
 }
 
@@ -865,6 +936,8 @@ static int txn_run(ustate *s, const ustate_op *ops, size_t n,
 {
 	ustate_txn_result local = {0};
 	uint64_t one, *heap = NULL;
+	ustate_meta *wide;
+	ustate_op *cp;
 	bool writes = false;
 	size_t i;
 	int rc;
@@ -903,7 +976,11 @@ static int txn_run(ustate *s, const ustate_op *ops, size_t n,
 			res->versions = heap;
 		}
 	}
-	rc = s->ops->txn(s->be, ops, n, res, flags);
+	rc = meta_widen(ops, n, &cp, &wide);
+	if (rc == 0)
+		rc = s->ops->txn(s->be, cp ? cp : ops, n, res, flags);
+	free(cp);
+	free(wide);
 	if (res->versions == &one || res->versions == heap)
 		res->versions = NULL;
 	free(heap);

@@ -239,12 +239,35 @@ typedef struct ustate_op {
  * it is all or nothing with the other ops. A rename is a transaction
  * that also moves the metadata (META, MKDIR with a value). Export and
  * restore (below) do not carry it yet.
+ *
+ * Times (since libustate 0.5): the metadata also holds a file system's
+ * times, which the store keeps as given and never sets itself.
+ *  - mtime_ns, with USTATE_META_MTIME in flags: a modification time set
+ *    by hand (utimensat(), touch -d, cp -p, rsync -t). For a key it holds
+ *    only until the key's value is next written, by any program: from
+ *    then on ustate_meta_get() clears USTATE_META_MTIME, and the key's
+ *    updated_at is its time again. Kept with the version the key has at
+ *    that point of the transaction, so a META after a SET in one
+ *    transaction (a rename) keeps it. A directory record's holds until
+ *    the next META or MKDIR with a value.
+ *  - ctime_ns: when the metadata last changed (0: unknown), for a file
+ *    system's st_ctime together with updated_at.
+ * A program built against an older ustate.h passes the shorter struct
+ * (USTATE_META_V1_SIZE bytes: owner and mode alone); its META and MKDIR
+ * keep no times, and its ustate_meta_get() (USTATE_0.1) fills only those.
  */
 typedef struct ustate_meta {
 	uint32_t uid;
 	uint32_t gid;
 	uint32_t mode; /* permission bits: 07777 at most */
+	/* since libustate 0.5 */
+	uint32_t flags;	  /* USTATE_META_MTIME, or 0 */
+	int64_t mtime_ns; /* unix time in nanoseconds, with USTATE_META_MTIME */
+	int64_t ctime_ns; /* unix time in nanoseconds; 0: unknown */
 } ustate_meta;
+
+#define USTATE_META_MTIME 0x1  /* ustate_meta.mtime_ns is kept */
+#define USTATE_META_V1_SIZE 12 /* the ustate_meta of libustate 0.1 to 0.4 */
 
 #define USTATE_META_KEY 0 /* ustate_meta_get(): the metadata of a key */
 #define USTATE_META_DIR 1 /* ... of a directory record, or of "/" */
@@ -575,8 +598,9 @@ int ustate_create_if_not_exists(ustate *s, const char *key, const void *val,
  * Return: 0; -ECANCELED (a check failed), -EEXIST (a create found its key),
  * -ENOENT (a delete found none), with res->failed and res->found set;
  * -ENOENT also for a META whose key does not exist then; -EINVAL (bad key,
- * op type, or metadata: a value_len other than sizeof(ustate_meta), mode
- * bits outside 07777; res->failed names the op); -EOPNOTSUPP for
+ * op type, or metadata: a value_len other than sizeof(ustate_meta) or
+ * USTATE_META_V1_SIZE, mode bits outside 07777, unknown flags;
+ * res->failed names the op); -EOPNOTSUPP for
  * metadata on a backend that keeps none; -EFBIG; -E2BIG for more than
  * max_txn_ops ops; -EROFS; backend errors. On any error the store is
  * unchanged. For a META, res->versions gets the key's version.

@@ -7,8 +7,9 @@
  * struct (and one built with version 2, 0.2 and 0.3, the USTATE_0.2
  * version, no byte past its struct); and one built with the ustate_op of before
  * leases calls the USTATE_0.1 version of ustate_transaction(), which reads its
- * shorter ops. It links libustate.so, not the static archive, since symbol
- * versions exist only there.
+ * shorter ops; and one built with the ustate_meta of before times calls the
+ * USTATE_0.1 version of ustate_meta_get(). It links libustate.so, not the
+ * static archive, since symbol versions exist only there.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -200,6 +201,75 @@ static void test_options_get_v3(void **state)
 	ustate_close(s);
 }
 
+/* ustate_meta as libustate 0.1 to 0.4 declared it, before the times. */
+struct meta_v1 {
+	uint32_t uid;
+	uint32_t gid;
+	uint32_t mode;
+};
+
+/* What a program built against 0.1 to 0.4 binds ustate_meta_get() to. */
+int meta_get_0_1(ustate *s, const char *path, unsigned which,
+		 struct meta_v1 *out);
+__asm__(".symver meta_get_0_1, ustate_meta_get@USTATE_0.1");
+
+/*
+ * The shorter metadata: a META of USTATE_META_V1_SIZE bytes sets the owner
+ * and mode and drops the times, and the USTATE_0.1 ustate_meta_get()
+ * writes not one byte past its struct; this program's own call sees the
+ * times of a full one.
+ */
+static void test_meta_v1(void **state)
+{
+	struct meta_v1 in = {.uid = 7, .gid = 8, .mode = 0640};
+	ustate_meta full = {.uid = 1,
+			    .gid = 2,
+			    .mode = 0600,
+			    .flags = USTATE_META_MTIME,
+			    .mtime_ns = -5,
+			    .ctime_ns = 9},
+		    got;
+	ustate_op op = {.type = USTATE_OP_META,
+			.key = "/k",
+			.value = &full,
+			.value_len = sizeof(full)};
+	struct {
+		struct meta_v1 m;
+		unsigned char after[32];
+	} out;
+	unsigned char canary[32];
+	ustate *s;
+	size_t i;
+
+	assert_int_equal(ustate_open_memory(&s, NULL), 0);
+	assert_int_equal(ustate_set(s, "/k", "v", 1, NULL), 0);
+	assert_int_equal(ustate_transaction(s, &op, 1, NULL), 0);
+	assert_int_equal(ustate_meta_get(s, "/k", USTATE_META_KEY, &got), 0);
+	assert_int_equal(got.flags, USTATE_META_MTIME);
+	assert_int_equal(got.mtime_ns, -5);
+	assert_int_equal(got.ctime_ns, 9);
+	memset(&out, 0x5a, sizeof(out));
+	memset(canary, 0x5a, sizeof(canary));
+	assert_int_equal(meta_get_0_1(s, "/k", USTATE_META_KEY, &out.m), 0);
+	assert_int_equal(out.m.uid, 1);
+	assert_int_equal(out.m.mode, 0600);
+	for (i = 0; i < sizeof(out.after); i++)
+		assert_int_equal(out.after[i], canary[i]);
+	op.value = &in;
+	op.value_len = sizeof(in);
+	assert_int_equal(ustate_transaction(s, &op, 1, NULL), 0);
+	assert_int_equal(ustate_meta_get(s, "/k", USTATE_META_KEY, &got), 0);
+	assert_int_equal(got.uid, 7);
+	assert_int_equal(got.gid, 8);
+	assert_int_equal(got.mode, 0640);
+	assert_int_equal(got.flags, 0);
+	assert_int_equal(got.ctime_ns, 0);
+	/* Nor any other length. */
+	op.value_len = sizeof(in) + 4;
+	assert_int_equal(ustate_transaction(s, &op, 1, NULL), -EINVAL);
+	ustate_close(s);
+}
+
 int main(void)
 {
 	static const struct CMUnitTest cases[] = {
@@ -207,6 +277,7 @@ int main(void)
 		cmocka_unit_test(test_options_get_v2),
 		cmocka_unit_test(test_options_get_v3),
 		cmocka_unit_test(test_transaction_v1),
+		cmocka_unit_test(test_meta_v1),
 	};
 
 	return cmocka_run_group_tests_name("abi", cases, NULL, NULL);

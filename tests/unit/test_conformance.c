@@ -3077,7 +3077,7 @@ static int meta_txn(ustate *s, ustate_op_type type, const char *key,
 static void assert_meta(ustate *s, const char *path, unsigned which,
 			const ustate_meta *want)
 {
-	ustate_meta m = {7, 7, 7};
+	ustate_meta m = {.uid = 7, .gid = 7, .mode = 7};
 
 	if (!want) {
 		assert_int_equal(ustate_meta_get(s, path, which, &m), -ENOENT);
@@ -3092,7 +3092,8 @@ static void assert_meta(ustate *s, const char *path, unsigned which,
 
 static void test_meta_keys(void **state)
 {
-	static const ustate_meta m1 = {1000, 100, 0600}, m2 = {0, 0, 04755};
+	static const ustate_meta m1 = {.uid = 1000, .gid = 100, .mode = 0600},
+				 m2 = {.uid = 0, .gid = 0, .mode = 04755};
 	struct fixture *f = *state;
 	ustate_txn_result res;
 	ustate *s = f->s;
@@ -3215,9 +3216,111 @@ static void test_meta_keys(void **state)
 		     f->kind == BACKEND_ETCD ? r + 2 : r + 1);
 }
 
+/* The times kept with metadata, and the assertion of their fields. */
+static void assert_times(ustate *s, const char *path, unsigned which,
+			 uint32_t flags, int64_t mtime, int64_t ctime)
+{
+	ustate_meta m;
+
+	assert_int_equal(ustate_meta_get(s, path, which, &m), 0);
+	assert_int_equal(m.flags, flags);
+	if (flags)
+		assert_int_equal(m.mtime_ns, mtime);
+	assert_int_equal(m.ctime_ns, ctime);
+}
+
+/*
+ * Times: a key's mtime holds until its next write, and through a rename
+ * (a META after the SET of one transaction); a record's until its next
+ * metadata; a delete drops them; bad flags change nothing.
+ */
+static void test_meta_times(void **state)
+{
+	static const ustate_meta t1 = {.uid = 1,
+				       .gid = 2,
+				       .mode = 0644,
+				       .flags = USTATE_META_MTIME,
+				       .mtime_ns = -1234567890123LL,
+				       .ctime_ns = 5},
+				 t2 = {.uid = 1,
+				       .gid = 2,
+				       .mode = 0600,
+				       .flags = USTATE_META_MTIME,
+				       .mtime_ns = 1700000000123456789LL,
+				       .ctime_ns = 1700000001000000000LL},
+				 plain = {.uid = 3, .gid = 4, .mode = 0755};
+	ustate_meta bad = t1;
+	struct fixture *f = *state;
+	ustate *s = f->s;
+	ustate_op ops[3] = {
+		{.type = USTATE_OP_DELETE, .key = "/t/a"},
+		{.type = USTATE_OP_SET,
+		 .key = "/t/b",
+		 .value = "b",
+		 .value_len = 1},
+		{.type = USTATE_OP_META,
+		 .key = "/t/b",
+		 .value = &t2,
+		 .value_len = sizeof(t2)},
+	};
+
+	put(s, "/t/a", "a", 1);
+	assert_int_equal(meta_txn(s, USTATE_OP_META, "/t/a", &t1), 0);
+	assert_times(s, "/t/a", USTATE_META_KEY, USTATE_META_MTIME, t1.mtime_ns,
+		     5);
+	/* Metadata again (a chmod) keeps the time it carries. */
+	assert_int_equal(meta_txn(s, USTATE_OP_META, "/t/a", &t1), 0);
+	assert_times(s, "/t/a", USTATE_META_KEY, USTATE_META_MTIME, t1.mtime_ns,
+		     5);
+	/* The next write ends the mtime; owner, mode and ctime stay. */
+	put(s, "/t/a", "aa", 2);
+	assert_times(s, "/t/a", USTATE_META_KEY, 0, 0, 5);
+	assert_meta(s, "/t/a", USTATE_META_KEY, &t1);
+
+	/* A rename: the new key has the times from its first version. */
+	assert_int_equal(ustate_transaction(s, ops, 3, NULL), 0);
+	assert_times(s, "/t/b", USTATE_META_KEY, USTATE_META_MTIME, t2.mtime_ns,
+		     t2.ctime_ns);
+	assert_meta(s, "/t/a", USTATE_META_KEY, NULL);
+	put(s, "/t/b", "bb", 2);
+	assert_times(s, "/t/b", USTATE_META_KEY, 0, 0, t2.ctime_ns);
+
+	/* A delete takes them: the key made again has none. */
+	assert_int_equal(meta_txn(s, USTATE_OP_META, "/t/b", &t2), 0);
+	assert_int_equal(ustate_delete(s, "/t/b"), 0);
+	put(s, "/t/b", "b", 1);
+	assert_meta(s, "/t/b", USTATE_META_KEY, NULL);
+
+	/* Metadata without times keeps none. */
+	assert_int_equal(meta_txn(s, USTATE_OP_META, "/t/b", &plain), 0);
+	assert_times(s, "/t/b", USTATE_META_KEY, 0, 0, 0);
+
+	/* A record's time holds while keys come and go below it. */
+	assert_int_equal(meta_txn(s, USTATE_OP_MKDIR, "/t/d", &t1), 0);
+	put(s, "/t/d/x", "x", 1);
+	assert_int_equal(ustate_delete(s, "/t/d/x"), 0);
+	assert_times(s, "/t/d", USTATE_META_DIR, USTATE_META_MTIME, t1.mtime_ns,
+		     5);
+	assert_int_equal(meta_txn(s, USTATE_OP_MKDIR, "/t/d", &plain), 0);
+	assert_times(s, "/t/d", USTATE_META_DIR, 0, 0, 0);
+	assert_int_equal(meta_txn(s, USTATE_OP_MKDIR, "/", &t2), 0);
+	assert_times(s, "/", USTATE_META_DIR, USTATE_META_MTIME, t2.mtime_ns,
+		     t2.ctime_ns);
+	assert_int_equal(meta_txn(s, USTATE_OP_MKDIR, "/", &plain), 0);
+
+	/* Unknown flags: -EINVAL, and the metadata as it was. */
+	bad.flags = 0x2;
+	assert_int_equal(meta_txn(s, USTATE_OP_META, "/t/b", &bad), -EINVAL);
+	assert_int_equal(meta_txn(s, USTATE_OP_MKDIR, "/t/d", &bad), -EINVAL);
+	assert_meta(s, "/t/b", USTATE_META_KEY, &plain);
+	assert_times(s, "/t/b", USTATE_META_KEY, 0, 0, 0);
+	assert_times(s, "/t/d", USTATE_META_DIR, 0, 0, 0);
+}
+
 static void test_meta_dirs(void **state)
 {
-	static const ustate_meta m1 = {1000, 100, 0700}, m2 = {5, 6, 01777};
+	static const ustate_meta m1 = {.uid = 1000, .gid = 100, .mode = 0700},
+				 m2 = {.uid = 5, .gid = 6, .mode = 01777};
 	struct fixture *f = *state;
 	ustate_dirent *d = NULL;
 	char **paths = NULL;
@@ -3295,7 +3398,8 @@ static void test_meta_dirs(void **state)
 
 static void test_meta_invalid(void **state)
 {
-	static const ustate_meta ok = {1, 2, 0644}, bad = {1, 2, 010000};
+	static const ustate_meta ok = {.uid = 1, .gid = 2, .mode = 0644},
+				 bad = {.uid = 1, .gid = 2, .mode = 010000};
 	ustate_options o = fast_options();
 	struct fixture *f = *state;
 	ustate_meta m;
@@ -3414,7 +3518,7 @@ static void test_script_check(void **state)
 
 static void test_script_owner(void **state)
 {
-	static const ustate_meta own = {1000, 100, 0644};
+	static const ustate_meta own = {.uid = 1000, .gid = 100, .mode = 0644};
 	struct fixture *f = *state;
 	ustate *s = f->s;
 	char *reply;
@@ -5015,7 +5119,7 @@ static void test_sqlite_meta_old_file(void **state)
 		"CREATE TABLE kv_store ( key TEXT PRIMARY KEY NOT NULL, "
 		"value BLOB NOT NULL, version INTEGER NOT NULL, created_at "
 		"INTEGER NOT NULL, updated_at INTEGER NOT NULL)";
-	static const ustate_meta m = {1000, 100, 0600};
+	static const ustate_meta m = {.uid = 1000, .gid = 100, .mode = 0600};
 	ustate_options o = fast_options();
 	struct fixture *f = *state;
 	sqlite3_stmt *st;
@@ -6110,8 +6214,8 @@ static void test_etcd_lease_side_keys(void **state)
 		T(test_restore_roundtrip), T(test_restore_not_empty_dirs),     \
 		T(test_restore_merge_replace), T(test_restore_all_or_nothing), \
 		T(test_compact), T(test_check_clean), T(test_meta_keys),       \
-		T(test_meta_dirs), T(test_meta_invalid), T(test_script_check), \
-		T(test_script_owner)
+		T(test_meta_dirs), T(test_meta_times), T(test_meta_invalid),   \
+		T(test_script_check), T(test_script_owner)
 
 /*
  * The lease cases of SQLite and memory. etcd runs those that need no
