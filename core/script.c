@@ -113,8 +113,10 @@ void ustate_script_set_check(ustate_script *sc, ustate_script_check_fn fn,
 void ustate_script_set_owner(ustate_script *sc, const ustate_meta *m)
 {
 	sc->has_owner = m != NULL;
+	/* The owner and mode alone: all that a struct of 0.4 has. */
 	if (m)
-		sc->owner = *m;
+		sc->owner = (ustate_meta){
+			.uid = m->uid, .gid = m->gid, .mode = m->mode};
 }
 
 void ustate_script_free(ustate_script *sc)

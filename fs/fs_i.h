@@ -78,6 +78,9 @@ struct node {
 	bool has_meta;	     /* owner and mode of a key being created, */
 	ustate_meta meta;    /* till its first commit; protected by the
 			      * table lock */
+	bool has_mtime;	     /* a time set by hand while writers were */
+	int64_t mtime;	     /* open, for their next commit (unix ns);
+			      * protected by the table lock */
 	bool gone;	     /* unlinked (or renamed over) while open, */
 	ustate_meta last;    /* with this owner and mode; protected by
 			      * the table lock */
@@ -258,6 +261,15 @@ bool node_type_is(fuse_ino_t ino, mode_t mode);
 void node_set_meta(struct node *n, const ustate_meta *m);
 bool node_meta(struct node *n, ustate_meta *m);
 /*
+ * A time set by hand on a file that writers have open: node_set_mtime()
+ * keeps it for the next commit of one of them (cp -p sets it before its
+ * close), which node_take_mtime() hands over; node_wrote() (a write, a
+ * truncation) ends it, and the time a creating writer's metadata holds.
+ */
+void node_set_mtime(struct node *n, int64_t ns);
+bool node_take_mtime(struct node *n, int64_t *ns);
+void node_wrote(struct node *n);
+/*
  * A file unlinked or renamed over while it is open: node_gone() takes n
  * out of the path index (as an orphan), so that a key made again at its
  * path gets a node and an inode of its own, and keeps m, its owner and
@@ -303,6 +315,29 @@ void meta_unlock(void);
  */
 int meta_write_kill(fuse_req_t req, struct node *n, const char *key,
 		    bool *changed);
+/*
+ * times.c: times (see the comment there). times_now() is the wall clock in
+ * unix ns. times_attr() puts m's times into st, whose times hold the
+ * key's (its updated_at) or the mount's start, and, for a directory (dir
+ * its path, else NULL), the last change of an entry this mount saw.
+ * times_setattr() applies SETATTR's times to m, with the ctime of now;
+ * true when it set an mtime. times_dir_changed() notes that an entry of
+ * dir was created, removed or renamed (own: through this mount's own
+ * request, not a replay); times_dir_set() that dir's time was set by
+ * hand; times_dir_gone() that dir and its tree are gone (rmdir);
+ * times_dir_moved() that from moved to to, out of dir into ndir (its
+ * times, and its tree's, go along).
+ */
+int64_t times_now(void);
+void times_attr(const ustate_meta *m, const char *dir, struct stat *st);
+bool times_setattr(ustate_meta *m, const struct stat *attr, int to_set);
+void times_dir_changed(const char *dir, bool own);
+void times_dir_set(const char *dir);
+void times_dir_gone(const char *dir);
+void times_dir_moved(const char *from, const char *to, const char *dir,
+		     const char *ndir, bool own);
+void times_free(void);
+
 /*
  * /.txn: while a write of req feeds script sc, its ops are checked
  * against req's caller, and the keys it creates are the caller's.

@@ -719,6 +719,7 @@ out_session:
 	fuse_session_destroy(fs.se);
 out_nodes:
 	nodes_destroy();
+	times_free();
 out_store:
 	ustate_close(fs.store);
 out_replay:

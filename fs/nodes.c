@@ -591,6 +591,36 @@ bool node_type_is(fuse_ino_t ino, mode_t mode)
 	return yes;
 }
 
+void node_set_mtime(struct node *n, int64_t ns)
+{
+	pthread_mutex_lock(&lock);
+	if (n->writers) {
+		n->has_mtime = true;
+		n->mtime = ns;
+	}
+	pthread_mutex_unlock(&lock);
+}
+
+bool node_take_mtime(struct node *n, int64_t *ns)
+{
+	bool yes;
+
+	pthread_mutex_lock(&lock);
+	yes = n->has_mtime;
+	*ns = n->mtime;
+	n->has_mtime = false;
+	pthread_mutex_unlock(&lock);
+	return yes;
+}
+
+void node_wrote(struct node *n)
+{
+	pthread_mutex_lock(&lock);
+	n->has_mtime = false;
+	n->meta.flags &= ~(uint32_t)USTATE_META_MTIME;
+	pthread_mutex_unlock(&lock);
+}
+
 void node_set_meta(struct node *n, const ustate_meta *m)
 {
 	pthread_mutex_lock(&lock);

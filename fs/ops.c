@@ -783,10 +783,51 @@ static int commit_keep(struct handle *h, const char *key)
 	return -EBUSY;
 }
 
+/*
+ * The commit of h's write to the existing key, with a time set by hand
+ * while it was pending (mtime, unix ns): the set and the metadata that
+ * holds the time, in one transaction, so the time holds from the write's
+ * version on. A key attached to a lease keeps commit_keep()'s rules, and
+ * gets the time in a transaction of its own after it.
+ */
+static int commit_timed(struct handle *h, const char *key, int64_t mtime)
+{
+	ustate_meta m;
+	ustate_op ops[2];
+	int rc;
+
+	meta_lock(true);
+	rc = meta_of(key, false, &m);
+	if (rc < 0)
+		goto out;
+	m.flags |= USTATE_META_MTIME;
+	m.mtime_ns = mtime;
+	m.ctime_ns = times_now();
+	ops[0] = (ustate_op){.type = USTATE_OP_SET,
+			     .key = key,
+			     .value = h->buf,
+			     .value_len = h->len};
+	ops[1] = (ustate_op){.type = USTATE_OP_META,
+			     .key = key,
+			     .value = &m,
+			     .value_len = sizeof(m)};
+	if (!h->auto_lease && !lease_held(h->process, NULL)) {
+		rc = own_transaction(ops, 2);
+		goto out;
+	}
+	rc = commit_keep(h, key);
+	if (rc == 0)
+		rc = own_transaction(&ops[1], 1);
+out:
+	meta_unlock();
+	return rc;
+}
+
 /* Commit the buffer of h as one set (or create). Called with h->lock. */
 static int commit(struct handle *h)
 {
 	char key[FS_PATH_MAX];
+	int64_t mtime;
 	int rc;
 
 	if (h->error)
@@ -797,9 +838,13 @@ static int commit(struct handle *h)
 	/* Unlinked while open: as in POSIX, writes no longer have a name. */
 	if (node_commit_begin(h->node, h->gen, h->opened)) {
 		/* A new key also gets its creator's owner and mode. */
-		rc = h->creating ? meta_create(h->node, key, h->buf, h->len,
-					       h->excl, h->auto_lease)
-				 : commit_keep(h, key);
+		if (h->creating)
+			rc = meta_create(h->node, key, h->buf, h->len, h->excl,
+					 h->auto_lease);
+		else if (!h->excl && node_take_mtime(h->node, &mtime))
+			rc = commit_timed(h, key, mtime);
+		else
+			rc = commit_keep(h, key);
 		node_commit_end(h->node);
 	}
 	/*
@@ -1074,6 +1119,8 @@ static int open_file(struct node *n, enum node_kind kind,
 	if (acc != O_RDONLY) {
 		h->trunc = fi->flags & O_TRUNC;
 		h->append = fi->flags & O_APPEND;
+		if (h->trunc)
+			node_wrote(n);
 	}
 	/*
 	 * Writers, and readers the page cache cannot serve: direct I/O. So
@@ -1371,6 +1418,8 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		fi->fh = (uintptr_t)h;
 		e.ino = n->ino;
 		node_set_type(n->ino, S_IFREG);
+		if (strcmp(name, ".value"))
+			times_dir_changed(dir, false);
 		rc = fuse_reply_create(req, &e, fi);
 		node_reply_done(e.ino);
 		if (rc != 0) {
@@ -1412,12 +1461,15 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		node_set_meta(n, &m);
 		h->creating = true;
 		node_creating(n, 1);
+		if (strcmp(name, ".value"))
+			times_dir_changed(dir, true);
 	} else if (!(fi->flags & O_TRUNC)) {
 		rc = take_value(h, got);
 		if (rc < 0)
 			goto fail;
 	} else {
 		h->trunc = true;
+		node_wrote(n);
 	}
 	rc = open_writer(req, h);
 	if (rc < 0)
@@ -1617,6 +1669,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 			if (end > h->len)
 				h->len = end;
 			h->dirty = true;
+			node_wrote(h->node);
 			/* Now the next flush commits: no release to wait for.
 			 */
 			expect_done(h);
@@ -1756,6 +1809,7 @@ static int buffer_truncate(struct handle *h, off_t size)
 			memset(h->buf + h->len, 0, (size_t)size - h->len);
 		h->len = (size_t)size;
 		h->dirty = true;
+		node_wrote(h->node);
 	}
 	pthread_mutex_unlock(&h->lock);
 	return rc;
@@ -1854,13 +1908,12 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		if (n)
 			node_writer(n, -1);
 	}
-	/* Mode and owner are kept; the kernel checked who may change them. */
+	/*
+	 * Mode, owner and times are kept (perm.c, times.c); the kernel
+	 * checked who may change them.
+	 */
 	if (rc == 0)
 		rc = meta_setattr(node_of(ino), path, kind, key, attr, to_set);
-	/*
-	 * Times are not stored (mtime is the update time); accepting them
-	 * lets cp -p, touch and editors work.
-	 */
 out:
 	if (rc == 0)
 		rc = fill_attr(ino, path, &st, &rev);
@@ -1929,6 +1982,8 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (rc == 0 && replay_request(req)) {
 		/* Gone from the store already: the replay has already ended
 		 * the name of the writers that came before (node_deleted). */
+		if (strcmp(name, ".value"))
+			times_dir_changed(dir, false);
 		fuse_reply_err(req, 0);
 		return;
 	}
@@ -1994,6 +2049,8 @@ out:
 	if (rc == 0 && open)
 		node_gone(unlinking, &gone);
 	node_unlink_end(unlinking, rc == 0);
+	if (rc == 0 && strcmp(name, ".value"))
+		times_dir_changed(dir, true);
 	fuse_reply_err(req, -rc);
 }
 
@@ -2011,6 +2068,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 		rc = creatable(dir, name, path);
 	if (rc == 0 && replay_request(req)) {
 		/* The directory exists in the store already. */
+		times_dir_changed(dir, false);
 		synth_entry(req, path, KIND_DIR);
 		return;
 	}
@@ -2028,6 +2086,8 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 				 .value_len = sizeof(m)};
 		rc = own_transaction(&op, 1);
 	}
+	if (rc == 0)
+		times_dir_changed(dir, true);
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
 	else
@@ -2045,7 +2105,11 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 	rc = node_path(parent, dir);
 	if (rc == 0 && replay_request(req)) {
-		fuse_reply_err(req, 0); /* already gone from the store */
+		/* Already gone from the store. */
+		if (child_path(dir, name, path) == 0)
+			times_dir_gone(path);
+		times_dir_changed(dir, false);
+		fuse_reply_err(req, 0);
 		return;
 	}
 	if (rc == 0)
@@ -2073,6 +2137,10 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (alone)
 		ops[n++] = (ustate_op){.type = USTATE_OP_MKDIR, .key = dir};
 	rc = own_transaction(ops, n);
+	if (rc == 0) {
+		times_dir_gone(path);
+		times_dir_changed(dir, true);
+	}
 out:
 	fuse_reply_err(req, -rc);
 }
@@ -2168,23 +2236,35 @@ static int meta_dup(const char *path, unsigned which, ustate_meta **out)
 }
 
 /*
- * The op that gives nk, just set by l's last op, the owner of k (the
- * metadata moves with the key): a META with k's, or one that drops what
- * nk had when k had none and nk was there before.
+ * The op that gives nk, just set by l's last op, the metadata of k (it
+ * moves with the key): k's owner and mode (the default when it has
+ * none), its mtime (updated_at, unless one was set by hand: a rename
+ * changes no mtime) and a ctime of now.
  */
-static int move_meta(struct oplist *l, const char *k, const char *nk)
+static int move_meta(struct oplist *l, const char *k, const char *nk,
+		     int64_t updated_at)
 {
 	ustate_meta *m;
 	int rc;
 
-	rc = meta_dup(k, USTATE_META_KEY, &m);
-	if (rc < 0 || (!m && ustate_exists(fs.store, nk) <= 0))
+	m = malloc(sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	rc = meta_of(k, false, m);
+	if (rc < 0) {
+		free(m);
 		return rc;
+	}
+	if (!(m->flags & USTATE_META_MTIME)) {
+		m->flags |= USTATE_META_MTIME;
+		m->mtime_ns = updated_at * 1000000000LL;
+	}
+	m->ctime_ns = times_now();
 	rc = oplist_add(l,
 			(ustate_op){.type = USTATE_OP_META,
 				    .key = nk,
 				    .value = m,
-				    .value_len = m ? sizeof(*m) : 0},
+				    .value_len = sizeof(*m)},
 			NULL, m);
 	if (rc < 0)
 		free(m);
@@ -2240,7 +2320,7 @@ static int move_key(struct oplist *l, const char *k, char *nk, bool noreplace)
 	else
 		free(nk), free(val);
 	if (rc == 0)
-		rc = move_meta(l, k, nk);
+		rc = move_meta(l, k, nk, e->updated_at);
 	if (rc == 0)
 		rc = oplist_add(l,
 				(ustate_op){.type = USTATE_OP_DELETE, .key = k},
@@ -2291,6 +2371,8 @@ static int move_ops(struct oplist *l, const char *from, const char *to,
 
 		nk = rebase(r, from, to);
 		rc = nk ? meta_dup(r, USTATE_META_DIR, &m) : -ENOMEM;
+		if (m)
+			m->ctime_ns = times_now();
 		if (rc == 0)
 			rc = oplist_add(
 				l,
@@ -2449,6 +2531,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	if (rc == 0 && replay_request(req)) {
 		/* Moved in the store already: the nodes move with the names. */
 		node_move(from, to);
+		times_dir_moved(from, to, dir, ndir, false);
 		fuse_reply_err(req, 0);
 		return;
 	}
@@ -2465,6 +2548,8 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		rc = do_rename(from, to, flags);
 		meta_unlock();
 	}
+	if (rc == 0)
+		times_dir_moved(from, to, dir, ndir, true);
 	fuse_reply_err(req, -rc);
 }
 

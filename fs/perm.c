@@ -110,6 +110,8 @@ int meta_attr(const char *at, enum node_kind kind, struct node *n,
 	st->st_gid = m.gid;
 	st->st_mode = (st->st_mode & S_IFMT) |
 		      (m.mode & (fs.read_only ? 07555 : 07777));
+	if (kind != KIND_TXN)
+		times_attr(&m, kind == KIND_DIR ? at : NULL, st);
 	return 0;
 }
 
@@ -119,9 +121,8 @@ void meta_new(fuse_req_t req, const char *dir, mode_t mode, bool isdir,
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	ustate_meta pm;
 
-	m->uid = ctx->uid;
-	m->gid = ctx->gid;
-	m->mode = mode & 07777;
+	*m = (ustate_meta){
+		.uid = ctx->uid, .gid = ctx->gid, .mode = mode & 07777};
 	/* A setgid directory hands down its group, and to directories its
 	 * bit. */
 	if (meta_of(dir, true, &pm) == 0 && (pm.mode & S_ISGID)) {
@@ -136,13 +137,16 @@ int meta_setattr(struct node *n, const char *path, enum node_kind kind,
 {
 	bool dir = kind == KIND_DIR, creating;
 	const char *at = dir ? path : key;
+	bool mtime = false;
 	ustate_meta m;
 	ustate_op op;
 	uint64_t v = 1;
 	int rc;
 
 	if (!(to_set &
-	      (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)))
+	      (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID |
+	       FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME |
+	       FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW)))
 		return 0;
 	if (kind == KIND_TXN)
 		return -EPERM;
@@ -161,6 +165,7 @@ int meta_setattr(struct node *n, const char *path, enum node_kind kind,
 			m.uid = attr->st_uid;
 		if (to_set & FUSE_SET_ATTR_GID)
 			m.gid = attr->st_gid;
+		mtime = times_setattr(&m, attr, to_set);
 	}
 	if (rc == 0 && creating) {
 		node_set_meta(n, &m);
@@ -173,6 +178,15 @@ int meta_setattr(struct node *n, const char *path, enum node_kind kind,
 		rc = own_transaction(&op, 1);
 	}
 	meta_unlock();
+	/*
+	 * The time set is the directory's from now on; a file's is set again
+	 * by a commit of a write already pending (cp -p sets it before its
+	 * close).
+	 */
+	if (rc == 0 && mtime && dir)
+		times_dir_set(path);
+	else if (rc == 0 && mtime && n && !creating)
+		node_set_mtime(n, m.mtime_ns);
 	return rc;
 }
 

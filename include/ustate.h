@@ -884,7 +884,9 @@ void ustate_script_set_check(ustate_script *sc, ustate_script_check_fn fn,
 
 /**
  * ustate_script_set_owner() - give keys the script creates an owner.
- * @m: copied; NULL for none (the default). Each key that the script
+ * @m: its owner and mode are copied (not its times: a program built
+ *     against libustate 0.4 passes the shorter struct); NULL for none
+ *     (the default). Each key that the script
  *     leaves with a value and that is new (absent before the script
  *     ran, or deleted earlier in it) gets m as its metadata
  *     (USTATE_OP_META), in the same transaction; a key that another
