@@ -9,6 +9,7 @@
  * through the store front (store.c), so that a new backend (etcd) needs
  * nothing but backend_i.h.
  */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -115,6 +116,18 @@ void ustate_clock_freeze(bool frozen)
 					       clock_real_ms());
 }
 
+static atomic_bool expiry_paused;
+
+void ustate_expiry_pause(bool paused)
+{
+	expiry_paused = paused;
+}
+
+bool ustate_expiry_paused(void)
+{
+	return expiry_paused;
+}
+
 void ustate_clock_advance(int64_t ms)
 {
 	clock_offset_ms += ms;
@@ -167,4 +180,53 @@ void ustate_log(const ustate_options *o, int priority, const char *fmt, ...)
 		o->log(o->log_arg, priority, msg);
 	else
 		log_stderr(priority, msg);
+}
+
+int ustate_xattr_entry(const void *blob, size_t len, size_t *off,
+		       const char **name, const void **value, size_t *value_len)
+{
+	const unsigned char *p = blob, *nul;
+	uint32_t vlen;
+
+	if (*off == len)
+		return 0;
+	nul = memchr(p + *off, '\0', len - *off);
+	if (!nul || (size_t)(nul - p) + 5 > len)
+		return -EIO;
+	vlen = (uint32_t)nul[1] | (uint32_t)nul[2] << 8 |
+	       (uint32_t)nul[3] << 16 | (uint32_t)nul[4] << 24;
+	if (vlen > len - (size_t)(nul - p) - 5)
+		return -EIO;
+	*name = (const char *)p + *off;
+	*value = nul + 5;
+	*value_len = vlen;
+	*off = (size_t)(nul - p) + 5 + vlen;
+	return 1;
+}
+
+int ustate_xattr_append(char **buf, size_t *used, size_t *cap, const char *name,
+			const void *value, size_t len)
+{
+	size_t nlen = strlen(name) + 1, need = *used + nlen + 4 + len;
+	unsigned char *p;
+	char *grown;
+
+	if (need > *cap) {
+		grown = realloc(*buf, need * 2);
+		if (!grown)
+			return -ENOMEM;
+		*buf = grown;
+		*cap = need * 2;
+	}
+	p = (unsigned char *)*buf + *used;
+	memcpy(p, name, nlen);
+	p += nlen;
+	p[0] = (unsigned char)len;
+	p[1] = (unsigned char)(len >> 8);
+	p[2] = (unsigned char)(len >> 16);
+	p[3] = (unsigned char)(len >> 24);
+	if (len)
+		memcpy(p + 4, value, len);
+	*used = need;
+	return 0;
 }

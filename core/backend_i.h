@@ -27,9 +27,9 @@
  * backend leaves those it cannot do NULL and the front answers
  * -EOPNOTSUPP. Version 3 appended meta_get (ownership), version 4 node.
  * Version 5 appended watch_from, version 6 the lease operations, version
- * 7 barrier and connected.
+ * 7 barrier and connected, version 8 xattrs (and USTATE_OP_XATTR in txn).
  */
-#define USTATE_BACKEND_VERSION 7
+#define USTATE_BACKEND_VERSION 8
 
 /* Whether an op only checks (CHECK_VERSION, CHECK_CHILDREN). */
 static inline int ustate_op_is_check(ustate_op_type type)
@@ -220,7 +220,38 @@ struct ustate_backend_ops {
 
 	/* ustate_connected(); NULL: always (a local store). */
 	bool (*connected)(void *b);
+
+	/* ---- optional (version 8); NULL: no extended attributes ---- */
+
+	/*
+	 * The extended attributes of a key or record (path and which
+	 * checked), in one consistent read: *blob gets a new buffer (free())
+	 * of *len bytes, the entries in byte order of their names, each the
+	 * name, a NUL, the value's length as 4 bytes little-endian, then the
+	 * value (ustate_xattr_entry() walks them); -ENOENT when there are
+	 * none. A backend that has it also applies USTATE_OP_XATTR in txn
+	 * (checked by the front: see ustate.h), and drops a key's or
+	 * record's attributes when it goes, by whatever means.
+	 */
+	int (*xattrs)(void *b, const char *path, unsigned which, void **blob,
+		      size_t *len);
 };
+
+/*
+ * One entry of an xattrs() blob at *off of len bytes: its name, value and
+ * value_len, pointing into blob; *off moves past it. 1, 0 at the end, or
+ * -EIO for a blob that does not parse.
+ */
+int ustate_xattr_entry(const void *blob, size_t len, size_t *off,
+		       const char **name, const void **value,
+		       size_t *value_len);
+
+/*
+ * Append the entry (name, value of len bytes) to the blob *buf of *used
+ * bytes (*cap allocated); 0 or -ENOMEM.
+ */
+int ustate_xattr_append(char **buf, size_t *used, size_t *cap, const char *name,
+			const void *value, size_t len);
 
 /*
  * The backends' openers; each fills *b and *ops on success only, and
@@ -301,6 +332,15 @@ void ustate_clock_advance(int64_t ms);
  * stepped CLOCK_REALTIME.
  */
 void ustate_clock_freeze(bool frozen);
+
+/*
+ * For tests only: keep (paused true) every store's expiry thread of this
+ * process from expiring leases, so that a case can look at a lease past
+ * its deadline that no one expired yet; ustate_lease_expire_now() still
+ * does. ustate_expiry_paused() tells the thread.
+ */
+void ustate_expiry_pause(bool paused);
+bool ustate_expiry_paused(void);
 
 /* Free n changes of a history batch and their keys; NULL, 0 is a no-op. */
 void ustate_changes_free(struct ustate_change *c, size_t n);

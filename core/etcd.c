@@ -9,7 +9,13 @@
  *                            its etcd version is the key's version
  *   PREFIX + "//k" + K + "\tc" K's created_at (decimal unix seconds)
  *   PREFIX + "//k" + K + "\tu" K's updated_at, written by each write of K
- *   PREFIX + "//k" + K + "\tm" K's owner and mode ("uid gid mode", octal)
+ *   PREFIX + "//k" + K + "\tm" K's owner and mode ("uid gid mode", octal),
+ *                            then its times ("flags mtime_ns ctime_ns")
+ *   PREFIX + "//k" + K + "\tx" + N  K's extended attribute N, raw; one
+ *                            older than K's incarnation (its create
+ *                            revision, or its created_at's) is stale
+ *   PREFIX + "//x" + P + "\t" + N  directory record P's attribute N
+ *                            (stale when older than the record)
  *   PREFIX + "//d" + P       the directory record of P ("" or its owner
  *                            and mode); "//d/" holds the root's
  *   PREFIX + "//l/" + NAME   lease NAME: the decimal ID of its etcd lease,
@@ -1118,6 +1124,98 @@ static int etcd_meta_get(void *b, const char *path, unsigned which,
 	return rc;
 }
 
+/*
+ * The attributes of a range response into a blob: each kv whose etcd key
+ * is the skip bytes of its side key's prefix, then the name, from an
+ * incarnation at or after rev (the others went with an older one).
+ */
+static int xattrs_blob(json_t *range, size_t skip, uint64_t rev, void **blob,
+		       size_t *len)
+{
+	json_t *kvs = json_object_get(range, "kvs"), *kv;
+	size_t i, klen, vlen, used = 0, cap = 0;
+	char *buf = NULL, *k, *v;
+	int rc = 0;
+
+	json_array_foreach(kvs, i, kv)
+	{
+		if (ustate_etcd_get_u64(kv, "mod_revision") < rev)
+			continue;
+		rc = ustate_etcd_get_bytes(kv, "key", &k, &klen);
+		if (rc < 0)
+			break;
+		rc = ustate_etcd_get_bytes(kv, "value", &v, &vlen);
+		if (rc == 0 && klen > skip)
+			rc = ustate_xattr_append(&buf, &used, &cap, k + skip, v,
+						 vlen);
+		free(k);
+		if (rc == 0)
+			free(v);
+		if (rc < 0)
+			break;
+	}
+	if (rc == 0 && !used)
+		rc = -ENOENT;
+	if (rc < 0) {
+		free(buf);
+		return rc;
+	}
+	*blob = buf;
+	*len = used;
+	return 0;
+}
+
+static int etcd_xattrs(void *b, const char *path, unsigned which, void **blob,
+		       size_t *len)
+{
+	struct etcd_backend *e = b;
+	bool dir = which == USTATE_META_DIR, root = dir && !strcmp(path, "/");
+	const char *suffix = dir ? "\t" : "\tx";
+	char tag = dir ? 'x' : 'k';
+	json_t *ops = json_array(), *resp = NULL, *kv, *c;
+	size_t skip = e->plen + SIDE_LEN + strlen(path) + strlen(suffix);
+	uint64_t rev = 0;
+	int rc;
+
+	/* The key (and its created_at) or the record, then the names. */
+	if (root)
+		rc = 0;
+	else if (dir)
+		rc = add(ops, req_range(jkey(e, 'd', path, NULL), NULL, true));
+	else
+		rc = add(ops, req_range(jkey(e, 0, path, NULL), NULL, true)) ||
+		     add(ops, req_range(jkey(e, 'k', path, "\tc"), NULL, true));
+	if (rc == 0)
+		rc = add(ops, req_range(jkey(e, tag, path, suffix),
+					jend(e, tag, path, suffix), false));
+	if (rc) {
+		json_decref(ops);
+		return -ENOMEM;
+	}
+	rc = read_txn(e, ops, true, &resp);
+	if (rc < 0)
+		return rc;
+	if (!root) {
+		kv = first_kv(txn_resp(resp, 0, "response_range"));
+		rev = ustate_etcd_get_u64(kv, "create_revision");
+		c = dir ? NULL : first_kv(txn_resp(resp, 1, "response_range"));
+		/* A key deleted and written in one Txn: its created_at. */
+		if (c && ustate_etcd_get_u64(c, "mod_revision") > rev)
+			rev = ustate_etcd_get_u64(c, "mod_revision");
+		if (!kv)
+			rc = -ENOENT;
+	}
+	if (rc == 0)
+		rc = xattrs_blob(txn_resp(resp,
+					  root	? 0
+					  : dir ? 1
+						: 2,
+					  "response_range"),
+				 skip, rev, blob, len);
+	json_decref(resp);
+	return rc;
+}
+
 struct plan;
 static json_t *lease_jkey(const struct etcd_backend *e, const char *name);
 static int lease_resolve(struct etcd_backend *e, struct plan *p,
@@ -1138,6 +1236,8 @@ struct tkey {
 	int value_op;	/* the last SET or CREATE still in effect, or -1 */
 	int meta;	/* 0 untouched, 1 set by meta_op, 2 dropped */
 	int meta_op;
+	bool deleted; /* a DELETE among its ops */
+	bool xattrs;  /* an XATTR after its last DELETE */
 	bool checked; /* a CHECK_VERSION names its state before */
 	bool built;   /* its writes are in the Txn */
 	uint64_t v0;  /* the version before, once read */
@@ -1180,6 +1280,7 @@ struct plan {
 	uint64_t *count;      /* per op: CHECK_CHILDREN's count, once read */
 	size_t *cfail;	      /* per op: CHECK_CHILDREN's read on failure */
 	bool needs_read;      /* read the state before building the Txn */
+	size_t xattr_puts;    /* XATTR puts in the Txn (txn_certain()) */
 	bool static_fail;     /* fails whatever the state: read, and report */
 	struct names *kids;   /* per op: the children a CHECK_CHILDREN read */
 	uint64_t read_rev;    /* the revision of that read */
@@ -1190,16 +1291,27 @@ struct plan {
 	uint64_t *lease_crev; /* ... and the create revision of its record */
 };
 
-static bool op_on_key(ustate_op_type t)
+/* Whether an XATTR op names a directory record (else a key). */
+static bool xattr_of_dir(const ustate_op *op)
 {
-	return t == USTATE_OP_CHECK_VERSION || t == USTATE_OP_SET ||
-	       t == USTATE_OP_CREATE || t == USTATE_OP_DELETE ||
-	       t == USTATE_OP_META;
+	return (op->version & ~(uint64_t)USTATE_XATTR_REMOVE) ==
+	       USTATE_META_DIR;
 }
 
-static bool op_on_dir(ustate_op_type t)
+static bool op_on_key(const ustate_op *op)
 {
-	return t == USTATE_OP_MKDIR || t == USTATE_OP_RMDIR;
+	ustate_op_type t = op->type;
+
+	return t == USTATE_OP_CHECK_VERSION || t == USTATE_OP_SET ||
+	       t == USTATE_OP_CREATE || t == USTATE_OP_DELETE ||
+	       t == USTATE_OP_META ||
+	       (t == USTATE_OP_XATTR && !xattr_of_dir(op));
+}
+
+/* MKDIR, RMDIR; a record's XATTR is neither (see xattr_dirs_check()). */
+static bool op_on_dir(const ustate_op *op)
+{
+	return op->type == USTATE_OP_MKDIR || op->type == USTATE_OP_RMDIR;
 }
 
 static void plan_free(struct plan *p)
@@ -1270,7 +1382,7 @@ static int plan_make(struct plan *p, const ustate_op *ops, size_t n)
 				p->needs_read = true;
 			continue;
 		}
-		if (op_on_dir(op->type)) {
+		if (op_on_dir(op)) {
 			for (k = 0; k < p->ndirs; k++)
 				if (!strcmp(p->dirs[k].path, op->key))
 					break;
@@ -1296,7 +1408,9 @@ static int plan_make(struct plan *p, const ustate_op *ops, size_t n)
 			}
 			continue;
 		}
-		if (!op_on_key(op->type))
+		if (op->type == USTATE_OP_XATTR && xattr_of_dir(op))
+			continue; /* checked and written apart */
+		if (!op_on_key(op))
 			return -EINVAL;
 		for (k = 0; k < p->nkeys; k++)
 			if (!strcmp(p->keys[k].key, op->key))
@@ -1341,11 +1455,14 @@ static int plan_make(struct plan *p, const ustate_op *ops, size_t n)
 			if (t->state == UNKNOWN)
 				t->need = PRESENT;
 			t->state = ABSENT;
+			t->deleted = true;
+			t->xattrs = false;
 			t->value_op = -1;
 			t->meta = 2;
 			t->recreated = false;
 			break;
 		case USTATE_OP_META:
+		case USTATE_OP_XATTR:
 			if (t->state == ABSENT) {
 				p->static_fail = true;
 				break;
@@ -1353,6 +1470,10 @@ static int plan_make(struct plan *p, const ustate_op *ops, size_t n)
 			if (t->state == UNKNOWN)
 				t->need = PRESENT;
 			t->state = PRESENT;
+			if (op->type == USTATE_OP_XATTR) {
+				t->xattrs = true;
+				break;
+			}
 			t->meta = op->value ? 1 : 2;
 			t->meta_op = (int)i;
 			break;
@@ -1410,7 +1531,7 @@ static int plan_play(struct plan *p, ustate_txn_result *res)
 		put[k] = false;
 	}
 	for (i = 0; i < p->n; i++) {
-		if (!op_on_key(ops[i].type) ||
+		if (!op_on_key(&ops[i]) ||
 		    ops[i].type == USTATE_OP_CHECK_VERSION)
 			continue;
 		k = p->slot[i];
@@ -1428,6 +1549,7 @@ static int plan_play(struct plan *p, ustate_txn_result *res)
 			break;
 		case USTATE_OP_DELETE:
 		case USTATE_OP_META:
+		case USTATE_OP_XATTR:
 			if (!ver[k]) {
 				res->failed = i;
 				res->found = 0;
@@ -1446,14 +1568,14 @@ static int plan_play(struct plan *p, ustate_txn_result *res)
 		dpres[k] = p->dirs[k].root || p->dirs[k].v0;
 	for (i = 0; i < p->n; i++) {
 		k = p->slot[i];
-		if (op_on_dir(ops[i].type)) {
+		if (op_on_dir(&ops[i])) {
 			bool mk = ops[i].type == USTATE_OP_MKDIR;
 
 			res->versions[i] = !p->dirs[k].root && dpres[k] != mk;
 			dpres[k] = mk;
 			continue;
 		}
-		if (!op_on_key(ops[i].type) ||
+		if (!op_on_key(&ops[i]) ||
 		    ops[i].type == USTATE_OP_CHECK_VERSION)
 			continue;
 		/* One put of a key per Txn: its version moves once. */
@@ -1588,7 +1710,10 @@ static int build_dir(struct etcd_backend *e, const struct plan *p,
 	d->at = json_array_size(w);
 	if (d->state == ABSENT) {
 		d->src = DSRC_DEL;
-		return add(w, req_del(jkey(e, 'd', d->path, NULL), NULL));
+		/* Its xattrs go with it (stale anyway, see etcd_xattrs()). */
+		return add(w, req_del(jkey(e, 'd', d->path, NULL), NULL)) ||
+		       add(w, req_del(jkey(e, 'x', d->path, "\t"),
+				      jend(e, 'x', d->path, "\t")));
 	}
 	if (d->meta_op >= 0 || d->dropped) {
 		m[0] = '\0';
@@ -1605,6 +1730,132 @@ static int build_dir(struct etcd_backend *e, const struct plan *p,
 		   one(req_put_str(jkey(e, 'd', d->path, NULL), "")),
 		   json_array());
 	return add(nest, o);
+}
+
+/* The etcd key of XATTR op's attribute (the name its value starts with). */
+static json_t *xattr_jkey(const struct etcd_backend *e, const ustate_op *op)
+{
+	char suffix[USTATE_XATTR_NAME_MAX + 3];
+
+	snprintf(suffix, sizeof(suffix), "%s%s",
+		 xattr_of_dir(op) ? "\t" : "\tx", (const char *)op->value);
+	return jkey(e, xattr_of_dir(op) ? 'x' : 'k', op->key, suffix);
+}
+
+/* Whether XATTR ops i and j name the same attribute of the same path. */
+static bool xattr_same(const ustate_op *a, const ustate_op *b)
+{
+	return b->type == USTATE_OP_XATTR &&
+	       xattr_of_dir(a) == xattr_of_dir(b) && !strcmp(a->key, b->key) &&
+	       !strcmp(a->value, b->value);
+}
+
+/* The record of path among the plan's, or NULL. */
+static struct tdir *plan_dir(struct plan *p, const char *path)
+{
+	size_t k;
+
+	for (k = 0; k < p->ndirs; k++)
+		if (!strcmp(p->dirs[k].path, path))
+			return &p->dirs[k];
+	return NULL;
+}
+
+/*
+ * The writes of the XATTR ops into w: for each attribute the last op on
+ * it, when its key or record is there after the Txn (a delete's range
+ * takes the rest). A key deleted and written again loses those before
+ * (a range delete, unless an XATTR writes into that range: those before
+ * then stay, stale, see etcd_xattrs()).
+ */
+static int build_xattrs(struct etcd_backend *e, struct plan *p, json_t *w)
+{
+	const ustate_op *ops = p->ops, *op;
+	struct tdir *d;
+	size_t i, j, k;
+	int rc = 0;
+
+	for (k = 0; k < p->nkeys; k++) {
+		struct tkey *t = &p->keys[k];
+
+		if (t->deleted && t->state == PRESENT && !t->xattrs)
+			rc |= add(w, req_del(jkey(e, 'k', t->key, "\tx"),
+					     jend(e, 'k', t->key, "\tx")));
+	}
+	for (i = 0; i < p->n; i++) {
+		op = &ops[i];
+		if (op->type != USTATE_OP_XATTR)
+			continue;
+		for (j = i + 1; j < p->n && !xattr_same(op, &ops[j]); j++)
+			;
+		if (j < p->n)
+			continue;
+		if (xattr_of_dir(op)) {
+			d = plan_dir(p, op->key);
+			if (d && d->state == ABSENT)
+				continue;
+		} else if (p->keys[p->slot[i]].state == ABSENT) {
+			continue;
+		}
+		if (op->version & USTATE_XATTR_REMOVE) {
+			rc |= add(w, req_del(xattr_jkey(e, op), NULL));
+		} else {
+			size_t nlen = strlen(op->value) + 1;
+
+			rc |= add(w, req_put(xattr_jkey(e, op),
+					     (const char *)op->value + nlen,
+					     op->value_len - nlen));
+			p->xattr_puts++;
+		}
+	}
+	return rc ? -ENOMEM : 0;
+}
+
+/*
+ * Before the Txn: each XATTR of a record that the transaction does not
+ * make or drop before it needs the record there now (read here; an rmdir
+ * that lands between this read and the Txn leaves an attribute no read
+ * sees, as if it had come first and the rmdir after): -ENOENT, with
+ * res->failed, when it is not.
+ */
+static int xattr_dirs_check(struct etcd_backend *e, const struct plan *p,
+			    ustate_txn_result *res)
+{
+	const ustate_op *ops = p->ops;
+	json_t *resp = NULL;
+	size_t i, j;
+	int rc, state;
+
+	for (i = 0; i < p->n; i++) {
+		if (ops[i].type != USTATE_OP_XATTR || !xattr_of_dir(&ops[i]))
+			continue;
+		res->versions[i] = 0;
+		if (!strcmp(ops[i].key, "/"))
+			continue;
+		state = UNKNOWN;
+		for (j = 0; j < i; j++)
+			if (op_on_dir(&ops[j]) &&
+			    !strcmp(ops[j].key, ops[i].key))
+				state = ops[j].type == USTATE_OP_MKDIR ? PRESENT
+								       : ABSENT;
+		if (state == UNKNOWN) {
+			rc = read_call(e, "/v3/kv/range",
+				       op_range(jkey(e, 'd', ops[i].key, NULL),
+						NULL, true, true, 0),
+				       &resp);
+			if (rc < 0)
+				return rc;
+			state = ustate_etcd_get_u64(resp, "count") ? PRESENT
+								   : ABSENT;
+			json_decref(resp);
+		}
+		if (state == ABSENT) {
+			res->failed = i;
+			res->found = 0;
+			return -ENOENT;
+		}
+	}
+	return 0;
 }
 
 /* The compares of CHECK_CHILDREN op i and its read on failure. */
@@ -1823,7 +2074,7 @@ static bool txn_certain(const struct plan *p)
 		if (d->state != ABSENT && (d->meta_op >= 0 || d->dropped))
 			return true;
 	}
-	return false;
+	return p->xattr_puts > 0;
 }
 
 /* Build and send the Txn of a plan; *ok: whether its compares held. */
@@ -1891,7 +2142,7 @@ static int txn_send(struct etcd_backend *e, struct plan *p, json_t **resp,
 	 * the delete of a rename by it).
 	 */
 	for (i = 0; i < p->n && rc == 0; i++) {
-		if (!op_on_key(ops[i].type) ||
+		if (!op_on_key(&ops[i]) ||
 		    ops[i].type == USTATE_OP_CHECK_VERSION)
 			continue;
 		t = &p->keys[p->slot[i]];
@@ -1902,6 +2153,8 @@ static int txn_send(struct etcd_backend *e, struct plan *p, json_t **resp,
 	}
 	for (k = 0; k < p->ndirs && rc == 0; k++)
 		rc = build_dir(e, p, &p->dirs[k], nest, w);
+	if (rc == 0)
+		rc = build_xattrs(e, p, w);
 	if (rc) {
 		rc = -ENOMEM;
 		goto out;
@@ -2035,6 +2288,8 @@ static int etcd_txn(void *b, const ustate_op *ops, size_t n,
 	int rc;
 
 	rc = plan_make(&p, ops, n);
+	if (rc == 0)
+		rc = xattr_dirs_check(e, &p, res);
 	if (rc == 0)
 		rc = lease_resolve(e, &p, res);
 	if (rc < 0)
@@ -2510,14 +2765,20 @@ out:
  */
 struct exp {
 	struct etcd_backend *e;
-	struct walk keys[2], side[2], dirs;
+	struct walk keys[2], side[2], dirs, dx;
 	size_t nkeys, kseg;
-	json_t *kv[2], *skv[2], *dkv; /* the head of each walk, borrowed */
-	char *kk, *sk[2], *dk;	      /* their decoded etcd keys */
-	size_t kklen, sklen[2], dklen;
-	bool kend, send[2], dend;
+	json_t *kv[2], *skv[2], *dkv, *xkv; /* the head of each walk,
+					     * borrowed */
+	char *kk, *sk[2], *dk, *xk;	    /* their decoded etcd keys */
+	size_t kklen, sklen[2], dklen, xklen;
+	bool kend, send[2], dend, xend;
 	char *val; /* the record's value, owned */
 	uint64_t rev;
+	/* The record's metadata and xattrs, owned until the next one. */
+	ustate_meta meta;
+	ustate_xattr *xs;
+	char **xbufs; /* each xattr's name and value, in one block */
+	size_t nx, xcap;
 };
 
 /* A walk over [base + lo, base + hi) where base is PREFIX and tag. */
@@ -2565,6 +2826,133 @@ static int side_cmp(const char *side, const char *key)
 	return n < klen ? -1 : n > klen ? 1 : 0;
 }
 
+/* Forget the last record's xattrs. */
+static void exp_meta_reset(struct exp *x)
+{
+	size_t i;
+
+	for (i = 0; i < x->nx; i++)
+		free(x->xbufs[i]);
+	x->nx = 0;
+}
+
+/* Add the attribute name (nlen bytes) with kv's value to the record's. */
+static int exp_xattr(struct exp *x, const char *name, size_t nlen, json_t *kv)
+{
+	char *v, *buf;
+	size_t vlen;
+	void *grown;
+	int rc;
+
+	if (x->nx == x->xcap) {
+		grown = realloc(x->xs, (x->xcap * 2 + 4) * sizeof(*x->xs));
+		if (!grown)
+			return -ENOMEM;
+		x->xs = grown;
+		grown = realloc(x->xbufs,
+				(x->xcap * 2 + 4) * sizeof(*x->xbufs));
+		if (!grown)
+			return -ENOMEM;
+		x->xbufs = grown;
+		x->xcap = x->xcap * 2 + 4;
+	}
+	rc = ustate_etcd_get_bytes(kv, "value", &v, &vlen);
+	if (rc < 0)
+		return rc;
+	buf = malloc(nlen + 1 + vlen);
+	if (!buf) {
+		free(v);
+		return -ENOMEM;
+	}
+	memcpy(buf, name, nlen);
+	buf[nlen] = '\0';
+	memcpy(buf + nlen + 1, v, vlen);
+	free(v);
+	x->xbufs[x->nx] = buf;
+	x->xs[x->nx++] = (ustate_xattr){
+		.name = buf, .value = buf + nlen + 1, .value_len = vlen};
+	return 0;
+}
+
+/*
+ * The metadata and xattrs of key kp (its kv and side kvs) into r, by the
+ * rules of etcd_meta_get() and etcd_xattrs().
+ */
+static int exp_key_meta(struct exp *x, const char *kp, json_t *kv,
+			json_t *sides, ustate_record *r)
+{
+	uint64_t crev = ustate_etcd_get_u64(kv, "create_revision");
+	uint64_t mrev = ustate_etcd_get_u64(kv, "mod_revision"), inc, srev;
+	json_t *m = side_of(sides, 'm'), *c = side_of(sides, 'c'), *sk;
+	size_t i, klen, skip = x->e->plen + SIDE_LEN + strlen(kp) + 2;
+	char *k;
+	int rc = 0;
+
+	exp_meta_reset(x);
+	if (m && ustate_etcd_get_u64(m, "mod_revision") >= crev &&
+	    meta_parse(m, &x->meta) == 0) {
+		if (ustate_etcd_get_u64(m, "mod_revision") < mrev)
+			x->meta.flags &= ~(uint32_t)USTATE_META_MTIME;
+		r->meta = &x->meta;
+	}
+	inc = crev;
+	if (c && ustate_etcd_get_u64(c, "mod_revision") > inc)
+		inc = ustate_etcd_get_u64(c, "mod_revision");
+	json_array_foreach(sides, i, sk)
+	{
+		srev = ustate_etcd_get_u64(sk, "mod_revision");
+		rc = ustate_etcd_get_bytes(sk, "key", &k, &klen);
+		if (rc < 0)
+			return rc;
+		if (klen > skip && k[skip - 2] == '\t' && k[skip - 1] == 'x' &&
+		    srev >= inc)
+			rc = exp_xattr(x, k + skip, klen - skip, sk);
+		free(k);
+		if (rc < 0)
+			return rc;
+	}
+	r->xattrs = x->xs;
+	r->nxattrs = x->nx;
+	return 0;
+}
+
+/*
+ * The metadata of record dp (its kv, x->dkv) and its xattrs, from the walk
+ * of "//x" in step, into r: those of records gone (older than the record
+ * there now, or with none) are passed over.
+ */
+static int exp_dir_meta(struct exp *x, const char *dp, json_t *dkv,
+			ustate_record *r)
+{
+	uint64_t crev = ustate_etcd_get_u64(dkv, "create_revision");
+	struct etcd_backend *e = x->e;
+	size_t skip = e->plen + SIDE_LEN + strlen(dp) + 1;
+	int rc, c;
+
+	exp_meta_reset(x);
+	if (meta_parse(dkv, &x->meta) == 0)
+		r->meta = &x->meta;
+	while (!x->xend) {
+		c = side_cmp(head_path(e, x->xk, 'x'), dp);
+		if (c > 0)
+			break;
+		if (c == 0 &&
+		    ustate_etcd_get_u64(x->xkv, "mod_revision") >= crev &&
+		    x->xklen > skip) {
+			rc = exp_xattr(x, x->xk + skip, x->xklen - skip,
+				       x->xkv);
+			if (rc < 0)
+				return rc;
+		}
+		rc = exp_step(&x->dx, &x->xkv, &x->xk, &x->xklen, &x->xend);
+		if (rc < 0)
+			return rc;
+	}
+	r->xattrs = x->xs;
+	r->nxattrs = x->nx;
+	return 0;
+}
+
 static void exp_free(struct exp *x)
 {
 	size_t i;
@@ -2575,9 +2963,14 @@ static void exp_free(struct exp *x)
 		free(x->sk[i]);
 	}
 	walk_free(&x->dirs);
+	walk_free(&x->dx);
 	free(x->kk);
 	free(x->dk);
+	free(x->xk);
 	free(x->val);
+	exp_meta_reset(x);
+	free(x->xs);
+	free(x->xbufs);
 }
 
 static int exp_init(struct exp *x, struct etcd_backend *e, const char *prefix)
@@ -2621,6 +3014,13 @@ static int exp_init(struct exp *x, struct etcd_backend *e, const char *prefix)
 	rc = exp_walk(x, &x->side[0], 'k', prefix, hi);
 	if (rc == 0)
 		rc = exp_walk(x, &x->dirs, 'd', prefix, hi);
+	if (rc == 0)
+		rc = exp_walk(x, &x->dx, 'x', prefix, hi);
+	if (rc < 0)
+		return rc;
+	x->dx.keys_only = false;
+	x->dirs.keys_only = false; /* a record's value: its metadata */
+	rc = exp_step(&x->dx, &x->xkv, &x->xk, &x->xklen, &x->xend);
 	if (rc < 0)
 		return rc;
 	x->side[0].keys_only = false;
@@ -2685,8 +3085,10 @@ static int exp_next(struct exp *x, ustate_record *r)
 			if (!x->val)
 				return -ENOMEM;
 			r->key = x->val;
-			rc = exp_step(&x->dirs, &x->dkv, &x->dk, &x->dklen,
-				      &x->dend);
+			rc = exp_dir_meta(x, x->val, x->dkv, r);
+			if (rc == 0)
+				rc = exp_step(&x->dirs, &x->dkv, &x->dk,
+					      &x->dklen, &x->dend);
 			return rc < 0 ? rc : 1;
 		}
 		if (ustate_key_valid(kp) < 0 ||
@@ -2723,9 +3125,10 @@ static int exp_next(struct exp *x, ustate_record *r)
 			ustate_entry *en = NULL;
 
 			rc = entry_of(kp, x->kv[0], sides, &en);
-			json_decref(sides);
-			if (rc < 0)
+			if (rc < 0) {
+				json_decref(sides);
 				return rc;
+			}
 			free(x->val);
 			x->val = (char *)en;
 			memset(r, 0, sizeof(*r));
@@ -2737,6 +3140,10 @@ static int exp_next(struct exp *x, ustate_record *r)
 			r->created_at = en->created_at;
 			r->updated_at = en->updated_at;
 			r->mod_revision = en->mod_revision;
+			rc = exp_key_meta(x, en->key, x->kv[0], sides, r);
+			json_decref(sides);
+			if (rc < 0)
+				return rc;
 		}
 		rc = exp_next_key(x);
 		return rc < 0 ? rc : 1;
@@ -2779,6 +3186,78 @@ static int backup_next(void *arg, ustate_record *r)
 	return rc;
 }
 
+/*
+ * The root's metadata and xattrs, which are no record, into the copy sq:
+ * one transaction after the restore (read after the snapshot).
+ */
+static int backup_root(struct etcd_backend *e,
+		       const struct ustate_backend_ops *ops, void *sq)
+{
+	ustate_txn_result res = {0};
+	size_t len = 0, off = 0, n = 0, k = 0, nlen, vlen, i;
+	uint64_t *versions = NULL;
+	ustate_op *txn = NULL;
+	char **bufs = NULL;
+	const char *name;
+	void *blob = NULL;
+	const void *v;
+	ustate_meta m;
+	bool meta;
+	int rc;
+
+	rc = etcd_meta_get(e, "/", USTATE_META_DIR, &m);
+	meta = rc == 0;
+	if (rc == -ENOENT)
+		rc = 0;
+	if (rc == 0)
+		rc = etcd_xattrs(e, "/", USTATE_META_DIR, &blob, &len);
+	if (rc == -ENOENT)
+		rc = 0;
+	while (rc == 0 &&
+	       ustate_xattr_entry(blob, len, &off, &name, &v, &vlen) == 1)
+		k++;
+	if (rc < 0 || (!meta && !k))
+		goto out;
+	txn = calloc(k + 1, sizeof(*txn));
+	bufs = calloc(k + 1, sizeof(*bufs));
+	versions = calloc(k + 1, sizeof(*versions));
+	if (!txn || !bufs || !versions) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if (meta)
+		txn[n++] = (ustate_op){.type = USTATE_OP_MKDIR,
+				       .key = "/",
+				       .value = &m,
+				       .value_len = sizeof(m)};
+	for (off = 0, i = 0; i < k; i++) {
+		ustate_xattr_entry(blob, len, &off, &name, &v, &vlen);
+		nlen = strlen(name) + 1;
+		bufs[i] = malloc(nlen + vlen);
+		if (!bufs[i]) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		memcpy(bufs[i], name, nlen);
+		memcpy(bufs[i] + nlen, v, vlen);
+		txn[n++] = (ustate_op){.type = USTATE_OP_XATTR,
+				       .key = "/",
+				       .version = USTATE_META_DIR,
+				       .value = bufs[i],
+				       .value_len = nlen + vlen};
+	}
+	res.versions = versions;
+	rc = ops->txn(sq, txn, n, &res, USTATE_TXN_NO_REVISION);
+out:
+	for (i = 0; bufs && i < k; i++)
+		free(bufs[i]);
+	free(bufs);
+	free(txn);
+	free(versions);
+	free(blob);
+	return rc;
+}
+
 static int etcd_backup(void *b, const char *path, ustate_progress_fn progress,
 		       void *arg)
 {
@@ -2801,6 +3280,8 @@ static int etcd_backup(void *b, const char *path, ustate_progress_fn progress,
 	if (rc == 0)
 		rc = ops->restore(sq, backup_next, &f, 0, &res);
 	exp_free(&f.x);
+	if (rc == 0)
+		rc = backup_root(e, ops, sq);
 	ops->close(sq);
 	if (rc == 0 && progress)
 		rc = progress(arg, f.done, f.done);
@@ -3367,6 +3848,7 @@ static const struct ustate_backend_ops etcd_ops = {
 	/* etcd compacts the whole cluster, other prefixes too: not ours. */
 	.compact = NULL,
 	.meta_get = etcd_meta_get,
+	.xattrs = etcd_xattrs,
 	.node = etcd_node,
 	.watch_from = etcd_watch_from,
 	.lease_grant = etcd_lease_grant,

@@ -45,8 +45,11 @@ struct mem_node {
 	uint64_t mod_revision;
 	bool has_meta; /* owner and mode (USTATE_OP_META, MKDIR) */
 	ustate_meta meta;
-	uint64_t meta_pin;	 /* a key's version when meta.mtime_ns was
-				  * set: it holds until the next write */
+	uint64_t meta_pin; /* a key's version when meta.mtime_ns was
+			    * set: it holds until the next write */
+	char *xattrs;	   /* extended attributes, a blob of
+			    * ustate_xattr_entry()'s, or NULL */
+	size_t xattrs_len;
 	struct mem_lease *lease; /* the key's lease, or NULL: a lease ends
 				  * only with all its keys, so it outlives
 				  * every node that points to it */
@@ -78,6 +81,8 @@ struct mem_backend {
 	uint64_t rev;		   /* protected by m->lock */
 	bool has_root_meta;	   /* protected by m->lock */
 	ustate_meta root_meta;	   /* protected by m->lock */
+	char *root_xattrs;	   /* protected by m->lock */
+	size_t root_xattrs_len;	   /* protected by m->lock */
 	uint64_t compacted;	   /* protected by m->lock: history before it
 				    * was dropped by ustate_compact() */
 	/* A ring of hcap changes, hlen of them from hhead, by revision. */
@@ -140,6 +145,14 @@ static int map_init(struct mem_map *map)
 	return 0;
 }
 
+/* Free a node that no map links (any more). */
+static void node_free(struct mem_node *x)
+{
+	free(x->value);
+	free(x->xattrs);
+	free(x);
+}
+
 /* Free every node of map and its sentinel. */
 static void map_destroy(struct mem_map *map)
 {
@@ -147,8 +160,7 @@ static void map_destroy(struct mem_map *map)
 
 	for (x = map->head->next[0]; x; x = next) {
 		next = x->next[0];
-		free(x->value);
-		free(x);
+		node_free(x);
 	}
 	free(map->head);
 }
@@ -208,8 +220,7 @@ static void node_unlink(struct mem_map *map, struct mem_node *x)
 		update[i]->next[i] = x->next[i];
 	while (map->level > 1 && !map->head->next[map->level - 1])
 		map->level--;
-	free(x->value);
-	free(x);
+	node_free(x);
 }
 
 /* The k-th oldest change in the history ring. */
@@ -280,6 +291,7 @@ static void mem_close(void *b)
 
 	map_destroy(&m->keys);
 	map_destroy(&m->dirs);
+	free(m->root_xattrs);
 	for (i = 0; i < m->nleases; i++)
 		free(m->leases[i]);
 	free(m->leases);
@@ -416,14 +428,82 @@ static int op_is_dir(ustate_op_type type)
 
 static int op_writes_key(ustate_op_type type)
 {
-	return !ustate_op_is_check(type) && !op_is_dir(type) &&
-	       type != USTATE_OP_META;
+	return ustate_op_writes_key(type);
 }
 
-/* Whether an op is played on a key: a write, or a META. */
-static int op_on_key(ustate_op_type type)
+/* Whether an XATTR op names a directory record (else a key). */
+static bool xattr_of_dir(const ustate_op *op)
 {
-	return op_writes_key(type) || type == USTATE_OP_META;
+	return (op->version & ~(uint64_t)USTATE_XATTR_REMOVE) ==
+	       USTATE_META_DIR;
+}
+
+/* Whether an op is played on a record: MKDIR, RMDIR, a record's XATTR. */
+static bool op_on_dir(const ustate_op *op)
+{
+	return op_is_dir(op->type) ||
+	       (op->type == USTATE_OP_XATTR && xattr_of_dir(op));
+}
+
+/* Whether an op is played on a key: a write, a META, a key's XATTR. */
+static bool op_on_key(const ustate_op *op)
+{
+	return op_writes_key(op->type) || op->type == USTATE_OP_META ||
+	       (op->type == USTATE_OP_XATTR && !xattr_of_dir(op));
+}
+
+/*
+ * Apply an XATTR op to the blob *x of *len bytes: a new blob in its place
+ * (NULL when empty), the old one freed; 0, -ENOMEM (unchanged) or -EIO.
+ */
+static int xattr_apply(char **x, size_t *len, const ustate_op *op)
+{
+	const char *name = op->value, *n;
+	size_t nlen = strlen(name) + 1, off = 0, used = 0, cap = 0, vlen;
+	bool rm = op->version & USTATE_XATTR_REMOVE, done = rm;
+	char *out = NULL;
+	const void *v;
+	int rc, c;
+
+	while ((rc = ustate_xattr_entry(*x, *len, &off, &n, &v, &vlen)) == 1) {
+		c = strcmp(n, name);
+		if (c > 0 && !done) {
+			rc = ustate_xattr_append(&out, &used, &cap, name,
+						 name + nlen,
+						 op->value_len - nlen);
+			done = true;
+		}
+		if (rc >= 0 && c)
+			rc = ustate_xattr_append(&out, &used, &cap, n, v, vlen);
+		if (rc < 0)
+			break;
+	}
+	if (rc == 0 && !done)
+		rc = ustate_xattr_append(&out, &used, &cap, name, name + nlen,
+					 op->value_len - nlen);
+	if (rc < 0) {
+		free(out);
+		return rc;
+	}
+	free(*x);
+	*x = used ? out : NULL;
+	*len = used;
+	if (!used)
+		free(out);
+	return 0;
+}
+
+/* A copy of the blob x of len bytes into *out (NULL for none). */
+static int xattr_dup(const char *x, size_t len, char **out)
+{
+	*out = NULL;
+	if (!x)
+		return 0;
+	*out = malloc(len);
+	if (!*out)
+		return -ENOMEM;
+	memcpy(*out, x, len);
+	return 0;
 }
 
 /* A write or directory op of a transaction, to sort such ops by key. */
@@ -444,6 +524,9 @@ struct txn_key {
 	bool has_meta;		/* the metadata after the transaction */
 	ustate_meta meta;
 	uint64_t meta_pin;
+	bool xset;    /* the xattrs below replace the node's */
+	char *xattrs; /* the xattrs after the transaction */
+	size_t xattrs_len;
 	struct mem_lease *lease; /* the lease after the transaction */
 };
 
@@ -456,6 +539,9 @@ struct txn_dir {
 	struct mem_node *fresh; /* the node to link when it is new */
 	bool has_meta;		/* the metadata after the transaction */
 	ustate_meta meta;
+	bool xset;    /* the xattrs below replace the record's */
+	char *xattrs; /* the xattrs after the transaction */
+	size_t xattrs_len;
 };
 
 /* Set *has and *m as an op's metadata (a ustate_meta, or NULL) says. */
@@ -578,11 +664,28 @@ static int txn_stage(struct mem_backend *m, const ustate_op *ops,
 		}
 		for (k = s; k < e; k++) {
 			i = slot[k].idx;
-			if (ops[i].type == USTATE_OP_META)
+			if (ops[i].type == USTATE_OP_XATTR && !t->xset) {
+				err = xattr_dup(
+					t->node ? t->node->xattrs : NULL,
+					t->node ? t->node->xattrs_len : 0,
+					&t->xattrs);
+				t->xattrs_len =
+					t->xattrs ? t->node->xattrs_len : 0;
+				t->xset = err == 0;
+				if (err < 0) {
+					*nkeys = nk;
+					return err;
+				}
+			}
+			if (ops[i].type == USTATE_OP_META ||
+			    ops[i].type == USTATE_OP_XATTR)
 				err = ver ? 0 : -ENOENT;
 			else
 				err = txn_step(&ops[i], &ver, &created, now,
 					       &chg[i]);
+			if (err == 0 && ops[i].type == USTATE_OP_XATTR)
+				err = xattr_apply(&t->xattrs, &t->xattrs_len,
+						  &ops[i]);
 			if (err < 0) {
 				if (!rc || i < res->failed) {
 					rc = err;
@@ -597,9 +700,16 @@ static int txn_stage(struct mem_backend *m, const ustate_op *ops,
 				t->meta_pin = ver;
 				continue;
 			}
-			/* A delete takes the owner with the key. */
-			if (ops[i].type == USTATE_OP_DELETE)
+			if (ops[i].type == USTATE_OP_XATTR)
+				continue;
+			/* A delete takes the owner and xattrs with the key. */
+			if (ops[i].type == USTATE_OP_DELETE) {
 				t->has_meta = false;
+				free(t->xattrs);
+				t->xattrs = NULL;
+				t->xattrs_len = 0;
+				t->xset = true;
+			}
 			t->written = true;
 			t->last = i;
 		}
@@ -667,6 +777,19 @@ static struct mem_node *node_place(struct mem_map *map, struct mem_node *x,
 	return x;
 }
 
+/* Give x the xattrs *xattrs (taken) of a transaction, if it *set any. */
+static void xattrs_take(struct mem_node *x, bool *set, char **xattrs,
+			size_t len)
+{
+	if (!*set)
+		return;
+	free(x->xattrs);
+	x->xattrs = *xattrs;
+	x->xattrs_len = len;
+	*xattrs = NULL;
+	*set = false;
+}
+
 /*
  * Make a prepared transaction the state of the store; this cannot fail. It
  * takes over the values and nodes it uses, leaving NULL in their place;
@@ -681,15 +804,20 @@ static void txn_commit(struct mem_backend *m, const ustate_op *ops,
 	for (k = 0; k < nk; k++) {
 		x = keys[k].node;
 		if (!keys[k].written) {
-			/* Only META ops, which found the key: x exists. */
+			/* Only META and XATTR ops, which found the key: x
+			 * exists. */
 			x->has_meta = keys[k].has_meta;
 			x->meta = keys[k].meta;
 			x->meta_pin = keys[k].meta_pin;
+			xattrs_take(x, &keys[k].xset, &keys[k].xattrs,
+				    keys[k].xattrs_len);
 			continue;
 		}
 		x = node_place(&m->keys, x, &keys[k].fresh, keys[k].version);
 		if (!x)
 			continue;
+		xattrs_take(x, &keys[k].xset, &keys[k].xattrs,
+			    keys[k].xattrs_len);
 		free(x->value);
 		x->value = keys[k].value;
 		keys[k].value = NULL;
@@ -711,12 +839,14 @@ static void txn_commit(struct mem_backend *m, const ustate_op *ops,
  * after the transaction. This fills dirs[] (*ndirs of them) and
  * res->versions for each op.
  */
-static void txn_stage_dirs(struct mem_backend *m, const ustate_op *ops,
-			   const struct txn_slot *slot, size_t nd,
-			   struct txn_dir *dirs, size_t *ndirs,
-			   struct ustate_change *chg, ustate_txn_result *res)
+static int txn_stage_dirs(struct mem_backend *m, const ustate_op *ops,
+			  const struct txn_slot *slot, size_t nd,
+			  struct txn_dir *dirs, size_t *ndirs,
+			  struct ustate_change *chg, ustate_txn_result *res,
+			  size_t *failed)
 {
 	size_t s, e, k, i, nn = 0;
+	int rc = 0, err;
 
 	for (s = 0; s < nd; s = e) {
 		struct txn_dir *d = &dirs[nn++];
@@ -734,6 +864,39 @@ static void txn_stage_dirs(struct mem_backend *m, const ustate_op *ops,
 			d->meta = d->root ? m->root_meta : d->node->meta;
 		for (k = s; k < e; k++) {
 			i = slot[k].idx;
+			if (ops[i].type == USTATE_OP_XATTR) {
+				err = d->present ? 0 : -ENOENT;
+				if (err == 0 && !d->xset) {
+					err = d->root ? xattr_dup(
+								m->root_xattrs,
+								m->root_xattrs_len,
+								&d->xattrs)
+						      : xattr_dup(
+								d->node ? d->node->xattrs
+									: NULL,
+								d->node ? d->node->xattrs_len
+									: 0,
+								&d->xattrs);
+					d->xattrs_len =
+						!d->xattrs ? 0
+						: d->root  ? m->root_xattrs_len
+							  : d->node->xattrs_len;
+					d->xset = err == 0;
+				}
+				if (err == 0)
+					err = xattr_apply(&d->xattrs,
+							  &d->xattrs_len,
+							  &ops[i]);
+				res->versions[i] = 0;
+				if (err < 0) {
+					if (!rc || i < *failed) {
+						rc = err;
+						*failed = i;
+					}
+					break;
+				}
+				continue;
+			}
 			/*
 			 * Each op that makes or drops the record is a change
 			 * (the root is no record: only its metadata changes).
@@ -747,9 +910,14 @@ static void txn_stage_dirs(struct mem_backend *m, const ustate_op *ops,
 						? USTATE_EVENT_DIR_CREATED
 						: USTATE_EVENT_DIR_DELETED;
 			if (ops[i].type == USTATE_OP_RMDIR) {
-				/* The record takes its owner along. */
+				/* The record takes its owner and xattrs along.
+				 */
 				d->present = 0;
 				d->has_meta = false;
+				free(d->xattrs);
+				d->xattrs = NULL;
+				d->xattrs_len = 0;
+				d->xset = !d->root;
 				continue;
 			}
 			d->present = 1;
@@ -758,6 +926,7 @@ static void txn_stage_dirs(struct mem_backend *m, const ustate_op *ops,
 		}
 	}
 	*ndirs = nn;
+	return rc;
 }
 
 /*
@@ -772,7 +941,7 @@ static int txn_prepare_dirs(struct mem_backend *m, const ustate_op *ops,
 
 	*nchg = 0;
 	for (i = 0; i < n; i++) {
-		if (!op_is_dir(ops[i].type) || !chg[i].type)
+		if (!op_on_dir(&ops[i]) || !chg[i].type)
 			continue;
 		++*nchg;
 		if (!m->keep)
@@ -805,6 +974,12 @@ static void txn_commit_dirs(struct mem_backend *m, struct txn_dir *dirs,
 		if (dirs[k].root) {
 			m->has_root_meta = dirs[k].has_meta;
 			m->root_meta = dirs[k].meta;
+			if (dirs[k].xset) {
+				free(m->root_xattrs);
+				m->root_xattrs = dirs[k].xattrs;
+				m->root_xattrs_len = dirs[k].xattrs_len;
+				dirs[k].xattrs = NULL;
+			}
 			continue;
 		}
 		x = node_place(&m->dirs, dirs[k].node, &dirs[k].fresh,
@@ -812,6 +987,8 @@ static void txn_commit_dirs(struct mem_backend *m, struct txn_dir *dirs,
 		if (x) {
 			x->has_meta = dirs[k].has_meta;
 			x->meta = dirs[k].meta;
+			xattrs_take(x, &dirs[k].xset, &dirs[k].xattrs,
+				    dirs[k].xattrs_len);
 		}
 	}
 }
@@ -870,8 +1047,9 @@ static int txn_locked(struct mem_backend *m, const ustate_op *ops, size_t n,
 	struct txn_dir *dirs = NULL;
 	struct ustate_change *chg = NULL;
 	size_t nw = 0, nk = 0, nkw, nd = 0, ndirs = 0, ndc, kw, kd, i;
+	size_t dfailed = 0;
 	int64_t now, now_ms = ustate_clock_ms();
-	int rc;
+	int rc, drc;
 
 	now = time(NULL);
 	res->revision = m->rev;
@@ -881,9 +1059,9 @@ static int txn_locked(struct mem_backend *m, const ustate_op *ops, size_t n,
 	if (rc < 0)
 		goto out;
 	for (i = 0; i < n; i++) {
-		if (op_is_dir(ops[i].type))
+		if (op_on_dir(&ops[i]))
 			nd++;
-		else if (op_on_key(ops[i].type))
+		else if (op_on_key(&ops[i]))
 			nw++;
 	}
 	if (!nw && !nd)
@@ -906,16 +1084,23 @@ static int txn_locked(struct mem_backend *m, const ustate_op *ops, size_t n,
 	for (i = 0, kw = 0, kd = nw; i < n; i++) {
 		if (ustate_op_is_check(ops[i].type))
 			continue;
-		sl = op_is_dir(ops[i].type) ? &slot[kd++] : &slot[kw++];
+		sl = op_on_dir(&ops[i]) ? &slot[kd++] : &slot[kw++];
 		sl->key = ops[i].key;
 		sl->idx = i;
 	}
 	qsort(slot, nw, sizeof(*slot), slot_cmp);
 	qsort(slot + nw, nd, sizeof(*slot), slot_cmp);
 	rc = txn_stage(m, ops, slot, nw, keys, &nk, chg, res, now);
+	/* Keys and records fail apart: the first failure in op order. */
+	drc = txn_stage_dirs(m, ops, slot + nw, nd, dirs, &ndirs, chg, res,
+			     &dfailed);
+	if (drc < 0 && (!rc || (rc != -ENOMEM && dfailed < res->failed))) {
+		rc = drc;
+		res->failed = dfailed;
+		res->found = 0;
+	}
 	if (rc < 0)
 		goto out;
-	txn_stage_dirs(m, ops, slot + nw, nd, dirs, &ndirs, chg, res);
 	for (i = 0; i < nk; i++)
 		if (keys[i].written && keys[i].version &&
 		    op_lease(&ops[keys[i].last]))
@@ -949,9 +1134,12 @@ out:
 	for (i = 0; i < nk; i++) {
 		free(keys[i].value);
 		free(keys[i].fresh);
+		free(keys[i].xattrs);
 	}
-	for (i = 0; i < ndirs; i++)
+	for (i = 0; i < ndirs; i++) {
 		free(dirs[i].fresh);
+		free(dirs[i].xattrs);
+	}
 	for (i = 0; chg && i < n; i++)
 		free(chg[i].key);
 	free(chg);
@@ -1065,13 +1253,50 @@ static bool has_prefix(const struct mem_node *x, const char *prefix,
 	return x && !strncmp(x->key, prefix, plen);
 }
 
+/*
+ * The metadata (into *meta) and xattrs (into *xs, grown to *cap) of node
+ * x, a key when key, for its record r.
+ */
+static int export_meta(const struct mem_node *x, bool key, ustate_record *r,
+		       ustate_meta *meta, ustate_xattr **xs, size_t *cap)
+{
+	const char *name;
+	const void *v;
+	size_t off = 0, vlen, n = 0;
+	ustate_xattr *grown;
+
+	if (x->has_meta) {
+		*meta = x->meta;
+		if (key && x->meta_pin != x->version)
+			meta->flags &= ~(uint32_t)USTATE_META_MTIME;
+		r->meta = meta;
+	}
+	while (ustate_xattr_entry(x->xattrs, x->xattrs_len, &off, &name, &v,
+				  &vlen) == 1) {
+		if (n == *cap) {
+			grown = realloc(*xs, (*cap * 2 + 4) * sizeof(**xs));
+			if (!grown)
+				return -ENOMEM;
+			*xs = grown;
+			*cap = *cap * 2 + 4;
+		}
+		(*xs)[n++] = (ustate_xattr){
+			.name = name, .value = v, .value_len = vlen};
+	}
+	r->xattrs = *xs;
+	r->nxattrs = n;
+	return 0;
+}
+
 /* Walk the keys and the records in step, merging them by path. */
 static int mem_export(void *b, const char *prefix, ustate_export_fn fn,
 		      void *arg)
 {
 	struct mem_backend *m = b;
-	size_t plen = strlen(prefix);
-	struct mem_node *k, *d;
+	size_t plen = strlen(prefix), xcap = 0;
+	struct mem_node *k, *d, *x;
+	ustate_xattr *xs = NULL;
+	ustate_meta meta;
 	ustate_record r;
 	int rc;
 
@@ -1095,15 +1320,21 @@ static int mem_export(void *b, const char *prefix, ustate_export_fn fn,
 				.updated_at = k->updated_at,
 				.mod_revision = k->mod_revision,
 			};
+			x = k;
 			k = k->next[0];
 		} else {
 			r = (ustate_record){.type = USTATE_RECORD_DIR,
 					    .key = d->key};
+			x = d;
 			d = d->next[0];
 		}
-		rc = fn(arg, &r);
+		rc = export_meta(x, r.type == USTATE_RECORD_KEY, &r, &meta, &xs,
+				 &xcap);
+		if (rc == 0)
+			rc = fn(arg, &r);
 	}
 	pthread_rwlock_unlock(&m->lock);
+	free(xs);
 	return rc;
 }
 
@@ -1126,17 +1357,30 @@ static int stage_record(struct staged *st, const ustate_record *r)
 	bool is_key = r->type == USTATE_RECORD_KEY;
 	struct mem_map *map = is_key ? &st->keys : &st->dirs;
 	struct mem_node *x;
+	size_t i, cap = 0;
 
 	if (find(map, r->key))
 		return -EEXIST;
 	x = node_new(&st->rng, r->key);
 	if (!x)
 		return -ENOMEM;
+	/* Its metadata and xattrs, the restored key's from its version on. */
+	x->has_meta = r->meta != NULL;
+	if (r->meta)
+		x->meta = *r->meta;
+	x->meta_pin = r->version;
+	for (i = 0; i < r->nxattrs; i++)
+		if (ustate_xattr_append(&x->xattrs, &x->xattrs_len, &cap,
+					r->xattrs[i].name, r->xattrs[i].value,
+					r->xattrs[i].value_len) < 0) {
+			node_free(x);
+			return -ENOMEM;
+		}
 	if (is_key) {
 		/* + 1: a valid pointer even for an empty value */
 		x->value = malloc(r->value_len + 1);
 		if (!x->value) {
-			free(x);
+			node_free(x);
 			return -ENOMEM;
 		}
 		if (r->value_len)
@@ -1183,12 +1427,11 @@ static void stage_free(struct staged *st)
 			map_destroy(&st->dirs);
 	} else {
 		for (i = 0; i < st->nkeys; i++)
-			if (st->key[i]) {
-				free(st->key[i]->value);
-				free(st->key[i]);
-			}
+			if (st->key[i])
+				node_free(st->key[i]);
 		for (i = 0; i < st->ndirs; i++)
-			free(st->dir[i]);
+			if (st->dir[i])
+				node_free(st->dir[i]);
 		free(st->keys.head);
 		free(st->dirs.head);
 	}
@@ -1279,6 +1522,19 @@ static int restore_plan(struct mem_backend *m, struct staged *st,
 	return hist_reserve(m, cnt + dcnt);
 }
 
+/* Give x the metadata and xattrs of staged node from (which keeps none). */
+static void meta_move(struct mem_node *x, struct mem_node *from)
+{
+	x->has_meta = from->has_meta;
+	x->meta = from->meta;
+	x->meta_pin = from->meta_pin;
+	free(x->xattrs);
+	x->xattrs = from->xattrs;
+	x->xattrs_len = from->xattrs_len;
+	from->xattrs = NULL;
+	from->xattrs_len = 0;
+}
+
 /* Apply a planned restore, as one revision; this cannot fail. */
 static void restore_commit(struct mem_backend *m, struct staged *st,
 			   unsigned flags, struct restore_step *steps, size_t n,
@@ -1329,9 +1585,19 @@ static void restore_commit(struct mem_backend *m, struct staged *st,
 				node_unlink(&m->dirs, x);
 		}
 	}
+	/*
+	 * Every key already there, changed or left as it was, takes its
+	 * record's metadata (a new one was linked with its own).
+	 */
+	for (i = 0; i < st->nkeys; i++)
+		if (st->key[i] && (old = find(&m->keys, st->key[i]->key)))
+			meta_move(old, st->key[i]);
 	for (i = 0; i < st->ndirs; i++) {
-		if (find(&m->dirs, st->dir[i]->key))
+		old = find(&m->dirs, st->dir[i]->key);
+		if (old) {
+			meta_move(old, st->dir[i]);
 			continue;
+		}
 		node_link(&m->dirs, st->dir[i]);
 		st->dir[i] = NULL;
 	}
@@ -1565,6 +1831,32 @@ static int mem_meta_get(void *b, const char *path, unsigned which,
 	}
 	pthread_rwlock_unlock(&m->lock);
 	return has ? 0 : -ENOENT;
+}
+
+static int mem_xattrs(void *b, const char *path, unsigned which, void **blob,
+		      size_t *len)
+{
+	struct mem_backend *m = b;
+	struct mem_node *x;
+	const char *src = NULL;
+	int rc;
+
+	rc = -pthread_rwlock_rdlock(&m->lock);
+	if (rc < 0)
+		return rc;
+	if (which == USTATE_META_DIR && !strcmp(path, "/")) {
+		src = m->root_xattrs;
+		*len = m->root_xattrs_len;
+	} else {
+		x = find(which == USTATE_META_DIR ? &m->dirs : &m->keys, path);
+		if (x) {
+			src = x->xattrs;
+			*len = x->xattrs_len;
+		}
+	}
+	rc = src ? xattr_dup(src, *len, (char **)blob) : -ENOENT;
+	pthread_rwlock_unlock(&m->lock);
+	return rc;
 }
 
 /* ---- leases ------------------------------------------------------------ */
@@ -1906,6 +2198,7 @@ static const struct ustate_backend_ops mem_ops = {
 	.check = mem_check,
 	.compact = mem_compact,
 	.meta_get = mem_meta_get,
+	.xattrs = mem_xattrs,
 	.lease_grant = mem_lease_grant,
 	.lease_keepalive = mem_lease_keepalive,
 	.lease_revoke = mem_lease_revoke,

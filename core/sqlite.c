@@ -22,7 +22,9 @@
  * beside it in ustate_meta_times, so that ustate_meta keeps the columns
  * older libraries insert into; a key's row there holds the version the
  * key had when its mtime was set (pin), and the mtime holds while the
- * key is still at that version, whoever writes it next.
+ * key is still at that version, whoever writes it next. Extended
+ * attributes live in ustate_xattrs, a row per name, tied to their key or
+ * record by triggers as the metadata is.
  *
  * Leases live in ustate_leases and ustate_lease_keys (see lease_sql):
  * triggers detach a key that any program writes without attaching it,
@@ -112,6 +114,12 @@ enum {
 	ST_META_DROP,
 	ST_TIMES_SET,
 	ST_TIMES_DROP,
+	ST_XATTR_SET,
+	ST_XATTR_DROP,
+	ST_XATTRS_GET,
+	ST_DIR_EXISTS,
+	ST_META_DROP_DIR,
+	ST_XATTRS_DROP,
 	ST_NODE,
 	ST_GET_L,
 	ST_NODE_L,
@@ -193,6 +201,18 @@ static const char *const sql_text[ST_COUNT] = {
 			 "pin = excluded.pin, ctime = excluded.ctime",
 	[ST_TIMES_DROP] = "DELETE FROM ustate_meta_times WHERE path = ?1 AND "
 			  "dir = ?2",
+	[ST_XATTR_SET] = "INSERT INTO ustate_xattrs VALUES (?1, ?2, ?3, ?4) "
+			 "ON CONFLICT(path, dir, name) DO UPDATE SET "
+			 "value = excluded.value",
+	[ST_XATTR_DROP] = "DELETE FROM ustate_xattrs WHERE path = ?1 AND "
+			  "dir = ?2 AND name = ?3",
+	[ST_XATTRS_GET] = "SELECT name, value FROM ustate_xattrs WHERE "
+			  "path = ?1 AND dir = ?2 ORDER BY name",
+	[ST_DIR_EXISTS] = "SELECT 1 FROM ustate_dirs WHERE path = ?1",
+	[ST_META_DROP_DIR] = "DELETE FROM ustate_meta WHERE path = ?1 AND "
+			     "dir = 1",
+	[ST_XATTRS_DROP] = "DELETE FROM ustate_xattrs WHERE path = ?1 AND "
+			   "dir = ?2",
 	/*
 	 * ustate_node_get() in one read: ?1 the path, ?2 the path + "/", ?3
 	 * that + 0xff: the store revision, whether keys or records lie
@@ -410,6 +430,24 @@ static const char meta_sql[] =
 	" AFTER DELETE ON ustate_meta BEGIN"
 	" DELETE FROM ustate_meta_times WHERE path = OLD.path"
 	"  AND dir = OLD.dir;"
+	" END;"
+	"CREATE TABLE IF NOT EXISTS ustate_xattrs ("
+	" path TEXT NOT NULL,"
+	" dir INTEGER NOT NULL,"
+	" name TEXT NOT NULL,"
+	" value BLOB NOT NULL,"
+	" PRIMARY KEY (path, dir, name)) WITHOUT ROWID;"
+	"CREATE TRIGGER IF NOT EXISTS ustate_xattrs_kv_delete"
+	" AFTER DELETE ON kv_store BEGIN"
+	" DELETE FROM ustate_xattrs WHERE path = OLD.key AND dir = 0;"
+	" END;"
+	"CREATE TRIGGER IF NOT EXISTS ustate_xattrs_kv_rename"
+	" AFTER UPDATE OF key ON kv_store WHEN OLD.key IS NOT NEW.key BEGIN"
+	" DELETE FROM ustate_xattrs WHERE path = OLD.key AND dir = 0;"
+	" END;"
+	"CREATE TRIGGER IF NOT EXISTS ustate_xattrs_rmdir"
+	" AFTER DELETE ON ustate_dirs BEGIN"
+	" DELETE FROM ustate_xattrs WHERE path = OLD.path AND dir = 1;"
 	" END;";
 
 /*
@@ -490,6 +528,7 @@ struct sq {
 	ino_t ino;
 	bool has_meta;	 /* ustate_meta exists; atomic */
 	bool has_times;	 /* ustate_meta_times exists; atomic */
+	bool has_xattrs; /* ustate_xattrs exists; atomic */
 	bool has_leases; /* the lease tables exist; set at open */
 	/* Turns between processes; NULL: SQLite's busy handler alone. */
 	struct ustate_turns *turns; /* taken under wlock */
@@ -1489,6 +1528,63 @@ static int meta_op(struct conn *c, const ustate_op *op, uint64_t *v,
 	return rc < 0 ? rc : meta_set(c, op, 0, *v);
 }
 
+/*
+ * USTATE_OP_XATTR: the key (or record, or "/") must exist; then one row
+ * set or removed.
+ */
+static int xattr_op(struct conn *c, const ustate_op *op, uint64_t *v,
+		    ustate_txn_result *res)
+{
+	int dir = (op->version & ~(uint64_t)USTATE_XATTR_REMOVE) ==
+		  USTATE_META_DIR;
+	const char *name = op->value;
+	size_t nlen = strlen(name) + 1;
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	*v = 0;
+	if (!dir) {
+		rc = version_on(c, op->key, v);
+	} else if (strcmp(op->key, "/")) {
+		rc = stmt(c, ST_DIR_EXISTS, &st);
+		if (rc < 0)
+			return rc;
+		sqlite3_bind_text(st, 1, op->key, -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+		*v = rc == SQLITE_ROW;
+		rc = rc == SQLITE_ROW || rc == SQLITE_DONE
+			     ? 0
+			     : sq_errno(c->db, rc);
+		done(st);
+	} else {
+		*v = 1;
+		rc = 0;
+	}
+	if (rc == 0 && *v == 0) {
+		res->found = 0;
+		rc = -ENOENT;
+	}
+	if (dir)
+		*v = 0;
+	if (rc == 0)
+		rc = stmt(c,
+			  op->version & USTATE_XATTR_REMOVE ? ST_XATTR_DROP
+							    : ST_XATTR_SET,
+			  &st);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_text(st, 1, op->key, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 2, dir);
+	sqlite3_bind_text(st, 3, name, (int)nlen - 1, SQLITE_STATIC);
+	if (!(op->version & USTATE_XATTR_REMOVE))
+		sqlite3_bind_blob(st, 4, name + nlen,
+				  (int)(op->value_len - nlen), SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	rc = rc == SQLITE_DONE ? 0 : sq_errno(c->db, rc);
+	done(st);
+	return rc;
+}
+
 /* Bind the text ?1 and the integer ?2 of st (either may be absent). */
 static void bind_name_at(sqlite3_stmt *st, const char *name, int64_t at)
 {
@@ -1579,6 +1675,8 @@ static int apply_op(struct conn *c, const ustate_op *op, int64_t now,
 		return rc;
 	case USTATE_OP_META:
 		return meta_op(c, op, v, res);
+	case USTATE_OP_XATTR:
+		return xattr_op(c, op, v, res);
 	case USTATE_OP_MKDIR:
 	case USTATE_OP_RMDIR:
 		*v = 0;
@@ -1656,7 +1754,8 @@ static int txn_apply(struct sq *q, struct conn *c, const ustate_op *ops,
 		 * A key write always changes; a record op when v is 1;
 		 * metadata never (v is its key's version).
 		 */
-		if (ops[i].type != USTATE_OP_META)
+		if (ops[i].type != USTATE_OP_META &&
+		    ops[i].type != USTATE_OP_XATTR)
 			changes += v || (ops[i].type != USTATE_OP_MKDIR &&
 					 ops[i].type != USTATE_OP_RMDIR);
 	}
@@ -1937,6 +2036,59 @@ static void export_key_row(sqlite3_stmt *st, ustate_record *r)
 	};
 }
 
+static int conn_meta(struct sq *q, struct conn *c, const char *path,
+		     unsigned which, ustate_meta *out);
+static int conn_xattrs(struct sq *q, struct conn *c, const char *path,
+		       unsigned which, void **blob, size_t *len);
+
+/* A record's own buffers for its metadata and xattrs, reused. */
+struct rec_meta {
+	ustate_meta meta;
+	void *blob;
+	ustate_xattr *xs;
+	size_t cap;
+};
+
+/* Give r its metadata and xattrs, read on c in the export's snapshot. */
+static int export_meta(struct sq *q, struct conn *c, ustate_record *r,
+		       struct rec_meta *rm)
+{
+	unsigned which = r->type == USTATE_RECORD_DIR ? USTATE_META_DIR
+						      : USTATE_META_KEY;
+	size_t len = 0, off = 0, n = 0, vlen;
+	const char *name;
+	ustate_xattr *grown;
+	const void *v;
+	int rc;
+
+	rc = conn_meta(q, c, r->key, which, &rm->meta);
+	if (rc == 0)
+		r->meta = &rm->meta;
+	else if (rc != -ENOENT)
+		return rc;
+	free(rm->blob);
+	rm->blob = NULL;
+	rc = conn_xattrs(q, c, r->key, which, &rm->blob, &len);
+	if (rc == -ENOENT)
+		return 0;
+	while (rc == 0 &&
+	       ustate_xattr_entry(rm->blob, len, &off, &name, &v, &vlen) == 1) {
+		if (n == rm->cap) {
+			grown = realloc(rm->xs,
+					(rm->cap * 2 + 4) * sizeof(*rm->xs));
+			if (!grown)
+				return -ENOMEM;
+			rm->xs = grown;
+			rm->cap = rm->cap * 2 + 4;
+		}
+		rm->xs[n++] = (ustate_xattr){
+			.name = name, .value = v, .value_len = vlen};
+	}
+	r->xattrs = rm->xs;
+	r->nxattrs = n;
+	return rc;
+}
+
 /* Walk the keys and the records in step, merging them by path. */
 static int sq_export(void *b, const char *prefix, ustate_export_fn fn,
 		     void *arg)
@@ -1945,6 +2097,7 @@ static int sq_export(void *b, const char *prefix, ustate_export_fn fn,
 	size_t len = strlen(prefix);
 	sqlite3_stmt *ks = NULL, *ds = NULL;
 	int krc = SQLITE_DONE, drc = SQLITE_DONE, rc;
+	struct rec_meta rm = {0};
 	struct sq *q = b;
 	ustate_record r;
 	struct conn *c;
@@ -1978,14 +2131,18 @@ static int sq_export(void *b, const char *prefix, ustate_export_fn fn,
 				(const char *)sqlite3_column_text(ds, 0)) <= 0);
 		if (key_next) {
 			export_key_row(ks, &r);
-			rc = fn(arg, &r);
+			rc = export_meta(q, c, &r, &rm);
+			if (rc == 0)
+				rc = fn(arg, &r);
 			krc = sqlite3_step(ks);
 		} else {
 			r = (ustate_record){
 				.type = USTATE_RECORD_DIR,
 				.key = (const char *)sqlite3_column_text(ds, 0),
 			};
-			rc = fn(arg, &r);
+			rc = export_meta(q, c, &r, &rm);
+			if (rc == 0)
+				rc = fn(arg, &r);
 			drc = sqlite3_step(ds);
 		}
 	}
@@ -2001,6 +2158,8 @@ end:
 	sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
 out:
 	reader_put(q, c);
+	free(rm.blob);
+	free(rm.xs);
 	return rc;
 }
 
@@ -2072,6 +2231,56 @@ static int restore_key(struct restore *r, const ustate_record *rec)
 	return restore_changed(r);
 }
 
+/*
+ * Give a restored key (at its version) or record exactly the metadata and
+ * xattrs of its record.
+ */
+static int restore_meta(struct restore *r, const ustate_record *rec)
+{
+	int dir = rec->type == USTATE_RECORD_DIR;
+	ustate_op op = {.key = rec->key, .value = rec->meta};
+	sqlite3_stmt *st = NULL;
+	size_t i, nlen;
+	int rc;
+
+	if (rec->meta) {
+		rc = meta_set(r->c, &op, dir, dir ? 0 : rec->version);
+	} else {
+		rc = stmt(r->c, dir ? ST_META_DROP_DIR : ST_META_DROP, &st);
+		if (rc == 0) {
+			sqlite3_bind_text(st, 1, rec->key, -1, SQLITE_STATIC);
+			rc = sqlite3_step(st);
+			rc = rc == SQLITE_DONE ? 0 : sq_errno(r->c->db, rc);
+			done(st);
+		}
+	}
+	if (rc == 0)
+		rc = stmt(r->c, ST_XATTRS_DROP, &st);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_text(st, 1, rec->key, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 2, dir);
+	rc = sqlite3_step(st);
+	rc = rc == SQLITE_DONE ? 0 : sq_errno(r->c->db, rc);
+	done(st);
+	for (i = 0; rc == 0 && i < rec->nxattrs; i++) {
+		rc = stmt(r->c, ST_XATTR_SET, &st);
+		if (rc < 0)
+			break;
+		nlen = strlen(rec->xattrs[i].name);
+		sqlite3_bind_text(st, 1, rec->key, -1, SQLITE_STATIC);
+		sqlite3_bind_int(st, 2, dir);
+		sqlite3_bind_text(st, 3, rec->xattrs[i].name, (int)nlen,
+				  SQLITE_STATIC);
+		bind_value(st, 4, rec->xattrs[i].value,
+			   rec->xattrs[i].value_len);
+		rc = sqlite3_step(st);
+		rc = rc == SQLITE_DONE ? 0 : sq_errno(r->c->db, rc);
+		done(st);
+	}
+	return rc;
+}
+
 /* Write one record; -EEXIST when its path came before. */
 static int restore_record(struct restore *r, const ustate_record *rec)
 {
@@ -2089,14 +2298,16 @@ static int restore_record(struct restore *r, const ustate_record *rec)
 	sqlite3_reset(r->seen);
 	if (rc < 0)
 		return rc;
-	if (rec->type == USTATE_RECORD_KEY)
-		return restore_key(r, rec);
+	if (rec->type == USTATE_RECORD_KEY) {
+		rc = restore_key(r, rec);
+		return rc < 0 ? rc : restore_meta(r, rec);
+	}
 	rc = restore_room(r);
 	if (rc == 0)
 		rc = apply_op(r->c, &op, 0, &v, &res);
 	if (rc == 0 && v)
 		rc = restore_changed(r);
-	return rc;
+	return rc < 0 ? rc : restore_meta(r, rec);
 }
 
 /*
@@ -2651,38 +2862,37 @@ out:
 	return rc;
 }
 
-static int sq_meta_get(void *b, const char *path, unsigned which,
-		       ustate_meta *out)
+/*
+ * The metadata of path (which: USTATE_META_*) on connection c, in the
+ * read it is part of; -ENOENT when none.
+ */
+static int conn_meta(struct sq *q, struct conn *c, const char *path,
+		     unsigned which, ustate_meta *out)
 {
-	struct sq *q = b;
 	sqlite3_stmt *st = NULL;
-	struct conn *c;
 	bool present, times;
 	int rc;
 
-	c = reader_get(q, &rc);
-	if (!c)
-		return rc;
 	/* A read-only store may predate the table, or gain it later. */
 	if (!__atomic_load_n(&q->has_meta, __ATOMIC_RELAXED)) {
 		rc = table_present(c, "ustate_meta", &present);
 		if (rc == 0 && !present)
 			rc = -ENOENT;
 		if (rc < 0)
-			goto out;
+			return rc;
 		__atomic_store_n(&q->has_meta, true, __ATOMIC_RELAXED);
 	}
 	/* ... and the times' table, which came later. */
 	if (!__atomic_load_n(&q->has_times, __ATOMIC_RELAXED)) {
 		rc = table_present(c, "ustate_meta_times", &present);
 		if (rc < 0)
-			goto out;
+			return rc;
 		__atomic_store_n(&q->has_times, present, __ATOMIC_RELAXED);
 	}
 	times = __atomic_load_n(&q->has_times, __ATOMIC_RELAXED);
 	rc = stmt(c, times ? ST_META_GET_TIMES : ST_META_GET, &st);
 	if (rc < 0)
-		goto out;
+		return rc;
 	sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 2, which == USTATE_META_DIR);
 	rc = sqlite3_step(st);
@@ -2704,7 +2914,85 @@ static int sq_meta_get(void *b, const char *path, unsigned which,
 		rc = rc == SQLITE_DONE ? -ENOENT : sq_errno(c->db, rc);
 	}
 	done(st);
-out:
+	return rc;
+}
+
+static int sq_meta_get(void *b, const char *path, unsigned which,
+		       ustate_meta *out)
+{
+	struct sq *q = b;
+	struct conn *c;
+	int rc;
+
+	c = reader_get(q, &rc);
+	if (!c)
+		return rc;
+	rc = conn_meta(q, c, path, which, out);
+	reader_put(q, c);
+	return rc;
+}
+
+/*
+ * The xattrs of path on connection c, as the blob of backend_i.h's
+ * xattrs() (*blob, free it); -ENOENT when none.
+ */
+static int conn_xattrs(struct sq *q, struct conn *c, const char *path,
+		       unsigned which, void **blob, size_t *len)
+{
+	sqlite3_stmt *st = NULL;
+	size_t used = 0, cap = 0;
+	char *buf = NULL;
+	bool present;
+	int rc;
+
+	/* A read-only store may predate the table, or gain it later. */
+	if (!__atomic_load_n(&q->has_xattrs, __ATOMIC_RELAXED)) {
+		rc = table_present(c, "ustate_xattrs", &present);
+		if (rc == 0 && !present)
+			rc = -ENOENT;
+		if (rc < 0)
+			return rc;
+		__atomic_store_n(&q->has_xattrs, true, __ATOMIC_RELAXED);
+	}
+	rc = stmt(c, ST_XATTRS_GET, &st);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 2, which == USTATE_META_DIR);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		rc = ustate_xattr_append(
+			&buf, &used, &cap,
+			(const char *)sqlite3_column_text(st, 0),
+			sqlite3_column_blob(st, 1),
+			(size_t)sqlite3_column_bytes(st, 1));
+		if (rc < 0)
+			break;
+	}
+	if (rc == SQLITE_DONE)
+		rc = used ? 0 : -ENOENT;
+	else if (rc > 0)
+		rc = sq_errno(c->db, rc);
+	done(st);
+	if (rc == 0) {
+		*blob = buf;
+		*len = used;
+		buf = NULL;
+	}
+	free(buf);
+	return rc;
+}
+
+static int sq_xattrs(void *b, const char *path, unsigned which, void **blob,
+		     size_t *len)
+{
+	struct sq *q = b;
+	struct conn *c;
+	int rc;
+
+	c = reader_get(q, &rc);
+	if (!c)
+		return rc;
+	rc = conn_xattrs(q, c, path, which, blob, len);
 	reader_put(q, c);
 	return rc;
 }
@@ -3103,6 +3391,7 @@ static const struct ustate_backend_ops sqlite_ops = {
 	.check = sq_check,
 	.compact = sq_compact,
 	.meta_get = sq_meta_get,
+	.xattrs = sq_xattrs,
 	.node = sq_node,
 	.lease_grant = sq_lease_grant,
 	.lease_keepalive = sq_lease_keepalive,
@@ -3189,6 +3478,7 @@ int ustate_sqlite_backend_open(void **b, const struct ustate_backend_ops **ops,
 		rc = schema_setup(q->writer);
 		q->has_meta = rc == 0;
 		q->has_times = rc == 0;
+		q->has_xattrs = rc == 0;
 		if (rc == 0)
 			rc = leases_setup(q->writer);
 		q->has_leases = rc == 0;

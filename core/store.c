@@ -540,6 +540,178 @@ int ustate_meta_get_v5(ustate *s, const char *path, unsigned which,
 	return s->ops->meta_get(s->be, path, which, out);
 }
 
+/* The name of an xattr: 1 to USTATE_XATTR_NAME_MAX bytes. */
+static int xattr_name_check(const char *name)
+{
+	size_t n = name ? strnlen(name, USTATE_XATTR_NAME_MAX + 1) : 0;
+
+	if (!n)
+		return -EINVAL;
+	return n > USTATE_XATTR_NAME_MAX ? -ERANGE : 0;
+}
+
+/* The xattrs of path as the backend keeps them: 0 with *blob (maybe NULL,
+ * none), or an error. */
+static int xattrs_read(ustate *s, const char *path, unsigned which, void **blob,
+		       size_t *len)
+{
+	int rc;
+
+	*blob = NULL;
+	*len = 0;
+	if (which != USTATE_META_KEY && which != USTATE_META_DIR)
+		return -EINVAL;
+	if (which == USTATE_META_DIR && path && !strcmp(path, "/"))
+		rc = 0;
+	else
+		rc = ustate_key_valid(path);
+	if (rc < 0 || !s->ops->xattrs)
+		return rc;
+	rc = s->ops->xattrs(s->be, path, which, blob, len);
+	return rc == -ENOENT ? 0 : rc;
+}
+
+/* Find name in blob: 1 with its value, 0 when absent, or -EIO. */
+static int xattr_find(const void *blob, size_t len, const char *name,
+		      const void **value, size_t *vlen)
+{
+	const char *n;
+	size_t off = 0;
+	int rc;
+
+	while ((rc = ustate_xattr_entry(blob, len, &off, &n, value, vlen)) == 1)
+		if (!strcmp(n, name))
+			return 1;
+	return rc;
+}
+
+int ustate_xattr_get(ustate *s, const char *path, unsigned which,
+		     const char *name, void **value, size_t *len)
+{
+	const void *v;
+	void *blob;
+	size_t blen, vlen;
+	int rc;
+
+	rc = xattr_name_check(name);
+	if (rc == 0)
+		rc = xattrs_read(s, path, which, &blob, &blen);
+	if (rc < 0)
+		return rc;
+	rc = blob ? xattr_find(blob, blen, name, &v, &vlen) : 0;
+	if (rc == 0)
+		rc = -ENODATA;
+	if (rc == 1) {
+		*value = malloc(vlen + 1);
+		rc = *value ? 0 : -ENOMEM;
+	}
+	if (rc == 0) {
+		memcpy(*value, v, vlen);
+		((char *)*value)[vlen] = '\0';
+		*len = vlen;
+	}
+	free(blob);
+	return rc;
+}
+
+int ustate_xattr_list(ustate *s, const char *path, unsigned which,
+		      char ***names, size_t *n)
+{
+	const char *name;
+	const void *v;
+	size_t blen, vlen, off = 0, k = 0;
+	void *blob;
+	int rc;
+
+	*names = NULL;
+	*n = 0;
+	rc = xattrs_read(s, path, which, &blob, &blen);
+	if (rc < 0)
+		return rc;
+	while ((rc = ustate_xattr_entry(blob, blen, &off, &name, &v, &vlen)) ==
+	       1)
+		k++;
+	if (rc == 0 && k) {
+		*names = calloc(k, sizeof(**names));
+		rc = *names ? 0 : -ENOMEM;
+	}
+	for (off = 0; rc == 0 && *n < k; (*n)++) {
+		ustate_xattr_entry(blob, blen, &off, &name, &v, &vlen);
+		(*names)[*n] = strdup(name);
+		if (!(*names)[*n])
+			rc = -ENOMEM;
+	}
+	if (rc < 0) {
+		ustate_list_free(*names, *n);
+		*names = NULL;
+		*n = 0;
+	}
+	free(blob);
+	return rc;
+}
+
+static int txn_run(ustate *s, const ustate_op *ops, size_t n,
+		   ustate_txn_result *res, unsigned flags);
+
+int ustate_xattr_set(ustate *s, const char *path, unsigned which,
+		     const char *name, const void *value, size_t len,
+		     unsigned flags)
+{
+	size_t blen, vlen, off = 0, total = 0, nlen;
+	ustate_op op = {.type = USTATE_OP_XATTR, .key = path};
+	const char *n;
+	const void *v;
+	char *buf = NULL;
+	void *blob;
+	int rc, found;
+
+	if (flags & ~(unsigned)(USTATE_XATTR_CREATE | USTATE_XATTR_REPLACE) ||
+	    flags == (USTATE_XATTR_CREATE | USTATE_XATTR_REPLACE))
+		return -EINVAL;
+	rc = xattr_name_check(name);
+	if (rc == 0 && value && len > USTATE_XATTR_SIZE_MAX)
+		rc = -E2BIG;
+	if (rc == 0 && !s->ops->xattrs)
+		rc = -EOPNOTSUPP;
+	if (rc == 0 && s->opts.read_only)
+		rc = -EROFS;
+	if (rc == 0)
+		rc = xattrs_read(s, path, which, &blob, &blen);
+	if (rc < 0)
+		return rc;
+	found = blob ? xattr_find(blob, blen, name, &v, &vlen) : 0;
+	if (found < 0)
+		rc = found;
+	else if (found && (flags & USTATE_XATTR_CREATE))
+		rc = -EEXIST;
+	else if (!found && (!value || (flags & USTATE_XATTR_REPLACE)))
+		rc = -ENODATA;
+	/* What the others take, and this one will. */
+	while (rc == 0 &&
+	       ustate_xattr_entry(blob, blen, &off, &n, &v, &vlen) == 1)
+		if (strcmp(n, name))
+			total += strlen(n) + 1 + vlen;
+	nlen = strlen(name) + 1;
+	if (rc == 0 && value && total + nlen + len > USTATE_XATTR_TOTAL_MAX)
+		rc = -ENOSPC;
+	free(blob);
+	if (rc == 0) {
+		buf = malloc(nlen + (value ? len : 0));
+		rc = buf ? 0 : -ENOMEM;
+	}
+	if (rc == 0) {
+		memcpy(buf, name, nlen);
+		if (value && len)
+			memcpy(buf + nlen, value, len);
+		op.version = which | (value ? 0 : USTATE_XATTR_REMOVE);
+		op.value = buf;
+		op.value_len = nlen + (value ? len : 0);
+		rc = txn_run(s, &op, 1, NULL, 0);
+	}
+	free(buf);
+	return rc;
+}
+
 void ustate_dirents_free(ustate_dirent *d, size_t n)
 {
 	size_t i;
@@ -892,6 +1064,31 @@ static int meta_widen(const ustate_op *ops, size_t n, ustate_op **cp,
 	return 0;
 }
 
+/* USTATE_OP_XATTR: which, then "name\0value" (see ustate.h). */
+static int xattr_op_check(const ustate *s, const ustate_op *op)
+{
+	unsigned which = op->version & ~(uint64_t)USTATE_XATTR_REMOVE;
+	const char *v = op->value, *nul;
+	int rc;
+
+	if (op->version > (USTATE_META_DIR | USTATE_XATTR_REMOVE) ||
+	    (which != USTATE_META_KEY && which != USTATE_META_DIR) || !v ||
+	    !op->value_len)
+		return -EINVAL;
+	nul = memchr(v, '\0', op->value_len);
+	if (!nul)
+		return -EINVAL;
+	rc = xattr_name_check(v);
+	if (rc < 0)
+		return rc;
+	if ((op->version & USTATE_XATTR_REMOVE) &&
+	    (size_t)(nul - v) + 1 != op->value_len)
+		return -EINVAL;
+	if (op->value_len - (size_t)(nul - v) - 1 > USTATE_XATTR_SIZE_MAX)
+		return -E2BIG;
+	return s->ops->xattrs ? 0 : -EOPNOTSUPP;
+}
+
 static int op_check(const ustate *s, const ustate_op *op)
 {
 	int rc;
@@ -899,6 +1096,12 @@ static int op_check(const ustate *s, const ustate_op *op)
 	/* The root's metadata is kept with a MKDIR of "/" (see ustate.h). */
 	if (op->type == USTATE_OP_MKDIR && op->key && !strcmp(op->key, "/"))
 		return op->value ? meta_check(s, op) : -EINVAL;
+	/* ... and its xattrs with an XATTR of "/" as a directory. */
+	if (op->type == USTATE_OP_XATTR && op->key && !strcmp(op->key, "/"))
+		return (op->version & ~(uint64_t)USTATE_XATTR_REMOVE) ==
+				       USTATE_META_DIR
+			       ? xattr_op_check(s, op)
+			       : -EINVAL;
 	rc = ustate_key_valid(op->key);
 	if (rc < 0)
 		return rc;
@@ -914,6 +1117,8 @@ static int op_check(const ustate *s, const ustate_op *op)
 		return meta_check(s, op);
 	case USTATE_OP_MKDIR:
 		return meta_check(s, op);
+	case USTATE_OP_XATTR:
+		return xattr_op_check(s, op);
 	case USTATE_OP_SET:
 	case USTATE_OP_CREATE:
 		if (op->value_len > s->opts.max_value_size)
@@ -1128,6 +1333,60 @@ int ustate_compare_and_set(ustate *s, const char *key, uint64_t expected,
 
 /* ---- administration --------------------------------------------------- */
 
+/*
+ * The xattrs of path as records carry them: *x (free it, and *blob) of
+ * *n, pointing into *blob.
+ */
+static int xattrs_of(ustate *s, const char *path, unsigned which,
+		     ustate_xattr **x, size_t *n, void **blob)
+{
+	size_t len, off = 0, k = 0;
+	const char *name;
+	const void *v;
+	size_t vlen;
+	int rc;
+
+	*x = NULL;
+	*n = 0;
+	rc = xattrs_read(s, path, which, blob, &len);
+	if (rc < 0 || !*blob)
+		return rc;
+	while (ustate_xattr_entry(*blob, len, &off, &name, &v, &vlen) == 1)
+		k++;
+	*x = calloc(k ? k : 1, sizeof(**x));
+	if (!*x)
+		return -ENOMEM;
+	for (off = 0; *n < k; (*n)++) {
+		ustate_xattr_entry(*blob, len, &off, &name, &v, &vlen);
+		(*x)[*n] = (ustate_xattr){
+			.name = name, .value = v, .value_len = vlen};
+	}
+	return 0;
+}
+
+/* The root's DIR record, first in an export of "" or "/" when it has any. */
+static int export_root(ustate *s, ustate_export_fn fn, void *arg)
+{
+	ustate_record r = {.type = USTATE_RECORD_DIR, .key = "/"};
+	ustate_xattr *x = NULL;
+	void *blob = NULL;
+	ustate_meta m;
+	int rc;
+
+	rc = ustate_meta_get_v5(s, "/", USTATE_META_DIR, &m);
+	if (rc == 0)
+		r.meta = &m;
+	else if (rc != -ENOENT)
+		return rc;
+	rc = xattrs_of(s, "/", USTATE_META_DIR, &x, &r.nxattrs, &blob);
+	r.xattrs = x;
+	if (rc == 0 && (r.meta || r.nxattrs))
+		rc = fn(arg, &r);
+	free(x);
+	free(blob);
+	return rc;
+}
+
 int ustate_export(ustate *s, const char *prefix, ustate_export_fn fn, void *arg)
 {
 	int rc = ustate_prefix_valid(prefix);
@@ -1138,6 +1397,11 @@ int ustate_export(ustate *s, const char *prefix, ustate_export_fn fn, void *arg)
 		return -EINVAL;
 	if (!s->ops->export)
 		return -EOPNOTSUPP;
+	if (!strcmp(prefix, "") || !strcmp(prefix, "/")) {
+		rc = export_root(s, fn, arg);
+		if (rc < 0)
+			return rc;
+	}
 	return s->ops->export(s->be, prefix, fn, arg);
 }
 
@@ -1147,17 +1411,153 @@ struct restore_feed {
 	ustate_import_fn next;
 	void *arg;
 	ustate_restore_result *res;
+	bool root;	       /* a record of "/" came, kept below */
+	ustate_meta root_meta; /* ... its metadata, if has_meta */
+	bool has_meta;
+	char **root_x; /* ... its xattrs, as XATTR ops' values */
+	size_t *root_xlen, nroot_x;
 };
+
+/* A record's metadata and xattrs, as a META and XATTRs would be checked. */
+static int record_meta_check(const ustate *s, const ustate_record *r)
+{
+	size_t i, total = 0, nlen;
+	int rc;
+
+	if (r->meta && ((r->meta->mode & ~07777u) ||
+			(r->meta->flags & ~(uint32_t)USTATE_META_MTIME)))
+		return -EINVAL;
+	if ((r->meta || r->nxattrs) && !s->ops->meta_get)
+		return -EOPNOTSUPP;
+	if (r->nxattrs && (!r->xattrs || !s->ops->xattrs))
+		return r->xattrs ? -EOPNOTSUPP : -EINVAL;
+	for (i = 0; i < r->nxattrs; i++) {
+		rc = xattr_name_check(r->xattrs[i].name);
+		if (rc < 0)
+			return rc;
+		if (r->xattrs[i].value_len > USTATE_XATTR_SIZE_MAX)
+			return -E2BIG;
+		if (r->xattrs[i].value_len && !r->xattrs[i].value)
+			return -EINVAL;
+		/* In byte order, each name once. */
+		if (i && strcmp(r->xattrs[i - 1].name, r->xattrs[i].name) >= 0)
+			return -EINVAL;
+		nlen = strlen(r->xattrs[i].name) + 1;
+		total += nlen + r->xattrs[i].value_len;
+	}
+	return total > USTATE_XATTR_TOTAL_MAX ? -ENOSPC : 0;
+}
+
+/* Keep the root's record for after the restore (it is no record). */
+static int restore_root_keep(struct restore_feed *f, const ustate_record *r)
+{
+	size_t i, nlen;
+
+	if (f->root)
+		return -EEXIST;
+	f->root = true;
+	f->has_meta = r->meta != NULL;
+	if (r->meta)
+		f->root_meta = *r->meta;
+	f->root_x = calloc(r->nxattrs ? r->nxattrs : 1, sizeof(*f->root_x));
+	f->root_xlen =
+		calloc(r->nxattrs ? r->nxattrs : 1, sizeof(*f->root_xlen));
+	if (!f->root_x || !f->root_xlen)
+		return -ENOMEM;
+	for (i = 0; i < r->nxattrs; i++) {
+		nlen = strlen(r->xattrs[i].name) + 1;
+		f->root_x[i] = malloc(nlen + r->xattrs[i].value_len);
+		if (!f->root_x[i])
+			return -ENOMEM;
+		memcpy(f->root_x[i], r->xattrs[i].name, nlen);
+		if (r->xattrs[i].value_len)
+			memcpy(f->root_x[i] + nlen, r->xattrs[i].value,
+			       r->xattrs[i].value_len);
+		f->root_xlen[i] = nlen + r->xattrs[i].value_len;
+		f->nroot_x++;
+	}
+	return 0;
+}
+
+/*
+ * The root's record, after the restore: its metadata and exactly its
+ * xattrs, in one transaction of their own (no revision).
+ */
+static int restore_root(ustate *s, struct restore_feed *f)
+{
+	char **old = NULL;
+	size_t nold = 0, i, j, nops = 0;
+	ustate_op *ops;
+	int rc;
+
+	rc = ustate_xattr_list(s, "/", USTATE_META_DIR, &old, &nold);
+	if (rc < 0)
+		return rc;
+	ops = calloc(1 + f->nroot_x + nold, sizeof(*ops));
+	if (!ops) {
+		ustate_list_free(old, nold);
+		return -ENOMEM;
+	}
+	if (f->has_meta)
+		ops[nops++] = (ustate_op){.type = USTATE_OP_MKDIR,
+					  .key = "/",
+					  .value = &f->root_meta,
+					  .value_len = sizeof(f->root_meta)};
+	for (i = 0; i < f->nroot_x; i++)
+		ops[nops++] = (ustate_op){.type = USTATE_OP_XATTR,
+					  .key = "/",
+					  .version = USTATE_META_DIR,
+					  .value = f->root_x[i],
+					  .value_len = f->root_xlen[i]};
+	for (j = 0; j < nold; j++) {
+		for (i = 0; i < f->nroot_x && strcmp(f->root_x[i], old[j]); i++)
+			;
+		if (i == f->nroot_x)
+			ops[nops++] =
+				(ustate_op){.type = USTATE_OP_XATTR,
+					    .key = "/",
+					    .version = USTATE_META_DIR |
+						       USTATE_XATTR_REMOVE,
+					    .value = old[j],
+					    .value_len = strlen(old[j]) + 1};
+	}
+	rc = nops ? txn_run(s, ops, nops, NULL, USTATE_TXN_NO_REVISION) : 0;
+	free(ops);
+	ustate_list_free(old, nold);
+	return rc;
+}
+
+static void restore_feed_free(struct restore_feed *f)
+{
+	size_t i;
+
+	for (i = 0; i < f->nroot_x; i++)
+		free(f->root_x[i]);
+	free(f->root_x);
+	free(f->root_xlen);
+}
 
 static int restore_next(void *arg, ustate_record *r)
 {
 	struct restore_feed *f = arg;
 	int rc;
 
-	memset(r, 0, sizeof(*r));
-	rc = f->next(f->arg, r);
-	if (rc <= 0)
-		return rc;
+	for (;;) {
+		memset(r, 0, sizeof(*r));
+		rc = f->next(f->arg, r);
+		if (rc <= 0)
+			return rc;
+		rc = record_meta_check(f->s, r);
+		if (rc < 0)
+			return rc;
+		if (r->type != USTATE_RECORD_DIR || !r->key ||
+		    strcmp(r->key, "/"))
+			break;
+		rc = restore_root_keep(f, r);
+		if (rc < 0)
+			return rc;
+		f->res->dirs++;
+	}
 	rc = ustate_key_valid(r->key);
 	if (rc < 0)
 		return rc;
@@ -1182,7 +1582,8 @@ int ustate_restore(ustate *s, ustate_import_fn next, void *arg, unsigned flags,
 		   ustate_restore_result *res)
 {
 	ustate_restore_result local = {0};
-	struct restore_feed f = {s, next, arg, &local};
+	struct restore_feed f = {
+		.s = s, .next = next, .arg = arg, .res = &local};
 	int rc;
 
 	if (!next ||
@@ -1194,6 +1595,9 @@ int ustate_restore(ustate *s, ustate_import_fn next, void *arg, unsigned flags,
 	if (!s->ops->restore)
 		return -EOPNOTSUPP;
 	rc = s->ops->restore(s->be, restore_next, &f, flags, &local);
+	if (rc == 0 && f.root)
+		rc = restore_root(s, &f);
+	restore_feed_free(&f);
 	if (rc < 0)
 		return rc;
 	if (local.written || local.deleted)
@@ -1684,7 +2088,7 @@ static void *lease_thread(void *arg)
 	while (!s->lstop) {
 		pthread_mutex_unlock(&s->llock);
 		next = INT64_MAX;
-		rc = leases_expire(s, &next);
+		rc = ustate_expiry_paused() ? 0 : leases_expire(s, &next);
 		/* Once per kind of failure, not twice a second. */
 		if (rc < 0 && rc != last)
 			ustate_log(&s->opts, LOG_WARNING,

@@ -193,6 +193,8 @@ typedef enum ustate_op_type {
 	USTATE_OP_CHECK_CHILDREN,    /* exactly version keys below key
 				      * (prefix key + "/") */
 	USTATE_OP_META,		     /* set (or drop) key's owner and mode */
+	USTATE_OP_XATTR,	     /* set (or remove) one extended attribute
+				      * of a key or record (since 0.5) */
 } ustate_op_type;
 
 /*
@@ -238,7 +240,7 @@ typedef struct ustate_op {
  * (a MKDIR that makes its record does, as any MKDIR); in a transaction
  * it is all or nothing with the other ops. A rename is a transaction
  * that also moves the metadata (META, MKDIR with a value). Export and
- * restore (below) do not carry it yet.
+ * restore (below) carry it (since libustate 0.5).
  *
  * Times (since libustate 0.5): the metadata also holds a file system's
  * times, which the store keeps as given and never sets itself.
@@ -271,6 +273,36 @@ typedef struct ustate_meta {
 
 #define USTATE_META_KEY 0 /* ustate_meta_get(): the metadata of a key */
 #define USTATE_META_DIR 1 /* ... of a directory record, or of "/" */
+
+/*
+ * Extended attributes (since libustate 0.5): named values kept with a key
+ * or a directory record beside its metadata, for as long as that key or
+ * record exists, for file systems' user xattrs. The store only keeps
+ * them. A name is 1 to USTATE_XATTR_NAME_MAX bytes with no NUL, a value
+ * at most USTATE_XATTR_SIZE_MAX bytes (ext4's limits).
+ *
+ *  - USTATE_OP_XATTR sets one: version is USTATE_META_KEY (the key, which
+ *    must exist at that point of the transaction: -ENOENT) or
+ *    USTATE_META_DIR (the directory record, which must exist likewise, or
+ *    "/"); value points to the name, a NUL, then the value's bytes
+ *    (value_len counts them all). With version | USTATE_XATTR_REMOVE it
+ *    removes the name instead (value: the name alone, with its NUL; no
+ *    error when it is absent). A set of a key's value keeps them, a
+ *    delete drops them; a rename is a transaction that also sets them on
+ *    the new key. Like metadata, they take no revision and make no watch
+ *    event (the etcd backend's revision counts their writes).
+ *  - ustate_xattr_get(), ustate_xattr_list() read them, ustate_xattr_set()
+ *    writes one with the flags of setxattr(2).
+ * The names and values of one key or record, each name counted with one
+ * byte more, total at most USTATE_XATTR_TOTAL_MAX (-ENOSPC, checked by
+ * ustate_xattr_set(); a transaction checks each op alone).
+ */
+#define USTATE_XATTR_NAME_MAX 255
+#define USTATE_XATTR_SIZE_MAX 65536
+#define USTATE_XATTR_TOTAL_MAX (128u << 10)
+#define USTATE_XATTR_REMOVE 0x10 /* in ustate_op.version of an XATTR */
+#define USTATE_XATTR_CREATE 0x1	 /* ustate_xattr_set(): -EEXIST if present */
+#define USTATE_XATTR_REPLACE 0x2 /* ustate_xattr_set(): -ENODATA if absent */
 
 /** What a transaction did, or where it failed. */
 typedef struct ustate_txn_result {
@@ -560,6 +592,45 @@ void ustate_dirents_free(ustate_dirent *d, size_t n);
  */
 int ustate_meta_get(ustate *s, const char *path, unsigned which,
 		    ustate_meta *out);
+
+/**
+ * ustate_xattr_get() - one extended attribute of a key or record.
+ * @path, @which: as for ustate_meta_get().
+ * @value: receives a new buffer of *len bytes and a NUL (free() it).
+ *
+ * Return: 0; -ENODATA when path has no attribute of that name (or nothing
+ * is at path); -ERANGE for a name over USTATE_XATTR_NAME_MAX, -EINVAL for
+ * an empty one, a bad path or which; -ENOMEM; backend errors.
+ */
+int ustate_xattr_get(ustate *s, const char *path, unsigned which,
+		     const char *name, void **value, size_t *len);
+
+/**
+ * ustate_xattr_list() - the names of a key's or record's extended
+ * attributes, in byte order. Free them with ustate_list_free().
+ *
+ * Return: 0 (n may be 0); the errors of ustate_xattr_get() but -ENODATA.
+ */
+int ustate_xattr_list(ustate *s, const char *path, unsigned which,
+		      char ***names, size_t *n);
+
+/**
+ * ustate_xattr_set() - set (value not NULL) or remove (NULL) one extended
+ * attribute of a key or record, as one USTATE_OP_XATTR.
+ * @flags: 0, USTATE_XATTR_CREATE or USTATE_XATTR_REPLACE (setxattr(2)'s).
+ *
+ * Return: 0; -ENOENT when nothing is at path; -ENODATA for a removal of
+ * an absent name, or a REPLACE of one; -EEXIST for a CREATE of a present
+ * one; -ERANGE (name over USTATE_XATTR_NAME_MAX), -E2BIG (value over
+ * USTATE_XATTR_SIZE_MAX), -ENOSPC (the key's would total more than
+ * USTATE_XATTR_TOTAL_MAX), -EINVAL (empty name, bad path, which or
+ * flags); -EOPNOTSUPP on a backend that keeps none; -EROFS; backend
+ * errors. On error nothing changed. The flags are checked against a read
+ * just before the write: a writer elsewhere may act in between.
+ */
+int ustate_xattr_set(ustate *s, const char *path, unsigned which,
+		     const char *name, const void *value, size_t len,
+		     unsigned flags);
 
 /**
  * ustate_compare_and_set() - write a key only if it is at a version.
@@ -921,6 +992,13 @@ typedef enum ustate_record_type {
 	USTATE_RECORD_DIR = 2, /* a directory record (see ustate_node()) */
 } ustate_record_type;
 
+/** One extended attribute of a record (since 0.5); pointers borrowed. */
+typedef struct ustate_xattr {
+	const char *name;
+	const void *value;
+	size_t value_len;
+} ustate_xattr;
+
 /** One key or directory record; every pointer is borrowed. */
 typedef struct ustate_record {
 	ustate_record_type type;
@@ -932,6 +1010,16 @@ typedef struct ustate_record {
 	int64_t updated_at;    /* KEY: unix seconds */
 	uint64_t mod_revision; /* KEY, set by an export only: the revision
 				* of the last change; a restore ignores it */
+	/*
+	 * since libustate 0.5: the metadata of the key or record, NULL for
+	 * none, and its extended attributes, nxattrs of them in byte order of
+	 * their names. A restore gives the key or record exactly these (a
+	 * program built before, which sets neither, restores none), and a
+	 * DIR record of "/" gives the root its own.
+	 */
+	const ustate_meta *meta;
+	const ustate_xattr *xattrs;
+	size_t nxattrs;
 } ustate_record;
 
 /**
@@ -945,7 +1033,10 @@ typedef int (*ustate_export_fn)(void *arg, const ustate_record *r);
 /**
  * ustate_export() - every key and directory record at or below a prefix,
  * from one consistent snapshot of the store, in byte order of their paths
- * (a key before a directory record of the same path).
+ * (a key before a directory record of the same path), each with its
+ * metadata and extended attributes. When prefix is "" or "/" and the root
+ * has metadata or extended attributes, a DIR record of "/" comes first,
+ * read just before the snapshot.
  * @prefix: a plain string prefix, as for ustate_list().
  * @fn:     called once per record, in order. It must not call the store
  *          s: the memory backend holds its lock meanwhile, which also

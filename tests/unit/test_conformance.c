@@ -191,6 +191,7 @@ static int teardown(void **state)
 	ustate_clock_advance(-clock_moved);
 	clock_moved = 0;
 	ustate_clock_freeze(false);
+	ustate_expiry_pause(false);
 	ustate_watch_close(f->w);
 	ustate_watch_close(f->w2);
 	ustate_close(f->s2);
@@ -3317,6 +3318,203 @@ static void test_meta_times(void **state)
 	assert_times(s, "/t/d", USTATE_META_DIR, 0, 0, 0);
 }
 
+/* The names of path's xattrs, joined by spaces ("" for none). */
+static void assert_xattr_names(ustate *s, const char *path, unsigned which,
+			       const char *want)
+{
+	char buf[512] = "", **names;
+	size_t n, i;
+
+	assert_int_equal(ustate_xattr_list(s, path, which, &names, &n), 0);
+	for (i = 0; i < n; i++) {
+		if (i)
+			strcat(buf, " ");
+		strcat(buf, names[i]);
+	}
+	ustate_list_free(names, n);
+	assert_string_equal(buf, want);
+}
+
+static void assert_xattr(ustate *s, const char *path, unsigned which,
+			 const char *name, const char *want)
+{
+	size_t len;
+	void *v;
+
+	if (!want) {
+		assert_int_equal(
+			ustate_xattr_get(s, path, which, name, &v, &len),
+			-ENODATA);
+		return;
+	}
+	assert_int_equal(ustate_xattr_get(s, path, which, name, &v, &len), 0);
+	assert_int_equal(len, strlen(want));
+	assert_memory_equal(v, want, len);
+	free(v);
+}
+
+/*
+ * Extended attributes: set, replaced, removed, kept by a set of the
+ * value, dropped with the key or record, moved by a rename's transaction,
+ * refused with ext4's errors and the state unchanged.
+ */
+static void test_xattrs(void **state)
+{
+	static const char big_name[] =
+		"user.xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+		"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+		"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+		"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
+	struct fixture *f = *state;
+	ustate *s = f->s;
+	ustate_txn_result res = {0};
+	char *big;
+	uint64_t r;
+	ustate_op ops[3] = {
+		{.type = USTATE_OP_DELETE, .key = "/x/a"},
+		{.type = USTATE_OP_SET,
+		 .key = "/x/b",
+		 .value = "b",
+		 .value_len = 1},
+		{.type = USTATE_OP_XATTR,
+		 .key = "/x/b",
+		 .version = USTATE_META_KEY,
+		 .value = "user.moved\0yes",
+		 .value_len = sizeof("user.moved\0yes") - 1},
+	};
+
+	assert_int_equal(sizeof(big_name) - 1, USTATE_XATTR_NAME_MAX + 1);
+	assert_int_equal(ustate_xattr_set(s, "/x/a", USTATE_META_KEY, "user.a",
+					  "1", 1, 0),
+			 -ENOENT);
+	put(s, "/x/a", "a", 1);
+	assert_xattr_names(s, "/x/a", USTATE_META_KEY, "");
+	r = ustate_revision(s);
+	assert_int_equal(ustate_watch_open(&f->w, s, "*", 0), 0);
+	assert_int_equal(ustate_xattr_set(s, "/x/a", USTATE_META_KEY, "user.b",
+					  "", 0, 0),
+			 0);
+	assert_int_equal(ustate_xattr_set(s, "/x/a", USTATE_META_KEY, "user.a",
+					  "one", 3, USTATE_XATTR_CREATE),
+			 0);
+	assert_xattr_names(s, "/x/a", USTATE_META_KEY, "user.a user.b");
+	assert_xattr(s, "/x/a", USTATE_META_KEY, "user.a", "one");
+	assert_xattr(s, "/x/a", USTATE_META_KEY, "user.b", "");
+	assert_xattr(s, "/x/a", USTATE_META_DIR, "user.a", NULL);
+	/* No change of the key: no version, no event, no revision (etcd
+	 * counts every write of a key, and xattrs are keys there). */
+	assert_value(s, "/x/a", "a", 1);
+	expect_no_event(f->w);
+	assert_int_equal(ustate_revision(s),
+			 f->kind == BACKEND_ETCD ? r + 2 : r);
+
+	/* setxattr(2)'s flags. */
+	assert_int_equal(ustate_xattr_set(s, "/x/a", USTATE_META_KEY, "user.a",
+					  "x", 1, USTATE_XATTR_CREATE),
+			 -EEXIST);
+	assert_int_equal(ustate_xattr_set(s, "/x/a", USTATE_META_KEY, "user.c",
+					  "x", 1, USTATE_XATTR_REPLACE),
+			 -ENODATA);
+	assert_int_equal(ustate_xattr_set(s, "/x/a", USTATE_META_KEY, "user.c",
+					  NULL, 0, 0),
+			 -ENODATA);
+	assert_int_equal(ustate_xattr_set(s, "/x/a", USTATE_META_KEY, "user.a",
+					  "two", 3, USTATE_XATTR_REPLACE),
+			 0);
+	assert_xattr(s, "/x/a", USTATE_META_KEY, "user.a", "two");
+
+	/* ext4's limits, and nothing changes. */
+	assert_int_equal(ustate_xattr_set(s, "/x/a", USTATE_META_KEY, big_name,
+					  "v", 1, 0),
+			 -ERANGE);
+	assert_int_equal(
+		ustate_xattr_set(s, "/x/a", USTATE_META_KEY, "", "v", 1, 0),
+		-EINVAL);
+	big = calloc(1, USTATE_XATTR_SIZE_MAX + 1);
+	assert_non_null(big);
+	assert_int_equal(ustate_xattr_set(s, "/x/a", USTATE_META_KEY,
+					  "user.big", big,
+					  USTATE_XATTR_SIZE_MAX + 1, 0),
+			 -E2BIG);
+	assert_int_equal(ustate_xattr_set(s, "/x/a", USTATE_META_KEY,
+					  "user.big", big,
+					  USTATE_XATTR_SIZE_MAX, 0),
+			 0);
+	assert_int_equal(ustate_xattr_set(s, "/x/a", USTATE_META_KEY,
+					  "user.big2", big,
+					  USTATE_XATTR_SIZE_MAX, 0),
+			 -ENOSPC);
+	free(big);
+	assert_int_equal(ustate_xattr_set(s, "/x/a", USTATE_META_KEY,
+					  "user.big", NULL, 0, 0),
+			 0);
+	assert_xattr_names(s, "/x/a", USTATE_META_KEY, "user.a user.b");
+
+	/* A set keeps them; a rename's transaction sets the new key's. */
+	put(s, "/x/a", "aa", 2);
+	assert_xattr(s, "/x/a", USTATE_META_KEY, "user.a", "two");
+	assert_int_equal(ustate_transaction(s, ops, 3, NULL), 0);
+	assert_xattr_names(s, "/x/b", USTATE_META_KEY, "user.moved");
+	assert_xattr(s, "/x/b", USTATE_META_KEY, "user.moved", "yes");
+	assert_xattr_names(s, "/x/a", USTATE_META_KEY, "");
+
+	/* A delete takes them: the key made again has none. */
+	assert_int_equal(ustate_delete(s, "/x/b"), 0);
+	put(s, "/x/b", "b", 1);
+	assert_xattr_names(s, "/x/b", USTATE_META_KEY, "");
+
+	/* An XATTR of a key absent then fails the whole transaction. */
+	ops[0] = (ustate_op){.type = USTATE_OP_SET,
+			     .key = "/x/c",
+			     .value = "c",
+			     .value_len = 1};
+	ops[1] = (ustate_op){.type = USTATE_OP_XATTR,
+			     .key = "/x/none",
+			     .version = USTATE_META_KEY,
+			     .value = "user.a\0v",
+			     .value_len = 8};
+	assert_int_equal(ustate_transaction(s, ops, 2, &res), -ENOENT);
+	assert_int_equal(res.failed, 1);
+	assert_int_equal(ustate_exists(s, "/x/c"), 0);
+	/* Ill-formed ops: -EINVAL. */
+	ops[1].key = "/x/b";
+	ops[1].value = "user.a";
+	ops[1].value_len = 6; /* no NUL */
+	assert_int_equal(ustate_transaction(s, &ops[1], 1, NULL), -EINVAL);
+	ops[1].value = "user.a\0v";
+	ops[1].value_len = 8;
+	ops[1].version = USTATE_META_KEY | USTATE_XATTR_REMOVE; /* + bytes */
+	assert_int_equal(ustate_transaction(s, &ops[1], 1, NULL), -EINVAL);
+	ops[1].version = 7;
+	assert_int_equal(ustate_transaction(s, &ops[1], 1, NULL), -EINVAL);
+	assert_xattr_names(s, "/x/b", USTATE_META_KEY, "");
+
+	/* Records, and the root. */
+	assert_int_equal(ustate_xattr_set(s, "/x/d", USTATE_META_DIR, "user.d",
+					  "1", 1, 0),
+			 -ENOENT);
+	assert_int_equal(meta_txn(s, USTATE_OP_MKDIR, "/x/d", NULL), 0);
+	assert_int_equal(ustate_xattr_set(s, "/x/d", USTATE_META_DIR, "user.d",
+					  "1", 1, 0),
+			 0);
+	assert_xattr(s, "/x/d", USTATE_META_DIR, "user.d", "1");
+	assert_xattr(s, "/x/d", USTATE_META_KEY, "user.d", NULL);
+	assert_int_equal(meta_txn(s, USTATE_OP_RMDIR, "/x/d", NULL), 0);
+	assert_int_equal(meta_txn(s, USTATE_OP_MKDIR, "/x/d", NULL), 0);
+	assert_xattr_names(s, "/x/d", USTATE_META_DIR, "");
+	assert_int_equal(ustate_xattr_set(s, "/", USTATE_META_DIR, "user.r",
+					  "root", 4, 0),
+			 0);
+	assert_xattr(s, "/", USTATE_META_DIR, "user.r", "root");
+	assert_int_equal(ustate_xattr_set(s, "/", USTATE_META_KEY, "user.r",
+					  "root", 4, 0),
+			 -EINVAL);
+	assert_int_equal(
+		ustate_xattr_set(s, "/", USTATE_META_DIR, "user.r", NULL, 0, 0),
+		0);
+	assert_xattr_names(s, "/", USTATE_META_DIR, "");
+}
+
 static void test_meta_dirs(void **state)
 {
 	static const ustate_meta m1 = {.uid = 1000, .gid = 100, .mode = 0700},
@@ -3719,16 +3917,45 @@ static int recs_add(void *arg, const ustate_record *r)
 		memcpy(val, r->value, r->value_len);
 	}
 	c->value = val;
+	/* Its metadata and xattrs, borrowed too. */
+	if (r->meta) {
+		c->meta = malloc(sizeof(*c->meta));
+		assert_non_null(c->meta);
+		memcpy((ustate_meta *)c->meta, r->meta, sizeof(*r->meta));
+	}
+	c->xattrs = NULL;
+	if (r->nxattrs) {
+		ustate_xattr *x = calloc(r->nxattrs, sizeof(*x));
+		size_t i;
+
+		assert_non_null(x);
+		for (i = 0; i < r->nxattrs; i++) {
+			x[i].name = strdup(r->xattrs[i].name);
+			x[i].value = malloc(r->xattrs[i].value_len + 1);
+			assert_non_null(x[i].name);
+			assert_non_null(x[i].value);
+			memcpy((void *)x[i].value, r->xattrs[i].value,
+			       r->xattrs[i].value_len);
+			x[i].value_len = r->xattrs[i].value_len;
+		}
+		c->xattrs = x;
+	}
 	return 0;
 }
 
 static void recs_free(struct recs *rs)
 {
-	size_t i;
+	size_t i, j;
 
 	for (i = 0; i < rs->n; i++) {
 		free((char *)rs->v[i].key);
 		free((void *)rs->v[i].value);
+		free((void *)rs->v[i].meta);
+		for (j = 0; j < rs->v[i].nxattrs; j++) {
+			free((char *)rs->v[i].xattrs[j].name);
+			free((void *)rs->v[i].xattrs[j].value);
+		}
+		free((void *)rs->v[i].xattrs);
 	}
 	free(rs->v);
 	memset(rs, 0, sizeof(*rs));
@@ -3818,6 +4045,127 @@ static void fill_admin(ustate *s)
 	mkdir_record(s, "/b");
 	mkdir_record(s, "/d/e");
 	mkdir_record(s, "/b/x");
+}
+
+/* An export as text with every record's metadata and xattrs. */
+static char *export_meta_text(ustate *s)
+{
+	char *buf = NULL;
+	size_t len = 0, i, j, k;
+	struct recs rs;
+	FILE *fp;
+
+	recs_export(s, "", &rs);
+	fp = open_memstream(&buf, &len);
+	assert_non_null(fp);
+	for (i = 0; i < rs.n; i++) {
+		const ustate_record *r = &rs.v[i];
+
+		fprintf(fp, "%d %s", r->type, r->key);
+		if (r->meta)
+			fprintf(fp, " %u:%u:%04o:%u:%" PRId64 ":%" PRId64,
+				r->meta->uid, r->meta->gid, r->meta->mode,
+				r->meta->flags,
+				r->meta->flags ? r->meta->mtime_ns : 0,
+				r->meta->ctime_ns);
+		for (j = 0; j < r->nxattrs; j++) {
+			fprintf(fp, " %s=", r->xattrs[j].name);
+			for (k = 0; k < r->xattrs[j].value_len; k++)
+				fprintf(fp, "%02x",
+					((const unsigned char *)r->xattrs[j]
+						 .value)[k]);
+		}
+		fputc('\n', fp);
+	}
+	fclose(fp);
+	recs_free(&rs);
+	return buf;
+}
+
+/*
+ * Export and restore carry metadata (owner, mode, times) and xattrs of
+ * keys, records and the root; a restore gives each exactly its record's.
+ */
+static void test_restore_meta(void **state)
+{
+	static const ustate_meta ma = {.uid = 1,
+				       .gid = 2,
+				       .mode = 04750,
+				       .flags = USTATE_META_MTIME,
+				       .mtime_ns = 1500000000123456789LL,
+				       .ctime_ns = 1600000000000000001LL},
+				 md = {.uid = 3, .gid = 4, .mode = 0700},
+				 mr = {.uid = 5, .gid = 6, .mode = 01777};
+	static const char want[] =
+		"2 / 5:6:1777:0:0:0 user.r=72\n"
+		"1 /m/a 1:2:4750:1:1500000000123456789:1600000000000000001"
+		" user.a=31 user.bin=00ff\n"
+		"1 /m/b user.only=\n"
+		"1 /m/c 3:4:0700:0:0:0\n"
+		"2 /m/d 3:4:0700:0:0:0 user.d=6464\n";
+	ustate_options o = fast_options();
+	struct fixture *f = *state;
+	char *text, *again;
+	struct recs rs;
+	uint64_t v;
+	ustate_op op = {.type = USTATE_OP_MKDIR,
+			.key = "/m/d",
+			.value = &md,
+			.value_len = sizeof(md)};
+
+	put(f->s, "/m/a", "a", 1);
+	assert_int_equal(meta_txn(f->s, USTATE_OP_META, "/m/a", &ma), 0);
+	assert_int_equal(ustate_xattr_set(f->s, "/m/a", USTATE_META_KEY,
+					  "user.bin", "\0\xff", 2, 0),
+			 0);
+	assert_int_equal(ustate_xattr_set(f->s, "/m/a", USTATE_META_KEY,
+					  "user.a", "1", 1, 0),
+			 0);
+	put(f->s, "/m/b", "b", 1);
+	assert_int_equal(ustate_xattr_set(f->s, "/m/b", USTATE_META_KEY,
+					  "user.only", "", 0, 0),
+			 0);
+	put(f->s, "/m/c", "c", 1);
+	assert_int_equal(meta_txn(f->s, USTATE_OP_META, "/m/c", &md), 0);
+	assert_int_equal(ustate_transaction(f->s, &op, 1, NULL), 0);
+	assert_int_equal(ustate_xattr_set(f->s, "/m/d", USTATE_META_DIR,
+					  "user.d", "dd", 2, 0),
+			 0);
+	assert_int_equal(meta_txn(f->s, USTATE_OP_MKDIR, "/", &mr), 0);
+	assert_int_equal(ustate_xattr_set(f->s, "/", USTATE_META_DIR, "user.r",
+					  "r", 1, 0),
+			 0);
+	text = export_meta_text(f->s);
+	assert_string_equal(text, want);
+	if (f->kind == BACKEND_ETCD) {
+		free(text);
+		return;
+	}
+	/* Into a new store: the same, record for record. */
+	recs_export(f->s, "", &rs);
+	assert_int_equal(open_fresh(f, &o, &f->s2), 0);
+	assert_int_equal(ustate_restore(f->s2, recs_next, &rs, 0, NULL), 0);
+	again = export_meta_text(f->s2);
+	assert_string_equal(again, want);
+	free(again);
+	/* Over changed metadata (merged): each gets its record's again. */
+	assert_int_equal(meta_txn(f->s2, USTATE_OP_META, "/m/a", &md), 0);
+	assert_int_equal(ustate_xattr_set(f->s2, "/m/a", USTATE_META_KEY,
+					  "user.a", NULL, 0, 0),
+			 0);
+	assert_int_equal(ustate_xattr_set(f->s2, "/m/b", USTATE_META_KEY,
+					  "user.new", "n", 1, 0),
+			 0);
+	assert_int_equal(ustate_set(f->s2, "/m/x", "x", 1, &v), 0);
+	rs.pos = 0;
+	assert_int_equal(ustate_restore(f->s2, recs_next, &rs,
+					USTATE_RESTORE_REPLACE, NULL),
+			 0);
+	again = export_meta_text(f->s2);
+	assert_string_equal(again, want);
+	free(again);
+	recs_free(&rs);
+	free(text);
 }
 
 static void test_export(void **state)
@@ -5626,8 +5974,10 @@ static void test_lease_expiry(void **state)
 
 	/*
 	 * Past the deadline, before the store expires it: it counts as gone,
-	 * and a write naming it fails whole.
+	 * and a write naming it fails whole. (The expiry thread would expire
+	 * it within half a second, in the middle of the snapshots.)
 	 */
+	ustate_expiry_pause(true);
 	clock_forward(2000);
 	before = snapshot(f->s);
 	assert_int_equal(ustate_set_leased(f->s, "/r/9", "x", 1, "r", NULL),
@@ -5637,6 +5987,7 @@ static void test_lease_expiry(void **state)
 	assert_leases(f->s, NULL, 0);
 	assert_snapshot(f->s, before);
 	free(before);
+	ustate_expiry_pause(false);
 	assert_int_equal(ustate_lease_expire_now(f->s), 0);
 	expect_lease_deleted(f, rev + 1);
 	/* Expired, the name is free: a grant makes a new, empty lease. */
@@ -6214,7 +6565,8 @@ static void test_etcd_lease_side_keys(void **state)
 		T(test_restore_roundtrip), T(test_restore_not_empty_dirs),     \
 		T(test_restore_merge_replace), T(test_restore_all_or_nothing), \
 		T(test_compact), T(test_check_clean), T(test_meta_keys),       \
-		T(test_meta_dirs), T(test_meta_times), T(test_meta_invalid),   \
+		T(test_meta_dirs), T(test_meta_times), T(test_xattrs),         \
+		T(test_restore_meta), T(test_meta_invalid),                    \
 		T(test_script_check), T(test_script_owner)
 
 /*
