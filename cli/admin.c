@@ -8,10 +8,17 @@
  *
  * The dump format, one JSON object a line, in key order:
  *   {"key":K,"version":V,"created_at":T,"updated_at":T,
- *    "encoding":"utf-8"|"base64","value":TEXT}
- *   {"dir":PATH}                    a directory record (mkdir)
- * A value is text when it is UTF-8 without NUL bytes, else base64 (RFC
- * 4648, padded). Restore accepts exactly these fields, and \u0000 in text.
+ *    "encoding":"utf-8"|"base64","value":TEXT[,"meta":M][,"xattrs":X]}
+ *   {"dir":PATH[,"meta":M][,"xattrs":X]}   a directory record (mkdir);
+ *                                         "/" first: the root's own
+ * where M is {"uid":U,"gid":G,"mode":"0644"[,"mtime_ns":N][,"ctime_ns":N]}
+ * (the owner, the mode in octal, a time set by hand, the last change of
+ * metadata) and X an array, in byte order of names, of
+ * {"name":N,"encoding":E,"value":TEXT}. A value is text when it is UTF-8
+ * without NUL bytes, else base64 (RFC 4648, padded). Restore accepts
+ * exactly these fields, and \u0000 in text. "meta" and "xattrs" came with
+ * libustate 0.5 and appear only on records that have some: a dump of a
+ * store without owners or xattrs is what earlier versions wrote and read.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -105,26 +112,65 @@ static void bar_end(struct bar *b)
 
 /* ---- dump --------------------------------------------------------------- */
 
-/* A value as JSON text when it is UTF-8 without NUL, else as base64. */
-static json_t *value_text(const ustate_record *r, const char **encoding)
+/* Bytes as JSON text when they are UTF-8 without NUL, else as base64. */
+static json_t *bytes_text(const void *val, size_t n, const char **encoding)
 {
-	size_t len = sodium_base64_ENCODED_LEN(r->value_len, B64);
+	size_t len = sodium_base64_ENCODED_LEN(n, B64);
 	json_t *v = NULL;
 	char *b64;
 
 	*encoding = "utf-8";
-	if (!memchr(r->value, '\0', r->value_len))
-		v = json_stringn(r->value, r->value_len);
+	if (!memchr(val, '\0', n))
+		v = json_stringn(val, n);
 	if (v)
 		return v;
 	*encoding = "base64";
 	b64 = malloc(len);
 	if (!b64)
 		return NULL;
-	sodium_bin2base64(b64, len, r->value, r->value_len, B64);
+	sodium_bin2base64(b64, len, val, n, B64);
 	v = json_stringn(b64, len - 1);
 	free(b64);
 	return v;
+}
+
+/* A record's "meta" and "xattrs" into j, when it has some: 0 or -ENOMEM. */
+static int dump_meta(json_t *j, const ustate_record *r)
+{
+	const char *enc;
+	json_t *m, *xs, *v;
+	char mode[8];
+	size_t i;
+
+	if (r->meta) {
+		snprintf(mode, sizeof(mode), "%04o", r->meta->mode);
+		m = json_pack("{s:I, s:I, s:s}", "uid",
+			      (json_int_t)r->meta->uid, "gid",
+			      (json_int_t)r->meta->gid, "mode", mode);
+		if (m && (r->meta->flags & USTATE_META_MTIME))
+			json_object_set_new(m, "mtime_ns",
+					    json_integer(r->meta->mtime_ns));
+		if (m && r->meta->ctime_ns)
+			json_object_set_new(m, "ctime_ns",
+					    json_integer(r->meta->ctime_ns));
+		if (!m || json_object_set_new(j, "meta", m) < 0)
+			return -ENOMEM;
+	}
+	if (!r->nxattrs)
+		return 0;
+	xs = json_array();
+	if (!xs || json_object_set_new(j, "xattrs", xs) < 0)
+		return -ENOMEM;
+	for (i = 0; i < r->nxattrs; i++) {
+		v = bytes_text(r->xattrs[i].value, r->xattrs[i].value_len,
+			       &enc);
+		if (!v || json_array_append_new(
+				  xs, json_pack("{s:s, s:s, s:o}", "name",
+						r->xattrs[i].name, "encoding",
+						enc, "value", v)) < 0)
+			return -ENOMEM;
+	}
+	return 0;
 }
 
 static int dump_record(void *arg, const ustate_record *r)
@@ -137,13 +183,17 @@ static int dump_record(void *arg, const ustate_record *r)
 	if (r->type == USTATE_RECORD_DIR) {
 		j = json_pack("{s:s}", "dir", r->key);
 	} else {
-		v = value_text(r, &encoding);
+		v = bytes_text(r->value, r->value_len, &encoding);
 		j = v ? json_pack("{s:s, s:I, s:I, s:I, s:s, s:o}", "key",
 				  r->key, "version", (json_int_t)r->version,
 				  "created_at", (json_int_t)r->created_at,
 				  "updated_at", (json_int_t)r->updated_at,
 				  "encoding", encoding, "value", v)
 		      : NULL;
+	}
+	if (j && dump_meta(j, r) < 0) {
+		json_decref(j);
+		j = NULL;
 	}
 	if (!j)
 		return -ENOMEM;
@@ -187,7 +237,11 @@ struct feed {
 	unsigned long lineno; /* of the line read last */
 	json_t *cur;	      /* its JSON, which the record points into */
 	unsigned char *bin;   /* its value, decoded from base64 */
-	const char *key;      /* the key or path of the record given last */
+	ustate_meta meta;     /* its metadata */
+	ustate_xattr *xs;     /* its xattrs, nx of them (cap allocated) */
+	unsigned char **xbin; /* ... their values decoded from base64 */
+	size_t nx, xcap;
+	const char *key; /* the key or path of the record given last */
 	uint64_t bytes, total, records;
 	struct bar bar;
 	char err[256]; /* what is wrong with line lineno */
@@ -215,47 +269,142 @@ static int no_nul(struct feed *f, const char *s, size_t len)
 	return feed_fail(f, "the key holds a NUL character");
 }
 
+/*
+ * Bytes given as TEXT in encoding enc: *val and *len become the decoded
+ * bytes, in *bin (free it) for base64.
+ */
+static int decode_text(struct feed *f, const char *enc, const char **val,
+		       size_t *len, unsigned char **bin, const char *what)
+{
+	size_t max;
+
+	if (!strcmp(enc, "base64")) {
+		max = *len / 4 * 3 + 1;
+		*bin = malloc(max);
+		if (!*bin)
+			return -ENOMEM;
+		/* No end pointer: any byte that is not base64 is an error. */
+		if (sodium_base642bin(*bin, max, *val, *len, NULL, len, NULL,
+				      B64) != 0)
+			return feed_fail(f, "%s is not valid base64", what);
+		*val = (const char *)*bin;
+	} else if (strcmp(enc, "utf-8")) {
+		return feed_fail(f, "unknown encoding \"%s\"", enc);
+	}
+	return 0;
+}
+
+/* The "meta" and "xattrs" of the current line (each may be NULL) into r. */
+static int parse_meta(struct feed *f, json_t *meta, json_t *xattrs,
+		      ustate_record *r)
+{
+	json_int_t uid, gid, mt = 0, ct = 0;
+	const char *mode, *name, *enc, *val;
+	json_t *mtime = NULL, *x;
+	json_error_t jerr;
+	size_t i, nlen, vlen;
+	unsigned long m;
+	char *end;
+	void *grown;
+	int rc;
+
+	if (meta) {
+		if (json_unpack_ex(meta, &jerr, JSON_STRICT,
+				   "{s:I, s:I, s:s, s?o, s?I}", "uid", &uid,
+				   "gid", &gid, "mode", &mode, "mtime_ns",
+				   &mtime, "ctime_ns", &ct) < 0)
+			return feed_fail(f, "meta: %s", jerr.text);
+		m = strtoul(mode, &end, 8);
+		if (uid < 0 || uid > UINT32_MAX || gid < 0 ||
+		    gid > UINT32_MAX || !*mode || *end || m > 07777)
+			return feed_fail(f, "meta: a bad owner, group or mode");
+		if (mtime && !json_is_integer(mtime))
+			return feed_fail(f, "meta: mtime_ns is no integer");
+		if (mtime)
+			mt = json_integer_value(mtime);
+		f->meta = (ustate_meta){.uid = (uint32_t)uid,
+					.gid = (uint32_t)gid,
+					.mode = (uint32_t)m,
+					.flags = mtime ? USTATE_META_MTIME : 0,
+					.mtime_ns = mt,
+					.ctime_ns = ct};
+		r->meta = &f->meta;
+	}
+	if (!xattrs)
+		return 0;
+	if (!json_is_array(xattrs))
+		return feed_fail(f, "xattrs: not an array");
+	json_array_foreach(xattrs, i, x)
+	{
+		if (json_unpack_ex(x, &jerr, JSON_STRICT, "{s:s%, s:s, s:s%}",
+				   "name", &name, &nlen, "encoding", &enc,
+				   "value", &val, &vlen) < 0)
+			return feed_fail(f, "xattrs: %s", jerr.text);
+		if (strlen(name) != nlen)
+			return feed_fail(f, "xattrs: a name holds a NUL");
+		if (f->nx == f->xcap) {
+			grown = realloc(f->xs,
+					(f->xcap * 2 + 4) * sizeof(*f->xs));
+			if (!grown)
+				return -ENOMEM;
+			f->xs = grown;
+			grown = realloc(f->xbin,
+					(f->xcap * 2 + 4) * sizeof(*f->xbin));
+			if (!grown)
+				return -ENOMEM;
+			f->xbin = grown;
+			f->xcap = f->xcap * 2 + 4;
+		}
+		f->xbin[f->nx] = NULL;
+		rc = decode_text(f, enc, &val, &vlen, &f->xbin[f->nx],
+				 "an xattr's value");
+		f->nx++;
+		if (rc < 0)
+			return rc;
+		f->xs[f->nx - 1] = (ustate_xattr){
+			.name = name, .value = val, .value_len = vlen};
+	}
+	r->xattrs = f->xs;
+	r->nxattrs = f->nx;
+	return 0;
+}
+
 /* The record of the current line, whose JSON is f->cur. */
 static int parse_record(struct feed *f, ustate_record *r)
 {
 	const char *key, *enc, *val;
+	json_t *meta = NULL, *xattrs = NULL;
 	json_int_t v, c, u;
-	size_t klen, vlen, max;
+	size_t klen, vlen;
 	json_error_t jerr;
+	int rc;
 
 	if (json_object_get(f->cur, "dir")) {
-		if (json_unpack_ex(f->cur, &jerr, JSON_STRICT, "{s:s%}", "dir",
-				   &key, &klen) < 0)
+		if (json_unpack_ex(f->cur, &jerr, JSON_STRICT,
+				   "{s:s%, s?o, s?o}", "dir", &key, &klen,
+				   "meta", &meta, "xattrs", &xattrs) < 0)
 			return feed_fail(f, "%s", jerr.text);
 		if (no_nul(f, key, klen) < 0)
 			return -EBADMSG;
 		*r = (ustate_record){.type = USTATE_RECORD_DIR, .key = key};
 		f->key = key;
-		return 1;
+		rc = parse_meta(f, meta, xattrs, r);
+		return rc < 0 ? rc : 1;
 	}
 	if (json_unpack_ex(f->cur, &jerr, JSON_STRICT,
-			   "{s:s%, s:I, s:I, s:I, s:s, s:s%}", "key", &key,
-			   &klen, "version", &v, "created_at", &c, "updated_at",
-			   &u, "encoding", &enc, "value", &val, &vlen) < 0)
+			   "{s:s%, s:I, s:I, s:I, s:s, s:s%, s?o, s?o}", "key",
+			   &key, &klen, "version", &v, "created_at", &c,
+			   "updated_at", &u, "encoding", &enc, "value", &val,
+			   &vlen, "meta", &meta, "xattrs", &xattrs) < 0)
 		return feed_fail(f, "%s", jerr.text);
 	if (no_nul(f, key, klen) < 0)
 		return -EBADMSG;
 	if (v < 1)
 		return feed_fail(f, "version %lld is not 1 or more",
 				 (long long)v);
-	if (!strcmp(enc, "base64")) {
-		max = vlen / 4 * 3 + 1;
-		f->bin = malloc(max);
-		if (!f->bin)
-			return -ENOMEM;
-		/* No end pointer: any byte that is not base64 is an error. */
-		if (sodium_base642bin(f->bin, max, val, vlen, NULL, &vlen, NULL,
-				      B64) != 0)
-			return feed_fail(f, "the value is not valid base64");
-		val = (const char *)f->bin;
-	} else if (strcmp(enc, "utf-8")) {
-		return feed_fail(f, "unknown encoding \"%s\"", enc);
-	}
+	rc = decode_text(f, enc, &val, &vlen, &f->bin, "the value");
+	if (rc < 0)
+		return rc;
 	*r = (ustate_record){
 		.type = USTATE_RECORD_KEY,
 		.key = key,
@@ -266,7 +415,18 @@ static int parse_record(struct feed *f, ustate_record *r)
 		.updated_at = u,
 	};
 	f->key = key;
-	return 1;
+	rc = parse_meta(f, meta, xattrs, r);
+	return rc < 0 ? rc : 1;
+}
+
+/* Forget the last line's xattrs. */
+static void feed_xattrs_reset(struct feed *f)
+{
+	size_t i;
+
+	for (i = 0; i < f->nx; i++)
+		free(f->xbin[i]);
+	f->nx = 0;
 }
 
 static int feed_next(void *arg, ustate_record *r)
@@ -279,6 +439,7 @@ static int feed_next(void *arg, ustate_record *r)
 	f->cur = NULL;
 	free(f->bin);
 	f->bin = NULL;
+	feed_xattrs_reset(f);
 	f->key = NULL;
 	do {
 		if (interrupted)
@@ -319,7 +480,8 @@ static int restore_failed(struct feed *f, int rc)
 	} else if (rc == -EINTR) {
 		fprintf(stderr, "ustate: restore: interrupted\n");
 	} else if (f->key && (rc == -EINVAL || rc == -ENAMETOOLONG ||
-			      rc == -EFBIG || rc == -EEXIST)) {
+			      rc == -EFBIG || rc == -EEXIST || rc == -ERANGE ||
+			      rc == -E2BIG || rc == -ENOSPC)) {
 		if (rc == -EEXIST)
 			why = "given twice in the input";
 		fprintf(stderr, "ustate: restore: %s line %lu: %s: %s\n",
@@ -381,6 +543,9 @@ int cmd_restore(ustate *s, int argc, char **argv)
 		       res.revision);
 	json_decref(f.cur);
 	free(f.bin);
+	feed_xattrs_reset(&f);
+	free(f.xs);
+	free(f.xbin);
 	free(f.line);
 	if (f.in != stdin)
 		fclose(f.in);

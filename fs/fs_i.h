@@ -35,6 +35,11 @@ enum node_kind {
 	KIND_LEASE,  /* /.leases/NAME */
 };
 
+struct node_xattr {
+	char *name; /* then, after its NUL, the value */
+	size_t len; /* of the name, its NUL and the value */
+};
+
 struct node {
 	fuse_ino_t ino;
 	char *path;	     /* protected by the table lock */
@@ -78,12 +83,14 @@ struct node {
 	bool has_meta;	     /* owner and mode of a key being created, */
 	ustate_meta meta;    /* till its first commit; protected by the
 			      * table lock */
-	bool has_mtime;	     /* a time set by hand while writers were */
-	int64_t mtime;	     /* open, for their next commit (unix ns);
-			      * protected by the table lock */
-	bool gone;	     /* unlinked (or renamed over) while open, */
-	ustate_meta last;    /* with this owner and mode; protected by
-			      * the table lock */
+	struct node_xattr *xattrs; /* user xattrs of a key being created, */
+	size_t nxattrs;		   /* protected by the table lock */
+	bool has_mtime;		   /* a time set by hand while writers were */
+	int64_t mtime;		   /* open, for their next commit (unix ns);
+				    * protected by the table lock */
+	bool gone;		   /* unlinked (or renamed over) while open, */
+	ustate_meta last;	   /* with this owner and mode; protected by
+				    * the table lock */
 	struct node *next_ino, *next_path; /* hash chains */
 };
 
@@ -267,6 +274,18 @@ bool node_meta(struct node *n, ustate_meta *m);
  * truncation) ends it, and the time a creating writer's metadata holds.
  */
 void node_set_mtime(struct node *n, int64_t ns);
+/*
+ * The user xattrs of a key being created, for its first commit:
+ * node_set_xattr() sets (value not NULL) or removes one, with
+ * USTATE_XATTR_CREATE or _REPLACE and the store's limits (-ENOENT when n
+ * creates no key any more); node_xattrs() says whether n is creating, and
+ * gives a copy of them (free it with node_xattrs_free()), each its name,
+ * a NUL and its value, len bytes in all: the value of an XATTR op.
+ */
+int node_set_xattr(struct node *n, const char *name, const void *value,
+		   size_t len, unsigned flags);
+bool node_xattrs(struct node *n, struct node_xattr **copy, size_t *count);
+void node_xattrs_free(struct node_xattr *x, size_t count);
 bool node_take_mtime(struct node *n, int64_t *ns);
 void node_wrote(struct node *n);
 /*

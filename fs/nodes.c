@@ -160,6 +160,25 @@ int nodes_init(void)
 	return 0;
 }
 
+static void xattrs_drop(struct node *n)
+{
+	size_t i;
+
+	for (i = 0; i < n->nxattrs; i++)
+		free(n->xattrs[i].name);
+	free(n->xattrs);
+	n->xattrs = NULL;
+	n->nxattrs = 0;
+}
+
+/* Free n, out of both indexes. */
+static void node_release(struct node *n)
+{
+	xattrs_drop(n);
+	free(n->path);
+	free(n);
+}
+
 void nodes_destroy(void)
 {
 	struct node *n, *next;
@@ -168,8 +187,7 @@ void nodes_destroy(void)
 	for (i = 0; i < nbuckets; i++) {
 		for (n = by_ino[i]; n; n = next) {
 			next = n->next_ino;
-			free(n->path);
-			free(n);
+			node_release(n);
 		}
 	}
 	free(by_ino);
@@ -289,8 +307,7 @@ void node_forget(fuse_ino_t ino, uint64_t k)
 		    !n->expecting && !n->unlinking) {
 			unlink_node(n);
 			count--;
-			free(n->path);
-			free(n);
+			node_release(n);
 		}
 	}
 	pthread_mutex_unlock(&lock);
@@ -351,10 +368,12 @@ void node_move(const char *from, const char *to)
 void node_creating(struct node *n, int delta)
 {
 	pthread_mutex_lock(&lock);
-	if (delta > 0 && n->creating++ == 0)
+	if (delta > 0 && n->creating++ == 0) {
 		ncreating++;
-	else if (delta < 0 && n->creating && --n->creating == 0)
+	} else if (delta < 0 && n->creating && --n->creating == 0) {
 		ncreating--;
+		xattrs_drop(n); /* committed with the key, or forgotten */
+	}
 	pthread_mutex_unlock(&lock);
 }
 
@@ -619,6 +638,104 @@ void node_wrote(struct node *n)
 	n->has_mtime = false;
 	n->meta.flags &= ~(uint32_t)USTATE_META_MTIME;
 	pthread_mutex_unlock(&lock);
+}
+
+/* The index of name among n's pending xattrs, or n->nxattrs. */
+static size_t xattr_find(const struct node *n, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < n->nxattrs; i++)
+		if (!strcmp(n->xattrs[i].name, name))
+			break;
+	return i;
+}
+
+int node_set_xattr(struct node *n, const char *name, const void *value,
+		   size_t len, unsigned flags)
+{
+	size_t nlen = strlen(name) + 1, i, total = 0;
+	struct node_xattr *grown;
+	char *buf = NULL;
+	int rc = 0;
+
+	pthread_mutex_lock(&lock);
+	i = xattr_find(n, name);
+	for (size_t k = 0; k < n->nxattrs; k++)
+		if (k != i)
+			total += n->xattrs[k].len;
+	if (!n->creating)
+		rc = -ENOENT;
+	else if (i < n->nxattrs && (flags & USTATE_XATTR_CREATE))
+		rc = -EEXIST;
+	else if (i == n->nxattrs && (!value || (flags & USTATE_XATTR_REPLACE)))
+		rc = -ENODATA;
+	else if (value && total + nlen + len > USTATE_XATTR_TOTAL_MAX)
+		rc = -ENOSPC;
+	if (rc < 0 || !value)
+		goto out;
+	/* One block: the name, its NUL, the value (an op's value). */
+	buf = malloc(nlen + len);
+	if (!buf) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	memcpy(buf, name, nlen);
+	if (len)
+		memcpy(buf + nlen, value, len);
+	if (i == n->nxattrs) {
+		grown = realloc(n->xattrs, (i + 1) * sizeof(*grown));
+		if (!grown) {
+			free(buf);
+			rc = -ENOMEM;
+			goto out;
+		}
+		n->xattrs = grown;
+		n->nxattrs++;
+	} else {
+		free(n->xattrs[i].name);
+	}
+	n->xattrs[i] = (struct node_xattr){.name = buf, .len = nlen + len};
+out:
+	/* A removal. */
+	if (rc == 0 && !value) {
+		free(n->xattrs[i].name);
+		n->xattrs[i] = n->xattrs[--n->nxattrs];
+	}
+	pthread_mutex_unlock(&lock);
+	return rc;
+}
+
+bool node_xattrs(struct node *n, struct node_xattr **copy, size_t *nx)
+{
+	size_t i;
+	bool yes;
+
+	*copy = NULL;
+	*nx = 0;
+	pthread_mutex_lock(&lock);
+	yes = n->creating;
+	if (yes && n->nxattrs)
+		*copy = calloc(n->nxattrs, sizeof(**copy));
+	for (i = 0; *copy && i < n->nxattrs; i++) {
+		(*copy)[i].len = n->xattrs[i].len;
+		(*copy)[i].name = malloc(n->xattrs[i].len);
+		if (!(*copy)[i].name)
+			break;
+		memcpy((*copy)[i].name, n->xattrs[i].name, n->xattrs[i].len);
+		*nx = i + 1;
+	}
+	pthread_mutex_unlock(&lock);
+	return yes;
+}
+
+void node_xattrs_free(struct node_xattr *x, size_t nx)
+{
+	size_t i;
+
+	for (i = 0; i < nx; i++)
+		free(x[i].name);
+	free(x);
 }
 
 void node_set_meta(struct node *n, const ustate_meta *m)

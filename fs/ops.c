@@ -545,6 +545,7 @@ static void gone_attr(fuse_ino_t ino, const char *path, const ustate_meta *m,
 		st->st_gid = m->gid;
 		st->st_mode =
 			S_IFREG | (m->mode & (fs.read_only ? 07555 : 07777));
+		times_attr(m, NULL, st); /* its ctime: when it lost its link */
 		return;
 	}
 	/* DIR/.value: the owner is the directory key's. */
@@ -2023,6 +2024,7 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	open = unlinking && node_has_open(unlinking);
 	if (open && !node_meta(unlinking, &gone))
 		meta_gone(path, &gone);
+	gone.ctime_ns = times_now(); /* the link count changes */
 	rc = ustate_node(fs.store, path, &flags);
 	if (rc < 0)
 		goto out;
@@ -2054,13 +2056,36 @@ out:
 	fuse_reply_err(req, -rc);
 }
 
+/* The reply to a MKDIR or MKNOD of path in dir, made (rc 0) or not. */
+static void reply_made(fuse_req_t req, int rc, const char *dir,
+		       const char *path)
+{
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	times_dir_changed(dir, true);
+	reply_entry_for(req, path);
+}
+
+/* Whether a new file or directory may take path: 0, -EEXIST, -EROFS. */
+static int name_is_free(const char *path)
+{
+	unsigned flags;
+	int rc;
+
+	rc = fs.read_only ? -EROFS : ustate_node(fs.store, path, &flags);
+	if (rc == 0 && (flags || node_is_creating(path)))
+		rc = -EEXIST;
+	return rc;
+}
+
 static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 		     mode_t mode)
 {
 	char dir[FS_PATH_MAX], path[FS_PATH_MAX];
 	ustate_meta m;
 	ustate_op op;
-	unsigned flags;
 	int rc;
 
 	rc = node_path(parent, dir);
@@ -2072,12 +2097,8 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 		synth_entry(req, path, KIND_DIR);
 		return;
 	}
-	if (rc == 0 && fs.read_only)
-		rc = -EROFS;
 	if (rc == 0)
-		rc = ustate_node(fs.store, path, &flags);
-	if (rc == 0 && (flags || node_is_creating(path)))
-		rc = -EEXIST;
+		rc = name_is_free(path);
 	if (rc == 0) {
 		meta_new(req, dir, mode, true, &m);
 		op = (ustate_op){.type = USTATE_OP_MKDIR,
@@ -2086,12 +2107,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 				 .value_len = sizeof(m)};
 		rc = own_transaction(&op, 1);
 	}
-	if (rc == 0)
-		times_dir_changed(dir, true);
-	if (rc < 0)
-		fuse_reply_err(req, -rc);
-	else
-		reply_entry_for(req, path);
+	reply_made(req, rc, dir, path);
 }
 
 static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -2157,10 +2173,40 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 	fuse_reply_err(req, EPERM);
 }
 
+/*
+ * mknod of a regular file (tar --xattrs makes its files so, to set their
+ * xattrs before the data) is a create of an empty key, committed at once
+ * with its creator's owner and mode: -EEXIST when the name is taken.
+ * FIFOs, sockets and device nodes have no place in a store: EPERM.
+ */
 static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 		     mode_t mode, dev_t rdev)
 {
-	fuse_reply_err(req, EPERM);
+	char dir[FS_PATH_MAX], path[FS_PATH_MAX];
+	ustate_op ops[2];
+	ustate_meta m;
+	int rc;
+
+	rc = S_ISREG(mode) ? node_path(parent, dir) : -EPERM;
+	if (rc == 0)
+		rc = creatable(dir, name, path);
+	if (rc == 0)
+		rc = name_is_free(path);
+	if (rc == 0) {
+		meta_new(req, dir, mode, false, &m);
+		ops[0] = (ustate_op){.type = USTATE_OP_CREATE,
+				     .key = path,
+				     .value = "",
+				     .value_len = 0};
+		ops[1] = (ustate_op){.type = USTATE_OP_META,
+				     .key = path,
+				     .value = &m,
+				     .value_len = sizeof(m)};
+		meta_lock(false);
+		rc = own_transaction(ops, 2);
+		meta_unlock();
+	}
+	reply_made(req, rc, dir, path);
 }
 
 /* A growing array of transaction ops that owns its strings and values. */
@@ -2272,6 +2318,68 @@ static int move_meta(struct oplist *l, const char *k, const char *nk,
 }
 
 /*
+ * The ops that give nk (a key, or a record: which) the user xattrs of k,
+ * after the op that sets or makes it: one XATTR per name of k, and a
+ * removal of each name nk had that k lacks (a rename over an existing
+ * file or record replaces it whole).
+ */
+static int move_xattrs(struct oplist *l, const char *k, const char *nk,
+		       unsigned which)
+{
+	char **names = NULL, **old = NULL, *buf;
+	size_t n = 0, nold = 0, i, j, len, nlen;
+	void *v;
+	int rc;
+
+	rc = ustate_xattr_list(fs.store, k, which, &names, &n);
+	if (rc == 0)
+		rc = ustate_xattr_list(fs.store, nk, which, &old, &nold);
+	for (i = 0; rc == 0 && i < n; i++) {
+		rc = ustate_xattr_get(fs.store, k, which, names[i], &v, &len);
+		if (rc < 0)
+			break;
+		nlen = strlen(names[i]) + 1;
+		buf = malloc(nlen + len);
+		rc = buf ? 0 : -ENOMEM;
+		if (rc == 0) {
+			memcpy(buf, names[i], nlen);
+			memcpy(buf + nlen, v, len);
+			rc = oplist_add(l,
+					(ustate_op){.type = USTATE_OP_XATTR,
+						    .key = nk,
+						    .version = which,
+						    .value = buf,
+						    .value_len = nlen + len},
+					NULL, buf);
+			if (rc < 0)
+				free(buf);
+		}
+		free(v);
+	}
+	for (j = 0; rc == 0 && j < nold; j++) {
+		for (i = 0; i < n && strcmp(names[i], old[j]); i++)
+			;
+		if (i < n)
+			continue;
+		rc = oplist_add(
+			l,
+			(ustate_op){.type = USTATE_OP_XATTR,
+				    .key = nk,
+				    .version = which | USTATE_XATTR_REMOVE,
+				    .value = old[j],
+				    .value_len = strlen(old[j]) + 1},
+			NULL, old[j]);
+		if (rc == 0)
+			old[j] = NULL; /* l owns it now */
+	}
+	ustate_list_free(names, n);
+	for (j = 0; j < nold; j++)
+		free(old[j]);
+	free(old);
+	return rc;
+}
+
+/*
  * The ops that move one key k to nk (owned by l from here on): a check
  * of its version, so a concurrent change makes the rename retry, a set
  * (a create with noreplace) of the new key with k's owner, and a delete
@@ -2321,6 +2429,8 @@ static int move_key(struct oplist *l, const char *k, char *nk, bool noreplace)
 		free(nk), free(val);
 	if (rc == 0)
 		rc = move_meta(l, k, nk, e->updated_at);
+	if (rc == 0)
+		rc = move_xattrs(l, k, nk, USTATE_META_KEY);
 	if (rc == 0)
 		rc = oplist_add(l,
 				(ustate_op){.type = USTATE_OP_DELETE, .key = k},
@@ -2378,7 +2488,7 @@ static int move_ops(struct oplist *l, const char *from, const char *to,
 				l,
 				(ustate_op){.type = USTATE_OP_RMDIR, .key = r},
 				NULL, NULL);
-		/* The record moves with its owner. */
+		/* The record moves with its owner and xattrs. */
 		if (rc == 0)
 			rc = oplist_add(
 				l,
@@ -2390,6 +2500,8 @@ static int move_ops(struct oplist *l, const char *from, const char *to,
 		if (rc < 0) {
 			free(nk);
 			free(m);
+		} else {
+			rc = move_xattrs(l, r, nk, USTATE_META_DIR);
 		}
 	}
 	/* The key strings of keys/recs must outlive the ops: keep them. */
@@ -2490,8 +2602,10 @@ static int do_rename(const char *from, const char *to, unsigned int flags)
 			bool open = t && node_has_open(t);
 			ustate_meta gone;
 
-			if (open)
+			if (open) {
 				meta_gone(to, &gone);
+				gone.ctime_ns = times_now(); /* no link left */
+			}
 			rc = own_transaction(l.ops, l.n);
 			if (rc == 0 && open)
 				node_gone(t, &gone);
@@ -2733,6 +2847,19 @@ static int xattr_index(const char *name)
 	return -1;
 }
 
+/* What ino is (see classify()), once its path's changes have landed. */
+static int ino_classify(fuse_ino_t ino, char *path, enum node_kind *kind,
+			char *key)
+{
+	int rc = node_path(ino, path);
+
+	if (rc == 0) {
+		node_settle(path);
+		rc = classify(path, kind, key);
+	}
+	return rc;
+}
+
 /* The entry behind a file node, for its xattrs; -ENODATA for others. */
 static int xattr_entry(fuse_ino_t ino, ustate_entry **e)
 {
@@ -2740,11 +2867,7 @@ static int xattr_entry(fuse_ino_t ino, ustate_entry **e)
 	enum node_kind kind;
 	int rc;
 
-	rc = node_path(ino, path);
-	if (rc == 0) {
-		node_settle(path);
-		rc = classify(path, &kind, key);
-	}
+	rc = ino_classify(ino, path, &kind, key);
 	if (rc < 0)
 		return rc;
 	if (kind != KIND_FILE && kind != KIND_VALUE)
@@ -2819,11 +2942,7 @@ static int xattr_lease_set(fuse_ino_t ino, const char *lease, int flags)
 
 	if (fs.read_only)
 		return -EROFS;
-	rc = node_path(ino, path);
-	if (rc == 0) {
-		node_settle(path);
-		rc = classify(path, &kind, key);
-	}
+	rc = ino_classify(ino, path, &kind, key);
 	if (rc == 0 && kind != KIND_FILE && kind != KIND_VALUE)
 		rc = -EPERM;
 	for (i = 0; rc == 0 && i < RENAME_RETRIES; i++) {
@@ -2861,10 +2980,90 @@ static int xattr_lease_set(fuse_ino_t ino, const char *lease, int flags)
  */
 #define XATTR_CONNECTED "user.connected"
 
+/*
+ * User xattrs (user.* but ours) are stored with the key, or with the
+ * directory's record: where ino's live, into at (a key, or a directory's
+ * path) and *which, and *n when its key is being created (they wait in
+ * its node for the first commit); -EPERM for /.txn, /.leases and lease
+ * files, which keep none.
+ */
+static int uxattr_at(fuse_ino_t ino, char *at, unsigned *which, struct node **n)
+{
+	char path[FS_PATH_MAX];
+	enum node_kind kind;
+	int rc;
+
+	*n = NULL;
+	rc = ino_classify(ino, path, &kind, at);
+	if (rc < 0)
+		return rc;
+	if (kind == KIND_DIR) {
+		strcpy(at, path);
+		*which = USTATE_META_DIR;
+		return 0;
+	}
+	if (kind != KIND_FILE && kind != KIND_VALUE)
+		return -EPERM;
+	*which = USTATE_META_KEY;
+	if (node_is_creating(path) && ustate_exists(fs.store, at) == 0)
+		*n = node_of(ino);
+	return 0;
+}
+
+/* Whether name is one of ours on ino (computed, or the lease's). */
+static bool xattr_ours(fuse_ino_t ino, const char *name)
+{
+	return xattr_index(name) >= 0 || !strcmp(name, XATTR_LEASE) ||
+	       (ino == FUSE_ROOT_ID && !strcmp(name, XATTR_CONNECTED));
+}
+
+/* A stored user xattr of ino into *value (free it), or -ENODATA. */
+static int uxattr_get(fuse_ino_t ino, const char *name, void **value,
+		      size_t *len)
+{
+	char at[FS_PATH_MAX];
+	struct node_xattr *x;
+	struct node *n;
+	unsigned which;
+	size_t nx, i, nlen = strlen(name) + 1;
+	int rc;
+
+	rc = uxattr_at(ino, at, &which, &n);
+	if (rc < 0)
+		return rc == -EPERM ? -ENODATA : rc;
+	if (!n || !node_xattrs(n, &x, &nx))
+		return ustate_xattr_get(fs.store, at, which, name, value, len);
+	rc = -ENODATA;
+	for (i = 0; i < nx; i++)
+		if (!strcmp(x[i].name, name)) {
+			*len = x[i].len - nlen;
+			*value = malloc(*len + 1);
+			rc = *value ? 0 : -ENOMEM;
+			if (rc == 0)
+				memcpy(*value, x[i].name + nlen, *len);
+			break;
+		}
+	node_xattrs_free(x, nx);
+	return rc;
+}
+
+static void reply_xattr_value(fuse_req_t req, const char *v, size_t len,
+			      size_t size)
+{
+	if (size == 0)
+		fuse_reply_xattr(req, len);
+	else if (size < len)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, v, len);
+}
+
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			size_t size)
 {
 	char buf[USTATE_SEGMENT_MAX + 1];
+	void *v = NULL;
+	size_t vlen;
 	int i, len;
 
 	i = xattr_index(name);
@@ -2873,36 +3072,84 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			       ustate_connected(fs.store));
 	else if (!strcmp(name, XATTR_LEASE))
 		len = xattr_lease(ino, buf);
+	else if (i >= 0)
+		len = xattr_value(ino, i, buf);
+	else if (strncmp(name, "user.", 5))
+		len = -ENODATA;
 	else
-		len = i < 0 ? -ENODATA : xattr_value(ino, i, buf);
+		len = uxattr_get(ino, name, &v, &vlen);
 	if (len < 0)
 		fuse_reply_err(req, -len);
-	else if (size == 0)
-		fuse_reply_xattr(req, (size_t)len);
-	else if (size < (size_t)len)
-		fuse_reply_err(req, ERANGE);
+	else if (v)
+		reply_xattr_value(req, v, vlen, size);
 	else
-		fuse_reply_buf(req, buf, (size_t)len);
+		reply_xattr_value(req, buf, (size_t)len, size);
+	free(v);
+}
+
+/* Append the names of ino's stored user xattrs to *buf (*len, *cap). */
+static int uxattr_names(fuse_ino_t ino, char **buf, size_t *len, size_t *cap)
+{
+	char at[FS_PATH_MAX], **names = NULL, *grown;
+	struct node_xattr *x = NULL;
+	size_t n = 0, i, need;
+	struct node *nd;
+	unsigned which;
+	int rc;
+
+	rc = uxattr_at(ino, at, &which, &nd);
+	if (rc < 0)
+		return rc == -EPERM ? 0 : rc;
+	if (nd && node_xattrs(nd, &x, &n)) {
+		names = calloc(n ? n : 1, sizeof(*names));
+		for (i = 0; names && i < n; i++)
+			names[i] = x[i].name;
+		rc = names ? 0 : -ENOMEM;
+	} else {
+		rc = ustate_xattr_list(fs.store, at, which, &names, &n);
+	}
+	for (i = 0; rc == 0 && i < n; i++) {
+		need = *len + strlen(names[i]) + 1;
+		if (need > *cap) {
+			grown = realloc(*buf, need * 2);
+			if (!grown) {
+				rc = -ENOMEM;
+				break;
+			}
+			*buf = grown;
+			*cap = need * 2;
+		}
+		memcpy(*buf + *len, names[i], strlen(names[i]) + 1);
+		*len = need;
+	}
+	if (x) {
+		free(names);
+		node_xattrs_free(x, n);
+	} else {
+		ustate_list_free(names, n);
+	}
+	return rc;
 }
 
 static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	char buf[128 + sizeof(XATTR_LEASE)];
+	size_t len = 0, cap = 256 + sizeof(XATTR_LEASE), i;
+	char *buf = malloc(cap);
 	ustate_entry *e;
-	size_t len = 0, i;
 	int rc;
 
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
 	rc = xattr_entry(ino, &e);
 	if (rc == -ENODATA) {
-		len = 0; /* directories have none, but the root this one */
+		rc = 0; /* directories have none of ours, but the root this */
 		if (ino == FUSE_ROOT_ID) {
 			memcpy(buf, XATTR_CONNECTED, sizeof(XATTR_CONNECTED));
 			len = sizeof(XATTR_CONNECTED);
 		}
-	} else if (rc < 0) {
-		fuse_reply_err(req, -rc);
-		return;
-	} else {
+	} else if (rc == 0) {
 		for (i = 0; i < NXATTR; i++) {
 			memcpy(buf + len, xattr_names[i],
 			       strlen(xattr_names[i]) + 1);
@@ -2914,21 +3161,71 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 		}
 		ustate_entry_free(e);
 	}
-	if (size == 0)
-		fuse_reply_xattr(req, len);
-	else if (size < len)
-		fuse_reply_err(req, ERANGE);
+	if (rc == 0)
+		rc = uxattr_names(ino, &buf, &len, &cap);
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
 	else
-		fuse_reply_buf(req, buf, len);
+		reply_xattr_value(req, buf, len, size);
+	free(buf);
 }
 
 /*
- * Ours describe the key, as st_mtime does, and are read-only: setting one
- * to anything but its value is EPERM (to its value, a no-op: rsync -X
- * between two mounts). Removing one changes nothing and succeeds, as a
- * utimes() on the mount does: rsync -X removes the names its source
- * lacks, and must still copy a tree in. No other xattrs are stored:
- * ENOTSUP, what copy tools expect of a file system without them.
+ * Set (value not NULL) or remove a stored user xattr of ino. A directory
+ * that only existed through its keys becomes a record first, as a chmod
+ * makes it: the record keeps them. setxattr(2)'s flags are checked
+ * against a read just before.
+ */
+static int uxattr_set(fuse_ino_t ino, const char *name, const char *value,
+		      size_t size, int flags)
+{
+	unsigned which, f = 0, nflags = 0;
+	char at[FS_PATH_MAX];
+	ustate_op op;
+	struct node *n;
+	int rc;
+
+	if (strncmp(name, "user.", 5))
+		return -ENOTSUP;
+	if (fs.read_only)
+		return -EROFS;
+	if (strlen(name) > USTATE_XATTR_NAME_MAX)
+		return -ERANGE;
+	if (value && size > USTATE_XATTR_SIZE_MAX)
+		return -E2BIG;
+	if (flags & XATTR_CREATE)
+		f |= USTATE_XATTR_CREATE;
+	if (flags & XATTR_REPLACE)
+		f |= USTATE_XATTR_REPLACE;
+	rc = uxattr_at(ino, at, &which, &n);
+	if (rc < 0)
+		return rc;
+	if (n) {
+		rc = node_set_xattr(n, name, value, size, f);
+		if (rc != -ENOENT)
+			return rc;
+		/* Committed meanwhile: the key has them now. */
+	}
+	if (which == USTATE_META_DIR && strcmp(at, "/") && value) {
+		rc = ustate_node(fs.store, at, &nflags);
+		if (rc == 0 && !(nflags & USTATE_NODE_RECORD)) {
+			op = (ustate_op){.type = USTATE_OP_MKDIR, .key = at};
+			rc = own_transaction(&op, 1);
+		}
+		if (rc < 0)
+			return rc;
+	}
+	return ustate_xattr_set(fs.store, at, which, name, value,
+				value ? size : 0, f);
+}
+
+/*
+ * Ours describe the key, as st_mtime does, and are read-only: a set of
+ * one succeeds and changes nothing (to its own value, XATTR_CREATE aside,
+ * as before), so that rsync -aX and cp -a between two mounts, whose
+ * versions differ, copy a tree; so does a removal (rsync -X removes the
+ * names its source lacks). Other user.* names are stored (uxattr_set());
+ * other namespaces (trusted, security) are not: ENOTSUP.
  */
 static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			const char *value, size_t size, int flags)
@@ -2948,18 +3245,17 @@ static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 		fuse_reply_err(req, len < 0 ? -len : 0);
 		return;
 	}
-	i = xattr_index(name);
-	if (i < 0) {
-		fuse_reply_err(req, ENOTSUP);
+	if (!xattr_ours(ino, name)) {
+		len = uxattr_set(ino, name, value, size, flags);
+		fuse_reply_err(req, len < 0 ? -len : 0);
 		return;
 	}
-	len = xattr_value(ino, i, buf);
+	i = xattr_index(name);
+	len = i < 0 ? 0 : xattr_value(ino, i, buf);
 	if (len == -ENODATA)
-		len = -EPERM;
+		len = -EPERM; /* a directory has none of ours */
 	else if (len >= 0 && (flags & XATTR_CREATE))
 		len = -EEXIST;
-	else if (len >= 0 && (size != (size_t)len || memcmp(buf, value, size)))
-		len = -EPERM;
 	fuse_reply_err(req, len < 0 ? -len : 0);
 }
 
@@ -2973,8 +3269,13 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 		fuse_reply_err(req, len < 0 ? -len : 0);
 		return;
 	}
+	if (!xattr_ours(ino, name)) {
+		len = uxattr_set(ino, name, NULL, 0, 0);
+		fuse_reply_err(req, len < 0 ? -len : 0);
+		return;
+	}
 	i = xattr_index(name);
-	len = i < 0 ? -ENOTSUP : xattr_value(ino, i, buf);
+	len = i < 0 ? 0 : xattr_value(ino, i, buf);
 	fuse_reply_err(req, len < 0 ? -len : 0);
 }
 

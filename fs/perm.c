@@ -193,13 +193,21 @@ int meta_setattr(struct node *n, const char *path, enum node_kind kind,
 int meta_create(struct node *n, const char *key, const void *val, size_t len,
 		bool excl, const char *lease)
 {
-	ustate_op ops[3];
+	struct node_xattr *x;
+	ustate_op *ops;
 	ustate_meta m;
-	size_t i = 0;
+	size_t i = 0, nx, k;
 	int rc;
 
 	if (!node_meta(n, &m))
 		return own_write_lease(key, val, len, excl, 0, lease);
+	/* And its xattrs, set before this first commit (cp -a, rsync -X). */
+	node_xattrs(n, &x, &nx);
+	ops = calloc(3 + nx, sizeof(*ops));
+	if (!ops) {
+		node_xattrs_free(x, nx);
+		return -ENOMEM;
+	}
 	if (!excl)
 		ops[i++] = (ustate_op){.type = USTATE_OP_CHECK_VERSION,
 				       .key = key};
@@ -212,9 +220,17 @@ int meta_create(struct node *n, const char *key, const void *val, size_t len,
 			       .key = key,
 			       .value = &m,
 			       .value_len = sizeof(m)};
+	for (k = 0; k < nx; k++)
+		ops[i++] = (ustate_op){.type = USTATE_OP_XATTR,
+				       .key = key,
+				       .version = USTATE_META_KEY,
+				       .value = x[k].name,
+				       .value_len = x[k].len};
 	meta_lock(false);
 	rc = own_transaction(ops, i);
 	meta_unlock();
+	free(ops);
+	node_xattrs_free(x, nx);
 	/* Created by another writer meanwhile: it keeps its owner. */
 	if (rc == -ECANCELED)
 		rc = own_write(key, val, len, false, 0);

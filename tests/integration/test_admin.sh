@@ -34,7 +34,9 @@ check "dump: a binary value is base64" \
 	"$(grep '"/bin"' "$T/dump1" | jq -c '{key, version, encoding, value}')"
 check "dump: text stays text" "utf-8 2 two" \
 	"$(grep '"/a"' "$T/dump1" | jq -r '"\(.encoding) \(.version) \(.value)"')"
-check "dump: directory records" '{"dir":"/made"}' "$(grep made "$T/dump1")"
+check "dump: directory records, with the owner mkdir gave" \
+	'{"dir":"/made","meta":{"uid":0,"gid":0,"mode":"0755"}}' \
+	"$(grep made "$T/dump1")"
 check "dump PREFIX" "/deep/er/key" "$(u dump /deep | jq -r .key)"
 
 "$USTATE_CLI" -d "$T/copy.db" restore "$T/dump1" > "$T/out" 2> "$T/err"

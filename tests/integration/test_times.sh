@@ -92,6 +92,21 @@ sleep 1.1
 mv "$M/p" "$M/q"
 check "mv keeps the mtime of a plain write" "$m" "$(secs "$M/q")"
 
+echo open > "$M/ul"
+touch -d '2003-01-01' "$M/ul"
+check "an unlink of an open file moves its ctime (its link count)" "0 1 1" \
+	"$(python3 - "$M/ul" <<'PY'
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_RDONLY)
+before = os.fstat(fd).st_ctime_ns
+time.sleep(0.01)
+t = time.time_ns()
+os.unlink(sys.argv[1])
+st = os.fstat(fd)
+print(st.st_nlink, int(st.st_ctime_ns >= t), int(st.st_ctime_ns > before))
+PY
+)"
+
 # -- cp -p: into a new file and over an existing one ---------------------
 printf 'payload' > "$T/orig"
 touch -d '2003-03-03 03:03:03.333333333' "$T/orig"
