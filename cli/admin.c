@@ -162,12 +162,25 @@ static int dump_meta(json_t *j, const ustate_record *r)
 	if (!xs || json_object_set_new(j, "xattrs", xs) < 0)
 		return -ENOMEM;
 	for (i = 0; i < r->nxattrs; i++) {
+		const char *nenc;
+		json_t *n, *x;
+
+		/* A name need not be UTF-8 (ext4's need not): then base64. */
+		n = bytes_text(r->xattrs[i].name, strlen(r->xattrs[i].name),
+			       &nenc);
 		v = bytes_text(r->xattrs[i].value, r->xattrs[i].value_len,
 			       &enc);
-		if (!v || json_array_append_new(
-				  xs, json_pack("{s:s, s:s, s:o}", "name",
-						r->xattrs[i].name, "encoding",
-						enc, "value", v)) < 0)
+		x = n && v ? json_pack("{s:o, s:s, s:o}", "name", n, "encoding",
+				       enc, "value", v)
+			   : NULL;
+		if (x && strcmp(nenc, "utf-8"))
+			json_object_set_new(x, "name_encoding",
+					    json_string(nenc));
+		if (!x) {
+			json_decref(n);
+			json_decref(v);
+		}
+		if (!x || json_array_append_new(xs, x) < 0)
 			return -ENOMEM;
 	}
 	return 0;
@@ -240,6 +253,7 @@ struct feed {
 	ustate_meta meta;     /* its metadata */
 	ustate_xattr *xs;     /* its xattrs, nx of them (cap allocated) */
 	unsigned char **xbin; /* ... their values decoded from base64 */
+	char **xname;	      /* ... and their names */
 	size_t nx, xcap;
 	const char *key; /* the key or path of the record given last */
 	uint64_t bytes, total, records;
@@ -294,6 +308,33 @@ static int decode_text(struct feed *f, const char *enc, const char **val,
 	return 0;
 }
 
+/*
+ * An xattr's name of nlen bytes given in encoding enc: *name becomes the
+ * decoded one, NUL-terminated, in *buf (free it) for base64.
+ */
+static int decode_name(struct feed *f, const char *enc, const char **name,
+		       size_t nlen, char **buf)
+{
+	unsigned char *bin = NULL;
+	size_t len = nlen;
+	int rc;
+
+	rc = decode_text(f, enc, name, &len, &bin, "an xattr's name");
+	if (rc == 0 && memchr(*name, '\0', len))
+		rc = feed_fail(f, "xattrs: a name holds a NUL");
+	if (rc == 0 && bin) {
+		*buf = malloc(len + 1);
+		rc = *buf ? 0 : -ENOMEM;
+		if (rc == 0) {
+			memcpy(*buf, bin, len);
+			(*buf)[len] = '\0';
+			*name = *buf;
+		}
+	}
+	free(bin);
+	return rc;
+}
+
 /* The "meta" and "xattrs" of the current line (each may be NULL) into r. */
 static int parse_meta(struct feed *f, json_t *meta, json_t *xattrs,
 		      ustate_record *r)
@@ -336,12 +377,13 @@ static int parse_meta(struct feed *f, json_t *meta, json_t *xattrs,
 		return feed_fail(f, "xattrs: not an array");
 	json_array_foreach(xattrs, i, x)
 	{
-		if (json_unpack_ex(x, &jerr, JSON_STRICT, "{s:s%, s:s, s:s%}",
-				   "name", &name, &nlen, "encoding", &enc,
-				   "value", &val, &vlen) < 0)
+		const char *nenc = "utf-8";
+
+		if (json_unpack_ex(x, &jerr, JSON_STRICT,
+				   "{s:s%, s?s, s:s, s:s%}", "name", &name,
+				   &nlen, "name_encoding", &nenc, "encoding",
+				   &enc, "value", &val, &vlen) < 0)
 			return feed_fail(f, "xattrs: %s", jerr.text);
-		if (strlen(name) != nlen)
-			return feed_fail(f, "xattrs: a name holds a NUL");
 		if (f->nx == f->xcap) {
 			grown = realloc(f->xs,
 					(f->xcap * 2 + 4) * sizeof(*f->xs));
@@ -353,11 +395,20 @@ static int parse_meta(struct feed *f, json_t *meta, json_t *xattrs,
 			if (!grown)
 				return -ENOMEM;
 			f->xbin = grown;
+			grown = realloc(f->xname,
+					(f->xcap * 2 + 4) * sizeof(*f->xname));
+			if (!grown)
+				return -ENOMEM;
+			f->xname = grown;
 			f->xcap = f->xcap * 2 + 4;
 		}
 		f->xbin[f->nx] = NULL;
+		f->xname[f->nx] = NULL;
 		rc = decode_text(f, enc, &val, &vlen, &f->xbin[f->nx],
 				 "an xattr's value");
+		if (rc == 0)
+			rc = decode_name(f, nenc, &name, nlen,
+					 &f->xname[f->nx]);
 		f->nx++;
 		if (rc < 0)
 			return rc;
@@ -424,8 +475,10 @@ static void feed_xattrs_reset(struct feed *f)
 {
 	size_t i;
 
-	for (i = 0; i < f->nx; i++)
+	for (i = 0; i < f->nx; i++) {
 		free(f->xbin[i]);
+		free(f->xname[i]);
+	}
 	f->nx = 0;
 }
 
@@ -546,6 +599,7 @@ int cmd_restore(ustate *s, int argc, char **argv)
 	feed_xattrs_reset(&f);
 	free(f.xs);
 	free(f.xbin);
+	free(f.xname);
 	free(f.line);
 	if (f.in != stdin)
 		fclose(f.in);

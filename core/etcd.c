@@ -610,7 +610,10 @@ static json_t *side_of(json_t *kvs, char tag)
 	{
 		if (ustate_etcd_get_bytes(kv, "key", &k, &n) < 0)
 			continue;
-		if (n >= 2 && k[n - 2] == '\t' && k[n - 1] == tag) {
+		/* K + tab + tag: the one tab (no key holds one), not an
+		 * attribute's name that ends so. */
+		if (n >= 2 && memchr(k, '\t', n) == k + n - 2 &&
+		    k[n - 1] == tag) {
 			free(k);
 			return kv;
 		}
@@ -658,8 +661,10 @@ static int etcd_get(void *b, const char *key, ustate_entry **out)
 	int rc;
 
 	if (add(ops, req_range(jkey(e, 0, key, NULL), NULL, false)) ||
-	    add(ops, req_range(jkey(e, 'k', key, "\t"), jend(e, 'k', key, "\t"),
-			       false))) {
+	    /* Its side keys but the attributes ("\tx..."), whose values
+	     * an entry has no use for. */
+	    add(ops, req_range(jkey(e, 'k', key, "\t"),
+			       jkey(e, 'k', key, "\tx"), false))) {
 		json_decref(ops);
 		return -ENOMEM;
 	}
@@ -997,7 +1002,7 @@ static int etcd_node(void *b, const char *path, unsigned *flags,
 				   jend(e, 'd', path, "/"), true, false, 1))) ||
 	    add(ops, req_range(jkey(e, 'd', path, NULL), NULL, true)) ||
 	    (entry && add(ops, req_range(jkey(e, 'k', path, "\t"),
-					 jend(e, 'k', path, "\t"), false)))) {
+					 jkey(e, 'k', path, "\tx"), false)))) {
 		json_decref(ops);
 		return -ENOMEM;
 	}
@@ -1145,12 +1150,13 @@ static int xattrs_blob(json_t *range, size_t skip, uint64_t rev, void **blob,
 		if (rc < 0)
 			break;
 		rc = ustate_etcd_get_bytes(kv, "value", &v, &vlen);
-		if (rc == 0 && klen > skip)
+		free(k);
+		if (rc < 0)
+			break;
+		if (klen > skip)
 			rc = ustate_xattr_append(&buf, &used, &cap, k + skip, v,
 						 vlen);
-		free(k);
-		if (rc == 0)
-			free(v);
+		free(v);
 		if (rc < 0)
 			break;
 	}
@@ -1732,14 +1738,22 @@ static int build_dir(struct etcd_backend *e, const struct plan *p,
 	return add(nest, o);
 }
 
-/* The etcd key of XATTR op's attribute (the name its value starts with). */
-static json_t *xattr_jkey(const struct etcd_backend *e, const ustate_op *op)
+/* The etcd key of attribute name of path: tag, path, sep, name. */
+static json_t *xattr_jkey_of(const struct etcd_backend *e, char tag,
+			     const char *path, const char *sep,
+			     const char *name)
 {
 	char suffix[USTATE_XATTR_NAME_MAX + 3];
 
-	snprintf(suffix, sizeof(suffix), "%s%s",
-		 xattr_of_dir(op) ? "\t" : "\tx", (const char *)op->value);
-	return jkey(e, xattr_of_dir(op) ? 'x' : 'k', op->key, suffix);
+	snprintf(suffix, sizeof(suffix), "%s%s", sep, name);
+	return jkey(e, tag, path, suffix);
+}
+
+/* The etcd key of XATTR op's attribute (the name its value starts with). */
+static json_t *xattr_jkey(const struct etcd_backend *e, const ustate_op *op)
+{
+	return xattr_jkey_of(e, xattr_of_dir(op) ? 'x' : 'k', op->key,
+			     xattr_of_dir(op) ? "\t" : "\tx", op->value);
 }
 
 /* Whether XATTR ops i and j name the same attribute of the same path. */
@@ -1748,6 +1762,69 @@ static bool xattr_same(const ustate_op *a, const ustate_op *b)
 	return b->type == USTATE_OP_XATTR &&
 	       xattr_of_dir(a) == xattr_of_dir(b) && !strcmp(a->key, b->key) &&
 	       !strcmp(a->value, b->value);
+}
+
+/* Whether op b drops what XATTR op a set: a DELETE of its key, an RMDIR
+ * of its record. */
+static bool xattr_dropped_by(const ustate_op *a, const ustate_op *b)
+{
+	return !strcmp(a->key, b->key) &&
+	       (xattr_of_dir(a) ? b->type == USTATE_OP_RMDIR
+				: b->type == USTATE_OP_DELETE);
+}
+
+/*
+ * A record dropped and made again in one Txn keeps its create revision,
+ * so its old attributes would stay live: delete them. A range delete when
+ * no XATTR on it follows its last RMDIR; else each old name that no later
+ * op sets, from a read just before (a name added in between stays).
+ */
+static int xattrs_redone(struct etcd_backend *e, const struct plan *p,
+			 const struct tdir *d, json_t *w)
+{
+	size_t i, j, last = 0, klen, skip;
+	json_t *resp = NULL, *kv, *kvs;
+	bool later = false, set;
+	char *k, *name;
+	int rc;
+
+	for (i = 0; i < p->n; i++)
+		if (p->ops[i].type == USTATE_OP_RMDIR &&
+		    !strcmp(p->ops[i].key, d->path))
+			last = i;
+	for (i = last + 1; i < p->n; i++)
+		later |= p->ops[i].type == USTATE_OP_XATTR &&
+			 xattr_of_dir(&p->ops[i]) &&
+			 !strcmp(p->ops[i].key, d->path);
+	if (!later)
+		return add(w, req_del(jkey(e, 'x', d->path, "\t"),
+				      jend(e, 'x', d->path, "\t")));
+	rc = read_call(e, "/v3/kv/range",
+		       op_range(jkey(e, 'x', d->path, "\t"),
+				jend(e, 'x', d->path, "\t"), true, false, 0),
+		       &resp);
+	if (rc < 0)
+		return rc;
+	skip = e->plen + SIDE_LEN + strlen(d->path) + 1;
+	kvs = json_object_get(resp, "kvs");
+	json_array_foreach(kvs, i, kv)
+	{
+		if (ustate_etcd_get_bytes(kv, "key", &k, &klen) < 0)
+			continue;
+		name = klen > skip ? k + skip : NULL;
+		for (j = last + 1, set = false; name && j < p->n; j++)
+			set |= p->ops[j].type == USTATE_OP_XATTR &&
+			       xattr_of_dir(&p->ops[j]) &&
+			       !strcmp(p->ops[j].key, d->path) &&
+			       !strcmp(p->ops[j].value, name);
+		if (name && !set)
+			rc |= add(w, req_del(xattr_jkey_of(e, 'x', d->path,
+							   "\t", name),
+					     NULL));
+		free(k);
+	}
+	json_decref(resp);
+	return rc ? -ENOMEM : 0;
 }
 
 /* The record of path among the plan's, or NULL. */
@@ -1782,11 +1859,21 @@ static int build_xattrs(struct etcd_backend *e, struct plan *p, json_t *w)
 			rc |= add(w, req_del(jkey(e, 'k', t->key, "\tx"),
 					     jend(e, 'k', t->key, "\tx")));
 	}
+	for (k = 0; k < p->ndirs; k++) {
+		d = &p->dirs[k];
+		if (d->dropped && d->state == PRESENT)
+			rc |= xattrs_redone(e, p, d, w);
+	}
 	for (i = 0; i < p->n; i++) {
 		op = &ops[i];
 		if (op->type != USTATE_OP_XATTR)
 			continue;
-		for (j = i + 1; j < p->n && !xattr_same(op, &ops[j]); j++)
+		/* The last op on this name, after any drop of its owner: a
+		 * delete's range (or staleness, see etcd_xattrs()) takes the
+		 * ones before. */
+		for (j = i + 1; j < p->n && !xattr_same(op, &ops[j]) &&
+				!xattr_dropped_by(op, &ops[j]);
+		     j++)
 			;
 		if (j < p->n)
 			continue;

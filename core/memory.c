@@ -1349,6 +1349,7 @@ struct staged {
 	uint64_t rng;
 	size_t nkeys, ndirs;
 	struct mem_node **key, **dir; /* NULL once the store owns the node */
+	struct mem_node *root; /* the root's record: its metadata alone */
 };
 
 /* Copy one record into the staged maps; -EEXIST when its path came before. */
@@ -1359,6 +1360,8 @@ static int stage_record(struct staged *st, const ustate_record *r)
 	struct mem_node *x;
 	size_t i, cap = 0;
 
+	if (!is_key && !strcmp(r->key, "/") && st->root)
+		return -EEXIST;
 	if (find(map, r->key))
 		return -EEXIST;
 	x = node_new(&st->rng, r->key);
@@ -1390,6 +1393,11 @@ static int stage_record(struct staged *st, const ustate_record *r)
 		x->created_at = r->created_at;
 		x->updated_at = r->updated_at;
 	}
+	/* The root is no record: its metadata waits apart. */
+	if (!is_key && !strcmp(r->key, "/")) {
+		st->root = x;
+		return 0;
+	}
 	node_link(map, x);
 	if (is_key)
 		st->nkeys++;
@@ -1419,6 +1427,8 @@ static void stage_free(struct staged *st)
 {
 	size_t i;
 
+	if (st->root)
+		node_free(st->root);
 	if (!st->key || !st->dir) {
 		/* The maps still hold every node. */
 		if (st->keys.head)
@@ -1584,6 +1594,14 @@ static void restore_commit(struct mem_backend *m, struct staged *st,
 			if (!find(&st->dirs, x->key))
 				node_unlink(&m->dirs, x);
 		}
+	}
+	if (st->root) {
+		m->has_root_meta = st->root->has_meta;
+		m->root_meta = st->root->meta;
+		free(m->root_xattrs);
+		m->root_xattrs = st->root->xattrs;
+		m->root_xattrs_len = st->root->xattrs_len;
+		st->root->xattrs = NULL;
 	}
 	/*
 	 * Every key already there, changed or left as it was, takes its

@@ -191,7 +191,9 @@ static const char *const sql_text[ST_COUNT] = {
 	[ST_META_DROP] = "DELETE FROM ustate_meta WHERE path = ?1 AND dir = 0",
 	[ST_META_GET_TIMES] =
 		"SELECT m.uid, m.gid, m.mode, t.flags, t.mtime, t.ctime,"
-		" ?2 OR t.pin IS (SELECT version FROM kv_store WHERE key = ?1)"
+		" CASE WHEN ?2 OR t.pin IS NULL OR t.flags & 1 = 0 THEN 1"
+		" ELSE t.pin IS (SELECT version FROM kv_store WHERE key = ?1)"
+		" END"
 		" FROM ustate_meta m LEFT JOIN ustate_meta_times t"
 		" ON t.path = m.path AND t.dir = m.dir"
 		" WHERE m.path = ?1 AND m.dir = ?2",
@@ -2302,6 +2304,9 @@ static int restore_record(struct restore *r, const ustate_record *rec)
 		rc = restore_key(r, rec);
 		return rc < 0 ? rc : restore_meta(r, rec);
 	}
+	/* The root is no record: only its metadata is restored. */
+	if (!strcmp(rec->key, "/"))
+		return restore_meta(r, rec);
 	rc = restore_room(r);
 	if (rc == 0)
 		rc = apply_op(r->c, &op, 0, &v, &res);

@@ -653,6 +653,19 @@ int ustate_xattr_list(ustate *s, const char *path, unsigned which,
 static int txn_run(ustate *s, const ustate_op *ops, size_t n,
 		   ustate_txn_result *res, unsigned flags);
 
+/* Whether no key (which USTATE_META_KEY) or record is at path. */
+static bool path_absent(ustate *s, const char *path, unsigned which)
+{
+	unsigned flags = 0;
+
+	if (which == USTATE_META_KEY)
+		return ustate_exists(s, path) == 0;
+	if (!strcmp(path, "/"))
+		return false;
+	return ustate_node(s, path, &flags) == 0 &&
+	       !(flags & USTATE_NODE_RECORD);
+}
+
 int ustate_xattr_set(ustate *s, const char *path, unsigned which,
 		     const char *name, const void *value, size_t len,
 		     unsigned flags)
@@ -680,6 +693,9 @@ int ustate_xattr_set(ustate *s, const char *path, unsigned which,
 	if (rc < 0)
 		return rc;
 	found = blob ? xattr_find(blob, blen, name, &v, &vlen) : 0;
+	/* Nothing there at all: the path's error, not the name's. */
+	if (!found && !blob && (!value || (flags & USTATE_XATTR_REPLACE)))
+		found = path_absent(s, path, which) ? -ENOENT : 0;
 	if (found < 0)
 		rc = found;
 	else if (found && (flags & USTATE_XATTR_CREATE))
@@ -1411,11 +1427,6 @@ struct restore_feed {
 	ustate_import_fn next;
 	void *arg;
 	ustate_restore_result *res;
-	bool root;	       /* a record of "/" came, kept below */
-	ustate_meta root_meta; /* ... its metadata, if has_meta */
-	bool has_meta;
-	char **root_x; /* ... its xattrs, as XATTR ops' values */
-	size_t *root_xlen, nroot_x;
 };
 
 /* A record's metadata and xattrs, as a META and XATTRs would be checked. */
@@ -1448,115 +1459,22 @@ static int record_meta_check(const ustate *s, const ustate_record *r)
 	return total > USTATE_XATTR_TOTAL_MAX ? -ENOSPC : 0;
 }
 
-/* Keep the root's record for after the restore (it is no record). */
-static int restore_root_keep(struct restore_feed *f, const ustate_record *r)
-{
-	size_t i, nlen;
-
-	if (f->root)
-		return -EEXIST;
-	f->root = true;
-	f->has_meta = r->meta != NULL;
-	if (r->meta)
-		f->root_meta = *r->meta;
-	f->root_x = calloc(r->nxattrs ? r->nxattrs : 1, sizeof(*f->root_x));
-	f->root_xlen =
-		calloc(r->nxattrs ? r->nxattrs : 1, sizeof(*f->root_xlen));
-	if (!f->root_x || !f->root_xlen)
-		return -ENOMEM;
-	for (i = 0; i < r->nxattrs; i++) {
-		nlen = strlen(r->xattrs[i].name) + 1;
-		f->root_x[i] = malloc(nlen + r->xattrs[i].value_len);
-		if (!f->root_x[i])
-			return -ENOMEM;
-		memcpy(f->root_x[i], r->xattrs[i].name, nlen);
-		if (r->xattrs[i].value_len)
-			memcpy(f->root_x[i] + nlen, r->xattrs[i].value,
-			       r->xattrs[i].value_len);
-		f->root_xlen[i] = nlen + r->xattrs[i].value_len;
-		f->nroot_x++;
-	}
-	return 0;
-}
-
-/*
- * The root's record, after the restore: its metadata and exactly its
- * xattrs, in one transaction of their own (no revision).
- */
-static int restore_root(ustate *s, struct restore_feed *f)
-{
-	char **old = NULL;
-	size_t nold = 0, i, j, nops = 0;
-	ustate_op *ops;
-	int rc;
-
-	rc = ustate_xattr_list(s, "/", USTATE_META_DIR, &old, &nold);
-	if (rc < 0)
-		return rc;
-	ops = calloc(1 + f->nroot_x + nold, sizeof(*ops));
-	if (!ops) {
-		ustate_list_free(old, nold);
-		return -ENOMEM;
-	}
-	if (f->has_meta)
-		ops[nops++] = (ustate_op){.type = USTATE_OP_MKDIR,
-					  .key = "/",
-					  .value = &f->root_meta,
-					  .value_len = sizeof(f->root_meta)};
-	for (i = 0; i < f->nroot_x; i++)
-		ops[nops++] = (ustate_op){.type = USTATE_OP_XATTR,
-					  .key = "/",
-					  .version = USTATE_META_DIR,
-					  .value = f->root_x[i],
-					  .value_len = f->root_xlen[i]};
-	for (j = 0; j < nold; j++) {
-		for (i = 0; i < f->nroot_x && strcmp(f->root_x[i], old[j]); i++)
-			;
-		if (i == f->nroot_x)
-			ops[nops++] =
-				(ustate_op){.type = USTATE_OP_XATTR,
-					    .key = "/",
-					    .version = USTATE_META_DIR |
-						       USTATE_XATTR_REMOVE,
-					    .value = old[j],
-					    .value_len = strlen(old[j]) + 1};
-	}
-	rc = nops ? txn_run(s, ops, nops, NULL, USTATE_TXN_NO_REVISION) : 0;
-	free(ops);
-	ustate_list_free(old, nold);
-	return rc;
-}
-
-static void restore_feed_free(struct restore_feed *f)
-{
-	size_t i;
-
-	for (i = 0; i < f->nroot_x; i++)
-		free(f->root_x[i]);
-	free(f->root_x);
-	free(f->root_xlen);
-}
-
 static int restore_next(void *arg, ustate_record *r)
 {
 	struct restore_feed *f = arg;
 	int rc;
 
-	for (;;) {
-		memset(r, 0, sizeof(*r));
-		rc = f->next(f->arg, r);
-		if (rc <= 0)
-			return rc;
-		rc = record_meta_check(f->s, r);
-		if (rc < 0)
-			return rc;
-		if (r->type != USTATE_RECORD_DIR || !r->key ||
-		    strcmp(r->key, "/"))
-			break;
-		rc = restore_root_keep(f, r);
-		if (rc < 0)
-			return rc;
+	memset(r, 0, sizeof(*r));
+	rc = f->next(f->arg, r);
+	if (rc <= 0)
+		return rc;
+	rc = record_meta_check(f->s, r);
+	if (rc < 0)
+		return rc;
+	/* The root's metadata comes as a DIR record of "/" (no record). */
+	if (r->type == USTATE_RECORD_DIR && r->key && !strcmp(r->key, "/")) {
 		f->res->dirs++;
+		return 1;
 	}
 	rc = ustate_key_valid(r->key);
 	if (rc < 0)
@@ -1595,9 +1513,6 @@ int ustate_restore(ustate *s, ustate_import_fn next, void *arg, unsigned flags,
 	if (!s->ops->restore)
 		return -EOPNOTSUPP;
 	rc = s->ops->restore(s->be, restore_next, &f, flags, &local);
-	if (rc == 0 && f.root)
-		rc = restore_root(s, &f);
-	restore_feed_free(&f);
 	if (rc < 0)
 		return rc;
 	if (local.written || local.deleted)

@@ -875,6 +875,7 @@ void node_unlink_end(struct node *n, bool done)
 		if (n->creating) {
 			n->creating = 0;
 			ncreating--;
+			xattrs_drop(n);
 		}
 	}
 	if (!--n->unlinking)

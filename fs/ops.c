@@ -3180,9 +3180,10 @@ static int uxattr_set(fuse_ino_t ino, const char *name, const char *value,
 		      size_t size, int flags)
 {
 	unsigned which, f = 0, nflags = 0;
-	char at[FS_PATH_MAX];
-	ustate_op op;
+	char at[FS_PATH_MAX], *buf;
+	ustate_op ops[2];
 	struct node *n;
+	size_t nlen;
 	int rc;
 
 	if (strncmp(name, "user.", 5))
@@ -3206,15 +3207,31 @@ static int uxattr_set(fuse_ino_t ino, const char *name, const char *value,
 			return rc;
 		/* Committed meanwhile: the key has them now. */
 	}
-	if (which == USTATE_META_DIR && strcmp(at, "/") && value) {
+	if (which == USTATE_META_DIR && strcmp(at, "/")) {
 		rc = ustate_node(fs.store, at, &nflags);
-		if (rc == 0 && !(nflags & USTATE_NODE_RECORD)) {
-			op = (ustate_op){.type = USTATE_OP_MKDIR, .key = at};
-			rc = own_transaction(&op, 1);
-		}
-		if (rc < 0)
-			return rc;
+		if (rc < 0 || (nflags & USTATE_NODE_RECORD))
+			goto set;
+		/* Not a record: none to remove or replace, the set makes it
+		 * one in the same step. */
+		if (!value || (f & USTATE_XATTR_REPLACE))
+			return -ENODATA;
+		nlen = strlen(name) + 1;
+		buf = malloc(nlen + size);
+		if (!buf)
+			return -ENOMEM;
+		memcpy(buf, name, nlen);
+		memcpy(buf + nlen, value, size);
+		ops[0] = (ustate_op){.type = USTATE_OP_MKDIR, .key = at};
+		ops[1] = (ustate_op){.type = USTATE_OP_XATTR,
+				     .key = at,
+				     .version = USTATE_META_DIR,
+				     .value = buf,
+				     .value_len = nlen + size};
+		rc = own_transaction(ops, 2);
+		free(buf);
+		return rc;
 	}
+set:
 	return ustate_xattr_set(fs.store, at, which, name, value,
 				value ? size : 0, f);
 }

@@ -31,6 +31,7 @@ tree() {
 }
 
 u "$T/state.db" set /plain plain > /dev/null
+u "$T/state.db" set /bare bare > /dev/null
 mount_fs "$T/state.db" "$M"
 mkdir -p "$M/etc/app" "$M/srv"
 echo "port=80" > "$M/etc/app/conf"
@@ -45,6 +46,7 @@ setfattr -n user.owner -v ops "$M/etc/app/conf"
 setfattr -n user.bin -v 0x00ff01 "$M/srv/blob"
 setfattr -n user.team -v infra "$M/etc"
 setfattr -n user.site -v eu-1 "$M"
+setfattr -n "$(printf 'user.\351t\377')" -v odd "$M/plain"
 chmod 0750 "$M"
 want=$(tree "$M")
 srv=$(stat -c %y "$M/srv")
@@ -60,7 +62,10 @@ check "... and the root's first" '/ 0750 eu-1' \
 	"$(head -1 "$T/dump" | jq -r '"\(.dir) \(.meta.mode) \(.xattrs[0].value)"')"
 check "a key without metadata has no such fields (as earlier dumps)" \
 	'["created_at","encoding","key","updated_at","value","version"]' \
-	"$(jq -c 'select(.key == "/plain") | keys' "$T/dump")"
+	"$(jq -c 'select(.key == "/bare") | keys' "$T/dump")"
+check "a name that is not UTF-8 goes in base64" 'base64 dXNlci7pdP8= odd' \
+	"$(jq -r 'select(.key == "/plain") | .xattrs[0] |
+		"\(.name_encoding) \(.name) \(.value)"' "$T/dump")"
 
 u "$T/new.db" restore "$T/dump" > /dev/null
 mount_fs "$T/new.db" "$M"

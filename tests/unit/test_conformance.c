@@ -3387,6 +3387,12 @@ static void test_xattrs(void **state)
 	assert_int_equal(ustate_xattr_set(s, "/x/a", USTATE_META_KEY, "user.a",
 					  "1", 1, 0),
 			 -ENOENT);
+	assert_int_equal(ustate_xattr_set(s, "/x/a", USTATE_META_KEY, "user.a",
+					  NULL, 0, 0),
+			 -ENOENT);
+	assert_int_equal(ustate_xattr_set(s, "/x/d", USTATE_META_DIR, "user.a",
+					  "1", 1, USTATE_XATTR_REPLACE),
+			 -ENOENT);
 	put(s, "/x/a", "a", 1);
 	assert_xattr_names(s, "/x/a", USTATE_META_KEY, "");
 	r = ustate_revision(s);
@@ -3488,6 +3494,57 @@ static void test_xattrs(void **state)
 	ops[1].version = 7;
 	assert_int_equal(ustate_transaction(s, &ops[1], 1, NULL), -EINVAL);
 	assert_xattr_names(s, "/x/b", USTATE_META_KEY, "");
+
+	/* Set, then dropped by a delete or rmdir of the same transaction. */
+	{
+		ustate_op t[4] = {
+			{.type = USTATE_OP_XATTR,
+			 .key = "/x/r",
+			 .version = USTATE_META_KEY,
+			 .value = "user.a\0v",
+			 .value_len = 8},
+			{.type = USTATE_OP_DELETE, .key = "/x/r"},
+			{.type = USTATE_OP_SET,
+			 .key = "/x/r",
+			 .value = "r",
+			 .value_len = 1},
+			{.type = USTATE_OP_XATTR,
+			 .key = "/x/r",
+			 .version = USTATE_META_KEY,
+			 .value = "user.b\0w",
+			 .value_len = 8},
+		};
+
+		put(s, "/x/r", "r", 1);
+		assert_int_equal(ustate_xattr_set(s, "/x/r", USTATE_META_KEY,
+						  "user.old", "o", 1, 0),
+				 0);
+		assert_int_equal(ustate_transaction(s, t, 3, NULL), 0);
+		assert_xattr_names(s, "/x/r", USTATE_META_KEY, "");
+		assert_int_equal(ustate_xattr_set(s, "/x/r", USTATE_META_KEY,
+						  "user.old", "o", 1, 0),
+				 0);
+		assert_int_equal(ustate_transaction(s, t, 4, NULL), 0);
+		assert_xattr_names(s, "/x/r", USTATE_META_KEY, "user.b");
+		t[0] = (ustate_op){.type = USTATE_OP_RMDIR, .key = "/x/e"};
+		t[1] = (ustate_op){.type = USTATE_OP_MKDIR, .key = "/x/e"};
+		t[2] = (ustate_op){.type = USTATE_OP_XATTR,
+				   .key = "/x/e",
+				   .version = USTATE_META_DIR,
+				   .value = "user.n\0n",
+				   .value_len = 8};
+		assert_int_equal(meta_txn(s, USTATE_OP_MKDIR, "/x/e", NULL), 0);
+		assert_int_equal(ustate_xattr_set(s, "/x/e", USTATE_META_DIR,
+						  "user.old", "o", 1, 0),
+				 0);
+		assert_int_equal(ustate_transaction(s, t, 2, NULL), 0);
+		assert_xattr_names(s, "/x/e", USTATE_META_DIR, "");
+		assert_int_equal(ustate_xattr_set(s, "/x/e", USTATE_META_DIR,
+						  "user.old", "o", 1, 0),
+				 0);
+		assert_int_equal(ustate_transaction(s, t, 3, NULL), 0);
+		assert_xattr_names(s, "/x/e", USTATE_META_DIR, "user.n");
+	}
 
 	/* Records, and the root. */
 	assert_int_equal(ustate_xattr_set(s, "/x/d", USTATE_META_DIR, "user.d",
