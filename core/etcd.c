@@ -1150,12 +1150,14 @@ static int xattrs_blob(json_t *range, size_t skip, uint64_t rev, void **blob,
 		if (rc < 0)
 			break;
 		rc = ustate_etcd_get_bytes(kv, "value", &v, &vlen);
-		free(k);
-		if (rc < 0)
+		if (rc < 0) {
+			free(k);
 			break;
+		}
 		if (klen > skip)
 			rc = ustate_xattr_append(&buf, &used, &cap, k + skip, v,
 						 vlen);
+		free(k);
 		free(v);
 		if (rc < 0)
 			break;
