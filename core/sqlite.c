@@ -2871,6 +2871,25 @@ out:
  * The metadata of path (which: USTATE_META_*) on connection c, in the
  * read it is part of; -ENOENT when none.
  */
+/*
+ * Whether table name exists (*known, atomic, once it did): 0, -ENOENT when
+ * not (a read-only store may predate it, or gain it later).
+ */
+static int table_known(struct conn *c, bool *known, const char *name)
+{
+	bool present;
+	int rc;
+
+	if (__atomic_load_n(known, __ATOMIC_RELAXED))
+		return 0;
+	rc = table_present(c, name, &present);
+	if (rc == 0 && !present)
+		rc = -ENOENT;
+	if (rc == 0)
+		__atomic_store_n(known, true, __ATOMIC_RELAXED);
+	return rc;
+}
+
 static int conn_meta(struct sq *q, struct conn *c, const char *path,
 		     unsigned which, ustate_meta *out)
 {
@@ -2878,15 +2897,9 @@ static int conn_meta(struct sq *q, struct conn *c, const char *path,
 	bool present, times;
 	int rc;
 
-	/* A read-only store may predate the table, or gain it later. */
-	if (!__atomic_load_n(&q->has_meta, __ATOMIC_RELAXED)) {
-		rc = table_present(c, "ustate_meta", &present);
-		if (rc == 0 && !present)
-			rc = -ENOENT;
-		if (rc < 0)
-			return rc;
-		__atomic_store_n(&q->has_meta, true, __ATOMIC_RELAXED);
-	}
+	rc = table_known(c, &q->has_meta, "ustate_meta");
+	if (rc < 0)
+		return rc;
 	/* ... and the times' table, which came later. */
 	if (!__atomic_load_n(&q->has_times, __ATOMIC_RELAXED)) {
 		rc = table_present(c, "ustate_meta_times", &present);
@@ -2947,18 +2960,11 @@ static int conn_xattrs(struct sq *q, struct conn *c, const char *path,
 	sqlite3_stmt *st = NULL;
 	size_t used = 0, cap = 0;
 	char *buf = NULL;
-	bool present;
 	int rc;
 
-	/* A read-only store may predate the table, or gain it later. */
-	if (!__atomic_load_n(&q->has_xattrs, __ATOMIC_RELAXED)) {
-		rc = table_present(c, "ustate_xattrs", &present);
-		if (rc == 0 && !present)
-			rc = -ENOENT;
-		if (rc < 0)
-			return rc;
-		__atomic_store_n(&q->has_xattrs, true, __ATOMIC_RELAXED);
-	}
+	rc = table_known(c, &q->has_xattrs, "ustate_xattrs");
+	if (rc < 0)
+		return rc;
 	rc = stmt(c, ST_XATTRS_GET, &st);
 	if (rc < 0)
 		return rc;

@@ -520,18 +520,23 @@ int ustate_meta_get_v1(ustate *s, const char *path, unsigned which, void *out)
 	return rc;
 }
 
+/* A key, or a record or "/" (which USTATE_META_DIR): 0 or -errno. */
+static int meta_path_valid(const char *path, unsigned which)
+{
+	if (which != USTATE_META_KEY && which != USTATE_META_DIR)
+		return -EINVAL;
+	if (which == USTATE_META_DIR && path && !strcmp(path, "/"))
+		return 0;
+	return ustate_key_valid(path);
+}
+
 __asm__(".symver ustate_meta_get_v5, ustate_meta_get@@USTATE_0.5");
 int ustate_meta_get_v5(ustate *s, const char *path, unsigned which,
 		       ustate_meta *out)
 {
 	int rc;
 
-	if (which != USTATE_META_KEY && which != USTATE_META_DIR)
-		return -EINVAL;
-	if (which == USTATE_META_DIR && path && !strcmp(path, "/"))
-		rc = 0;
-	else
-		rc = ustate_key_valid(path);
+	rc = meta_path_valid(path, which);
 	if (rc < 0)
 		return rc;
 	/* A backend without metadata keeps none: the default applies. */
@@ -559,12 +564,7 @@ static int xattrs_read(ustate *s, const char *path, unsigned which, void **blob,
 
 	*blob = NULL;
 	*len = 0;
-	if (which != USTATE_META_KEY && which != USTATE_META_DIR)
-		return -EINVAL;
-	if (which == USTATE_META_DIR && path && !strcmp(path, "/"))
-		rc = 0;
-	else
-		rc = ustate_key_valid(path);
+	rc = meta_path_valid(path, which);
 	if (rc < 0 || !s->ops->xattrs)
 		return rc;
 	rc = s->ops->xattrs(s->be, path, which, blob, len);
