@@ -7,6 +7,10 @@
  * exits, whose exit status it then passes on. Killed itself (SIGKILL, a
  * crash), it leaves the lease to expire after its TTL: the keys the
  * command attached to it go then.
+ *
+ * A lease that grant or run makes belongs to the caller, as a file it
+ * created would: its effective uid and gid, mode 0666 without the umask
+ * (what the mount shows for /.leases/NAME).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -26,6 +30,8 @@
 /* Report a failed call on lease name: fail(), in a lease's words. */
 static int lease_fail(const char *name, int rc)
 {
+	char what[USTATE_SEGMENT_MAX + 8];
+
 	if (rc == -ENOENT) {
 		fprintf(stderr,
 			"ustate: lease %s: no such lease (or it "
@@ -40,31 +46,69 @@ static int lease_fail(const char *name, int rc)
 			name);
 		return EXIT_USAGE;
 	}
-	return lease_fail(name, rc);
+	snprintf(what, sizeof(what), "lease %s", name);
+	return fail(what, rc);
 }
 
-/* Print a lease: TTL, time left, deadline and, from a get, its keys. */
+/*
+ * Print a lease: TTL, time left, deadline, its owner if it has one and,
+ * from a get, its keys.
+ */
 static int print_lease(const ustate_lease_info *li, bool keys)
 {
-	json_t *arr;
+	bool owned = li->flags & USTATE_LEASE_OWNED;
+	json_t *arr, *own = NULL;
+	char mode[8];
 	size_t i;
 
+	snprintf(mode, sizeof(mode), "%04o", (unsigned)li->mode & 07777);
 	if (cli.json) {
 		arr = json_array();
 		for (i = 0; arr && i < li->nkeys; i++)
 			json_array_append_new(arr, json_string(li->keys[i]));
+		if (owned)
+			own = json_pack("{s:I, s:I, s:s}", "uid",
+					(json_int_t)li->uid, "gid",
+					(json_int_t)li->gid, "mode", mode);
 		return print_json(json_pack(
-			"{s:s, s:I, s:I, s:I, s:o*}", "name", li->name, "ttl",
-			(json_int_t)li->ttl, "remaining_ms",
+			"{s:s, s:I, s:I, s:I, s:o*, s:o*}", "name", li->name,
+			"ttl", (json_int_t)li->ttl, "remaining_ms",
 			(json_int_t)li->remaining_ms, "deadline_ms",
-			(json_int_t)li->deadline, "keys",
+			(json_int_t)li->deadline, "owner", own, "keys",
 			keys ? arr : (json_decref(arr), NULL)));
 	}
 	printf("ttl %lld\nremaining_ms %lld\n", (long long)li->ttl,
 	       (long long)li->remaining_ms);
+	if (owned)
+		printf("owner %lu:%lu %s\n", (unsigned long)li->uid,
+		       (unsigned long)li->gid, mode);
 	for (i = 0; keys && i < li->nkeys; i++)
 		printf("key %s\n", li->keys[i]);
 	return 0;
+}
+
+/*
+ * The owner of a lease this process makes: its effective ids and 0666
+ * without its umask, read from /proc (umask(2) would have to change it
+ * while the store's threads may create files).
+ */
+static ustate_meta caller_owner(void)
+{
+	ustate_meta m = {.uid = geteuid(), .gid = getegid(), .mode = 0644};
+	char line[128];
+	unsigned mask;
+	FILE *f;
+
+	f = fopen("/proc/self/status", "re");
+	while (f && fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "Umask: %o", &mask) == 1) {
+			m.mode = 0666 & ~mask;
+			break;
+		}
+	}
+	if (f)
+		fclose(f);
+	return m;
 }
 
 /* A TTL argument: whole seconds, 1 .. USTATE_LEASE_TTL_MAX. */
@@ -88,13 +132,14 @@ static int parse_ttl(const char *text, int64_t *ttl)
 
 static int lease_grant(ustate *s, const char *name, const char *ttl_text)
 {
+	ustate_meta owner = caller_owner();
 	ustate_lease_info *li = NULL;
 	int64_t ttl;
 	int rc;
 
 	if (parse_ttl(ttl_text, &ttl) < 0)
 		return EXIT_USAGE;
-	rc = ustate_lease_grant(s, name, ttl, &li);
+	rc = ustate_lease_grant_owned(s, name, ttl, &owner, &li);
 	if (rc < 0)
 		return lease_fail(name, rc);
 	rc = print_lease(li, false);
@@ -204,6 +249,7 @@ static int lease_run(ustate *s, const char *name, char **argv)
 	const struct timespec tick = {0, RUN_TICK_MS * 1000000L};
 	int64_t every, next;
 	bool lost = false, forwarded = false;
+	ustate_meta owner;
 	int rc, st = 0;
 	pid_t pid;
 
@@ -211,7 +257,8 @@ static int lease_run(ustate *s, const char *name, char **argv)
 		fprintf(stderr, "ustate: lease run: --ttl N is required\n");
 		return EXIT_USAGE;
 	}
-	rc = ustate_lease_grant(s, name, cli.ttl, NULL);
+	owner = caller_owner();
+	rc = ustate_lease_grant_owned(s, name, cli.ttl, &owner, NULL);
 	if (rc < 0)
 		return lease_fail(name, rc);
 	pid = spawn(argv, name);

@@ -72,6 +72,14 @@ ustate_lease_info *ustate_lease_info_new(const char *name, int64_t ttl,
 	return li;
 }
 
+void ustate_lease_info_owner(ustate_lease_info *li, const ustate_meta *owner)
+{
+	li->flags = owner ? USTATE_LEASE_OWNED : 0;
+	li->uid = owner ? owner->uid : 0;
+	li->gid = owner ? owner->gid : 0;
+	li->mode = owner ? owner->mode & 07777 : 0;
+}
+
 void ustate_lease_info_free(ustate_lease_info *li)
 {
 	size_t i;

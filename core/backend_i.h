@@ -27,9 +27,10 @@
  * backend leaves those it cannot do NULL and the front answers
  * -EOPNOTSUPP. Version 3 appended meta_get (ownership), version 4 node.
  * Version 5 appended watch_from, version 6 the lease operations, version
- * 7 barrier and connected, version 8 xattrs (and USTATE_OP_XATTR in txn).
+ * 7 barrier and connected, version 8 xattrs (and USTATE_OP_XATTR in txn),
+ * version 9 lease owners (lease_grant's owner, lease_owner).
  */
-#define USTATE_BACKEND_VERSION 8
+#define USTATE_BACKEND_VERSION 9
 
 /* Whether an op only checks (CHECK_VERSION, CHECK_CHILDREN). */
 static inline int ustate_op_is_check(ustate_op_type type)
@@ -187,9 +188,12 @@ struct ustate_backend_ops {
 	 * key of an overdue lease is ever attached to a lease granted again
 	 * under its name. A lease overdue at now counts as absent.
 	 * lease_revoke's *revision gets the revision of the deletion of the
-	 * keys (0 when there were none).
+	 * keys (0 when there were none). lease_grant gives a lease it makes
+	 * owner (uid, gid and mode; NULL: none), and keeps a live lease's;
+	 * the infos a backend returns carry the owner (USTATE_LEASE_OWNED).
 	 */
-	int (*lease_grant)(void *b, const char *name, int64_t ttl, int64_t now,
+	int (*lease_grant)(void *b, const char *name, int64_t ttl,
+			   const ustate_meta *owner, int64_t now,
 			   ustate_lease_info **out);
 	int (*lease_keepalive)(void *b, const char *name, int64_t now,
 			       ustate_lease_info **out);
@@ -235,6 +239,16 @@ struct ustate_backend_ops {
 	 */
 	int (*xattrs)(void *b, const char *path, unsigned which, void **blob,
 		      size_t *len);
+
+	/* ---- optional (version 9); NULL: -EOPNOTSUPP ---- */
+
+	/*
+	 * ustate_lease_set_owner(), name and owner checked: the owner of the
+	 * lease live at now becomes owner's uid, gid and mode; -ENOENT when
+	 * it is not live. Its deadline and keys stay.
+	 */
+	int (*lease_owner)(void *b, const char *name, const ustate_meta *owner,
+			   int64_t now);
 };
 
 /*
@@ -308,6 +322,9 @@ ustate_entry *ustate_entry_new_leased(const char *key, const void *val,
  */
 ustate_lease_info *ustate_lease_info_new(const char *name, int64_t ttl,
 					 int64_t deadline, int64_t now);
+
+/* Give li the owner owner (uid, gid, mode), or none when NULL. */
+void ustate_lease_info_owner(ustate_lease_info *li, const ustate_meta *owner);
 
 /*
  * The wall clock of leases: CLOCK_REALTIME in unix milliseconds, plus

@@ -19,7 +19,9 @@
  *   PREFIX + "//d" + P       the directory record of P ("" or its owner
  *                            and mode); "//d/" holds the root's
  *   PREFIX + "//l/" + NAME   lease NAME: the decimal ID of its etcd lease,
- *                            attached to that lease, so it goes with it
+ *                            then its owner if it has one (" uid gid
+ *                            mode", octal), attached to that lease, so
+ *                            it goes with it
  *   PREFIX + "//r/"          the write mark: empty, put by every Txn that
  *                            writes, so its mod revision is the store's
  *                            last write through libustate (what a read
@@ -3507,12 +3509,56 @@ static int64_t get_i64(json_t *o, const char *name)
 	return json_is_integer(v) ? (int64_t)json_integer_value(v) : 0;
 }
 
+/* The owner a lease record tells after its ID, if any. */
+struct lease_owner {
+	bool owned;
+	ustate_meta m;
+};
+
+/* Parse a lease record "ID[ uid gid mode]": its ID, or 0 when bad. */
+static int64_t lease_parse(const char *v, struct lease_owner *own)
+{
+	unsigned long uid, gid, mode;
+	char *end;
+	int64_t id;
+
+	errno = 0;
+	id = strtoll(v, &end, 10);
+	if (errno || end == v)
+		return 0;
+	if (own) {
+		own->owned =
+			sscanf(end, " %lu %lu %lo", &uid, &gid, &mode) == 3 &&
+			uid <= UINT32_MAX && gid <= UINT32_MAX && mode <= 07777;
+		memset(&own->m, 0, sizeof(own->m));
+		if (own->owned) {
+			own->m.uid = (uint32_t)uid;
+			own->m.gid = (uint32_t)gid;
+			own->m.mode = (uint32_t)mode;
+		}
+	}
+	return id;
+}
+
+/* The text of a lease record for etcd lease id and owner (or NULL). */
+static void lease_format(char *buf, size_t size, int64_t id,
+			 const ustate_meta *owner)
+{
+	if (owner)
+		snprintf(buf, size, "%lld %" PRIu32 " %" PRIu32 " %" PRIo32,
+			 (long long)id, owner->uid, owner->gid,
+			 owner->mode & 07777);
+	else
+		snprintf(buf, size, "%lld", (long long)id);
+}
+
 /*
- * The etcd lease ID of lease name and the create revision of its record;
- * -ENOENT when it has none (it expired, or was never granted).
+ * The etcd lease ID of lease name, the create revision of its record and
+ * its owner (crev and own may be NULL); -ENOENT when it has none (it
+ * expired, or was never granted).
  */
 static int lease_lookup(struct etcd_backend *e, const char *name, int64_t *id,
-			uint64_t *crev)
+			uint64_t *crev, struct lease_owner *own)
 {
 	json_t *resp = NULL, *kv;
 	char *v;
@@ -3527,7 +3573,7 @@ static int lease_lookup(struct etcd_backend *e, const char *name, int64_t *id,
 	kv = first_kv(resp);
 	rc = kv ? ustate_etcd_get_bytes(kv, "value", &v, &n) : -ENOENT;
 	if (rc == 0) {
-		*id = strtoll(v, NULL, 10);
+		*id = lease_parse(v, own);
 		free(v);
 		if (crev)
 			*crev = ustate_etcd_get_u64(kv, "create_revision");
@@ -3564,7 +3610,7 @@ static int lease_resolve(struct etcd_backend *e, struct plan *p,
 			continue;
 		}
 		rc = lease_lookup(e, ops[i].lease, &p->lease_id[i],
-				  &p->lease_crev[i]);
+				  &p->lease_crev[i], NULL);
 		if (rc == -ENOENT) {
 			res->failed = i;
 			res->found = 0;
@@ -3604,7 +3650,7 @@ static int lease_name_of(struct etcd_backend *e, int64_t id, char **name)
 		if (get_i64(kv, "lease") != id ||
 		    ustate_etcd_get_bytes(kv, "value", &v, &n) < 0)
 			continue;
-		if (strtoll(v, NULL, 10) == id &&
+		if (lease_parse(v, NULL) == id &&
 		    ustate_etcd_get_bytes(kv, "key", &k, &kn) == 0) {
 			if (classify(e, k, kn, &path) == 'l')
 				*name = strdup(path + 1);
@@ -3685,7 +3731,7 @@ static int lease_touch(struct etcd_backend *e, int64_t id, int64_t *ttl)
 }
 
 static int lease_out(const char *name, int64_t ttl, int64_t now,
-		     ustate_lease_info **out)
+		     const ustate_meta *owner, ustate_lease_info **out)
 {
 	ustate_lease_info *li;
 
@@ -3694,27 +3740,32 @@ static int lease_out(const char *name, int64_t ttl, int64_t now,
 	li = ustate_lease_info_new(name, ttl, now + ttl * 1000, now);
 	if (!li)
 		return -ENOMEM;
+	ustate_lease_info_owner(li, owner);
 	*out = li;
 	return 0;
 }
 
 /*
- * Put the record of lease name, attached to etcd lease id, if no record
- * exists: false in *made when another grant got there first.
+ * Put the record of lease name, attached to etcd lease id, with owner
+ * (or none), if no record exists (crev 0) or if the record is still the
+ * one made at crev: false in *made when another grant got there first, or
+ * the record changed.
  */
 static int lease_record(struct etcd_backend *e, const char *name, int64_t id,
-			bool *made)
+			const ustate_meta *owner, uint64_t crev, bool *made)
 {
 	json_t *req = json_object(), *resp = NULL;
-	char buf[24];
+	char buf[80];
 	int rc = 0;
 
-	snprintf(buf, sizeof(buf), "%lld", (long long)id);
+	lease_format(buf, sizeof(buf), id, owner);
 	if (!req)
 		return -ENOMEM;
-	rc |= json_object_set_new(
-		req, "compare",
-		one(cmp(lease_jkey(e, name), NULL, "VERSION", "EQUAL", 0)));
+	rc |= json_object_set_new(req, "compare",
+				  one(crev ? cmp(lease_jkey(e, name), NULL,
+						 "CREATE", "EQUAL", crev)
+					   : cmp(lease_jkey(e, name), NULL,
+						 "VERSION", "EQUAL", 0)));
 	rc |= json_object_set_new(
 		req, "success",
 		one(leased(req_put_str(lease_jkey(e, name), buf), id)));
@@ -3737,22 +3788,25 @@ static int lease_record(struct etcd_backend *e, const char *name, int64_t id,
  * its first TTL stays (reported in *out). Else a new etcd lease, whose
  * TTL etcd may raise to its minimum (about 2 s), and its record.
  */
-static int etcd_lease_grant(void *b, const char *name, int64_t ttl, int64_t now,
+static int etcd_lease_grant(void *b, const char *name, int64_t ttl,
+			    const ustate_meta *owner, int64_t now,
 			    ustate_lease_info **out)
 {
 	struct etcd_backend *e = b;
 	json_t *req, *resp = NULL;
+	struct lease_owner own;
 	int64_t id, got;
 	unsigned tries;
 	bool made;
 	int rc;
 
 	for (tries = 0; tries < LEASE_TRIES; tries++) {
-		rc = lease_lookup(e, name, &id, NULL);
+		rc = lease_lookup(e, name, &id, NULL, &own);
 		if (rc == 0)
 			rc = lease_touch(e, id, &got);
 		if (rc == 0)
-			return lease_out(name, got, now, out);
+			return lease_out(name, got, now,
+					 own.owned ? &own.m : NULL, out);
 		if (rc != -ENOENT)
 			return rc;
 		req = json_pack("{s:I}", "TTL", (json_int_t)ttl);
@@ -3765,9 +3819,9 @@ static int etcd_lease_grant(void *b, const char *name, int64_t ttl, int64_t now,
 		resp = NULL;
 		if (id <= 0 || got <= 0)
 			return -EIO;
-		rc = lease_record(e, name, id, &made);
+		rc = lease_record(e, name, id, owner, 0, &made);
 		if (rc == 0 && made)
-			return lease_out(name, got, now, out);
+			return lease_out(name, got, now, owner, out);
 		/* Another grant of the name won: ours goes, and theirs is
 		 * kept alive at the next turn. */
 		lease_call(e, "/v3/lease/revoke", id, false, false, &resp);
@@ -3783,13 +3837,36 @@ static int etcd_lease_keepalive(void *b, const char *name, int64_t now,
 				ustate_lease_info **out)
 {
 	struct etcd_backend *e = b;
+	struct lease_owner own;
 	int64_t id, ttl;
 	int rc;
 
-	rc = lease_lookup(e, name, &id, NULL);
+	rc = lease_lookup(e, name, &id, NULL, &own);
 	if (rc == 0)
 		rc = lease_touch(e, id, &ttl);
-	return rc < 0 ? rc : lease_out(name, ttl, now, out);
+	return rc < 0 ? rc
+		      : lease_out(name, ttl, now, own.owned ? &own.m : NULL,
+				  out);
+}
+
+/*
+ * A new owner is a put of the record, still with its lease, only if it is
+ * the record looked up (a lease granted again since is another lease).
+ */
+static int etcd_lease_owner(void *b, const char *name, const ustate_meta *owner,
+			    int64_t now)
+{
+	struct etcd_backend *e = b;
+	uint64_t crev = 0;
+	bool made = false;
+	int64_t id;
+	int rc;
+
+	(void)now;
+	rc = lease_lookup(e, name, &id, &crev, NULL);
+	if (rc == 0)
+		rc = lease_record(e, name, id, owner, crev, &made);
+	return rc < 0 ? rc : made ? 0 : -ENOENT;
 }
 
 /* etcd deletes the lease's keys, side keys and record in one revision. */
@@ -3802,7 +3879,7 @@ static int etcd_lease_revoke(void *b, const char *name, int64_t now,
 	int rc;
 
 	*revision = 0;
-	rc = lease_lookup(e, name, &id, NULL);
+	rc = lease_lookup(e, name, &id, NULL, NULL);
 	if (rc == 0)
 		rc = lease_call(e, "/v3/lease/revoke", id, false, false, &resp);
 	if (rc == 0) {
@@ -3867,11 +3944,12 @@ static int etcd_lease_get(void *b, const char *name, int64_t now,
 {
 	struct etcd_backend *e = b;
 	ustate_lease_info *li = NULL;
+	struct lease_owner own;
 	json_t *resp = NULL;
 	int64_t id, left;
 	int rc;
 
-	rc = lease_lookup(e, name, &id, NULL);
+	rc = lease_lookup(e, name, &id, NULL, &own);
 	if (rc == 0)
 		rc = lease_call(e, "/v3/lease/timetolive", id, true, true,
 				&resp);
@@ -3884,6 +3962,8 @@ static int etcd_lease_get(void *b, const char *name, int64_t now,
 	}
 	li = ustate_lease_info_new(name, get_i64(resp, "grantedTTL"),
 				   now + left * 1000, now);
+	if (li)
+		ustate_lease_info_owner(li, own.owned ? &own.m : NULL);
 	rc = li ? lease_keys_of(e, json_object_get(resp, "keys"), li) : -ENOMEM;
 	if (rc == 0) {
 		*out = li;
@@ -3941,6 +4021,7 @@ static const struct ustate_backend_ops etcd_ops = {
 	.node = etcd_node,
 	.watch_from = etcd_watch_from,
 	.lease_grant = etcd_lease_grant,
+	.lease_owner = etcd_lease_owner,
 	.lease_keepalive = etcd_lease_keepalive,
 	.lease_revoke = etcd_lease_revoke,
 	.lease_get = etcd_lease_get,

@@ -63,10 +63,12 @@ struct mem_map {
 	int level;	       /* levels in use, >= 1 */
 };
 
-/* A lease: its name, TTL (seconds) and deadline (unix ms). */
+/* A lease: its name, TTL (seconds), deadline (unix ms) and owner. */
 struct mem_lease {
 	int64_t ttl;
 	int64_t deadline;
+	bool owned;	   /* owner is kept */
+	ustate_meta owner; /* uid, gid and mode */
 	char name[];
 };
 
@@ -2014,11 +2016,22 @@ static int lease_info(const struct mem_lease *l, int64_t now,
 	li = ustate_lease_info_new(l->name, l->ttl, l->deadline, now);
 	if (!li)
 		return -ENOMEM;
+	ustate_lease_info_owner(li, l->owned ? &l->owner : NULL);
 	*out = li;
 	return 0;
 }
 
-static int mem_lease_grant(void *b, const char *name, int64_t ttl, int64_t now,
+/* Give l the owner owner (uid, gid, mode). */
+static void lease_own(struct mem_lease *l, const ustate_meta *owner)
+{
+	l->owned = true;
+	l->owner.uid = owner->uid;
+	l->owner.gid = owner->gid;
+	l->owner.mode = owner->mode;
+}
+
+static int mem_lease_grant(void *b, const char *name, int64_t ttl,
+			   const ustate_meta *owner, int64_t now,
 			   ustate_lease_info **out)
 {
 	struct mem_backend *m = b;
@@ -2046,6 +2059,8 @@ static int mem_lease_grant(void *b, const char *name, int64_t ttl, int64_t now,
 			goto out;
 		}
 		strcpy(l->name, name);
+		if (owner)
+			lease_own(l, owner);
 		memmove(&m->leases[i + 1], &m->leases[i],
 			(m->nleases - i) * sizeof(*m->leases));
 		m->leases[i] = l;
@@ -2060,10 +2075,14 @@ out:
 	return rc;
 }
 
-static int mem_lease_keepalive(void *b, const char *name, int64_t now,
-			       ustate_lease_info **out)
+/*
+ * Under the write lock, with the overdue leases ended: give the live
+ * lease name the owner owner, or (owner NULL) keep it alive and describe
+ * it into *out. -ENOENT when it is not live.
+ */
+static int lease_change(struct mem_backend *m, const char *name, int64_t now,
+			const ustate_meta *owner, ustate_lease_info **out)
 {
-	struct mem_backend *m = b;
 	unsigned expired = 0;
 	struct mem_lease *l;
 	int rc;
@@ -2073,7 +2092,9 @@ static int mem_lease_keepalive(void *b, const char *name, int64_t now,
 		return rc;
 	rc = leases_due(m, now, &expired);
 	l = rc < 0 ? NULL : lease_live(m, name, now);
-	if (l) {
+	if (l && owner) {
+		lease_own(l, owner);
+	} else if (l) {
 		l->deadline = now + l->ttl * 1000;
 		rc = lease_info(l, now, out);
 	} else if (rc == 0) {
@@ -2081,6 +2102,18 @@ static int mem_lease_keepalive(void *b, const char *name, int64_t now,
 	}
 	pthread_rwlock_unlock(&m->lock);
 	return rc;
+}
+
+static int mem_lease_keepalive(void *b, const char *name, int64_t now,
+			       ustate_lease_info **out)
+{
+	return lease_change(b, name, now, NULL, out);
+}
+
+static int mem_lease_owner(void *b, const char *name, const ustate_meta *owner,
+			   int64_t now)
+{
+	return lease_change(b, name, now, owner, NULL);
 }
 
 static int mem_lease_revoke(void *b, const char *name, int64_t now,
@@ -2218,6 +2251,7 @@ static const struct ustate_backend_ops mem_ops = {
 	.meta_get = mem_meta_get,
 	.xattrs = mem_xattrs,
 	.lease_grant = mem_lease_grant,
+	.lease_owner = mem_lease_owner,
 	.lease_keepalive = mem_lease_keepalive,
 	.lease_revoke = mem_lease_revoke,
 	.lease_get = mem_lease_get,

@@ -134,6 +134,10 @@ enum {
 	ST_LEASE_NEXT,
 	ST_LEASE_DEL_KEYS,
 	ST_LEASE_DROP,
+	ST_LEASE_GET_OWNED,
+	ST_LEASE_OWNER,
+	ST_LEASE_OWN,
+	ST_LEASE_DISOWN,
 	ST_DATA_VERSION,
 	ST_COUNT
 };
@@ -294,6 +298,17 @@ static const char *const sql_text[ST_COUNT] = {
 	[ST_LEASE_DEL_KEYS] = "DELETE FROM kv_store WHERE key IN (SELECT key "
 			      "FROM ustate_lease_keys WHERE lease = ?1)",
 	[ST_LEASE_DROP] = "DELETE FROM ustate_leases WHERE name = ?1",
+	/* Lease owners: ?1 a name, ?2 unused, ?3 uid, ?4 gid, ?5 mode. */
+	[ST_LEASE_GET_OWNED] = "SELECT l.ttl, l.deadline, o.uid, o.gid, "
+			       "o.mode FROM ustate_leases l LEFT JOIN "
+			       "ustate_lease_owners o ON o.name = l.name "
+			       "WHERE l.name = ?1 AND l.deadline > ?2",
+	[ST_LEASE_OWNER] = "SELECT uid, gid, mode FROM ustate_lease_owners "
+			   "WHERE name = ?1 AND ?2 = ?2",
+	[ST_LEASE_OWN] = "INSERT OR REPLACE INTO ustate_lease_owners "
+			 "VALUES (?1, ?3, ?4, ?5)",
+	[ST_LEASE_DISOWN] = "DELETE FROM ustate_lease_owners WHERE name = ?1 "
+			    "AND ?2 = ?2",
 };
 
 /*
@@ -461,6 +476,9 @@ static const char meta_sql[] =
  * leases: the Rust crate, the sqlite3 shell), at its delete and at its
  * rename by an UPDATE; an attaching write inserts its mapping after its
  * row. A lease dropped by hand takes its mappings along, not its keys.
+ * ustate_lease_owners holds the owner of a lease granted with one (since
+ * libustate 0.6; beside ustate_leases, whose columns older libraries
+ * insert into), dropped with its lease by a trigger, whoever drops it.
  * Made in one transaction at every writable open: a file from before
  * gets them whole or not at all.
  */
@@ -492,6 +510,15 @@ static const char lease_sql[] =
 	"CREATE TRIGGER IF NOT EXISTS ustate_lease_drop"
 	" AFTER DELETE ON ustate_leases BEGIN"
 	" DELETE FROM ustate_lease_keys WHERE lease = OLD.name;"
+	" END;"
+	"CREATE TABLE IF NOT EXISTS ustate_lease_owners ("
+	" name TEXT PRIMARY KEY NOT NULL,"
+	" uid INTEGER NOT NULL,"
+	" gid INTEGER NOT NULL,"
+	" mode INTEGER NOT NULL) WITHOUT ROWID;"
+	"CREATE TRIGGER IF NOT EXISTS ustate_lease_owner_drop"
+	" AFTER DELETE ON ustate_leases BEGIN"
+	" DELETE FROM ustate_lease_owners WHERE name = OLD.name;"
 	" END;"
 	"COMMIT";
 
@@ -532,6 +559,7 @@ struct sq {
 	bool has_times;	 /* ustate_meta_times exists; atomic */
 	bool has_xattrs; /* ustate_xattrs exists; atomic */
 	bool has_leases; /* the lease tables exist; set at open */
+	bool has_owners; /* ustate_lease_owners exists; set at open */
 	/* Turns between processes; NULL: SQLite's busy handler alone. */
 	struct ustate_turns *turns; /* taken under wlock */
 	char *shm_path;	      /* the -shm that SQLite's connections lock */
@@ -3086,16 +3114,25 @@ static int leases_due(struct conn *c, int64_t now, unsigned *expired)
 }
 
 /* What sq_lease_write() does once the overdue leases are gone. */
-enum lease_act { LEASE_GRANT, LEASE_KEEPALIVE, LEASE_REVOKE, LEASE_EXPIRE };
+enum lease_act {
+	LEASE_GRANT,
+	LEASE_KEEPALIVE,
+	LEASE_REVOKE,
+	LEASE_EXPIRE,
+	LEASE_OWN
+};
 
 /* A lease write, alone in a transaction of its own: BEGIN ... COMMIT. */
 struct lease_write {
 	enum lease_act act;
 	const char *name;
 	int64_t ttl, now;
-	unsigned expired;	 /* leases ended, overdue or revoked */
-	uint64_t revision;	 /* LEASE_REVOKE: of the keys' deletion */
-	int64_t got_ttl, got_dl; /* GRANT, KEEPALIVE: the lease after */
+	unsigned expired;	  /* leases ended, overdue or revoked */
+	uint64_t revision;	  /* LEASE_REVOKE: of the keys' deletion */
+	int64_t got_ttl, got_dl;  /* GRANT, KEEPALIVE: the lease after */
+	const ustate_meta *owner; /* GRANT: of a lease it makes; OWN */
+	bool owned;		  /* GRANT, KEEPALIVE: got_owner is set */
+	ustate_meta got_owner;
 };
 
 /* Run ST_LEASE_UPSERT or ST_LEASE_TOUCH: -ENOENT when no row. */
@@ -3125,6 +3162,67 @@ static int lease_set(struct conn *c, int i, struct lease_write *w)
 	return rc;
 }
 
+/* Run the owner statement i (ST_LEASE_OWN or _DISOWN) for w. */
+static int lease_owner_write(struct conn *c, int i, struct lease_write *w)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = stmt(c, i, &st);
+	if (rc < 0)
+		return rc;
+	bind_name_at(st, w->name, 0);
+	if (i == ST_LEASE_OWN) {
+		sqlite3_bind_int64(st, 3, w->owner->uid);
+		sqlite3_bind_int64(st, 4, w->owner->gid);
+		sqlite3_bind_int64(st, 5, w->owner->mode & 07777);
+	}
+	rc = sqlite3_step(st);
+	rc = rc == SQLITE_DONE ? 0 : sq_errno(c->db, rc);
+	done(st);
+	return rc;
+}
+
+/* Read the owner of w's lease into w->got_owner (w->owned), if any. */
+static int lease_owner_read(struct conn *c, struct lease_write *w)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = stmt(c, ST_LEASE_OWNER, &st);
+	if (rc < 0)
+		return rc;
+	bind_name_at(st, w->name, 0);
+	rc = sqlite3_step(st);
+	w->owned = rc == SQLITE_ROW;
+	if (w->owned) {
+		w->got_owner.uid = (uint32_t)sqlite3_column_int64(st, 0);
+		w->got_owner.gid = (uint32_t)sqlite3_column_int64(st, 1);
+		w->got_owner.mode = (uint32_t)sqlite3_column_int64(st, 2);
+	}
+	rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : sq_errno(c->db, rc);
+	done(st);
+	return rc;
+}
+
+/*
+ * A grant: a lease it makes gets w->owner (a row of an owner left by
+ * hand goes), a live one keeps its own.
+ */
+static int lease_grant_body(struct conn *c, struct lease_write *w)
+{
+	int rc, live;
+
+	live = lease_alive(c, w->name, w->now);
+	if (live < 0 && live != -ENOENT)
+		return live;
+	rc = lease_set(c, ST_LEASE_UPSERT, w);
+	if (rc == 0 && live == -ENOENT)
+		rc = lease_owner_write(
+			c, w->owner ? ST_LEASE_OWN : ST_LEASE_DISOWN, w);
+	return rc < 0 ? rc : lease_owner_read(c, w);
+}
+
 /* The body of sq_lease_write(), in the writer's transaction. */
 static int lease_write_body(struct conn *c, struct lease_write *w)
 {
@@ -3135,9 +3233,13 @@ static int lease_write_body(struct conn *c, struct lease_write *w)
 		return rc;
 	switch (w->act) {
 	case LEASE_GRANT:
-		return lease_set(c, ST_LEASE_UPSERT, w);
+		return lease_grant_body(c, w);
 	case LEASE_KEEPALIVE:
-		return lease_set(c, ST_LEASE_TOUCH, w);
+		rc = lease_set(c, ST_LEASE_TOUCH, w);
+		return rc < 0 ? rc : lease_owner_read(c, w);
+	case LEASE_OWN:
+		rc = lease_alive(c, w->name, w->now);
+		return rc < 0 ? rc : lease_owner_write(c, ST_LEASE_OWN, w);
 	case LEASE_REVOKE:
 		rc = lease_alive(c, w->name, w->now);
 		if (rc == 0)
@@ -3192,18 +3294,32 @@ static int lease_info_of(struct lease_write *w, ustate_lease_info **out)
 	li = ustate_lease_info_new(w->name, w->got_ttl, w->got_dl, w->now);
 	if (!li)
 		return -ENOMEM;
+	ustate_lease_info_owner(li, w->owned ? &w->got_owner : NULL);
 	*out = li;
 	return 0;
 }
 
-static int sq_lease_grant(void *b, const char *name, int64_t ttl, int64_t now,
+static int sq_lease_grant(void *b, const char *name, int64_t ttl,
+			  const ustate_meta *owner, int64_t now,
 			  ustate_lease_info **out)
 {
-	struct lease_write w = {
-		.act = LEASE_GRANT, .name = name, .ttl = ttl, .now = now};
+	struct lease_write w = {.act = LEASE_GRANT,
+				.name = name,
+				.ttl = ttl,
+				.now = now,
+				.owner = owner};
 	int rc = sq_lease_write(b, &w);
 
 	return rc < 0 ? rc : lease_info_of(&w, out);
+}
+
+static int sq_lease_owner(void *b, const char *name, const ustate_meta *owner,
+			  int64_t now)
+{
+	struct lease_write w = {
+		.act = LEASE_OWN, .name = name, .now = now, .owner = owner};
+
+	return sq_lease_write(b, &w);
 }
 
 static int sq_lease_keepalive(void *b, const char *name, int64_t now,
@@ -3262,14 +3378,15 @@ static int rows_text(struct conn *c, sqlite3_stmt *st, char ***out, size_t *n)
 }
 
 /* sq_lease_get() on reader c, inside one read transaction. */
-static int lease_get_on(struct conn *c, const char *name, int64_t now,
-			ustate_lease_info **out)
+static int lease_get_on(struct conn *c, bool owners, const char *name,
+			int64_t now, ustate_lease_info **out)
 {
 	sqlite3_stmt *st = NULL;
 	ustate_lease_info *li = NULL;
+	ustate_meta owner = {0};
 	int rc;
 
-	rc = stmt(c, ST_LEASE_GET, &st);
+	rc = stmt(c, owners ? ST_LEASE_GET_OWNED : ST_LEASE_GET, &st);
 	if (rc < 0)
 		return rc;
 	bind_name_at(st, name, now);
@@ -3278,6 +3395,12 @@ static int lease_get_on(struct conn *c, const char *name, int64_t now,
 		li = ustate_lease_info_new(name, sqlite3_column_int64(st, 0),
 					   sqlite3_column_int64(st, 1), now);
 		rc = li ? 0 : -ENOMEM;
+		if (li && owners && sqlite3_column_type(st, 2) != SQLITE_NULL) {
+			owner.uid = (uint32_t)sqlite3_column_int64(st, 2);
+			owner.gid = (uint32_t)sqlite3_column_int64(st, 3);
+			owner.mode = (uint32_t)sqlite3_column_int64(st, 4);
+			ustate_lease_info_owner(li, &owner);
+		}
 	} else {
 		rc = rc == SQLITE_DONE ? -ENOENT : sq_errno(c->db, rc);
 	}
@@ -3310,7 +3433,7 @@ static int sq_lease_get(void *b, const char *name, int64_t now,
 		return rc;
 	rc = exec1(c, ST_BEGIN_READ);
 	if (rc == 0) {
-		rc = lease_get_on(c, name, now, out);
+		rc = lease_get_on(c, q->has_owners, name, now, out);
 		exec1(c, ST_COMMIT);
 	}
 	reader_put(q, c);
@@ -3405,6 +3528,7 @@ static const struct ustate_backend_ops sqlite_ops = {
 	.xattrs = sq_xattrs,
 	.node = sq_node,
 	.lease_grant = sq_lease_grant,
+	.lease_owner = sq_lease_owner,
 	.lease_keepalive = sq_lease_keepalive,
 	.lease_revoke = sq_lease_revoke,
 	.lease_get = sq_lease_get,
@@ -3485,6 +3609,9 @@ int ustate_sqlite_backend_open(void **b, const struct ustate_backend_ops **ops,
 		if (rc == 0)
 			rc = table_present(q->writer, "ustate_lease_keys",
 					   &q->has_leases);
+		if (rc == 0)
+			rc = table_present(q->writer, "ustate_lease_owners",
+					   &q->has_owners);
 	} else {
 		rc = schema_setup(q->writer);
 		q->has_meta = rc == 0;
@@ -3493,6 +3620,7 @@ int ustate_sqlite_backend_open(void **b, const struct ustate_backend_ops **ops,
 		if (rc == 0)
 			rc = leases_setup(q->writer);
 		q->has_leases = rc == 0;
+		q->has_owners = rc == 0;
 	}
 	if (rc < 0)
 		goto fail;

@@ -2064,8 +2064,8 @@ static int lease_check(ustate *s, const char *name, bool writes)
 	return 0;
 }
 
-int ustate_lease_grant(ustate *s, const char *name, int64_t ttl,
-		       ustate_lease_info **out)
+int ustate_lease_grant_owned(ustate *s, const char *name, int64_t ttl,
+			     const ustate_meta *owner, ustate_lease_info **out)
 {
 	int rc = lease_check(s, name, true);
 
@@ -2073,8 +2073,33 @@ int ustate_lease_grant(ustate *s, const char *name, int64_t ttl,
 		return rc;
 	if (ttl < 1 || ttl > USTATE_LEASE_TTL_MAX)
 		return -EINVAL;
-	rc = s->ops->lease_grant(s->be, name, ttl, ustate_clock_ms(), out);
+	if (owner && owner->mode > 07777)
+		return -EINVAL;
+	rc = s->ops->lease_grant(s->be, name, ttl, owner, ustate_clock_ms(),
+				 out);
 	/* Leases it found overdue may have taken keys with them. */
+	kick(s);
+	return rc;
+}
+
+int ustate_lease_grant(ustate *s, const char *name, int64_t ttl,
+		       ustate_lease_info **out)
+{
+	return ustate_lease_grant_owned(s, name, ttl, NULL, out);
+}
+
+int ustate_lease_set_owner(ustate *s, const char *name,
+			   const ustate_meta *owner)
+{
+	int rc = lease_check(s, name, true);
+
+	if (rc < 0)
+		return rc;
+	if (!owner || owner->mode > 07777)
+		return -EINVAL;
+	if (!s->ops->lease_owner)
+		return -EOPNOTSUPP;
+	rc = s->ops->lease_owner(s->be, name, owner, ustate_clock_ms());
 	kick(s);
 	return rc;
 }

@@ -28,10 +28,11 @@
  * leases gets none (no guess). A descriptor inherited by a process that
  * outlives its opener counts for nobody's creations.
  *
- * Owners: the store keeps no owner of a lease. The daemon remembers the
- * creator's uid, gid and mode (the umask taken off) of each lease it
- * granted, and later chmod and chown, in memory; a lease it does not know
- * (granted by another process, or before a restart) belongs to the
+ * Owners: the store keeps a lease's owner (ustate_lease_grant_owned()):
+ * the creator's uid, gid and mode (the umask taken off) of a lease this
+ * mount made, changed by chmod and chown, seen by every mount and kept
+ * across restarts. A lease granted without one (ustate lease grant of an
+ * older version, a program using ustate_lease_grant()) belongs to the
  * mounting user, mode 0644. /.leases is 01777: anyone may grant leases,
  * and only a lease's owner may revoke it (the sticky bit), when the
  * kernel checks permissions.
@@ -54,8 +55,6 @@ struct lease_rec {
 	int64_t ttl;	  /* seconds, as last seen (0: unknown or gone) */
 	int64_t kept;	  /* CLOCK_MONOTONIC ms of the last keepalive */
 	bool refreshed;	  /* kept alive by the thread since held */
-	bool has_meta;	  /* creator known */
-	ustate_meta meta; /* ... its owner and mode */
 	struct lease_rec *next;
 };
 
@@ -122,7 +121,7 @@ static void rec_trim(const char *name)
 	for (p = &recs; (r = *p); p = &r->next) {
 		if (strcmp(r->name, name))
 			continue;
-		if (r->holders || r->has_meta)
+		if (r->holders)
 			return;
 		*p = r->next;
 		free(r->name);
@@ -177,22 +176,16 @@ int lease_attr(const char *name, struct stat *st)
 {
 	ustate_meta m = {.uid = fs.uid, .gid = fs.gid, .mode = 0644};
 	ustate_lease_info *info = NULL;
-	struct lease_rec *r;
 	int rc;
 
 	rc = ustate_lease_get(fs.store, name, &info);
-	pthread_mutex_lock(&lock);
-	r = rec_find(name, false);
-	if (r && rc == -ENOENT) {
-		/* Ended: a lease of that name granted later is another's. */
-		r->has_meta = false;
-		rec_trim(name);
-	} else if (r && r->has_meta) {
-		m = r->meta;
-	}
-	pthread_mutex_unlock(&lock);
 	if (rc < 0)
 		return rc;
+	if (info->flags & USTATE_LEASE_OWNED) {
+		m.uid = info->uid;
+		m.gid = info->gid;
+		m.mode = info->mode;
+	}
 	st->st_mode = S_IFREG | (m.mode & (fs.read_only ? 07555 : 07777));
 	st->st_nlink = 1;
 	st->st_size = (off_t)render(info, NULL, 0);
@@ -362,18 +355,16 @@ int lease_write(const char *name, const char *text, size_t len, bool created,
 		if (rc < 0)
 			return rc;
 	}
-	rc = ustate_lease_grant(fs.store, name, ttl, &info);
+	/* A lease this write makes is its creator's; a refresh keeps its. */
+	rc = ustate_lease_grant_owned(fs.store, name, ttl,
+				      created ? creator : NULL, &info);
 	if (rc < 0)
 		return rc;
 	pthread_mutex_lock(&lock);
-	r = rec_find(name, created && creator);
+	r = rec_find(name, false);
 	if (r) {
 		r->ttl = info->ttl;
 		r->kept = mono_ms();
-		if (created && creator) {
-			r->has_meta = true;
-			r->meta = *creator;
-		}
 	}
 	pthread_mutex_unlock(&lock);
 	ustate_lease_info_free(info);
@@ -382,7 +373,7 @@ int lease_write(const char *name, const char *text, size_t len, bool created,
 
 int lease_setattr(const char *name, const struct stat *attr, int to_set)
 {
-	struct lease_rec *r;
+	ustate_meta m = {0};
 	struct stat st;
 	int rc;
 
@@ -394,20 +385,11 @@ int lease_setattr(const char *name, const struct stat *attr, int to_set)
 	rc = lease_attr(name, &st);
 	if (rc < 0)
 		return rc;
-	pthread_mutex_lock(&lock);
-	r = rec_find(name, true);
-	if (r) {
-		r->has_meta = true;
-		r->meta.uid =
-			to_set & FUSE_SET_ATTR_UID ? attr->st_uid : st.st_uid;
-		r->meta.gid =
-			to_set & FUSE_SET_ATTR_GID ? attr->st_gid : st.st_gid;
-		r->meta.mode = to_set & FUSE_SET_ATTR_MODE
-				       ? attr->st_mode & 07777
-				       : st.st_mode & 07777;
-	}
-	pthread_mutex_unlock(&lock);
-	return r ? 0 : -ENOMEM;
+	m.uid = to_set & FUSE_SET_ATTR_UID ? attr->st_uid : st.st_uid;
+	m.gid = to_set & FUSE_SET_ATTR_GID ? attr->st_gid : st.st_gid;
+	m.mode = to_set & FUSE_SET_ATTR_MODE ? attr->st_mode & 07777
+					     : st.st_mode & 07777;
+	return ustate_lease_set_owner(fs.store, name, &m);
 }
 
 int lease_revoke(const char *name)
@@ -422,7 +404,6 @@ int lease_revoke(const char *name)
 	r = rec_find(name, false);
 	if (r && rc == 0) {
 		r->ttl = 0;
-		r->has_meta = false;
 		rec_trim(name);
 	}
 	pthread_mutex_unlock(&lock);

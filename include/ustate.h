@@ -731,7 +731,19 @@ typedef struct ustate_lease_info {
 	char **keys;	      /* ustate_lease_get() only: the keys attached,
 			       * in byte order; NULL when nkeys is 0 */
 	size_t nkeys;
+	/* since libustate 0.6 (the library allocates this struct) */
+	uint32_t flags;		 /* USTATE_LEASE_OWNED, or 0 */
+	uint32_t uid, gid, mode; /* with USTATE_LEASE_OWNED: its owner */
 } ustate_lease_info;
+
+/*
+ * A lease may have an owner: a uid, a gid and permission bits (07777 at
+ * most), kept in the store with the lease and gone with it, for a file
+ * system's lease files. The store only keeps them, as it keeps a key's
+ * ustate_meta; it checks nothing against them. A lease granted without
+ * one (ustate_lease_grant(), or a library older than 0.6) has none.
+ */
+#define USTATE_LEASE_OWNED 0x1 /* ustate_lease_info.uid, gid, mode are kept */
 
 /**
  * ustate_lease_info_free() - free a lease description and all it points
@@ -754,6 +766,33 @@ void ustate_lease_info_free(ustate_lease_info *info);
  */
 int ustate_lease_grant(ustate *s, const char *name, int64_t ttl,
 		       ustate_lease_info **out);
+
+/**
+ * ustate_lease_grant_owned() - ustate_lease_grant() that gives a lease it
+ * makes an owner: owner->uid, gid and mode (its other fields are not
+ * read). A refresh of a live lease keeps the owner it has (or none), as
+ * open(2) with O_CREAT keeps an existing file's: the owner is its
+ * creator's. Since libustate 0.6.
+ * @owner: the owner, read during the call; NULL: as ustate_lease_grant().
+ *
+ * Return: those of ustate_lease_grant(); -EINVAL also for a mode over
+ * 07777.
+ */
+int ustate_lease_grant_owned(ustate *s, const char *name, int64_t ttl,
+			     const ustate_meta *owner, ustate_lease_info **out);
+
+/**
+ * ustate_lease_set_owner() - give a live lease the owner owner->uid, gid
+ * and mode (chmod and chown of its file), replacing the one it has. Its
+ * deadline and keys do not change. Since libustate 0.6.
+ * @owner: read during the call.
+ *
+ * Return: 0; -ENOENT when there is no such lease (or it expired);
+ * -EINVAL for a bad name, a NULL owner or a mode over 07777; the errors
+ * of ustate_lease_grant().
+ */
+int ustate_lease_set_owner(ustate *s, const char *name,
+			   const ustate_meta *owner);
 
 /**
  * ustate_lease_keepalive() - move the deadline of a live lease to now +

@@ -6,7 +6,7 @@
 # alive past several TTLs, and SIGKILL of the holder ends it within
 # TTL + 1 s; a key created by a holder of a lease file (or a child) is
 # attached to it at once, and goes with it; a restart of the daemon keeps
-# leases and their deadlines;
+# leases, their deadlines and owners (kept in the store);
 # bad input is a clear error and changes nothing. Real TTLs of 1-3 s,
 # every wait bounded.
 . "$(dirname "$0")/lib.sh"
@@ -245,7 +245,19 @@ check "... no key" "no" \
 	"$([ -e "$M/nodes/nokey3" ] && echo yes || echo no)"
 check "... nothing changed" "$before" "$(u dump)"
 
-# A restart of the daemon keeps the leases and their deadlines.
+# Owners live in the store: the library tells them, and a lease the CLI
+# makes is its caller's, mode from its umask.
+echo 60 > "$L/owned"
+chmod 0604 "$L/owned"
+chown 12:34 "$L/owned"
+check "chmod and chown are the store's" "owner 12:34 0604" \
+	"$(u lease get owned | grep '^owner')"
+check "a lease the CLI grants is its caller's" "$(id -u) $(id -g) 600" \
+	"$(umask 077; u lease grant bycli 60 >/dev/null
+	   stat -c '%u %g %a' "$L/bycli")"
+check_err "chmod of no lease: ENOENT" "No such file" chmod 600 "$L/none"
+
+# A restart of the daemon keeps the leases, their deadlines and owners.
 echo 3 > "$L/durable"
 u set --lease durable /nodes/durable d >/dev/null
 deadline=$(u --json lease get durable | grep -o '"deadline_ms":[0-9]*')
@@ -255,6 +267,9 @@ mount_fs "$T/state.db" "$M"
 check "after a restart: the lease" "durable" "$(ls "$L" | grep -x durable)"
 check "... with its deadline" "$deadline" \
 	"$(u --json lease get durable | grep -o '"deadline_ms":[0-9]*')"
+check "... and the owners and modes" "12 34 604 $(id -u) 600" \
+	"$(stat -c '%u %g %a' "$L/owned") $(stat -c '%u %a' "$L/bycli")"
+rm "$L/owned" "$L/bycli"
 wait_for 6 gone "$M/nodes/durable" || fail "the lease outlived its deadline"
 echo "ok: ... and it expires at it"
 

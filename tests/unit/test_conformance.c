@@ -6146,6 +6146,131 @@ static void test_lease_errors(void **state)
 }
 
 /* Lease-writing calls on a read-only store: -EROFS, nothing changes. */
+/* Lease li has exactly the owner uid, gid, mode. */
+static void assert_lease_owner(const ustate_lease_info *li, uint32_t uid,
+			       uint32_t gid, uint32_t mode)
+{
+	assert_int_equal(li->flags & USTATE_LEASE_OWNED, USTATE_LEASE_OWNED);
+	assert_int_equal(li->uid, uid);
+	assert_int_equal(li->gid, gid);
+	assert_int_equal(li->mode, mode);
+}
+
+static void assert_lease_owned(ustate *s, const char *name, uint32_t uid,
+			       uint32_t gid, uint32_t mode)
+{
+	ustate_lease_info *li = lease_info(s, name);
+
+	assert_lease_owner(li, uid, gid, mode);
+	ustate_lease_info_free(li);
+}
+
+/* A grant of name (ttl s) without an owner makes a lease without one. */
+static void assert_grant_unowned(ustate *s, const char *name, int64_t ttl)
+{
+	ustate_lease_info *li = NULL;
+
+	assert_int_equal(ustate_lease_grant(s, name, ttl, &li), 0);
+	assert_int_equal(li->flags, 0);
+	ustate_lease_info_free(li);
+	li = lease_info(s, name);
+	assert_int_equal(li->flags, 0);
+	ustate_lease_info_free(li);
+}
+
+/*
+ * A lease's owner: given by the grant that makes it, kept by refreshes,
+ * changed by set_owner, told by every call that describes it, kept in the
+ * store (another handle sees it), gone with the lease.
+ */
+static void test_lease_owner(void **state)
+{
+	struct fixture *f = *state;
+	ustate_meta alice = {.uid = 1000, .gid = 100, .mode = 0640};
+	ustate_meta bob = {.uid = 2000, .gid = 200, .mode = 0600};
+	ustate_meta bad = {.uid = 1, .gid = 1, .mode = 010000};
+	ustate_options o = fast_options();
+	ustate_lease_info *li = NULL;
+	char *before;
+
+	assert_int_equal(ustate_lease_grant_owned(f->s, "a", 30, &alice, &li),
+			 0);
+	assert_int_equal(li->ttl, 30);
+	assert_lease_owner(li, 1000, 100, 0640);
+	ustate_lease_info_free(li);
+	li = NULL;
+	assert_lease_owned(f->s, "a", 1000, 100, 0640);
+	/* A refresh, whoever asks, keeps the creator's. */
+	assert_int_equal(ustate_lease_grant_owned(f->s, "a", 30, &bob, &li), 0);
+	assert_lease_owner(li, 1000, 100, 0640);
+	ustate_lease_info_free(li);
+	li = NULL;
+	assert_int_equal(ustate_lease_grant(f->s, "a", 30, NULL), 0);
+	assert_int_equal(ustate_lease_keepalive(f->s, "a", &li), 0);
+	assert_lease_owner(li, 1000, 100, 0640);
+	ustate_lease_info_free(li);
+	li = NULL;
+
+	/* A plain grant makes a lease without one. */
+	assert_grant_unowned(f->s, "plain", 30);
+
+	/* chown/chmod: the deadline and the keys stay. */
+	assert_int_equal(
+		ustate_set_leased(f->s, "/own/k", "v", 1, "plain", NULL), 0);
+	assert_int_equal(ustate_lease_set_owner(f->s, "plain", &bob), 0);
+	assert_lease_owned(f->s, "plain", 2000, 200, 0600);
+	assert_lease_keys(f->s, "plain", (const char *const[]){"/own/k"}, 1);
+	assert_key_lease(f->s, "/own/k", "plain");
+	bob.mode = 0644;
+	assert_int_equal(ustate_lease_set_owner(f->s, "a", &bob), 0);
+	assert_lease_owned(f->s, "a", 2000, 200, 0644);
+
+	/* Bad input changes nothing. */
+	before = snapshot(f->s);
+	assert_int_equal(ustate_lease_set_owner(f->s, "none", &alice), -ENOENT);
+	assert_no_lease(f->s, "none");
+	assert_int_equal(ustate_lease_set_owner(f->s, "a", &bad), -EINVAL);
+	assert_int_equal(ustate_lease_set_owner(f->s, "a", NULL), -EINVAL);
+	assert_int_equal(ustate_lease_set_owner(f->s, "a/b", &alice), -EINVAL);
+	assert_int_equal(ustate_lease_grant_owned(f->s, "new", 30, &bad, NULL),
+			 -EINVAL);
+	assert_no_lease(f->s, "new");
+	assert_lease_owned(f->s, "a", 2000, 200, 0644);
+	assert_snapshot(f->s, before);
+	free(before);
+
+	/* Another handle on the store sees them. */
+	if (f->kind != BACKEND_MEMORY) {
+		assert_int_equal(ustate_open(&f->s2, f->path, &o), 0);
+		assert_lease_owned(f->s2, "a", 2000, 200, 0644);
+		assert_lease_owned(f->s2, "plain", 2000, 200, 0600);
+		assert_int_equal(ustate_lease_set_owner(f->s2, "a", &alice), 0);
+		assert_lease_owned(f->s, "a", 1000, 100, 0640);
+	}
+
+	/* Revoked, granted again: the new lease has the new grant's. */
+	assert_int_equal(ustate_lease_revoke(f->s, "a"), 0);
+	assert_int_equal(ustate_lease_set_owner(f->s, "a", &bob), -ENOENT);
+	assert_grant_unowned(f->s, "a", 30);
+	assert_int_equal(ustate_lease_revoke(f->s, "a"), 0);
+	assert_int_equal(ustate_lease_grant_owned(f->s, "a", 30, &bob, NULL),
+			 0);
+	assert_lease_owned(f->s, "a", 2000, 200, 0644);
+}
+
+/* An expired lease's owner goes with it. */
+static void test_lease_owner_expiry(void **state)
+{
+	struct fixture *f = *state;
+	ustate_meta alice = {.uid = 1000, .gid = 100, .mode = 0640};
+
+	assert_int_equal(ustate_lease_grant_owned(f->s, "x", 5, &alice, NULL),
+			 0);
+	clock_forward(6000);
+	assert_int_equal(ustate_lease_set_owner(f->s, "x", &alice), -ENOENT);
+	assert_grant_unowned(f->s, "x", 5);
+}
+
 static void test_lease_read_only(void **state)
 {
 	struct fixture *f = *state;
@@ -6445,6 +6570,8 @@ static void test_sqlite_lease_old_file(void **state)
 		     "DROP TRIGGER ustate_lease_kv_update;"
 		     "DROP TRIGGER ustate_lease_kv_delete;"
 		     "DROP TRIGGER ustate_lease_drop;"
+		     "DROP TRIGGER ustate_lease_owner_drop;"
+		     "DROP TABLE ustate_lease_owners;"
 		     "DROP TABLE ustate_lease_keys; DROP TABLE ustate_leases");
 	sqlite3_close(db);
 
@@ -6458,6 +6585,66 @@ static void test_sqlite_lease_old_file(void **state)
 	assert_int_equal(ustate_lease_grant(f->s, "x", 30, NULL), 0);
 	assert_int_equal(ustate_set_leased(f->s, "/old", "w", 1, "x", NULL), 0);
 	assert_key_lease(f->s, "/old", "x");
+	assert_int_equal(ustate_check(f->s, NULL, NULL), 0);
+}
+
+/*
+ * A file of libustate 0.3 to 0.5 has the lease tables but no owners: a
+ * read-only open reads its leases without owners, a writable one adds
+ * the table; the statements of older libraries still work on it, and a
+ * lease dropped by hand takes its owner along.
+ */
+static void test_sqlite_lease_owner_old_file(void **state)
+{
+	struct fixture *f = *state;
+	ustate_meta alice = {.uid = 1000, .gid = 100, .mode = 0640};
+	ustate_options o = fast_options();
+	ustate_lease_info *li;
+	char sql[160];
+	sqlite3 *db;
+
+	assert_int_equal(ustate_lease_grant(f->s, "x", 30, NULL), 0);
+	ustate_close(f->s);
+	f->s = NULL;
+	assert_int_equal(
+		sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READWRITE, NULL),
+		SQLITE_OK);
+	exec_sql(db, "DROP TRIGGER ustate_lease_owner_drop;"
+		     "DROP TABLE ustate_lease_owners");
+	sqlite3_close(db);
+
+	o.read_only = 1;
+	assert_int_equal(ustate_open_sqlite(&f->s2, f->path, &o), 0);
+	li = lease_info(f->s2, "x");
+	assert_int_equal(li->flags, 0);
+	ustate_lease_info_free(li);
+	ustate_close(f->s2);
+	f->s2 = NULL;
+
+	assert_int_equal(ustate_open_sqlite(&f->s, f->path, NULL), 0);
+	assert_int_equal(ustate_lease_grant_owned(f->s, "y", 30, &alice, NULL),
+			 0);
+	assert_lease_owned(f->s, "y", 1000, 100, 0640);
+	assert_int_equal(ustate_lease_set_owner(f->s, "x", &alice), 0);
+	assert_lease_owned(f->s, "x", 1000, 100, 0640);
+	/* An older library's grant, and a lease dropped by hand. */
+	assert_int_equal(
+		sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READWRITE, NULL),
+		SQLITE_OK);
+	snprintf(sql, sizeof(sql),
+		 "INSERT INTO ustate_leases VALUES ('old', 30, %lld);"
+		 "DELETE FROM ustate_leases WHERE name = 'y'",
+		 (long long)ustate_clock_ms() + 30000);
+	exec_sql(db, sql);
+	exec_sql(db, "INSERT INTO ustate_leases VALUES ('y', 30, "
+		     "9000000000000)");
+	sqlite3_close(db);
+	li = lease_info(f->s, "old");
+	assert_int_equal(li->flags, 0);
+	ustate_lease_info_free(li);
+	li = lease_info(f->s, "y");
+	assert_int_equal(li->flags, 0);
+	ustate_lease_info_free(li);
 	assert_int_equal(ustate_check(f->s, NULL, NULL), 0);
 }
 
@@ -6635,7 +6822,8 @@ static void test_etcd_lease_side_keys(void **state)
 		T(test_lease_revoke), T(test_lease_expiry),                    \
 		T(test_lease_grant_after_deadline), T(test_lease_errors),      \
 		T(test_lease_read_only), T(test_lease_leader_election),        \
-		T(test_lease_thread_expires)
+		T(test_lease_thread_expires), T(test_lease_owner),             \
+		T(test_lease_owner_expiry)
 
 static const struct CMUnitTest sqlite_cases[] = {
 	COMMON_CASES,
@@ -6644,6 +6832,7 @@ static const struct CMUnitTest sqlite_cases[] = {
 	T(test_sqlite_lease_restart),
 	T(test_sqlite_lease_outside_write),
 	T(test_sqlite_lease_old_file),
+	T(test_sqlite_lease_owner_old_file),
 	T(test_sqlite_lease_expire_once),
 	T(test_sqlite_process_cas_race),
 	T(test_sqlite_process_watch),
@@ -6684,6 +6873,7 @@ static const struct CMUnitTest etcd_cases[] = {
 	T(test_lease_read_only),
 	T(test_lease_leader_election),
 	T(test_lease_thread_expires),
+	T(test_lease_owner),
 	T(test_etcd_lease_side_keys),
 	T(test_etcd_lease_reopen),
 };
