@@ -11,6 +11,8 @@
  *    "encoding":"utf-8"|"base64","value":TEXT[,"meta":M][,"xattrs":X]}
  *   {"dir":PATH[,"meta":M][,"xattrs":X]}   a directory record (mkdir);
  *                                         "/" first: the root's own
+ *   {"lease":NAME,"ttl":SECONDS[,"meta":M]}  a lease and its owner,
+ *                                         before the keys
  * where M is {"uid":U,"gid":G,"mode":"0644"[,"mtime_ns":N][,"ctime_ns":N]}
  * (the owner, the mode in octal, a time set by hand, the last change of
  * metadata) and X an array, in byte order of names, of
@@ -19,6 +21,8 @@
  * exactly these fields, and \u0000 in text. "meta" and "xattrs" came with
  * libustate 0.5 and appear only on records that have some: a dump of a
  * store without owners or xattrs is what earlier versions wrote and read.
+ * Leases came with 0.6: a key attached to one has "lease":NAME after its
+ * value, and a restore gives each lease a whole TTL from then.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -195,6 +199,9 @@ static int dump_record(void *arg, const ustate_record *r)
 
 	if (r->type == USTATE_RECORD_DIR) {
 		j = json_pack("{s:s}", "dir", r->key);
+	} else if (r->type == USTATE_RECORD_LEASE) {
+		j = json_pack("{s:s, s:I}", "lease", r->key, "ttl",
+			      (json_int_t)r->ttl);
 	} else {
 		v = bytes_text(r->value, r->value_len, &encoding);
 		j = v ? json_pack("{s:s, s:I, s:I, s:I, s:s, s:o}", "key",
@@ -203,6 +210,12 @@ static int dump_record(void *arg, const ustate_record *r)
 				  "updated_at", (json_int_t)r->updated_at,
 				  "encoding", encoding, "value", v)
 		      : NULL;
+		if (j && r->lease &&
+		    json_object_set_new(j, "lease", json_string(r->lease)) <
+			    0) {
+			json_decref(j);
+			j = NULL;
+		}
 	}
 	if (j && dump_meta(j, r) < 0) {
 		json_decref(j);
@@ -423,9 +436,9 @@ static int parse_meta(struct feed *f, json_t *meta, json_t *xattrs,
 /* The record of the current line, whose JSON is f->cur. */
 static int parse_record(struct feed *f, ustate_record *r)
 {
-	const char *key, *enc, *val;
+	const char *key, *enc, *val, *lease = NULL;
 	json_t *meta = NULL, *xattrs = NULL;
-	json_int_t v, c, u;
+	json_int_t v, c, u, ttl;
 	size_t klen, vlen;
 	json_error_t jerr;
 	int rc;
@@ -442,11 +455,26 @@ static int parse_record(struct feed *f, ustate_record *r)
 		rc = parse_meta(f, meta, xattrs, r);
 		return rc < 0 ? rc : 1;
 	}
+	if (json_object_get(f->cur, "lease") &&
+	    !json_object_get(f->cur, "key")) {
+		if (json_unpack_ex(f->cur, &jerr, JSON_STRICT,
+				   "{s:s%, s:I, s?o}", "lease", &key, &klen,
+				   "ttl", &ttl, "meta", &meta) < 0)
+			return feed_fail(f, "%s", jerr.text);
+		if (no_nul(f, key, klen) < 0)
+			return -EBADMSG;
+		*r = (ustate_record){
+			.type = USTATE_RECORD_LEASE, .key = key, .ttl = ttl};
+		f->key = key;
+		rc = parse_meta(f, meta, NULL, r);
+		return rc < 0 ? rc : 1;
+	}
 	if (json_unpack_ex(f->cur, &jerr, JSON_STRICT,
-			   "{s:s%, s:I, s:I, s:I, s:s, s:s%, s?o, s?o}", "key",
-			   &key, &klen, "version", &v, "created_at", &c,
+			   "{s:s%, s:I, s:I, s:I, s:s, s:s%, s?s, s?o, s?o}",
+			   "key", &key, &klen, "version", &v, "created_at", &c,
 			   "updated_at", &u, "encoding", &enc, "value", &val,
-			   &vlen, "meta", &meta, "xattrs", &xattrs) < 0)
+			   &vlen, "lease", &lease, "meta", &meta, "xattrs",
+			   &xattrs) < 0)
 		return feed_fail(f, "%s", jerr.text);
 	if (no_nul(f, key, klen) < 0)
 		return -EBADMSG;
@@ -464,6 +492,7 @@ static int parse_record(struct feed *f, ustate_record *r)
 		.version = (uint64_t)v,
 		.created_at = c,
 		.updated_at = u,
+		.lease = lease,
 	};
 	f->key = key;
 	rc = parse_meta(f, meta, xattrs, r);
@@ -532,11 +561,16 @@ static int restore_failed(struct feed *f, int rc)
 				"--merge or --replace)\n");
 	} else if (rc == -EINTR) {
 		fprintf(stderr, "ustate: restore: interrupted\n");
+	} else if (rc == -ENOENT) {
+		fprintf(stderr, "ustate: restore: a key names a lease that "
+				"neither the input nor the store has\n");
 	} else if (f->key && (rc == -EINVAL || rc == -ENAMETOOLONG ||
 			      rc == -EFBIG || rc == -EEXIST || rc == -ERANGE ||
 			      rc == -E2BIG || rc == -ENOSPC)) {
 		if (rc == -EEXIST)
 			why = "given twice in the input";
+		if (rc == -EINVAL && f->cur && json_object_get(f->cur, "lease"))
+			why = "a bad lease name or TTL";
 		fprintf(stderr, "ustate: restore: %s line %lu: %s: %s\n",
 			f->name, f->lineno, f->key, why);
 	} else {

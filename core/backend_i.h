@@ -110,15 +110,20 @@ struct ustate_backend_ops {
 
 	/* ---- optional (version 2); NULL: -EOPNOTSUPP ---- */
 
-	/* ustate_export(), prefix already checked. */
+	/*
+	 * ustate_export(), prefix already checked, LEASE records and each
+	 * key's lease included (version 9) when the backend has leases.
+	 */
 	int (*export)(void *b, const char *prefix, ustate_export_fn fn,
 		      void *arg);
 
 	/*
 	 * ustate_restore(), flags already checked; next is the front's, and
 	 * gives only records that keep every rule (valid keys, versions,
-	 * value sizes) except uniqueness, which the backend checks. res is
-	 * never NULL.
+	 * value sizes, lease names and TTLs) except uniqueness and the
+	 * existence of the leases keys name, which the backend checks. res
+	 * is never NULL. LEASE records and KEY records' leases (version 9)
+	 * as ustate.h says, from a backend that has leases.
 	 */
 	int (*restore)(void *b, ustate_import_fn next, void *arg,
 		       unsigned flags, ustate_restore_result *res);

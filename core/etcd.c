@@ -2854,6 +2854,49 @@ out:
  * snapshot: the keys (around the side keys when the prefix is "/"), their
  * created and updated side keys, and the directory records, merged.
  */
+/* The owner a lease record tells after its ID, if any. */
+struct lease_owner {
+	bool owned;
+	ustate_meta m;
+};
+
+/* Parse a lease record "ID[ uid gid mode]": its ID, or 0 when bad. */
+static int64_t lease_parse(const char *v, struct lease_owner *own)
+{
+	unsigned long uid, gid, mode;
+	char *end;
+	int64_t id;
+
+	errno = 0;
+	id = strtoll(v, &end, 10);
+	if (errno || end == v)
+		return 0;
+	if (own) {
+		own->owned =
+			sscanf(end, " %lu %lu %lo", &uid, &gid, &mode) == 3 &&
+			uid <= UINT32_MAX && gid <= UINT32_MAX && mode <= 07777;
+		memset(&own->m, 0, sizeof(own->m));
+		if (own->owned) {
+			own->m.uid = (uint32_t)uid;
+			own->m.gid = (uint32_t)gid;
+			own->m.mode = (uint32_t)mode;
+		}
+	}
+	return id;
+}
+
+/* The text of a lease record for etcd lease id and owner (or NULL). */
+static void lease_format(char *buf, size_t size, int64_t id,
+			 const ustate_meta *owner)
+{
+	if (owner)
+		snprintf(buf, size, "%lld %" PRIu32 " %" PRIu32 " %" PRIo32,
+			 (long long)id, owner->uid, owner->gid,
+			 owner->mode & 07777);
+	else
+		snprintf(buf, size, "%lld", (long long)id);
+}
+
 struct exp {
 	struct etcd_backend *e;
 	struct walk keys[2], side[2], dirs, dx;
@@ -2870,6 +2913,21 @@ struct exp {
 	ustate_xattr *xs;
 	char **xbufs; /* each xattr's name and value, in one block */
 	size_t nx, xcap;
+	/* The live leases, by name: LEASE records first, then keys'. */
+	struct exp_lease *leases;
+	size_t nleases, lpos;
+};
+
+static int64_t get_i64(json_t *o, const char *name);
+static int lease_call(struct etcd_backend *e, const char *path, int64_t id,
+		      bool keys, bool read, json_t **resp);
+
+/* A lease of an export. */
+struct exp_lease {
+	char *name;
+	int64_t id, ttl;
+	bool owned, used; /* used: has a key under the prefix */
+	ustate_meta owner;
 };
 
 /* A walk over [base + lo, base + hi) where base is PREFIX and tag. */
@@ -3062,6 +3120,141 @@ static void exp_free(struct exp *x)
 	exp_meta_reset(x);
 	free(x->xs);
 	free(x->xbufs);
+	for (i = 0; i < x->nleases; i++)
+		free(x->leases[i].name);
+	free(x->leases);
+}
+
+/* Every lease record, //l/..., in one range read: *resp the answer. */
+static int lease_records(struct etcd_backend *e, json_t **resp)
+{
+	char *lo = ekey(e, 'l', "/"), *hi;
+	int rc;
+
+	hi = lo ? range_end(lo, strlen(lo)) : NULL;
+	rc = lo && hi ? 0 : -ENOMEM;
+	if (rc == 0)
+		rc = call(e, "/v3/kv/range",
+			  op_range(ustate_etcd_b64s(lo), ustate_etcd_b64s(hi),
+				   false, false, 0),
+			  USTATE_ETCD_READ, resp);
+	free(lo);
+	free(hi);
+	return rc;
+}
+
+/*
+ * Whether one of the etcd keys of a timetolive answer is a key of the
+ * store at or below prefix (plen bytes).
+ */
+static bool lease_has_key_under(struct etcd_backend *e, json_t *keys,
+				const char *prefix, size_t plen)
+{
+	const char *path;
+	json_t *one_key, *k;
+	bool yes = false;
+	char *raw;
+	size_t i, n;
+
+	json_array_foreach(keys, i, k)
+	{
+		one_key = json_pack("{s:O}", "k", k);
+		raw = NULL;
+		if (one_key &&
+		    ustate_etcd_get_bytes(one_key, "k", &raw, &n) == 0)
+			yes = classify(e, raw, n, &path) == 0 &&
+			      !strncmp(path, prefix, plen);
+		json_decref(one_key);
+		free(raw);
+		if (yes)
+			break;
+	}
+	return yes;
+}
+
+/*
+ * The live leases into x, from the records under //l/ and etcd's own
+ * (their TTL as granted): all of them when all, else those with a key at
+ * or below prefix.
+ */
+static int exp_leases_load(struct exp *x, const char *prefix, bool all)
+{
+	struct etcd_backend *e = x->e;
+	json_t *resp = NULL, *tr, *kv;
+	struct lease_owner own;
+	struct exp_lease *l;
+	size_t i, n, kn, plen = strlen(prefix);
+	const char *path;
+	char *v, *k;
+	int rc;
+
+	rc = lease_records(e, &resp);
+	if (rc < 0)
+		return rc;
+	n = json_array_size(json_object_get(resp, "kvs"));
+	x->leases = calloc(n + 1, sizeof(*x->leases));
+	if (!x->leases) {
+		json_decref(resp);
+		return -ENOMEM;
+	}
+	json_array_foreach(json_object_get(resp, "kvs"), i, kv)
+	{
+		l = &x->leases[x->nleases];
+		v = k = NULL;
+		if (ustate_etcd_get_bytes(kv, "value", &v, &n) < 0 ||
+		    ustate_etcd_get_bytes(kv, "key", &k, &kn) < 0) {
+			free(v);
+			rc = -ENOMEM;
+			break;
+		}
+		l->id = lease_parse(v, &own);
+		free(v);
+		if (l->id <= 0 || classify(e, k, kn, &path) != 'l') {
+			free(k);
+			continue;
+		}
+		l->name = strdup(path + 1);
+		free(k);
+		if (!l->name) {
+			rc = -ENOMEM;
+			break;
+		}
+		tr = NULL;
+		rc = lease_call(e, "/v3/lease/timetolive", l->id, !all, true,
+				&tr);
+		if (rc < 0) {
+			free(l->name);
+			break;
+		}
+		l->ttl = get_i64(tr, "grantedTTL");
+		l->used = all ||
+			  lease_has_key_under(e, json_object_get(tr, "keys"),
+					      prefix, plen);
+		l->owned = own.owned;
+		l->owner = own.m;
+		/* Ended since the record was read: not live. */
+		if (l->ttl <= 0 || get_i64(tr, "TTL") < 0) {
+			json_decref(tr);
+			free(l->name);
+			l->name = NULL;
+			continue;
+		}
+		json_decref(tr);
+		x->nleases++;
+	}
+	json_decref(resp);
+	return rc;
+}
+
+/* The name of the live etcd lease id among x's, or NULL. */
+static const char *exp_lease_name(const struct exp *x, int64_t id)
+{
+	size_t i;
+
+	for (i = 0; id && i < x->nleases; i++)
+		if (x->leases[i].id == id)
+			return x->leases[i].name;
+	return NULL;
 }
 
 static int exp_init(struct exp *x, struct etcd_backend *e, const char *prefix)
@@ -3120,6 +3313,8 @@ static int exp_init(struct exp *x, struct etcd_backend *e, const char *prefix)
 		      &x->send[0]);
 	if (rc == 0)
 		rc = exp_step(&x->dirs, &x->dkv, &x->dk, &x->dklen, &x->dend);
+	if (rc == 0)
+		rc = exp_leases_load(x, prefix, plen == 1);
 	return rc;
 }
 
@@ -3148,6 +3343,18 @@ static int exp_next(struct exp *x, ustate_record *r)
 	json_t *sides;
 	int rc, cmpv;
 
+	/* The leases first. */
+	while (x->lpos < x->nleases) {
+		const struct exp_lease *l = &x->leases[x->lpos++];
+
+		if (!l->used)
+			continue;
+		*r = (ustate_record){.type = USTATE_RECORD_LEASE,
+				     .key = l->name,
+				     .ttl = l->ttl,
+				     .meta = l->owned ? &l->owner : NULL};
+		return 1;
+	}
 	for (;;) {
 		/* Skip the root's record and anything not a valid path. */
 		while (!x->dend &&
@@ -3231,6 +3438,8 @@ static int exp_next(struct exp *x, ustate_record *r)
 			r->created_at = en->created_at;
 			r->updated_at = en->updated_at;
 			r->mod_revision = en->mod_revision;
+			r->lease =
+				exp_lease_name(x, get_i64(x->kv[0], "lease"));
 			rc = exp_key_meta(x, en->key, x->kv[0], sides, r);
 			json_decref(sides);
 			if (rc < 0)
@@ -3509,49 +3718,6 @@ static int64_t get_i64(json_t *o, const char *name)
 	return json_is_integer(v) ? (int64_t)json_integer_value(v) : 0;
 }
 
-/* The owner a lease record tells after its ID, if any. */
-struct lease_owner {
-	bool owned;
-	ustate_meta m;
-};
-
-/* Parse a lease record "ID[ uid gid mode]": its ID, or 0 when bad. */
-static int64_t lease_parse(const char *v, struct lease_owner *own)
-{
-	unsigned long uid, gid, mode;
-	char *end;
-	int64_t id;
-
-	errno = 0;
-	id = strtoll(v, &end, 10);
-	if (errno || end == v)
-		return 0;
-	if (own) {
-		own->owned =
-			sscanf(end, " %lu %lu %lo", &uid, &gid, &mode) == 3 &&
-			uid <= UINT32_MAX && gid <= UINT32_MAX && mode <= 07777;
-		memset(&own->m, 0, sizeof(own->m));
-		if (own->owned) {
-			own->m.uid = (uint32_t)uid;
-			own->m.gid = (uint32_t)gid;
-			own->m.mode = (uint32_t)mode;
-		}
-	}
-	return id;
-}
-
-/* The text of a lease record for etcd lease id and owner (or NULL). */
-static void lease_format(char *buf, size_t size, int64_t id,
-			 const ustate_meta *owner)
-{
-	if (owner)
-		snprintf(buf, size, "%lld %" PRIu32 " %" PRIu32 " %" PRIo32,
-			 (long long)id, owner->uid, owner->gid,
-			 owner->mode & 07777);
-	else
-		snprintf(buf, size, "%lld", (long long)id);
-}
-
 /*
  * The etcd lease ID of lease name, the create revision of its record and
  * its owner (crev and own may be NULL); -ENOENT when it has none (it
@@ -3627,22 +3793,14 @@ static int lease_resolve(struct etcd_backend *e, struct plan *p,
  */
 static int lease_name_of(struct etcd_backend *e, int64_t id, char **name)
 {
-	char *lo = ekey(e, 'l', "/"), *hi, *v, *k;
 	json_t *resp = NULL, *kv;
 	const char *path;
 	size_t i, n, kn;
+	char *v, *k;
 	int rc;
 
 	*name = NULL;
-	hi = lo ? range_end(lo, strlen(lo)) : NULL;
-	rc = lo && hi ? 0 : -ENOMEM;
-	if (rc == 0)
-		rc = call(e, "/v3/kv/range",
-			  op_range(ustate_etcd_b64s(lo), ustate_etcd_b64s(hi),
-				   false, false, 0),
-			  USTATE_ETCD_READ, &resp);
-	free(lo);
-	free(hi);
+	rc = lease_records(e, &resp);
 	if (rc < 0)
 		return rc;
 	json_array_foreach(json_object_get(resp, "kvs"), i, kv)

@@ -1012,6 +1012,9 @@ static void txn_history(struct mem_backend *m, const ustate_op *ops, size_t n,
 
 static struct mem_lease *lease_live(struct mem_backend *m, const char *name,
 				    int64_t now);
+static size_t lease_index(struct mem_backend *m, const char *name, bool *found);
+static int leases_due(struct mem_backend *m, int64_t now, unsigned *expired);
+static void lease_own(struct mem_lease *l, const ustate_meta *owner);
 
 /* The lease an op attaches its key to, or NULL. */
 static const char *op_lease(const ustate_op *op)
@@ -1291,10 +1294,53 @@ static int export_meta(const struct mem_node *x, bool key, ustate_record *r,
 }
 
 /* Walk the keys and the records in step, merging them by path. */
+/*
+ * The LEASE records of an export under the lock: the live leases, only
+ * those with a key under prefix unless it is all.
+ */
+static int export_leases(struct mem_backend *m, const char *prefix, int64_t now,
+			 ustate_export_fn fn, void *arg)
+{
+	bool all = !strcmp(prefix, "") || !strcmp(prefix, "/");
+	size_t plen = strlen(prefix), i;
+	struct mem_lease *l;
+	bool *used = NULL;
+	struct mem_node *k;
+	ustate_record r;
+	int rc = 0;
+
+	if (!m->nleases)
+		return 0;
+	if (!all) {
+		used = calloc(m->nleases, sizeof(*used));
+		if (!used)
+			return -ENOMEM;
+		for (k = seek(&m->keys, prefix, NULL);
+		     has_prefix(k, prefix, plen); k = k->next[0])
+			if (k->lease)
+				used[lease_index(m, k->lease->name, &all)] =
+					true;
+		all = false;
+	}
+	for (i = 0; rc == 0 && i < m->nleases; i++) {
+		l = m->leases[i];
+		if (l->deadline <= now || (used && !used[i]))
+			continue;
+		r = (ustate_record){.type = USTATE_RECORD_LEASE,
+				    .key = l->name,
+				    .ttl = l->ttl,
+				    .meta = l->owned ? &l->owner : NULL};
+		rc = fn(arg, &r);
+	}
+	free(used);
+	return rc;
+}
+
 static int mem_export(void *b, const char *prefix, ustate_export_fn fn,
 		      void *arg)
 {
 	struct mem_backend *m = b;
+	int64_t now = ustate_clock_ms();
 	size_t plen = strlen(prefix), xcap = 0;
 	struct mem_node *k, *d, *x;
 	ustate_xattr *xs = NULL;
@@ -1305,6 +1351,7 @@ static int mem_export(void *b, const char *prefix, ustate_export_fn fn,
 	rc = -pthread_rwlock_rdlock(&m->lock);
 	if (rc < 0)
 		return rc;
+	rc = export_leases(m, prefix, now, fn, arg);
 	k = seek(&m->keys, prefix, NULL);
 	d = seek(&m->dirs, prefix, NULL);
 	while (rc == 0 &&
@@ -1321,6 +1368,9 @@ static int mem_export(void *b, const char *prefix, ustate_export_fn fn,
 				.created_at = k->created_at,
 				.updated_at = k->updated_at,
 				.mod_revision = k->mod_revision,
+				.lease = k->lease && k->lease->deadline > now
+						 ? k->lease->name
+						 : NULL,
 			};
 			x = k;
 			k = k->next[0];
@@ -1351,8 +1401,76 @@ struct staged {
 	uint64_t rng;
 	size_t nkeys, ndirs;
 	struct mem_node **key, **dir; /* NULL once the store owns the node */
-	struct mem_node *root; /* the root's record: its metadata alone */
+	struct mem_node *root;	   /* the root's record: its metadata alone */
+	struct mem_map lease_of;   /* a staged key's lease: its name as value */
+	struct mem_lease **leases; /* LEASE records, by name */
+	size_t nleases;
+	struct mem_lease **made; /* restore_plan(): those the store lacks */
+	size_t nmade;
 };
+
+/* Stage a LEASE record, in name order; -EEXIST for a name given twice. */
+static int stage_lease(struct staged *st, const ustate_record *r)
+{
+	struct mem_lease *l, **nl;
+	size_t i;
+
+	for (i = 0; i < st->nleases; i++) {
+		int c = strcmp(st->leases[i]->name, r->key);
+
+		if (!c)
+			return -EEXIST;
+		if (c > 0)
+			break;
+	}
+	l = calloc(1, sizeof(*l) + strlen(r->key) + 1);
+	nl = realloc(st->leases, (st->nleases + 1) * sizeof(*nl));
+	if (nl)
+		st->leases = nl;
+	if (!l || !nl) {
+		free(l);
+		return -ENOMEM;
+	}
+	strcpy(l->name, r->key);
+	l->ttl = r->ttl;
+	if (r->meta)
+		lease_own(l, r->meta);
+	memmove(&st->leases[i + 1], &st->leases[i],
+		(st->nleases - i) * sizeof(*st->leases));
+	st->leases[i] = l;
+	st->nleases++;
+	return 0;
+}
+
+/* The staged lease named name, or NULL. */
+static struct mem_lease *staged_lease(const struct staged *st, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < st->nleases; i++)
+		if (!strcmp(st->leases[i]->name, name))
+			return st->leases[i];
+	return NULL;
+}
+
+/* Note the lease a staged KEY record names. */
+static int stage_key_lease(struct staged *st, const ustate_record *r)
+{
+	struct mem_node *x;
+
+	if (!r->lease)
+		return 0;
+	x = node_new(&st->rng, r->key);
+	if (!x)
+		return -ENOMEM;
+	x->value = strdup(r->lease);
+	if (!x->value) {
+		node_free(x);
+		return -ENOMEM;
+	}
+	node_link(&st->lease_of, x);
+	return 0;
+}
 
 /* Copy one record into the staged maps; -EEXIST when its path came before. */
 static int stage_record(struct staged *st, const ustate_record *r)
@@ -1361,6 +1479,9 @@ static int stage_record(struct staged *st, const ustate_record *r)
 	struct mem_map *map = is_key ? &st->keys : &st->dirs;
 	struct mem_node *x;
 	size_t i, cap = 0;
+
+	if (r->type == USTATE_RECORD_LEASE)
+		return stage_lease(st, r);
 
 	if (!is_key && !strcmp(r->key, "/") && st->root)
 		return -EEXIST;
@@ -1394,6 +1515,10 @@ static int stage_record(struct staged *st, const ustate_record *r)
 		x->version = r->version;
 		x->created_at = r->created_at;
 		x->updated_at = r->updated_at;
+		if (stage_key_lease(st, r) < 0) {
+			node_free(x);
+			return -ENOMEM;
+		}
 	}
 	/* The root is no record: its metadata waits apart. */
 	if (!is_key && !strcmp(r->key, "/")) {
@@ -1449,6 +1574,108 @@ static void stage_free(struct staged *st)
 	}
 	free(st->key);
 	free(st->dir);
+	if (st->lease_of.head)
+		map_destroy(&st->lease_of);
+	for (i = 0; i < st->nleases; i++)
+		free(st->leases[i]);
+	free(st->leases);
+	for (i = 0; i < st->nmade; i++)
+		free(st->made[i]);
+	free(st->made);
+}
+
+/*
+ * Check the leases a restore names (each staged, or live in the store
+ * and, but for REPLACE, kept) and allocate what their commit needs.
+ */
+static int lease_plan(struct mem_backend *m, struct staged *st, unsigned flags,
+		      int64_t now)
+{
+	struct mem_lease **nl;
+	struct mem_node *x;
+	bool found;
+	size_t i;
+
+	for (x = st->lease_of.head->next[0]; x; x = x->next[0])
+		if (!staged_lease(st, x->value) &&
+		    ((flags & USTATE_RESTORE_REPLACE) ||
+		     !lease_live(m, x->value, now)))
+			return -ENOENT;
+	st->made = calloc(st->nleases + 1, sizeof(*st->made));
+	if (!st->made)
+		return -ENOMEM;
+	for (i = 0; i < st->nleases; i++) {
+		lease_index(m, st->leases[i]->name, &found);
+		if (found)
+			continue;
+		st->made[st->nmade] =
+			calloc(1, sizeof(struct mem_lease) +
+					  strlen(st->leases[i]->name) + 1);
+		if (!st->made[st->nmade])
+			return -ENOMEM;
+		strcpy(st->made[st->nmade]->name, st->leases[i]->name);
+		st->nmade++;
+	}
+	nl = realloc(m->leases, (m->nleases + st->nmade + 1) * sizeof(*nl));
+	if (!nl)
+		return -ENOMEM;
+	m->leases = nl;
+	return 0;
+}
+
+/*
+ * Commit the leases of a restore (this cannot fail): the staged ones made
+ * or refreshed, a TTL from now; REPLACE ends the others (whose keys not
+ * among the records are gone by now); then every restored key takes its
+ * record's lease.
+ */
+static void lease_commit(struct mem_backend *m, struct staged *st,
+			 unsigned flags, int64_t now)
+{
+	struct mem_lease *l, *from;
+	struct mem_node *x, *k;
+	size_t i, j, made = 0;
+	bool found;
+
+	for (i = 0; i < st->nleases; i++) {
+		from = st->leases[i];
+		j = lease_index(m, from->name, &found);
+		if (!found) {
+			memmove(&m->leases[j + 1], &m->leases[j],
+				(m->nleases - j) * sizeof(*m->leases));
+			m->leases[j] = st->made[made];
+			st->made[made++] = NULL;
+			m->nleases++;
+		}
+		l = m->leases[j];
+		l->ttl = from->ttl;
+		l->deadline = now + from->ttl * 1000;
+		l->owned = from->owned;
+		l->owner = from->owner;
+	}
+	for (i = 0; (flags & USTATE_RESTORE_REPLACE) && i < m->nleases;) {
+		if (staged_lease(st, m->leases[i]->name)) {
+			i++;
+			continue;
+		}
+		for (k = m->keys.head->next[0]; k; k = k->next[0])
+			if (k->lease == m->leases[i])
+				k->lease = NULL;
+		free(m->leases[i]);
+		memmove(&m->leases[i], &m->leases[i + 1],
+			(m->nleases - i - 1) * sizeof(*m->leases));
+		m->nleases--;
+	}
+	/* Keys already there lose theirs; new ones have none yet. */
+	for (i = 0; i < st->nkeys; i++)
+		if (st->key[i] && (k = find(&m->keys, st->key[i]->key)))
+			k->lease = NULL;
+	for (x = st->lease_of.head->next[0]; x; x = x->next[0]) {
+		k = find(&m->keys, x->key);
+		j = lease_index(m, x->value, &found);
+		if (k)
+			k->lease = found ? m->leases[j] : NULL;
+	}
 }
 
 /* One change of a restore: a staged key written, or an old key deleted. */
@@ -1582,7 +1809,7 @@ static void restore_commit(struct mem_backend *m, struct staged *st,
 		free(old->value);
 		old->value = x->value;
 		x->value = NULL;
-		old->lease = NULL; /* a restored key has no lease */
+		old->lease = NULL; /* its record's: see lease_commit() */
 		old->value_len = x->value_len;
 		old->version = x->version;
 		old->created_at = x->created_at;
@@ -1637,7 +1864,9 @@ static int mem_restore(void *b, ustate_import_fn next, void *arg,
 	struct staged st = {.rng = rng_seed(&st)};
 	struct restore_step *steps = NULL;
 	struct ustate_change *chg = NULL;
+	int64_t now = ustate_clock_ms();
 	size_t n = 0, nd = 0, i;
+	unsigned expired = 0;
 	ustate_record r;
 	int rc, more = 0;
 
@@ -1653,6 +1882,8 @@ static int mem_restore(void *b, ustate_import_fn next, void *arg,
 	rc = map_init(&st.keys);
 	if (rc == 0)
 		rc = map_init(&st.dirs);
+	if (rc == 0)
+		rc = map_init(&st.lease_of);
 	while (rc == 0 && (more = next(arg, &r)) > 0)
 		rc = stage_record(&st, &r);
 	if (rc == 0 && more < 0)
@@ -1665,12 +1896,19 @@ static int mem_restore(void *b, ustate_import_fn next, void *arg,
 	rc = -pthread_rwlock_wrlock(&m->lock);
 	if (rc < 0)
 		goto out;
-	if (!flags && !mem_empty(m))
+	/* Overdue leases end first, each in a revision of its own. */
+	if (rc == 0)
+		rc = leases_due(m, now, &expired);
+	if (rc == 0 && !flags && !mem_empty(m))
 		rc = -ENOTEMPTY;
 	if (rc == 0)
-		rc = restore_plan(m, &st, flags, &steps, &n, &nd, &chg);
+		rc = lease_plan(m, &st, flags, now);
 	if (rc == 0)
+		rc = restore_plan(m, &st, flags, &steps, &n, &nd, &chg);
+	if (rc == 0) {
 		restore_commit(m, &st, flags, steps, n, nd, chg, res);
+		lease_commit(m, &st, flags, now);
+	}
 	pthread_rwlock_unlock(&m->lock);
 out:
 	for (i = 0; chg && i < n + nd; i++)

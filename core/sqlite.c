@@ -138,6 +138,10 @@ enum {
 	ST_LEASE_OWNER,
 	ST_LEASE_OWN,
 	ST_LEASE_DISOWN,
+	ST_LEASE_DETACH,
+	ST_EXPORT_KEYS_L,
+	ST_EXPORT_LEASES,
+	ST_EXPORT_LEASES_O,
 	ST_DATA_VERSION,
 	ST_COUNT
 };
@@ -309,6 +313,26 @@ static const char *const sql_text[ST_COUNT] = {
 			 "VALUES (?1, ?3, ?4, ?5)",
 	[ST_LEASE_DISOWN] = "DELETE FROM ustate_lease_owners WHERE name = ?1 "
 			    "AND ?2 = ?2",
+	[ST_LEASE_DETACH] = "DELETE FROM ustate_lease_keys WHERE key = ?1",
+	/* Exports with leases: ?1, ?2 the prefix's range, ?3 now. */
+	[ST_EXPORT_KEYS_L] = "SELECT k.key, k.value, k.version, k.created_at, "
+			     "k.updated_at, r.mod_revision, l.lease FROM "
+			     "kv_store k LEFT JOIN ustate_keyrev r ON r.key = "
+			     "k.key LEFT JOIN ustate_lease_keys l ON l.key = "
+			     "k.key WHERE k.key >= ?1 AND k.key < ?2 ORDER BY "
+			     "k.key",
+	[ST_EXPORT_LEASES] = "SELECT l.name, l.ttl, NULL, NULL, NULL FROM "
+			     "ustate_leases l WHERE l.deadline > ?3 AND (?1 "
+			     "IN ('', '/') OR EXISTS (SELECT 1 FROM "
+			     "ustate_lease_keys k WHERE k.lease = l.name AND "
+			     "k.key >= ?1 AND k.key < ?2)) ORDER BY l.name",
+	[ST_EXPORT_LEASES_O] = "SELECT l.name, l.ttl, o.uid, o.gid, o.mode "
+			       "FROM ustate_leases l LEFT JOIN "
+			       "ustate_lease_owners o ON o.name = l.name "
+			       "WHERE l.deadline > ?3 AND (?1 IN ('', '/') OR "
+			       "EXISTS (SELECT 1 FROM ustate_lease_keys k "
+			       "WHERE k.lease = l.name AND k.key >= ?1 AND "
+			       "k.key < ?2)) ORDER BY l.name",
 };
 
 /*
@@ -2063,7 +2087,52 @@ static void export_key_row(sqlite3_stmt *st, ustate_record *r)
 		.created_at = sqlite3_column_int64(st, 3),
 		.updated_at = sqlite3_column_int64(st, 4),
 		.mod_revision = sqlite3_column_int64(st, 5),
+		.lease = sqlite3_column_count(st) > 6
+				 ? (const char *)sqlite3_column_text(st, 6)
+				 : NULL,
 	};
+}
+
+/*
+ * The LEASE records of an export of the range lo..hi, on c in its read:
+ * the live leases (at least one key in the range unless it is all).
+ */
+static int export_leases(struct sq *q, struct conn *c, const char *lo,
+			 const char *hi, size_t len, ustate_export_fn fn,
+			 void *arg)
+{
+	ustate_record r = {.type = USTATE_RECORD_LEASE};
+	sqlite3_stmt *st = NULL;
+	ustate_meta owner;
+	int rc;
+
+	if (!q->has_leases)
+		return 0;
+	rc = stmt(c, q->has_owners ? ST_EXPORT_LEASES_O : ST_EXPORT_LEASES,
+		  &st);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_text(st, 1, lo, len, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, hi, len + 1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, ustate_clock_ms());
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		r.key = (const char *)sqlite3_column_text(st, 0);
+		r.ttl = sqlite3_column_int64(st, 1);
+		r.meta = NULL;
+		if (sqlite3_column_type(st, 2) != SQLITE_NULL) {
+			owner = (ustate_meta){
+				.uid = (uint32_t)sqlite3_column_int64(st, 2),
+				.gid = (uint32_t)sqlite3_column_int64(st, 3),
+				.mode = (uint32_t)sqlite3_column_int64(st, 4)};
+			r.meta = &owner;
+		}
+		rc = fn(arg, &r);
+		if (rc < 0)
+			break;
+	}
+	rc = rc < 0 ? rc : rc == SQLITE_DONE ? 0 : sq_errno(c->db, rc);
+	done(st);
+	return rc;
 }
 
 static int conn_meta(struct sq *q, struct conn *c, const char *path,
@@ -2141,7 +2210,10 @@ static int sq_export(void *b, const char *prefix, ustate_export_fn fn,
 	rc = sq_errno(c->db, sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL));
 	if (rc < 0)
 		goto out;
-	rc = stmt(c, ST_EXPORT_KEYS, &ks);
+	rc = export_leases(q, c, prefix, upper, len, fn, arg);
+	if (rc == 0)
+		rc = stmt(c, q->has_leases ? ST_EXPORT_KEYS_L : ST_EXPORT_KEYS,
+			  &ks);
 	if (rc == 0)
 		rc = stmt(c, ST_EXPORT_DIRS, &ds);
 	if (rc < 0)
@@ -2193,6 +2265,32 @@ out:
 	return rc;
 }
 
+/* What sq_lease_write() does once the overdue leases are gone. */
+enum lease_act {
+	LEASE_GRANT,
+	LEASE_KEEPALIVE,
+	LEASE_REVOKE,
+	LEASE_EXPIRE,
+	LEASE_OWN
+};
+
+/* A lease write, alone in a transaction of its own: BEGIN ... COMMIT. */
+struct lease_write {
+	enum lease_act act;
+	const char *name;
+	int64_t ttl, now;
+	unsigned expired;	  /* leases ended, overdue or revoked */
+	uint64_t revision;	  /* LEASE_REVOKE: of the keys' deletion */
+	int64_t got_ttl, got_dl;  /* GRANT, KEEPALIVE: the lease after */
+	const ustate_meta *owner; /* GRANT: of a lease it makes; OWN */
+	bool owned;		  /* GRANT, KEEPALIVE: got_owner is set */
+	ustate_meta got_owner;
+};
+
+static int lease_set(struct conn *c, int i, struct lease_write *w);
+static int lease_owner_write(struct conn *c, int i, struct lease_write *w);
+static int leases_due(struct conn *c, int64_t now, unsigned *expired);
+
 /*
  * A restore in progress on the writer. Its changes go into revisions of
  * at most REV_CHANGES_MAX changes: the first change of a revision bumps it
@@ -2205,6 +2303,7 @@ struct restore {
 	ustate_restore_result *res;
 	bool open;	 /* a revision is open: pending is 1 */
 	uint64_t in_rev; /* changes in it so far */
+	int64_t now;	 /* the lease clock at its start */
 	sqlite3_stmt *seen;
 	sqlite3_stmt *gone;
 };
@@ -2311,6 +2410,83 @@ static int restore_meta(struct restore *r, const ustate_record *rec)
 	return rc;
 }
 
+/*
+ * A LEASE record: the lease made or refreshed, with the record's TTL and
+ * owner and a deadline a TTL from now.
+ */
+static int restore_lease(struct restore *r, const ustate_record *rec)
+{
+	struct lease_write w = {.name = rec->key,
+				.ttl = rec->ttl,
+				.now = r->now,
+				.owner = rec->meta};
+	int rc;
+
+	rc = lease_set(r->c, ST_LEASE_UPSERT, &w);
+	if (rc == 0)
+		rc = lease_owner_write(
+			r->c, rec->meta ? ST_LEASE_OWN : ST_LEASE_DISOWN, &w);
+	return rc;
+}
+
+/* A KEY record's lease: attached, or (none) detached. */
+static int restore_key_lease(struct restore *r, const ustate_record *rec)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = stmt(r->c, rec->lease ? ST_LEASE_ATTACH : ST_LEASE_DETACH, &st);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_text(st, 1, rec->key, -1, SQLITE_STATIC);
+	if (rec->lease)
+		sqlite3_bind_text(st, 2, rec->lease, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	rc = rc == SQLITE_DONE ? 0 : sq_errno(r->c->db, rc);
+	done(st);
+	return rc;
+}
+
+/*
+ * After the records: REPLACE ends the leases no record gave; then every
+ * restored key's lease must be live (-ENOENT).
+ */
+static int restore_leases_end(struct restore *r, unsigned flags)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = 0;
+
+	if (flags & USTATE_RESTORE_REPLACE)
+		rc = sq_errno(
+			r->c->db,
+			sqlite3_exec(r->c->db,
+				     "DELETE FROM ustate_leases WHERE name"
+				     " NOT IN (SELECT key FROM"
+				     " temp.ustate_restore_seen WHERE"
+				     " type = 3)",
+				     NULL, NULL, NULL));
+	if (rc == 0)
+		rc = sq_errno(r->c->db,
+			      sqlite3_prepare_v2(
+				      r->c->db,
+				      "SELECT 1 FROM ustate_lease_keys k WHERE"
+				      " k.key IN (SELECT key FROM"
+				      " temp.ustate_restore_seen WHERE type ="
+				      " 1) AND NOT EXISTS (SELECT 1 FROM"
+				      " ustate_leases l WHERE l.name = k.lease"
+				      " AND l.deadline > ?1) LIMIT 1",
+				      -1, &st, NULL));
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, r->now);
+	rc = sqlite3_step(st);
+	rc = rc == SQLITE_ROW	 ? -ENOENT
+	     : rc == SQLITE_DONE ? 0
+				 : sq_errno(r->c->db, rc);
+	sqlite3_finalize(st);
+	return rc;
+}
+
 /* Write one record; -EEXIST when its path came before. */
 static int restore_record(struct restore *r, const ustate_record *rec)
 {
@@ -2328,9 +2504,13 @@ static int restore_record(struct restore *r, const ustate_record *rec)
 	sqlite3_reset(r->seen);
 	if (rc < 0)
 		return rc;
+	if (rec->type == USTATE_RECORD_LEASE)
+		return restore_lease(r, rec);
 	if (rec->type == USTATE_RECORD_KEY) {
 		rc = restore_key(r, rec);
-		return rc < 0 ? rc : restore_meta(r, rec);
+		if (rc == 0)
+			rc = restore_meta(r, rec);
+		return rc < 0 ? rc : restore_key_lease(r, rec);
 	}
 	/* The root is no record: only its metadata is restored. */
 	if (!strcmp(rec->key, "/"))
@@ -2415,8 +2595,13 @@ static int restore_run(struct sq *q, struct restore *r, ustate_import_fn next,
 	sqlite3_stmt *st = NULL;
 	uint64_t compacted;
 	ustate_record rec;
+	unsigned expired = 0;
 	int rc, more = 0;
 
+	/* Overdue leases end first, each in a revision of its own. */
+	rc = leases_due(r->c, r->now, &expired);
+	if (rc < 0)
+		return rc;
 	if (!flags) {
 		rc = stmt(r->c, ST_NONEMPTY, &st);
 		if (rc < 0)
@@ -2450,6 +2635,8 @@ static int restore_run(struct sq *q, struct restore *r, ustate_import_fn next,
 		rc = more;
 	if (rc == 0 && (flags & USTATE_RESTORE_REPLACE))
 		rc = restore_prune(r);
+	if (rc == 0)
+		rc = restore_leases_end(r, flags);
 	if (rc == 0 && r->open)
 		rc = exec1(r->c, ST_PENDING_OFF);
 	if (rc == 0)
@@ -2471,7 +2658,7 @@ static int sq_restore(void *b, ustate_import_fn next, void *arg, unsigned flags,
 		      ustate_restore_result *res)
 {
 	struct sq *q = b;
-	struct restore r = {.res = res};
+	struct restore r = {.res = res, .now = ustate_clock_ms()};
 	int rc;
 
 	writer_lock(q);
@@ -3112,28 +3299,6 @@ static int leases_due(struct conn *c, int64_t now, unsigned *expired)
 		++*expired;
 	}
 }
-
-/* What sq_lease_write() does once the overdue leases are gone. */
-enum lease_act {
-	LEASE_GRANT,
-	LEASE_KEEPALIVE,
-	LEASE_REVOKE,
-	LEASE_EXPIRE,
-	LEASE_OWN
-};
-
-/* A lease write, alone in a transaction of its own: BEGIN ... COMMIT. */
-struct lease_write {
-	enum lease_act act;
-	const char *name;
-	int64_t ttl, now;
-	unsigned expired;	  /* leases ended, overdue or revoked */
-	uint64_t revision;	  /* LEASE_REVOKE: of the keys' deletion */
-	int64_t got_ttl, got_dl;  /* GRANT, KEEPALIVE: the lease after */
-	const ustate_meta *owner; /* GRANT: of a lease it makes; OWN */
-	bool owned;		  /* GRANT, KEEPALIVE: got_owner is set */
-	ustate_meta got_owner;
-};
 
 /* Run ST_LEASE_UPSERT or ST_LEASE_TOUCH: -ENOENT when no row. */
 static int lease_set(struct conn *c, int i, struct lease_write *w)

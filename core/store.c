@@ -1403,7 +1403,44 @@ static int export_root(ustate *s, ustate_export_fn fn, void *arg)
 	return rc;
 }
 
-int ustate_export(ustate *s, const char *prefix, ustate_export_fn fn, void *arg)
+/*
+ * ustate_export() has two versions in the shared library: libustate 0.6
+ * added LEASE records, so a program built before calls
+ * ustate_export@USTATE_0.1, which passes its function every record but
+ * those. Programs built since call ustate_export@@USTATE_0.6.
+ */
+int ustate_export_v1(ustate *s, const char *prefix, ustate_export_fn fn,
+		     void *arg);
+int ustate_export_v6(ustate *s, const char *prefix, ustate_export_fn fn,
+		     void *arg);
+
+/* An old program's function, and its argument. */
+struct export_v1 {
+	ustate_export_fn fn;
+	void *arg;
+};
+
+static int export_v1_record(void *arg, const ustate_record *r)
+{
+	const struct export_v1 *x = arg;
+
+	return r->type == USTATE_RECORD_LEASE ? 0 : x->fn(x->arg, r);
+}
+
+__asm__(".symver ustate_export_v1, ustate_export@USTATE_0.1");
+int ustate_export_v1(ustate *s, const char *prefix, ustate_export_fn fn,
+		     void *arg)
+{
+	struct export_v1 x = {.fn = fn, .arg = arg};
+
+	if (!fn)
+		return -EINVAL;
+	return ustate_export_v6(s, prefix, export_v1_record, &x);
+}
+
+__asm__(".symver ustate_export_v6, ustate_export@@USTATE_0.6");
+int ustate_export_v6(ustate *s, const char *prefix, ustate_export_fn fn,
+		     void *arg)
 {
 	int rc = ustate_prefix_valid(prefix);
 
@@ -1438,6 +1475,8 @@ static int record_meta_check(const ustate *s, const ustate_record *r)
 	if (r->meta && ((r->meta->mode & ~07777u) ||
 			(r->meta->flags & ~(uint32_t)USTATE_META_MTIME)))
 		return -EINVAL;
+	if (r->type == USTATE_RECORD_LEASE)
+		return r->nxattrs ? -EINVAL : 0;
 	if ((r->meta || r->nxattrs) && !s->ops->meta_get)
 		return -EOPNOTSUPP;
 	if (r->nxattrs && (!r->xattrs || !s->ops->xattrs))
@@ -1476,6 +1515,14 @@ static int restore_next(void *arg, ustate_record *r)
 		f->res->dirs++;
 		return 1;
 	}
+	if (r->type == USTATE_RECORD_LEASE) {
+		rc = ustate_lease_name_valid(r->key);
+		if (rc < 0)
+			return rc;
+		if (r->ttl < 1 || r->ttl > USTATE_LEASE_TTL_MAX)
+			return -EINVAL;
+		return f->s->ops->lease_grant ? 1 : -EOPNOTSUPP;
+	}
 	rc = ustate_key_valid(r->key);
 	if (rc < 0)
 		return rc;
@@ -1483,6 +1530,13 @@ static int restore_next(void *arg, ustate_record *r)
 	case USTATE_RECORD_KEY:
 		if (r->version == 0 || r->version > INT64_MAX)
 			return -EINVAL;
+		if (r->lease) {
+			rc = ustate_lease_name_valid(r->lease);
+			if (rc < 0)
+				return rc;
+			if (!f->s->ops->lease_grant)
+				return -EOPNOTSUPP;
+		}
 		if (r->value_len > f->s->opts.max_value_size)
 			return -EFBIG;
 		if (r->value_len && !r->value)
@@ -1492,6 +1546,8 @@ static int restore_next(void *arg, ustate_record *r)
 	case USTATE_RECORD_DIR:
 		f->res->dirs++;
 		return 1;
+	case USTATE_RECORD_LEASE:
+		break;
 	}
 	return -EINVAL;
 }

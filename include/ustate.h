@@ -1027,8 +1027,9 @@ void ustate_script_free(ustate_script *sc);
 
 /** Kinds of record that an export gives and a restore takes. */
 typedef enum ustate_record_type {
-	USTATE_RECORD_KEY = 1, /* a key with its value and metadata */
-	USTATE_RECORD_DIR = 2, /* a directory record (see ustate_node()) */
+	USTATE_RECORD_KEY = 1,	 /* a key with its value and metadata */
+	USTATE_RECORD_DIR = 2,	 /* a directory record (see ustate_node()) */
+	USTATE_RECORD_LEASE = 3, /* since 0.6: a lease (ustate_lease_grant()) */
 } ustate_record_type;
 
 /** One extended attribute of a record (since 0.5); pointers borrowed. */
@@ -1059,6 +1060,14 @@ typedef struct ustate_record {
 	const ustate_meta *meta;
 	const ustate_xattr *xattrs;
 	size_t nxattrs;
+	/*
+	 * since libustate 0.6: leases. A LEASE record has the lease's name
+	 * in key, its TTL in ttl and its owner in meta (uid, gid and mode
+	 * alone; NULL: none); a KEY record names the lease its key is
+	 * attached to in lease (NULL: none).
+	 */
+	const char *lease; /* KEY */
+	int64_t ttl;	   /* LEASE: seconds, 1 .. USTATE_LEASE_TTL_MAX */
 } ustate_record;
 
 /**
@@ -1075,7 +1084,11 @@ typedef int (*ustate_export_fn)(void *arg, const ustate_record *r);
  * (a key before a directory record of the same path), each with its
  * metadata and extended attributes. When prefix is "" or "/" and the root
  * has metadata or extended attributes, a DIR record of "/" comes first,
- * read just before the snapshot.
+ * read just before the snapshot. Then (since libustate 0.6) a LEASE
+ * record of each live lease, in byte order of their names: of every lease
+ * when prefix is "" or "/", else of those with a key at or below it; each
+ * KEY record names its key's lease. A program built before 0.6 calls
+ * ustate_export@USTATE_0.1, which gives it no LEASE records.
  * @prefix: a plain string prefix, as for ustate_list().
  * @fn:     called once per record, in order. It must not call the store
  *          s: the memory backend holds its lock meanwhile, which also
@@ -1126,6 +1139,15 @@ typedef struct ustate_restore_result {
  *         removed.
  * @res:   if not NULL, receives what was done (on success only).
  *
+ * Leases (since libustate 0.6): a LEASE record makes its lease, or
+ * refreshes the live one of its name, with the record's TTL and owner
+ * and a deadline a whole TTL from now (as etcd gives the leases of a
+ * restored snapshot); a KEY record's key is attached to the lease it
+ * names, which a LEASE record or the store must have (-ENOENT), and a
+ * KEY record without one detaches its key. USTATE_RESTORE_REPLACE also
+ * ends the leases that no record gives (their keys not among the records
+ * are removed anyway). A store with leases but no keys counts as empty.
+ *
  * A key whose value, version and timestamps already equal its record is
  * not written. The changes take one new store revision; the SQLite
  * backend gives every 2^20 - 1 changes a revision of their own, all in
@@ -1135,8 +1157,10 @@ typedef struct ustate_restore_result {
  * records, so other writers wait (and may time out with -EBUSY).
  *
  * Return: 0; -ENOTEMPTY; for the record next gave last: -EINVAL (bad
- * type or key, version 0 or over 2^63 - 1), -ENAMETOOLONG, -EFBIG (a
- * value over max_value_size), -EEXIST (a key or directory given twice);
+ * type or key, version 0 or over 2^63 - 1, a bad lease name or TTL),
+ * -ENAMETOOLONG, -EFBIG (a value over max_value_size), -EEXIST (a key,
+ * directory or lease given twice); -ENOENT (a key names a lease that
+ * neither the records nor the store have);
  * -EINVAL for both flags; -EROFS; the error next returned; -ENOMEM;
  * -EOPNOTSUPP; backend errors.
  */

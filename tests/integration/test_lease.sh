@@ -3,7 +3,8 @@
 # ustate lease: grant, keepalive, revoke, get and list, keys attached
 # with set --lease and create --lease, and `lease run`: it passes on its
 # command's exit status and revokes the lease when the command ends, and
-# when it is killed with SIGKILL the lease ends within TTL + 1 s. Real
+# when it is killed with SIGKILL the lease ends within TTL + 1 s; dump and
+# restore carry leases, their owners and the keys' leases. Real
 # TTLs of 2 s at most; no sleep waits out a longer one.
 . "$(dirname "$0")/lib.sh"
 
@@ -53,6 +54,32 @@ check "TTL not a number: exit 2" 2 "$(code u lease grant t 1x)"
 check "run without --ttl: exit 2" 2 "$(code u lease run t -- true)"
 check "an unknown subcommand: exit 2" 2 "$(code u lease frob)"
 check "nothing changed" "$before" "$(u dump; u revision)"
+
+# A dump carries the leases, their owners and the keys' leases; a restore
+# makes them again, each a whole TTL from then.
+(umask 077; u lease grant dumped 30 >/dev/null)
+u set --lease dumped /nodes/dumped d >/dev/null
+u dump > "$T/dump.json"
+check "dump: the lease record, with its owner" \
+	"{\"lease\":\"dumped\",\"ttl\":30,\"meta\":{\"uid\":$(id -u),\"gid\":$(id -g),\"mode\":\"0600\"}}" \
+	"$(grep '^{"lease":"dumped"' "$T/dump.json")"
+check "dump: the key names its lease" 1 \
+	"$(grep -c '"key":"/nodes/dumped".*"lease":"dumped"' "$T/dump.json")"
+r() { "$USTATE_CLI" -d "$T/restored.db" "$@"; }
+check "restore" 0 "$(code r restore < "$T/dump.json")"
+check "... makes the leases" "$(u lease list | xargs)" "$(r lease list | xargs)"
+check "... with their owners and keys" "owner $(id -u):$(id -g) 0600 key /nodes/dumped" \
+	"$(r lease get dumped | grep -E '^(owner|key)' | xargs)"
+check "... and dumps the same again" "$(cat "$T/dump.json")" "$(r dump)"
+check "... and its lease ends its keys" "3" \
+	"$(r lease revoke dumped >/dev/null; code r exists /nodes/dumped)"
+grep -v '^{"lease":"dumped"' "$T/dump.json" > "$T/orphan.json"
+check_err "a key naming a lease no one has: a clear error" \
+	"names a lease that neither" \
+	bash -c "'$USTATE_CLI' -d '$T/orphan.db' restore < '$T/orphan.json'"
+check "... and nothing written" "" \
+	"$("$USTATE_CLI" -d "$T/orphan.db" dump 2>/dev/null)"
+u lease revoke dumped >/dev/null
 
 check "revoke" 0 "$(code u lease revoke node-1)"
 check "... took its key" 3 "$(code u exists /nodes/node-1)"

@@ -3974,6 +3974,7 @@ static int recs_add(void *arg, const ustate_record *r)
 		memcpy(val, r->value, r->value_len);
 	}
 	c->value = val;
+	c->lease = r->lease ? strdup(r->lease) : NULL;
 	/* Its metadata and xattrs, borrowed too. */
 	if (r->meta) {
 		c->meta = malloc(sizeof(*c->meta));
@@ -4007,6 +4008,7 @@ static void recs_free(struct recs *rs)
 	for (i = 0; i < rs->n; i++) {
 		free((char *)rs->v[i].key);
 		free((void *)rs->v[i].value);
+		free((char *)rs->v[i].lease);
 		free((void *)rs->v[i].meta);
 		for (j = 0; j < rs->v[i].nxattrs; j++) {
 			free((char *)rs->v[i].xattrs[j].name);
@@ -6271,6 +6273,226 @@ static void test_lease_owner_expiry(void **state)
 	assert_grant_unowned(f->s, "x", 5);
 }
 
+/* The leases of an export as text: "name ttl owner|-" each, then keys'. */
+static char *export_lease_text(ustate *s, const char *prefix)
+{
+	char *buf = NULL;
+	size_t len = 0, i;
+	struct recs rs;
+	FILE *fp;
+
+	recs_export(s, prefix, &rs);
+	fp = open_memstream(&buf, &len);
+	assert_non_null(fp);
+	for (i = 0; i < rs.n; i++) {
+		const ustate_record *r = &rs.v[i];
+
+		if (r->type == USTATE_RECORD_LEASE && r->meta)
+			fprintf(fp, "lease %s %" PRId64 " %u:%u:%o\n", r->key,
+				r->ttl, r->meta->uid, r->meta->gid,
+				r->meta->mode);
+		else if (r->type == USTATE_RECORD_LEASE)
+			fprintf(fp, "lease %s %" PRId64 " -\n", r->key, r->ttl);
+		else if (r->type == USTATE_RECORD_KEY)
+			fprintf(fp, "key %s %s\n", r->key,
+				r->lease ? r->lease : "-");
+	}
+	fclose(fp);
+	recs_free(&rs);
+	return buf;
+}
+
+/*
+ * Leases a (Alice's, 30 s) and b (10 s) with a key each, and /p without:
+ * a prefix export gives the leases of its keys alone (not "unused").
+ */
+static void lease_export_setup(ustate *s, const char *want)
+{
+	ustate_meta alice = {.uid = 1000, .gid = 100, .mode = 0640};
+	char *text;
+
+	assert_int_equal(ustate_lease_grant_owned(s, "a", 30, &alice, NULL), 0);
+	assert_int_equal(ustate_lease_grant(s, "b", 10, NULL), 0);
+	assert_int_equal(ustate_lease_grant(s, "unused", 10, NULL), 0);
+	assert_int_equal(ustate_set_leased(s, "/l/x", "x", 1, "a", NULL), 0);
+	assert_int_equal(ustate_set_leased(s, "/l/y", "y", 1, "b", NULL), 0);
+	put(s, "/p", "p", 1);
+	text = export_lease_text(s, "/l/");
+	assert_string_equal(text, "lease a 30 1000:100:640\nlease b 10 -\n"
+				  "key /l/x a\nkey /l/y b\n");
+	free(text);
+	assert_int_equal(ustate_lease_revoke(s, "unused"), 0);
+	text = export_lease_text(s, "");
+	assert_string_equal(text, want);
+	free(text);
+}
+
+/* Export a store's leases: its records feed a restore in a new store. */
+static int old_export_count(void *arg, const ustate_record *r)
+{
+	size_t *n = arg;
+
+	assert_int_not_equal(r->type, USTATE_RECORD_LEASE);
+	++*n;
+	return 0;
+}
+
+/*
+ * Leases in exports and restores (since 0.6): LEASE records first, each
+ * key naming its lease; a restore makes the leases with a whole TTL from
+ * then and their owners, attaches the keys; a key naming a lease nobody
+ * has is -ENOENT and nothing changes; REPLACE ends the leases no record
+ * gives; an older program's export sees no LEASE record.
+ */
+static void test_restore_leases(void **state)
+{
+	static const char want[] = "lease a 30 1000:100:640\n"
+				   "lease b 10 -\n"
+				   "key /l/x a\n"
+				   "key /l/y b\n"
+				   "key /p -\n";
+	ustate_options o = fast_options();
+	struct fixture *f = *state;
+	ustate_lease_info *li;
+	ustate_record swap;
+	struct recs rs;
+	char *text, *before;
+	size_t n = 0, i;
+
+	lease_export_setup(f->s, want);
+	/* What a program built before 0.6 calls: no LEASE records. */
+	{
+		extern int ustate_export_v1(ustate *, const char *,
+					    ustate_export_fn, void *);
+
+		assert_int_equal(
+			ustate_export_v1(f->s, "", old_export_count, &n), 0);
+		assert_int_equal(n, 3);
+	}
+
+	/* Into a new store, later: each lease a whole TTL from then. */
+	recs_export(f->s, "", &rs);
+	clock_forward(5000);
+	assert_int_equal(open_fresh(f, &o, &f->s2), 0);
+	assert_int_equal(ustate_restore(f->s2, recs_next, &rs, 0, NULL), 0);
+	text = export_lease_text(f->s2, "");
+	assert_string_equal(text, want);
+	free(text);
+	li = lease_info(f->s2, "a");
+	assert_true(li->remaining_ms > 29000);
+	assert_lease_owner(li, 1000, 100, 0640);
+	ustate_lease_info_free(li);
+	assert_lease_keys(f->s2, "b", (const char *const[]){"/l/y"}, 1);
+	assert_key_lease(f->s2, "/l/x", "a");
+	assert_int_equal(ustate_check(f->s2, NULL, NULL), 0);
+	/* The leases work: revoking one takes its key. */
+	assert_int_equal(ustate_lease_revoke(f->s2, "b"), 0);
+	assert_absent(f->s2, "/l/y");
+
+	/* A key naming a lease that nobody has: -ENOENT, nothing changes. */
+	for (i = 0; i < rs.n; i++)
+		if (rs.v[i].type == USTATE_RECORD_LEASE &&
+		    !strcmp(rs.v[i].key, "b"))
+			break;
+	assert_true(i < rs.n);
+	swap = rs.v[i];
+	rs.v[i] = rs.v[rs.n - 1];
+	rs.v[rs.n - 1] = swap;
+	rs.n--;
+	before = snapshot(f->s2);
+	rs.pos = 0;
+	assert_int_equal(ustate_restore(f->s2, recs_next, &rs,
+					USTATE_RESTORE_MERGE, NULL),
+			 -ENOENT);
+	assert_snapshot(f->s2, before);
+	free(before);
+	assert_no_lease(f->s2, "b");
+	rs.n++;
+
+	/* REPLACE: the store becomes the records, leases too. */
+	assert_int_equal(ustate_lease_grant(f->s2, "b", 10, NULL), 0);
+	assert_int_equal(ustate_lease_grant(f->s2, "extra", 10, NULL), 0);
+	assert_int_equal(
+		ustate_set_leased(f->s2, "/l/x", "x", 1, "extra", NULL), 0);
+	rs.pos = 0;
+	assert_int_equal(ustate_restore(f->s2, recs_next, &rs,
+					USTATE_RESTORE_REPLACE, NULL),
+			 0);
+	assert_no_lease(f->s2, "extra");
+	assert_key_lease(f->s2, "/l/x", "a");
+	assert_key_lease(f->s2, "/l/y", "b");
+	assert_int_equal(ustate_check(f->s2, NULL, NULL), 0);
+	recs_free(&rs);
+}
+
+/* Restore records with bad leases: -EINVAL, nothing changes. */
+static void test_restore_lease_invalid(void **state)
+{
+	struct fixture *f = *state;
+	ustate_record bad[] = {
+		{.type = USTATE_RECORD_LEASE, .key = "a/b", .ttl = 5},
+		{.type = USTATE_RECORD_LEASE, .key = "a", .ttl = 0},
+		{.type = USTATE_RECORD_LEASE,
+		 .key = "a",
+		 .ttl = USTATE_LEASE_TTL_MAX + 1},
+		{.type = USTATE_RECORD_KEY,
+		 .key = "/k",
+		 .value = "v",
+		 .value_len = 1,
+		 .version = 1,
+		 .lease = "a/b"},
+	};
+	struct recs rs = {0};
+	char *before;
+	size_t i;
+
+	before = snapshot(f->s);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		rs.v = &bad[i];
+		rs.n = 1;
+		rs.pos = 0;
+		assert_int_equal(ustate_restore(f->s, recs_next, &rs, 0, NULL),
+				 -EINVAL);
+	}
+	assert_snapshot(f->s, before);
+	free(before);
+	assert_leases(f->s, NULL, 0);
+}
+
+/*
+ * etcd: an export gives the leases (their TTL as granted, their owners)
+ * and each key's lease, and a backup's SQLite copy has them.
+ */
+static void test_etcd_export_leases(void **state)
+{
+	static const char want[] = "lease a 30 1000:100:640\n"
+				   "lease b 10 -\n"
+				   "key /l/x a\n"
+				   "key /l/y b\n"
+				   "key /p -\n";
+	char dir[] = "/tmp/ustate-etcd-leases-XXXXXX", path[PATH_MAX];
+	struct fixture *f = *state;
+	ustate_lease_info *li;
+	char *text;
+
+	lease_export_setup(f->s, want);
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/backup.db", dir);
+	assert_int_equal(ustate_backup(f->s, path, 0, NULL, NULL), 0);
+	assert_int_equal(ustate_open_sqlite(&f->s2, path, NULL), 0);
+	text = export_lease_text(f->s2, "");
+	assert_string_equal(text, want);
+	free(text);
+	li = lease_info(f->s2, "a");
+	assert_lease_owner(li, 1000, 100, 0640);
+	ustate_lease_info_free(li);
+	assert_int_equal(ustate_check(f->s2, NULL, NULL), 0);
+	ustate_close(f->s2);
+	f->s2 = NULL;
+	remove_dir(dir);
+}
+
 static void test_lease_read_only(void **state)
 {
 	struct fixture *f = *state;
@@ -6823,7 +7045,8 @@ static void test_etcd_lease_side_keys(void **state)
 		T(test_lease_grant_after_deadline), T(test_lease_errors),      \
 		T(test_lease_read_only), T(test_lease_leader_election),        \
 		T(test_lease_thread_expires), T(test_lease_owner),             \
-		T(test_lease_owner_expiry)
+		T(test_lease_owner_expiry), T(test_restore_leases),            \
+		T(test_restore_lease_invalid)
 
 static const struct CMUnitTest sqlite_cases[] = {
 	COMMON_CASES,
@@ -6874,6 +7097,7 @@ static const struct CMUnitTest etcd_cases[] = {
 	T(test_lease_leader_election),
 	T(test_lease_thread_expires),
 	T(test_lease_owner),
+	T(test_etcd_export_leases),
 	T(test_etcd_lease_side_keys),
 	T(test_etcd_lease_reopen),
 };
