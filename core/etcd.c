@@ -477,11 +477,24 @@ static int quorum_rev(struct etcd_backend *e, uint64_t *rev)
  * and it can answer at the consistency asked, else from etcd. The
  * replica waits for the handle's own last commit in either level.
  */
+/*
+ * Whether the replica was passed by at revision at already (a read there
+ * found it behind, and went to the cluster): then no wait again.
+ */
+static bool replica_passed(struct etcd_backend *e, uint64_t at)
+{
+	bool yes;
+
+	pthread_mutex_lock(&e->qlock);
+	yes = e->passed == at;
+	pthread_mutex_unlock(&e->qlock);
+	return yes;
+}
+
 static int read_call(struct etcd_backend *e, const char *path, json_t *req,
 		     json_t **out)
 {
 	uint64_t need, want, at;
-	bool skip;
 	int rc;
 
 	if (!e->mirror || !req)
@@ -492,11 +505,7 @@ static int read_call(struct etcd_backend *e, const char *path, json_t *req,
 	need = want;
 	if (e->opts.consistency == USTATE_CONSISTENCY_LINEARIZABLE) {
 		at = ustate_etcd_mirror_revision(e->mirror);
-		pthread_mutex_lock(&e->qlock);
-		/* Passed by at this revision already: no wait again. */
-		skip = at && e->passed == at;
-		pthread_mutex_unlock(&e->qlock);
-		if (!at || skip)
+		if (!at || replica_passed(e, at))
 			goto remote;
 		rc = quorum_rev(e, &need);
 		if (rc < 0) {
@@ -506,14 +515,9 @@ static int read_call(struct etcd_backend *e, const char *path, json_t *req,
 		if (need < want)
 			need = want;
 	}
-	if (need > ustate_etcd_mirror_revision(e->mirror)) {
-		at = ustate_etcd_mirror_revision(e->mirror);
-		pthread_mutex_lock(&e->qlock);
-		skip = e->passed == at;
-		pthread_mutex_unlock(&e->qlock);
-		if (skip)
-			goto remote;
-	}
+	at = ustate_etcd_mirror_revision(e->mirror);
+	if (need > at && replica_passed(e, at))
+		goto remote;
 	rc = ustate_etcd_mirror_read(e->mirror, path, req, need,
 				     REPLICA_WAIT_MS, out);
 	if (rc == -EAGAIN) {

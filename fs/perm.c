@@ -488,7 +488,7 @@ int meta_write_kill(fuse_req_t req, struct node *n, const char *key,
 
 	*changed = false;
 	/* Root writes as it likes, without a look at /proc or the store. */
-	if (fuse_req_ctx(req)->uid == 0 || fs.read_only || caller_fsetid(req))
+	if (fuse_req_ctx(req)->uid == 0 || fs.read_only)
 		return 0;
 	meta_lock(true);
 	creating = node_meta(n, &m);
@@ -509,6 +509,9 @@ int meta_write_kill(fuse_req_t req, struct node *n, const char *key,
 				free(c.groups);
 		}
 	}
+	/* CAP_FSETID keeps them: /proc is read for a set-ID file alone. */
+	if (kill && caller_fsetid(req))
+		kill = 0;
 	if (kill) {
 		m.mode &= ~kill;
 		if (creating) {
