@@ -214,16 +214,19 @@ uint64_t node_generation(struct node *n);
  * other such reader has the same revision: node_cache_open() says
  * whether, and whether the pages cached are already those of rev. For
  * CACHE_INVAL the caller drops the kernel's pages, then calls
- * node_cache_ready(); until then other readers read directly.
+ * node_cache_ready(); until then other readers read directly. For
+ * CACHE_ATTRS (the pages are rev's, the size the kernel may trust is
+ * not known to be) it drops the kernel's attributes. Only the first
+ * reader of the page cache is told either: a drop while others read
+ * would make the kernel drop their refreshes of the size under way.
  * node_writer() counts writers; a new one first waits a short while for
  * the page-cache readers to close. node_attr_valid() records the
  * revision whose size an attribute reply tells the kernel and returns
  * how long the kernel may trust it: 0 while page-cache readers of
  * another revision are open, or a writer (whose own stats tell its
- * edits). node_attr_is() says whether the kernel may trust a size of
- * rev; node_attr_drop() that it must not trust any.
+ * edits). node_attr_drop() records that it must not trust any.
  */
-enum cache_use { CACHE_DIRECT, CACHE_KEEP, CACHE_INVAL };
+enum cache_use { CACHE_DIRECT, CACHE_KEEP, CACHE_ATTRS, CACHE_INVAL };
 enum cache_use node_cache_open(struct node *n, uint64_t rev);
 void node_cache_ready(struct node *n, uint64_t rev);
 void node_cache_close(struct node *n);
@@ -250,7 +253,6 @@ void node_reply_done(fuse_ino_t ino);
  */
 bool node_notify_begin(fuse_ino_t ino, uint64_t rev);
 void node_notify_done(fuse_ino_t ino);
-bool node_attr_is(struct node *n, uint64_t rev);
 void node_attr_drop(fuse_ino_t ino);
 /*
  * The file type the kernel has for ino. When the path changed type since

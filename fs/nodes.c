@@ -429,11 +429,21 @@ enum cache_use node_cache_open(struct node *n, uint64_t rev)
 		use = CACHE_DIRECT;
 	} else if (!n->pc_users) {
 		n->pc_users = 1;
-		use = n->cached == rev ? CACHE_KEEP : CACHE_INVAL;
+		if (n->cached != rev)
+			use = CACHE_INVAL;
+		else
+			use = n->attr_rev == rev ? CACHE_KEEP : CACHE_ATTRS;
 		/* Pages of no known revision until the caller dropped them. */
 		if (use == CACHE_INVAL)
 			n->cached = 0;
 	} else if (n->cached == rev) {
+		/*
+		 * The first reader of rev dropped the kernel's attributes,
+		 * and no reply has told it another size as valid since: this
+		 * one asks for rev's size when it reads. Dropping them again
+		 * here would make the kernel drop the replies under way to
+		 * the others' refreshes, and keep the size they replace.
+		 */
 		n->pc_users++;
 		use = CACHE_KEEP;
 	}
@@ -575,16 +585,6 @@ double node_attr_valid(fuse_ino_t ino, uint64_t rev)
 		n->attr_rev = valid > 0 ? rev : 0;
 	pthread_mutex_unlock(&lock);
 	return valid;
-}
-
-bool node_attr_is(struct node *n, uint64_t rev)
-{
-	bool yes;
-
-	pthread_mutex_lock(&lock);
-	yes = n->attr_rev == rev;
-	pthread_mutex_unlock(&lock);
-	return yes;
 }
 
 void node_set_type(fuse_ino_t ino, mode_t mode)

@@ -1148,8 +1148,12 @@ static int open_file(struct node *n, enum node_kind kind,
 		node_attr_drop(n->ino);
 		kernel_forget_inode(n->ino, 0, 0);
 		node_cache_ready(n, h->rev);
-	} else if (use == CACHE_KEEP && !node_attr_is(n, h->rev)) {
-		/* The size the kernel trusts must be this snapshot's. */
+	} else if (use == CACHE_ATTRS) {
+		/*
+		 * The size the kernel trusts must be this snapshot's. No
+		 * other reader of the page cache is open, whose refresh of
+		 * its size the kernel would drop.
+		 */
 		node_attr_drop(n->ino);
 		kernel_forget_inode(n->ino, -1, 0);
 	}
