@@ -32,7 +32,8 @@
 # gives no value (a file read: ENOENT, or an empty
 # file, which is a key being created: no value is ever empty), and a set
 # through a file creates the key when it is missing.
-# Every written value is unique ("p3.17"). The keys (/lin/k0 ...) must not
+# Each operation names the mount it went through ("m": its index in
+# MOUNT). Every written value is unique ("p3.17"). The keys (/lin/k0 ...) must not
 # exist: they are created first, by /.txn creates that are part of the
 # history. Prints one line of counts.
 import argparse
@@ -142,7 +143,7 @@ def fault(e, f):
     return ("unknown", code) if code == "ETIMEDOUT" else (None, code)
 
 
-def worker(mnt, p, n, keys, seed, out, deletes, faults):
+def worker(mnt, m, p, n, keys, seed, out, deletes, faults):
     rng = random.Random(seed * 1000 + p)
     known = {k: 1 for k in keys}  # the version last seen of each key
     kinds = [(f, via) for f, via, _ in KINDS]
@@ -151,7 +152,7 @@ def worker(mnt, p, n, keys, seed, out, deletes, faults):
         for i in range(n):
             f, via = rng.choices(kinds, weights)[0]
             key = rng.choice(keys)
-            d = {"p": p, "key": key, "f": f, "via": via}
+            d = {"p": p, "m": m, "key": key, "f": f, "via": via}
             if f != "get":
                 d["value"] = "p%d.%d" % (p, i)
             if f == "cas":
@@ -201,7 +202,7 @@ def main():
     hist = []
     for k in keys:
         # A create is a cas at version 0: the model starts from nothing.
-        d = {"p": "init", "key": k, "f": "cas", "via": "txn-create",
+        d = {"p": "init", "m": 0, "key": k, "f": "cas", "via": "txn-create",
              "expect": 0, "value": "init", "call": now()}
         r = txnfs.run(a.mnt, b"create %s 4\ninit\ncommit\n" % k.encode())
         d["ret"] = now()
@@ -214,7 +215,7 @@ def main():
     per = [a.ops // a.procs + (p < a.ops % a.procs) for p in range(a.procs)]
     t = time.monotonic()
     ws = [subprocess.Popen([sys.executable, __file__, "--worker",
-                            mounts[p % len(mounts)],
+                            mounts[p % len(mounts)], str(p % len(mounts)),
                             str(p), str(per[p]), ",".join(keys),
                             str(a.seed), outs[p], str(a.deletes),
                             "1" if a.faults else "0"])
@@ -256,7 +257,7 @@ def main():
 if __name__ == "__main__":
     if sys.argv[1] == "--worker":
         worker(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]),
-               sys.argv[5].split(","), int(sys.argv[6]), sys.argv[7],
-               float(sys.argv[8]), sys.argv[9] == "1")
+               int(sys.argv[5]), sys.argv[6].split(","), int(sys.argv[7]),
+               sys.argv[8], float(sys.argv[9]), sys.argv[10] == "1")
     else:
         main()
