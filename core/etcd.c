@@ -491,53 +491,120 @@ static bool replica_passed(struct etcd_backend *e, uint64_t at)
 	return yes;
 }
 
-static int read_call(struct etcd_backend *e, const char *path, json_t *req,
-		     json_t **out)
+/*
+ * Whether the replica may answer a read, and the revision it must reach
+ * first (*need): 1, or 0 when etcd must (no replica, or one passed by at
+ * its revision), or -errno of the quorum read.
+ */
+static int replica_plan(struct etcd_backend *e, uint64_t *need)
 {
-	uint64_t need, want, at;
+	uint64_t want, at;
 	int rc;
 
-	if (!e->mirror || !req)
-		return call(e, path, req, USTATE_ETCD_READ, out);
+	if (!e->mirror)
+		return 0;
 	pthread_mutex_lock(&e->lock);
 	want = e->want > e->floor ? e->want : e->floor;
 	pthread_mutex_unlock(&e->lock);
-	need = want;
+	*need = want;
 	if (e->opts.consistency == USTATE_CONSISTENCY_LINEARIZABLE) {
 		at = ustate_etcd_mirror_revision(e->mirror);
 		if (!at || replica_passed(e, at))
-			goto remote;
-		rc = quorum_rev(e, &need);
-		if (rc < 0) {
+			return 0;
+		rc = quorum_rev(e, need);
+		if (rc < 0)
+			return rc;
+		if (*need < want)
+			*need = want;
+	}
+	at = ustate_etcd_mirror_revision(e->mirror);
+	return *need > at && replica_passed(e, at) ? 0 : 1;
+}
+
+/*
+ * After a read the replica could not answer (-EAGAIN) at need: when it
+ * was behind, no read waits for it again at that revision.
+ */
+static void replica_missed(struct etcd_backend *e, uint64_t need)
+{
+	uint64_t at = ustate_etcd_mirror_revision(e->mirror);
+
+	pthread_mutex_lock(&e->qlock);
+	if (at && at < need)
+		e->passed = at;
+	pthread_mutex_unlock(&e->qlock);
+}
+
+static void replica_count(struct etcd_backend *e, bool local)
+{
+	if (!e->mirror)
+		return;
+	pthread_mutex_lock(&e->qlock);
+	if (local)
+		e->local++;
+	else
+		e->remote++;
+	pthread_mutex_unlock(&e->qlock);
+}
+
+static int read_call(struct etcd_backend *e, const char *path, json_t *req,
+		     json_t **out)
+{
+	uint64_t need = 0;
+	int rc;
+
+	rc = req ? replica_plan(e, &need) : 0;
+	if (rc < 0) {
+		json_decref(req);
+		return rc;
+	}
+	if (rc > 0) {
+		rc = ustate_etcd_mirror_read(e->mirror, path, req, need,
+					     REPLICA_WAIT_MS, out);
+		if (rc != -EAGAIN) {
+			replica_count(e, true);
 			json_decref(req);
 			return rc;
 		}
-		if (need < want)
-			need = want;
+		replica_missed(e, need);
 	}
-	at = ustate_etcd_mirror_revision(e->mirror);
-	if (need > at && replica_passed(e, at))
-		goto remote;
-	rc = ustate_etcd_mirror_read(e->mirror, path, req, need,
-				     REPLICA_WAIT_MS, out);
-	if (rc == -EAGAIN) {
-		at = ustate_etcd_mirror_revision(e->mirror);
-		pthread_mutex_lock(&e->qlock);
-		if (at && at < need)
-			e->passed = at;
-		pthread_mutex_unlock(&e->qlock);
-		goto remote;
-	}
-	pthread_mutex_lock(&e->qlock);
-	e->local++;
-	pthread_mutex_unlock(&e->qlock);
-	json_decref(req);
-	return rc;
-remote:
-	pthread_mutex_lock(&e->qlock);
-	e->remote++;
-	pthread_mutex_unlock(&e->qlock);
+	replica_count(e, false);
 	return call(e, path, req, USTATE_ETCD_READ, out);
+}
+
+/*
+ * Read the n ranges rs (borrowed) as one Txn, by read_call()'s rules:
+ * from the replica without any JSON, else from etcd. 0 with *out (the
+ * caller frees it with ustate_etcd_ranges_free()), or -errno.
+ */
+static int read_ranges(struct etcd_backend *e,
+		       const struct ustate_etcd_range *rs, size_t n,
+		       struct ustate_etcd_ranges **out)
+{
+	json_t *resp = NULL;
+	uint64_t need = 0;
+	int rc;
+
+	rc = replica_plan(e, &need);
+	if (rc < 0)
+		return rc;
+	if (rc > 0) {
+		rc = ustate_etcd_mirror_ranges(e->mirror, rs, n, need,
+					       REPLICA_WAIT_MS, out);
+		if (rc != -EAGAIN) {
+			replica_count(e, true);
+			return rc;
+		}
+		replica_missed(e, need);
+	}
+	replica_count(e, false);
+	rc = call(e, "/v3/kv/txn", ustate_etcd_ranges_request(rs, n),
+		  USTATE_ETCD_READ, &resp);
+	if (rc == 0) {
+		rc = ustate_etcd_ranges_parse(resp, n, out);
+		json_decref(resp);
+	}
+	return rc;
 }
 
 /*
@@ -589,106 +656,157 @@ static int read_txn(struct etcd_backend *e, json_t *ops, bool local,
 		     : call(e, "/v3/kv/txn", req, USTATE_ETCD_READ, out);
 }
 
-/* A decimal side value, or 0. */
-static int64_t side_num(json_t *kv)
-{
-	char *v;
-	size_t n;
-	int64_t x = 0;
-
-	if (kv && ustate_etcd_get_bytes(kv, "value", &v, &n) == 0) {
-		x = strtoll(v, NULL, 10);
-		free(v);
-	}
-	return x;
-}
-
 /* ---- reads ------------------------------------------------------------ */
 
-/* The side key (tag 'c', 'u' or 'm') among the kvs of a range, or NULL. */
+/*
+ * Whether etcd key k (n bytes) is a side key of tag ('c', 'u', 'm'): K +
+ * tab + tag, the one tab (no key holds one), not an attribute's name that
+ * ends so.
+ */
+static bool side_is(const char *k, size_t n, char tag)
+{
+	return n >= 2 && memchr(k, '\t', n) == k + n - 2 && k[n - 1] == tag;
+}
+
+/* The side key (tag) among the kvs of a range, or NULL. */
+static const struct ustate_etcd_kv *side_kv(const struct ustate_etcd_kvs *s,
+					    char tag)
+{
+	size_t i;
+
+	for (i = 0; i < s->n; i++)
+		if (side_is(s->kv[i].key, s->kv[i].klen, tag))
+			return &s->kv[i];
+	return NULL;
+}
+
+/* The side key (tag) among the JSON kvs of a range, or NULL. */
 static json_t *side_of(json_t *kvs, char tag)
 {
 	json_t *kv;
 	size_t i, n;
 	char *k;
+	bool yes;
 
 	json_array_foreach(kvs, i, kv)
 	{
 		if (ustate_etcd_get_bytes(kv, "key", &k, &n) < 0)
 			continue;
-		/* K + tab + tag: the one tab (no key holds one), not an
-		 * attribute's name that ends so. */
-		if (n >= 2 && memchr(k, '\t', n) == k + n - 2 &&
-		    k[n - 1] == tag) {
-			free(k);
-			return kv;
-		}
+		yes = side_is(k, n, tag);
 		free(k);
+		if (yes)
+			return kv;
 	}
 	return NULL;
 }
 
 /* The entry of a key from the kv of its value and the kvs of its sides. */
-static int entry_of(const char *key, json_t *kv, json_t *sides,
-		    ustate_entry **out)
+static int entry_from(const char *key, const struct ustate_etcd_kv *kv,
+		      const struct ustate_etcd_kvs *sides, ustate_entry **out)
 {
-	json_t *c = side_of(sides, 'c'), *u = side_of(sides, 'u');
-	uint64_t crev = ustate_etcd_get_u64(kv, "create_revision");
-	uint64_t mrev = ustate_etcd_get_u64(kv, "mod_revision");
+	const struct ustate_etcd_kv *c = side_kv(sides, 'c');
+	const struct ustate_etcd_kv *u = side_kv(sides, 'u');
 	ustate_entry *en;
-	size_t len;
-	char *v;
-	int rc;
 
-	rc = ustate_etcd_get_bytes(kv, "value", &v, &len);
-	if (rc < 0)
-		return rc;
-	en = ustate_entry_new(key, v, len);
-	free(v);
+	en = ustate_entry_new(key, kv->value, kv->vlen);
 	if (!en)
 		return -ENOMEM;
-	en->version = ustate_etcd_get_u64(kv, "version");
-	en->mod_revision = mrev;
+	en->version = kv->version;
+	en->mod_revision = kv->mod_rev;
 	/* Side keys older than this incarnation, or write, are stale. */
-	if (c && ustate_etcd_get_u64(c, "mod_revision") >= crev)
-		en->created_at = side_num(c);
-	if (u && ustate_etcd_get_u64(u, "mod_revision") == mrev)
-		en->updated_at = side_num(u);
+	if (c && c->mod_rev >= kv->create_rev)
+		en->created_at = strtoll(c->value, NULL, 10);
+	if (u && u->mod_rev == kv->mod_rev)
+		en->updated_at = strtoll(u->value, NULL, 10);
 	*out = en;
 	return 0;
 }
 
-static int entry_lease(struct etcd_backend *e, json_t *kv, ustate_entry **en);
+/* entry_from() with etcd's JSON kv and kvs of sides (borrowed). */
+static int entry_of(const char *key, json_t *kv, json_t *sides,
+		    ustate_entry **out)
+{
+	struct ustate_etcd_kvs one = {0}, ss = {0};
+	int rc;
+
+	rc = ustate_etcd_kv_parse(kv, &one);
+	if (rc == 0)
+		rc = ustate_etcd_kvs_parse(sides, &ss);
+	if (rc == 0)
+		rc = entry_from(key, &one.kv[0], &ss, out);
+	ustate_etcd_kvs_clear(&one);
+	ustate_etcd_kvs_clear(&ss);
+	return rc;
+}
+
+static int entry_lease_id(struct etcd_backend *e, int64_t id,
+			  ustate_entry **en);
+
+/* r reads the etcd key of path (tag, suffix as key_text()) alone. */
+static void range_key(struct ustate_etcd_range *r, char *buf,
+		      const struct etcd_backend *e, char tag, const char *path,
+		      const char *suffix)
+{
+	r->key = buf;
+	r->klen = key_text(buf, e, tag, path, suffix);
+}
+
+/* r reads every etcd key that starts with that of path + suffix. */
+static void range_prefix(struct ustate_etcd_range *r, char *buf, char *ebuf,
+			 const struct etcd_backend *e, char tag,
+			 const char *path, const char *suffix)
+{
+	size_t n;
+
+	range_key(r, buf, e, tag, path, suffix);
+	n = r->klen;
+	memcpy(ebuf, buf, n);
+	while (n && (unsigned char)ebuf[n - 1] == 0xff)
+		n--;
+	if (n) {
+		ebuf[n - 1]++;
+	} else {
+		ebuf[0] = '\0'; /* every key from it on */
+		n = 1;
+	}
+	r->end = ebuf;
+	r->elen = n;
+}
+
+/* r reads the side keys of key but its attributes ("\tx..."). */
+static void range_sides(struct ustate_etcd_range *r, char *buf, char *ebuf,
+			const struct etcd_backend *e, const char *key)
+{
+	range_key(r, buf, e, 'k', key, "\t");
+	r->end = ebuf;
+	r->elen = key_text(ebuf, e, 'k', key, "\tx");
+}
 
 static int etcd_get(void *b, const char *key, ustate_entry **out)
 {
 	struct etcd_backend *e = b;
-	json_t *ops = json_array(), *resp = NULL, *kv;
+	struct ustate_etcd_range rs[2] = {{0}};
+	struct ustate_etcd_ranges *res = NULL;
+	char *kb;
 	int rc;
 
-	if (add(ops, req_range(jkey(e, 0, key, NULL), NULL, false)) ||
-	    /* Its side keys but the attributes ("\tx..."), whose values
-	     * an entry has no use for. */
-	    add(ops, req_range(jkey(e, 'k', key, "\t"),
-			       jkey(e, 'k', key, "\tx"), false))) {
-		json_decref(ops);
+	kb = malloc(3 * KEY_TEXT_MAX);
+	if (!kb)
 		return -ENOMEM;
-	}
-	rc = read_txn(e, ops, true, &resp);
+	range_key(&rs[0], kb, e, 0, key, NULL);
+	/* Its side keys but the attributes, which an entry has no use for. */
+	range_sides(&rs[1], kb + KEY_TEXT_MAX, kb + 2 * KEY_TEXT_MAX, e, key);
+	rc = read_ranges(e, rs, 2, &res);
+	free(kb);
 	if (rc < 0)
 		return rc;
-	kv = first_kv(txn_resp(resp, 0, "response_range"));
-	if (!kv)
+	if (!res->r[0].n)
 		rc = -ENOENT;
 	else
-		rc = entry_of(
-			key, kv,
-			json_object_get(txn_resp(resp, 1, "response_range"),
-					"kvs"),
-			out);
+		rc = entry_from(key, &res->r[0].kv[0], &res->r[1], out);
 	if (rc == 0)
-		rc = entry_lease(e, kv, out);
-	json_decref(resp);
+		rc = entry_lease_id(e, res->r[0].kv[0].lease, out);
+	ustate_etcd_ranges_free(res);
 	return rc;
 }
 
@@ -994,53 +1112,54 @@ static int etcd_node(void *b, const char *path, unsigned *flags,
 		     uint64_t *revision, ustate_entry **entry)
 {
 	struct etcd_backend *e = b;
-	json_t *ops = json_array(), *resp = NULL, *kv;
+	struct ustate_etcd_range rs[5] = {{0}};
+	struct ustate_etcd_ranges *res = NULL;
 	ustate_entry *en = NULL;
 	unsigned f = 0;
-	int rc;
+	char *kb;
+	int rc = 0;
 
-	if (add(ops, req_range(jkey(e, 0, path, NULL), NULL, !entry)) ||
-	    add(ops, wrap("request_range",
-			  op_range(jkey(e, 0, path, "/"), jend(e, 0, path, "/"),
-				   true, false, 1))) ||
-	    add(ops, wrap("request_range",
-			  op_range(jkey(e, 'd', path, "/"),
-				   jend(e, 'd', path, "/"), true, false, 1))) ||
-	    add(ops, req_range(jkey(e, 'd', path, NULL), NULL, true)) ||
-	    (entry && add(ops, req_range(jkey(e, 'k', path, "\t"),
-					 jkey(e, 'k', path, "\tx"), false)))) {
-		json_decref(ops);
+	kb = malloc(8 * KEY_TEXT_MAX);
+	if (!kb)
 		return -ENOMEM;
-	}
-	rc = read_txn(e, ops, true, &resp);
+	/* The value, a child of either kind, the record, the sides. */
+	range_key(&rs[0], kb, e, 0, path, NULL);
+	rs[0].keys_only = !entry;
+	range_prefix(&rs[1], kb + KEY_TEXT_MAX, kb + 2 * KEY_TEXT_MAX, e, 0,
+		     path, "/");
+	range_prefix(&rs[2], kb + 3 * KEY_TEXT_MAX, kb + 4 * KEY_TEXT_MAX, e,
+		     'd', path, "/");
+	rs[1].keys_only = rs[2].keys_only = true;
+	rs[1].limit = rs[2].limit = 1;
+	range_key(&rs[3], kb + 5 * KEY_TEXT_MAX, e, 'd', path, NULL);
+	rs[3].keys_only = true;
+	if (entry)
+		range_sides(&rs[4], kb + 6 * KEY_TEXT_MAX,
+			    kb + 7 * KEY_TEXT_MAX, e, path);
+	rc = read_ranges(e, rs, entry ? 5 : 4, &res);
+	free(kb);
 	if (rc < 0)
 		return rc;
-	kv = first_kv(txn_resp(resp, 0, "response_range"));
-	if (kv) {
+	if (res->r[0].n) {
 		f |= USTATE_NODE_VALUE;
 		if (entry)
-			rc = entry_of(
-				path, kv,
-				json_object_get(
-					txn_resp(resp, 4, "response_range"),
-					"kvs"),
-				&en);
+			rc = entry_from(path, &res->r[0].kv[0], &res->r[4],
+					&en);
 		if (entry && rc == 0)
-			rc = entry_lease(e, kv, &en);
+			rc = entry_lease_id(e, res->r[0].kv[0].lease, &en);
 	}
-	if (first_kv(txn_resp(resp, 1, "response_range")) ||
-	    first_kv(txn_resp(resp, 2, "response_range")))
+	if (res->r[1].n || res->r[2].n)
 		f |= USTATE_NODE_CHILDREN;
-	if (first_kv(txn_resp(resp, 3, "response_range")))
+	if (res->r[3].n)
 		f |= USTATE_NODE_RECORD;
 	if (rc == 0) {
 		*flags = f;
 		if (revision)
-			*revision = header_rev(resp);
+			*revision = res->revision;
 		if (entry)
 			*entry = en;
 	}
-	json_decref(resp);
+	ustate_etcd_ranges_free(res);
 	return rc;
 }
 
@@ -3827,9 +3946,8 @@ static int lease_name_of(struct etcd_backend *e, int64_t id, char **name)
 }
 
 /* Give *en the name of the lease kv is attached to, if any. */
-static int entry_lease(struct etcd_backend *e, json_t *kv, ustate_entry **en)
+static int entry_lease_id(struct etcd_backend *e, int64_t id, ustate_entry **en)
 {
-	int64_t id = get_i64(kv, "lease");
 	ustate_entry *x, *old = *en;
 	char *name;
 	int rc;

@@ -48,6 +48,8 @@ enum {
 	S_COUNT_FROM,
 	S_COUNT_RANGE,
 	S_REV,
+	S_BEGIN,
+	S_COMMIT,
 	NSTMT
 };
 
@@ -67,6 +69,9 @@ static const char *const sql[NSTMT] = {
 	[S_COUNT_RANGE] =
 		"SELECT count(*) FROM kv WHERE key >= ?1 AND key < ?2",
 	[S_REV] = "SELECT v FROM meta WHERE k = 'revision'",
+	/* A reader's snapshot, prepared once (a parse costs more). */
+	[S_BEGIN] = "BEGIN",
+	[S_COMMIT] = "COMMIT",
 };
 
 #define READERS 16 /* reading connections kept */
@@ -250,29 +255,24 @@ static uint64_t db_kept(struct ustate_etcd_mirror *m)
 static int put_kv(struct ustate_etcd_mirror *m, json_t *kv)
 {
 	sqlite3_stmt *s = m->st[S_PUT];
-	char *k = NULL, *v = NULL;
-	size_t klen, vlen;
+	struct ustate_etcd_kvs one = {0};
+	const struct ustate_etcd_kv *x;
 	int rc;
 
-	rc = ustate_etcd_get_bytes(kv, "key", &k, &klen);
-	if (rc == 0)
-		rc = ustate_etcd_get_bytes(kv, "value", &v, &vlen);
+	rc = ustate_etcd_kv_parse(kv, &one);
 	if (rc < 0)
-		goto out;
-	sqlite3_bind_blob(s, 1, k, (int)klen, SQLITE_STATIC);
-	sqlite3_bind_blob(s, 2, v, (int)vlen, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 3,
-			   (int64_t)ustate_etcd_get_u64(kv, "create_revision"));
-	sqlite3_bind_int64(s, 4,
-			   (int64_t)ustate_etcd_get_u64(kv, "mod_revision"));
-	sqlite3_bind_int64(s, 5, (int64_t)ustate_etcd_get_u64(kv, "version"));
-	sqlite3_bind_int64(s, 6, (int64_t)ustate_etcd_get_u64(kv, "lease"));
+		return rc;
+	x = &one.kv[0];
+	sqlite3_bind_blob(s, 1, x->key, (int)x->klen, SQLITE_STATIC);
+	sqlite3_bind_blob(s, 2, x->value, (int)x->vlen, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, (int64_t)x->create_rev);
+	sqlite3_bind_int64(s, 4, (int64_t)x->mod_rev);
+	sqlite3_bind_int64(s, 5, (int64_t)x->version);
+	sqlite3_bind_int64(s, 6, x->lease);
 	rc = sqlite3_step(s);
 	sqlite3_reset(s);
 	rc = rc == SQLITE_DONE ? 0 : db_errno(m, rc, "put");
-out:
-	free(k);
-	free(v);
+	ustate_etcd_kvs_clear(&one);
 	return rc;
 }
 
@@ -829,37 +829,84 @@ uint64_t ustate_etcd_mirror_revision(struct ustate_etcd_mirror *m)
 
 /* ---- reads ------------------------------------------------------------ */
 
-static json_t *kv_json(sqlite3_stmt *s, bool keys_only)
+/*
+ * The answer to range q at the view's revision into out: 0, -EAGAIN when
+ * etcd must answer (a past revision, the file failed), -ENOMEM. "count"
+ * is given for count_only and for a range answered whole; a range cut by
+ * its limit says "more" only (etcd.c reads no count there, and counting
+ * the rest costs a scan).
+ */
+static int range_run(const struct view *v, const struct ustate_etcd_range *q,
+		     struct ustate_etcd_kvs *out)
 {
-	json_t *kv = json_object();
-	int64_t x;
+	sqlite3_stmt *const *st = v->r->st;
+	int step = SQLITE_DONE, rc = 0;
+	sqlite3_stmt *s;
+	uint64_t n = 0;
 
-	if (!kv)
-		return NULL;
-	json_object_set_new_nocheck(
-		kv, "key",
-		ustate_etcd_b64(sqlite3_column_blob(s, 0),
-				(size_t)sqlite3_column_bytes(s, 0)));
-	json_object_set_new_nocheck(
-		kv, "create_revision",
-		ustate_etcd_u64((uint64_t)sqlite3_column_int64(s, 2)));
-	json_object_set_new_nocheck(
-		kv, "mod_revision",
-		ustate_etcd_u64((uint64_t)sqlite3_column_int64(s, 3)));
-	json_object_set_new_nocheck(
-		kv, "version",
-		ustate_etcd_u64((uint64_t)sqlite3_column_int64(s, 4)));
-	/* etcd leaves out what is at its default: an empty value, lease 0. */
-	if (!keys_only && sqlite3_column_bytes(s, 1))
-		json_object_set_new_nocheck(
-			kv, "value",
-			ustate_etcd_b64(sqlite3_column_blob(s, 1),
-					(size_t)sqlite3_column_bytes(s, 1)));
-	x = sqlite3_column_int64(s, 5);
-	if (x)
-		json_object_set_new_nocheck(kv, "lease",
-					    ustate_etcd_u64((uint64_t)x));
-	return kv;
+	if (q->revision && q->revision != v->rev)
+		return -EAGAIN;
+	/* range_end "\0": every key from key on. */
+	if (q->elen == 1 && q->end[0] == '\0')
+		s = st[q->count_only ? S_COUNT_FROM : S_FROM];
+	else if (q->elen)
+		s = st[q->count_only ? S_COUNT_RANGE : S_RANGE];
+	else
+		s = st[q->count_only ? S_COUNT_ONE : S_ONE];
+	sqlite3_bind_blob(s, 1, q->key, (int)q->klen, SQLITE_STATIC);
+	if (s == st[S_RANGE] || s == st[S_COUNT_RANGE])
+		sqlite3_bind_blob(s, 2, q->end, (int)q->elen, SQLITE_STATIC);
+	if (s == st[S_FROM] || s == st[S_RANGE])
+		sqlite3_bind_int64(s, 3, q->limit ? (int64_t)q->limit + 1 : -1);
+	while (rc == 0 && (step = sqlite3_step(s)) == SQLITE_ROW) {
+		if (q->count_only) {
+			out->count = (uint64_t)sqlite3_column_int64(s, 0);
+			continue;
+		}
+		if (q->limit && n == q->limit) {
+			out->more = true;
+			break;
+		}
+		rc = ustate_etcd_kvs_add(
+			out, sqlite3_column_blob(s, 0),
+			(size_t)sqlite3_column_bytes(s, 0),
+			q->keys_only ? NULL : sqlite3_column_blob(s, 1),
+			q->keys_only ? 0 : (size_t)sqlite3_column_bytes(s, 1),
+			(uint64_t)sqlite3_column_int64(s, 2),
+			(uint64_t)sqlite3_column_int64(s, 3),
+			(uint64_t)sqlite3_column_int64(s, 4),
+			sqlite3_column_int64(s, 5));
+		n++;
+	}
+	if (rc == 0 && !out->more && step != SQLITE_DONE)
+		rc = -EAGAIN; /* the file failed: etcd answers */
+	sqlite3_reset(s);
+	if (rc == 0 && !q->count_only && !out->more)
+		out->count = n;
+	return rc;
+}
+
+/* A JSON range's response at the view's revision, or NULL with *rc. */
+static json_t *range(const struct view *v, json_t *r, int *rc)
+{
+	struct ustate_etcd_kvs kvs = {0};
+	struct ustate_etcd_range q;
+	json_t *resp = NULL;
+	char *k, *end;
+
+	*rc = ustate_etcd_range_parse(r, &q, &k, &end);
+	if (*rc == -EINVAL)
+		*rc = -EAGAIN;
+	if (*rc == 0)
+		*rc = range_run(v, &q, &kvs);
+	if (*rc == 0) {
+		resp = ustate_etcd_kvs_json(&kvs, v->m->cluster, v->rev);
+		*rc = resp ? 0 : -ENOMEM;
+	}
+	ustate_etcd_kvs_clear(&kvs);
+	free(k);
+	free(end);
+	return resp;
 }
 
 static json_t *header(const struct view *v)
@@ -873,104 +920,6 @@ static json_t *header(const struct view *v)
 					    ustate_etcd_u64(v->rev));
 	}
 	return h;
-}
-
-/* The fields of a range the replica answers; any other is etcd's. */
-static bool range_plain(json_t *r)
-{
-	const char *name;
-	json_t *v;
-
-	json_object_foreach(r, name, v)
-	{
-		if (!strcmp(name, "key") || !strcmp(name, "range_end") ||
-		    !strcmp(name, "limit") || !strcmp(name, "keys_only") ||
-		    !strcmp(name, "count_only") || !strcmp(name, "revision") ||
-		    !strcmp(name, "serializable"))
-			continue;
-		return false;
-	}
-	return true;
-}
-
-/*
- * A range's response at the replica's revision, or NULL with *rc. Under
- * lock, with the replica ready. "count" is given for count_only and for a
- * range answered whole; a range cut by its limit says "more" only (etcd.c
- * reads no count there, and counting the rest costs a scan).
- */
-static json_t *range(const struct view *v, json_t *r, int *rc)
-{
-	sqlite3_stmt *const *st = v->r->st;
-	bool keys_only = json_is_true(json_object_get(r, "keys_only"));
-	bool count_only = json_is_true(json_object_get(r, "count_only"));
-	uint64_t limit = ustate_etcd_get_u64(r, "limit");
-	uint64_t rev = ustate_etcd_get_u64(r, "revision");
-	char *k = NULL, *end = NULL;
-	size_t klen, elen = 0;
-	json_t *resp = NULL, *kvs = NULL, *kv;
-	sqlite3_stmt *s;
-	uint64_t n = 0;
-	bool more = false;
-	int step = SQLITE_DONE;
-
-	*rc = -EAGAIN;
-	if (!range_plain(r) || (rev && rev != v->rev))
-		return NULL;
-	*rc = ustate_etcd_get_bytes(r, "key", &k, &klen);
-	if (*rc == 0 && json_object_get(r, "range_end"))
-		*rc = ustate_etcd_get_bytes(r, "range_end", &end, &elen);
-	if (*rc < 0)
-		goto out;
-	/* range_end "\0": every key from key on. */
-	if (end && elen == 1 && end[0] == '\0')
-		s = st[count_only ? S_COUNT_FROM : S_FROM];
-	else if (end && elen)
-		s = st[count_only ? S_COUNT_RANGE : S_RANGE];
-	else
-		s = st[count_only ? S_COUNT_ONE : S_ONE];
-	sqlite3_bind_blob(s, 1, k, (int)klen, SQLITE_STATIC);
-	if (s == st[S_RANGE] || s == st[S_COUNT_RANGE])
-		sqlite3_bind_blob(s, 2, end, (int)elen, SQLITE_STATIC);
-	if (s == st[S_FROM] || s == st[S_RANGE])
-		sqlite3_bind_int64(s, 3, limit ? (int64_t)limit + 1 : -1);
-	resp = json_object();
-	kvs = json_array();
-	*rc = resp && kvs ? 0 : -ENOMEM;
-	while (*rc == 0 && (step = sqlite3_step(s)) == SQLITE_ROW) {
-		if (count_only) {
-			n = (uint64_t)sqlite3_column_int64(s, 0);
-			continue;
-		}
-		if (limit && n == limit) {
-			more = true;
-			break;
-		}
-		kv = kv_json(s, keys_only);
-		*rc = kv ? json_array_append_new(kvs, kv) : -ENOMEM;
-		n++;
-	}
-	if (*rc == 0 && !more && step != SQLITE_DONE)
-		*rc = -EAGAIN; /* the file failed: etcd answers */
-	sqlite3_reset(s);
-	if (*rc < 0)
-		goto out;
-	json_object_set_new_nocheck(resp, "header", header(v));
-	if (json_array_size(kvs))
-		json_object_set_new_nocheck(resp, "kvs", json_incref(kvs));
-	if (more)
-		json_object_set_new_nocheck(resp, "more", json_true());
-	else if (n)
-		json_object_set_new_nocheck(resp, "count", ustate_etcd_u64(n));
-out:
-	json_decref(kvs);
-	free(k);
-	free(end);
-	if (*rc < 0) {
-		json_decref(resp);
-		resp = NULL;
-	}
-	return resp;
 }
 
 /* A Txn of ranges only, no compare: its response, or NULL with *rc. */
@@ -1048,15 +997,31 @@ static void reader_put(struct ustate_etcd_mirror *m, struct reader *r)
 	}
 }
 
-int ustate_etcd_mirror_read(struct ustate_etcd_mirror *m, const char *path,
-			    json_t *req, uint64_t need, long wait_ms,
-			    json_t **out)
+static void view_end(struct view *v);
+
+/* Run statement i of r alone: 0, or -EAGAIN when it failed. */
+static int run1(struct reader *r, int i)
 {
-	struct view v = {.m = m};
-	sqlite3_stmt *s;
+	int rc = sqlite3_step(r->st[i]);
+
+	sqlite3_reset(r->st[i]);
+	return rc == SQLITE_DONE ? 0 : -EAGAIN;
+}
+
+/*
+ * A snapshot of the file into v, at its own revision, once the replica
+ * reached need (waiting up to wait_ms): 0, or -EAGAIN. The watch may have
+ * moved it past need meanwhile: newer is as good. Readers run side by
+ * side, and beside the watch's writes (WAL). view_end() ends it.
+ */
+static int view_begin(struct ustate_etcd_mirror *m, uint64_t need, long wait_ms,
+		      struct view *v)
+{
 	struct timespec t;
+	sqlite3_stmt *s;
 	int rc = 0;
 
+	*v = (struct view){.m = m};
 	t = deadline(wait_ms);
 	pthread_mutex_lock(&m->lock);
 	while (m->ready && m->rev < need && rc == 0)
@@ -1065,30 +1030,75 @@ int ustate_etcd_mirror_read(struct ustate_etcd_mirror *m, const char *path,
 	pthread_mutex_unlock(&m->lock);
 	if (rc < 0)
 		return rc;
-	/*
-	 * A snapshot of the file, at its own revision (the watch may have
-	 * moved it past need meanwhile: newer is as good). Readers run side
-	 * by side, and beside the watch's writes (WAL).
-	 */
-	v.r = reader_get(m);
-	if (!v.r)
+	v->r = reader_get(m);
+	if (!v->r)
 		return -EAGAIN;
-	rc = sqlite3_exec(v.r->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK
-		     ? 0
-		     : -EAGAIN;
-	s = v.r->st[S_REV];
+	rc = run1(v->r, S_BEGIN);
+	s = v->r->st[S_REV];
 	if (rc == 0 && sqlite3_step(s) == SQLITE_ROW)
-		v.rev = (uint64_t)sqlite3_column_int64(s, 0);
+		v->rev = (uint64_t)sqlite3_column_int64(s, 0);
 	sqlite3_reset(s);
-	if (rc == 0 && v.rev < need)
+	if (rc == 0 && v->rev < need)
 		rc = -EAGAIN; /* a load again began since */
-	if (rc == 0 && !strcmp(path, "/v3/kv/range"))
+	if (rc < 0) {
+		view_end(v);
+		return rc;
+	}
+	return 0;
+}
+
+static void view_end(struct view *v)
+{
+	if (!v->r)
+		return;
+	if (run1(v->r, S_COMMIT) < 0)
+		sqlite3_exec(v->r->db, "ROLLBACK", NULL, NULL, NULL);
+	reader_put(v->m, v->r);
+	v->r = NULL;
+}
+
+int ustate_etcd_mirror_read(struct ustate_etcd_mirror *m, const char *path,
+			    json_t *req, uint64_t need, long wait_ms,
+			    json_t **out)
+{
+	struct view v;
+	int rc;
+
+	rc = view_begin(m, need, wait_ms, &v);
+	if (rc < 0)
+		return rc;
+	if (!strcmp(path, "/v3/kv/range"))
 		*out = range(&v, req, &rc);
-	else if (rc == 0 && !strcmp(path, "/v3/kv/txn"))
+	else if (!strcmp(path, "/v3/kv/txn"))
 		*out = txn(&v, req, &rc);
-	else if (rc == 0)
+	else
 		rc = -EAGAIN;
-	sqlite3_exec(v.r->db, "COMMIT", NULL, NULL, NULL);
-	reader_put(m, v.r);
+	view_end(&v);
 	return rc;
+}
+
+int ustate_etcd_mirror_ranges(struct ustate_etcd_mirror *m,
+			      const struct ustate_etcd_range *rs, size_t n,
+			      uint64_t need, long wait_ms,
+			      struct ustate_etcd_ranges **out)
+{
+	struct ustate_etcd_ranges *res;
+	struct view v;
+	size_t i;
+	int rc;
+
+	res = ustate_etcd_ranges_new(n);
+	if (!res)
+		return -ENOMEM;
+	rc = view_begin(m, need, wait_ms, &v);
+	for (i = 0; rc == 0 && i < n; i++)
+		rc = range_run(&v, &rs[i], &res->r[i]);
+	res->revision = v.rev;
+	view_end(&v);
+	if (rc < 0) {
+		ustate_etcd_ranges_free(res);
+		return rc;
+	}
+	*out = res;
+	return 0;
 }

@@ -6,7 +6,8 @@
  * trip. It copies etcd's keys as they are (value, create and mod revision,
  * version, lease), nothing of the store's mapping, and answers the read
  * requests etcd.c makes (a range, a Txn of ranges) with the JSON etcd
- * would give at the replica's revision. It is etcd.c's alone.
+ * would give at the replica's revision, or, for the hot reads, with the
+ * key-values themselves (etcd_kv_i.h). It is etcd.c's alone.
  *
  *   - Loading: the range is read page by page at one revision, then the
  *     watch resumes from it; a progress line is logged every 100,000 keys.
@@ -30,6 +31,7 @@
 #include <jansson.h>
 
 #include "etcd_http_i.h"
+#include "etcd_kv_i.h"
 
 struct ustate_etcd_mirror;
 
@@ -59,6 +61,15 @@ void ustate_etcd_mirror_close(struct ustate_etcd_mirror *m);
 int ustate_etcd_mirror_read(struct ustate_etcd_mirror *m, const char *path,
 			    json_t *req, uint64_t need, long wait_ms,
 			    json_t **out);
+
+/*
+ * The same for the n ranges rs (borrowed), without JSON: 0 with *out at
+ * the replica's revision (the caller frees it), -EAGAIN, -ENOMEM.
+ */
+int ustate_etcd_mirror_ranges(struct ustate_etcd_mirror *m,
+			      const struct ustate_etcd_range *rs, size_t n,
+			      uint64_t need, long wait_ms,
+			      struct ustate_etcd_ranges **out);
 
 /*
  * Whether the replica's watch hears its cluster: false from the moment a

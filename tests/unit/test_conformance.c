@@ -1386,6 +1386,7 @@ static void test_options_timeouts(void **state)
 	ustate_options o = fast_options();
 	struct fixture *f = *state;
 	ustate *s = (ustate *)1;
+	int rc;
 
 	o.request_timeout = 0;
 	assert_int_equal(open_fresh(f, &o, &s), -EINVAL);
@@ -1402,9 +1403,20 @@ static void test_options_timeouts(void **state)
 	assert_ptr_equal(s, (ustate *)1);
 	o = fast_options();
 	o.request_timeout = USTATE_MAX_TIMEOUT_MS;
-	o.dial_timeout = 1;
 	assert_int_equal(open_fresh(f, &o, &f->s2), 0);
 	put(f->s2, "/t", "ok", 1);
+	/*
+	 * 1 ms to connect is a value it takes: on etcd, a connection to
+	 * loopback may still take longer (under valgrind it does), and
+	 * then the open says so.
+	 */
+	o = fast_options();
+	o.dial_timeout = 1;
+	s = NULL;
+	rc = open_fresh(f, &o, &s);
+	if (rc != -ETIMEDOUT)
+		assert_int_equal(rc, 0);
+	ustate_close(s);
 }
 
 /* ustate_options as a program built against version 1 has it. */
