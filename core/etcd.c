@@ -598,11 +598,27 @@ static int read_ranges(struct etcd_backend *e,
 		replica_missed(e, need);
 	}
 	replica_count(e, false);
-	rc = call(e, "/v3/kv/txn", ustate_etcd_ranges_request(rs, n),
-		  USTATE_ETCD_READ, &resp);
-	if (rc == 0) {
-		rc = ustate_etcd_ranges_parse(resp, n, out);
-		json_decref(resp);
+	/* One range alone is etcd's Range (with what a Txn may refuse). */
+	if (n == 1) {
+		*out = ustate_etcd_ranges_new(1);
+		if (!*out)
+			return -ENOMEM;
+		rc = call(e, "/v3/kv/range", ustate_etcd_range_request(rs),
+			  USTATE_ETCD_READ, &resp);
+		if (rc == 0) {
+			(*out)->revision = header_rev(resp);
+			rc = ustate_etcd_range_resp_parse(resp, &(*out)->r[0]);
+		}
+	} else {
+		rc = call(e, "/v3/kv/txn", ustate_etcd_ranges_request(rs, n),
+			  USTATE_ETCD_READ, &resp);
+		if (rc == 0)
+			rc = ustate_etcd_ranges_parse(resp, n, out);
+	}
+	json_decref(resp);
+	if (rc < 0 && n == 1) {
+		ustate_etcd_ranges_free(*out);
+		*out = NULL;
 	}
 	return rc;
 }
@@ -855,8 +871,10 @@ struct walk {
 	char *start, *end; /* raw etcd keys; start moves on */
 	size_t slen;
 	bool keys_only;
-	uint64_t rev; /* 0 until the first page */
-	json_t *page; /* the kvs of the page */
+	uint64_t rev;			  /* 0 until the first page */
+	json_t *page;			  /* the kvs of the page */
+	struct ustate_etcd_ranges *npage; /* ... when native */
+	bool native; /* keys read without JSON (read_ranges()) */
 	size_t pos;
 	bool more; /* etcd has more after the page */
 	bool done;
@@ -893,8 +911,40 @@ static void walk_free(struct walk *w)
 	free(w->start);
 	free(w->end);
 	json_decref(w->page);
+	ustate_etcd_ranges_free(w->npage);
 	w->start = w->end = NULL;
 	w->page = NULL;
+	w->npage = NULL;
+}
+
+/* A page of a native walk: its kvs, or NULL before the first. */
+static const struct ustate_etcd_kvs *walk_kvs(const struct walk *w)
+{
+	return w->npage ? &w->npage->r[0] : NULL;
+}
+
+static int walk_fetch_native(struct walk *w, uint64_t lim)
+{
+	struct ustate_etcd_range q = {.key = w->start,
+				      .klen = w->slen,
+				      .end = w->end,
+				      .elen = strlen(w->end),
+				      .limit = lim,
+				      .revision = w->rev,
+				      .keys_only = w->keys_only};
+	struct ustate_etcd_ranges *res = NULL;
+	int rc;
+
+	rc = read_ranges(w->e, &q, 1, &res);
+	if (rc < 0)
+		return rc;
+	if (!w->rev)
+		w->rev = res->revision;
+	ustate_etcd_ranges_free(w->npage);
+	w->npage = res;
+	w->more = res->r[0].more;
+	w->pos = 0;
+	return 0;
 }
 
 static int walk_fetch(struct walk *w)
@@ -905,6 +955,8 @@ static int walk_fetch(struct walk *w)
 
 	if (w->limit && w->limit - w->given < lim)
 		lim = w->limit - w->given;
+	if (w->native)
+		return walk_fetch_native(w, lim);
 	r = op_range(ustate_etcd_b64(w->start, w->slen),
 		     ustate_etcd_b64s(w->end), w->keys_only, false, lim);
 	if (r && w->rev)
@@ -937,7 +989,8 @@ static int walk_next(struct walk *w, json_t **kv, char **key, size_t *klen)
 	*key = NULL;
 	if (w->done)
 		return 0;
-	if (!w->page || w->pos >= json_array_size(w->page)) {
+	if (w->native ? !w->npage || w->pos >= walk_kvs(w)->n
+		      : !w->page || w->pos >= json_array_size(w->page)) {
 		if (!w->more || (w->limit && w->given >= w->limit)) {
 			w->done = true;
 			return 0;
@@ -945,15 +998,27 @@ static int walk_next(struct walk *w, json_t **kv, char **key, size_t *klen)
 		rc = walk_fetch(w);
 		if (rc < 0)
 			return rc;
-		if (!json_array_size(w->page)) {
+		if (w->native ? !walk_kvs(w)->n : !json_array_size(w->page)) {
 			w->done = true;
 			return 0;
 		}
 	}
-	x = json_array_get(w->page, w->pos++);
-	rc = ustate_etcd_get_bytes(x, "key", key, klen);
-	if (rc < 0)
-		return rc;
+	if (w->native) {
+		/* (No JSON: kv is NULL.) */
+		const struct ustate_etcd_kv *nk = &walk_kvs(w)->kv[w->pos++];
+
+		x = NULL;
+		*key = malloc(nk->klen + 1);
+		if (!*key)
+			return -ENOMEM;
+		memcpy(*key, nk->key, nk->klen + 1);
+		*klen = nk->klen;
+	} else {
+		x = json_array_get(w->page, w->pos++);
+		rc = ustate_etcd_get_bytes(x, "key", key, klen);
+		if (rc < 0)
+			return rc;
+	}
 	/* The next page starts just after this key. */
 	free(w->start);
 	w->start = malloc(*klen + 1);
@@ -1025,6 +1090,7 @@ static int scan_range(struct etcd_backend *e, char tag, const char *lo,
 	rc = walk_init(&w, e, s, base + lolen, en, base + hilen, true, *rev);
 	if (rc < 0)
 		goto out;
+	w.native = true; /* keys only: no kv needed */
 	while (l->n < max && (rc = walk_next(&w, &kv, &k, &klen)) > 0) {
 		if (classify(e, k, klen, &path) != tag ||
 		    strlen(path) != klen - base)

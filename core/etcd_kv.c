@@ -80,15 +80,12 @@ int ustate_etcd_kvs_add(struct ustate_etcd_kvs *s, const void *key, size_t klen,
 
 /* ---- JSON ------------------------------------------------------------- */
 
-static json_t *range_json(const struct ustate_etcd_range *r)
+json_t *ustate_etcd_range_request(const struct ustate_etcd_range *r)
 {
-	json_t *o = json_object(), *w = json_object();
+	json_t *o = json_object();
 
-	if (!o || !w || json_object_set_new_nocheck(w, "request_range", o)) {
-		json_decref(o);
-		json_decref(w);
+	if (!o)
 		return NULL;
-	}
 	json_object_set_new_nocheck(o, "key", ustate_etcd_b64(r->key, r->klen));
 	if (r->elen)
 		json_object_set_new_nocheck(o, "range_end",
@@ -104,6 +101,18 @@ static json_t *range_json(const struct ustate_etcd_range *r)
 	if (r->count_only)
 		json_object_set_new_nocheck(o, "count_only", json_true());
 	if (!json_object_get(o, "key")) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+static json_t *range_json(const struct ustate_etcd_range *r)
+{
+	json_t *o = ustate_etcd_range_request(r), *w = json_object();
+
+	if (!o || !w || json_object_set_new_nocheck(w, "request_range", o)) {
+		json_decref(o);
 		json_decref(w);
 		return NULL;
 	}
@@ -169,6 +178,15 @@ int ustate_etcd_kvs_parse(json_t *kvs, struct ustate_etcd_kvs *s)
 	return rc;
 }
 
+int ustate_etcd_range_resp_parse(json_t *r, struct ustate_etcd_kvs *s)
+{
+	if (!json_is_object(r))
+		return -EPROTO;
+	s->count = ustate_etcd_get_u64(r, "count");
+	s->more = json_is_true(json_object_get(r, "more"));
+	return ustate_etcd_kvs_parse(json_object_get(r, "kvs"), s);
+}
+
 int ustate_etcd_ranges_parse(json_t *resp, size_t n,
 			     struct ustate_etcd_ranges **out)
 {
@@ -186,14 +204,7 @@ int ustate_etcd_ranges_parse(json_t *resp, size_t n,
 					    "revision");
 	for (i = 0; rc == 0 && i < n; i++) {
 		r = json_object_get(json_array_get(rs, i), "response_range");
-		if (!json_is_object(r)) {
-			rc = -EPROTO;
-			break;
-		}
-		res->r[i].count = ustate_etcd_get_u64(r, "count");
-		res->r[i].more = json_is_true(json_object_get(r, "more"));
-		rc = ustate_etcd_kvs_parse(json_object_get(r, "kvs"),
-					   &res->r[i]);
+		rc = ustate_etcd_range_resp_parse(r, &res->r[i]);
 	}
 	if (rc < 0) {
 		ustate_etcd_ranges_free(res);

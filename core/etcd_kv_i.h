@@ -67,6 +67,12 @@ int ustate_etcd_kvs_add(struct ustate_etcd_kvs *s, const void *key, size_t klen,
 			const void *value, size_t vlen, uint64_t create_rev,
 			uint64_t mod_rev, uint64_t version, int64_t lease);
 
+/* The JSON RangeRequest of r (a new reference); NULL: ENOMEM. */
+json_t *ustate_etcd_range_request(const struct ustate_etcd_range *r);
+
+/* The answer s of etcd's JSON RangeResponse r (borrowed): 0, -EPROTO. */
+int ustate_etcd_range_resp_parse(json_t *r, struct ustate_etcd_kvs *s);
+
 /* The JSON Txn request of n ranges (a new reference); NULL: ENOMEM. */
 json_t *ustate_etcd_ranges_request(const struct ustate_etcd_range *rs,
 				   size_t n);
