@@ -116,6 +116,7 @@ struct handle {
 struct dir_handle {
 	ustate_dirent *ents;
 	size_t n;
+	bool value; /* the directory has a value: a ".value" entry */
 	char path[FS_PATH_MAX];
 };
 
@@ -2721,6 +2722,13 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 		rc = lease_list(&d->ents, &d->n);
 	else if (rc == 0)
 		rc = ustate_readdir(fs.store, d->path, &d->ents, &d->n);
+	/* Whether it has a ".value" is part of the snapshot too. */
+	if (rc == 0 && strcmp(d->path, "/") && strcmp(d->path, "/.leases")) {
+		unsigned flags;
+
+		d->value = ustate_node(fs.store, d->path, &flags) == 0 &&
+			   (flags & USTATE_NODE_VALUE);
+	}
 	if (rc == 0 && strcmp(d->path, "/.leases")) {
 		acc = (struct creating_acc){d, 0};
 		node_each_creating(d->path, add_creating, &acc);
@@ -2749,7 +2757,6 @@ static bool dir_entry(struct dir_handle *d, size_t i, const char **name,
 {
 	bool root = !strcmp(d->path, "/");
 	size_t extra;
-	unsigned flags;
 
 	if (i == 0 || i == 1) {
 		*name = i ? ".." : ".";
@@ -2773,8 +2780,7 @@ static bool dir_entry(struct dir_handle *d, size_t i, const char **name,
 		}
 		i -= 2;
 	} else if (strcmp(d->path, "/.leases")) {
-		extra = ustate_node(fs.store, d->path, &flags) == 0 &&
-			(flags & USTATE_NODE_VALUE);
+		extra = d->value;
 		if (extra && i == 0) {
 			*name = ".value";
 			*mode = S_IFREG;
