@@ -173,11 +173,10 @@ static const char *const sql_text[ST_COUNT] = {
 	[ST_UPSERT] = "INSERT INTO kv_store(key, value, version, created_at, "
 		      "updated_at) VALUES (?1, ?2, 1, ?3, ?3) "
 		      "ON CONFLICT(key) DO UPDATE SET value = excluded.value, "
-		      "version = version + 1, updated_at = excluded.updated_at "
-		      "RETURNING version",
+		      "version = version + 1, updated_at = excluded.updated_at",
 	[ST_INSERT] = "INSERT INTO kv_store(key, value, version, created_at, "
 		      "updated_at) VALUES (?1, ?2, 1, ?3, ?3) "
-		      "ON CONFLICT(key) DO NOTHING RETURNING version",
+		      "ON CONFLICT(key) DO NOTHING",
 	[ST_DELETE] = "DELETE FROM kv_store WHERE key = ?1 RETURNING version",
 	[ST_TRIM] = "DELETE FROM ustate_history WHERE id < ?1",
 	[ST_TRIMMED] = "UPDATE ustate_state SET compacted = ?1",
@@ -337,56 +336,83 @@ static const char *const sql_text[ST_COUNT] = {
 
 /*
  * The schema. kv_store and its index are those of the Rust univrs-state,
- * byte for byte; everything else is ours. The history expression gives a
- * change the next id inside its revision (the first, when the row is a
- * revision of its own). Trigger bodies use UPSERT, not
- * INSERT OR REPLACE, whose conflict policy an outer statement overrides.
+ * byte for byte; everything else is ours. The history id gives a change
+ * the next id inside its revision (the first, when the row is a revision
+ * of its own). Trigger bodies use UPSERT, not INSERT OR REPLACE, whose
+ * conflict policy an outer statement overrides, and insert their history
+ * rows with VALUES: an INSERT ... SELECT that reads its own table fills
+ * a temporary table first, which cost half the instructions of a write.
  */
 #define HISTORY_ID                                                             \
-	"CASE WHEN s.pending = 0 THEN s.revision << 20 ELSE coalesce("         \
+	"(SELECT CASE WHEN s.pending = 0 THEN s.revision << 20 ELSE coalesce(" \
 	"(SELECT max(h.id) + 1 FROM ustate_history h WHERE h.id >= "           \
-	"s.revision << 20), s.revision << 20) END"
+	"s.revision << 20), s.revision << 20) END FROM ustate_state s)"
+
+/* The second change of a revision (a rename's new key). */
+#define HISTORY_NEXT_ID                                                        \
+	"(SELECT coalesce((SELECT max(h.id) + 1 FROM ustate_history h"         \
+	" WHERE h.id >= s.revision << 20), s.revision << 20)"                  \
+	" FROM ustate_state s)"
+
+#define REVISION_BUMP                                                          \
+	" UPDATE ustate_state SET revision = revision + 1 WHERE pending = 0;"
+
+#define KEYREV_SET(key)                                                        \
+	" INSERT INTO ustate_keyrev VALUES (" key ","                          \
+	" (SELECT revision FROM ustate_state)) ON CONFLICT(key) DO UPDATE"     \
+	" SET mod_revision = excluded.mod_revision;"
 
 /*
+ * The triggers that give every change of kv_store and ustate_dirs a
+ * revision, a history row and (for keys) a mod revision, by name, as
+ * sqlite_master keeps their text. A writable open makes a file's set
+ * exactly this one (triggers_setup()). An outside UPDATE may rename a
+ * key: the old one is then gone and the new one written, two changes in
+ * one revision (so the second takes the next id of the revision).
  * Directory records made or dropped are changes too (types 4 and 5, the
- * USTATE_EVENT_DIR_* values). Databases made before they were are given
- * these triggers when a writer opens them.
+ * USTATE_EVENT_DIR_* values).
  */
-#define DIR_TRIGGERS_SQL                                                       \
-	"CREATE TRIGGER IF NOT EXISTS ustate_dirs_insert AFTER INSERT ON"      \
-	" ustate_dirs BEGIN"                                                   \
-	" UPDATE ustate_state SET revision = revision + 1 WHERE pending = 0;"  \
-	" INSERT INTO ustate_history SELECT " HISTORY_ID ", 4, NEW.path, 0"    \
-	"  FROM ustate_state s;"                                               \
-	" END;"                                                                \
-	"CREATE TRIGGER IF NOT EXISTS ustate_dirs_delete AFTER DELETE ON"      \
-	" ustate_dirs BEGIN"                                                   \
-	" UPDATE ustate_state SET revision = revision + 1 WHERE pending = 0;"  \
-	" INSERT INTO ustate_history SELECT " HISTORY_ID ", 5, OLD.path, 0"    \
-	"  FROM ustate_state s;"                                               \
-	" END;"
+struct trigger {
+	const char *name;
+	const char *sql;
+};
+
+static const struct trigger triggers[] = {
+	{"ustate_kv_insert",
+	 "CREATE TRIGGER ustate_kv_insert AFTER INSERT ON kv_store BEGIN" REVISION_BUMP
+	 " INSERT INTO ustate_history VALUES (" HISTORY_ID ", 1, NEW.key,"
+	 "  NEW.version);" KEYREV_SET("NEW.key") " END"},
+	{"ustate_kv_write",
+	 "CREATE TRIGGER ustate_kv_write AFTER UPDATE ON kv_store"
+	 " WHEN OLD.key IS NEW.key BEGIN" REVISION_BUMP
+	 " INSERT INTO ustate_history VALUES (" HISTORY_ID ", 2, NEW.key,"
+	 "  NEW.version);" KEYREV_SET("NEW.key") " END"},
+	{"ustate_kv_rename",
+	 "CREATE TRIGGER ustate_kv_rename AFTER UPDATE ON kv_store"
+	 " WHEN OLD.key IS NOT NEW.key BEGIN" REVISION_BUMP
+	 " INSERT INTO ustate_history VALUES (" HISTORY_ID ", 3, OLD.key, 0);"
+	 " DELETE FROM ustate_keyrev WHERE key = OLD.key;"
+	 " INSERT INTO ustate_history VALUES (" HISTORY_NEXT_ID ", 1, NEW.key,"
+	 "  NEW.version);" KEYREV_SET("NEW.key") " END"},
+	{"ustate_kv_delete",
+	 "CREATE TRIGGER ustate_kv_delete AFTER DELETE ON kv_store BEGIN" REVISION_BUMP
+	 " INSERT INTO ustate_history VALUES (" HISTORY_ID ", 3, OLD.key, 0);"
+	 " DELETE FROM ustate_keyrev WHERE key = OLD.key; END"},
+	{"ustate_dirs_insert",
+	 "CREATE TRIGGER ustate_dirs_insert AFTER INSERT ON ustate_dirs BEGIN" REVISION_BUMP
+	 " INSERT INTO ustate_history VALUES (" HISTORY_ID ", 4, NEW.path, 0);"
+	 " END"},
+	{"ustate_dirs_delete",
+	 "CREATE TRIGGER ustate_dirs_delete AFTER DELETE ON ustate_dirs BEGIN" REVISION_BUMP
+	 " INSERT INTO ustate_history VALUES (" HISTORY_ID ", 5, OLD.path, 0);"
+	 " END"},
+};
 
 /*
- * An outside UPDATE may rename a key: the old one is then gone, and the
- * new one written, two changes in one revision even outside our own
- * transactions (so the second takes the next id of the revision). Older
- * databases are given this trigger when a writer opens them.
+ * Triggers of earlier versions that the set above replaces: libustate
+ * 0.6 and older kept both kinds of update in ustate_kv_update.
  */
-#define KV_UPDATE_TRIGGER                                                       \
-	"CREATE TRIGGER ustate_kv_update AFTER UPDATE ON kv_store BEGIN"        \
-	" UPDATE ustate_state SET revision = revision + 1 WHERE pending = 0;"   \
-	" INSERT INTO ustate_history SELECT " HISTORY_ID ", 3, OLD.key, 0"      \
-	"  FROM ustate_state s WHERE OLD.key IS NOT NEW.key;"                   \
-	" DELETE FROM ustate_keyrev WHERE key = OLD.key"                        \
-	"  AND OLD.key IS NOT NEW.key;"                                         \
-	" INSERT INTO ustate_history SELECT coalesce((SELECT max(h.id) + 1"     \
-	"  FROM ustate_history h WHERE h.id >= s.revision << 20),"              \
-	"  s.revision << 20), CASE WHEN OLD.key IS NEW.key THEN 2 ELSE 1 END,"  \
-	"  NEW.key, NEW.version FROM ustate_state s;"                           \
-	" INSERT INTO ustate_keyrev SELECT NEW.key, revision FROM ustate_state" \
-	"  WHERE true ON CONFLICT(key) DO UPDATE"                               \
-	"  SET mod_revision = excluded.mod_revision;"                           \
-	" END"
+static const char *const triggers_gone[] = {"ustate_kv_update"};
 
 static const char schema_sql[] =
 	"CREATE TABLE IF NOT EXISTS kv_store ("
@@ -415,21 +441,7 @@ static const char schema_sql[] =
 	"INSERT INTO ustate_state VALUES (0,"
 	" (SELECT count(*) > 0 FROM kv_store), 0,"
 	" (SELECT count(*) > 0 FROM kv_store));"
-	"INSERT INTO ustate_keyrev SELECT key, 1 FROM kv_store;"
-	"CREATE TRIGGER ustate_kv_insert AFTER INSERT ON kv_store BEGIN"
-	" UPDATE ustate_state SET revision = revision + 1 WHERE pending = 0;"
-	" INSERT INTO ustate_history SELECT " HISTORY_ID ", 1, NEW.key,"
-	"  NEW.version FROM ustate_state s;"
-	" INSERT INTO ustate_keyrev SELECT NEW.key, revision FROM ustate_state"
-	"  WHERE true ON CONFLICT(key) DO UPDATE"
-	"  SET mod_revision = excluded.mod_revision;"
-	" END;" KV_UPDATE_TRIGGER ";"
-	"CREATE TRIGGER ustate_kv_delete AFTER DELETE ON kv_store BEGIN"
-	" UPDATE ustate_state SET revision = revision + 1 WHERE pending = 0;"
-	" INSERT INTO ustate_history SELECT " HISTORY_ID ", 3, OLD.key, 0"
-	"  FROM ustate_state s;"
-	" DELETE FROM ustate_keyrev WHERE key = OLD.key;"
-	" END;" DIR_TRIGGERS_SQL;
+	"INSERT INTO ustate_keyrev SELECT key, 1 FROM kv_store;";
 
 /*
  * Ownership: a row per key (dir = 0) or directory record (dir = 1) that
@@ -492,6 +504,16 @@ static const char meta_sql[] =
 	" END;";
 
 /*
+ * Two deletes, not one with OR, which SQLite runs through a temporary
+ * table. Files made before get this text (lease_triggers[]).
+ */
+#define LEASE_KV_UPDATE                                                        \
+	"ustate_lease_kv_update AFTER UPDATE ON kv_store BEGIN"                \
+	" DELETE FROM ustate_lease_keys WHERE key = NEW.key;"                  \
+	" DELETE FROM ustate_lease_keys WHERE key = OLD.key"                   \
+	"  AND OLD.key IS NOT NEW.key; END"
+
+/*
  * Leases: ustate_leases holds each lease's TTL (seconds) and deadline
  * (unix ms, the wall clock), ustate_lease_keys the key each attached key
  * belongs to. kv_store is not touched: the triggers detach a key at
@@ -523,10 +545,7 @@ static const char lease_sql[] =
 	" AFTER INSERT ON kv_store BEGIN"
 	" DELETE FROM ustate_lease_keys WHERE key = NEW.key;"
 	" END;"
-	"CREATE TRIGGER IF NOT EXISTS ustate_lease_kv_update"
-	" AFTER UPDATE ON kv_store BEGIN"
-	" DELETE FROM ustate_lease_keys WHERE key = OLD.key OR key = NEW.key;"
-	" END;"
+	"CREATE TRIGGER IF NOT EXISTS " LEASE_KV_UPDATE ";"
 	"CREATE TRIGGER IF NOT EXISTS ustate_lease_kv_delete"
 	" AFTER DELETE ON kv_store BEGIN"
 	" DELETE FROM ustate_lease_keys WHERE key = OLD.key;"
@@ -545,6 +564,10 @@ static const char lease_sql[] =
 	" DELETE FROM ustate_lease_owners WHERE name = OLD.name;"
 	" END;"
 	"COMMIT";
+
+static const struct trigger lease_triggers[] = {
+	{"ustate_lease_kv_update", "CREATE TRIGGER " LEASE_KV_UPDATE},
+};
 
 struct conn {
 	sqlite3 *db;
@@ -763,39 +786,105 @@ static int table_present(struct conn *c, const char *name, bool *present)
 	return rc;
 }
 
-/* Replace an older ustate_kv_update trigger with KV_UPDATE_TRIGGER. */
-static int update_trigger_current(struct conn *c)
+/*
+ * A set of triggers as sqlite_master keeps their text, and the names of
+ * earlier ones that it replaces.
+ */
+struct trigger_set {
+	const struct trigger *t;
+	size_t n;
+	const char *const *gone;
+	size_t n_gone;
+};
+
+#define N_OF(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Whether the file's triggers of set ts are exactly those. */
+static int triggers_current(struct conn *c, const struct trigger_set *ts,
+			    bool *current)
 {
 	sqlite3_stmt *st = NULL;
+	const char *sql;
+	size_t i;
+	int rc = SQLITE_OK;
+
+	rc = sqlite3_prepare_v2(c->db,
+				"SELECT sql FROM sqlite_master WHERE "
+				"type = 'trigger' AND name = ?1",
+				-1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return sq_errno(c->db, rc);
+	*current = true;
+	for (i = 0; i < ts->n + ts->n_gone && *current; i++) {
+		sqlite3_bind_text(
+			st, 1, i < ts->n ? ts->t[i].name : ts->gone[i - ts->n],
+			-1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+		if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+			break;
+		sql = rc == SQLITE_ROW
+			      ? (const char *)sqlite3_column_text(st, 0)
+			      : NULL;
+		if (i < ts->n)
+			*current = sql && !strcmp(sql, ts->t[i].sql);
+		else
+			*current = !sql;
+		rc = SQLITE_OK;
+		sqlite3_reset(st);
+	}
+	rc = rc == SQLITE_OK ? 0 : sq_errno(c->db, rc);
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/*
+ * Make the file's triggers of set ts those, inside the caller's write
+ * transaction: drop each of them and of the earlier ones, create anew.
+ */
+static int triggers_install(struct conn *c, const struct trigger_set *ts)
+{
+	char sql[96];
+	size_t i;
+	int rc = SQLITE_OK;
+
+	for (i = 0; i < ts->n + ts->n_gone && rc == SQLITE_OK; i++) {
+		snprintf(sql, sizeof(sql), "DROP TRIGGER IF EXISTS %s",
+			 i < ts->n ? ts->t[i].name : ts->gone[i - ts->n]);
+		rc = sqlite3_exec(c->db, sql, NULL, NULL, NULL);
+	}
+	for (i = 0; i < ts->n && rc == SQLITE_OK; i++)
+		rc = sqlite3_exec(c->db, ts->t[i].sql, NULL, NULL, NULL);
+	return rc == SQLITE_OK ? 0 : sq_errno(c->db, rc);
+}
+
+/*
+ * A file made by an earlier version gets the triggers of set ts in one
+ * transaction: a crash leaves the old set or the new one, and a writer
+ * of another process (which must take SQLite's write lock) sees either.
+ */
+static int triggers_setup(struct conn *c, const struct trigger_set *ts)
+{
 	bool current;
 	int rc;
 
-	rc = sqlite3_prepare_v2(
-		c->db,
-		"SELECT sql = ?1 FROM sqlite_master WHERE "
-		"type = 'trigger' AND name = 'ustate_kv_update'",
-		-1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return sq_errno(c->db, rc);
-	sqlite3_bind_text(st, 1, KV_UPDATE_TRIGGER, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	current = rc != SQLITE_ROW || sqlite3_column_int(st, 0);
-	rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : sq_errno(c->db, rc);
-	sqlite3_finalize(st);
+	rc = triggers_current(c, ts, &current);
 	if (rc < 0 || current)
 		return rc;
-	rc = sqlite3_exec(
-		c->db,
-		"BEGIN IMMEDIATE;"
-		"DROP TRIGGER IF EXISTS ustate_kv_update;" KV_UPDATE_TRIGGER
-		";COMMIT",
-		NULL, NULL, NULL);
-	if (rc != SQLITE_OK) {
-		rc = sq_errno(c->db, rc);
+	rc = exec1(c, ST_BEGIN);
+	if (rc < 0)
+		return rc;
+	rc = triggers_current(c, ts, &current);
+	if (rc == 0 && !current)
+		rc = triggers_install(c, ts);
+	if (rc == 0)
+		rc = exec1(c, ST_COMMIT);
+	if (rc < 0)
 		sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
-	}
 	return rc;
 }
+
+static const struct trigger_set change_set = {
+	triggers, N_OF(triggers), triggers_gone, N_OF(triggers_gone)};
 
 static int schema_setup(struct conn *c)
 {
@@ -809,11 +898,9 @@ static int schema_setup(struct conn *c)
 	if (rc < 0)
 		return rc;
 	if (present) {
-		rc = sqlite3_exec(c->db, DIR_TRIGGERS_SQL, NULL, NULL, NULL);
-		if (rc == SQLITE_OK)
-			rc = sqlite3_exec(c->db, meta_sql, NULL, NULL, NULL);
+		rc = sqlite3_exec(c->db, meta_sql, NULL, NULL, NULL);
 		rc = sq_errno(c->db, rc);
-		return rc < 0 ? rc : update_trigger_current(c);
+		return rc < 0 ? rc : triggers_setup(c, &change_set);
 	}
 	/* Two processes may race to create it: decide under the lock. */
 	rc = exec1(c, ST_BEGIN);
@@ -825,6 +912,8 @@ static int schema_setup(struct conn *c)
 		if (rc == SQLITE_OK)
 			rc = sqlite3_exec(c->db, meta_sql, NULL, NULL, NULL);
 		rc = sq_errno(c->db, rc);
+		if (rc == 0)
+			rc = triggers_install(c, &change_set);
 	}
 	if (rc == 0)
 		rc = exec1(c, ST_COMMIT);
@@ -838,13 +927,17 @@ static int leases_setup(struct conn *c)
 {
 	int rc;
 
+	static const struct trigger_set set = {lease_triggers,
+					       N_OF(lease_triggers), NULL, 0};
+
 	rc = sqlite3_exec(c->db, lease_sql, NULL, NULL, NULL);
 	if (rc != SQLITE_OK) {
 		rc = sq_errno(c->db, rc);
 		if (!sqlite3_get_autocommit(c->db))
 			sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+		return rc;
 	}
-	return rc;
+	return triggers_setup(c, &set);
 }
 
 /*
@@ -1451,7 +1544,13 @@ static void bind_value(sqlite3_stmt *st, int i, const void *val, size_t len)
 	sqlite3_bind_blob64(st, i, len ? val : "", len, SQLITE_STATIC);
 }
 
-/* Run a write statement that returns the key's version, 0 when no row. */
+/*
+ * Run a write statement; *version receives the key's version after it (a
+ * delete's: the version it removed), 0 when it wrote no row. The upsert
+ * and the insert have no RETURNING clause, which SQLite serves through a
+ * temporary table: the version is read back (the upsert) or is 1 (an
+ * insert that wrote its row), a lookup in a page the write just touched.
+ */
 static int write_step(struct conn *c, int i, const ustate_op *op, int64_t now,
 		      uint64_t *version)
 {
@@ -1471,6 +1570,22 @@ static int write_step(struct conn *c, int i, const ustate_op *op, int64_t now,
 	if (rc == SQLITE_ROW)
 		rc = sqlite3_step(st);
 	rc = rc == SQLITE_DONE ? 0 : sq_errno(c->db, rc);
+	done(st);
+	if (rc < 0 || i == ST_DELETE)
+		return rc;
+	if (i == ST_INSERT) {
+		*version = sqlite3_changes(c->db) > 0;
+		return 0;
+	}
+	rc = stmt(c, ST_VERSION, &st);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_text(st, 1, op->key, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	*version = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
+	rc = rc == SQLITE_ROW	 ? 0
+	     : rc == SQLITE_DONE ? -EIO
+				 : sq_errno(c->db, rc);
 	done(st);
 	return rc;
 }
@@ -2991,8 +3106,9 @@ static const struct {
 	{"WITH t(name, type) AS (VALUES ('kv_store', 'table'),"
 	 " ('ustate_state', 'table'), ('ustate_keyrev', 'table'),"
 	 " ('ustate_dirs', 'table'), ('ustate_history', 'table'),"
-	 " ('ustate_kv_insert', 'trigger'), ('ustate_kv_update', 'trigger'),"
-	 " ('ustate_kv_delete', 'trigger'))"
+	 " ('ustate_kv_insert', 'trigger'), ('ustate_kv_write', 'trigger'),"
+	 " ('ustate_kv_rename', 'trigger'), ('ustate_kv_delete', 'trigger'),"
+	 " ('ustate_dirs_insert', 'trigger'), ('ustate_dirs_delete', 'trigger'))"
 	 " SELECT name, type FROM t WHERE NOT EXISTS (SELECT 1 FROM"
 	 " sqlite_master m WHERE m.name = t.name AND m.type = t.type)",
 	 check_schema_row},

@@ -5464,7 +5464,7 @@ static void test_sqlite_check_finds(void **state)
 	exec_sql(db,
 		 "DELETE FROM ustate_keyrev WHERE key = '/nokey';"
 		 "UPDATE ustate_keyrev SET mod_revision = 8 WHERE key = '/a';"
-		 "DROP TRIGGER ustate_kv_update;"
+		 "DROP TRIGGER ustate_kv_write;"
 		 "UPDATE kv_store SET version = 0 WHERE key = '/empty'");
 	text = check_text(f->s, 3);
 	assert_string_equal(text,
