@@ -347,6 +347,8 @@ static void migrate_one(struct fixture *f, const char *file)
 	ustate_close(s);
 
 	/* Opened again: nothing more to migrate, nothing changes. */
+	for (i = 0; i < N_KEPT; i++)
+		free(before[i]);
 	snapshot(db, before);
 	triggers =
 		rows(db, "SELECT name, sql FROM sqlite_master ORDER BY name");
