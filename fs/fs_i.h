@@ -195,7 +195,8 @@ void node_each_creating(const char *dir,
  * nor land after the unlink (which would bring the key back).
  */
 bool node_commit_begin(struct node *n, uint64_t gen, uint64_t rev);
-void node_commit_end(struct node *n);
+/* created: the commit landed a creation, which is then no longer pending. */
+void node_commit_end(struct node *n, bool created);
 void node_settle(const char *path);
 /*
  * A flush found a truncation or creation with nothing written: its commit
@@ -204,7 +205,9 @@ void node_settle(const char *path);
 void node_expect(struct node *n, int delta);
 void node_deleted(const char *path, uint64_t rev);
 /* The node of path, held until node_unlink_end(); NULL when none. */
-struct node *node_unlink_begin(const char *path);
+/* creating (may be NULL): whether, once commits under way have landed,
+ * path still has a creation that no commit has made a key of. */
+struct node *node_unlink_begin(const char *path, bool *creating);
 /* done: the unlink happened, open files lose the name; NULL is a no-op. */
 void node_unlink_end(struct node *n, bool done);
 uint64_t node_generation(struct node *n);

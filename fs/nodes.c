@@ -811,9 +811,14 @@ bool node_commit_begin(struct node *n, uint64_t gen, uint64_t rev)
 	return ok;
 }
 
-void node_commit_end(struct node *n)
+void node_commit_end(struct node *n, bool created)
 {
 	pthread_mutex_lock(&lock);
+	/* Before the unlink it held back looks: the key is no longer to be. */
+	if (created && n->creating && --n->creating == 0) {
+		ncreating--;
+		xattrs_drop(n); /* committed with the key */
+	}
 	if (!--n->committing)
 		pthread_cond_broadcast(&released);
 	pthread_mutex_unlock(&lock);
@@ -850,7 +855,7 @@ void node_settle(const char *path)
 	pthread_mutex_unlock(&lock);
 }
 
-struct node *node_unlink_begin(const char *path)
+struct node *node_unlink_begin(const char *path, bool *creating)
 {
 	struct node *n;
 
@@ -860,6 +865,10 @@ struct node *node_unlink_begin(const char *path)
 		pthread_cond_wait(&released, &lock);
 	if (n)
 		n->unlinking++;
+	/* Only now: a creation whose commit landed is a key, even if
+	 * another mount deleted it since. */
+	if (creating)
+		*creating = n && n->creating;
 	pthread_mutex_unlock(&lock);
 	return n;
 }

@@ -841,6 +841,7 @@ out:
 static int commit(struct handle *h)
 {
 	char key[FS_PATH_MAX];
+	bool created;
 	int64_t mtime;
 	int rc;
 
@@ -859,7 +860,11 @@ static int commit(struct handle *h)
 			rc = commit_timed(h, key, mtime);
 		else
 			rc = commit_keep(h, key);
-		node_commit_end(h->node);
+		/* The node's count of creations drops with the commit. */
+		created = rc == 0 && h->creating;
+		node_commit_end(h->node, created);
+		if (created)
+			h->creating = false;
 	}
 	/*
 	 * The caller hears of the failure (at close or fsync): a later flush
@@ -2034,9 +2039,12 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	rc = child_path(dir, name, npath);
 	if (rc < 0)
 		goto out;
-	creating = node_is_creating(npath);
-	/* Waits for a commit under way, which the delete then removes. */
-	unlinking = node_unlink_begin(npath);
+	/*
+	 * Waits for a commit under way, which the delete then removes; only
+	 * after it is the creation known to be pending still (a landed one,
+	 * deleted meanwhile through another mount, is ENOENT).
+	 */
+	unlinking = node_unlink_begin(npath, &creating);
 	/* Its open files keep its owner and mode (see node_gone()). */
 	open = unlinking && node_has_open(unlinking);
 	if (open && !node_meta(unlinking, &gone))
@@ -2614,7 +2622,7 @@ static int do_rename(const char *from, const char *to, unsigned int flags)
 			/* A replaced file's open writers lose their name. */
 			struct node *t =
 				(tflags & USTATE_NODE_VALUE) && !fdir_is
-					? node_unlink_begin(to)
+					? node_unlink_begin(to, NULL)
 					: NULL;
 			bool open = t && node_has_open(t);
 			ustate_meta gone;
