@@ -7,7 +7,7 @@
  * round trips, libfuse's threads), which no daemon can go below; the
  * bench compares ustatefs with it in the same run.
  *
- *   bench_nullfs [-f] [-o OPTS] MOUNTPOINT
+ *   bench_nullfs [-f] [-o OPTS] [-o commit=DB[,sync=LEVEL]] MOUNTPOINT
  *
  * Every name is there: a name that starts with "k" or holds "-k" is a
  * file of 100 bytes, any other a directory (so /hot/k, /own/w00/k000 and
@@ -20,11 +20,20 @@
  *     security.capability probe), WRITE, FLUSH, RELEASE;
  *   - the same multi-threaded loop, with the same defaults.
  * Writes are accepted and forgotten.
+ *
+ * With -o commit=DB (and sync=FULL|NORMAL|OFF, FULL unless said), it is
+ * the floor of a durable write instead: the FLUSH of a file opened for
+ * writing commits one write to the SQLite file DB (bench_floor.c: the
+ * upsert of the reference table and the three rows the store keeps with
+ * it) and answers once it is durable, with a group commit: the flushes
+ * that arrive while a commit syncs share the next one. What the bench
+ * compares with it is ustatefs's own work on top of FUSE and SQLite.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,9 +42,77 @@
 #include <unistd.h>
 
 #include <fuse_lowlevel.h>
+#include <pthread.h>
+
+#include "bench_floor.h"
 
 #define VALUE_LEN 100
 #define TIMEOUT 1.0
+
+/* ---- the durable floor (-o commit=DB) ---------------------------------- */
+
+/* A flush waiting for its commit; on the stack of its request's thread. */
+struct flush_wait {
+	fuse_ino_t ino;
+	bool done;
+	pthread_cond_t wake;
+	struct flush_wait *next;
+};
+
+static struct bench_floor *floor_db;
+static pthread_mutex_t glock = PTHREAD_MUTEX_INITIALIZER;
+static struct flush_wait *queue, **qtail = &queue; /* under glock */
+static bool leading;				   /* under glock */
+
+/*
+ * The store's group commit, as core/sqlite.c's sq_txn() does it: the first
+ * flush to find no commit under way leads and commits everything queued
+ * in one transaction, then wakes exactly those it committed and the next
+ * in the queue to lead.
+ */
+static void floor_flush(fuse_ino_t ino)
+{
+	struct flush_wait me = {ino, false, PTHREAD_COND_INITIALIZER, NULL};
+	struct flush_wait *g, *r, *next;
+	static const char value[VALUE_LEN] = {'v'};
+	char key[32];
+
+	pthread_mutex_lock(&glock);
+	*qtail = &me;
+	qtail = &me.next;
+	while (!me.done) {
+		if (leading) {
+			pthread_cond_wait(&me.wake, &glock);
+			continue;
+		}
+		leading = true;
+		g = queue;
+		queue = NULL;
+		qtail = &queue;
+		pthread_mutex_unlock(&glock);
+
+		bench_floor_begin(floor_db);
+		for (r = g; r; r = r->next) {
+			snprintf(key, sizeof(key), "/k%llx",
+				 (unsigned long long)r->ino);
+			bench_floor_write(floor_db, key, value, VALUE_LEN);
+		}
+		bench_floor_commit(floor_db);
+
+		pthread_mutex_lock(&glock);
+		for (r = g; r; r = next) {
+			next = r->next; /* once done, r may leave its stack */
+			r->done = true;
+			if (r != &me)
+				pthread_cond_signal(&r->wake);
+		}
+		leading = false;
+		if (queue)
+			pthread_cond_signal(&queue->wake);
+	}
+	pthread_mutex_unlock(&glock);
+	pthread_cond_destroy(&me.wake);
+}
 
 /* File inodes are odd, directory inodes even; the root is 1. */
 static fuse_ino_t ino_of(fuse_ino_t parent, const char *name)
@@ -126,6 +203,7 @@ static void open_flags(struct fuse_file_info *fi)
 		fi->noflush = 1;
 	} else {
 		fi->direct_io = 1;
+		fi->fh = 1; /* a writer: its flush commits */
 	}
 }
 
@@ -173,6 +251,13 @@ static void nop_ok(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fuse_reply_err(req, 0);
 }
 
+static void nop_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	if (floor_db && fi->fh)
+		floor_flush(ino);
+	fuse_reply_err(req, 0);
+}
+
 static void nop_opendir(fuse_req_t req, fuse_ino_t ino,
 			struct fuse_file_info *fi)
 {
@@ -201,12 +286,22 @@ static const struct fuse_lowlevel_ops nop_ops = {
 	.create = nop_create,
 	.read = nop_read,
 	.write = nop_write,
-	.flush = nop_ok,
+	.flush = nop_flush,
 	.release = nop_ok,
 	.opendir = nop_opendir,
 	.readdir = nop_readdir,
 	.releasedir = nop_ok,
 	.getxattr = nop_getxattr,
+};
+
+struct floor_opts {
+	char *commit, *sync;
+};
+
+static const struct fuse_opt floor_spec[] = {
+	{"commit=%s", offsetof(struct floor_opts, commit), 0},
+	{"sync=%s", offsetof(struct floor_opts, sync), 0},
+	FUSE_OPT_END,
 };
 
 int main(int argc, char **argv)
@@ -215,13 +310,18 @@ int main(int argc, char **argv)
 	struct fuse_loop_config *lcfg = NULL;
 	struct fuse_cmdline_opts o = {0};
 	struct fuse_session *se = NULL;
+	struct floor_opts fo = {0};
 	int rc = 1;
 
-	if (fuse_parse_cmdline(&args, &o) != 0 || !o.mountpoint) {
-		fprintf(stderr,
-			"usage: bench_nullfs [-f] [-o OPTS] MOUNTPOINT\n");
+	if (fuse_opt_parse(&args, &fo, floor_spec, NULL) != 0 ||
+	    fuse_parse_cmdline(&args, &o) != 0 || !o.mountpoint) {
+		fprintf(stderr, "usage: bench_nullfs [-f] [-o OPTS] "
+				"[-o commit=DB[,sync=LEVEL]] MOUNTPOINT\n");
 		goto out;
 	}
+	if (fo.commit)
+		floor_db =
+			bench_floor_open(fo.commit, fo.sync ? fo.sync : "FULL");
 	se = fuse_session_new(&args, &nop_ops, sizeof(nop_ops), NULL);
 	if (!se)
 		goto out;
@@ -247,6 +347,9 @@ out_signals:
 out_session:
 	fuse_session_destroy(se);
 out:
+	bench_floor_close(floor_db);
+	free(fo.commit);
+	free(fo.sync);
 	free(o.mountpoint);
 	fuse_opt_free_args(&args);
 	return rc;
