@@ -15,6 +15,8 @@
  * states before. Only the replayer's thread uses it.
  */
 #include <errno.h>
+#include <malloc.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,25 +25,56 @@
 #define V_VALUE 0x1
 #define V_RECORD 0x2
 
+/*
+ * One allocation an entry, its path inline: a store of a million keys
+ * keeps a million of these (32 bytes for a path of 14), so no pointer or
+ * field is here that most entries do not need. In a resync's table (revs)
+ * the key's mod revision follows the path's NUL (entry_rev()).
+ */
 struct ventry {
-	char *path;
+	struct ventry *next;
 	uint32_t nchild; /* names directly below that exist */
 	uint8_t flags;	 /* V_VALUE, V_RECORD */
-	uint64_t rev;	 /* V_VALUE, in a resync's table: its mod revision */
-	struct ventry *next;
-	struct ventry *next_all; /* a trial's entries, in order of touch */
+	char path[];
 };
 
 struct table {
 	struct ventry **b;
 	size_t nb, n;
-	bool trial;		    /* copies of the view's entries, kept even
-				     * when empty: the paths a batch touched */
-	struct ventry *all, **tail; /* trial: every entry */
+	bool trial;	     /* copies of the view's entries, kept even
+			      * when empty: the paths a batch touched */
+	bool revs;	     /* each entry holds its mod revision */
+	struct ventry **all; /* trial: every entry, in order of touch */
+	size_t nall, call;
 };
+
+/* Chains of two entries on average: half the buckets of one each. */
+#define LOAD_FACTOR 2
 
 static struct table view;
 static struct table trial = {.trial = true};
+static struct table resync_table(void)
+{
+	return (struct table){.revs = true};
+}
+
+static void *rev_at(const struct ventry *e)
+{
+	return (char *)e->path + strlen(e->path) + 1;
+}
+
+static uint64_t entry_rev(const struct ventry *e)
+{
+	uint64_t rev;
+
+	memcpy(&rev, rev_at(e), sizeof(rev));
+	return rev;
+}
+
+static void entry_rev_set(struct ventry *e, uint64_t rev)
+{
+	memcpy(rev_at(e), &rev, sizeof(rev));
+}
 
 /* FNV-1a, as the inode numbers use. */
 static uint64_t hash_str(const char *p)
@@ -92,20 +125,32 @@ static void grow(struct table *t)
  */
 static struct ventry *get(struct table *t, const char *path)
 {
-	struct ventry *e = find(t, path), *v;
-	size_t i;
+	struct ventry *e = find(t, path), *v, **all;
+	size_t i, len = strlen(path) + 1;
 
 	if (e)
 		return e;
-	if (t->n >= t->nb)
+	if (t->n >= t->nb * LOAD_FACTOR)
 		grow(t);
 	if (!t->nb)
 		return NULL;
-	e = calloc(1, sizeof(*e));
-	if (!e || !(e->path = strdup(path))) {
-		free(e);
-		return NULL;
+	if (t->trial && t->nall == t->call) {
+		i = t->call ? t->call * 2 : 16;
+		all = realloc(t->all, i * sizeof(*all));
+		if (!all)
+			return NULL;
+		t->all = all;
+		t->call = i;
 	}
+	e = malloc(offsetof(struct ventry, path) + len +
+		   (t->revs ? sizeof(uint64_t) : 0));
+	if (!e)
+		return NULL;
+	e->nchild = 0;
+	e->flags = 0;
+	memcpy(e->path, path, len);
+	if (t->revs)
+		entry_rev_set(e, 0);
 	if (t->trial && (v = find(&view, path))) {
 		e->flags = v->flags;
 		e->nchild = v->nchild;
@@ -114,10 +159,8 @@ static struct ventry *get(struct table *t, const char *path)
 	e->next = t->b[i];
 	t->b[i] = e;
 	t->n++;
-	if (t->trial) {
-		*t->tail = e;
-		t->tail = &e->next_all;
-	}
+	if (t->trial)
+		t->all[t->nall++] = e;
 	return e;
 }
 
@@ -133,7 +176,6 @@ static void prune(struct table *t, struct ventry *e)
 		;
 	*pp = e->next;
 	t->n--;
-	free(e->path);
 	free(e);
 }
 
@@ -224,19 +266,18 @@ static void state_of(const struct ventry *e, const char *path,
 static void table_free(struct table *t)
 {
 	struct ventry *e, *next;
-	bool is_trial = t->trial;
+	bool is_trial = t->trial, revs = t->revs;
 	size_t i;
 
 	for (i = 0; i < t->nb; i++) {
 		for (e = t->b[i]; e; e = next) {
 			next = e->next;
-			free(e->path);
 			free(e);
 		}
 	}
 	free(t->b);
-	*t = (struct table){.trial = is_trial};
-	t->tail = &t->all;
+	free(t->all);
+	*t = (struct table){.trial = is_trial, .revs = revs};
 }
 
 int view_apply(ustate_event_type type, const char *key)
@@ -266,7 +307,7 @@ static int load_record(void *arg, const ustate_record *r)
 					   : 0;
 	rc = set_flag(t, r->key, V_VALUE, true);
 	if (rc == 0 && (e = find(t, r->key)))
-		e->rev = r->mod_revision;
+		entry_rev_set(e, r->mod_revision);
 	return rc;
 }
 
@@ -314,6 +355,8 @@ int view_load(uint64_t *first, uint64_t *last)
 	ustate_list_free(dirs, ndirs);
 	if (rc < 0)
 		view_clear();
+	/* The lists were as big as the view: give their pages back. */
+	malloc_trim(0);
 	return rc;
 }
 
@@ -373,7 +416,7 @@ static int diff_table(struct diff *d, const struct table *a,
 			if (!(o && (o->flags & V_VALUE)))
 				rc = diff_add(d, e->path,
 					      gone ? D_GONE : D_MADE);
-			else if (!gone && e->rev > since)
+			else if (!gone && entry_rev(e) > since)
 				rc = diff_add(d, e->path, D_CHANGED);
 		}
 	return rc;
@@ -407,7 +450,7 @@ int view_resync(uint64_t since, uint64_t *first, uint64_t *last,
 		[D_GONE] = USTATE_EVENT_DELETED,
 		[D_DIR_GONE] = USTATE_EVENT_DIR_DELETED,
 	};
-	struct table fresh = {0};
+	struct table fresh = resync_table();
 	struct diff d = {0};
 	size_t *order = NULL, i;
 	int rc;
@@ -440,8 +483,6 @@ int view_resync(uint64_t since, uint64_t *first, uint64_t *last,
 
 int view_trial_apply(ustate_event_type type, const char *key)
 {
-	if (!trial.tail)
-		trial.tail = &trial.all;
 	return apply(&trial, type, key);
 }
 
@@ -454,10 +495,10 @@ void view_trial_state(const char *path, struct view_state *st)
 
 void view_trial_each(void (*fn)(void *arg, const char *path), void *arg)
 {
-	struct ventry *e;
+	size_t i;
 
-	for (e = trial.all; e; e = e->next_all)
-		fn(arg, e->path);
+	for (i = 0; i < trial.nall; i++)
+		fn(arg, trial.all[i]->path);
 }
 
 void view_trial_end(void)
