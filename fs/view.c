@@ -86,22 +86,30 @@ static uint64_t hash_str(const char *p)
 	return h;
 }
 
-static struct ventry *find(const struct table *t, const char *path)
+/* The entry of path, whose hash_str() is h, in t; or NULL. */
+static struct ventry *find_h(const struct table *t, const char *path,
+			     uint64_t h)
 {
 	struct ventry *e;
 
 	if (!t->nb)
 		return NULL;
-	for (e = t->b[hash_str(path) & (t->nb - 1)]; e; e = e->next)
+	for (e = t->b[h & (t->nb - 1)]; e; e = e->next)
 		if (!strcmp(e->path, path))
 			return e;
 	return NULL;
 }
 
-static void grow(struct table *t)
+static struct ventry *find(const struct table *t, const char *path)
+{
+	return find_h(t, path, hash_str(path));
+}
+
+/* Buckets for n entries, or twice as many as now when n is 0. */
+static void grow_to(struct table *t, size_t n)
 {
 	struct ventry **nb, *e, *next;
-	size_t n = t->nb ? t->nb * 2 : 1024, i, j;
+	size_t i, j;
 
 	nb = calloc(n, sizeof(*nb));
 	if (!nb)
@@ -119,13 +127,29 @@ static void grow(struct table *t)
 	t->nb = n;
 }
 
+static void grow(struct table *t)
+{
+	grow_to(t, t->nb ? t->nb * 2 : 1024);
+}
+
+/* Room for n entries at once, so that a load rehashes nothing. */
+static void reserve(struct table *t, size_t n)
+{
+	size_t nb = 1024;
+
+	while (nb * LOAD_FACTOR < n)
+		nb *= 2;
+	if (nb > t->nb)
+		grow_to(t, nb);
+}
+
 /*
  * The entry of path in t, made when missing (in a trial, as a copy of the
  * view's); NULL on ENOMEM.
  */
-static struct ventry *get(struct table *t, const char *path)
+static struct ventry *get_h(struct table *t, const char *path, uint64_t h)
 {
-	struct ventry *e = find(t, path), *v, **all;
+	struct ventry *e = find_h(t, path, h), *v, **all;
 	size_t i, len = strlen(path) + 1;
 
 	if (e)
@@ -155,13 +179,18 @@ static struct ventry *get(struct table *t, const char *path)
 		e->flags = v->flags;
 		e->nchild = v->nchild;
 	}
-	i = hash_str(path) & (t->nb - 1);
+	i = h & (t->nb - 1);
 	e->next = t->b[i];
 	t->b[i] = e;
 	t->n++;
 	if (t->trial)
 		t->all[t->nall++] = e;
 	return e;
+}
+
+static struct ventry *get(struct table *t, const char *path)
+{
+	return get_h(t, path, hash_str(path));
 }
 
 /* Drop e from the view when nothing is left of it (never the root). */
@@ -197,14 +226,15 @@ static bool parent_of(const char *path, char *dir)
 static int set_flag(struct table *t, const char *path, uint8_t flag, bool on)
 {
 	char cur[FS_PATH_MAX], dir[FS_PATH_MAX];
+	uint64_t h = hash_str(path);
 	struct ventry *e;
 	bool was, is;
 	int delta;
 
-	e = find(t, path);
+	e = find_h(t, path, h);
 	if (!e && !on && !t->trial)
 		return 0;
-	e = e ? e : get(t, path);
+	e = e ? e : get_h(t, path, h);
 	if (!e)
 		return -ENOMEM;
 	was = exists_e(e);
@@ -344,6 +374,9 @@ int view_load(uint64_t *first, uint64_t *last)
 		rc = ustate_list(fs.store, "/", &keys, &nkeys);
 	if (rc == 0)
 		rc = ustate_list_dirs(fs.store, "/", &dirs, &ndirs);
+	/* The keys' directories too: most hold many keys, so a 64th more. */
+	if (rc == 0)
+		reserve(&view, nkeys + nkeys / 64 + ndirs);
 	for (i = 0; rc == 0 && i < nkeys; i++)
 		rc = set_flag(&view, keys[i], V_VALUE, true);
 	for (i = 0; rc == 0 && i < ndirs; i++)
