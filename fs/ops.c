@@ -2545,6 +2545,41 @@ static int move_ops(struct oplist *l, const char *from, const char *to,
 	return rc;
 }
 
+/*
+ * The rename of a file created but not yet committed: the name moves and
+ * the commit will land on the new one; a key there goes. Commits of from
+ * wait meanwhile (node_unlink_begin()), so that one landing in the middle
+ * cannot leave its key at the old name while the file moves. -EAGAIN: a
+ * commit landed before, from is a key now and is renamed as one.
+ */
+static int move_creation(const char *from, const char *to, unsigned int flags)
+{
+	ustate_op del = {.type = USTATE_OP_DELETE, .key = to};
+	unsigned fflags, tflags;
+	struct node *c;
+	bool creating;
+	int rc;
+
+	c = node_unlink_begin(from, &creating);
+	rc = ustate_node(fs.store, from, &fflags);
+	if (rc == 0 && fflags)
+		rc = -EAGAIN;
+	else if (rc == 0 && !creating)
+		rc = -ENOENT;
+	if (rc == 0)
+		rc = ustate_node(fs.store, to, &tflags);
+	if (rc == 0 && flags_dir(tflags))
+		rc = -EISDIR;
+	else if (rc == 0 && tflags && (flags & RENAME_NOREPLACE))
+		rc = -EEXIST;
+	else if (rc == 0 && tflags)
+		rc = own_transaction(&del, 1);
+	if (rc == 0)
+		node_move(from, to);
+	node_unlink_end(c, false);
+	return rc;
+}
+
 static int do_rename(const char *from, const char *to, unsigned int flags)
 {
 	char fdir[FS_PATH_MAX], tdir[FS_PATH_MAX];
@@ -2566,24 +2601,10 @@ static int do_rename(const char *from, const char *to, unsigned int flags)
 		if (!fflags && !node_is_creating(from))
 			return -ENOENT;
 		if (!fflags) {
-			/*
-			 * Created, not yet committed: the name moves and the
-			 * commit will land on the new one; a key there goes.
-			 */
-			if (flags_dir(tflags))
-				return -EISDIR;
-			if (tflags && (flags & RENAME_NOREPLACE))
-				return -EEXIST;
-			if (tflags) {
-				ustate_op del = {.type = USTATE_OP_DELETE,
-						 .key = to};
-
-				rc = own_transaction(&del, 1);
-				if (rc < 0)
-					return rc;
-			}
-			node_move(from, to);
-			return 0;
+			rc = move_creation(from, to, flags);
+			if (rc != -EAGAIN)
+				return rc;
+			continue; /* its commit landed: a key to rename */
 		}
 		if (tflags && (flags & RENAME_NOREPLACE))
 			return -EEXIST;
