@@ -49,6 +49,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <syslog.h>
 #include <time.h>
@@ -74,7 +75,8 @@
 #define GAP_MIN_NS 1000000ull
 #define GAP_MAX_NS 100000000ull
 #define LOOK_NS 100000000ull
-#define WAL_CHECKPOINT_PAGES 1000 /* SQLite's default autocheckpoint */
+#define LOOK_IDLE_NS 10000000000ull /* with nothing opened: see look_due() */
+#define WAL_CHECKPOINT_PAGES 1000   /* SQLite's default autocheckpoint */
 
 enum {
 	ST_GET,
@@ -612,6 +614,9 @@ struct sq {
 	char *shm_path;	      /* the -shm that SQLite's connections lock */
 	uint64_t gap_until;   /* ns: no group before; protected by glock */
 	uint64_t looked;      /* ns: the last look, protected by leading */
+	uint64_t polled;      /* ns: open_watch last read, by leading */
+	bool looked_once;     /* protected by leading */
+	int open_watch;	      /* inotify of opens of the file, or -1 */
 	bool foreign;	      /* an outside process has the file open,
 				 protected by leading */
 	int64_t data_version; /* protected by wlock */
@@ -1019,12 +1024,39 @@ static void others_committed(struct sq *q, uint64_t now)
  * wait 1 s with odds of 1 in 2,000). Nobody else there, groups follow
  * each other at once. Leader only.
  */
+/*
+ * Whether to look for outside processes now (at most every LOOK_NS).
+ * Reading /proc/locks stalls every file lock of the machine for a moment
+ * (the kernel takes its lock list's semaphore for writing: an RCU grace
+ * period, milliseconds; ten looks a second cost a single writer a tenth
+ * of its writes), so with an inotify watch of the database's opens it is
+ * read only when something opened the file since, while an outside
+ * process is there (to see it go), once after the open (for those that
+ * opened it before us), and every LOOK_IDLE_NS else. Leader only.
+ */
+static bool look_due(struct sq *q, uint64_t now)
+{
+	char buf[4096]
+		__attribute__((aligned(__alignof__(struct inotify_event))));
+	bool opened = false;
+
+	if (now - q->looked < LOOK_NS || now - q->polled < LOOK_NS)
+		return false;
+	q->polled = now;
+	if (q->open_watch < 0 || q->foreign || !q->looked_once)
+		return true;
+	while (read(q->open_watch, buf, sizeof(buf)) > 0)
+		opened = true;
+	return opened || now - q->looked >= LOOK_IDLE_NS;
+}
+
 static uint64_t pace(struct sq *q, uint64_t start, uint64_t end)
 {
 	uint64_t gap, idle;
 
-	if (end - q->looked >= LOOK_NS) {
+	if (look_due(q, end)) {
 		q->looked = end;
+		q->looked_once = true;
 		q->foreign = ustate_turns_foreign(q->turns, q->shm_path);
 	}
 	if (!q->foreign) {
@@ -1181,6 +1213,8 @@ static void sq_close(void *b)
 			     NULL, NULL, NULL);
 	conn_close(q->writer);
 	ustate_turns_close(q->turns);
+	if (q->open_watch >= 0)
+		close(q->open_watch);
 	free(q->shm_path);
 	pthread_mutex_destroy(&q->wlock);
 	pthread_mutex_destroy(&q->plock);
@@ -3845,6 +3879,7 @@ int ustate_sqlite_backend_open(void **b, const struct ustate_backend_ops **ops,
 	if (!q)
 		return -ENOMEM;
 	q->opts = *opts;
+	q->open_watch = -1;
 	pthread_mutex_init(&q->wlock, NULL);
 	pthread_mutex_init(&q->plock, NULL);
 	pthread_cond_init(&q->pcond, NULL);
@@ -3923,7 +3958,16 @@ int ustate_sqlite_backend_open(void **b, const struct ustate_backend_ops **ops,
 		ustate_log(&q->opts, LOG_DEBUG,
 			   "%s: no turns between processes: %s", q->path,
 			   strerror(-rc));
-	q->looked = mono_ns();
+	/* Opens of the file tell when to look for outside writers. */
+	if (rc == 0 && !opts->read_only) {
+		q->open_watch = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+		if (q->open_watch >= 0 &&
+		    inotify_add_watch(q->open_watch, q->path, IN_OPEN) < 0) {
+			close(q->open_watch);
+			q->open_watch = -1;
+		}
+	}
+	q->looked = q->polled = mono_ns();
 	*b = q;
 	*ops = &sqlite_ops;
 	return 0;
