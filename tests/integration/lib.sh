@@ -13,6 +13,10 @@ if [ ! -c /dev/fuse ] || ! command -v fusermount3 >/dev/null; then
 fi
 
 T=$(mktemp -d /tmp/ustatefs-test.XXXXXX)
+# What a program makes for itself in TMPDIR (an etcd store's private
+# replica) goes with the test's folder, even from a daemon killed with
+# SIGKILL, which cannot remove it.
+export TMPDIR=$T
 _cleanup=()
 _failed=0
 
