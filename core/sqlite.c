@@ -1012,19 +1012,6 @@ static void others_committed(struct sq *q, uint64_t now)
 }
 
 /*
- * When the next group may start, after one that held the write lock from
- * start to end (ns). The turns serve libustate processes; a writer outside
- * them (the sqlite3 shell, the Rust crate) only polls, between sleeps of
- * up to 100 ms, and gets in when a poll finds the lock free. While such a
- * process has the file open, the lock is left free a fifth of the time:
- * each poll finds it free with odds of one in five whatever the load (a
- * first write waits 1 s with odds of 1.4%, 5 s with odds of 2 in a
- * million); for a second after another connection's commit was seen
- * (the writer is at work), a third of the time (the rest of its writes
- * wait 1 s with odds of 1 in 2,000). Nobody else there, groups follow
- * each other at once. Leader only.
- */
-/*
  * Whether to look for outside processes now (at most every LOOK_NS).
  * Reading /proc/locks stalls every file lock of the machine for a moment
  * (the kernel takes its lock list's semaphore for writing: an RCU grace
@@ -1050,6 +1037,19 @@ static bool look_due(struct sq *q, uint64_t now)
 	return opened || now - q->looked >= LOOK_IDLE_NS;
 }
 
+/*
+ * When the next group may start, after one that held the write lock from
+ * start to end (ns). The turns serve libustate processes; a writer outside
+ * them (the sqlite3 shell, the Rust crate) only polls, between sleeps of
+ * up to 100 ms, and gets in when a poll finds the lock free. While such a
+ * process has the file open, the lock is left free a fifth of the time:
+ * each poll finds it free with odds of one in five whatever the load (a
+ * first write waits 1 s with odds of 1.4%, 5 s with odds of 2 in a
+ * million); for a second after another connection's commit was seen
+ * (the writer is at work), a third of the time (the rest of its writes
+ * wait 1 s with odds of 1 in 2,000). Nobody else there, groups follow
+ * each other at once. Leader only.
+ */
 static uint64_t pace(struct sq *q, uint64_t start, uint64_t end)
 {
 	uint64_t gap, idle;

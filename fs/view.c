@@ -53,10 +53,6 @@ struct table {
 
 static struct table view;
 static struct table trial = {.trial = true};
-static struct table resync_table(void)
-{
-	return (struct table){.revs = true};
-}
 
 static void *rev_at(const struct ventry *e)
 {
@@ -105,7 +101,7 @@ static struct ventry *find(const struct table *t, const char *path)
 	return find_h(t, path, hash_str(path));
 }
 
-/* Buckets for n entries, or twice as many as now when n is 0. */
+/* Rehash t into n buckets (a power of two). */
 static void grow_to(struct table *t, size_t n)
 {
 	struct ventry **nb, *e, *next;
@@ -483,7 +479,7 @@ int view_resync(uint64_t since, uint64_t *first, uint64_t *last,
 		[D_GONE] = USTATE_EVENT_DELETED,
 		[D_DIR_GONE] = USTATE_EVENT_DIR_DELETED,
 	};
-	struct table fresh = resync_table();
+	struct table fresh = {.revs = true};
 	struct diff d = {0};
 	size_t *order = NULL, i;
 	int rc;
