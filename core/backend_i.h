@@ -28,9 +28,10 @@
  * -EOPNOTSUPP. Version 3 appended meta_get (ownership), version 4 node.
  * Version 5 appended watch_from, version 6 the lease operations, version
  * 7 barrier and connected, version 8 xattrs (and USTATE_OP_XATTR in txn),
- * version 9 lease owners (lease_grant's owner, lease_owner).
+ * version 9 lease owners (lease_grant's owner, lease_owner), version 10
+ * get_many.
  */
-#define USTATE_BACKEND_VERSION 9
+#define USTATE_BACKEND_VERSION 10
 
 /* Whether an op only checks (CHECK_VERSION, CHECK_CHILDREN). */
 static inline int ustate_op_is_check(ustate_op_type type)
@@ -254,6 +255,16 @@ struct ustate_backend_ops {
 	 */
 	int (*lease_owner)(void *b, const char *name, const ustate_meta *owner,
 			   int64_t now);
+
+	/* ---- optional (version 10); NULL: -EOPNOTSUPP ---- */
+
+	/*
+	 * ustate_get_many(), keys checked, n >= 0: out[i] the entry of
+	 * keys[i] or NULL, all from one snapshot whose revision goes to
+	 * *revision. On failure every out[i] is NULL.
+	 */
+	int (*get_many)(void *b, const char *const *keys, size_t n,
+			ustate_entry **out, uint64_t *revision);
 };
 
 /*

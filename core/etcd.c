@@ -826,6 +826,65 @@ static int etcd_get(void *b, const char *key, ustate_entry **out)
 	return rc;
 }
 
+/*
+ * Two ranges a key (its value, its sides) in one read: etcd's Txn, or
+ * the replica's one transaction. n = 0 reads the revision key alone.
+ */
+static int etcd_get_many(void *b, const char *const *keys, size_t n,
+			 ustate_entry **out, uint64_t *revision)
+{
+	struct etcd_backend *e = b;
+	struct ustate_etcd_ranges *res = NULL;
+	struct ustate_etcd_range *rs;
+	char *kb;
+	size_t i;
+	int rc;
+
+	if (2 * n > e->opts.max_txn_ops) {
+		ustate_log(&e->opts, LOG_ERR,
+			   "%s: %zu keys take %zu ranges, over the server's "
+			   "--max-txn-ops (max_txn_ops=%zu)",
+			   e->source, n, 2 * n, e->opts.max_txn_ops);
+		return -E2BIG;
+	}
+	rs = calloc(n ? 2 * n : 1, sizeof(*rs));
+	kb = malloc((n ? 3 * n : 1) * KEY_TEXT_MAX);
+	if (!rs || !kb) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if (!n)
+		range_key(&rs[0], kb, e, 'v', "/", NULL);
+	for (i = 0; i < n; i++) {
+		range_key(&rs[2 * i], kb + 3 * i * KEY_TEXT_MAX, e, 0, keys[i],
+			  NULL);
+		range_sides(&rs[2 * i + 1], kb + (3 * i + 1) * KEY_TEXT_MAX,
+			    kb + (3 * i + 2) * KEY_TEXT_MAX, e, keys[i]);
+	}
+	rc = read_ranges(e, rs, n ? 2 * n : 1, &res);
+	if (rc < 0)
+		goto out;
+	*revision = res->revision;
+	for (i = 0; rc == 0 && i < n; i++) {
+		if (!res->r[2 * i].n)
+			continue;
+		rc = entry_from(keys[i], &res->r[2 * i].kv[0],
+				&res->r[2 * i + 1], &out[i]);
+		if (rc == 0)
+			rc = entry_lease_id(e, res->r[2 * i].kv[0].lease,
+					    &out[i]);
+	}
+	for (i = 0; rc < 0 && i < n; i++) {
+		ustate_entry_free(out[i]);
+		out[i] = NULL;
+	}
+out:
+	ustate_etcd_ranges_free(res);
+	free(kb);
+	free(rs);
+	return rc;
+}
+
 static int etcd_key_version(void *b, const char *key, uint64_t *version)
 {
 	struct etcd_backend *e = b;
@@ -4368,6 +4427,7 @@ static const struct ustate_backend_ops etcd_ops = {
 	.watch_from = etcd_watch_from,
 	.lease_grant = etcd_lease_grant,
 	.lease_owner = etcd_lease_owner,
+	.get_many = etcd_get_many,
 	.lease_keepalive = etcd_lease_keepalive,
 	.lease_revoke = etcd_lease_revoke,
 	.lease_get = etcd_lease_get,

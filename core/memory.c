@@ -304,34 +304,62 @@ static void mem_close(void *b)
 	free(m);
 }
 
+/* The entry of node x, or NULL when out of memory. Under the lock. */
+static ustate_entry *entry_of(const struct mem_node *x)
+{
+	ustate_entry *e;
+
+	e = ustate_entry_new_leased(x->key, x->value, x->value_len,
+				    x->lease ? x->lease->name : NULL);
+	if (e) {
+		e->version = x->version;
+		e->created_at = x->created_at;
+		e->updated_at = x->updated_at;
+		e->mod_revision = x->mod_revision;
+	}
+	return e;
+}
+
 static int mem_get(void *b, const char *key, ustate_entry **out)
 {
 	struct mem_backend *m = b;
 	struct mem_node *x;
-	ustate_entry *e;
 	int rc;
 
 	rc = -pthread_rwlock_rdlock(&m->lock);
 	if (rc < 0)
 		return rc;
 	x = find(&m->keys, key);
-	if (!x) {
+	if (!x)
 		rc = -ENOENT;
-		goto out;
-	}
-	e = ustate_entry_new_leased(x->key, x->value, x->value_len,
-				    x->lease ? x->lease->name : NULL);
-	if (!e) {
+	else if (!(*out = entry_of(x)))
 		rc = -ENOMEM;
-		goto out;
-	}
-	e->version = x->version;
-	e->created_at = x->created_at;
-	e->updated_at = x->updated_at;
-	e->mod_revision = x->mod_revision;
-	*out = e;
-out:
 	pthread_rwlock_unlock(&m->lock);
+	return rc;
+}
+
+static int mem_get_many(void *b, const char *const *keys, size_t n,
+			ustate_entry **out, uint64_t *revision)
+{
+	struct mem_backend *m = b;
+	struct mem_node *x;
+	size_t i;
+	int rc;
+
+	rc = -pthread_rwlock_rdlock(&m->lock);
+	if (rc < 0)
+		return rc;
+	*revision = m->rev;
+	for (i = 0; rc == 0 && i < n; i++) {
+		x = find(&m->keys, keys[i]);
+		if (x && !(out[i] = entry_of(x)))
+			rc = -ENOMEM;
+	}
+	pthread_rwlock_unlock(&m->lock);
+	for (i = 0; rc < 0 && i < n; i++) {
+		ustate_entry_free(out[i]);
+		out[i] = NULL;
+	}
 	return rc;
 }
 
@@ -2490,6 +2518,7 @@ static const struct ustate_backend_ops mem_ops = {
 	.xattrs = mem_xattrs,
 	.lease_grant = mem_lease_grant,
 	.lease_owner = mem_lease_owner,
+	.get_many = mem_get_many,
 	.lease_keepalive = mem_lease_keepalive,
 	.lease_revoke = mem_lease_revoke,
 	.lease_get = mem_lease_get,

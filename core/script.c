@@ -20,9 +20,12 @@
  *
  * KEY is the text between the command and the last space of the line (or
  * the end of the line for delete and get), so keys may hold spaces.
- * A get is made consistent with the commit by a version check on the key
- * it read; when another writer changes it in between, the script runs
- * again (up to GET_RETRIES times).
+ * The gets are read from one snapshot (ustate_get_many()). A script that
+ * writes nothing is answered from that snapshot, its checks included, so
+ * it never fails for other writers. Otherwise each get is made consistent
+ * with the commit by a version check on the key it read; when another
+ * writer changes it in between, the script runs again (up to GET_RETRIES
+ * times).
  *
  * Reply on success, one line per op in order, a get followed by its value
  * and a newline:
@@ -573,13 +576,88 @@ static int owner_ops(ustate_script *sc, ustate_op *ops, size_t *n)
 	return rc;
 }
 
-/* Run the script: read the gets, then commit everything with their checks. */
+/*
+ * Read the gets into got[] (by op), from one snapshot of revision *rev
+ * (ustate_get_many()); with all, the checks' keys too. 1 when so, 0 when
+ * the store could not read them at once (an etcd store over its
+ * max_txn_ops) and they were read one by one instead, or a negative
+ * errno.
+ */
+static int read_gets(ustate_script *sc, ustate_entry **got, bool all,
+		     uint64_t *rev)
+{
+	const char **keys;
+	ustate_entry **out;
+	size_t i, m = 0;
+	int rc;
+
+	for (i = 0; i < sc->n; i++) {
+		ustate_entry_free(got[i]);
+		got[i] = NULL;
+	}
+	keys = malloc((sc->n + 1) * sizeof(*keys));
+	out = malloc((sc->n + 1) * sizeof(*out));
+	if (!keys || !out) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < sc->n; i++)
+		if (sc->ops[i].is_get || all)
+			keys[m++] = sc->ops[i].key;
+	rc = ustate_get_many(sc->s, keys, m, out, rev);
+	if (rc == 0) {
+		for (i = 0, m = 0; i < sc->n; i++)
+			if (sc->ops[i].is_get || all)
+				got[i] = out[m++];
+		rc = 1;
+	} else if (rc == -E2BIG || rc == -EOPNOTSUPP) {
+		for (i = 0, rc = 0; i < sc->n && rc >= 0; i++) {
+			if (!sc->ops[i].is_get)
+				continue;
+			rc = ustate_get(sc->s, sc->ops[i].key, &got[i]);
+			if (rc == -ENOENT)
+				rc = 0;
+		}
+	}
+out:
+	free(keys);
+	free(out);
+	return rc;
+}
+
+/*
+ * The checks of a script that writes nothing, against the snapshot its
+ * gets came from: no transaction, and so no retry.
+ */
+static int check_read(ustate_script *sc, ustate_entry **got, uint64_t *vers,
+		      ustate_txn_result *res)
+{
+	size_t i;
+
+	for (i = 0; i < sc->n; i++) {
+		vers[i] = got[i] ? got[i]->version : 0;
+		if (!sc->ops[i].is_get && vers[i] != sc->ops[i].op.version) {
+			res->failed = i;
+			res->found = vers[i];
+			return -ECANCELED;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Run the script. Its gets are read from one snapshot. A script that
+ * writes nothing has its checks read in the same snapshot and is done;
+ * otherwise everything is committed with a check of each get's version,
+ * and when another writer changed one in between, the script runs again.
+ */
 static int run(ustate_script *sc)
 {
 	ustate_txn_result res = {0};
 	ustate_entry **got = NULL;
 	ustate_op *ops = NULL;
-	uint64_t *vers = NULL;
+	uint64_t *vers = NULL, rev = 0;
+	bool reads_only = true;
 	int rc = 0, attempt;
 	struct sc_op *o;
 	size_t i, n;
@@ -593,24 +671,24 @@ static int run(ustate_script *sc)
 		rc = fail(sc, -ENOMEM, sc->lineno, NULL, "out of memory");
 		goto out;
 	}
+	for (i = 0; i < sc->n; i++)
+		reads_only &= ustate_op_is_check(sc->ops[i].op.type);
 	for (attempt = 0; attempt < GET_RETRIES; attempt++) {
 		rc = vet(sc);
 		if (rc < 0)
 			goto out;
-		for (i = 0; i < sc->n; i++) {
-			o = &sc->ops[i];
-			if (!o->is_get)
-				continue;
-			ustate_entry_free(got[i]);
-			got[i] = NULL;
-			rc = ustate_get(sc->s, o->key, &got[i]);
-			if (rc < 0 && rc != -ENOENT)
-				break;
-			o->op.version = got[i] ? got[i]->version : 0;
-			rc = 0;
-		}
+		rc = read_gets(sc, got, reads_only, &rev);
 		if (rc < 0)
 			break;
+		for (i = 0; i < sc->n; i++)
+			if (sc->ops[i].is_get)
+				sc->ops[i].op.version =
+					got[i] ? got[i]->version : 0;
+		if (rc == 1 && reads_only) {
+			res.revision = rev;
+			rc = check_read(sc, got, vers, &res);
+			break;
+		}
 		for (n = 0; n < sc->n; n++)
 			ops[n] = sc->ops[n].op;
 		rc = owner_ops(sc, ops, &n);

@@ -1248,20 +1248,17 @@ static ustate_entry *entry_of_row(sqlite3_stmt *st, int i, const char *key)
 	return e;
 }
 
-static int sq_get(void *b, const char *key, ustate_entry **out)
+/* The entry of key on connection c; -ENOENT when absent. */
+static int get_on(struct sq *q, struct conn *c, const char *key,
+		  ustate_entry **out)
 {
-	struct sq *q = b;
 	sqlite3_stmt *st = NULL;
 	ustate_entry *e;
-	struct conn *c;
 	int rc;
 
-	c = reader_get(q, &rc);
-	if (!c)
-		return rc;
 	rc = stmt(c, q->has_leases ? ST_GET_L : ST_GET, &st);
 	if (rc < 0)
-		goto out;
+		return rc;
 	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_DONE) {
@@ -1275,7 +1272,19 @@ static int sq_get(void *b, const char *key, ustate_entry **out)
 		rc = e ? 0 : -ENOMEM;
 	}
 	done(st);
-out:
+	return rc;
+}
+
+static int sq_get(void *b, const char *key, ustate_entry **out)
+{
+	struct sq *q = b;
+	struct conn *c;
+	int rc;
+
+	c = reader_get(q, &rc);
+	if (!c)
+		return rc;
+	rc = get_on(q, c, key, out);
 	reader_put(q, c);
 	return rc;
 }
@@ -1496,6 +1505,38 @@ static int sq_revision(void *b, uint64_t *rev)
 	if (!c)
 		return rc;
 	rc = state_on(c, rev, &compacted);
+	reader_put(q, c);
+	return rc;
+}
+
+/* In one read transaction of a reader: WAL readers never wait for writers. */
+static int sq_get_many(void *b, const char *const *keys, size_t n,
+		       ustate_entry **out, uint64_t *revision)
+{
+	uint64_t compacted;
+	struct sq *q = b;
+	struct conn *c;
+	size_t i;
+	int rc;
+
+	c = reader_get(q, &rc);
+	if (!c)
+		return rc;
+	rc = exec1(c, ST_BEGIN_READ);
+	if (rc < 0)
+		goto out;
+	rc = state_on(c, revision, &compacted);
+	for (i = 0; rc == 0 && i < n; i++) {
+		rc = get_on(q, c, keys[i], &out[i]);
+		if (rc == -ENOENT)
+			rc = 0;
+	}
+	exec1(c, ST_COMMIT);
+	for (i = 0; rc < 0 && i < n; i++) {
+		ustate_entry_free(out[i]);
+		out[i] = NULL;
+	}
+out:
 	reader_put(q, c);
 	return rc;
 }
@@ -3844,6 +3885,7 @@ static const struct ustate_backend_ops sqlite_ops = {
 	.node = sq_node,
 	.lease_grant = sq_lease_grant,
 	.lease_owner = sq_lease_owner,
+	.get_many = sq_get_many,
 	.lease_keepalive = sq_lease_keepalive,
 	.lease_revoke = sq_lease_revoke,
 	.lease_get = sq_lease_get,

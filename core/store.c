@@ -365,6 +365,28 @@ int ustate_get(ustate *s, const char *key, ustate_entry **out)
 	return s->ops->get(s->be, key, out);
 }
 
+int ustate_get_many(ustate *s, const char *const *keys, size_t n,
+		    ustate_entry **out, uint64_t *revision)
+{
+	uint64_t rev;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < n; i++)
+		out[i] = NULL;
+	for (i = 0; i < n; i++) {
+		rc = ustate_key_valid(keys[i]);
+		if (rc < 0)
+			return rc;
+	}
+	if (!s->ops->get_many)
+		return -EOPNOTSUPP;
+	rc = s->ops->get_many(s->be, keys, n, out, &rev);
+	if (rc == 0 && revision)
+		*revision = rev;
+	return rc;
+}
+
 int ustate_version(ustate *s, const char *key, uint64_t *version)
 {
 	int rc = ustate_key_valid(key);

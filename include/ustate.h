@@ -451,6 +451,33 @@ void ustate_close(ustate *s);
  */
 int ustate_get(ustate *s, const char *key, ustate_entry **out);
 
+/**
+ * ustate_get_many() - read several keys from one consistent snapshot
+ * (since libustate 0.7).
+ * @s:        the store.
+ * @keys:     n keys, borrowed for the call; a key may repeat.
+ * @n:        how many; 0 reads only the revision.
+ * @out:      n slots, in caller memory: out[i] receives a new entry of
+ *            keys[i], owned by the caller (ustate_entry_free()), or NULL
+ *            when that key does not exist. On failure every slot is NULL.
+ * @revision: if not NULL, receives the store revision of the snapshot:
+ *            every entry is as it was at that revision, every NULL a key
+ *            absent then.
+ *
+ * Each key's entry is the one ustate_get() would give at that revision;
+ * no write lands between two of them, which separate ustate_get() calls
+ * cannot promise. Readers are not blocked by writers, nor writers by it.
+ * An etcd store reads them in one etcd Txn (or from its replica at
+ * consistency=local, as ustate_get() does): two ranges a key, so n over
+ * half the server's --max-txn-ops (max_txn_ops) is -E2BIG.
+ *
+ * Return: 0 (absent keys are not an error); -EINVAL, -ENAMETOOLONG for a
+ * bad key (nothing read); -E2BIG as above; -ENOMEM; -EIO and other
+ * errors of the backend.
+ */
+int ustate_get_many(ustate *s, const char *const *keys, size_t n,
+		    ustate_entry **out, uint64_t *revision);
+
 /** ustate_entry_free() - free an entry from ustate_get(). NULL is a no-op. */
 void ustate_entry_free(ustate_entry *e);
 

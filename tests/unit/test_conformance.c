@@ -2401,6 +2401,225 @@ static void test_thread_group_commit(void **state)
 	assert_int_equal(events, (uint64_t)total);
 }
 
+/*
+ * Several keys from one snapshot: what each holds, NULL for an absent
+ * one, the snapshot's revision; a bad key reads nothing.
+ */
+static void test_get_many(void **state)
+{
+	static const char *const keys[] = {"/m/a", "/m/none", "/m/b", "/m/a"};
+	static const char *const bad[] = {"/m/a", "no-slash"};
+	struct fixture *f = *state;
+	ustate_entry *out[4];
+	uint64_t rev = 0;
+	size_t i;
+
+	put(f->s, "/m/a", "1", 1);
+	put(f->s, "/m/b", "22", 1);
+	put(f->s, "/m/b", "333", 2);
+	assert_int_equal(ustate_get_many(f->s, keys, 4, out, &rev), 0);
+	assert_int_equal(rev, ustate_revision(f->s));
+	assert_int_equal(rev, REV(3));
+	assert_non_null(out[0]);
+	assert_non_null(out[3]);
+	assert_null(out[1]);
+	assert_non_null(out[2]);
+	assert_string_equal(out[0]->key, "/m/a");
+	assert_int_equal(out[0]->value_len, 1);
+	assert_memory_equal(out[0]->value, "1", 1);
+	assert_int_equal(out[0]->version, 1);
+	assert_int_equal(out[0]->mod_revision, REV(1));
+	assert_int_equal(out[3]->version, 1);
+	assert_int_equal(out[2]->value_len, 3);
+	assert_memory_equal(out[2]->value, "333", 3);
+	assert_int_equal(out[2]->version, 2);
+	assert_int_equal(out[2]->mod_revision, REV(3));
+	for (i = 0; i < 4; i++)
+		ustate_entry_free(out[i]);
+
+	/* Nothing to read: the revision alone. */
+	rev = 0;
+	assert_int_equal(ustate_get_many(f->s, keys, 0, out, &rev), 0);
+	assert_int_equal(rev, REV(3));
+	/* A bad key: nothing read, every slot NULL. */
+	out[0] = out[1] = (ustate_entry *)&rev;
+	assert_int_equal(ustate_get_many(f->s, bad, 2, out, NULL), -EINVAL);
+	assert_null(out[0]);
+	assert_null(out[1]);
+}
+
+/*
+ * Reads of two keys that every write changes together, while writers
+ * change them as fast as they can: ustate_get_many() and a /.txn script
+ * of gets only see them equal, at a revision no older than either, and
+ * the script never fails for the writers (it writes nothing, so it needs
+ * no check that they could make fail).
+ */
+struct pair_writer {
+	ustate *s;
+	const int *stop;
+	int writes;
+	int rc;
+};
+
+static void *pair_writer_main(void *arg)
+{
+	struct pair_writer *w = arg;
+	ustate_op ops[2];
+	char val[16];
+	int j;
+
+	for (j = 0; j < 4000 && !__atomic_load_n(w->stop, __ATOMIC_ACQUIRE);
+	     j++) {
+		snprintf(val, sizeof(val), "%d", j);
+		ops[0] = (ustate_op){.type = USTATE_OP_SET,
+				     .key = "/p/a",
+				     .value = val,
+				     .value_len = strlen(val)};
+		ops[1] = ops[0];
+		ops[1].key = "/p/b";
+		w->rc = ustate_transaction(w->s, ops, 2, NULL);
+		if (w->rc < 0)
+			break;
+		w->writes++;
+	}
+	return NULL;
+}
+
+/* What one round of test_get_many_under_writes() read wrong, or NULL. */
+static const char *pair_read(ustate *s, uint64_t base)
+{
+	static const char *const keys[] = {"/p/a", "/p/b"};
+	static const char text[] = "get /p/a\nget /p/b\ncommit\n";
+	const char *wrong = NULL;
+	unsigned long long rev;
+	ustate_script *sc = NULL;
+	ustate_entry *out[2];
+	char a[16], b[16];
+	const char *r;
+	size_t len;
+	uint64_t at;
+	int rc;
+
+	rc = ustate_get_many(s, keys, 2, out, &at);
+	if (rc < 0)
+		return "ustate_get_many() failed";
+	if (!out[0] || !out[1])
+		wrong = "a key is missing";
+	else if (out[0]->value_len != out[1]->value_len ||
+		 memcmp(out[0]->value, out[1]->value, out[0]->value_len))
+		wrong = "the two values differ";
+	else if (out[0]->mod_revision != out[1]->mod_revision ||
+		 at < out[0]->mod_revision)
+		wrong = "the revisions disagree";
+	if (wrong && out[0] && out[1])
+		fprintf(stderr, "at %llu: %.*s v%llu r%llu, %.*s v%llu r%llu\n",
+			(unsigned long long)at, (int)out[0]->value_len,
+			(const char *)out[0]->value,
+			(unsigned long long)out[0]->version,
+			(unsigned long long)out[0]->mod_revision,
+			(int)out[1]->value_len, (const char *)out[1]->value,
+			(unsigned long long)out[1]->version,
+			(unsigned long long)out[1]->mod_revision);
+	ustate_entry_free(out[0]);
+	ustate_entry_free(out[1]);
+	if (wrong)
+		return wrong;
+
+	if (ustate_script_new(&sc, s) < 0)
+		return "ustate_script_new() failed";
+	rc = ustate_script_feed(sc, text, strlen(text));
+	r = ustate_script_reply(sc, &len);
+	if (rc != 1)
+		wrong = "the script failed";
+	else if (
+		sscanf(r,
+		       "ok %llu\nget /p/a %*u %*u\n%15s\nget /p/b %*u %*u\n%15s\n",
+		       &rev, a, b) != 3)
+		wrong = "the script's reply does not parse";
+	else if (strcmp(a, b))
+		wrong = "the script read two values";
+	else if (rev < base + 1)
+		wrong = "the script's revision is too old";
+	if (wrong)
+		fprintf(stderr, "reply: %.*s\n", (int)len, r);
+	ustate_script_free(sc);
+	return wrong;
+}
+
+static void test_get_many_under_writes(void **state)
+{
+	struct fixture *f = *state;
+	struct pair_writer w[3];
+	const char *wrong = NULL;
+	pthread_t t[3];
+	int i, round, stop = 0;
+	ustate_op ops[2] = {
+		{.type = USTATE_OP_SET,
+		 .key = "/p/a",
+		 .value = "-",
+		 .value_len = 1},
+		{.type = USTATE_OP_SET,
+		 .key = "/p/b",
+		 .value = "-",
+		 .value_len = 1},
+	};
+
+	assert_int_equal(ustate_transaction(f->s, ops, 2, NULL), 0);
+	for (i = 0; i < 3; i++) {
+		w[i] = (struct pair_writer){.s = f->s, .stop = &stop};
+		assert_int_equal(
+			pthread_create(&t[i], NULL, pair_writer_main, &w[i]),
+			0);
+	}
+	/* No assertion until the writers are gone: they use the store. */
+	for (round = 0; round < 150 && !wrong; round++)
+		wrong = pair_read(f->s, f->base);
+	__atomic_store_n(&stop, 1, __ATOMIC_RELEASE);
+	for (i = 0; i < 3; i++)
+		pthread_join(t[i], NULL);
+	if (wrong)
+		fail_msg("round %d: %s", round, wrong);
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(w[i].rc, 0);
+		assert_true(w[i].writes > 0);
+	}
+}
+
+/*
+ * etcd reads n keys in one Txn of 2n ranges: over max_txn_ops that is
+ * -E2BIG, and a script of that many gets reads them one by one instead,
+ * made consistent by its checks.
+ */
+static void test_etcd_get_many_limit(void **state)
+{
+	static const char *const keys[] = {"/e/a", "/e/b", "/e/c"};
+	static const char text[] = "get /e/a\nget /e/b\nget /e/c\ncommit\n";
+	ustate_options o = fast_options();
+	struct fixture *f = *state;
+	ustate_entry *out[3];
+	char *reply;
+	uint64_t rev;
+
+	o.max_txn_ops = 4;
+	assert_int_equal(open_fresh(f, &o, &f->s2), 0);
+	put(f->s2, "/e/a", "1", 1);
+	put(f->s2, "/e/c", "3", 1);
+	out[0] = out[1] = out[2] = (ustate_entry *)&rev;
+	assert_int_equal(ustate_get_many(f->s2, keys, 3, out, &rev), -E2BIG);
+	assert_null(out[0]);
+	assert_null(out[1]);
+	assert_null(out[2]);
+	assert_int_equal(ustate_get_many(f->s2, keys, 2, out, &rev), 0);
+	assert_non_null(out[0]);
+	assert_null(out[1]);
+	ustate_entry_free(out[0]);
+	assert_int_equal(script_run(f->s2, text, &reply), 1);
+	assert_non_null(strstr(reply, "\nget /e/a 1 1\n1\nget /e/b 0 0\n\n"
+				      "get /e/c 1 1\n3\n"));
+	free(reply);
+}
+
 /* ---- options, directories, scripts ------------------------------------- */
 
 static void test_options_get(void **state)
@@ -7033,6 +7252,7 @@ static void test_etcd_lease_side_keys(void **state)
 		T(test_watch_other_thread), T(test_watch_idle_cpu),            \
 		T(test_watch_concurrent_writers), T(test_watch_big_txn),       \
 		T(test_thread_cas_race), T(test_thread_group_commit),          \
+		T(test_get_many), T(test_get_many_under_writes),               \
 		T(test_options_get), T(test_options_strings),                  \
 		T(test_dir_records), T(test_node),                             \
 		T(test_node_bad_path_output), T(test_node_get),                \
@@ -7112,6 +7332,7 @@ static const struct CMUnitTest etcd_cases[] = {
 	T(test_etcd_export_leases),
 	T(test_etcd_lease_side_keys),
 	T(test_etcd_lease_reopen),
+	T(test_etcd_get_many_limit),
 };
 
 int main(int argc, char **argv)
