@@ -604,6 +604,11 @@ static int read_gets(ustate_script *sc, ustate_entry **got, bool all,
 	for (i = 0; i < sc->n; i++)
 		if (sc->ops[i].is_get || all)
 			keys[m++] = sc->ops[i].key;
+	/* Nothing to read before the commit: no request either. */
+	if (!m && !all) {
+		rc = 1;
+		goto out;
+	}
 	rc = ustate_get_many(sc->s, keys, m, out, rev);
 	if (rc == 0) {
 		for (i = 0, m = 0; i < sc->n; i++)
