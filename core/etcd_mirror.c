@@ -13,8 +13,10 @@
  *            format (1), lo and hi (the range), cluster (etcd's cluster
  *            ID), revision, and complete (1 once a load has finished)
  *
- * One connection, used by the replica's thread while it loads (reads are
- * refused meanwhile) and under the lock afterwards, by it and by readers.
+ * One connection, used while the replica loads by the streams of the
+ * load (the replica's thread and LOAD_STREAMS - 1 more, one at a time;
+ * reads are refused meanwhile) and under the lock afterwards, by the
+ * replica's thread and by readers.
  * The file is a cache: synchronous=OFF, and a file that is not complete,
  * or of another cluster or range, is loaded again from scratch.
  */
@@ -338,6 +340,15 @@ static int page(struct ustate_etcd_mirror *m, const char *from, size_t flen,
 	return rc;
 }
 
+static void cluster_of(struct ustate_etcd_mirror *m, json_t *resp, char *buf,
+		       size_t len)
+{
+	json_t *id =
+		json_object_get(json_object_get(resp, "header"), "cluster_id");
+
+	snprintf(buf, len, "%s", json_string_value(id) ?: "");
+}
+
 /*
  * The windows of a load. etcd 3.4 answers a range with a limit after
  * walking every key of [key, range_end) in its index, to count them: pages
@@ -377,14 +388,16 @@ static int bytes_cmp(const char *a, size_t alen, const char *b, size_t blen)
 }
 
 /*
- * The end of the window after the stretch [s, e) of n keys, into end
- * (room for elen + WIN_BYTES bytes); its length, or 0 for "up to hi".
- * The numbers start WIN_ROOM bytes before the common prefix ends, so that
- * a window wider than what is left of that prefix carries into it, as a
- * sum of byte strings does.
+ * The end of a window from from after the stretch [s, e) of n keys was
+ * read, into end (room for flen + WIN_BYTES bytes): from plus PAGE / n
+ * times the width of the stretch. Its length, or 0 for "up to hi". The
+ * numbers start WIN_ROOM bytes before the common prefix of s and e ends,
+ * so that a window wider than what is left of that prefix carries into
+ * it, as a sum of byte strings does.
  */
 static size_t win_end(const char *s, size_t slen, const char *e, size_t elen,
-		      uint64_t n, const char *hi, char *end)
+		      uint64_t n, const char *from, size_t flen, const char *hi,
+		      char *end)
 {
 	size_t p = 0, q, i, len;
 	win_num a, b, w, x;
@@ -395,129 +408,341 @@ static size_t win_end(const char *s, size_t slen, const char *e, size_t elen,
 	q = p > WIN_ROOM ? p - WIN_ROOM : 0;
 	a = win_of(s, slen, q);
 	b = win_of(e, elen, q);
-	if (b <= a)
+	if (b <= a || flen < q)
 		return 0;
 	w = b - a;
+	x = win_of(from, flen, q);
 	mult = n ? (PAGE + n - 1) / n : WIN_GROWTH;
 	if (mult > WIN_GROWTH)
 		mult = WIN_GROWTH;
-	/* b + (b - a) * mult, without passing 2^128: past it, up to hi. */
-	if (w > (~(win_num)0 - b) / mult)
+	/* from + (b - a) * mult, without passing 2^128: past it, up to hi. */
+	if (w > (~(win_num)0 - x) / mult)
 		return 0;
-	x = b + w * mult;
-	memcpy(end, e, q);
+	x += w * mult;
+	memcpy(end, from, q);
 	for (i = 0; i < WIN_BYTES; i++)
 		end[q + i] = (char)(x >> (8 * (WIN_BYTES - 1 - i)) & 0xff);
 	len = q + WIN_BYTES;
 	if (bytes_cmp(end, len, hi, strlen(hi)) >= 0 ||
-	    bytes_cmp(end, len, e, elen) <= 0)
+	    bytes_cmp(end, len, from, flen) <= 0)
 		return 0;
 	return len;
 }
 
-static void cluster_of(struct ustate_etcd_mirror *m, json_t *resp, char *buf,
-		       size_t len)
-{
-	json_t *id =
-		json_object_get(json_object_get(resp, "header"), "cluster_id");
+/* A byte string of a load (etcd's keys may hold any byte), owned. */
+struct bkey {
+	char *b;
+	size_t len;
+};
 
-	snprintf(buf, len, "%s", json_string_value(id) ?: "");
+static int bkey_set(struct bkey *k, const char *b, size_t len)
+{
+	char *c = malloc(len + 1);
+
+	if (!c)
+		return -ENOMEM;
+	if (len)
+		memcpy(c, b, len);
+	c[len] = '\0';
+	free(k->b);
+	k->b = c;
+	k->len = len;
+	return 0;
+}
+
+/*
+ * A load: LOAD_STREAMS threads take windows in turn from the frontier,
+ * each ranges its own (etcd serves them at once, on as many cores) and
+ * writes what it got into the file, in whatever order: a load is of one
+ * revision, so the rows do not depend on it. A window that held more
+ * than a page goes on with its thread, from past its last key; one that
+ * went up to hi (no guess could be made) gives the rest back to the
+ * frontier instead. Streams without a window wait while others may still
+ * give some back.
+ */
+#define LOAD_STREAMS 3
+
+struct loader {
+	struct ustate_etcd_mirror *m;
+	uint64_t rev;
+	struct timespec t0;
+
+	pthread_mutex_t lock;	  /* protects everything below but the file */
+	pthread_cond_t cond;	  /* a window was given back, or one ended */
+	struct bkey frontier;	  /* where the next window starts */
+	bool at_hi;		  /* no window left at the frontier */
+	unsigned busy;		  /* streams that hold a window */
+	struct bkey est_s, est_e; /* the last stretch read ... */
+	uint64_t est_n;		  /* ... and its keys */
+	int rc;			  /* the first failure */
+
+	pthread_mutex_t dlock; /* the file, and: */
+	uint64_t n;	       /* keys written */
+	size_t pages;
+};
+
+static void load_fail(struct loader *l, int rc)
+{
+	pthread_mutex_lock(&l->lock);
+	if (!l->rc)
+		l->rc = rc;
+	pthread_cond_broadcast(&l->cond);
+	pthread_mutex_unlock(&l->lock);
+}
+
+/*
+ * A window [from, end) from the frontier (end->len 0: up to hi): 1, or
+ * 0 when none is left or the load failed.
+ */
+static int load_take(struct loader *l, struct bkey *from, struct bkey *end)
+{
+	size_t len;
+	int rc = 1;
+
+	pthread_mutex_lock(&l->lock);
+	while (!l->rc && l->at_hi && l->busy)
+		pthread_cond_wait(&l->cond, &l->lock);
+	if (l->rc || l->at_hi) {
+		rc = 0;
+		goto out;
+	}
+	free(end->b);
+	end->b = malloc(l->frontier.len + WIN_BYTES);
+	if (!end->b || bkey_set(from, l->frontier.b, l->frontier.len) < 0) {
+		rc = 0;
+		l->rc = -ENOMEM;
+		goto out;
+	}
+	len = win_end(l->est_s.b, l->est_s.len, l->est_e.b, l->est_e.len,
+		      l->est_n, from->b, from->len, l->m->hi, end->b);
+	end->len = len;
+	if (len)
+		rc = bkey_set(&l->frontier, end->b, len) < 0 ? -ENOMEM : 1;
+	else
+		l->at_hi = true;
+	if (rc < 0) {
+		l->rc = rc;
+		rc = 0;
+	} else {
+		l->busy++;
+	}
+out:
+	pthread_mutex_unlock(&l->lock);
+	return rc;
+}
+
+/*
+ * What a window read: the stretch [from, next) of n keys for the next
+ * guesses; with give_back, [next, hi) goes back to the frontier; with
+ * done, the stream's window is over.
+ */
+static void load_learn(struct loader *l, const struct bkey *from,
+		       const struct bkey *next, uint64_t n, bool give_back,
+		       bool done)
+{
+	pthread_mutex_lock(&l->lock);
+	if (bkey_set(&l->est_s, from->b, from->len) < 0 ||
+	    bkey_set(&l->est_e, next->b, next->len) < 0)
+		l->rc = l->rc ?: -ENOMEM;
+	l->est_n = n;
+	if (give_back) {
+		if (bkey_set(&l->frontier, next->b, next->len) < 0)
+			l->rc = l->rc ?: -ENOMEM;
+		l->at_hi = false;
+	}
+	if (done)
+		l->busy--;
+	pthread_cond_broadcast(&l->cond);
+	pthread_mutex_unlock(&l->lock);
+}
+
+/* Write a page's kvs into the file; every PAGES_PER_COMMIT, commit. */
+static int load_write(struct loader *l, json_t *kvs)
+{
+	struct ustate_etcd_mirror *m = l->m;
+	json_t *kv;
+	size_t i;
+	int rc = 0;
+
+	pthread_mutex_lock(&l->dlock);
+	json_array_foreach(kvs, i, kv)
+	{
+		rc = put_kv(m, kv);
+		if (rc < 0)
+			break;
+		if (++l->n % PROGRESS_KEYS == 0)
+			ustate_log(m->opts, LOG_INFO,
+				   "the replica: %" PRIu64
+				   " keys loaded (%.1f s)",
+				   l->n, secs_since(&l->t0));
+	}
+	if (rc == 0 && ++l->pages % PAGES_PER_COMMIT == 0)
+		rc = exec(m, "COMMIT; BEGIN;");
+	pthread_mutex_unlock(&l->dlock);
+	return rc;
+}
+
+/*
+ * One window range: its page into the file, and *next the key after the
+ * last one read when there are more (*more). 0 or -errno.
+ */
+static int load_page(struct loader *l, const struct bkey *from,
+		     const struct bkey *end, struct bkey *next, bool *more,
+		     uint64_t *got)
+{
+	struct ustate_etcd_mirror *m = l->m;
+	json_t *resp = NULL, *kvs;
+	char *k = NULL;
+	size_t klen;
+	int rc;
+
+	rc = page(m, from->b, from->len, end->len ? end->b : m->hi,
+		  end->len ?: strlen(m->hi), l->rev, &resp);
+	if (rc < 0)
+		return rc;
+	if (!l->rev) {
+		l->rev = ustate_etcd_get_u64(json_object_get(resp, "header"),
+					     "revision");
+		cluster_of(m, resp, m->cluster, sizeof(m->cluster));
+	}
+	kvs = json_object_get(resp, "kvs");
+	*got = json_array_size(kvs);
+	rc = load_write(l, kvs);
+	*more = rc == 0 && *got && json_is_true(json_object_get(resp, "more"));
+	/* The next key after the last one read. */
+	if (*more)
+		rc = ustate_etcd_get_bytes(json_array_get(kvs, *got - 1), "key",
+					   &k, &klen);
+	if (*more && rc == 0) {
+		rc = bkey_set(next, k, klen + 1);
+		if (rc == 0)
+			next->b[klen] = '\0';
+	}
+	free(k);
+	json_decref(resp);
+	return rc;
+}
+
+/*
+ * A stream of a load: regions from the frontier until there are none,
+ * each read in windows, their ends guessed from the stream's own last
+ * stretch (a region that holds more than a page is walked like the whole
+ * range was: a page of [from, region's end) each time would walk all the
+ * rest of the region again).
+ */
+static void *load_stream(void *arg)
+{
+	struct loader *l = arg;
+	struct bkey from = {0}, rend = {0}, wend = {0}, next = {0};
+	struct bkey s = {0}, hi = {0};
+	bool more, mine = false;
+	uint64_t got = 0;
+	int rc = 0;
+
+	if (bkey_set(&hi, l->m->hi, strlen(l->m->hi)) < 0) {
+		load_fail(l, -ENOMEM);
+		return NULL;
+	}
+	while (mine || load_take(l, &from, &rend)) {
+		/* The window: the region's start reads all of it. */
+		free(wend.b);
+		wend.b = malloc(from.len + WIN_BYTES);
+		if (!wend.b) {
+			rc = -ENOMEM;
+			break;
+		}
+		wend.len = mine ? win_end(s.b, s.len, from.b, from.len, got,
+					  from.b, from.len, l->m->hi, wend.b)
+				: 0;
+		if (!wend.len || (rend.len && bytes_cmp(wend.b, wend.len,
+							rend.b, rend.len) >= 0))
+			rc = bkey_set(&wend, rend.b, rend.len);
+		if (rc == 0)
+			rc = bkey_set(&s, from.b, from.len);
+		if (rc == 0)
+			rc = load_page(l, &from, &wend, &next, &more, &got);
+		if (rc < 0)
+			break;
+		/* The stretch read: [s, from) now. */
+		if (more)
+			rc = bkey_set(&from, next.b, next.len);
+		else if (wend.len)
+			rc = bkey_set(&from, wend.b, wend.len);
+		if (rc < 0)
+			break;
+		/*
+		 * Done with the region at its end; a region up to hi gives
+		 * the rest back to the frontier after its first page.
+		 */
+		mine = (more || wend.len != rend.len ||
+			memcmp(wend.b, rend.b, wend.len)) &&
+		       rend.len;
+		load_learn(l, &s, more || wend.len ? &from : &hi, got,
+			   more && !rend.len, !mine);
+	}
+	/* (Only a stream that holds a window breaks off: it lets it go.) */
+	if (rc < 0) {
+		load_learn(l, &s, &s, 0, false, true);
+		load_fail(l, rc);
+	}
+	free(from.b);
+	free(rend.b);
+	free(wend.b);
+	free(next.b);
+	free(s.b);
+	free(hi.b);
+	return NULL;
 }
 
 /*
  * Load the whole range at one revision, committing every PAGES_PER_COMMIT
- * pages (the file says "not complete" until the end), in the windows
- * above. Thread only.
+ * pages (the file says "not complete" until the end): a first page of
+ * [lo, hi) fixes the revision and starts the guesses, then LOAD_STREAMS
+ * streams read the rest in windows. Thread only.
  */
 static int load(struct ustate_etcd_mirror *m)
 {
-	json_t *resp = NULL, *kvs, *kv;
-	char *from = NULL, *start = NULL, *end = NULL, *k;
-	size_t flen, slen, elen, klen, i, pages = 0, hlen = strlen(m->hi);
-	uint64_t rev = 0, n = 0, got;
-	struct timespec t0;
+	struct loader l = {.m = m,
+			   .lock = PTHREAD_MUTEX_INITIALIZER,
+			   .cond = PTHREAD_COND_INITIALIZER,
+			   .dlock = PTHREAD_MUTEX_INITIALIZER};
+	struct bkey lo = {0}, none = {0};
+	pthread_t t[LOAD_STREAMS - 1];
+	size_t started = 0, i;
+	uint64_t got;
 	bool more;
 	char v[24];
 	int rc;
 
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	from = strdup(m->lo);
-	if (!from)
-		return -ENOMEM;
-	flen = strlen(from);
-	/* The first window, [lo, hi): the stretch it reads starts the guesses.
-	 */
-	elen = 0;
-	rc = exec(m, "BEGIN; DELETE FROM kv; DELETE FROM meta;");
-	for (;;) {
-		if (rc < 0)
-			break;
-		rc = page(m, from, flen, elen ? end : m->hi, elen ?: hlen, rev,
-			  &resp);
-		if (rc < 0)
-			break;
-		if (!rev) {
-			rev = ustate_etcd_get_u64(
-				json_object_get(resp, "header"), "revision");
-			cluster_of(m, resp, m->cluster, sizeof(m->cluster));
-		}
-		kvs = json_object_get(resp, "kvs");
-		got = json_array_size(kvs);
-		json_array_foreach(kvs, i, kv)
-		{
-			rc = put_kv(m, kv);
-			if (rc < 0)
-				break;
-			if (++n % PROGRESS_KEYS == 0)
-				ustate_log(m->opts, LOG_INFO,
-					   "the replica: %" PRIu64
-					   " keys loaded (%.1f s)",
-					   n, secs_since(&t0));
-		}
-		if (rc < 0)
-			break;
-		more = json_is_true(json_object_get(resp, "more")) && got;
-		if (!more && !elen)
-			break; /* the window was [from, hi): all read */
-		/* The stretch read: from, to where the next window starts. */
-		free(start);
-		start = from;
-		slen = flen;
-		if (more) {
-			/* The next key after the last one read. */
-			rc = ustate_etcd_get_bytes(json_array_get(kvs, got - 1),
-						   "key", &k, &klen);
-			if (rc < 0)
-				break;
-			from = realloc(k, klen + 1);
-			if (!from) {
-				free(k);
-				rc = -ENOMEM;
-				break;
-			}
-			from[klen] = '\0';
-			flen = klen + 1;
-		} else {
-			from = end;
-			flen = elen;
-			end = NULL;
-		}
-		json_decref(resp);
-		resp = NULL;
-		free(end);
-		end = malloc(flen + WIN_BYTES);
-		if (!end) {
-			rc = -ENOMEM;
-			break;
-		}
-		elen = win_end(start, slen, from, flen, got, m->hi, end);
-		if (++pages % PAGES_PER_COMMIT == 0)
-			rc = exec(m, "COMMIT; BEGIN;");
+	clock_gettime(CLOCK_MONOTONIC, &l.t0);
+	rc = bkey_set(&lo, m->lo, strlen(m->lo));
+	if (rc == 0)
+		rc = exec(m, "BEGIN; DELETE FROM kv; DELETE FROM meta;");
+	if (rc == 0)
+		rc = load_page(&l, &lo, &none, &l.frontier, &more, &got);
+	if (rc == 0 && more) {
+		/* The rest, from the frontier, with the first stretch's guess.
+		 */
+		rc = bkey_set(&l.est_s, lo.b, lo.len);
+		if (rc == 0)
+			rc = bkey_set(&l.est_e, l.frontier.b, l.frontier.len);
+		l.est_n = got;
+		l.rc = rc;
+		for (i = 0; rc == 0 && i < LOAD_STREAMS - 1; i++)
+			if (pthread_create(&t[i], NULL, load_stream, &l) == 0)
+				started++;
+		load_stream(&l);
+		for (i = 0; i < started; i++)
+			pthread_join(t[i], NULL);
+		rc = l.rc;
 	}
-	json_decref(resp);
-	free(from);
-	free(start);
-	free(end);
+	free(lo.b);
+	free(l.frontier.b);
+	free(l.est_s.b);
+	free(l.est_e.b);
+	pthread_mutex_destroy(&l.lock);
+	pthread_mutex_destroy(&l.dlock);
+	pthread_cond_destroy(&l.cond);
 	snprintf(v, sizeof(v), "%d", FORMAT);
 	if (rc == 0)
 		rc = meta_set(m, "format", v);
@@ -528,7 +753,7 @@ static int load(struct ustate_etcd_mirror *m)
 	if (rc == 0)
 		rc = meta_set(m, "cluster", m->cluster);
 	if (rc == 0)
-		rc = meta_rev(m, rev);
+		rc = meta_rev(m, l.rev);
 	if (rc == 0)
 		rc = meta_set(m, "complete", "1");
 	if (rc == 0)
@@ -537,11 +762,11 @@ static int load(struct ustate_etcd_mirror *m)
 		sqlite3_exec(m->db, "ROLLBACK", NULL, NULL, NULL);
 		return rc;
 	}
-	ustate_log(m->opts, n >= PROGRESS_KEYS ? LOG_NOTICE : LOG_INFO,
+	ustate_log(m->opts, l.n >= PROGRESS_KEYS ? LOG_NOTICE : LOG_INFO,
 		   "the replica: %" PRIu64 " keys at revision %" PRIu64
 		   ", loaded in %.1f s (%zu pages)",
-		   n, rev, secs_since(&t0), pages + 1);
-	return go_live(m, rev);
+		   l.n, l.rev, secs_since(&l.t0), l.pages);
+	return go_live(m, l.rev);
 }
 
 /* A kept file: live at once if etcd is the same cluster. Thread only. */
