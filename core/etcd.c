@@ -939,6 +939,7 @@ struct walk {
 	bool done;
 	uint64_t limit; /* keys at most in all (0: no limit) */
 	uint64_t given;
+	uint64_t want; /* keys the caller still needs (0: as many as come) */
 };
 
 static int walk_init(struct walk *w, struct etcd_backend *e, const char *start,
@@ -1014,6 +1015,8 @@ static int walk_fetch(struct walk *w)
 
 	if (w->limit && w->limit - w->given < lim)
 		lim = w->limit - w->given;
+	if (w->want && w->want < lim)
+		lim = w->want;
 	if (w->native)
 		return walk_fetch_native(w, lim);
 	r = op_range(ustate_etcd_b64(w->start, w->slen),
@@ -1150,7 +1153,9 @@ static int scan_range(struct etcd_backend *e, char tag, const char *lo,
 	if (rc < 0)
 		goto out;
 	w.native = true; /* keys only: no kv needed */
-	while (l->n < max && (rc = walk_next(&w, &kv, &k, &klen)) > 0) {
+	/* A page of what is still wanted (keys the store skips ask again). */
+	while (l->n < max && (w.want = max - l->n) &&
+	       (rc = walk_next(&w, &kv, &k, &klen)) > 0) {
 		if (classify(e, k, klen, &path) != tag ||
 		    strlen(path) != klen - base)
 			continue;
@@ -4243,7 +4248,7 @@ static int etcd_lease_keepalive(void *b, const char *name, int64_t now,
 {
 	struct etcd_backend *e = b;
 	struct lease_owner own;
-	int64_t id, ttl;
+	int64_t id, ttl = 0;
 	int rc;
 
 	rc = lease_lookup(e, name, &id, NULL, &own);

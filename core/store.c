@@ -797,24 +797,30 @@ static int dirent_cmp(const void *a, const void *b)
 }
 
 #define READDIR_BATCH 64
+#define READDIR_SEEK 4
 
 /*
  * Walk one set below prefix, one child at a time: a name with no further
  * "/" is a child itself; a deeper one names a child with children, whose
- * whole subtree the next seek jumps over (to child + "/" + 0xff).
+ * whole subtree the next seek jumps over (to child + "/" + 0xff). A batch
+ * that ended in such a jump asks the next for READDIR_SEEK names only:
+ * in a directory of directories, most of a full batch would be names of
+ * the subtree jumped over (10,000 subdirectories of 100 keys each: 64
+ * names read for every one used).
  */
 static int readdir_set(ustate *s, int set, const char *prefix,
 		       struct dirents *d)
 {
 	char after[USTATE_KEY_MAX + 3], **v = NULL;
-	size_t plen = strlen(prefix), n = 0, i, clen;
-	bool bounded = false;
+	size_t plen = strlen(prefix), n = 0, i, clen, batch = READDIR_BATCH;
+	bool bounded = false, jumped = false;
 	const char *rest, *slash;
 	int rc;
 
 	do {
+		batch = jumped ? READDIR_SEEK : READDIR_BATCH;
 		rc = s->ops->scan(s->be, set, prefix, bounded ? after : NULL,
-				  READDIR_BATCH, &v, &n);
+				  batch, &v, &n);
 		if (rc < 0)
 			return rc;
 		for (i = 0; i < n && rc == 0; i++) {
@@ -836,10 +842,11 @@ static int readdir_set(ustate *s, int set, const char *prefix,
 			} else {
 				after[plen + clen] = '\0';
 			}
+			jumped = slash != NULL;
 			bounded = true;
 		}
 		ustate_list_free(v, n);
-	} while (rc == 0 && n == READDIR_BATCH);
+	} while (rc == 0 && n == batch);
 	return rc;
 }
 
