@@ -55,7 +55,7 @@ check "a shorter write through the mount: stat at once" 6 \
 	"$(stat -c %s "$M/k")"
 printf 'a much longer value\n' | "$USTATE_CLI" -d "$DB" set /k > /dev/null
 size_is() { [ "$(stat -c %s "$1")" = "$2" ]; }
-wait_for 2 size_is "$M/k" 20 || true
+wait_for 10 size_is "$M/k" 20 || true
 check "another process's commit: stat follows within the watch delay" 20 \
 	"$(stat -c %s "$M/k")"
 truncate -s 3 "$M/k"
@@ -190,8 +190,10 @@ mkdir -p "$N"
 	2> "$T/trace" &
 at_exit "fusermount3 -uz '$N'"
 wait_for 5 grep -q " $N fuse.ustatefs " /proc/mounts || fail "mount noopen"
-inotifywait -m --format '%e %f' "$N" > "$T/noopen-events" 2>/dev/null &
+inotifywait -m --format '%e %f' "$N" > "$T/noopen-events" \
+	2> "$T/noopen-watch" &
 at_exit "kill $!"
+wait_for 5 grep -q "Watches established" "$T/noopen-watch" || fail "inotifywait"
 # Warm: the first reads READ and then refresh the atime they spoiled.
 for i in 1 2 3 4 5; do
 	from=$(mark)
@@ -204,11 +206,11 @@ check "-o noopen: 50 hot cats, no request at all" "0 0 0 0 0" \
 	"$(count "$from")"
 "$USTATE_CLI" -d "$T/noopen.db" set /k second > /dev/null
 reads_second() { [ "$(cat "$N/k")" = second ]; }
-wait_for 2 reads_second || true
+wait_for 10 reads_second || true
 check "-o noopen: another process's commit is read once the daemon hears of it" \
 	second "$(cat "$N/k")"
 ev() { grep -q "CLOSE_WRITE,CLOSE k" "$T/noopen-events"; }
-wait_for 2 ev || true
+wait_for 10 ev || true
 check "-o noopen: and inotify watchers get its event" 1 \
 	"$(grep -c "CLOSE_WRITE,CLOSE k" "$T/noopen-events")"
 check_err "-o noopen is read-only: write" "Read-only" bash -c "echo x > '$N/k'"
