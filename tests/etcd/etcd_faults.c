@@ -23,6 +23,7 @@
  *        etcd_faults tls HOST:PORT CA OTHER_CA
  *        etcd_faults tls-client HOST:PORT CA CERT KEY
  *        etcd_faults replica SOURCE SOURCE_F F FILE OTHER
+ *        etcd_faults replica-moved SOURCE FILE
  * (test_faults.sh says what each scenario asserts.)
  */
 #include <errno.h>
@@ -1380,6 +1381,36 @@ static int replica(int argc, char **argv)
 	return 0;
 }
 
+/*
+ * FILE, a replica of an etcd cluster that is gone, opened on SOURCE, a new
+ * cluster with the same PREFIX, whose only key is /fresh (= "new"): the
+ * file is loaded again, not resumed (its revisions mean nothing here), and
+ * holds the new cluster's keys, none of the old one's.
+ */
+static int replica_moved(int argc, char **argv)
+{
+	ustate *loc;
+	ustate_entry *e = NULL;
+	int rc;
+
+	if (argc != 2)
+		return 2;
+	log_reset();
+	loc = open_replica(argv[0], argv[1], USTATE_CONSISTENCY_LOCAL);
+	if (!loc)
+		return 1;
+	check(logged("is of another etcd cluster"),
+	      "a replica of another cluster is recognised as such");
+	check(!logged("resuming from revision"), "... and not resumed");
+	check(reaches(loc, "/fresh", "new", 20),
+	      "... loaded again, it reads the new cluster's key");
+	rc = ustate_get(loc, "/b", &e);
+	ustate_entry_free(e);
+	check(rc == -ENOENT, "... and none of the old one's: %s", ename(rc));
+	ustate_close(loc);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct {
@@ -1396,6 +1427,7 @@ int main(int argc, char **argv)
 		{"tls", tls},
 		{"tls-client", tls_client},
 		{"replica", replica},
+		{"replica-moved", replica_moved},
 	};
 	size_t i;
 	int rc;

@@ -63,7 +63,9 @@
 #            reads its own writes at once and another's within 5 s; with F
 #            hung, the local replica reads on and a linearizable one on F
 #            refuses; the file is resumed at the next open and catches
-#            up; compacted past while F was down, it is loaded again.
+#            up; compacted past while F was down, it is loaded again;
+#            the file opened on a new cluster (same PREFIX) is loaded
+#            again, with the new cluster's keys only.
 #  tls       1 member on https with a throwaway CA: etcds:// with the CA
 #            works; without it, or with another CA, open is -EACCES; then
 #            a member that requires client certificates: tls_cert and
@@ -325,6 +327,12 @@ replica)
 	drive replica "$(source_of /rp "$L" "$F" "$O")" "$(source_of /rp "$F")" \
 		"$F" "$T/replica.db" "$(source_of /other "$L" "$F" "$O")" ||
 		fail "the client's checks (above)"
+	# The same file on a new cluster (same PREFIX): loaded again.
+	etcd_cluster_stop
+	etcd_cluster_start 1
+	etcd_ctl put /rp/fresh new >/dev/null
+	drive replica-moved "$(source_of /rp 0)" "$T/replica.db" ||
+		fail "the client's checks of the moved replica (above)"
 	;;
 cut)
 	etcd_cluster_start 1
