@@ -56,18 +56,19 @@ struct options {
 #define KEY_MAX_THREADS 2
 
 /*
- * FUSE worker threads of an etcd mount at the default consistency, unless
- * -o max_threads= says otherwise. Each open there waits in its thread for
- * a quorum read (the close-to-open barrier, ops.c), so libfuse's 10 let
- * 10 waiting opens hold every thread: the other requests, even a stat,
- * queued behind them (16 readers of one key read 0.82x an etcd range
- * with 10, 1.06-1.13x with 64; 16 writers 0.36-0.41x of etcd puts,
- * 0.48-0.51x). Where nothing waits on the network before it answers
- * (SQLite, memory, consistency=local) more threads only mean more
- * wakeups: 16 readers of a consistency=local mount read 89,500-97,800/s
- * with 10, 67,100-70,100/s with 64, on 2 cores.
+ * FUSE worker threads of a mount whose opens wait on etcd (see
+ * requests_wait()), unless -o max_threads= says otherwise. Each open
+ * there waits in its thread for a quorum read (the close-to-open
+ * barrier, ops.c), so libfuse's 10 let 10 waiting opens hold every
+ * thread: the other requests, even a stat, queued behind them (16 readers
+ * of one key read 0.82x an etcd range with 10, 1.06-1.13x with 64; 16
+ * writers 0.36-0.41x of etcd puts, 0.48-0.51x). Where nothing waits on
+ * the network before it answers (SQLite, memory, a replica read at
+ * consistency=local) more threads only mean more wakeups: 16 readers of
+ * a consistency=local mount read 89,500-97,800/s with 10, 67,100-70,100/s
+ * with 64, on 2 cores.
  */
-#define BARRIER_MAX_THREADS 64
+#define WAITING_MAX_THREADS 64
 
 #define OPT(t, p)                                                              \
 	{                                                                      \
@@ -161,7 +162,7 @@ static void usage(const char *prog)
 	       "    -f                       stay in the foreground\n"
 	       "    -s                       single-threaded\n"
 	       "    -o max_threads=N         FUSE worker threads (64 on etcd\n"
-	       "                             at the default consistency,\n"
+	       "                             but at consistency=local,\n"
 	       "                             libfuse's 10 otherwise)\n"
 	       "\n"
 	       "FUSE options:\n",
@@ -187,6 +188,18 @@ static int opt_proc(void *data, const char *arg, int key,
 	if (key == KEY_MAX_THREADS)
 		o->max_threads_given = 1;
 	return 1;
+}
+
+/*
+ * Whether the mount's opens wait on etcd: an etcd SOURCE, unless its
+ * reads come from a replica at consistency=local.
+ */
+static bool requests_wait(const struct options *o)
+{
+	bool replica = !o->replica || strcmp(o->replica, "none");
+	bool local = o->consistency && !strcmp(o->consistency, "local");
+
+	return !strncmp(o->source, "etcd", 4) && !(replica && local);
 }
 
 /*
@@ -709,8 +722,8 @@ int main(int argc, char *argv[])
 		if (!lcfg)
 			goto out_watcher;
 		fuse_loop_cfg_set_clone_fd(lcfg, copts.clone_fd);
-		if (!o.max_threads_given && fs.barrier)
-			copts.max_threads = BARRIER_MAX_THREADS;
+		if (!o.max_threads_given && requests_wait(&o))
+			copts.max_threads = WAITING_MAX_THREADS;
 		fuse_loop_cfg_set_max_threads(lcfg, copts.max_threads);
 		/* Unset, it is UINT_MAX, which libfuse 3.14 warns about. */
 		if (copts.max_idle_threads != UINT_MAX)
