@@ -4589,6 +4589,10 @@ int ustate_etcd_backend_open(void **b, const struct ustate_backend_ops **ops,
 	rc = ustate_etcd_authenticate(e->conn);
 	if (rc == 0)
 		rc = etcd_revision(e, &rev);
+	/* A TLS session that broke: refused credentials, or the network. */
+	if (rc < 0 && rc != -EACCES &&
+	    ustate_etcd_tls_refused(e->conn) == -EACCES)
+		rc = -EACCES;
 	if (rc < 0) {
 		char why[512];
 

@@ -46,6 +46,9 @@ struct ustate_etcd_conn {
 	struct handle **idle; /* handles not in use, protected by lock */
 	char error[512];      /* the last call's failure, protected by lock */
 	bool unreachable;     /* the last call found no member; by lock */
+	size_t broken_tls;    /* 1 + the endpoint whose TLS session broke
+			       * once connected, at the last failure; 0:
+			       * none. By lock */
 	size_t nidle, cap;    /* protected by lock */
 };
 
@@ -69,6 +72,7 @@ struct handle {
 	/* A write's body as libcurl reads it (body_read, body_seek). */
 	const struct buf *out;
 	size_t out_off;
+	char err[CURL_ERROR_SIZE]; /* libcurl's words on the last failure */
 };
 
 #define BUF_KEEP (64u << 10)
@@ -415,6 +419,7 @@ static struct handle *easy_get(struct ustate_etcd_conn *c)
 	cu.easy_setopt(h->e, CURLOPT_READDATA, h);
 	cu.easy_setopt(h->e, CURLOPT_SEEKFUNCTION, body_seek);
 	cu.easy_setopt(h->e, CURLOPT_SEEKDATA, h);
+	cu.easy_setopt(h->e, CURLOPT_ERRORBUFFER, h->err);
 	return h;
 }
 
@@ -583,8 +588,46 @@ int ustate_etcd_errno(long long grpc_code, long long http_code, const char *msg,
 	return write ? -ETIMEDOUT : -EIO;
 }
 
-/* The errno of a transfer that failed; *sent: whether the request left. */
-static int curl_errno(CURL *e, CURLcode cc, bool *sent)
+/*
+ * Whether libcurl's words on a failed send or receive (err, may be NULL)
+ * tell of a TLS alert by which the member refused our credentials: under
+ * TLS 1.3 a member that requires a client certificate checks it after the
+ * client's side of the handshake is done, so a missing or rejected one
+ * reaches libcurl as a failed read, not as a failed handshake. libcurl
+ * quotes OpenSSL's error, "error:0A00045C:SSL routines::tlsv13 alert
+ * certificate required"; the reason (its low 12 bits, in OpenSSL 1.1 and
+ * 3 alike) of an alert from the peer is 1000 + the alert's number.
+ */
+static bool credentials_alert(const char *err)
+{
+	const char *p = err ? strstr(err, "error:") : NULL;
+	unsigned long code;
+	char *end;
+
+	if (!p)
+		return false;
+	code = strtoul(p + 6, &end, 16);
+	if (end == p + 6 || *end != ':')
+		return false;
+	switch ((code & 0xfff) - 1000) {
+	case 42:  /* bad_certificate */
+	case 43:  /* unsupported_certificate */
+	case 44:  /* certificate_revoked */
+	case 45:  /* certificate_expired */
+	case 46:  /* certificate_unknown */
+	case 48:  /* unknown_ca */
+	case 49:  /* access_denied */
+	case 116: /* certificate_required */
+		return true;
+	}
+	return false;
+}
+
+/*
+ * The errno of a transfer that failed; *sent: whether the request left.
+ * err: libcurl's error buffer of the transfer, or NULL.
+ */
+static int curl_errno(CURL *e, CURLcode cc, const char *err, bool *sent)
 {
 	long oserr = 0, reqsize = 0;
 
@@ -615,9 +658,50 @@ static int curl_errno(CURL *e, CURLcode cc, bool *sent)
 		return -ETIMEDOUT;
 	case CURLE_OUT_OF_MEMORY:
 		return -ENOMEM;
+	case CURLE_SEND_ERROR:
+	case CURLE_RECV_ERROR:
+		/* Refused at the handshake: the member read no request. */
+		if (credentials_alert(err)) {
+			*sent = false;
+			return -EACCES;
+		}
+		return *sent ? -ETIMEDOUT : -ENOTCONN;
 	default:
 		return *sent ? -ETIMEDOUT : -ENOTCONN;
 	}
+}
+
+int ustate_etcd_tls_refused(struct ustate_etcd_conn *c)
+{
+	char err[CURL_ERROR_SIZE] = "";
+	CURLcode cc;
+	size_t ep;
+	CURL *e;
+	int rc = 0;
+
+	pthread_mutex_lock(&c->lock);
+	ep = c->broken_tls;
+	pthread_mutex_unlock(&c->lock);
+	if (!ep || !(e = cu.easy_init()))
+		return 0;
+	easy_common(c, e);
+	cu.easy_setopt(e, CURLOPT_URL, c->urls[ep - 1]);
+	cu.easy_setopt(e, CURLOPT_CONNECT_ONLY, 1L);
+	cu.easy_setopt(
+		e, CURLOPT_SSLVERSION,
+		(long)(CURL_SSLVERSION_TLSv1_2 | CURL_SSLVERSION_MAX_TLSv1_2));
+	cu.easy_setopt(e, CURLOPT_ERRORBUFFER, err);
+	cu.easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)c->dial_timeout);
+	cc = cu.easy_perform(e);
+	if (cc != CURLE_OK && credentials_alert(err)) {
+		pthread_mutex_lock(&c->lock);
+		snprintf(c->error, sizeof(c->error), "%s: %s",
+			 ustate_etcd_endpoint(c, ep - 1), err);
+		pthread_mutex_unlock(&c->lock);
+		rc = -EACCES;
+	}
+	cu.easy_cleanup(e);
+	return rc;
 }
 
 static long ms_since(const struct timespec *t0)
@@ -665,8 +749,14 @@ static int attempt(struct ustate_etcd_conn *c, struct handle *h, size_t ep,
 						       : (long)c->dial_timeout);
 	cc = cu.easy_perform(e);
 	if (cc != CURLE_OK) {
-		rc = curl_errno(e, cc, sent);
-		*msg = strdup(cu.easy_strerror(cc));
+		rc = curl_errno(e, cc, h->err, sent);
+		if (c->tls && rc != -EACCES &&
+		    (cc == CURLE_SEND_ERROR || cc == CURLE_RECV_ERROR)) {
+			pthread_mutex_lock(&c->lock);
+			c->broken_tls = ep + 1;
+			pthread_mutex_unlock(&c->lock);
+		}
+		*msg = strdup(h->err[0] ? h->err : cu.easy_strerror(cc));
 		return rc;
 	}
 	*sent = true;
@@ -1099,7 +1189,7 @@ int ustate_etcd_stream_run(struct ustate_etcd_stream *st, size_t ep,
 		while ((m = cu.multi_info_read(st->multi, &left)))
 			if (m->msg == CURLMSG_DONE &&
 			    m->data.result != CURLE_OK && !r.rc)
-				rc = curl_errno(e, m->data.result, &sent);
+				rc = curl_errno(e, m->data.result, NULL, &sent);
 	}
 	cu.multi_remove_handle(st->multi, e);
 out:

@@ -100,6 +100,19 @@ int ustate_etcd_errno(long long grpc_code, long long http_code, const char *msg,
  */
 void ustate_etcd_last_error(struct ustate_etcd_conn *c, char *buf, size_t len);
 
+/*
+ * After a call failed on a TLS session that broke once connected (a
+ * failed send or receive): whether that member refuses the client's
+ * credentials. Under TLS 1.3 a member checks the client's certificate
+ * after the client's side of the handshake, and its alert races the
+ * reset of the connection: libcurl may report either. This asks again
+ * in one handshake of TLS 1.2 at most, where the member refuses inside
+ * the handshake, and sends no request. -EACCES if the member refused
+ * with a certificate alert (the last error then quotes it), 0 if not, or
+ * when no session broke or it cannot tell (a member of TLS 1.3 only).
+ */
+int ustate_etcd_tls_refused(struct ustate_etcd_conn *c);
+
 /* The endpoint a stream should use first: the one calls last succeeded on. */
 size_t ustate_etcd_current(struct ustate_etcd_conn *c);
 /* Whether the last request that ended found a member (no network error). */

@@ -69,8 +69,9 @@
 #  tls       1 member on https with a throwaway CA: etcds:// with the CA
 #            works; without it, or with another CA, open is -EACCES; then
 #            a member that requires client certificates: tls_cert and
-#            tls_key work, open without them fails (-ENOTCONN today, where
-#            ustate.h says -EACCES: a known bug, printed, not asserted).
+#            tls_key work, open without them is -EACCES (the member's
+#            TLS alert, which libcurl reports as a failed receive), and so
+#            is the CLI's with a certificate of another CA.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -430,6 +431,20 @@ tls)
 		"$(timeout 20 "$USTATE_CLI" -d "etcds://$EP/tls" \
 			--tls-ca "$T/ca.pem" --tls-cert "$T/client.pem" \
 			--tls-key "$T/client.key" get /c)"
+	# A certificate of another CA: refused by the member, -EACCES.
+	openssl req -newkey rsa:2048 -nodes -keyout "$T/rogue.key" \
+		-out "$T/rogue.csr" -subj "/CN=ustate test rogue" 2>/dev/null
+	openssl x509 -req -in "$T/rogue.csr" -CA "$T/other.pem" \
+		-CAkey "$T/other.key" -CAcreateserial -days 2 \
+		-out "$T/rogue.pem" 2>/dev/null
+	rc=0
+	timeout 20 "$USTATE_CLI" -d "etcds://$EP/tls" --tls-ca "$T/ca.pem" \
+		--tls-cert "$T/rogue.pem" --tls-key "$T/rogue.key" get /c \
+		>"$T/rogue.out" 2>&1 || rc=$?
+	check "the CLI with a certificate of another CA fails" 1 "$rc"
+	n=$(grep -c "refused the credentials" "$T/rogue.out" || true)
+	check "... saying the credentials were refused" 1 "$n"
+	[ "$n" = 1 ] || sed "s/^/# /" "$T/rogue.out" >&2
 	;;
 *)
 	echo "test_faults.sh: no scenario $scenario" >&2
