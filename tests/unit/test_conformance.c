@@ -2481,9 +2481,20 @@ static void *pair_writer_main(void *arg)
 		w->rc = ustate_transaction(w->s, ops, 2, NULL);
 		if (w->rc < 0)
 			break;
-		w->writes++;
+		__atomic_add_fetch(&w->writes, 1, __ATOMIC_RELAXED);
 	}
 	return NULL;
+}
+
+/* Whether each of the n writers has written (it may start late). */
+static bool pair_writers_wrote(struct pair_writer *w, int n)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		if (!__atomic_load_n(&w[i].writes, __ATOMIC_RELAXED))
+			return false;
+	return true;
 }
 
 /* What one round of test_get_many_under_writes() read wrong, or NULL. */
@@ -2552,6 +2563,7 @@ static void test_get_many_under_writes(void **state)
 	struct fixture *f = *state;
 	struct pair_writer w[3];
 	const char *wrong = NULL;
+	struct timespec t0;
 	pthread_t t[3];
 	int i, round, stop = 0;
 	ustate_op ops[2] = {
@@ -2572,9 +2584,18 @@ static void test_get_many_under_writes(void **state)
 			pthread_create(&t[i], NULL, pair_writer_main, &w[i]),
 			0);
 	}
-	/* No assertion until the writers are gone: they use the store. */
-	for (round = 0; round < 150 && !wrong; round++)
+	/*
+	 * No assertion until the writers are gone: they use the store. At
+	 * least 150 rounds, and on until every writer has written (a loaded
+	 * machine may start a thread late), for 10 s at most.
+	 */
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (round = 0; round < 1000000 && !wrong; round++) {
+		if (round >= 150 &&
+		    (pair_writers_wrote(w, 3) || ms_since(&t0) > 10000))
+			break;
 		wrong = pair_read(f->s, f->base);
+	}
 	__atomic_store_n(&stop, 1, __ATOMIC_RELEASE);
 	for (i = 0; i < 3; i++)
 		pthread_join(t[i], NULL);
