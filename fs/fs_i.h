@@ -102,6 +102,8 @@ struct fs {
 	bool permissions; /* default_permissions: others may come in */
 	bool debug;
 	bool single;	     /* -s: one thread serves every request */
+	bool background;     /* no -f: the daemon leaves the terminal once
+			      * the mount is live, its helpers at once */
 	double timeout;	     /* entry cache, seconds */
 	double attr_timeout; /* attribute cache, seconds */
 	bool direct_io;	     /* no page cache for readers either */
@@ -513,8 +515,14 @@ void view_trial_end(void);
  */
 int log_level_parse(const char *name);
 void log_init(int level);
-/* The daemon left its terminal: from now on, syslog (unless journal). */
-void log_background(void);
+/*
+ * The process leaves the caller's terminal: messages to syslog from now
+ * on (unless the journal), standard input, output and error to
+ * /dev/null, so that no pipe of the caller (`ustatefs ... | tee`) stays
+ * open while the mount lives. The daemon calls it once the mount is live,
+ * its helper processes (guard.c, replay.c) when they start.
+ */
+void log_detach(void);
 void log_msg(int level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void log_vmsg(int level, const char *fmt, va_list ap)

@@ -137,6 +137,8 @@ int guard_init(void)
 	}
 	if (pid == 0) {
 		close(fds[1]);
+		if (fs.background)
+			log_detach();
 		guard_main(fds[0], daemon);
 	}
 	close(fds[0]);

@@ -16,6 +16,7 @@
  * pass keys and errors only.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,12 +74,22 @@ void log_init(int level)
 	fuse_set_log_func(log_fuse);
 }
 
-void log_background(void)
+void log_detach(void)
 {
-	if (sink == TO_JOURNAL)
+	int null;
+
+	if (sink != TO_JOURNAL) {
+		openlog("ustatefs", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+		sink = TO_SYSLOG;
+	}
+	null = open("/dev/null", O_RDWR);
+	if (null < 0)
 		return;
-	openlog("ustatefs", LOG_PID | LOG_NDELAY, LOG_DAEMON);
-	sink = TO_SYSLOG;
+	dup2(null, STDIN_FILENO);
+	dup2(null, STDOUT_FILENO);
+	dup2(null, STDERR_FILENO);
+	if (null > STDERR_FILENO)
+		close(null);
 }
 
 void log_vmsg(int level, const char *fmt, va_list ap)

@@ -521,8 +521,6 @@ static int background(void)
 
 static void report(int fd, char status)
 {
-	int null;
-
 	if (fd < 0)
 		return;
 	if (write(fd, &status, 1) != 1) {
@@ -532,15 +530,7 @@ static void report(int fd, char status)
 	if (status)
 		return;
 	/* Daemon: leave the terminal; messages go to syslog from now on. */
-	log_background();
-	null = open("/dev/null", O_RDWR);
-	if (null >= 0) {
-		dup2(null, 0);
-		dup2(null, 1);
-		dup2(null, 2);
-		if (null > 2)
-			close(null);
-	}
+	log_detach();
 	if (chdir("/") < 0) {
 		/* not fatal */
 	}
@@ -670,6 +660,7 @@ int main(int argc, char *argv[])
 			log_msg(LOG_ERR, "fork: %s", strerror(-notify));
 			goto out_args;
 		}
+		fs.background = true;
 	}
 	/* Fork the guard and the replay helper now, with one thread. */
 	err = guard_init();

@@ -443,6 +443,8 @@ int replay_init(void)
 		/* Dies with the daemon; holds nothing of it but the socket. */
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		close(sv[0]);
+		if (fs.background)
+			log_detach();
 		helper_main(sv[1]);
 	}
 	close(sv[1]);

@@ -33,6 +33,20 @@ unshare -m --propagation private bash -euc '
 check "mount -t fuse.ustatefs, umount, and an fstab line" \
 	"fuse.ustatefs|hi|hi" "$(tr '\n' '|' < "$T/mount.out" | sed 's/|$//')"
 
+# -- in the background, nothing of the caller's stdio stays open --
+# (The guard and the replay helper are forked before the mount is live:
+# they kept the caller's stdout and stderr, so that a pipeline such as
+# `ustatefs ... | tee log` did not end until the unmount.)
+rc=0
+timeout 20 bash -c '"$1" "$2" "$3" 2>&1 | cat' bash "$USTATEFS" \
+	"$T/pipe.db" "$M" > "$T/pipe.out" || rc=$?
+at_exit "fusermount3 -uz '$M' 2>/dev/null"
+check "ustatefs ... | cat returns once the mount is live" 0 $rc
+check "... and the mount is there" 1 \
+	"$(awk -v m="$M" '$2 == m' /proc/mounts | wc -l)"
+fusermount3 -u "$M"
+wait_for 5 _no_daemon || fail "the daemon of the pipe mount is still there"
+
 # -- bad SOURCE and bad options: a clear error, no mount --
 head -c 8192 /dev/urandom > "$T/garbage.db"
 check_err "a file that is not a database" "corrupt or not a SQLite database" \
