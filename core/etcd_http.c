@@ -665,7 +665,7 @@ static int curl_errno(CURL *e, CURLcode cc, const char *err, bool *sent)
 			*sent = false;
 			return -EACCES;
 		}
-		return *sent ? -ETIMEDOUT : -ENOTCONN;
+		/* fall through */
 	default:
 		return *sent ? -ETIMEDOUT : -ENOTCONN;
 	}

@@ -347,14 +347,13 @@ static int page(struct ustate_etcd_mirror *m, const char *from, size_t flen,
  */
 static int probe(struct ustate_etcd_mirror *m, json_t **resp)
 {
-	json_t *r = json_object();
+	const struct ustate_etcd_range one = {
+		.key = m->lo, .klen = strlen(m->lo), .keys_only = true};
+	json_t *r = ustate_etcd_range_request(&one);
 	int rc;
 
 	if (!r)
 		return -ENOMEM;
-	json_object_set_new_nocheck(r, "key",
-				    ustate_etcd_b64(m->lo, strlen(m->lo)));
-	json_object_set_new_nocheck(r, "keys_only", json_true());
 	rc = ustate_etcd_call(m->c, "/v3/kv/range", r, USTATE_ETCD_READ, resp);
 	json_decref(r);
 	return rc;

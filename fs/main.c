@@ -57,7 +57,7 @@ struct options {
 
 /*
  * FUSE worker threads of a mount whose opens wait on etcd (see
- * requests_wait()), unless -o max_threads= says otherwise. Each open
+ * opens_wait), unless -o max_threads= says otherwise. Each open
  * there waits in its thread for a quorum read (the close-to-open
  * barrier, ops.c), so libfuse's 10 let 10 waiting opens hold every
  * thread: the other requests, even a stat, queued behind them (16 readers
@@ -191,16 +191,10 @@ static int opt_proc(void *data, const char *arg, int key,
 }
 
 /*
- * Whether the mount's opens wait on etcd: an etcd SOURCE, unless its
- * reads come from a replica at consistency=local.
+ * Whether the mount's opens wait on etcd (store_open() says): an etcd
+ * SOURCE, unless its reads come from a replica at consistency=local.
  */
-static bool requests_wait(const struct options *o)
-{
-	bool replica = !o->replica || strcmp(o->replica, "none");
-	bool local = o->consistency && !strcmp(o->consistency, "local");
-
-	return !strncmp(o->source, "etcd", 4) && !(replica && local);
-}
+static bool opens_wait;
 
 /*
  * The database the daemon opens for SOURCE: SOURCE itself, or, when it
@@ -420,6 +414,9 @@ static int store_open(const struct options *o)
 	so.consistency = USTATE_CONSISTENCY_LOCAL;
 	fs.barrier = so.replica && !strncmp(o->source, "etcd", 4) &&
 		     !(o->consistency && !strcmp(o->consistency, "local"));
+	/* Without a replica, each read of an etcd store is a request. */
+	opens_wait =
+		fs.barrier || (!so.replica && !strncmp(o->source, "etcd", 4));
 	if (o->password_file) {
 		rc = password_read(o->password_file, &password);
 		if (rc < 0)
@@ -713,7 +710,7 @@ int main(int argc, char *argv[])
 		if (!lcfg)
 			goto out_watcher;
 		fuse_loop_cfg_set_clone_fd(lcfg, copts.clone_fd);
-		if (!o.max_threads_given && requests_wait(&o))
+		if (!o.max_threads_given && opens_wait)
 			copts.max_threads = WAITING_MAX_THREADS;
 		fuse_loop_cfg_set_max_threads(lcfg, copts.max_threads);
 		/* Unset, it is UINT_MAX, which libfuse 3.14 warns about. */
